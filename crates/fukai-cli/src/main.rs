@@ -1,0 +1,3 @@
+fn main() {
+    println!("fukai {}", env!("CARGO_PKG_VERSION"));
+}

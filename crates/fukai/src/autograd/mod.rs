@@ -1,0 +1,139 @@
+//! Define-by-run reverse-mode autodiff. Each op that sees an input requiring grad records a
+//! [`Node`]: its inputs and a closure mapping the output gradient to input gradients. `backward`
+//! walks the recorded graph once in reverse topological order and frees each node as it goes, so
+//! memory returns to where it was before the forward pass.
+
+mod grad_mode;
+
+pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
+
+use crate::error::{Error, Result};
+use crate::tensor::{Layout, Storage, Tensor, TensorId};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Maps the output gradient (and which inputs need one) to one optional gradient per input.
+pub type BackwardFn = Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + Send + Sync>;
+
+/// One recorded operation.
+pub struct Node {
+    pub(crate) name: &'static str,
+    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) backward: BackwardFn,
+}
+
+impl Tensor {
+    /// Wraps an op's output; records `make_backward()` when grad mode is on and an input requires
+    /// grad. The closure is built lazily so inference pays nothing for saved tensors.
+    pub(crate) fn op_result(
+        name: &'static str,
+        storage: Arc<Storage>,
+        layout: Layout,
+        inputs: &[&Tensor],
+        make_backward: impl FnOnce() -> BackwardFn,
+    ) -> Tensor {
+        let node = (is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())).then(|| Node {
+            name,
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            backward: make_backward(),
+        });
+        Tensor::from_op(storage, layout, node)
+    }
+
+    /// Backpropagates from a single-element tensor (the loss): gradients accumulate into the
+    /// `grad()` of every leaf that requires grad.
+    pub fn backward(&self) -> Result<()> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd(format!(
+                "backward() needs a single-element output, found shape {:?}; pass a gradient with backward_with",
+                self.shape()
+            )));
+        }
+        let one = Tensor::ones(self.shape(), self.dtype())?;
+        self.backward_with(&one)
+    }
+
+    /// Backpropagates with an explicit upstream gradient of this tensor's shape.
+    pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
+        if grad.shape() != self.shape() || grad.dtype() != self.dtype() {
+            return Err(Error::Autograd(format!(
+                "backward_with: gradient {:?} {} does not match output {:?} {}",
+                grad.shape(),
+                grad.dtype(),
+                self.shape(),
+                self.dtype()
+            )));
+        }
+        if !self.requires_grad() {
+            return Err(Error::Autograd(
+                "backward: the output does not require grad (no input was marked with_grad, or it was computed under no_grad)".into(),
+            ));
+        }
+        let _guard = no_grad();
+        let order = topo_order(self);
+        let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
+        grads.insert(self.id(), grad.detach());
+        for t in order {
+            let Some(g) = grads.remove(&t.id()) else { continue };
+            if t.is_leaf() {
+                let acc = match t.grad() {
+                    Some(old) => old.add(&g)?,
+                    None => g,
+                };
+                t.set_grad(Some(acc));
+                continue;
+            }
+            let node = t.0.node.lock().take().ok_or_else(|| {
+                Error::Autograd("backward through a graph that was already freed (backward called twice on the same graph?)".into())
+            })?;
+            let needs: Vec<bool> = node.inputs.iter().map(|i| i.requires_grad()).collect();
+            let input_grads = (node.backward)(&g, &needs)?;
+            for ((input, gi), need) in node.inputs.iter().zip(input_grads).zip(needs) {
+                let (Some(gi), true) = (gi, need) else { continue };
+                if gi.shape() != input.shape() {
+                    return Err(Error::Autograd(format!(
+                        "{}: backward produced a gradient of shape {:?} for an input of shape {:?}",
+                        node.name,
+                        gi.shape(),
+                        input.shape()
+                    )));
+                }
+                let acc = match grads.remove(&input.id()) {
+                    Some(old) => old.add(&gi)?,
+                    None => gi,
+                };
+                grads.insert(input.id(), acc);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tensors reachable from `root` through recorded nodes, each after all of its consumers.
+fn topo_order(root: &Tensor) -> Vec<Tensor> {
+    let mut post = Vec::new();
+    let mut seen = HashSet::new();
+    // Iterative DFS: long unrolled RNN graphs would overflow a recursive one.
+    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            post.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        let inputs: Vec<Tensor> = match &*t.0.node.lock() {
+            Some(node) => node.inputs.iter().filter(|i| i.requires_grad()).cloned().collect(),
+            None => Vec::new(),
+        };
+        stack.push((t, true));
+        for i in inputs {
+            if !seen.contains(&i.id()) {
+                stack.push((i, false));
+            }
+        }
+    }
+    post.reverse();
+    post
+}

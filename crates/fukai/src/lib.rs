@@ -1,0 +1,26 @@
+//! fukai (深い, "deep"): a deep-learning framework in Rust.
+//!
+//! A [`Tensor`] is an n-dimensional array with a runtime [`DType`] and [`Device`], eager
+//! define-by-run reverse-mode autodiff, and fast deterministic CPU kernels.
+//!
+//! ```
+//! use fukai::{DType, Tensor};
+//! let w = Tensor::randn(&[3, 2], DType::F32)?.with_grad()?;
+//! let x = Tensor::ones(&[4, 3], DType::F32)?;
+//! let loss = x.matmul(&w)?.relu()?.sum_all()?;
+//! loss.backward()?;
+//! assert_eq!(w.grad().unwrap().shape(), &[3, 2]);
+//! # Ok::<(), fukai::Error>(())
+//! ```
+
+pub mod autograd;
+pub mod error;
+pub mod ops;
+pub mod parallel;
+pub mod rng;
+pub mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use error::{Error, Result};
+pub use rng::{manual_seed, Generator};
+pub use tensor::{DType, Device, Tensor};

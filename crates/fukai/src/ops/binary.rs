@@ -1,0 +1,161 @@
+//! Two-input arithmetic with NumPy broadcasting. Gradients are reduced back to each input's
+//! shape with `sum_to_shape`.
+
+use super::broadcast::zip_map;
+use super::float::{check_float, check_same_dtype, wrap, Float};
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::tensor::{broadcast_shapes, Tensor};
+
+/// A two-input elementwise function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+    /// max(a, b)
+    Maximum,
+    /// min(a, b)
+    Minimum,
+    /// a^b
+    Pow,
+}
+
+impl Binary {
+    fn name(self) -> &'static str {
+        match self {
+            Binary::Add => "add",
+            Binary::Sub => "sub",
+            Binary::Mul => "mul",
+            Binary::Div => "div",
+            Binary::Maximum => "maximum",
+            Binary::Minimum => "minimum",
+            Binary::Pow => "pow",
+        }
+    }
+    fn eval<T: Float>(self, a: &Tensor, b: &Tensor, shape: &[usize]) -> Vec<T> {
+        match self {
+            Binary::Add => zip_map(a, b, shape, |x: T, y: T| x + y),
+            Binary::Sub => zip_map(a, b, shape, |x: T, y: T| x - y),
+            Binary::Mul => zip_map(a, b, shape, |x: T, y: T| x * y),
+            Binary::Div => zip_map(a, b, shape, |x: T, y: T| x / y),
+            Binary::Maximum => zip_map(a, b, shape, |x: T, y: T| x.max_nan(y)),
+            Binary::Minimum => zip_map(a, b, shape, |x: T, y: T| x.min_nan(y)),
+            Binary::Pow => zip_map(a, b, shape, |x: T, y: T| x.powf(y)),
+        }
+    }
+}
+
+impl Tensor {
+    /// Applies a [`Binary`] function with broadcasting (differentiable in both inputs).
+    pub fn binary(&self, rhs: &Tensor, op: Binary) -> Result<Tensor> {
+        let name = op.name();
+        check_float(name, self)?;
+        check_same_dtype(name, self, rhs)?;
+        let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
+        let (storage, layout) = float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape));
+        let (a, b) = (self.detach(), rhs.detach());
+        let out_saved = (op == Binary::Pow).then(|| Tensor::from_parts(storage.clone(), layout.clone()));
+        Ok(Tensor::op_result(name, storage, layout, &[self, rhs], move || {
+            Box::new(move |g, needs| {
+                let (ga, gb) = binary_grads(op, &a, &b, out_saved.as_ref(), g, needs)?;
+                Ok(vec![
+                    ga.map(|t| t.sum_to_shape(a.shape())).transpose()?,
+                    gb.map(|t| t.sum_to_shape(b.shape())).transpose()?,
+                ])
+            })
+        }))
+    }
+
+    /// a + b (broadcasting).
+    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Add)
+    }
+    /// a - b (broadcasting).
+    pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Sub)
+    }
+    /// a · b elementwise (broadcasting).
+    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Mul)
+    }
+    /// a / b elementwise (broadcasting).
+    pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Div)
+    }
+    /// Elementwise maximum; ties split the gradient evenly, as PyTorch does.
+    pub fn maximum(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Maximum)
+    }
+    /// Elementwise minimum; ties split the gradient evenly.
+    pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Minimum)
+    }
+    /// a^b elementwise (broadcasting).
+    pub fn pow(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, Binary::Pow)
+    }
+
+    /// Sums a broadcast gradient back down to `shape` (the inverse of broadcasting).
+    pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let extra = self.rank() - shape.len();
+        let mut dims: Vec<usize> = (0..extra).collect();
+        for (i, &d) in shape.iter().enumerate() {
+            if d == 1 && self.shape()[extra + i] != 1 {
+                dims.push(extra + i);
+            }
+        }
+        self.sum_dims(&dims, true)?.reshape(shape)
+    }
+}
+
+/// Gradients of `op` at (a, b) for upstream `g`, before reduction to the input shapes.
+fn binary_grads(
+    op: Binary,
+    a: &Tensor,
+    b: &Tensor,
+    out: Option<&Tensor>,
+    g: &Tensor,
+    needs: &[bool],
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let (na, nb) = (needs[0], needs[1]);
+    let when = |need: bool, f: &dyn Fn() -> Result<Tensor>| if need { f().map(Some) } else { Ok(None) };
+    match op {
+        Binary::Add => Ok((na.then(|| g.clone()), nb.then(|| g.clone()))),
+        Binary::Sub => Ok((na.then(|| g.clone()), when(nb, &|| g.neg())?)),
+        Binary::Mul => Ok((when(na, &|| g.mul(b))?, when(nb, &|| g.mul(a))?)),
+        Binary::Div => Ok((
+            when(na, &|| g.div(b))?,
+            when(nb, &|| g.mul(a)?.div(&b.square()?)?.neg())?,
+        )),
+        Binary::Maximum | Binary::Minimum => {
+            // Weight 1 to the winner, 1/2 each on ties.
+            let (wa, wb) = if op == Binary::Maximum { (a.gt(b)?, b.gt(a)?) } else { (a.lt(b)?, b.lt(a)?) };
+            let tie = a.eq(b)?.to_dtype(g.dtype())?.mul_scalar(0.5)?;
+            Ok((
+                when(na, &|| g.mul(&wa.to_dtype(g.dtype())?.add(&tie)?))?,
+                when(nb, &|| g.mul(&wb.to_dtype(g.dtype())?.add(&tie)?))?,
+            ))
+        }
+        Binary::Pow => {
+            let out = out.expect("pow saves its output");
+            Ok((
+                when(na, &|| g.mul(b)?.mul(&a.pow(&b.add_scalar(-1.0)?)?))?,
+                // PyTorch's convention: d/db is 0 where a == 0 (instead of 0·ln 0 = NaN).
+                when(nb, &|| {
+                    let zero = a.eq(&Tensor::scalar(0.0, a.dtype()))?;
+                    let ln = a.log()?.masked_fill(&zero, 0.0)?;
+                    g.mul(out)?.mul(&ln)
+                })?,
+            ))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The broadcasting loop shared by every two-input elementwise kernel.
+
+use crate::parallel::for_each_chunk_mut;
+use crate::tensor::{Layout, StorageSlice, Tensor};
+
+/// Rows per parallel chunk are chosen so a chunk holds about this many elements.
+const CHUNK_ELEMS: usize = 1 << 14;
+
+/// Computes `f(a[i], b[i])` over the broadcast `shape` into a contiguous Vec. Inputs are read in
+/// place through their (broadcast) strides; only the outer odometer allocates.
+pub fn zip_map<A, B, O>(a: &Tensor, b: &Tensor, shape: &[usize], f: impl Fn(A, B) -> O + Sync + Send) -> Vec<O>
+where
+    A: StorageSlice,
+    B: StorageSlice,
+    O: Copy + Default + Send + Sync,
+{
+    let la = a.layout().broadcast_to("broadcast", shape).expect("shape checked by caller");
+    let lb = b.layout().broadcast_to("broadcast", shape).expect("shape checked by caller");
+    let da = a.storage().read();
+    let db = b.storage().read();
+    let sa = A::slice(&da).expect("dtype checked by caller");
+    let sb = B::slice(&db).expect("dtype checked by caller");
+    let n: usize = shape.iter().product();
+    // Same-shape contiguous operands: one flat loop.
+    if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
+        let (xa, xb) = (&sa[ra], &sb[rb]);
+        if n < crate::parallel::PAR_THRESHOLD {
+            return xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect();
+        }
+        let mut out = vec![O::default(); n];
+        for_each_chunk_mut(&mut out, CHUNK_ELEMS, |i, o| {
+            let s = i * CHUNK_ELEMS;
+            for (k, o) in o.iter_mut().enumerate() {
+                *o = f(xa[s + k], xb[s + k]);
+            }
+        });
+        return out;
+    }
+    if n == 0 {
+        return Vec::new();
+    }
+    let rank = shape.len();
+    let inner = shape[rank - 1];
+    let (ia, ib) = (la.strides()[rank - 1], lb.strides()[rank - 1]);
+    let outer_a = row_starts(&la);
+    let outer_b = row_starts(&lb);
+    let mut out = vec![O::default(); n];
+    let rows_per_chunk = (CHUNK_ELEMS / inner.max(1)).max(1);
+    let body = |row0: usize, o: &mut [O]| {
+        for (r, orow) in o.chunks_mut(inner).enumerate() {
+            let (pa, pb) = (outer_a[row0 + r], outer_b[row0 + r]);
+            for (j, o) in orow.iter_mut().enumerate() {
+                *o = f(sa[pa + j * ia], sb[pb + j * ib]);
+            }
+        }
+    };
+    if n < crate::parallel::PAR_THRESHOLD {
+        body(0, &mut out);
+    } else {
+        for_each_chunk_mut(&mut out, rows_per_chunk * inner, |i, o| body(i * rows_per_chunk, o));
+    }
+    out
+}
+
+/// Storage offset of the first element of every row (all dims but the last).
+fn row_starts(l: &Layout) -> Vec<usize> {
+    let rank = l.shape().len();
+    Layout::new(l.shape()[..rank - 1].to_vec(), l.strides()[..rank - 1].to_vec(), l.offset())
+        .indices()
+        .collect()
+}

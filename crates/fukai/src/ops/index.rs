@@ -1,0 +1,295 @@
+//! Joining, splitting and indexing: cat, stack, split, chunk, index_select / index_add,
+//! gather / scatter_add, embedding.
+
+use super::float::{check_float, check_same_dtype, with_contig, wrap};
+use crate::bail;
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::tensor::{normalize_dim, CpuStorage, DType, Storage, StorageSlice, Tensor};
+use std::sync::Arc;
+
+/// Index tensor (i64 or u32) as checked usizes below `bound`.
+fn indices(op: &'static str, idx: &Tensor, bound: usize) -> Result<Vec<usize>> {
+    let raw: Vec<i64> = match idx.dtype() {
+        DType::I64 => idx.to_vec::<i64>()?,
+        DType::U32 => idx.to_vec::<u32>()?.into_iter().map(i64::from).collect(),
+        other => bail!(op, "indices must be i64 or u32, found {other}"),
+    };
+    raw.into_iter()
+        .map(|i| {
+            if i < 0 || i as usize >= bound {
+                bail!(op, "index {i} out of range for a dim of size {bound}");
+            }
+            Ok(i as usize)
+        })
+        .collect()
+}
+
+/// (outer, dim size, inner) of `shape` around `dim`.
+fn split3(shape: &[usize], dim: usize) -> (usize, usize, usize) {
+    (
+        shape[..dim].iter().product(),
+        shape[dim],
+        shape[dim + 1..].iter().product(),
+    )
+}
+
+fn cat_kernel<T: StorageSlice + Default>(parts: &[Tensor], dim: usize, out_shape: &[usize]) -> Vec<T> {
+    let (outer, total, inner) = split3(out_shape, dim);
+    let mut out = vec![T::default(); outer * total * inner];
+    let mut at = 0;
+    for p in parts {
+        let w = p.shape()[dim] * inner;
+        with_contig::<T, _>(p, |src| {
+            for o in 0..outer {
+                let dst = o * total * inner + at;
+                out[dst..dst + w].copy_from_slice(&src[o * w..(o + 1) * w]);
+            }
+        });
+        at += w;
+    }
+    out
+}
+
+fn select_kernel<T: StorageSlice + Default>(src: &Tensor, dim: usize, idx: &[usize]) -> Vec<T> {
+    let (outer, d, inner) = split3(src.shape(), dim);
+    let mut out = Vec::with_capacity(outer * idx.len() * inner);
+    with_contig::<T, _>(src, |s| {
+        for o in 0..outer {
+            for &i in idx {
+                let at = (o * d + i) * inner;
+                out.extend_from_slice(&s[at..at + inner]);
+            }
+        }
+    });
+    out
+}
+
+/// For every element of `index` (row-major): (its position in `index`, the flat position in a
+/// contiguous tensor of `shape` it addresses along `dim`).
+fn scatter_positions(op: &'static str, shape: &[usize], dim: usize, index: &Tensor) -> Result<Vec<usize>> {
+    if index.rank() != shape.len() {
+        bail!(op, "index has rank {} but the tensor has rank {}", index.rank(), shape.len());
+    }
+    for (d, (&i, &s)) in index.shape().iter().zip(shape).enumerate() {
+        if d != dim && i > s {
+            bail!(op, "index shape {:?} exceeds tensor shape {shape:?} at dim {d}", index.shape());
+        }
+    }
+    let idx = indices(op, index, shape[dim])?;
+    let strides = crate::tensor::contiguous_strides(shape);
+    let ishape = index.shape();
+    let mut pos = vec![0usize; ishape.len()];
+    let mut out = Vec::with_capacity(idx.len());
+    for &v in &idx {
+        let mut flat = 0;
+        for d in 0..ishape.len() {
+            flat += if d == dim { v } else { pos[d] } * strides[d];
+        }
+        out.push(flat);
+        for d in (0..ishape.len()).rev() {
+            pos[d] += 1;
+            if pos[d] < ishape[d] {
+                break;
+            }
+            pos[d] = 0;
+        }
+    }
+    Ok(out)
+}
+
+impl Tensor {
+    /// Concatenates along `dim`; all other dims must match.
+    pub fn cat(parts: &[Tensor], dim: isize) -> Result<Tensor> {
+        let Some(first) = parts.first() else { bail!("cat", "needs at least one tensor") };
+        let d = normalize_dim("cat", dim, first.rank())?;
+        let mut out_shape = first.shape().to_vec();
+        out_shape[d] = 0;
+        for (i, p) in parts.iter().enumerate() {
+            check_same_dtype("cat", first, p)?;
+            let ok = p.rank() == first.rank()
+                && p.shape().iter().zip(first.shape()).enumerate().all(|(j, (a, b))| j == d || a == b);
+            if !ok {
+                bail!("cat", "tensor {i} has shape {:?}, expected {:?} except along dim {d}", p.shape(), first.shape());
+            }
+            out_shape[d] += p.shape()[d];
+        }
+        let data = match first.dtype() {
+            DType::F32 => CpuStorage::F32(cat_kernel(parts, d, &out_shape)),
+            DType::F64 => CpuStorage::F64(cat_kernel(parts, d, &out_shape)),
+            DType::BF16 => CpuStorage::BF16(cat_kernel(parts, d, &out_shape)),
+            DType::F16 => CpuStorage::F16(cat_kernel(parts, d, &out_shape)),
+            DType::I64 => CpuStorage::I64(cat_kernel(parts, d, &out_shape)),
+            DType::U32 => CpuStorage::U32(cat_kernel(parts, d, &out_shape)),
+            DType::U8 => CpuStorage::U8(cat_kernel(parts, d, &out_shape)),
+        };
+        let sizes: Vec<usize> = parts.iter().map(|p| p.shape()[d]).collect();
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        Ok(Tensor::op_result(
+            "cat",
+            Arc::new(Storage::new(data)),
+            crate::tensor::Layout::contiguous(&out_shape),
+            &refs,
+            move || {
+                Box::new(move |g, needs| {
+                    let mut at = 0;
+                    let mut out = Vec::with_capacity(sizes.len());
+                    for (&s, &need) in sizes.iter().zip(needs) {
+                        out.push(if need { Some(g.narrow(d as isize, at, s)?) } else { None });
+                        at += s;
+                    }
+                    Ok(out)
+                })
+            },
+        ))
+    }
+    /// Stacks equal-shaped tensors along a new dim.
+    pub fn stack(parts: &[Tensor], dim: isize) -> Result<Tensor> {
+        let un: Result<Vec<Tensor>> = parts.iter().map(|p| p.unsqueeze(dim)).collect();
+        Tensor::cat(&un?, dim)
+    }
+    /// Splits into pieces of `size` along `dim` (the last may be smaller); views.
+    pub fn split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>> {
+        let d = normalize_dim("split", dim, self.rank())?;
+        if size == 0 {
+            bail!("split", "split size must be positive");
+        }
+        let n = self.shape()[d];
+        (0..n).step_by(size).map(|s| self.narrow(d as isize, s, size.min(n - s))).collect()
+    }
+    /// Splits into `chunks` nearly equal pieces along `dim` (PyTorch's rule: ceil-sized).
+    pub fn chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
+        let d = normalize_dim("chunk", dim, self.rank())?;
+        if chunks == 0 {
+            bail!("chunk", "number of chunks must be positive");
+        }
+        self.split(self.shape()[d].div_ceil(chunks).max(1), dim)
+    }
+
+    /// Rows (entries along `dim`) picked by a 1-D index tensor, in index order.
+    pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        let d = normalize_dim("index_select", dim, self.rank())?;
+        if index.rank() != 1 {
+            bail!("index_select", "index must be 1-D, found shape {:?}", index.shape());
+        }
+        let idx = indices("index_select", index, self.shape()[d])?;
+        let mut shape = self.shape().to_vec();
+        shape[d] = idx.len();
+        let data = match self.dtype() {
+            DType::F32 => CpuStorage::F32(select_kernel(self, d, &idx)),
+            DType::F64 => CpuStorage::F64(select_kernel(self, d, &idx)),
+            DType::BF16 => CpuStorage::BF16(select_kernel(self, d, &idx)),
+            DType::F16 => CpuStorage::F16(select_kernel(self, d, &idx)),
+            DType::I64 => CpuStorage::I64(select_kernel(self, d, &idx)),
+            DType::U32 => CpuStorage::U32(select_kernel(self, d, &idx)),
+            DType::U8 => CpuStorage::U8(select_kernel(self, d, &idx)),
+        };
+        let index = index.clone();
+        let in_shape = self.shape().to_vec();
+        Ok(Tensor::op_result(
+            "index_select",
+            Arc::new(Storage::new(data)),
+            crate::tensor::Layout::contiguous(&shape),
+            &[self],
+            move || {
+                Box::new(move |g, _| {
+                    let z = Tensor::zeros(&in_shape, g.dtype())?;
+                    Ok(vec![Some(z.index_add(d as isize, &index, g)?)])
+                })
+            },
+        ))
+    }
+    /// `self` with `src`'s entries along `dim` added at the positions in the 1-D `index`
+    /// (repeated indices accumulate, in index order).
+    pub fn index_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
+        check_float("index_add", self)?;
+        check_same_dtype("index_add", self, src)?;
+        let d = normalize_dim("index_add", dim, self.rank())?;
+        if index.rank() != 1 {
+            bail!("index_add", "index must be 1-D, found shape {:?}", index.shape());
+        }
+        let idx = indices("index_add", index, self.shape()[d])?;
+        let mut want = self.shape().to_vec();
+        want[d] = idx.len();
+        if src.shape() != want.as_slice() {
+            bail!("index_add", "source has shape {:?}, expected {want:?}", src.shape());
+        }
+        let (outer, dn, inner) = split3(self.shape(), d);
+        let (storage, layout) = float_dispatch!(self.dtype(), T => {
+            let mut out = with_contig::<T, _>(self, |s| s.to_vec());
+            with_contig::<T, _>(src, |s| {
+                for o in 0..outer {
+                    for (t, &i) in idx.iter().enumerate() {
+                        let (dst, from) = ((o * dn + i) * inner, (o * idx.len() + t) * inner);
+                        for j in 0..inner {
+                            out[dst + j] += s[from + j];
+                        }
+                    }
+                }
+            });
+            wrap(out, self.shape())
+        });
+        let index = index.clone();
+        Ok(Tensor::op_result("index_add", storage, layout, &[self, src], move || {
+            Box::new(move |g, needs| {
+                let gs = if needs[1] { Some(g.index_select(d as isize, &index)?) } else { None };
+                Ok(vec![needs[0].then(|| g.clone()), gs])
+            })
+        }))
+    }
+    /// `out[i][j] = self[index[i][j]][j]` for `dim = 0` (and likewise for other dims).
+    pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
+        check_float("gather", self)?;
+        let d = normalize_dim("gather", dim, self.rank())?;
+        let pos = scatter_positions("gather", self.shape(), d, index)?;
+        let (storage, layout) = float_dispatch!(self.dtype(), T => {
+            let out: Vec<T> = with_contig::<T, _>(self, |s| pos.iter().map(|&p| s[p]).collect());
+            wrap(out, index.shape())
+        });
+        let (index, in_shape) = (index.clone(), self.shape().to_vec());
+        Ok(Tensor::op_result("gather", storage, layout, &[self], move || {
+            Box::new(move |g, _| {
+                let z = Tensor::zeros(&in_shape, g.dtype())?;
+                Ok(vec![Some(z.scatter_add(d as isize, &index, g)?)])
+            })
+        }))
+    }
+    /// `self` plus `src` added at `index` along `dim` (the inverse of gather).
+    pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
+        check_float("scatter_add", self)?;
+        check_same_dtype("scatter_add", self, src)?;
+        let d = normalize_dim("scatter_add", dim, self.rank())?;
+        if src.shape() != index.shape() {
+            bail!("scatter_add", "source shape {:?} must equal index shape {:?}", src.shape(), index.shape());
+        }
+        let pos = scatter_positions("scatter_add", self.shape(), d, index)?;
+        let (storage, layout) = float_dispatch!(self.dtype(), T => {
+            let mut out = with_contig::<T, _>(self, |s| s.to_vec());
+            with_contig::<T, _>(src, |s| {
+                for (&p, &v) in pos.iter().zip(s) {
+                    out[p] += v;
+                }
+            });
+            wrap(out, self.shape())
+        });
+        let index = index.clone();
+        Ok(Tensor::op_result("scatter_add", storage, layout, &[self, src], move || {
+            Box::new(move |g, needs| {
+                let gs = if needs[1] { Some(g.gather(d as isize, &index)?) } else { None };
+                Ok(vec![needs[0].then(|| g.clone()), gs])
+            })
+        }))
+    }
+    /// Embedding lookup: rows of `self` (a [vocab, dim] table) for every id in `ids` (any shape);
+    /// the result has shape `ids.shape() + [dim]`.
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        if self.rank() != 2 {
+            bail!("embedding", "weight must be [vocab, dim], found shape {:?}", self.shape());
+        }
+        let flat = ids.reshape(&[ids.numel()])?;
+        let mut shape = ids.shape().to_vec();
+        shape.push(self.shape()[1]);
+        self.index_select(0, &flat)?.reshape(&shape)
+    }
+}
+

@@ -1,0 +1,166 @@
+//! Matrix multiplication on the `gemm` crate. Operands are passed by their strides, so
+//! transposed views (the usual case in backward) never get copied.
+
+use super::float::{check_float, check_same_dtype, Float};
+use crate::tensor::StorageSlice;
+use crate::bail;
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::tensor::{broadcast_shapes, Layout, Storage, Tensor};
+use gemm::Parallelism;
+use std::sync::Arc;
+
+/// Products smaller than this many multiply-adds run on one thread.
+const PAR_FLOPS: usize = 1 << 17;
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    // A method, so closures capture the whole wrapper rather than the raw field.
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+    let threads = crate::parallel::num_threads();
+    #[cfg(feature = "threads")]
+    if threads > 1 && m * n * k >= PAR_FLOPS {
+        return Parallelism::Rayon(threads);
+    }
+    let _ = (threads, m, n, k, PAR_FLOPS);
+    Parallelism::None
+}
+
+/// `dst[m×n] = lhs[m×k] · rhs[k×n]`, each operand given by pointer and (row, col) strides.
+///
+/// # Safety
+/// Pointers must cover every element their strides reach; `dst` must not alias the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_raw<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: isize,
+    lhs: *const T,
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: *const T,
+    (rhs_rs, rhs_cs): (isize, isize),
+    accumulate: bool,
+    par: Parallelism,
+) {
+    gemm::gemm(
+        m, n, k, dst, 1, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, T::ONE, T::ONE, false,
+        false, false, par,
+    )
+}
+
+fn matmul_kernel<T: Float>(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, batch: &[usize], m: usize, k: usize, n: usize) -> Vec<T> {
+    let nb: usize = batch.iter().product();
+    let mut out = vec![T::ZERO; nb * m * n];
+    if out.is_empty() {
+        return out;
+    }
+    let r = batch.len();
+    let off_a: Vec<usize> = Layout::new(batch.to_vec(), la.strides()[..r].to_vec(), la.offset()).indices().collect();
+    let off_b: Vec<usize> = Layout::new(batch.to_vec(), lb.strides()[..r].to_vec(), lb.offset()).indices().collect();
+    let sa = (la.strides()[r] as isize, la.strides()[r + 1] as isize);
+    let sb = (lb.strides()[r] as isize, lb.strides()[r + 1] as isize);
+    let (da, db) = (a.storage().read(), b.storage().read());
+    let (pa, pb) = (T::slice(&da).expect("dtype").as_ptr(), T::slice(&db).expect("dtype").as_ptr());
+    let (pa, pb) = (SendPtr(pa as *mut T), SendPtr(pb as *mut T));
+    let dst = SendPtr(out.as_mut_ptr());
+    let one = |i: usize, par: Parallelism| unsafe {
+        gemm_raw::<T>(
+            m,
+            n,
+            k,
+            dst.get().add(i * m * n),
+            n as isize,
+            pa.get().add(off_a[i]),
+            sa,
+            pb.get().add(off_b[i]),
+            sb,
+            false,
+            par,
+        )
+    };
+    let par = parallelism(m, n, k);
+    if nb == 1 || matches!(par, Parallelism::Rayon(_)) {
+        (0..nb).for_each(|i| one(i, par));
+    } else {
+        // Many small products (attention heads): one per task, each on one thread.
+        crate::parallel::map_range(nb, |i| one(i, Parallelism::None));
+    }
+    out
+}
+
+impl Tensor {
+    /// Matrix product with PyTorch's rules: 1-D operands are promoted (and the added dim
+    /// removed), batch dims broadcast, the last two dims multiply.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        check_float("matmul", self)?;
+        check_same_dtype("matmul", self, rhs)?;
+        if self.rank() == 0 || rhs.rank() == 0 {
+            bail!("matmul", "both operands need at least 1 dim, found {:?} and {:?}", self.shape(), rhs.shape());
+        }
+        if self.rank() == 1 {
+            return self.unsqueeze(0)?.matmul(rhs)?.squeeze(-2);
+        }
+        if rhs.rank() == 1 {
+            return self.matmul(&rhs.unsqueeze(1)?)?.squeeze(-1);
+        }
+        // [.., m, k] @ [k, n] with a contiguous left side is one big product.
+        if rhs.rank() == 2 && self.rank() > 2 && self.is_contiguous() {
+            let lead = &self.shape()[..self.rank() - 1];
+            let flat = self.reshape(&[lead.iter().product(), self.shape()[self.rank() - 1]])?;
+            let mut shape = lead.to_vec();
+            shape.push(rhs.shape()[1]);
+            return flat.matmul(rhs)?.reshape(&shape);
+        }
+        let (ra, rb) = (self.rank(), rhs.rank());
+        let (m, k) = (self.shape()[ra - 2], self.shape()[ra - 1]);
+        let (k2, n) = (rhs.shape()[rb - 2], rhs.shape()[rb - 1]);
+        if k != k2 {
+            bail!("matmul", "inner dims differ: {:?} @ {:?} ({k} vs {k2})", self.shape(), rhs.shape());
+        }
+        let batch = broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
+        let mut out_shape = batch.clone();
+        out_shape.extend_from_slice(&[m, n]);
+        // Broadcast (stride-0) matrix dims are not something gemm expects: copy those.
+        let fix = |t: &Tensor| -> Result<Tensor> {
+            let s = t.strides();
+            let r = t.rank();
+            if (s[r - 2] == 0 && t.shape()[r - 2] > 1) || (s[r - 1] == 0 && t.shape()[r - 1] > 1) {
+                t.detach().contiguous()
+            } else {
+                Ok(t.detach())
+            }
+        };
+        let (a, b) = (fix(self)?, fix(rhs)?);
+        let mut shape_a = batch.clone();
+        shape_a.extend_from_slice(&[m, k]);
+        let mut shape_b = batch.clone();
+        shape_b.extend_from_slice(&[k, n]);
+        let la = a.layout().broadcast_to("matmul", &shape_a)?;
+        let lb = b.layout().broadcast_to("matmul", &shape_b)?;
+        let data = float_dispatch!(self.dtype(), T => T::wrap(matmul_kernel::<T>(&a, &la, &b, &lb, &batch, m, k, n)));
+        let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
+        Ok(Tensor::op_result(
+            "matmul",
+            Arc::new(Storage::new(data)),
+            Layout::contiguous(&out_shape),
+            &[self, rhs],
+            move || {
+                Box::new(move |g, needs| {
+                    let ga = if needs[0] { Some(g.matmul(&b.t()?)?.sum_to_shape(&sa)?) } else { None };
+                    let gb = if needs[1] { Some(a.t()?.matmul(g)?.sum_to_shape(&sb)?) } else { None };
+                    Ok(vec![ga, gb])
+                })
+            },
+        ))
+    }
+}

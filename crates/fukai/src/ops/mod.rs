@@ -1,0 +1,16 @@
+//! Operations on tensors. Each file holds one family: its kernels, its public methods and the
+//! gradient of each op, side by side.
+
+mod binary;
+mod broadcast;
+mod compare;
+pub(crate) mod float;
+mod index;
+mod matmul;
+mod reduce;
+mod softmax;
+mod unary;
+mod view;
+
+pub use binary::Binary;
+pub use unary::Unary;

@@ -1,0 +1,342 @@
+//! Elementwise functions of one tensor, each with its derivative next to it. Backward runs one
+//! fused pass over (saved value, upstream gradient) instead of a chain of tensor ops.
+
+use super::float::{check_float, with_contig, wrap, zeroed, Float};
+use crate::error::Result;
+use crate::parallel::{for_each_chunk_mut, PAR_THRESHOLD};
+use crate::tensor::Tensor;
+use crate::float_dispatch;
+
+/// A one-input elementwise function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// -x
+    Neg,
+    /// e^x
+    Exp,
+    /// ln x
+    Log,
+    /// √x
+    Sqrt,
+    /// 1/√x
+    Rsqrt,
+    /// |x|
+    Abs,
+    /// tanh x
+    Tanh,
+    /// 1/(1+e^-x)
+    Sigmoid,
+    /// max(x, 0)
+    Relu,
+    /// x·Φ(x) (exact, erf form)
+    Gelu,
+    /// GELU's tanh approximation
+    GeluTanh,
+    /// x·sigmoid(x)
+    Silu,
+    /// sin x
+    Sin,
+    /// cos x
+    Cos,
+    /// x²
+    Square,
+    /// 1/x
+    Recip,
+    /// x^p
+    Powf(f64),
+    /// a·x + b
+    Affine(f64, f64),
+    /// min(max(x, lo), hi)
+    Clamp(f64, f64),
+    /// x if x > 0 else slope·x
+    LeakyRelu(f64),
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+#[inline(always)]
+fn sigmoid<T: Float>(x: T) -> T {
+    T::ONE / (T::ONE + (-x).exp())
+}
+
+impl Unary {
+    fn name(self) -> &'static str {
+        match self {
+            Unary::Neg => "neg",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Sqrt => "sqrt",
+            Unary::Rsqrt => "rsqrt",
+            Unary::Abs => "abs",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Relu => "relu",
+            Unary::Gelu => "gelu",
+            Unary::GeluTanh => "gelu_tanh",
+            Unary::Silu => "silu",
+            Unary::Sin => "sin",
+            Unary::Cos => "cos",
+            Unary::Square => "square",
+            Unary::Recip => "recip",
+            Unary::Powf(_) => "powf",
+            Unary::Affine(..) => "affine",
+            Unary::Clamp(..) => "clamp",
+            Unary::LeakyRelu(_) => "leaky_relu",
+        }
+    }
+
+    /// Whether backward needs the output (true) or the input (false).
+    fn saves_output(self) -> bool {
+        matches!(
+            self,
+            Unary::Exp | Unary::Sqrt | Unary::Rsqrt | Unary::Tanh | Unary::Sigmoid | Unary::Relu | Unary::Recip
+        )
+    }
+
+    fn forward<T: Float>(self, x: &[T]) -> Vec<T> {
+        match self {
+            Unary::Neg => map(x, |x| -x),
+            Unary::Exp => map(x, |x| x.exp()),
+            Unary::Log => map(x, |x| x.ln()),
+            Unary::Sqrt => map(x, |x| x.sqrt()),
+            Unary::Rsqrt => map(x, |x| T::ONE / x.sqrt()),
+            Unary::Abs => map(x, |x| x.abs()),
+            Unary::Tanh => map(x, |x| x.tanh()),
+            Unary::Sigmoid => map(x, sigmoid),
+            Unary::Relu => map(x, |x| if x > T::ZERO { x } else { T::ZERO }),
+            Unary::Gelu => map(x, |x| T::c(0.5) * x * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).erf())),
+            Unary::GeluTanh => map(x, |x| {
+                let u = T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x * x * x);
+                T::c(0.5) * x * (T::ONE + u.tanh())
+            }),
+            Unary::Silu => map(x, |x| x * sigmoid(x)),
+            Unary::Sin => map(x, |x| x.sin()),
+            Unary::Cos => map(x, |x| x.cos()),
+            Unary::Square => map(x, |x| x * x),
+            Unary::Recip => map(x, |x| T::ONE / x),
+            Unary::Powf(p) => {
+                let p = T::c(p);
+                map(x, |x| x.powf(p))
+            }
+            Unary::Affine(a, b) => {
+                let (a, b) = (T::c(a), T::c(b));
+                map(x, |x| x * a + b)
+            }
+            Unary::Clamp(lo, hi) => {
+                let (lo, hi) = (T::c(lo), T::c(hi));
+                map(x, |x| if x.is_nan() { x } else if x < lo { lo } else if x > hi { hi } else { x })
+            }
+            Unary::LeakyRelu(s) => {
+                let s = T::c(s);
+                map(x, |x| if x > T::ZERO { x } else { x * s })
+            }
+        }
+    }
+
+    /// d(loss)/dx from the saved value `s` (input or output, see `saves_output`) and `g`.
+    fn backward<T: Float>(self, s: &[T], g: &[T]) -> Vec<T> {
+        match self {
+            Unary::Neg => map2(s, g, |_, g| -g),
+            Unary::Exp => map2(s, g, |y, g| g * y),
+            Unary::Log => map2(s, g, |x, g| g / x),
+            Unary::Sqrt => map2(s, g, |y, g| g * T::c(0.5) / y),
+            Unary::Rsqrt => map2(s, g, |y, g| g * T::c(-0.5) * y * y * y),
+            Unary::Abs => map2(s, g, |x, g| {
+                if x > T::ZERO {
+                    g
+                } else if x < T::ZERO {
+                    -g
+                } else {
+                    T::ZERO
+                }
+            }),
+            Unary::Tanh => map2(s, g, |y, g| g * (T::ONE - y * y)),
+            Unary::Sigmoid => map2(s, g, |y, g| g * y * (T::ONE - y)),
+            Unary::Relu => map2(s, g, |y, g| if y > T::ZERO { g } else { T::ZERO }),
+            Unary::Gelu => map2(s, g, |x, g| {
+                let cdf = T::c(0.5) * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).erf());
+                let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * x * x).exp();
+                g * (cdf + x * pdf)
+            }),
+            Unary::GeluTanh => map2(s, g, |x, g| {
+                let x3 = x * x * x;
+                let t = (T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x3)).tanh();
+                let dt = T::c(SQRT_2_OVER_PI) * (T::ONE + T::c(3.0 * 0.044715) * x * x);
+                g * (T::c(0.5) * (T::ONE + t) + T::c(0.5) * x * (T::ONE - t * t) * dt)
+            }),
+            Unary::Silu => map2(s, g, |x, g| {
+                let sg = sigmoid(x);
+                g * sg * (T::ONE + x * (T::ONE - sg))
+            }),
+            Unary::Sin => map2(s, g, |x, g| g * x.cos()),
+            Unary::Cos => map2(s, g, |x, g| -g * x.sin()),
+            Unary::Square => map2(s, g, |x, g| T::c(2.0) * x * g),
+            Unary::Recip => map2(s, g, |y, g| -g * y * y),
+            Unary::Powf(p) => {
+                let (p, pm1) = (T::c(p), T::c(p - 1.0));
+                map2(s, g, |x, g| g * p * x.powf(pm1))
+            }
+            Unary::Affine(a, _) => {
+                let a = T::c(a);
+                map2(s, g, |_, g| g * a)
+            }
+            Unary::Clamp(lo, hi) => {
+                let (lo, hi) = (T::c(lo), T::c(hi));
+                map2(s, g, |x, g| if x >= lo && x <= hi { g } else { T::ZERO })
+            }
+            Unary::LeakyRelu(sl) => {
+                let sl = T::c(sl);
+                map2(s, g, |x, g| if x > T::ZERO { g } else { g * sl })
+            }
+        }
+    }
+}
+
+/// Chunk size for parallel elementwise work: fixed, so splits never depend on thread count.
+const CHUNK: usize = 1 << 14;
+
+pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
+    if x.len() < PAR_THRESHOLD {
+        return x.iter().map(|&v| f(v)).collect();
+    }
+    let mut out = zeroed(x.len());
+    for_each_chunk_mut(&mut out, CHUNK, |i, o| {
+        let src = &x[i * CHUNK..i * CHUNK + o.len()];
+        for (o, &v) in o.iter_mut().zip(src) {
+            *o = f(v);
+        }
+    });
+    out
+}
+
+pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
+    debug_assert_eq!(a.len(), b.len());
+    if a.len() < PAR_THRESHOLD {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    let mut out = zeroed(a.len());
+    for_each_chunk_mut(&mut out, CHUNK, |i, o| {
+        let r = i * CHUNK..i * CHUNK + o.len();
+        for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+            *o = f(x, y);
+        }
+    });
+    out
+}
+
+impl Tensor {
+    /// Applies a [`Unary`] function elementwise (differentiable).
+    pub fn unary(&self, op: Unary) -> Result<Tensor> {
+        check_float(op.name(), self)?;
+        let dtype = self.dtype();
+        let (storage, layout) = float_dispatch!(dtype, T => {
+            let out = with_contig::<T, _>(self, |x| op.forward(x));
+            wrap(out, self.shape())
+        });
+        let saved = if op.saves_output() {
+            Tensor::from_parts(storage.clone(), layout.clone())
+        } else {
+            self.detach()
+        };
+        Ok(Tensor::op_result(op.name(), storage, layout, &[self], move || {
+            Box::new(move |g, _| {
+                let (st, ly) = float_dispatch!(saved.dtype(), T => {
+                    let out = with_contig::<T, _>(&saved, |s| with_contig::<T, _>(g, |g| op.backward(s, g)));
+                    wrap(out, saved.shape())
+                });
+                Ok(vec![Some(Tensor::from_parts(st, ly))])
+            })
+        }))
+    }
+
+    /// -x
+    pub fn neg(&self) -> Result<Tensor> {
+        self.unary(Unary::Neg)
+    }
+    /// e^x
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(Unary::Exp)
+    }
+    /// Natural log.
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(Unary::Log)
+    }
+    /// √x
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(Unary::Sqrt)
+    }
+    /// 1/√x
+    pub fn rsqrt(&self) -> Result<Tensor> {
+        self.unary(Unary::Rsqrt)
+    }
+    /// |x|
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(Unary::Abs)
+    }
+    /// tanh x
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(Unary::Tanh)
+    }
+    /// Logistic sigmoid.
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        self.unary(Unary::Sigmoid)
+    }
+    /// max(x, 0)
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary(Unary::Relu)
+    }
+    /// Exact GELU, x·Φ(x) (PyTorch's default `approximate='none'`).
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(Unary::Gelu)
+    }
+    /// GELU, tanh approximation (`approximate='tanh'`).
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        self.unary(Unary::GeluTanh)
+    }
+    /// x·sigmoid(x) (SiLU / swish).
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(Unary::Silu)
+    }
+    /// sin x
+    pub fn sin(&self) -> Result<Tensor> {
+        self.unary(Unary::Sin)
+    }
+    /// cos x
+    pub fn cos(&self) -> Result<Tensor> {
+        self.unary(Unary::Cos)
+    }
+    /// x²
+    pub fn square(&self) -> Result<Tensor> {
+        self.unary(Unary::Square)
+    }
+    /// 1/x
+    pub fn recip(&self) -> Result<Tensor> {
+        self.unary(Unary::Recip)
+    }
+    /// x^p for a scalar exponent.
+    pub fn powf(&self, p: f64) -> Result<Tensor> {
+        self.unary(Unary::Powf(p))
+    }
+    /// a·x + b in one pass.
+    pub fn affine(&self, a: f64, b: f64) -> Result<Tensor> {
+        self.unary(Unary::Affine(a, b))
+    }
+    /// x + s
+    pub fn add_scalar(&self, s: f64) -> Result<Tensor> {
+        self.affine(1.0, s)
+    }
+    /// x · s
+    pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
+        self.affine(s, 0.0)
+    }
+    /// Clamps into [lo, hi]; the gradient passes where lo ≤ x ≤ hi.
+    pub fn clamp(&self, lo: f64, hi: f64) -> Result<Tensor> {
+        self.unary(Unary::Clamp(lo, hi))
+    }
+    /// Leaky ReLU with the given negative slope.
+    pub fn leaky_relu(&self, slope: f64) -> Result<Tensor> {
+        self.unary(Unary::LeakyRelu(slope))
+    }
+}

@@ -1,0 +1,213 @@
+//! Making tensors (from data, constants, ranges, random draws) and reading them back out.
+
+use super::{match_storage, CpuStorage, DType, Layout, StorageSlice, Tensor, WithDType};
+use crate::bail;
+use crate::error::Result;
+use crate::rng::{with_default_generator, Generator};
+use std::sync::Arc;
+
+fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if len != n {
+        bail!(op, "{len} elements cannot fill shape {shape:?} ({n} elements)");
+    }
+    Ok(())
+}
+
+fn from_f64s(v: Vec<f64>, shape: &[usize], dtype: DType) -> Tensor {
+    let n = v.len();
+    let src = CpuStorage::F64(v);
+    let data = if dtype == DType::F64 {
+        src
+    } else {
+        src.convert_gather(0..n, dtype)
+    };
+    Tensor::from_storage(data, shape)
+}
+
+impl Tensor {
+    /// A tensor owning `data` with the given shape.
+    pub fn from_vec<T: StorageSlice>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        check_len("from_vec", data.len(), shape)?;
+        Ok(Tensor::from_storage(T::wrap(data), shape))
+    }
+    /// A tensor copying `data`.
+    pub fn from_slice<T: StorageSlice>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+    /// A 0-dim tensor.
+    pub fn scalar(v: f64, dtype: DType) -> Tensor {
+        Tensor::from_storage(CpuStorage::full(dtype, 1, v), &[])
+    }
+    /// All zeros.
+    pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Ok(Tensor::from_storage(CpuStorage::zeros(dtype, shape.iter().product()), shape))
+    }
+    /// All ones.
+    pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Tensor::full(shape, 1.0, dtype)
+    }
+    /// Every element `v`.
+    pub fn full(shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
+        Ok(Tensor::from_storage(CpuStorage::full(dtype, shape.iter().product(), v), shape))
+    }
+    /// Zeros with this tensor's shape and dtype.
+    pub fn zeros_like(&self) -> Result<Tensor> {
+        Tensor::zeros(self.shape(), self.dtype())
+    }
+    /// Ones with this tensor's shape and dtype.
+    pub fn ones_like(&self) -> Result<Tensor> {
+        Tensor::ones(self.shape(), self.dtype())
+    }
+    /// `start, start + step, ...` up to (not including) `end`.
+    pub fn arange(start: f64, end: f64, step: f64, dtype: DType) -> Result<Tensor> {
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
+            bail!("arange", "start {start}, end {end}, step {step}: need finite values and a non-zero step");
+        }
+        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let v = (0..n).map(|i| start + i as f64 * step).collect();
+        Ok(from_f64s(v, &[n], dtype))
+    }
+    /// Uniform in [0, 1) from the default generator.
+    pub fn rand(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        with_default_generator(|g| Tensor::uniform_with(shape, 0.0, 1.0, dtype, g))
+    }
+    /// Uniform in [lo, hi) from the default generator.
+    pub fn uniform(shape: &[usize], lo: f64, hi: f64, dtype: DType) -> Result<Tensor> {
+        with_default_generator(|g| Tensor::uniform_with(shape, lo, hi, dtype, g))
+    }
+    /// Standard normal from the default generator.
+    pub fn randn(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        with_default_generator(|g| Tensor::normal_with(shape, 0.0, 1.0, dtype, g))
+    }
+    /// Uniform in [lo, hi) from `gen`.
+    pub fn uniform_with(shape: &[usize], lo: f64, hi: f64, dtype: DType, gen: &mut Generator) -> Result<Tensor> {
+        if !dtype.is_float() || !(lo <= hi) {
+            bail!("uniform", "need a float dtype and lo <= hi, found {dtype}, [{lo}, {hi})");
+        }
+        let v = gen.uniform_f64(shape.iter().product());
+        Ok(from_f64s(v.into_iter().map(|u| lo + (hi - lo) * u).collect(), shape, dtype))
+    }
+    /// Normal with `mean` and `std` from `gen`.
+    pub fn normal_with(shape: &[usize], mean: f64, std: f64, dtype: DType, gen: &mut Generator) -> Result<Tensor> {
+        if !dtype.is_float() || !(std >= 0.0) {
+            bail!("normal", "need a float dtype and std >= 0, found {dtype}, std {std}");
+        }
+        let v = gen.normal_f64(shape.iter().product());
+        Ok(from_f64s(v.into_iter().map(|z| mean + std * z).collect(), shape, dtype))
+    }
+
+    /// The elements in row-major order, as `T` (which must be this tensor's dtype).
+    pub fn to_vec<T: StorageSlice>(&self) -> Result<Vec<T>> {
+        if T::DTYPE != self.dtype() {
+            bail!("to_vec", "tensor is {}, asked for {}", self.dtype(), T::DTYPE);
+        }
+        let data = self.storage().read();
+        let s = T::slice(&data).expect("dtype checked");
+        Ok(match self.layout().contiguous_range() {
+            Some(r) => s[r].to_vec(),
+            None => self.layout().indices().map(|i| s[i]).collect(),
+        })
+    }
+    /// The elements converted to f64, whatever the dtype.
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        let data = self.storage().read();
+        let idx = self.layout().indices();
+        Ok(match_storage!(&*data, v => idx.map(|i| v[i].to_f64()).collect()))
+    }
+    /// The single element as f64 (PyTorch's `item()`).
+    pub fn item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            bail!("item", "needs a single-element tensor, found shape {:?}", self.shape());
+        }
+        Ok(self.to_vec_f64()?[0])
+    }
+    /// Runs `f` on the contiguous f32 data of this tensor (copying only when it is a strided view).
+    pub fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+        if self.dtype() != DType::F32 {
+            bail!("with_f32", "tensor is {}, expected f32", self.dtype());
+        }
+        let data = self.storage().read();
+        let s = f32::slice(&data).expect("dtype checked");
+        Ok(match self.layout().contiguous_range() {
+            Some(r) => f(&s[r]),
+            None => f(&self.layout().indices().map(|i| s[i]).collect::<Vec<_>>()),
+        })
+    }
+
+    /// A contiguous copy of the data in the same dtype (no graph; see `contiguous` for the op).
+    pub(crate) fn copy_contiguous_storage(&self) -> CpuStorage {
+        let data = self.storage().read();
+        match self.layout().contiguous_range() {
+            Some(r) => data.gather(r),
+            None => data.gather(self.layout().indices()),
+        }
+    }
+    /// Converts to `dtype` (a copy). Differentiable between float types.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let data = {
+            let src = self.storage().read();
+            src.convert_gather(self.layout().indices(), dtype)
+        };
+        let src_dtype = self.dtype();
+        let differentiable = dtype.is_compute_float() && src_dtype.is_compute_float();
+        let inputs: &[&Tensor] = if differentiable { &[self] } else { &[] };
+        Ok(Tensor::op_result(
+            "to_dtype",
+            Arc::new(super::Storage::new(data)),
+            Layout::contiguous(self.shape()),
+            inputs,
+            || Box::new(move |g, _| Ok(vec![Some(g.to_dtype(src_dtype)?)])),
+        ))
+    }
+    /// Overwrites this tensor's elements with `src`'s (same shape and dtype), without recording
+    /// a graph: how optimizers and checkpoint loading update parameters in place.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape() != self.shape() || src.dtype() != self.dtype() {
+            bail!(
+                "copy_from",
+                "destination is {:?} {}, source is {:?} {}",
+                self.shape(),
+                self.dtype(),
+                src.shape(),
+                src.dtype()
+            );
+        }
+        let values = src.copy_contiguous_storage();
+        let mut dst = self.storage().write();
+        let idx: Vec<usize> = self.layout().indices().collect();
+        macro_rules! put {
+            ($d:expr, $s:expr) => {
+                for (k, &i) in idx.iter().enumerate() {
+                    $d[i] = $s[k];
+                }
+            };
+        }
+        match (&mut *dst, &values) {
+            (CpuStorage::F32(d), CpuStorage::F32(s)) => put!(d, s),
+            (CpuStorage::F64(d), CpuStorage::F64(s)) => put!(d, s),
+            (CpuStorage::BF16(d), CpuStorage::BF16(s)) => put!(d, s),
+            (CpuStorage::F16(d), CpuStorage::F16(s)) => put!(d, s),
+            (CpuStorage::I64(d), CpuStorage::I64(s)) => put!(d, s),
+            (CpuStorage::U32(d), CpuStorage::U32(s)) => put!(d, s),
+            (CpuStorage::U8(d), CpuStorage::U8(s)) => put!(d, s),
+            _ => unreachable!("dtype checked"),
+        }
+        Ok(())
+    }
+    /// Runs `f` on the f32 elements in place (contiguous tensors only): the optimizer fast path.
+    pub fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
+        let Some(r) = self.layout().contiguous_range() else {
+            bail!("update_f32", "tensor of shape {:?} is a strided view", self.shape());
+        };
+        let mut data = self.storage().write();
+        let Some(s) = f32::slice_mut(&mut data) else {
+            bail!("update_f32", "tensor is {}, expected f32", self.dtype());
+        };
+        f(&mut s[r]);
+        Ok(())
+    }
+}

@@ -1,0 +1,201 @@
+//! Type-erased memory behind tensors. One `Storage` may back many tensors (views); writes happen
+//! only through explicit in-place calls (optimizer updates), never during graph building.
+
+use super::{DType, Device, WithDType};
+use half::{bf16, f16};
+use parking_lot::RwLock;
+
+/// Host buffers, one variant per [`DType`].
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    /// f32 data.
+    F32(Vec<f32>),
+    /// f64 data.
+    F64(Vec<f64>),
+    /// bf16 data.
+    BF16(Vec<bf16>),
+    /// f16 data.
+    F16(Vec<f16>),
+    /// i64 data.
+    I64(Vec<i64>),
+    /// u32 data.
+    U32(Vec<u32>),
+    /// u8 data.
+    U8(Vec<u8>),
+}
+
+/// Applies `$body` to the inner Vec of any variant, binding it as `$v`.
+macro_rules! match_storage {
+    ($s:expr, $v:ident => $body:expr) => {
+        match $s {
+            CpuStorage::F32($v) => $body,
+            CpuStorage::F64($v) => $body,
+            CpuStorage::BF16($v) => $body,
+            CpuStorage::F16($v) => $body,
+            CpuStorage::I64($v) => $body,
+            CpuStorage::U32($v) => $body,
+            CpuStorage::U8($v) => $body,
+        }
+    };
+}
+pub(crate) use match_storage;
+
+impl CpuStorage {
+    /// The runtime dtype of this buffer.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::BF16(_) => DType::BF16,
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::I64(_) => DType::I64,
+            CpuStorage::U32(_) => DType::U32,
+            CpuStorage::U8(_) => DType::U8,
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match_storage!(self, v => v.len())
+    }
+    /// True when it holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// A zero-filled buffer.
+    pub fn zeros(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::F32 => CpuStorage::F32(vec![0.0; n]),
+            DType::F64 => CpuStorage::F64(vec![0.0; n]),
+            DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+            DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
+            DType::I64 => CpuStorage::I64(vec![0; n]),
+            DType::U32 => CpuStorage::U32(vec![0; n]),
+            DType::U8 => CpuStorage::U8(vec![0; n]),
+        }
+    }
+    /// A buffer of `n` copies of `v` (converted like `as`).
+    pub fn full(dtype: DType, n: usize, v: f64) -> Self {
+        fn rep<T: WithDType>(n: usize, v: f64) -> Vec<T> {
+            vec![T::from_f64(v); n]
+        }
+        match dtype {
+            DType::F32 => CpuStorage::F32(rep(n, v)),
+            DType::F64 => CpuStorage::F64(rep(n, v)),
+            DType::BF16 => CpuStorage::BF16(rep(n, v)),
+            DType::F16 => CpuStorage::F16(rep(n, v)),
+            DType::I64 => CpuStorage::I64(rep(n, v)),
+            DType::U32 => CpuStorage::U32(rep(n, v)),
+            DType::U8 => CpuStorage::U8(rep(n, v)),
+        }
+    }
+    /// Converts every element of `src` (read through `idx`) to `dtype`.
+    pub fn convert_gather(&self, idx: impl Iterator<Item = usize> + Clone, dtype: DType) -> Self {
+        fn conv<S: WithDType, D: WithDType>(src: &[S], idx: impl Iterator<Item = usize>) -> Vec<D> {
+            idx.map(|i| D::from_f64(src[i].to_f64())).collect()
+        }
+        macro_rules! to {
+            ($src:expr) => {
+                match dtype {
+                    DType::F32 => CpuStorage::F32(conv($src, idx)),
+                    DType::F64 => CpuStorage::F64(conv($src, idx)),
+                    DType::BF16 => CpuStorage::BF16(conv($src, idx)),
+                    DType::F16 => CpuStorage::F16(conv($src, idx)),
+                    DType::I64 => CpuStorage::I64(conv($src, idx)),
+                    DType::U32 => CpuStorage::U32(conv($src, idx)),
+                    DType::U8 => CpuStorage::U8(conv($src, idx)),
+                }
+            };
+        }
+        match_storage!(self, v => to!(v))
+    }
+    /// Copies the elements at `idx` (same dtype).
+    pub fn gather(&self, idx: impl Iterator<Item = usize>) -> Self {
+        match self {
+            CpuStorage::F32(v) => CpuStorage::F32(idx.map(|i| v[i]).collect()),
+            CpuStorage::F64(v) => CpuStorage::F64(idx.map(|i| v[i]).collect()),
+            CpuStorage::BF16(v) => CpuStorage::BF16(idx.map(|i| v[i]).collect()),
+            CpuStorage::F16(v) => CpuStorage::F16(idx.map(|i| v[i]).collect()),
+            CpuStorage::I64(v) => CpuStorage::I64(idx.map(|i| v[i]).collect()),
+            CpuStorage::U32(v) => CpuStorage::U32(idx.map(|i| v[i]).collect()),
+            CpuStorage::U8(v) => CpuStorage::U8(idx.map(|i| v[i]).collect()),
+        }
+    }
+}
+
+/// Typed access to a [`CpuStorage`] variant.
+pub trait StorageSlice: WithDType {
+    /// The slice if `s` holds this type.
+    fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// The mutable slice if `s` holds this type.
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
+    /// Wraps a Vec of this type.
+    fn wrap(v: Vec<Self>) -> CpuStorage;
+}
+
+macro_rules! storage_slice {
+    ($t:ty, $var:ident) => {
+        impl StorageSlice for $t {
+            #[inline]
+            fn slice(s: &CpuStorage) -> Option<&[Self]> {
+                match s {
+                    CpuStorage::$var(v) => Some(v),
+                    _ => None,
+                }
+            }
+            #[inline]
+            fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+                match s {
+                    CpuStorage::$var(v) => Some(v),
+                    _ => None,
+                }
+            }
+            #[inline]
+            fn wrap(v: Vec<Self>) -> CpuStorage {
+                CpuStorage::$var(v)
+            }
+        }
+    };
+}
+storage_slice!(f32, F32);
+storage_slice!(f64, F64);
+storage_slice!(bf16, BF16);
+storage_slice!(f16, F16);
+storage_slice!(i64, I64);
+storage_slice!(u32, U32);
+storage_slice!(u8, U8);
+
+/// Memory on a device, shared by every view of it.
+#[derive(Debug)]
+pub struct Storage {
+    device: Device,
+    dtype: DType,
+    data: RwLock<CpuStorage>,
+}
+
+impl Storage {
+    /// Wraps a host buffer.
+    pub fn new(data: CpuStorage) -> Self {
+        Storage {
+            device: Device::Cpu,
+            dtype: data.dtype(),
+            data: RwLock::new(data),
+        }
+    }
+    /// The device the memory lives on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Shared read access. Recursive so that an op reading the same storage twice (x * x) cannot
+    /// deadlock against a waiting writer.
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, CpuStorage> {
+        self.data.read_recursive()
+    }
+    /// Exclusive access, for in-place updates.
+    pub fn write(&self) -> parking_lot::RwLockWriteGuard<'_, CpuStorage> {
+        self.data.write()
+    }
+}
