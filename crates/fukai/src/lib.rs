@@ -19,6 +19,7 @@ pub mod ops;
 pub mod parallel;
 pub mod rng;
 pub mod tensor;
+pub mod testing;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};

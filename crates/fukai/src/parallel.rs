@@ -18,15 +18,23 @@ pub fn num_threads() -> usize {
 
 /// Calls `f(chunk_index, chunk)` for consecutive `chunk`-sized pieces of `data`, in parallel
 /// when the `threads` feature is on.
-pub fn for_each_chunk_mut<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+pub fn for_each_chunk_mut<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     let chunk = chunk.max(1);
     #[cfg(feature = "threads")]
     if data.len() > chunk {
         use rayon::prelude::*;
-        data.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
         return;
     }
-    data.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
+    data.chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
 }
 
 /// Maps `0..n` through `f` into a Vec, in parallel when worthwhile; order is preserved.

@@ -74,7 +74,9 @@ impl Tensor {
         let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
         grads.insert(self.id(), grad.detach());
         for t in order {
-            let Some(g) = grads.remove(&t.id()) else { continue };
+            let Some(g) = grads.remove(&t.id()) else {
+                continue;
+            };
             if t.is_leaf() {
                 let acc = match t.grad() {
                     Some(old) => old.add(&g)?,
@@ -89,7 +91,9 @@ impl Tensor {
             let needs: Vec<bool> = node.inputs.iter().map(|i| i.requires_grad()).collect();
             let input_grads = (node.backward)(&g, &needs)?;
             for ((input, gi), need) in node.inputs.iter().zip(input_grads).zip(needs) {
-                let (Some(gi), true) = (gi, need) else { continue };
+                let (Some(gi), true) = (gi, need) else {
+                    continue;
+                };
                 if gi.shape() != input.shape() {
                     return Err(Error::Autograd(format!(
                         "{}: backward produced a gradient of shape {:?} for an input of shape {:?}",
@@ -124,7 +128,12 @@ fn topo_order(root: &Tensor) -> Vec<Tensor> {
             continue;
         }
         let inputs: Vec<Tensor> = match &*t.0.node.lock() {
-            Some(node) => node.inputs.iter().filter(|i| i.requires_grad()).cloned().collect(),
+            Some(node) => node
+                .inputs
+                .iter()
+                .filter(|i| i.requires_grad())
+                .cloned()
+                .collect(),
             None => Vec::new(),
         };
         stack.push((t, true));

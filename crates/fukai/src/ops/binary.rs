@@ -58,18 +58,26 @@ impl Tensor {
         check_float(name, self)?;
         check_same_dtype(name, self, rhs)?;
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
-        let (storage, layout) = float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape));
+        let (storage, layout) =
+            float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape));
         let (a, b) = (self.detach(), rhs.detach());
-        let out_saved = (op == Binary::Pow).then(|| Tensor::from_parts(storage.clone(), layout.clone()));
-        Ok(Tensor::op_result(name, storage, layout, &[self, rhs], move || {
-            Box::new(move |g, needs| {
-                let (ga, gb) = binary_grads(op, &a, &b, out_saved.as_ref(), g, needs)?;
-                Ok(vec![
-                    ga.map(|t| t.sum_to_shape(a.shape())).transpose()?,
-                    gb.map(|t| t.sum_to_shape(b.shape())).transpose()?,
-                ])
-            })
-        }))
+        let out_saved =
+            (op == Binary::Pow).then(|| Tensor::from_parts(storage.clone(), layout.clone()));
+        Ok(Tensor::op_result(
+            name,
+            storage,
+            layout,
+            &[self, rhs],
+            move || {
+                Box::new(move |g, needs| {
+                    let (ga, gb) = binary_grads(op, &a, &b, out_saved.as_ref(), g, needs)?;
+                    Ok(vec![
+                        ga.map(|t| t.sum_to_shape(a.shape())).transpose()?,
+                        gb.map(|t| t.sum_to_shape(b.shape())).transpose()?,
+                    ])
+                })
+            },
+        ))
     }
 
     /// a + b (broadcasting).
@@ -127,7 +135,8 @@ fn binary_grads(
     needs: &[bool],
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let (na, nb) = (needs[0], needs[1]);
-    let when = |need: bool, f: &dyn Fn() -> Result<Tensor>| if need { f().map(Some) } else { Ok(None) };
+    let when =
+        |need: bool, f: &dyn Fn() -> Result<Tensor>| if need { f().map(Some) } else { Ok(None) };
     match op {
         Binary::Add => Ok((na.then(|| g.clone()), nb.then(|| g.clone()))),
         Binary::Sub => Ok((na.then(|| g.clone()), when(nb, &|| g.neg())?)),
@@ -138,7 +147,11 @@ fn binary_grads(
         )),
         Binary::Maximum | Binary::Minimum => {
             // Weight 1 to the winner, 1/2 each on ties.
-            let (wa, wb) = if op == Binary::Maximum { (a.gt(b)?, b.gt(a)?) } else { (a.lt(b)?, b.lt(a)?) };
+            let (wa, wb) = if op == Binary::Maximum {
+                (a.gt(b)?, b.gt(a)?)
+            } else {
+                (a.lt(b)?, b.lt(a)?)
+            };
             let tie = a.eq(b)?.to_dtype(g.dtype())?.mul_scalar(0.5)?;
             Ok((
                 when(na, &|| g.mul(&wa.to_dtype(g.dtype())?.add(&tie)?))?,

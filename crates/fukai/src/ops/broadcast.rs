@@ -8,14 +8,25 @@ const CHUNK_ELEMS: usize = 1 << 14;
 
 /// Computes `f(a[i], b[i])` over the broadcast `shape` into a contiguous Vec. Inputs are read in
 /// place through their (broadcast) strides; only the outer odometer allocates.
-pub fn zip_map<A, B, O>(a: &Tensor, b: &Tensor, shape: &[usize], f: impl Fn(A, B) -> O + Sync + Send) -> Vec<O>
+pub fn zip_map<A, B, O>(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    f: impl Fn(A, B) -> O + Sync + Send,
+) -> Vec<O>
 where
     A: StorageSlice,
     B: StorageSlice,
     O: Copy + Default + Send + Sync,
 {
-    let la = a.layout().broadcast_to("broadcast", shape).expect("shape checked by caller");
-    let lb = b.layout().broadcast_to("broadcast", shape).expect("shape checked by caller");
+    let la = a
+        .layout()
+        .broadcast_to("broadcast", shape)
+        .expect("shape checked by caller");
+    let lb = b
+        .layout()
+        .broadcast_to("broadcast", shape)
+        .expect("shape checked by caller");
     let da = a.storage().read();
     let db = b.storage().read();
     let sa = A::slice(&da).expect("dtype checked by caller");
@@ -57,7 +68,9 @@ where
     if n < crate::parallel::PAR_THRESHOLD {
         body(0, &mut out);
     } else {
-        for_each_chunk_mut(&mut out, rows_per_chunk * inner, |i, o| body(i * rows_per_chunk, o));
+        for_each_chunk_mut(&mut out, rows_per_chunk * inner, |i, o| {
+            body(i * rows_per_chunk, o)
+        });
     }
     out
 }
@@ -65,7 +78,11 @@ where
 /// Storage offset of the first element of every row (all dims but the last).
 fn row_starts(l: &Layout) -> Vec<usize> {
     let rank = l.shape().len();
-    Layout::new(l.shape()[..rank - 1].to_vec(), l.strides()[..rank - 1].to_vec(), l.offset())
-        .indices()
-        .collect()
+    Layout::new(
+        l.shape()[..rank - 1].to_vec(),
+        l.strides()[..rank - 1].to_vec(),
+        l.offset(),
+    )
+    .indices()
+    .collect()
 }

@@ -7,7 +7,6 @@ use crate::error::Result;
 use crate::float_dispatch;
 use crate::tensor::{broadcast_shapes, CpuStorage, DType, StorageSlice, Tensor};
 
-
 #[derive(Clone, Copy)]
 enum Cmp {
     Eq,
@@ -18,7 +17,12 @@ enum Cmp {
     Ge,
 }
 
-fn cmp_kernel<T: StorageSlice + PartialOrd>(a: &Tensor, b: &Tensor, shape: &[usize], c: Cmp) -> Vec<u8> {
+fn cmp_kernel<T: StorageSlice + PartialOrd>(
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+    c: Cmp,
+) -> Vec<u8> {
     match c {
         Cmp::Eq => zip_map(a, b, shape, |x: T, y: T| (x == y) as u8),
         Cmp::Ne => zip_map(a, b, shape, |x: T, y: T| (x != y) as u8),
@@ -78,7 +82,10 @@ impl Tensor {
             "le" => self.le(&s),
             "gt" => self.gt(&s),
             "ge" => self.ge(&s),
-            _ => bail!("cmp_scalar", "unknown comparison {op:?}; expected eq, ne, lt, le, gt or ge"),
+            _ => bail!(
+                "cmp_scalar",
+                "unknown comparison {op:?}; expected eq, ne, lt, le, gt or ge"
+            ),
         }
     }
 
@@ -86,7 +93,11 @@ impl Tensor {
     /// Called on the condition: `mask.where_cond(&a, &b)`.
     pub fn where_cond(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         if self.dtype() != DType::U8 {
-            bail!("where_cond", "condition must be a u8 mask, found {}", self.dtype());
+            bail!(
+                "where_cond",
+                "condition must be a u8 mask, found {}",
+                self.dtype()
+            );
         }
         check_float("where_cond", a)?;
         check_same_dtype("where_cond", a, b)?;
@@ -104,14 +115,28 @@ impl Tensor {
         });
         let mask = Tensor::from_storage(CpuStorage::U8(cond), &shape);
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
-        Ok(Tensor::op_result("where_cond", storage, layout, &[a, b], move || {
-            Box::new(move |g, needs| {
-                let zero = Tensor::scalar(0.0, g.dtype());
-                let ga = if needs[0] { Some(mask.where_cond(g, &zero)?.sum_to_shape(&sa)?) } else { None };
-                let gb = if needs[1] { Some(mask.where_cond(&zero, g)?.sum_to_shape(&sb)?) } else { None };
-                Ok(vec![ga, gb])
-            })
-        }))
+        Ok(Tensor::op_result(
+            "where_cond",
+            storage,
+            layout,
+            &[a, b],
+            move || {
+                Box::new(move |g, needs| {
+                    let zero = Tensor::scalar(0.0, g.dtype());
+                    let ga = if needs[0] {
+                        Some(mask.where_cond(g, &zero)?.sum_to_shape(&sa)?)
+                    } else {
+                        None
+                    };
+                    let gb = if needs[1] {
+                        Some(mask.where_cond(&zero, g)?.sum_to_shape(&sb)?)
+                    } else {
+                        None
+                    };
+                    Ok(vec![ga, gb])
+                })
+            },
+        ))
     }
 
     /// Replaces elements where `mask` is non-zero with `value` (differentiable in `self`).
@@ -131,4 +156,3 @@ fn pick<T: Float>(cond: &[u8], a: &Tensor, b: &Tensor, shape: &[usize]) -> Resul
         .map(|(&c, (ia, ib))| if c != 0 { sa[ia] } else { sb[ib] })
         .collect())
 }
-

@@ -125,7 +125,11 @@ float_impl!(f64, libm::erf);
 /// Errors unless `t` has a dtype kernels compute in.
 pub fn check_float(op: &'static str, t: &Tensor) -> Result<()> {
     if !t.dtype().is_compute_float() {
-        bail!(op, "needs an f32 or f64 tensor, found {} (convert with to_dtype)", t.dtype());
+        bail!(
+            op,
+            "needs an f32 or f64 tensor, found {} (convert with to_dtype)",
+            t.dtype()
+        );
     }
     Ok(())
 }
@@ -172,7 +176,13 @@ macro_rules! float_dispatch {
 }
 
 /// Wraps a freshly computed contiguous buffer as a tensor of `shape`.
-pub fn wrap<T: Float>(v: Vec<T>, shape: &[usize]) -> (std::sync::Arc<crate::tensor::Storage>, crate::tensor::Layout) {
+pub fn wrap<T: Float>(
+    v: Vec<T>,
+    shape: &[usize],
+) -> (
+    std::sync::Arc<crate::tensor::Storage>,
+    crate::tensor::Layout,
+) {
     (
         std::sync::Arc::new(crate::tensor::Storage::new(T::wrap(v))),
         crate::tensor::Layout::contiguous(shape),

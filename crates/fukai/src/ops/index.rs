@@ -34,7 +34,11 @@ fn split3(shape: &[usize], dim: usize) -> (usize, usize, usize) {
     )
 }
 
-fn cat_kernel<T: StorageSlice + Default>(parts: &[Tensor], dim: usize, out_shape: &[usize]) -> Vec<T> {
+fn cat_kernel<T: StorageSlice + Default>(
+    parts: &[Tensor],
+    dim: usize,
+    out_shape: &[usize],
+) -> Vec<T> {
     let (outer, total, inner) = split3(out_shape, dim);
     let mut out = vec![T::default(); outer * total * inner];
     let mut at = 0;
@@ -67,13 +71,27 @@ fn select_kernel<T: StorageSlice + Default>(src: &Tensor, dim: usize, idx: &[usi
 
 /// For every element of `index` (row-major): (its position in `index`, the flat position in a
 /// contiguous tensor of `shape` it addresses along `dim`).
-fn scatter_positions(op: &'static str, shape: &[usize], dim: usize, index: &Tensor) -> Result<Vec<usize>> {
+fn scatter_positions(
+    op: &'static str,
+    shape: &[usize],
+    dim: usize,
+    index: &Tensor,
+) -> Result<Vec<usize>> {
     if index.rank() != shape.len() {
-        bail!(op, "index has rank {} but the tensor has rank {}", index.rank(), shape.len());
+        bail!(
+            op,
+            "index has rank {} but the tensor has rank {}",
+            index.rank(),
+            shape.len()
+        );
     }
     for (d, (&i, &s)) in index.shape().iter().zip(shape).enumerate() {
         if d != dim && i > s {
-            bail!(op, "index shape {:?} exceeds tensor shape {shape:?} at dim {d}", index.shape());
+            bail!(
+                op,
+                "index shape {:?} exceeds tensor shape {shape:?} at dim {d}",
+                index.shape()
+            );
         }
     }
     let idx = indices(op, index, shape[dim])?;
@@ -101,16 +119,27 @@ fn scatter_positions(op: &'static str, shape: &[usize], dim: usize, index: &Tens
 impl Tensor {
     /// Concatenates along `dim`; all other dims must match.
     pub fn cat(parts: &[Tensor], dim: isize) -> Result<Tensor> {
-        let Some(first) = parts.first() else { bail!("cat", "needs at least one tensor") };
+        let Some(first) = parts.first() else {
+            bail!("cat", "needs at least one tensor")
+        };
         let d = normalize_dim("cat", dim, first.rank())?;
         let mut out_shape = first.shape().to_vec();
         out_shape[d] = 0;
         for (i, p) in parts.iter().enumerate() {
             check_same_dtype("cat", first, p)?;
             let ok = p.rank() == first.rank()
-                && p.shape().iter().zip(first.shape()).enumerate().all(|(j, (a, b))| j == d || a == b);
+                && p.shape()
+                    .iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .all(|(j, (a, b))| j == d || a == b);
             if !ok {
-                bail!("cat", "tensor {i} has shape {:?}, expected {:?} except along dim {d}", p.shape(), first.shape());
+                bail!(
+                    "cat",
+                    "tensor {i} has shape {:?}, expected {:?} except along dim {d}",
+                    p.shape(),
+                    first.shape()
+                );
             }
             out_shape[d] += p.shape()[d];
         }
@@ -135,7 +164,11 @@ impl Tensor {
                     let mut at = 0;
                     let mut out = Vec::with_capacity(sizes.len());
                     for (&s, &need) in sizes.iter().zip(needs) {
-                        out.push(if need { Some(g.narrow(d as isize, at, s)?) } else { None });
+                        out.push(if need {
+                            Some(g.narrow(d as isize, at, s)?)
+                        } else {
+                            None
+                        });
                         at += s;
                     }
                     Ok(out)
@@ -155,7 +188,10 @@ impl Tensor {
             bail!("split", "split size must be positive");
         }
         let n = self.shape()[d];
-        (0..n).step_by(size).map(|s| self.narrow(d as isize, s, size.min(n - s))).collect()
+        (0..n)
+            .step_by(size)
+            .map(|s| self.narrow(d as isize, s, size.min(n - s)))
+            .collect()
     }
     /// Splits into `chunks` nearly equal pieces along `dim` (PyTorch's rule: ceil-sized).
     pub fn chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
@@ -170,7 +206,11 @@ impl Tensor {
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         let d = normalize_dim("index_select", dim, self.rank())?;
         if index.rank() != 1 {
-            bail!("index_select", "index must be 1-D, found shape {:?}", index.shape());
+            bail!(
+                "index_select",
+                "index must be 1-D, found shape {:?}",
+                index.shape()
+            );
         }
         let idx = indices("index_select", index, self.shape()[d])?;
         let mut shape = self.shape().to_vec();
@@ -206,13 +246,21 @@ impl Tensor {
         check_same_dtype("index_add", self, src)?;
         let d = normalize_dim("index_add", dim, self.rank())?;
         if index.rank() != 1 {
-            bail!("index_add", "index must be 1-D, found shape {:?}", index.shape());
+            bail!(
+                "index_add",
+                "index must be 1-D, found shape {:?}",
+                index.shape()
+            );
         }
         let idx = indices("index_add", index, self.shape()[d])?;
         let mut want = self.shape().to_vec();
         want[d] = idx.len();
         if src.shape() != want.as_slice() {
-            bail!("index_add", "source has shape {:?}, expected {want:?}", src.shape());
+            bail!(
+                "index_add",
+                "source has shape {:?}, expected {want:?}",
+                src.shape()
+            );
         }
         let (outer, dn, inner) = split3(self.shape(), d);
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
@@ -230,12 +278,22 @@ impl Tensor {
             wrap(out, self.shape())
         });
         let index = index.clone();
-        Ok(Tensor::op_result("index_add", storage, layout, &[self, src], move || {
-            Box::new(move |g, needs| {
-                let gs = if needs[1] { Some(g.index_select(d as isize, &index)?) } else { None };
-                Ok(vec![needs[0].then(|| g.clone()), gs])
-            })
-        }))
+        Ok(Tensor::op_result(
+            "index_add",
+            storage,
+            layout,
+            &[self, src],
+            move || {
+                Box::new(move |g, needs| {
+                    let gs = if needs[1] {
+                        Some(g.index_select(d as isize, &index)?)
+                    } else {
+                        None
+                    };
+                    Ok(vec![needs[0].then(|| g.clone()), gs])
+                })
+            },
+        ))
     }
     /// `out[i][j] = self[index[i][j]][j]` for `dim = 0` (and likewise for other dims).
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
@@ -247,12 +305,18 @@ impl Tensor {
             wrap(out, index.shape())
         });
         let (index, in_shape) = (index.clone(), self.shape().to_vec());
-        Ok(Tensor::op_result("gather", storage, layout, &[self], move || {
-            Box::new(move |g, _| {
-                let z = Tensor::zeros(&in_shape, g.dtype())?;
-                Ok(vec![Some(z.scatter_add(d as isize, &index, g)?)])
-            })
-        }))
+        Ok(Tensor::op_result(
+            "gather",
+            storage,
+            layout,
+            &[self],
+            move || {
+                Box::new(move |g, _| {
+                    let z = Tensor::zeros(&in_shape, g.dtype())?;
+                    Ok(vec![Some(z.scatter_add(d as isize, &index, g)?)])
+                })
+            },
+        ))
     }
     /// `self` plus `src` added at `index` along `dim` (the inverse of gather).
     pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
@@ -260,7 +324,12 @@ impl Tensor {
         check_same_dtype("scatter_add", self, src)?;
         let d = normalize_dim("scatter_add", dim, self.rank())?;
         if src.shape() != index.shape() {
-            bail!("scatter_add", "source shape {:?} must equal index shape {:?}", src.shape(), index.shape());
+            bail!(
+                "scatter_add",
+                "source shape {:?} must equal index shape {:?}",
+                src.shape(),
+                index.shape()
+            );
         }
         let pos = scatter_positions("scatter_add", self.shape(), d, index)?;
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
@@ -273,18 +342,32 @@ impl Tensor {
             wrap(out, self.shape())
         });
         let index = index.clone();
-        Ok(Tensor::op_result("scatter_add", storage, layout, &[self, src], move || {
-            Box::new(move |g, needs| {
-                let gs = if needs[1] { Some(g.gather(d as isize, &index)?) } else { None };
-                Ok(vec![needs[0].then(|| g.clone()), gs])
-            })
-        }))
+        Ok(Tensor::op_result(
+            "scatter_add",
+            storage,
+            layout,
+            &[self, src],
+            move || {
+                Box::new(move |g, needs| {
+                    let gs = if needs[1] {
+                        Some(g.gather(d as isize, &index)?)
+                    } else {
+                        None
+                    };
+                    Ok(vec![needs[0].then(|| g.clone()), gs])
+                })
+            },
+        ))
     }
     /// Embedding lookup: rows of `self` (a [vocab, dim] table) for every id in `ids` (any shape);
     /// the result has shape `ids.shape() + [dim]`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
         if self.rank() != 2 {
-            bail!("embedding", "weight must be [vocab, dim], found shape {:?}", self.shape());
+            bail!(
+                "embedding",
+                "weight must be [vocab, dim], found shape {:?}",
+                self.shape()
+            );
         }
         let flat = ids.reshape(&[ids.numel()])?;
         let mut shape = ids.shape().to_vec();
@@ -292,4 +375,3 @@ impl Tensor {
         self.index_select(0, &flat)?.reshape(&shape)
     }
 }
-

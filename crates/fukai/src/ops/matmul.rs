@@ -2,10 +2,10 @@
 //! transposed views (the usual case in backward) never get copied.
 
 use super::float::{check_float, check_same_dtype, Float};
-use crate::tensor::StorageSlice;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
+use crate::tensor::StorageSlice;
 use crate::tensor::{broadcast_shapes, Layout, Storage, Tensor};
 use gemm::Parallelism;
 use std::sync::Arc;
@@ -53,24 +53,57 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
     par: Parallelism,
 ) {
     gemm::gemm(
-        m, n, k, dst, 1, dst_rs, accumulate, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, T::ONE, T::ONE, false,
-        false, false, par,
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs,
+        accumulate,
+        lhs,
+        lhs_cs,
+        lhs_rs,
+        rhs,
+        rhs_cs,
+        rhs_rs,
+        T::ONE,
+        T::ONE,
+        false,
+        false,
+        false,
+        par,
     )
 }
 
-fn matmul_kernel<T: Float>(a: &Tensor, la: &Layout, b: &Tensor, lb: &Layout, batch: &[usize], m: usize, k: usize, n: usize) -> Vec<T> {
+fn matmul_kernel<T: Float>(
+    a: &Tensor,
+    la: &Layout,
+    b: &Tensor,
+    lb: &Layout,
+    batch: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<T> {
     let nb: usize = batch.iter().product();
     let mut out = vec![T::ZERO; nb * m * n];
     if out.is_empty() {
         return out;
     }
     let r = batch.len();
-    let off_a: Vec<usize> = Layout::new(batch.to_vec(), la.strides()[..r].to_vec(), la.offset()).indices().collect();
-    let off_b: Vec<usize> = Layout::new(batch.to_vec(), lb.strides()[..r].to_vec(), lb.offset()).indices().collect();
+    let off_a: Vec<usize> = Layout::new(batch.to_vec(), la.strides()[..r].to_vec(), la.offset())
+        .indices()
+        .collect();
+    let off_b: Vec<usize> = Layout::new(batch.to_vec(), lb.strides()[..r].to_vec(), lb.offset())
+        .indices()
+        .collect();
     let sa = (la.strides()[r] as isize, la.strides()[r + 1] as isize);
     let sb = (lb.strides()[r] as isize, lb.strides()[r + 1] as isize);
     let (da, db) = (a.storage().read(), b.storage().read());
-    let (pa, pb) = (T::slice(&da).expect("dtype").as_ptr(), T::slice(&db).expect("dtype").as_ptr());
+    let (pa, pb) = (
+        T::slice(&da).expect("dtype").as_ptr(),
+        T::slice(&db).expect("dtype").as_ptr(),
+    );
     let (pa, pb) = (SendPtr(pa as *mut T), SendPtr(pb as *mut T));
     let dst = SendPtr(out.as_mut_ptr());
     let one = |i: usize, par: Parallelism| unsafe {
@@ -105,7 +138,12 @@ impl Tensor {
         check_float("matmul", self)?;
         check_same_dtype("matmul", self, rhs)?;
         if self.rank() == 0 || rhs.rank() == 0 {
-            bail!("matmul", "both operands need at least 1 dim, found {:?} and {:?}", self.shape(), rhs.shape());
+            bail!(
+                "matmul",
+                "both operands need at least 1 dim, found {:?} and {:?}",
+                self.shape(),
+                rhs.shape()
+            );
         }
         if self.rank() == 1 {
             return self.unsqueeze(0)?.matmul(rhs)?.squeeze(-2);
@@ -125,7 +163,12 @@ impl Tensor {
         let (m, k) = (self.shape()[ra - 2], self.shape()[ra - 1]);
         let (k2, n) = (rhs.shape()[rb - 2], rhs.shape()[rb - 1]);
         if k != k2 {
-            bail!("matmul", "inner dims differ: {:?} @ {:?} ({k} vs {k2})", self.shape(), rhs.shape());
+            bail!(
+                "matmul",
+                "inner dims differ: {:?} @ {:?} ({k} vs {k2})",
+                self.shape(),
+                rhs.shape()
+            );
         }
         let batch = broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
         let mut out_shape = batch.clone();
@@ -156,8 +199,16 @@ impl Tensor {
             &[self, rhs],
             move || {
                 Box::new(move |g, needs| {
-                    let ga = if needs[0] { Some(g.matmul(&b.t()?)?.sum_to_shape(&sa)?) } else { None };
-                    let gb = if needs[1] { Some(a.t()?.matmul(g)?.sum_to_shape(&sb)?) } else { None };
+                    let ga = if needs[0] {
+                        Some(g.matmul(&b.t()?)?.sum_to_shape(&sa)?)
+                    } else {
+                        None
+                    };
+                    let gb = if needs[1] {
+                        Some(a.t()?.matmul(g)?.sum_to_shape(&sb)?)
+                    } else {
+                        None
+                    };
                     Ok(vec![ga, gb])
                 })
             },

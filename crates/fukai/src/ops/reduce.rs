@@ -15,7 +15,11 @@ const COL_BLOCK: usize = 256;
 
 /// The input as a contiguous [outer, R, inner] buffer with the reduced dims in the middle,
 /// copying only when the reduced dims are not already a contiguous run.
-fn reduce_view<T: Float, R>(t: &Tensor, dims: &[usize], f: impl FnOnce(&[T], usize, usize, usize) -> R) -> R {
+fn reduce_view<T: Float, R>(
+    t: &Tensor,
+    dims: &[usize],
+    f: impl FnOnce(&[T], usize, usize, usize) -> R,
+) -> R {
     let shape = t.shape();
     let run = dims.windows(2).all(|w| w[1] == w[0] + 1);
     let r: usize = dims.iter().map(|&d| shape[d]).product();
@@ -43,7 +47,8 @@ fn sum_run<T: Float>(x: &[T]) -> T {
                 acc[k] += c[k];
             }
         }
-        let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        let mut s =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
         for &v in it.remainder() {
             s += v;
         }
@@ -55,7 +60,9 @@ fn sum_run<T: Float>(x: &[T]) -> T {
 fn sum_kernel<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
     if inner == 1 {
         if outer == 1 && r >= PAR_THRESHOLD {
-            let partials = map_range(r.div_ceil(SUM_BLOCK), |b| sum_run(&x[b * SUM_BLOCK..((b + 1) * SUM_BLOCK).min(r)]));
+            let partials = map_range(r.div_ceil(SUM_BLOCK), |b| {
+                sum_run(&x[b * SUM_BLOCK..((b + 1) * SUM_BLOCK).min(r)])
+            });
             return vec![partials.into_iter().fold(T::ZERO, |a, b| a + b)];
         }
         let mut out = zeroed(outer);
@@ -93,7 +100,13 @@ fn sum_kernel<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T>
 }
 
 /// Max (or min) and its first index along the middle axis.
-fn arg_kernel<T: Float>(x: &[T], outer: usize, r: usize, inner: usize, want_max: bool) -> (Vec<T>, Vec<i64>) {
+fn arg_kernel<T: Float>(
+    x: &[T],
+    outer: usize,
+    r: usize,
+    inner: usize,
+    want_max: bool,
+) -> (Vec<T>, Vec<i64>) {
     let better = |v: T, best: T| {
         if best.is_nan() {
             false
@@ -161,9 +174,13 @@ impl Tensor {
         });
         let in_shape = self.shape().to_vec();
         let kept = reduced_shape(&in_shape, &dims, true);
-        Ok(Tensor::op_result("sum", storage, layout, &[self], move || {
-            Box::new(move |g, _| Ok(vec![Some(g.reshape(&kept)?.expand(&in_shape)?)]))
-        }))
+        Ok(Tensor::op_result(
+            "sum",
+            storage,
+            layout,
+            &[self],
+            move || Box::new(move |g, _| Ok(vec![Some(g.reshape(&kept)?.expand(&in_shape)?)])),
+        ))
     }
 
     /// Sum over `dims` (negative dims count from the end).
@@ -180,7 +197,8 @@ impl Tensor {
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("mean", dims)?;
         let n: usize = d.iter().map(|&i| self.shape()[i]).product();
-        self.sum_dims(&d, keepdim)?.mul_scalar(1.0 / n.max(1) as f64)
+        self.sum_dims(&d, keepdim)?
+            .mul_scalar(1.0 / n.max(1) as f64)
     }
     /// Mean of all elements.
     pub fn mean_all(&self) -> Result<Tensor> {
@@ -191,17 +209,33 @@ impl Tensor {
         let d = self.norm_dims("var", dims)?;
         let n: usize = d.iter().map(|&i| self.shape()[i]).product();
         if n <= correction {
-            bail!("var", "{n} elements over dims {dims:?} with correction {correction}: need more elements");
+            bail!(
+                "var",
+                "{n} elements over dims {dims:?} with correction {correction}: need more elements"
+            );
         }
         let centered = self.sub(&self.mean(dims, true)?)?;
-        centered.square()?.sum_dims(&d, keepdim)?.mul_scalar(1.0 / (n - correction) as f64)
+        centered
+            .square()?
+            .sum_dims(&d, keepdim)?
+            .mul_scalar(1.0 / (n - correction) as f64)
     }
 
-    fn arg_reduce(&self, op: &'static str, dim: isize, keepdim: bool, want_max: bool) -> Result<(Tensor, Tensor)> {
+    fn arg_reduce(
+        &self,
+        op: &'static str,
+        dim: isize,
+        keepdim: bool,
+        want_max: bool,
+    ) -> Result<(Tensor, Tensor)> {
         check_float(op, self)?;
         let d = normalize_dim(op, dim, self.rank())?;
         if self.rank() > 0 && self.shape()[d] == 0 {
-            bail!(op, "cannot reduce an empty dim {d} of shape {:?}", self.shape());
+            bail!(
+                op,
+                "cannot reduce an empty dim {d} of shape {:?}",
+                self.shape()
+            );
         }
         let dims = if self.rank() == 0 { vec![] } else { vec![d] };
         let out_shape = reduced_shape(self.shape(), &dims, keepdim);
@@ -220,7 +254,11 @@ impl Tensor {
                     return Ok(vec![Some(g.clone())]);
                 }
                 let zeros = Tensor::zeros(&in_shape, g.dtype())?;
-                let gi = zeros.scatter_add(d as isize, &saved_idx.reshape(&kept)?, &g.reshape(&kept)?)?;
+                let gi = zeros.scatter_add(
+                    d as isize,
+                    &saved_idx.reshape(&kept)?,
+                    &g.reshape(&kept)?,
+                )?;
                 Ok(vec![Some(gi)])
             })
         });

@@ -13,7 +13,9 @@ fn rows<T: Float>(
     outer: usize,
     r: usize,
     inner: usize,
-    f: impl Fn(&dyn Fn(usize, usize) -> T, &dyn Fn(usize, usize) -> T, &mut dyn FnMut(usize, T)) + Sync + Send,
+    f: impl Fn(&dyn Fn(usize, usize) -> T, &dyn Fn(usize, usize) -> T, &mut dyn FnMut(usize, T))
+        + Sync
+        + Send,
 ) -> Vec<T> {
     let mut out = vec![T::ZERO; outer * r * inner];
     // One chunk per outer index: rows never straddle chunks.
@@ -87,22 +89,32 @@ impl Tensor {
         let (outer, r, inner) = if shape.is_empty() {
             (1, 1, 1)
         } else {
-            (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
+            (
+                shape[..d].iter().product(),
+                shape[d],
+                shape[d + 1..].iter().product(),
+            )
         };
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
             let out = with_contig::<T, _>(self, |x| forward::<T>(x, outer, r, inner, log));
             wrap(out, &shape)
         });
         let y = Tensor::from_parts(storage.clone(), layout.clone());
-        Ok(Tensor::op_result(name, storage, layout, &[self], move || {
-            Box::new(move |g, _| {
-                let (s, l) = float_dispatch!(y.dtype(), T => {
-                    let out = with_contig::<T, _>(&y, |yv| with_contig::<T, _>(g, |gv| backward::<T>(yv, gv, outer, r, inner, log)));
-                    wrap(out, y.shape())
-                });
-                Ok(vec![Some(Tensor::from_parts(s, l))])
-            })
-        }))
+        Ok(Tensor::op_result(
+            name,
+            storage,
+            layout,
+            &[self],
+            move || {
+                Box::new(move |g, _| {
+                    let (s, l) = float_dispatch!(y.dtype(), T => {
+                        let out = with_contig::<T, _>(&y, |yv| with_contig::<T, _>(g, |gv| backward::<T>(yv, gv, outer, r, inner, log)));
+                        wrap(out, y.shape())
+                    });
+                    Ok(vec![Some(Tensor::from_parts(s, l))])
+                })
+            },
+        ))
     }
     /// Softmax along `dim`.
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {

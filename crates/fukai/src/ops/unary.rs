@@ -3,9 +3,9 @@
 
 use super::float::{check_float, with_contig, wrap, zeroed, Float};
 use crate::error::Result;
+use crate::float_dispatch;
 use crate::parallel::{for_each_chunk_mut, PAR_THRESHOLD};
 use crate::tensor::Tensor;
-use crate::float_dispatch;
 
 /// A one-input elementwise function.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,7 +91,13 @@ impl Unary {
     fn saves_output(self) -> bool {
         matches!(
             self,
-            Unary::Exp | Unary::Sqrt | Unary::Rsqrt | Unary::Tanh | Unary::Sigmoid | Unary::Relu | Unary::Recip
+            Unary::Exp
+                | Unary::Sqrt
+                | Unary::Rsqrt
+                | Unary::Tanh
+                | Unary::Sigmoid
+                | Unary::Relu
+                | Unary::Recip
         )
     }
 
@@ -106,7 +112,9 @@ impl Unary {
             Unary::Tanh => map(x, |x| x.tanh()),
             Unary::Sigmoid => map(x, sigmoid),
             Unary::Relu => map(x, |x| if x > T::ZERO { x } else { T::ZERO }),
-            Unary::Gelu => map(x, |x| T::c(0.5) * x * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).erf())),
+            Unary::Gelu => map(x, |x| {
+                T::c(0.5) * x * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).erf())
+            }),
             Unary::GeluTanh => map(x, |x| {
                 let u = T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x * x * x);
                 T::c(0.5) * x * (T::ONE + u.tanh())
@@ -126,7 +134,17 @@ impl Unary {
             }
             Unary::Clamp(lo, hi) => {
                 let (lo, hi) = (T::c(lo), T::c(hi));
-                map(x, |x| if x.is_nan() { x } else if x < lo { lo } else if x > hi { hi } else { x })
+                map(x, |x| {
+                    if x.is_nan() {
+                        x
+                    } else if x < lo {
+                        lo
+                    } else if x > hi {
+                        hi
+                    } else {
+                        x
+                    }
+                })
             }
             Unary::LeakyRelu(s) => {
                 let s = T::c(s);
@@ -240,15 +258,21 @@ impl Tensor {
         } else {
             self.detach()
         };
-        Ok(Tensor::op_result(op.name(), storage, layout, &[self], move || {
-            Box::new(move |g, _| {
-                let (st, ly) = float_dispatch!(saved.dtype(), T => {
-                    let out = with_contig::<T, _>(&saved, |s| with_contig::<T, _>(g, |g| op.backward(s, g)));
-                    wrap(out, saved.shape())
-                });
-                Ok(vec![Some(Tensor::from_parts(st, ly))])
-            })
-        }))
+        Ok(Tensor::op_result(
+            op.name(),
+            storage,
+            layout,
+            &[self],
+            move || {
+                Box::new(move |g, _| {
+                    let (st, ly) = float_dispatch!(saved.dtype(), T => {
+                        let out = with_contig::<T, _>(&saved, |s| with_contig::<T, _>(g, |g| op.backward(s, g)));
+                        wrap(out, saved.shape())
+                    });
+                    Ok(vec![Some(Tensor::from_parts(st, ly))])
+                })
+            },
+        ))
     }
 
     /// -x

@@ -22,26 +22,56 @@ impl Tensor {
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != self.numel() {
-            bail!("reshape", "cannot reshape {:?} ({} elements) into {shape:?} ({n} elements)", self.shape(), self.numel());
+            bail!(
+                "reshape",
+                "cannot reshape {:?} ({} elements) into {shape:?} ({n} elements)",
+                self.shape(),
+                self.numel()
+            );
         }
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let src = if self.is_contiguous() { self.clone() } else { self.contiguous()? };
-        let layout = Layout::new(shape.to_vec(), contiguous_strides(shape), src.layout().offset());
+        let src = if self.is_contiguous() {
+            self.clone()
+        } else {
+            self.contiguous()?
+        };
+        let layout = Layout::new(
+            shape.to_vec(),
+            contiguous_strides(shape),
+            src.layout().offset(),
+        );
         let orig = self.shape().to_vec();
         Ok(src.view_as("reshape", layout, move |g| g.reshape(&orig)))
     }
     /// Reshape where one dim may be -1 (inferred), as in PyTorch's `view(-1, n)`.
     pub fn reshape_infer(&self, shape: &[isize]) -> Result<Tensor> {
-        let known: usize = shape.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
+        let known: usize = shape
+            .iter()
+            .filter(|&&d| d >= 0)
+            .map(|&d| d as usize)
+            .product();
         let holes = shape.iter().filter(|&&d| d < 0).count();
-        if holes > 1 || shape.iter().any(|&d| d < -1) || (holes == 1 && (known == 0 || self.numel() % known != 0)) {
-            bail!("reshape", "cannot reshape {:?} into {shape:?}", self.shape());
+        if holes > 1
+            || shape.iter().any(|&d| d < -1)
+            || (holes == 1 && (known == 0 || self.numel() % known != 0))
+        {
+            bail!(
+                "reshape",
+                "cannot reshape {:?} into {shape:?}",
+                self.shape()
+            );
         }
         let dims: Vec<usize> = shape
             .iter()
-            .map(|&d| if d < 0 { self.numel() / known } else { d as usize })
+            .map(|&d| {
+                if d < 0 {
+                    self.numel() / known
+                } else {
+                    d as usize
+                }
+            })
             .collect();
         self.reshape(&dims)
     }
@@ -62,8 +92,16 @@ impl Tensor {
     pub(crate) fn permute_usize(&self, perm: &[usize]) -> Result<Tensor> {
         let r = self.rank();
         let mut seen = vec![false; r];
-        if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
-            bail!("permute", "{perm:?} is not a permutation of the {r} dims of {:?}", self.shape());
+        if perm.len() != r
+            || perm
+                .iter()
+                .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+        {
+            bail!(
+                "permute",
+                "{perm:?} is not a permutation of the {r} dims of {:?}",
+                self.shape()
+            );
         }
         let l = self.layout();
         let layout = Layout::new(
@@ -79,12 +117,18 @@ impl Tensor {
     }
     /// Reorders dims (a view).
     pub fn permute(&self, perm: &[isize]) -> Result<Tensor> {
-        let p: Result<Vec<usize>> = perm.iter().map(|&d| normalize_dim("permute", d, self.rank())).collect();
+        let p: Result<Vec<usize>> = perm
+            .iter()
+            .map(|&d| normalize_dim("permute", d, self.rank()))
+            .collect();
         self.permute_usize(&p?)
     }
     /// Swaps two dims (a view).
     pub fn transpose(&self, d0: isize, d1: isize) -> Result<Tensor> {
-        let (a, b) = (normalize_dim("transpose", d0, self.rank())?, normalize_dim("transpose", d1, self.rank())?);
+        let (a, b) = (
+            normalize_dim("transpose", d0, self.rank())?,
+            normalize_dim("transpose", d1, self.rank())?,
+        );
         let mut perm: Vec<usize> = (0..self.rank()).collect();
         perm.swap(a, b);
         self.permute_usize(&perm)
@@ -101,12 +145,21 @@ impl Tensor {
         let d = normalize_dim("narrow", dim, self.rank())?;
         let size = self.shape()[d];
         if start.checked_add(len).is_none_or(|e| e > size) {
-            bail!("narrow", "range {start}..{} out of bounds for dim {d} of size {size} (shape {:?})", start + len, self.shape());
+            bail!(
+                "narrow",
+                "range {start}..{} out of bounds for dim {d} of size {size} (shape {:?})",
+                start + len,
+                self.shape()
+            );
         }
         let l = self.layout();
         let mut shape = l.shape().to_vec();
         shape[d] = len;
-        let layout = Layout::new(shape, l.strides().to_vec(), l.offset() + start * l.strides()[d]);
+        let layout = Layout::new(
+            shape,
+            l.strides().to_vec(),
+            l.offset() + start * l.strides()[d],
+        );
         let full = self.shape().to_vec();
         Ok(self.view_as("narrow", layout, move |g| {
             // Zero gradient outside the window.
@@ -138,7 +191,10 @@ impl Tensor {
         let r = self.rank() as isize + 1;
         let d = if dim < 0 { dim + r } else { dim };
         if d < 0 || d >= r {
-            bail!("unsqueeze", "dim {dim} out of range for a result of rank {r}");
+            bail!(
+                "unsqueeze",
+                "dim {dim} out of range for a result of rank {r}"
+            );
         }
         let mut shape = self.shape().to_vec();
         shape.insert(d as usize, 1);
@@ -151,7 +207,12 @@ impl Tensor {
             return Ok(self.clone());
         }
         if self.shape()[d] != 1 {
-            bail!("squeeze", "dim {d} has size {} (shape {:?}), expected 1", self.shape()[d], self.shape());
+            bail!(
+                "squeeze",
+                "dim {d} has size {} (shape {:?}), expected 1",
+                self.shape()[d],
+                self.shape()
+            );
         }
         let mut shape = self.shape().to_vec();
         shape.remove(d);
@@ -162,7 +223,12 @@ impl Tensor {
         let l = self.layout();
         // Strides of the surviving dims are kept; size-1 dims get any stride.
         let mut strides = Vec::with_capacity(shape.len());
-        let mut src = l.shape().iter().zip(l.strides()).filter(|(&d, _)| d != 1).map(|(_, &s)| s);
+        let mut src = l
+            .shape()
+            .iter()
+            .zip(l.strides())
+            .filter(|(&d, _)| d != 1)
+            .map(|(_, &s)| s);
         for &d in &shape {
             strides.push(if d == 1 { 0 } else { src.next().unwrap_or(0) });
         }
@@ -175,7 +241,10 @@ impl Tensor {
         if self.rank() == 0 {
             return self.reshape(&[1]);
         }
-        let (s, e) = (normalize_dim("flatten", start, self.rank())?, normalize_dim("flatten", end, self.rank())?);
+        let (s, e) = (
+            normalize_dim("flatten", start, self.rank())?,
+            normalize_dim("flatten", end, self.rank())?,
+        );
         if s > e {
             bail!("flatten", "start dim {s} is after end dim {e}");
         }

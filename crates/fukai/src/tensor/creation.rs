@@ -9,7 +9,10 @@ use std::sync::Arc;
 fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
     let n: usize = shape.iter().product();
     if len != n {
-        bail!(op, "{len} elements cannot fill shape {shape:?} ({n} elements)");
+        bail!(
+            op,
+            "{len} elements cannot fill shape {shape:?} ({n} elements)"
+        );
     }
     Ok(())
 }
@@ -41,7 +44,10 @@ impl Tensor {
     }
     /// All zeros.
     pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Ok(Tensor::from_storage(CpuStorage::zeros(dtype, shape.iter().product()), shape))
+        Ok(Tensor::from_storage(
+            CpuStorage::zeros(dtype, shape.iter().product()),
+            shape,
+        ))
     }
     /// All ones.
     pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
@@ -49,7 +55,10 @@ impl Tensor {
     }
     /// Every element `v`.
     pub fn full(shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
-        Ok(Tensor::from_storage(CpuStorage::full(dtype, shape.iter().product(), v), shape))
+        Ok(Tensor::from_storage(
+            CpuStorage::full(dtype, shape.iter().product(), v),
+            shape,
+        ))
     }
     /// Zeros with this tensor's shape and dtype.
     pub fn zeros_like(&self) -> Result<Tensor> {
@@ -62,7 +71,10 @@ impl Tensor {
     /// `start, start + step, ...` up to (not including) `end`.
     pub fn arange(start: f64, end: f64, step: f64, dtype: DType) -> Result<Tensor> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
-            bail!("arange", "start {start}, end {end}, step {step}: need finite values and a non-zero step");
+            bail!(
+                "arange",
+                "start {start}, end {end}, step {step}: need finite values and a non-zero step"
+            );
         }
         let n = ((end - start) / step).ceil().max(0.0) as usize;
         let v = (0..n).map(|i| start + i as f64 * step).collect();
@@ -81,26 +93,57 @@ impl Tensor {
         with_default_generator(|g| Tensor::normal_with(shape, 0.0, 1.0, dtype, g))
     }
     /// Uniform in [lo, hi) from `gen`.
-    pub fn uniform_with(shape: &[usize], lo: f64, hi: f64, dtype: DType, gen: &mut Generator) -> Result<Tensor> {
+    pub fn uniform_with(
+        shape: &[usize],
+        lo: f64,
+        hi: f64,
+        dtype: DType,
+        gen: &mut Generator,
+    ) -> Result<Tensor> {
         if !dtype.is_float() || !(lo <= hi) {
-            bail!("uniform", "need a float dtype and lo <= hi, found {dtype}, [{lo}, {hi})");
+            bail!(
+                "uniform",
+                "need a float dtype and lo <= hi, found {dtype}, [{lo}, {hi})"
+            );
         }
         let v = gen.uniform_f64(shape.iter().product());
-        Ok(from_f64s(v.into_iter().map(|u| lo + (hi - lo) * u).collect(), shape, dtype))
+        Ok(from_f64s(
+            v.into_iter().map(|u| lo + (hi - lo) * u).collect(),
+            shape,
+            dtype,
+        ))
     }
     /// Normal with `mean` and `std` from `gen`.
-    pub fn normal_with(shape: &[usize], mean: f64, std: f64, dtype: DType, gen: &mut Generator) -> Result<Tensor> {
+    pub fn normal_with(
+        shape: &[usize],
+        mean: f64,
+        std: f64,
+        dtype: DType,
+        gen: &mut Generator,
+    ) -> Result<Tensor> {
         if !dtype.is_float() || !(std >= 0.0) {
-            bail!("normal", "need a float dtype and std >= 0, found {dtype}, std {std}");
+            bail!(
+                "normal",
+                "need a float dtype and std >= 0, found {dtype}, std {std}"
+            );
         }
         let v = gen.normal_f64(shape.iter().product());
-        Ok(from_f64s(v.into_iter().map(|z| mean + std * z).collect(), shape, dtype))
+        Ok(from_f64s(
+            v.into_iter().map(|z| mean + std * z).collect(),
+            shape,
+            dtype,
+        ))
     }
 
     /// The elements in row-major order, as `T` (which must be this tensor's dtype).
     pub fn to_vec<T: StorageSlice>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
-            bail!("to_vec", "tensor is {}, asked for {}", self.dtype(), T::DTYPE);
+            bail!(
+                "to_vec",
+                "tensor is {}, asked for {}",
+                self.dtype(),
+                T::DTYPE
+            );
         }
         let data = self.storage().read();
         let s = T::slice(&data).expect("dtype checked");
@@ -118,7 +161,11 @@ impl Tensor {
     /// The single element as f64 (PyTorch's `item()`).
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {
-            bail!("item", "needs a single-element tensor, found shape {:?}", self.shape());
+            bail!(
+                "item",
+                "needs a single-element tensor, found shape {:?}",
+                self.shape()
+            );
         }
         Ok(self.to_vec_f64()?[0])
     }
@@ -201,7 +248,11 @@ impl Tensor {
     /// Runs `f` on the f32 elements in place (contiguous tensors only): the optimizer fast path.
     pub fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
         let Some(r) = self.layout().contiguous_range() else {
-            bail!("update_f32", "tensor of shape {:?} is a strided view", self.shape());
+            bail!(
+                "update_f32",
+                "tensor of shape {:?} is a strided view",
+                self.shape()
+            );
         };
         let mut data = self.storage().write();
         let Some(s) = f32::slice_mut(&mut data) else {

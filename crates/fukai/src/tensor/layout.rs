@@ -1,8 +1,8 @@
 //! Shape, strides and offset: how a tensor's logical indices map onto its storage. Views change
 //! only the layout, never the memory.
 
-use crate::error::Result;
 use crate::bail;
+use crate::error::Result;
 
 /// Row-major strides of a contiguous tensor of `shape`.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
@@ -20,13 +20,24 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-        let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => bail!(op, "shapes {a:?} and {b:?} cannot be broadcast (dim {i}: {da} vs {db})"),
+            _ => bail!(
+                op,
+                "shapes {a:?} and {b:?} cannot be broadcast (dim {i}: {da} vs {db})"
+            ),
         };
     }
     Ok(out)

@@ -10,8 +10,8 @@ mod storage;
 pub use device::Device;
 pub use dtype::{DType, WithDType};
 pub use layout::{broadcast_shapes, contiguous_strides, normalize_dim, Layout, StridedIndex};
-pub use storage::{CpuStorage, Storage, StorageSlice};
 pub(crate) use storage::match_storage;
+pub use storage::{CpuStorage, Storage, StorageSlice};
 
 use crate::autograd::Node;
 use crate::bail;
@@ -145,7 +145,11 @@ impl Tensor {
             );
         }
         if on && !self.dtype().is_compute_float() {
-            bail!("set_requires_grad", "gradients need f32 or f64, found {}", self.dtype());
+            bail!(
+                "set_requires_grad",
+                "gradients need f32 or f64, found {}",
+                self.dtype()
+            );
         }
         self.0.requires_grad.store(on, Ordering::Relaxed);
         Ok(self)
