@@ -15,6 +15,7 @@
 
 pub mod autograd;
 pub mod error;
+pub mod io;
 pub mod ops;
 pub mod parallel;
 pub mod rng;
