@@ -75,6 +75,7 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn matmul_kernel<T: Float>(
     a: &Tensor,
     la: &Layout,

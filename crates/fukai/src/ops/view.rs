@@ -55,7 +55,7 @@ impl Tensor {
         let holes = shape.iter().filter(|&&d| d < 0).count();
         if holes > 1
             || shape.iter().any(|&d| d < -1)
-            || (holes == 1 && (known == 0 || self.numel() % known != 0))
+            || (holes == 1 && (known == 0 || !self.numel().is_multiple_of(known)))
         {
             bail!(
                 "reshape",

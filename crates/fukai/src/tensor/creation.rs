@@ -100,7 +100,7 @@ impl Tensor {
         dtype: DType,
         gen: &mut Generator,
     ) -> Result<Tensor> {
-        if !dtype.is_float() || !(lo <= hi) {
+        if !dtype.is_float() || lo.is_nan() || hi.is_nan() || lo > hi {
             bail!(
                 "uniform",
                 "need a float dtype and lo <= hi, found {dtype}, [{lo}, {hi})"
@@ -121,7 +121,7 @@ impl Tensor {
         dtype: DType,
         gen: &mut Generator,
     ) -> Result<Tensor> {
-        if !dtype.is_float() || !(std >= 0.0) {
+        if !dtype.is_float() || std.is_nan() || std < 0.0 {
             bail!(
                 "normal",
                 "need a float dtype and std >= 0, found {dtype}, std {std}"
