@@ -123,7 +123,7 @@ fn matmul_kernel<T: Float>(
         )
     };
     let par = parallelism(m, n, k);
-    if nb == 1 || matches!(par, Parallelism::Rayon(_)) {
+    if nb == 1 || !matches!(par, Parallelism::None) {
         (0..nb).for_each(|i| one(i, par));
     } else {
         // Many small products (attention heads): one per task, each on one thread.
