@@ -1,3 +1,149 @@
-fn main() {
-    println!("fukai {}", env!("CARGO_PKG_VERSION"));
+//! `fukai`: train, evaluate and inspect models from the command line.
+
+mod config;
+mod dataset;
+mod model;
+mod plot;
+mod predict;
+mod presets;
+mod report;
+mod train;
+mod viz;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "fukai", version, about = "Deep learning in Rust: train, evaluate, predict, visualize.")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Train a model from a preset or a TOML config.
+    Train {
+        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp).
+        #[arg(long, conflicts_with = "config")]
+        preset: Option<String>,
+        /// TOML config file (see README).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data file or folder (overrides the config).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Run directory (default runs/<name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override the number of epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Override the seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Continue from a checkpoint written by an earlier run.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+    },
+    /// Evaluate a checkpoint on its test set.
+    Eval {
+        /// checkpoint.safetensors from a run directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Data file or folder (default: where the run trained).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Classify one input: an image file, or a CSV row of features.
+    Predict {
+        /// checkpoint.safetensors from a run directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// An image path, or comma-separated feature values.
+        input: String,
+    },
+    /// Draw the first conv layer's filters and every conv layer's feature maps for one input.
+    Viz {
+        /// checkpoint.safetensors of a CNN run.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// An image file (default: the first test image).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Output folder (default: the checkpoint's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn train_cmd(
+    preset: Option<String>,
+    config: Option<PathBuf>,
+    data: Option<PathBuf>,
+    out: Option<PathBuf>,
+    epochs: Option<usize>,
+    seed: Option<u64>,
+    resume: Option<PathBuf>,
+) -> fukai::Result<()> {
+    let mut cfg = match (preset, config) {
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| fukai::Error::Io { path: path.display().to_string(), source: e })?;
+            toml::from_str::<config::Config>(&text).map_err(|e| fukai::Error::Format { file: path.display().to_string(), msg: e.to_string() })?
+        }
+        (p, None) => {
+            let name = p.unwrap_or_else(|| "mnist-cnn".into());
+            presets::preset(&name).ok_or_else(|| fukai::Error::Format {
+                file: "--preset".into(),
+                msg: format!("unknown preset {name:?}; available: {}", presets::NAMES.join(", ")),
+            })?
+        }
+    };
+    if let Some(e) = epochs {
+        cfg.train.epochs = e;
+    }
+    if let Some(s) = seed {
+        cfg.train.seed = s;
+    }
+    train::validate(&cfg)?;
+    let data_path = dataset::resolve(&cfg.data, data.as_deref())?;
+    let splits = dataset::load(&cfg.data, &data_path, cfg.train.seed)?;
+    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let summary = train::run(&cfg, splits, &train::RunOptions { out: out.clone(), resume, data_path })?;
+    println!("\nrun directory: {}", out.display());
+    println!("  summary.json, metrics.jsonl, curves.png, checkpoint.safetensors");
+    println!("next:");
+    println!("  fukai eval --checkpoint {}", summary.checkpoint);
+    println!("  fukai viz --checkpoint {}        # filters and feature maps", summary.checkpoint);
+    println!("  fukai train --preset fashion-cnn --data <fashion-mnist folder>   # presets: {}", presets::NAMES.join(", "));
+    Ok(())
+}
+
+fn eval_cmd(checkpoint: PathBuf, data: Option<PathBuf>) -> fukai::Result<()> {
+    let mut t = train::load_trained(&checkpoint)?;
+    let path = dataset::resolve(&t.cfg.data, data.as_deref())?;
+    let splits = dataset::load(&t.cfg.data, &path, t.cfg.train.seed)?;
+    let ev = train::evaluate(&mut t.model, std::sync::Arc::new(splits.test), &t.norm)?;
+    println!("{}", report::confusion_table(&ev.confusion, &t.classes));
+    println!("test accuracy {:.2}% | test loss {:.4}", 100.0 * ev.accuracy(), ev.loss());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        None => train_cmd(None, None, None, None, None, None, None),
+        Some(Cmd::Train { preset, config, data, out, epochs, seed, resume }) => train_cmd(preset, config, data, out, epochs, seed, resume),
+        Some(Cmd::Eval { checkpoint, data }) => eval_cmd(checkpoint, data),
+        Some(Cmd::Predict { checkpoint, input }) => predict::run(&checkpoint, &input),
+        Some(Cmd::Viz { checkpoint, input, out }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -14,8 +14,11 @@
 //! ```
 
 pub mod autograd;
+pub mod data;
 pub mod error;
 pub mod io;
+pub mod nn;
+pub mod optim;
 pub mod ops;
 pub mod parallel;
 pub mod rng;

@@ -91,6 +91,13 @@ impl Generator {
         out.truncate(n);
         out
     }
+    /// An independent stream for (a, b), e.g. (epoch, sample): per-item randomness that does
+    /// not depend on the order items are processed in.
+    pub fn fork(&self, a: u64, b: u64) -> Generator {
+        let k = self.block(a ^ b.rotate_left(32) ^ 0xA5A5_A5A5);
+        let mix = self.block(b.wrapping_add(a.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+        Generator::new(((k[0] as u64) << 32 | k[1] as u64) ^ ((mix[2] as u64) << 32 | mix[3] as u64))
+    }
     /// A uniform integer in `0..n` (for shuffles); `n` must be non-zero.
     pub fn below(&mut self, n: u64) -> u64 {
         let c = self.reserve(1);

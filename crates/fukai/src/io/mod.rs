@@ -11,6 +11,7 @@
 //! ```
 
 mod atomic;
+pub mod checkpoint;
 mod safetensors;
 
 pub use self::atomic::write_atomic;

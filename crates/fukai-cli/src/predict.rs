@@ -1,0 +1,60 @@
+//! `fukai predict`: one input through a trained model, printing the class and probabilities.
+
+use crate::train::load_trained;
+use fukai::data::{Normalize, Transform};
+use fukai::nn::Module;
+use fukai::{bail, Error, Generator, Result, Tensor};
+use std::path::Path;
+
+/// Reads `input` (an image file, or comma-separated features) into a sample of `shape`.
+pub fn read_input(input: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    let p = Path::new(input);
+    if p.exists() && shape.len() == 3 {
+        let img = image_input(p, shape)?;
+        return Ok(img);
+    }
+    let text = if p.exists() { std::fs::read_to_string(p).map_err(|e| Error::Io { path: input.into(), source: e })? } else { input.to_string() };
+    let row = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let vals: std::result::Result<Vec<f32>, _> = row.split(',').map(|c| c.trim().parse::<f32>()).collect();
+    let Ok(vals) = vals else { bail!("predict", "input {input:?} is neither an existing image file nor a row of numbers") };
+    let n: usize = shape.iter().product();
+    if vals.len() != n {
+        bail!("predict", "the model expects {n} features, the row has {}", vals.len());
+    }
+    Ok(vals)
+}
+
+fn image_input(p: &Path, shape: &[usize]) -> Result<Vec<f32>> {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let img = image::open(p).map_err(|e| Error::Format { file: p.display().to_string(), msg: format!("cannot decode image: {e}") })?;
+    let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+    Ok(if c == 1 {
+        img.to_luma8().pixels().map(|px| px.0[0] as f32 / 255.0).collect()
+    } else {
+        let rgb = img.to_rgb8();
+        let mut out = vec![0.0; 3 * h * w];
+        for (i, px) in rgb.pixels().enumerate() {
+            for ch in 0..3 {
+                out[ch * h * w + i] = px.0[ch] as f32 / 255.0;
+            }
+        }
+        out
+    })
+}
+
+/// Runs the prediction and prints the result.
+pub fn run(checkpoint: &Path, input: &str) -> Result<()> {
+    let t = load_trained(checkpoint)?;
+    let mut x = read_input(input, &t.input_shape)?;
+    Normalize { mean: t.norm.mean.clone(), std: t.norm.std.clone() }.apply(&mut x, &t.input_shape, &mut Generator::new(0));
+    let mut shape = vec![1];
+    shape.extend_from_slice(&t.input_shape);
+    let _g = fukai::no_grad();
+    let probs = t.model.forward(&Tensor::from_vec(x, &shape)?)?.softmax(-1)?.to_vec::<f32>()?;
+    let best = probs.iter().enumerate().fold(0, |b, (i, &p)| if p > probs[b] { i } else { b });
+    println!("prediction: {} ({:.2}%)", t.classes.get(best).cloned().unwrap_or_else(|| best.to_string()), 100.0 * probs[best]);
+    for (i, p) in probs.iter().enumerate() {
+        println!("  {:>12}: {:6.2}%", t.classes.get(i).cloned().unwrap_or_else(|| i.to_string()), 100.0 * p);
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! `fukai viz`: what a CNN learned. The first conv layer's filters (edge and blob detectors) and
+//! every conv layer's feature maps for one input (edges, then textures, then parts), as PNG grids.
+
+use crate::train::{load_trained, Trained};
+use fukai::data::{Dataset, Normalize, Transform};
+use fukai::nn::Module;
+use fukai::{bail, Error, Generator, Result, Tensor};
+use image::{GrayImage, Luma};
+use std::path::{Path, PathBuf};
+
+/// Tiles `maps` (each `h x w`, rescaled to 0..255 on its own range) into a grid, each cell
+/// magnified `scale` times with a 1-pixel gap.
+fn grid(maps: &[Vec<f32>], h: usize, w: usize, scale: usize) -> GrayImage {
+    let n = maps.len().max(1);
+    let cols = (n as f64).sqrt().ceil() as usize;
+    let rows = n.div_ceil(cols);
+    let (cw, ch) = (w * scale + 1, h * scale + 1);
+    let mut img = GrayImage::from_pixel((cols * cw + 1) as u32, (rows * ch + 1) as u32, Luma([40]));
+    for (k, m) in maps.iter().enumerate() {
+        let (lo, hi) = m.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let span = (hi - lo).max(1e-12);
+        let (ox, oy) = ((k % cols) * cw + 1, (k / cols) * ch + 1);
+        for y in 0..h * scale {
+            for x in 0..w * scale {
+                let v = (m[(y / scale) * w + x / scale] - lo) / span;
+                img.put_pixel((ox + x) as u32, (oy + y) as u32, Luma([(v * 255.0) as u8]));
+            }
+        }
+    }
+    img
+}
+
+fn save(img: &GrayImage, path: &Path) -> Result<()> {
+    img.save(path).map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("cannot write PNG: {e}") })
+}
+
+fn input_sample(t: &Trained, input: Option<&Path>) -> Result<Vec<f32>> {
+    match input {
+        Some(p) => crate::predict::read_input(&p.display().to_string(), &t.input_shape),
+        None => {
+            let path = crate::dataset::resolve(&t.cfg.data, None)?;
+            let splits = crate::dataset::load(&t.cfg.data, &path, t.cfg.train.seed)?;
+            let mut x = vec![0.0; t.input_shape.iter().product()];
+            splits.test.get(0, &mut x)?;
+            Ok(x)
+        }
+    }
+}
+
+/// Writes filters.png and features_<layer>.png into `out` (default: the checkpoint's folder).
+pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Result<()> {
+    let t = load_trained(checkpoint)?;
+    let out: PathBuf = out.map(Path::to_path_buf).unwrap_or_else(|| checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf());
+    std::fs::create_dir_all(&out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
+    let convs: Vec<usize> = t.model.layers().iter().enumerate().filter(|(_, l)| l.describe().starts_with("Conv2d")).map(|(i, _)| i).collect();
+    let Some(&first) = convs.first() else { bail!("viz", "{}: the model has no conv layer (viz is for CNNs)", checkpoint.display()) };
+
+    let w = t.model.state_dict().into_iter().find(|(n, _)| *n == format!("{first}.weight")).map(|(_, w)| w);
+    let Some(w) = w else { bail!("viz", "first conv layer has no weight") };
+    let (o, c, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
+    let wv = w.to_vec::<f32>()?;
+    // One tile per (output, input channel) pair; grey inputs give one tile per filter.
+    let filters: Vec<Vec<f32>> = (0..o * c).map(|k| wv[k * kh * kw..(k + 1) * kh * kw].to_vec()).collect();
+    let fpath = out.join("filters.png");
+    save(&grid(&filters, kh, kw, 12), &fpath)?;
+    println!("wrote {} ({o} filters of {c}x{kh}x{kw})", fpath.display());
+
+    let mut x = input_sample(&t, input)?;
+    Normalize { mean: t.norm.mean.clone(), std: t.norm.std.clone() }.apply(&mut x, &t.input_shape, &mut Generator::new(0));
+    let mut shape = vec![1];
+    shape.extend_from_slice(&t.input_shape);
+    let _g = fukai::no_grad();
+    let outs = t.model.forward_all(&Tensor::from_vec(x, &shape)?)?;
+    for (stage, &i) in convs.iter().enumerate() {
+        // The map after the conv's activation (ReLU follows conv, or BN then ReLU).
+        let act = (i..outs.len()).find(|&j| t.model.layers()[j].describe().starts_with("Relu")).unwrap_or(i);
+        let f = &outs[act];
+        let (ch, h, w) = (f.shape()[1], f.shape()[2], f.shape()[3]);
+        let v = f.to_vec::<f32>()?;
+        let maps: Vec<Vec<f32>> = (0..ch).map(|k| v[k * h * w..(k + 1) * h * w].to_vec()).collect();
+        let p = out.join(format!("features_conv{}.png", stage + 1));
+        save(&grid(&maps, h, w, (112 / h.max(1)).max(1)), &p)?;
+        println!("wrote {} ({ch} maps of {h}x{w})", p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Numeric CSV tables: scikit-learn's dataset files (a first row "n_samples, n_features, class
+//! names...") or a plain header row, features then an integer label last; and MNIST as CSV.
+
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::Path;
+
+/// A table of numeric features with integer class labels.
+pub struct Table {
+    /// Row-major `[rows, features]`.
+    pub x: Vec<f32>,
+    /// One label per row.
+    pub y: Vec<i64>,
+    /// Columns of features.
+    pub features: usize,
+    /// Class names when the file gives them (else "0", "1", ...).
+    pub class_names: Vec<String>,
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let raw = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let bytes = if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("corrupt gzip stream: {e}") })?;
+        out
+    } else {
+        raw
+    };
+    String::from_utf8(bytes).map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("not UTF-8 text: {e}") })
+}
+
+fn parse_rows(path: &Path, lines: &[(usize, &str)], cols: Option<usize>) -> Result<(Vec<f32>, Vec<i64>, usize)> {
+    let err = |line: usize, msg: String| Error::Format { file: path.display().to_string(), msg: format!("line {line}: {msg}") };
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    let mut width = cols;
+    for &(ln, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let w = *width.get_or_insert(cells.len());
+        if cells.len() != w || w < 2 {
+            return Err(err(ln, format!("{} columns, expected {w} (features then label)", cells.len())));
+        }
+        for (c, cell) in cells[..w - 1].iter().enumerate() {
+            let v: f32 = cell.parse().map_err(|_| err(ln, format!("column {}: {cell:?} is not a number", c + 1)))?;
+            if !v.is_finite() {
+                return Err(err(ln, format!("column {}: {cell:?} is not finite", c + 1)));
+            }
+            x.push(v);
+        }
+        let label = cells[w - 1];
+        let l: f64 = label.parse().map_err(|_| err(ln, format!("label {label:?} is not an integer")))?;
+        if l.fract() != 0.0 || l < 0.0 {
+            return Err(err(ln, format!("label {label:?} is not a non-negative integer")));
+        }
+        y.push(l as i64);
+    }
+    let w = width.unwrap_or(1);
+    Ok((x, y, w - 1))
+}
+
+/// Reads a numeric table whose last column is the class label.
+pub fn read_table(path: &Path) -> Result<Table> {
+    let text = read_text(path)?;
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty()).collect();
+    let Some(&(_, first)) = lines.first() else {
+        return Err(Error::Format { file: path.display().to_string(), msg: "empty file".into() });
+    };
+    let head: Vec<&str> = first.split(',').map(str::trim).collect();
+    // scikit-learn layout: "n_samples,n_features,name0,name1,..."
+    let sk = head.len() >= 2 && head[0].parse::<usize>().is_ok() && head[1].parse::<usize>().is_ok() && head[2..].iter().any(|c| c.parse::<f64>().is_err());
+    let numeric_header = head.iter().all(|c| c.parse::<f64>().is_ok());
+    let body = if numeric_header && !sk { &lines[..] } else { &lines[1..] };
+    let cols = if sk { Some(head[1].parse::<usize>().expect("checked") + 1) } else { None };
+    let (x, y, features) = parse_rows(path, body, cols)?;
+    if sk {
+        let n: usize = head[0].parse().expect("checked");
+        if n != y.len() {
+            return Err(Error::Format { file: path.display().to_string(), msg: format!("header says {n} samples, found {}", y.len()) });
+        }
+    }
+    let classes = y.iter().max().map_or(0, |&m| m as usize + 1);
+    let class_names = if sk && head.len() - 2 >= classes {
+        head[2..].iter().map(|s| s.to_string()).collect()
+    } else {
+        (0..classes).map(|c| c.to_string()).collect()
+    };
+    Ok(Table { x, y, features, class_names })
+}
+
+/// MNIST as CSV (784 pixel values 0-255, then the label, no header), scaled to [0, 1].
+pub fn read_mnist_csv(path: &Path) -> Result<(Vec<f32>, Vec<i64>)> {
+    let text = read_text(path)?;
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty()).collect();
+    let (mut x, y, features) = parse_rows(path, &lines, Some(785))?;
+    debug_assert_eq!(features, 784);
+    if let Some(i) = x.iter().position(|&v| !(0.0..=255.0).contains(&v)) {
+        return Err(Error::Format { file: path.display().to_string(), msg: format!("line {}: pixel value {} outside 0..255", i / 784 + 1, x[i]) });
+    }
+    x.iter_mut().for_each(|v| *v /= 255.0);
+    Ok((x, y))
+}

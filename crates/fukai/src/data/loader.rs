@@ -1,0 +1,130 @@
+//! Batching with a seeded shuffle, drop_last, transforms and background prefetch. The batch
+//! order and contents depend only on (seed, epoch), never on timing.
+
+use super::{Dataset, Transform};
+use crate::error::Result;
+use crate::rng::Generator;
+use crate::tensor::Tensor;
+use std::sync::Arc;
+
+/// One batch: features `[B, ...]` (f32) and labels `[B]` (i64).
+pub struct Batch {
+    /// Inputs.
+    pub x: Tensor,
+    /// Class labels.
+    pub y: Tensor,
+}
+
+/// Fisher-Yates shuffle driven by the counter-based generator.
+pub(crate) fn shuffle(v: &mut [usize], seed: u64) {
+    let mut g = Generator::new(seed);
+    for i in (1..v.len()).rev() {
+        let j = g.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Iterates a dataset in batches.
+#[derive(Clone)]
+pub struct DataLoader {
+    data: Arc<dyn Dataset>,
+    batch_size: usize,
+    shuffle: bool,
+    drop_last: bool,
+    seed: u64,
+    prefetch: usize,
+    transforms: Arc<Vec<Box<dyn Transform>>>,
+}
+
+impl DataLoader {
+    /// A loader with batch size `batch_size`, no shuffle, keeping the last partial batch.
+    pub fn new(data: Arc<dyn Dataset>, batch_size: usize) -> Self {
+        DataLoader { data, batch_size: batch_size.max(1), shuffle: false, drop_last: false, seed: 0, prefetch: 2, transforms: Arc::new(Vec::new()) }
+    }
+    /// Reshuffles every epoch from `seed` (epoch e uses a stream derived from seed and e).
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.shuffle = true;
+        self.seed = seed;
+        self
+    }
+    /// Drops the last batch when it is smaller than `batch_size`.
+    pub fn drop_last(mut self, on: bool) -> Self {
+        self.drop_last = on;
+        self
+    }
+    /// Batches prepared ahead on a background thread (0 = build batches on the caller).
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
+        self
+    }
+    /// Per-sample transforms, applied in order.
+    pub fn transforms(mut self, t: Vec<Box<dyn Transform>>) -> Self {
+        self.transforms = Arc::new(t);
+        self
+    }
+    /// The dataset.
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.data
+    }
+    /// Batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        let n = self.data.len();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.data.len()).collect();
+        if self.shuffle {
+            shuffle(&mut idx, self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        }
+        idx
+    }
+
+    fn make_batch(&self, rows: &[usize], epoch: u64) -> Result<Batch> {
+        let shape = self.data.sample_shape().to_vec();
+        let per: usize = shape.iter().product();
+        let mut x = vec![0f32; rows.len() * per];
+        let mut y = Vec::with_capacity(rows.len());
+        for (k, &r) in rows.iter().enumerate() {
+            let out = &mut x[k * per..(k + 1) * per];
+            y.push(self.data.get(r, out)?);
+            if !self.transforms.is_empty() {
+                let mut g = Generator::new(self.seed ^ 0x5EED).fork(epoch, r as u64);
+                for t in self.transforms.iter() {
+                    t.apply(out, &shape, &mut g);
+                }
+            }
+        }
+        let mut bshape = vec![rows.len()];
+        bshape.extend_from_slice(&shape);
+        Ok(Batch { x: Tensor::from_vec(x, &bshape)?, y: Tensor::from_vec(y, &[rows.len()])? })
+    }
+
+    /// The batches of epoch `epoch` (0-based).
+    pub fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send> {
+        let order = self.order(epoch);
+        let bs = self.batch_size;
+        let nb = self.num_batches();
+        let chunks: Vec<Vec<usize>> = (0..nb).map(|b| order[b * bs..((b + 1) * bs).min(order.len())].to_vec()).collect();
+        #[cfg(feature = "threads")]
+        if self.prefetch > 0 {
+            let (tx, rx) = std::sync::mpsc::sync_channel(self.prefetch);
+            let me = self.clone();
+            std::thread::spawn(move || {
+                for rows in chunks {
+                    // The receiver hung up (loop ended early): stop quietly.
+                    if tx.send(me.make_batch(&rows, epoch)).is_err() {
+                        return;
+                    }
+                }
+            });
+            return Box::new(rx.into_iter());
+        }
+        let me = self.clone();
+        Box::new(chunks.into_iter().map(move |rows| me.make_batch(&rows, epoch)))
+    }
+}

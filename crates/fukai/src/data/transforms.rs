@@ -1,0 +1,75 @@
+//! Per-sample transforms. Randomness comes from a generator seeded per (epoch, sample), so
+//! augmentation is identical whatever the thread or prefetch schedule.
+
+use crate::rng::Generator;
+
+/// Changes one sample in place; `shape` is the sample's `[C, H, W]` (or other) shape.
+pub trait Transform: Send + Sync {
+    /// Applies the transform.
+    fn apply(&self, x: &mut [f32], shape: &[usize], gen: &mut Generator);
+}
+
+/// `(x - mean[c]) / std[c]` per channel (one value applies to all channels).
+pub struct Normalize {
+    /// Per-channel means.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviations.
+    pub std: Vec<f32>,
+}
+
+impl Transform for Normalize {
+    fn apply(&self, x: &mut [f32], shape: &[usize], _: &mut Generator) {
+        let c = shape.first().copied().unwrap_or(1).max(1);
+        let plane = x.len() / c;
+        for (ch, chunk) in x.chunks_mut(plane.max(1)).enumerate() {
+            let (m, s) = (self.mean[ch.min(self.mean.len() - 1)], self.std[ch.min(self.std.len() - 1)]);
+            chunk.iter_mut().for_each(|v| *v = (*v - m) / s);
+        }
+    }
+}
+
+/// Zero-pads by `padding` on each side, then crops back to the original size at a random
+/// offset (the classic CIFAR/MNIST augmentation).
+pub struct RandomCrop {
+    /// Pixels of zero padding on each border.
+    pub padding: usize,
+}
+
+impl Transform for RandomCrop {
+    fn apply(&self, x: &mut [f32], shape: &[usize], gen: &mut Generator) {
+        let [c, h, w] = match shape {
+            [c, h, w] => [*c, *h, *w],
+            _ => return,
+        };
+        let p = self.padding as i64;
+        let dy = gen.below(2 * p as u64 + 1) as i64 - p;
+        let dx = gen.below(2 * p as u64 + 1) as i64 - p;
+        let src = x.to_vec();
+        for ch in 0..c {
+            for i in 0..h as i64 {
+                for j in 0..w as i64 {
+                    let (si, sj) = (i + dy, j + dx);
+                    let inside = si >= 0 && si < h as i64 && sj >= 0 && sj < w as i64;
+                    x[ch * h * w + (i as usize) * w + j as usize] =
+                        if inside { src[ch * h * w + si as usize * w + sj as usize] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
+/// Mirrors left-right with probability `p`.
+pub struct RandomHorizontalFlip {
+    /// Flip probability.
+    pub p: f64,
+}
+
+impl Transform for RandomHorizontalFlip {
+    fn apply(&self, x: &mut [f32], shape: &[usize], gen: &mut Generator) {
+        let w = *shape.last().unwrap_or(&1);
+        if w < 2 || (gen.below(1 << 24) as f64) >= self.p * (1u64 << 24) as f64 {
+            return;
+        }
+        x.chunks_mut(w).for_each(|row| row.reverse());
+    }
+}

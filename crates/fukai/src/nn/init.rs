@@ -1,0 +1,19 @@
+//! Parameter initialization, matching PyTorch's defaults.
+
+use crate::error::Result;
+use crate::tensor::{DType, Tensor};
+
+/// The bound PyTorch uses for layer weights: `kaiming_uniform_(a=√5)` reduces to U(±1/√fan_in).
+pub fn uniform_bound(fan_in: usize) -> f64 {
+    if fan_in == 0 {
+        0.0
+    } else {
+        1.0 / (fan_in as f64).sqrt()
+    }
+}
+
+/// A trainable f32 tensor drawn from U(-bound, bound) with the default generator.
+pub fn kaiming_uniform(shape: &[usize], fan_in: usize) -> Result<Tensor> {
+    let b = uniform_bound(fan_in);
+    Tensor::uniform(shape, -b, b, DType::F32)?.with_grad()
+}

@@ -1,0 +1,152 @@
+//! Loss functions (mean reduction, as PyTorch's default). Cross-entropy has a fused kernel;
+//! [`cross_entropy_composite`] is the same math from primitive ops, kept as its reference.
+
+use crate::bail;
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::ops::float::{check_float, with_contig, wrap, Float};
+use crate::tensor::{DType, Tensor, WithDType};
+
+/// Options of [`cross_entropy_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CrossEntropyOpts {
+    /// Mixes the one-hot target with the uniform distribution (0 = off).
+    pub label_smoothing: f64,
+    /// Rows whose target equals this are skipped (PyTorch's default is -100).
+    pub ignore_index: Option<i64>,
+}
+
+fn targets(op: &'static str, logits: &Tensor, t: &Tensor, ignore: Option<i64>) -> Result<Vec<i64>> {
+    if logits.rank() != 2 {
+        bail!(op, "logits must be [N, C], found {:?}", logits.shape());
+    }
+    let (n, c) = (logits.shape()[0], logits.shape()[1]);
+    if t.shape() != [n] {
+        bail!(op, "targets must be [{n}] class indices, found shape {:?}", t.shape());
+    }
+    let v: Vec<i64> = match t.dtype() {
+        DType::I64 => t.to_vec()?,
+        DType::U32 => t.to_vec::<u32>()?.into_iter().map(i64::from).collect(),
+        other => bail!(op, "targets must be i64 or u32 class indices, found {other}"),
+    };
+    for (i, &y) in v.iter().enumerate() {
+        if Some(y) != ignore && (y < 0 || y as usize >= c) {
+            bail!(op, "target {y} at row {i} is outside 0..{c}");
+        }
+    }
+    Ok(v)
+}
+
+/// Mean cross-entropy of `logits [N, C]` against class indices `[N]`.
+pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    cross_entropy_with(logits, target, CrossEntropyOpts::default())
+}
+
+/// Cross-entropy with label smoothing and ignore_index, fused: one pass computes the loss and
+/// keeps softmax for a one-pass backward.
+pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, opts: CrossEntropyOpts) -> Result<Tensor> {
+    check_float("cross_entropy", logits)?;
+    let eps = opts.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        bail!("cross_entropy", "label_smoothing must be in [0, 1], found {eps}");
+    }
+    let y = targets("cross_entropy", logits, target, opts.ignore_index)?;
+    let (n, c) = (logits.shape()[0], logits.shape()[1]);
+    let valid: Vec<bool> = y.iter().map(|&t| Some(t) != opts.ignore_index).collect();
+    let n_valid = valid.iter().filter(|&&v| v).count();
+    let (storage, layout, probs) = float_dispatch!(logits.dtype(), T => {
+        let (loss, probs) = with_contig::<T, _>(logits, |x| {
+            let mut probs = vec![T::ZERO; n * c];
+            let mut total = 0.0f64;
+            for i in 0..n {
+                let row = &x[i * c..(i + 1) * c];
+                let m = row.iter().fold(T::NEG_INF, |a, &b| a.max_nan(b));
+                let mut s = T::ZERO;
+                for (p, &v) in probs[i * c..(i + 1) * c].iter_mut().zip(row) {
+                    *p = (v - m).exp();
+                    s += *p;
+                }
+                let inv = T::ONE / s;
+                probs[i * c..(i + 1) * c].iter_mut().for_each(|p| *p = *p * inv);
+                if valid[i] {
+                    let lse = (s.ln() + m).to_f64();
+                    let mean_x = row.iter().map(|v| v.to_f64()).sum::<f64>() / c as f64;
+                    total += lse - (1.0 - eps) * row[y[i] as usize].to_f64() - eps * mean_x;
+                }
+            }
+            (total / n_valid as f64, probs)
+        });
+        let (s, l) = wrap(vec![T::c(loss)], &[]);
+        (s, l, crate::tensor::Tensor::from_vec(probs, &[n, c])?)
+    });
+    Ok(Tensor::op_result("cross_entropy", storage, layout, &[logits], move || {
+        Box::new(move |g, _| {
+            let scale = g.item()? / n_valid as f64;
+            let grad = float_dispatch!(probs.dtype(), T => {
+                let mut d = probs.to_vec::<T>()?;
+                for i in 0..n {
+                    let row = &mut d[i * c..(i + 1) * c];
+                    if !valid[i] {
+                        row.iter_mut().for_each(|v| *v = T::ZERO);
+                        continue;
+                    }
+                    row[y[i] as usize] = row[y[i] as usize] - T::c(1.0 - eps);
+                    for v in row.iter_mut() {
+                        *v = (*v - T::c(eps / c as f64)) * T::c(scale);
+                    }
+                }
+                Tensor::from_vec(d, &[n, c])?
+            });
+            Ok(vec![Some(grad)])
+        })
+    }))
+}
+
+/// The same loss as [`cross_entropy_with`] from primitive ops (log_softmax, gather, mean).
+pub fn cross_entropy_composite(logits: &Tensor, target: &Tensor, opts: CrossEntropyOpts) -> Result<Tensor> {
+    let y = targets("cross_entropy", logits, target, opts.ignore_index)?;
+    let n = logits.shape()[0];
+    let keep: Vec<f64> = y.iter().map(|&t| if Some(t) == opts.ignore_index { 0.0 } else { 1.0 }).collect();
+    let safe: Vec<i64> = y.iter().map(|&t| if Some(t) == opts.ignore_index { 0 } else { t }).collect();
+    let logp = logits.log_softmax(-1)?;
+    let nll = logp.gather(1, &Tensor::from_vec(safe, &[n, 1])?)?.neg()?.squeeze(1)?;
+    let smooth = logp.mean(&[-1], false)?.neg()?;
+    let eps = opts.label_smoothing;
+    let per_row = nll.mul_scalar(1.0 - eps)?.add(&smooth.mul_scalar(eps)?)?;
+    let mask = Tensor::from_vec(keep.clone(), &[n])?.to_dtype(logits.dtype())?;
+    let count: f64 = keep.iter().sum();
+    per_row.mul(&mask)?.sum_all()?.mul_scalar(1.0 / count)
+}
+
+/// Negative log-likelihood of log-probabilities `[N, C]` at class indices `[N]`.
+pub fn nll_loss(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let y = targets("nll_loss", log_probs, target, None)?;
+    let idx = Tensor::from_vec(y, &[log_probs.shape()[0], 1])?;
+    log_probs.gather(1, &idx)?.neg()?.mean_all()
+}
+
+fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.shape() != b.shape() {
+        bail!(op, "input {:?} and target {:?} must have the same shape", a.shape(), b.shape());
+    }
+    Ok(())
+}
+
+/// Mean squared error.
+pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    same_shape("mse_loss", pred, target)?;
+    pred.sub(target)?.square()?.mean_all()
+}
+
+/// Mean absolute error.
+pub fn l1_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
+    same_shape("l1_loss", pred, target)?;
+    pred.sub(target)?.abs()?.mean_all()
+}
+
+/// Binary cross-entropy on logits, in the stable form max(x,0) - x·y + log(1 + e^-|x|).
+pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    same_shape("binary_cross_entropy_with_logits", logits, target)?;
+    let softplus = logits.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?;
+    logits.relu()?.sub(&logits.mul(target)?)?.add(&softplus)?.mean_all()
+}

@@ -1,0 +1,110 @@
+//! Neural-network building blocks: the [`Module`] trait, layers, activations and losses.
+//! Layer initializations match PyTorch's defaults, so the same config trains the same way.
+
+mod activation;
+mod conv;
+mod init;
+mod linear;
+pub mod loss;
+mod norm;
+mod pool;
+mod sequential;
+
+pub use activation::{Activation, Dropout, Flatten};
+pub use init::{kaiming_uniform, uniform_bound};
+pub use conv::{Conv1d, Conv2d};
+pub use linear::{Embedding, Linear};
+pub use norm::{BatchNorm, LayerNorm};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use sequential::Sequential;
+
+use crate::bail;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Whether a named tensor is trained (parameter) or only tracked (buffer, e.g. running stats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Updated by optimizers.
+    Parameter,
+    /// State saved in checkpoints but not trained.
+    Buffer,
+}
+
+/// A layer or model: a forward function plus named parameters and buffers.
+pub trait Module: Send + Sync {
+    /// Applies the module.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+    /// Calls `f(name, tensor, kind)` for each parameter and buffer; names are dotted paths
+    /// below `prefix`, PyTorch style (`"0.weight"`, `"features.3.running_mean"`).
+    fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
+    /// Switches train/eval behaviour (dropout, batch norm). Containers forward it to children.
+    fn set_training(&mut self, _on: bool) {}
+    /// The module's name in summaries, e.g. `"Linear(784 -> 256)"`.
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().rsplit("::").next().unwrap_or("Module").to_string()
+    }
+
+    /// Parameters with their names.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit("", &mut |n, t, k| {
+            if k == TensorKind::Parameter {
+                out.push((n.to_string(), t.clone()));
+            }
+        });
+        out
+    }
+    /// Parameters only.
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+    }
+    /// Parameters and buffers with their names: what a checkpoint stores.
+    fn state_dict(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit("", &mut |n, t, _| out.push((n.to_string(), t.clone())));
+        out
+    }
+    /// Total number of trainable scalars.
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(|p| p.numel()).sum()
+    }
+    /// Copies values from `state` into this module's tensors in place. Every tensor must be
+    /// present with the same shape and dtype; extra entries are an error too.
+    fn load_state_dict(&self, state: &[(String, Tensor)]) -> Result<()> {
+        let own = self.state_dict();
+        for (name, t) in &own {
+            let Some((_, src)) = state.iter().find(|(n, _)| n == name) else {
+                bail!("load_state_dict", "missing tensor {name:?} (shape {:?})", t.shape());
+            };
+            if src.shape() != t.shape() || src.dtype() != t.dtype() {
+                bail!(
+                    "load_state_dict",
+                    "tensor {name:?}: model expects {:?} {}, checkpoint has {:?} {}",
+                    t.shape(),
+                    t.dtype(),
+                    src.shape(),
+                    src.dtype()
+                );
+            }
+        }
+        if let Some((n, _)) = state.iter().find(|(n, _)| !own.iter().any(|(o, _)| o == n)) {
+            bail!("load_state_dict", "unexpected tensor {n:?}: the model has no such parameter or buffer");
+        }
+        // Validate everything before writing anything: a failed load leaves the model untouched.
+        for (name, t) in &own {
+            let src = &state.iter().find(|(n, _)| n == name).expect("checked").1;
+            t.copy_from(src)?;
+        }
+        Ok(())
+    }
+}
+
+/// Joins a module path prefix and a local name with a dot.
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}

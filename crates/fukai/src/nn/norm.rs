@@ -1,0 +1,126 @@
+//! Normalization layers: batch norm (with running statistics) and layer norm.
+
+use super::{join, Module, TensorKind};
+use crate::bail;
+use crate::error::Result;
+use crate::tensor::{DType, Tensor};
+
+/// Batch normalization over the channel dim 1 of `[N, C]`, `[N, C, L]` or `[N, C, H, W]`
+/// (PyTorch's BatchNorm1d/2d): batch statistics in training, running ones in eval.
+pub struct BatchNorm {
+    /// Scale `[C]` (init 1).
+    pub weight: Tensor,
+    /// Shift `[C]` (init 0).
+    pub bias: Tensor,
+    /// Running mean `[C]` (buffer).
+    pub running_mean: Tensor,
+    /// Running unbiased variance `[C]` (buffer).
+    pub running_var: Tensor,
+    /// Batches seen in training (buffer, i64 scalar as in PyTorch).
+    pub num_batches_tracked: Tensor,
+    eps: f64,
+    momentum: f64,
+    training: bool,
+}
+
+impl BatchNorm {
+    /// PyTorch defaults: eps 1e-5, momentum 0.1.
+    pub fn new(channels: usize) -> Result<Self> {
+        Ok(BatchNorm {
+            weight: Tensor::ones(&[channels], DType::F32)?.with_grad()?,
+            bias: Tensor::zeros(&[channels], DType::F32)?.with_grad()?,
+            running_mean: Tensor::zeros(&[channels], DType::F32)?,
+            running_var: Tensor::ones(&[channels], DType::F32)?,
+            num_batches_tracked: Tensor::zeros(&[], DType::I64)?,
+            eps: 1e-5,
+            momentum: 0.1,
+            training: true,
+        })
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.weight.numel();
+        if !(2..=4).contains(&x.rank()) || x.shape()[1] != c {
+            bail!("BatchNorm", "input shape {:?}: expected [N, {c}], [N, {c}, L] or [N, {c}, H, W]", x.shape());
+        }
+        // Broadcast [C] against dim 1.
+        let mut bshape = vec![1; x.rank()];
+        bshape[1] = c;
+        let dims: Vec<isize> = (0..x.rank() as isize).filter(|&d| d != 1).collect();
+        let (mean, var) = if self.training {
+            let n = x.numel() / c;
+            if n < 2 {
+                bail!("BatchNorm", "training needs more than one value per channel, got input {:?}", x.shape());
+            }
+            let mean = x.mean(&dims, true)?;
+            let var = x.var(&dims, 0, true)?;
+            let _g = crate::no_grad();
+            let m = self.momentum;
+            let unbiased = var.detach().mul_scalar(n as f64 / (n - 1) as f64)?.reshape(&[c])?;
+            self.running_mean.copy_from(&self.running_mean.mul_scalar(1.0 - m)?.add(&mean.detach().reshape(&[c])?.mul_scalar(m)?)?)?;
+            self.running_var.copy_from(&self.running_var.mul_scalar(1.0 - m)?.add(&unbiased.mul_scalar(m)?)?)?;
+            let t = self.num_batches_tracked.item()? as i64;
+            self.num_batches_tracked.copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
+            (mean, var)
+        } else {
+            (self.running_mean.reshape(&bshape)?, self.running_var.reshape(&bshape)?)
+        };
+        let inv = var.add_scalar(self.eps)?.rsqrt()?;
+        x.sub(&mean)?.mul(&inv.mul(&self.weight.reshape(&bshape)?)?)?.add(&self.bias.reshape(&bshape)?)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);
+        f(&join(prefix, "bias"), &self.bias, TensorKind::Parameter);
+        f(&join(prefix, "running_mean"), &self.running_mean, TensorKind::Buffer);
+        f(&join(prefix, "running_var"), &self.running_var, TensorKind::Buffer);
+        f(&join(prefix, "num_batches_tracked"), &self.num_batches_tracked, TensorKind::Buffer);
+    }
+    fn set_training(&mut self, on: bool) {
+        self.training = on;
+    }
+    fn describe(&self) -> String {
+        format!("BatchNorm({})", self.weight.numel())
+    }
+}
+
+/// Layer normalization over the last dims (`normalized_shape`), with learned scale and shift.
+pub struct LayerNorm {
+    /// Scale (init 1).
+    pub weight: Tensor,
+    /// Shift (init 0).
+    pub bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Normalizes over a last dim of size `dim` (eps 1e-5 like PyTorch).
+    pub fn new(dim: usize) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: Tensor::ones(&[dim], DType::F32)?.with_grad()?,
+            bias: Tensor::zeros(&[dim], DType::F32)?.with_grad()?,
+            eps: 1e-5,
+        })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let d = self.weight.numel();
+        if x.rank() == 0 || x.shape()[x.rank() - 1] != d {
+            bail!("LayerNorm", "input shape {:?}: last dim must be {d}", x.shape());
+        }
+        let mean = x.mean(&[-1], true)?;
+        let centered = x.sub(&mean)?;
+        let var = centered.square()?.mean(&[-1], true)?;
+        centered.mul(&var.add_scalar(self.eps)?.rsqrt()?)?.mul(&self.weight)?.add(&self.bias)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);
+        f(&join(prefix, "bias"), &self.bias, TensorKind::Parameter);
+    }
+    fn describe(&self) -> String {
+        format!("LayerNorm({})", self.weight.numel())
+    }
+}

@@ -1,0 +1,65 @@
+//! A chain of modules applied in order; children are named "0", "1", ... as in PyTorch.
+
+use super::{join, Module, TensorKind};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Modules applied one after another.
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Module>>,
+}
+
+impl Sequential {
+    /// An empty chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Appends a layer (builder style).
+    pub fn add(mut self, m: impl Module + 'static) -> Self {
+        self.layers.push(Box::new(m));
+        self
+    }
+    /// Appends a boxed layer.
+    pub fn push(&mut self, m: Box<dyn Module>) {
+        self.layers.push(m);
+    }
+    /// The layers.
+    pub fn layers(&self) -> &[Box<dyn Module>] {
+        &self.layers
+    }
+    /// Runs the chain and returns every layer's output (for feature-map visualization).
+    pub fn forward_all(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let mut outs = Vec::with_capacity(self.layers.len());
+        let mut cur = x.clone();
+        for l in &self.layers {
+            cur = l.forward(&cur)?;
+            outs.push(cur.clone());
+        }
+        Ok(outs)
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut cur = x.clone();
+        for l in &self.layers {
+            cur = l.forward(&cur)?;
+        }
+        Ok(cur)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        for (i, l) in self.layers.iter().enumerate() {
+            l.visit(&join(prefix, &i.to_string()), f);
+        }
+    }
+    fn set_training(&mut self, on: bool) {
+        for l in &mut self.layers {
+            l.set_training(on);
+        }
+    }
+    fn describe(&self) -> String {
+        let inner: Vec<String> = self.layers.iter().map(|l| l.describe()).collect();
+        format!("Sequential[{}]", inner.join(", "))
+    }
+}

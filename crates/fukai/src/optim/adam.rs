@@ -1,0 +1,108 @@
+//! Adam and AdamW (decoupled weight decay), with PyTorch's bias-corrected update.
+
+use super::{for_each_grad, read_scalar, scalar_state, Optimizer, Slots};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Adam / AdamW. Defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+pub struct Adam {
+    params: Vec<Tensor>,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    step: u64,
+    m: Slots,
+    v: Slots,
+}
+
+impl Adam {
+    /// Adam (weight decay, if set, is an L2 term added to the gradient).
+    pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
+        let n = params.len();
+        Adam {
+            params,
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            step: 0,
+            m: Slots::new("exp_avg", n),
+            v: Slots::new("exp_avg_sq", n),
+        }
+    }
+    /// AdamW: weight decay applied to the weights directly (default 0.01 as in PyTorch).
+    pub fn adamw(params: Vec<Tensor>, lr: f64) -> Self {
+        let mut a = Adam::new(params, lr);
+        a.decoupled = true;
+        a.weight_decay = 0.01;
+        a
+    }
+    /// Moment decay rates.
+    pub fn betas(mut self, b1: f64, b2: f64) -> Self {
+        self.betas = (b1, b2);
+        self
+    }
+    /// Denominator epsilon.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Weight decay (L2 for Adam, decoupled for AdamW).
+    pub fn weight_decay(mut self, wd: f64) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self) -> Result<()> {
+        self.step += 1;
+        let t = self.step as i32;
+        let (b1, b2) = self.betas;
+        let bc1 = 1.0 - b1.powi(t);
+        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
+        let step_size = (self.lr / bc1) as f32;
+        let (b1, b2, eps) = (b1 as f32, b2 as f32, self.eps as f32);
+        let (bc2_sqrt, lr) = (bc2_sqrt as f32, self.lr as f32);
+        let (wd, decoupled) = (self.weight_decay as f32, self.decoupled);
+        let (ms, vs) = (&mut self.m, &mut self.v);
+        for_each_grad(&self.params, |i, w, g| {
+            let m = ms.get(i, w.len());
+            let v = vs.get(i, w.len());
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = if decoupled {
+                    *w *= 1.0 - lr * wd;
+                    g
+                } else {
+                    g + wd * *w
+                };
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+            }
+        })
+    }
+    fn params(&self) -> &[Tensor] {
+        &self.params
+    }
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![scalar_state("step", self.step as f64)];
+        self.m.save(&self.params, &mut out)?;
+        self.v.save(&self.params, &mut out)?;
+        Ok(out)
+    }
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
+        self.step = read_scalar(state, "step", 0.0)? as u64;
+        self.m.load(&self.params, state)?;
+        self.v.load(&self.params, state)
+    }
+}

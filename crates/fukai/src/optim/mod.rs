@@ -1,0 +1,122 @@
+//! Optimizers, learning-rate schedules and gradient clipping. Updates run in place on the
+//! parameters' storage, outside the autograd graph.
+
+mod adam;
+mod rmsprop;
+mod schedule;
+mod sgd;
+
+pub use adam::Adam;
+pub use rmsprop::RmsProp;
+pub use schedule::LrSchedule;
+pub use sgd::Sgd;
+
+use crate::bail;
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Something that updates parameters from their gradients.
+pub trait Optimizer: Send {
+    /// Applies one update to every parameter that has a gradient.
+    fn step(&mut self) -> Result<()>;
+    /// The parameters being optimized.
+    fn params(&self) -> &[Tensor];
+    /// Current learning rate.
+    fn lr(&self) -> f64;
+    /// Sets the learning rate (schedules call this every step).
+    fn set_lr(&mut self, lr: f64);
+    /// Internal state (moments, step counts) as named tensors, for checkpoints.
+    fn state(&self) -> Result<Vec<(String, Tensor)>>;
+    /// Restores state saved by [`Optimizer::state`].
+    fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()>;
+    /// Clears every parameter's gradient.
+    fn zero_grad(&self) {
+        for p in self.params() {
+            p.zero_grad();
+        }
+    }
+}
+
+/// Per-parameter f32 buffers (moments), saved as `"{prefix}.{i}"` tensors.
+pub(crate) struct Slots {
+    name: &'static str,
+    bufs: Vec<Option<Vec<f32>>>,
+}
+
+impl Slots {
+    pub(crate) fn new(name: &'static str, n: usize) -> Self {
+        Slots { name, bufs: vec![None; n] }
+    }
+    /// The buffer for parameter `i`, zero-initialized on first use.
+    pub(crate) fn get(&mut self, i: usize, len: usize) -> &mut Vec<f32> {
+        self.bufs[i].get_or_insert_with(|| vec![0.0; len])
+    }
+    pub(crate) fn is_set(&self, i: usize) -> bool {
+        self.bufs[i].is_some()
+    }
+    pub(crate) fn save(&self, params: &[Tensor], out: &mut Vec<(String, Tensor)>) -> Result<()> {
+        for (i, b) in self.bufs.iter().enumerate() {
+            if let Some(b) = b {
+                out.push((format!("{}.{i}", self.name), Tensor::from_vec(b.clone(), params[i].shape())?));
+            }
+        }
+        Ok(())
+    }
+    pub(crate) fn load(&mut self, params: &[Tensor], state: &[(String, Tensor)]) -> Result<()> {
+        for (i, p) in params.iter().enumerate() {
+            let key = format!("{}.{i}", self.name);
+            self.bufs[i] = match state.iter().find(|(n, _)| *n == key) {
+                Some((_, t)) if t.shape() == p.shape() => Some(t.to_vec::<f32>()?),
+                Some((_, t)) => bail!("load_state", "{key}: shape {:?} does not match parameter {:?}", t.shape(), p.shape()),
+                None => None,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f(param_index, weights, grad)` for every parameter that has a gradient.
+pub(crate) fn for_each_grad(params: &[Tensor], mut f: impl FnMut(usize, &mut [f32], &[f32])) -> Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        let Some(g) = p.grad() else { continue };
+        if g.shape() != p.shape() {
+            bail!("optimizer", "parameter {i}: gradient {:?} vs parameter {:?}", g.shape(), p.shape());
+        }
+        g.with_f32(|gs| p.update_f32(|w| f(i, w, gs)))??;
+    }
+    Ok(())
+}
+
+/// A scalar f64 saved as a 0-dim tensor.
+pub(crate) fn scalar_state(name: &str, v: f64) -> (String, Tensor) {
+    (name.to_string(), Tensor::scalar(v, crate::DType::F64))
+}
+
+/// Reads a scalar saved by [`scalar_state`] (default when absent).
+pub(crate) fn read_scalar(state: &[(String, Tensor)], name: &str, default: f64) -> Result<f64> {
+    match state.iter().find(|(n, _)| n == name) {
+        Some((_, t)) => t.item(),
+        None => Ok(default),
+    }
+}
+
+/// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping. The norm is summed in parameter order, so it is reproducible.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
+    let mut sq = 0.0f64;
+    for p in params {
+        if let Some(g) = p.grad() {
+            sq += g.with_f32(|v| v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())?;
+        }
+    }
+    let norm = sq.sqrt();
+    let scale = max_norm / (norm + 1e-6);
+    if scale < 1.0 {
+        for p in params {
+            if let Some(g) = p.grad() {
+                p.set_grad(Some(g.mul_scalar(scale)?));
+            }
+        }
+    }
+    Ok(norm)
+}

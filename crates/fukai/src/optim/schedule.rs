@@ -1,0 +1,83 @@
+//! Learning-rate schedules as pure functions of the step, so a resumed run gets the same rate.
+
+use std::f64::consts::PI;
+
+/// How the learning rate evolves over `total` steps from a base rate.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LrSchedule {
+    /// The base rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `step_size` steps.
+    Step {
+        /// Steps between decays.
+        step_size: usize,
+        /// Decay factor.
+        gamma: f64,
+    },
+    /// Linear warmup for `warmup` steps, then cosine decay to `min_lr` at `total`.
+    /// `warmup: 0` is plain cosine annealing.
+    WarmupCosine {
+        /// Warmup steps.
+        warmup: usize,
+        /// Total steps.
+        total: usize,
+        /// Final rate.
+        min_lr: f64,
+    },
+    /// One-cycle (PyTorch defaults: 30% up from base/25 with cosine, down to base/1e4).
+    OneCycle {
+        /// Total steps.
+        total: usize,
+        /// Fraction of steps spent increasing.
+        pct_start: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The rate at `step` (0-based) for base rate `base`.
+    pub fn lr(&self, base: f64, step: usize) -> f64 {
+        let cos = |from: f64, to: f64, frac: f64| to + (from - to) * 0.5 * (1.0 + (PI * frac.clamp(0.0, 1.0)).cos());
+        match *self {
+            LrSchedule::Constant => base,
+            LrSchedule::Step { step_size, gamma } => base * gamma.powi((step / step_size.max(1)) as i32),
+            LrSchedule::WarmupCosine { warmup, total, min_lr } => {
+                if step < warmup {
+                    base * (step + 1) as f64 / warmup as f64
+                } else {
+                    let span = total.saturating_sub(warmup).max(1);
+                    cos(base, min_lr, (step - warmup) as f64 / span as f64)
+                }
+            }
+            LrSchedule::OneCycle { total, pct_start } => {
+                let (initial, fin) = (base / 25.0, base / 25.0 / 1e4);
+                let up = ((pct_start * total as f64) - 1.0).max(1.0);
+                let s = step as f64;
+                if s <= up {
+                    cos(initial, base, s / up)
+                } else {
+                    cos(base, fin, (s - up) / ((total as f64 - 1.0) - up).max(1.0))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_of_schedules() {
+        let c = LrSchedule::WarmupCosine { warmup: 10, total: 110, min_lr: 1e-4 };
+        assert!((c.lr(1e-3, 0) - 1e-4).abs() < 1e-12);
+        assert!((c.lr(1e-3, 9) - 1e-3).abs() < 1e-12);
+        assert!((c.lr(1e-3, 110) - 1e-4).abs() < 1e-12);
+        let s = LrSchedule::Step { step_size: 5, gamma: 0.5 };
+        assert_eq!(s.lr(1.0, 4), 1.0);
+        assert_eq!(s.lr(1.0, 10), 0.25);
+        let o = LrSchedule::OneCycle { total: 100, pct_start: 0.3 };
+        assert!((o.lr(1.0, 0) - 0.04).abs() < 1e-12);
+        assert!(o.lr(1.0, 29) > 0.99);
+        assert!(o.lr(1.0, 99) < 1e-5);
+    }
+}
