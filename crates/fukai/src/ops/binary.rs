@@ -161,7 +161,13 @@ fn binary_grads(
         Binary::Pow => {
             let out = out.expect("pow saves its output");
             Ok((
-                when(na, &|| g.mul(b)?.mul(&a.pow(&b.add_scalar(-1.0)?)?))?,
+                // d/da is 0 where b == 0 (instead of 0·0^-1 = NaN at a == 0), as in PyTorch.
+                when(na, &|| {
+                    let b_zero = b.eq(&Tensor::scalar(0.0, b.dtype()))?;
+                    g.mul(b)?
+                        .mul(&a.pow(&b.add_scalar(-1.0)?)?)?
+                        .masked_fill(&b_zero, 0.0)
+                })?,
                 // PyTorch's convention: d/db is 0 where a == 0 (instead of 0·ln 0 = NaN).
                 when(nb, &|| {
                     let zero = a.eq(&Tensor::scalar(0.0, a.dtype()))?;

@@ -146,6 +146,10 @@ impl Tensor {
                 rhs.shape()
             );
         }
+        if self.rank() == 1 && rhs.rank() == 1 {
+            // Dot product: [1, k] @ [k, 1], then the 0-dim result.
+            return self.unsqueeze(0)?.matmul(&rhs.unsqueeze(1)?)?.reshape(&[]);
+        }
         if self.rank() == 1 {
             return self.unsqueeze(0)?.matmul(rhs)?.squeeze(-2);
         }

@@ -6,7 +6,7 @@ use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::parallel::{for_each_chunk_mut, map_range, PAR_THRESHOLD};
-use crate::tensor::{normalize_dim, CpuStorage, Tensor};
+use crate::tensor::{normalize_dim, CpuStorage, DType, Tensor};
 
 /// Block length for long sums: partial sums of fixed blocks are combined in order.
 const SUM_BLOCK: usize = 4096;
@@ -193,16 +193,15 @@ impl Tensor {
         let d: Vec<usize> = (0..self.rank()).collect();
         self.sum_dims(&d, false)
     }
-    /// Mean over `dims`.
+    /// Mean over `dims` (NaN over an empty dim, as in PyTorch).
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("mean", dims)?;
         let n: usize = d.iter().map(|&i| self.shape()[i]).product();
-        self.sum_dims(&d, keepdim)?
-            .mul_scalar(1.0 / n.max(1) as f64)
+        self.sum_dims(&d, keepdim)?.mul_scalar(1.0 / n as f64)
     }
-    /// Mean of all elements.
+    /// Mean of all elements (NaN for an empty tensor).
     pub fn mean_all(&self) -> Result<Tensor> {
-        self.sum_all()?.mul_scalar(1.0 / self.numel().max(1) as f64)
+        self.sum_all()?.mul_scalar(1.0 / self.numel() as f64)
     }
     /// Variance over `dims` with `correction` (1 = unbiased, PyTorch's default; 0 = population).
     pub fn var(&self, dims: &[isize], correction: usize, keepdim: bool) -> Result<Tensor> {
@@ -299,7 +298,14 @@ impl Tensor {
     }
     /// log Σ exp(x) along `dim`, computed stably (shifted by the detached max).
     pub fn logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
-        let m = self.detach().max(dim, true)?.clamp(-f64::MAX, f64::MAX)?;
+        // Clamped so an all -inf row gives -inf rather than -inf - -inf = NaN; the bound must
+        // be finite in the tensor's own dtype (f64::MAX rounds to inf in f32).
+        let big = if self.dtype() == DType::F32 {
+            f32::MAX as f64
+        } else {
+            f64::MAX
+        };
+        let m = self.detach().max(dim, true)?.clamp(-big, big)?;
         let out = self.sub(&m)?.exp()?.sum(&[dim], true)?.log()?.add(&m)?;
         if keepdim {
             Ok(out)

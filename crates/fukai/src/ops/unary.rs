@@ -192,6 +192,8 @@ impl Unary {
             Unary::Cos => map2(s, g, |x, g| -g * x.sin()),
             Unary::Square => map2(s, g, |x, g| T::c(2.0) * x * g),
             Unary::Recip => map2(s, g, |y, g| -g * y * y),
+            // x^0 is constant: gradient 0 even at x = 0 (where p·x^-1 would give 0·inf = NaN).
+            Unary::Powf(0.0) => map2(s, g, |_, _| T::ZERO),
             Unary::Powf(p) => {
                 let (p, pm1) = (T::c(p), T::c(p - 1.0));
                 map2(s, g, |x, g| g * p * x.powf(pm1))

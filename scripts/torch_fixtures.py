@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Writes the PyTorch reference fixtures that fukai's cross-check tests compare against.
+
+    crates/fukai/tests/fixtures/ops_<family>.safetensors
+
+Each case `<case>` stores its inputs (`<case>.x`, `<case>.a`, ... as f32; indices as i64, masks
+as u8), every output (`<case>.out`, or `<case>.out0`, `<case>.out1`, ... for several), a random
+weight per float output (`<case>.w` / `<case>.w0`, ...), and the gradient of every float input
+(`<case>.grad_<input>`) of the loss  sum(out * w)  (summed over outputs). The file metadata maps
+each case name to the PyTorch call it records.
+
+Inputs are drawn in f32 with a fixed seed; the op and its gradients are then computed by PyTorch
+in float64 and rounded to f32, so the reference carries no f32 rounding of its own and the
+tests measure fukai's error alone.
+
+The Rust tests (crates/fukai/tests/torch_crosscheck*.rs) never run Python: regenerate and
+commit the files only when a case is added or changed. To set up an environment:
+
+    python3 -m venv .venv
+    .venv/bin/pip install -r scripts/requirements.txt
+    .venv/bin/python scripts/torch_fixtures.py        # from the repository root
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_DIR = os.path.join(ROOT, "crates", "fukai", "tests", "fixtures")
+
+INF = float("inf")
+
+
+class Family:
+    """Collects the cases of one fixture file."""
+
+    def __init__(self, name, seed):
+        self.name = name
+        self.gen = torch.Generator().manual_seed(seed)
+        self.tensors = {}
+        self.meta = {}
+
+    # ---- seeded f32 inputs ----
+    def randn(self, *shape, scale=1.0):
+        return torch.randn(shape, generator=self.gen, dtype=torch.float32) * scale
+
+    def uniform(self, lo, hi, *shape):
+        return torch.rand(shape, generator=self.gen, dtype=torch.float32) * (hi - lo) + lo
+
+    def away_from_zero(self, *shape):
+        """Random sign times uniform [0.5, 2): safe divisors."""
+        sign = torch.where(self.uniform(0, 1, *shape) < 0.5, -1.0, 1.0)
+        return sign * self.uniform(0.5, 2.0, *shape)
+
+    def quantized(self, *shape):
+        """Multiples of 0.5 in [-2, 2]: many exact ties."""
+        return torch.round(self.randn(*shape) * 2.0).clamp(-4, 4) / 2.0
+
+    def randint(self, hi, *shape):
+        return torch.randint(0, hi, shape, generator=self.gen, dtype=torch.int64)
+
+    def mask(self, *shape, p=0.4):
+        return (self.uniform(0, 1, *shape) < p).to(torch.uint8)
+
+    # ---- recording ----
+    def case(self, name, desc, inputs, fn, aux=None):
+        """Records `fn(*inputs, *aux)`; `inputs` are f32 tensors to differentiate, `aux`
+        integer tensors (indices, u8 masks) passed as they are (masks as bool)."""
+        assert "." not in name and name not in self.meta, name
+        aux = aux or {}
+        leaves = {
+            k: v.detach().to(torch.float64).requires_grad_(True) for k, v in inputs.items()
+        }
+        # Positional: inputs, then aux, in the order given.
+        args = list(leaves.values())
+        args += [v.bool() if v.dtype == torch.uint8 else v for v in aux.values()]
+        outs = fn(*args)
+        single = isinstance(outs, torch.Tensor)
+        outs = [outs] if single else list(outs)
+        loss = None
+        for i, out in enumerate(outs):
+            suffix = "" if single else str(i)
+            if out.dtype.is_floating_point:
+                w = self.randn(*out.shape)
+                term = (out * w.to(torch.float64)).sum()
+                loss = term if loss is None else loss + term
+                self.put(f"{name}.w{suffix}", w)
+                self.put(f"{name}.out{suffix}", out.detach().to(torch.float32))
+            else:
+                self.put(f"{name}.out{suffix}", out.detach().to(torch.int64))
+        if loss is not None:
+            loss.backward()
+        for k, v in inputs.items():
+            self.put(f"{name}.{k}", v.to(torch.float32))
+            g = leaves[k].grad
+            g = torch.zeros_like(v) if g is None else g.to(torch.float32)
+            self.put(f"{name}.grad_{k}", g)
+        for k, v in aux.items():
+            self.put(f"{name}.{k}", v)
+        self.meta[name] = desc
+
+    def put(self, key, t):
+        assert key not in self.tensors, key
+        self.tensors[key] = t.detach().contiguous().clone()
+
+    def save(self):
+        path = os.path.join(OUT_DIR, f"ops_{self.name}.safetensors")
+        meta = dict(self.meta)
+        meta["__generator__"] = (
+            f"scripts/torch_fixtures.py with torch {torch.__version__}; float64 reference "
+            "rounded to float32; loss = sum(out * w)"
+        )
+        write_safetensors(path, self.tensors, meta)
+        size = os.path.getsize(path)
+        print(f"{os.path.relpath(path, ROOT)}: {len(self.meta)} cases, {size / 1024:.1f} KiB")
+        return size
+
+
+def write_safetensors(path, tensors, metadata):
+    """Writes a safetensors file with tensors and metadata in sorted order, so regenerating
+    unchanged cases gives identical bytes (safetensors.torch.save_file orders the metadata
+    randomly). Checked by reading it back with the safetensors package."""
+    dtypes = {torch.float32: "F32", torch.int64: "I64", torch.uint8: "U8"}
+    header = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        a = t.numpy()
+        data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+        header[name] = {
+            "dtype": dtypes[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(len(head).to_bytes(8, "little"))
+        fh.write(head)
+        for data in blobs:
+            fh.write(data)
+    os.replace(tmp, path)
+    back = load_file(path)
+    assert back.keys() == tensors.keys()
+    for k, t in tensors.items():  # bitwise, so NaN compares equal to itself
+        assert back[k].dtype == t.dtype and back[k].shape == t.shape, (path, k)
+        assert back[k].numpy().tobytes() == t.numpy().tobytes(), (path, k)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def unary():
+    f = Family("unary", 1)
+    x = f.randn(3, 5)
+    x[0, 0] = 0.0  # relu / abs / leaky_relu kinks
+    pos = f.uniform(0.5, 2.5, 3, 5)
+    wide = f.randn(4, 6, scale=5.0)
+
+    f.case("neg", "torch.neg(x)", {"x": x}, lambda x: -x)
+    f.case("exp", "torch.exp(x)", {"x": x}, torch.exp)
+    f.case("exp_wide", "torch.exp(x), |x| up to ~15", {"x": wide}, torch.exp)
+    f.case("log", "torch.log(x), x in [0.5, 2.5)", {"x": pos}, torch.log)
+    f.case("sqrt", "torch.sqrt(x), x in [0.5, 2.5)", {"x": pos}, torch.sqrt)
+    f.case("rsqrt", "torch.rsqrt(x), x in [0.5, 2.5)", {"x": pos}, torch.rsqrt)
+    f.case("recip", "torch.reciprocal(x), x in [0.5, 2.5)", {"x": pos}, torch.reciprocal)
+    f.case("abs", "torch.abs(x) (x has a 0)", {"x": x}, torch.abs)
+    f.case("square", "torch.square(x)", {"x": x}, torch.square)
+    f.case("sin", "torch.sin(x)", {"x": x}, torch.sin)
+    f.case("cos", "torch.cos(x)", {"x": x}, torch.cos)
+    for name, src in [("", x), ("_wide", wide)]:
+        f.case(f"tanh{name}", "torch.tanh(x)", {"x": src}, torch.tanh)
+        f.case(f"sigmoid{name}", "torch.sigmoid(x)", {"x": src}, torch.sigmoid)
+        f.case(f"gelu{name}", "F.gelu(x) (erf)", {"x": src}, F.gelu)
+        f.case(
+            f"gelu_tanh{name}",
+            "F.gelu(x, approximate='tanh')",
+            {"x": src},
+            lambda x: F.gelu(x, approximate="tanh"),
+        )
+        f.case(f"silu{name}", "F.silu(x)", {"x": src}, F.silu)
+    f.case("relu", "F.relu(x) (x has a 0)", {"x": x}, F.relu)
+    f.case("leaky_relu", "F.leaky_relu(x) (slope 0.01)", {"x": x}, F.leaky_relu)
+    f.case(
+        "leaky_relu_0p2", "F.leaky_relu(x, 0.2)", {"x": x}, lambda x: F.leaky_relu(x, 0.2)
+    )
+    # No element exactly on a bound: there PyTorch 2.15 passes no gradient while fukai (like
+    # older PyTorch) passes it; both are valid subgradients.
+    assert not ((x == -0.5) | (x == 0.75)).any()
+    f.case("clamp", "torch.clamp(x, -0.5, 0.75)", {"x": x}, lambda x: torch.clamp(x, -0.5, 0.75))
+    f.case("powf_2p5", "torch.pow(x, 2.5), x > 0", {"x": pos}, lambda x: torch.pow(x, 2.5))
+    f.case("powf_m1p5", "torch.pow(x, -1.5), x > 0", {"x": pos}, lambda x: torch.pow(x, -1.5))
+    f.case("powf_0p5", "torch.pow(x, 0.5), x > 0", {"x": pos}, lambda x: torch.pow(x, 0.5))
+    f.case("powf_2", "torch.pow(x, 2.0)", {"x": x}, lambda x: torch.pow(x, 2.0))
+    f.case("powf_3", "torch.pow(x, 3.0), negative x too", {"x": x}, lambda x: torch.pow(x, 3.0))
+    f.case("powf_0", "torch.pow(x, 0.0) (x has a 0: gradient 0 there)", {"x": x},
+           lambda x: torch.pow(x, 0.0))
+    f.case("affine", "x * -2.0 + 0.5", {"x": x}, lambda x: x * -2.0 + 0.5)
+    return f
+
+
+BINARY_SHAPES = [
+    ((3, 4), (3, 4)),
+    ((2, 3, 4), (4,)),
+    ((3, 1), (1, 4)),
+    ((2, 1, 4), (3, 1)),
+    ((4,), (2, 3, 4)),
+    ((2, 3), ()),
+]
+
+
+def binary():
+    f = Family("binary", 2)
+    ops = {
+        "add": torch.add,
+        "sub": torch.sub,
+        "mul": torch.mul,
+        "div": torch.div,
+        "maximum": torch.maximum,
+        "minimum": torch.minimum,
+        "pow": torch.pow,
+    }
+    for i, (sa, sb) in enumerate(BINARY_SHAPES):
+        for op, fn in ops.items():
+            if op in ("maximum", "minimum"):
+                a, b = f.quantized(*sa), f.quantized(*sb)  # ties split the gradient
+            elif op == "div":
+                a, b = f.randn(*sa), f.away_from_zero(*sb)
+            elif op == "pow":
+                a, b = f.uniform(0.5, 2.0, *sa), f.randn(*sb)
+            else:
+                a, b = f.randn(*sa), f.randn(*sb)
+            f.case(f"{op}_s{i}", f"torch.{op}(a{list(sa)}, b{list(sb)})", {"a": a, "b": b}, fn)
+    a = f.uniform(0.5, 2.0, 3, 4)
+    a[0, :] = 0.0
+    b = f.uniform(1.5, 3.0, 3, 4)
+    b[0, 0] = b[1, 1] = 0.0
+    f.case("pow_zero", "torch.pow(a, b), a has zeros (with b = 0 once), b >= 0",
+           {"a": a, "b": b}, torch.pow)
+    f.case("mul_views", "a.t() * b.expand(3, 4), a [4, 3], b [3, 1] (strided operands)",
+           {"a": f.randn(4, 3), "b": f.randn(3, 1)}, lambda a, b: a.t() * b.expand(3, 4))
+    return f
+
+
+def reduce():
+    f = Family("reduce", 3)
+    x = f.randn(2, 3, 4)
+    q = f.quantized(2, 3, 4)
+    for dims, keep in [((1,), False), ((0, 2), True), ((-1,), False), ((0, 1, 2), False), ((1, 2), True)]:
+        tag = "".join(str(d % 3) for d in dims) + ("_keep" if keep else "")
+        f.case(f"sum_d{tag}", f"torch.sum(x, {dims}, keepdim={keep})", {"x": x},
+               lambda x, dims=dims, keep=keep: torch.sum(x, dims, keepdim=keep))
+        f.case(f"mean_d{tag}", f"torch.mean(x, {dims}, keepdim={keep})", {"x": x},
+               lambda x, dims=dims, keep=keep: torch.mean(x, dims, keepdim=keep))
+        for corr in (0, 1):
+            f.case(f"var_c{corr}_d{tag}", f"torch.var(x, {dims}, correction={corr}, keepdim={keep})",
+                   {"x": x}, lambda x, dims=dims, keep=keep, corr=corr: torch.var(x, dims, correction=corr, keepdim=keep))
+    f.case("sum_all", "torch.sum(x)", {"x": x}, torch.sum)
+    f.case("mean_all", "torch.mean(x)", {"x": x}, torch.mean)
+    f.case("max_all", "torch.max(x) (no ties)", {"x": x}, torch.max)
+    f.case("min_all", "torch.min(x) (no ties)", {"x": x}, torch.min)
+    for name, src in [("", x), ("_ties", q)]:
+        for dim, keep in [(0, False), (1, False), (-1, True)]:
+            tag = f"d{dim % 3}{'_keep' if keep else ''}{name}"
+            f.case(f"max_{tag}", f"torch.max(x, {dim}, keepdim={keep}) -> (values, indices)", {"x": src},
+                   lambda x, dim=dim, keep=keep: tuple(torch.max(x, dim, keepdim=keep)))
+            f.case(f"min_{tag}", f"torch.min(x, {dim}, keepdim={keep}) -> (values, indices)", {"x": src},
+                   lambda x, dim=dim, keep=keep: tuple(torch.min(x, dim, keepdim=keep)))
+            f.case(f"argmax_{tag}", f"torch.argmax(x, {dim}, keepdim={keep})", {"x": src},
+                   lambda x, dim=dim, keep=keep: torch.argmax(x, dim, keepdim=keep))
+            f.case(f"argmin_{tag}", f"torch.argmin(x, {dim}, keepdim={keep})", {"x": src},
+                   lambda x, dim=dim, keep=keep: torch.argmin(x, dim, keepdim=keep))
+    for dim, keep in [(0, False), (1, False), (-1, True)]:
+        tag = f"d{dim % 3}{'_keep' if keep else ''}"
+        f.case(f"logsumexp_{tag}", f"torch.logsumexp(x, {dim}, keepdim={keep})", {"x": x},
+               lambda x, dim=dim, keep=keep: torch.logsumexp(x, dim, keepdim=keep))
+    big = f.randn(3, 5, scale=40.0)
+    f.case("logsumexp_big", "torch.logsumexp(x, 1), |x| ~ 40-100", {"x": big},
+           lambda x: torch.logsumexp(x, 1))
+    ninf = f.randn(3, 4)
+    ninf[0, 1] = ninf[0, 3] = ninf[2, 0] = -INF
+    f.case("logsumexp_neginf", "torch.logsumexp(x, -1), some -inf entries", {"x": ninf},
+           lambda x: torch.logsumexp(x, -1))
+    allinf = f.randn(3, 4)
+    allinf[1, :] = -INF
+    f.case("logsumexp_allneginf", "torch.logsumexp(x, -1), row 1 all -inf (-> -inf, NaN grad)",
+           {"x": allinf}, lambda x: torch.logsumexp(x, -1))
+    nan = f.randn(3, 4)
+    nan[1, 2] = float("nan")
+    f.case("max_d1_nan", "torch.max(x, 1), a NaN wins", {"x": nan},
+           lambda x: tuple(torch.max(x, 1)))
+    f.case("argmax_d1_nan", "torch.argmax(x, 1), a NaN wins", {"x": nan}, lambda x: torch.argmax(x, 1))
+    f.case("sum_permuted", "x.permute(2, 0, 1).sum(1)", {"x": x}, lambda x: x.permute(2, 0, 1).sum(1))
+    f.case("var_permuted", "x.permute(2, 0, 1).var((0, 2))", {"x": x},
+           lambda x: x.permute(2, 0, 1).var((0, 2)))
+    f.case("max_transposed", "x.transpose(0, 2).max(1)", {"x": x},
+           lambda x: tuple(x.transpose(0, 2).max(1)))
+    empty = f.randn(2, 0, 3)
+    f.case("sum_empty_dim", "torch.sum(x, 1), x [2, 0, 3] (-> zeros)", {"x": empty},
+           lambda x: torch.sum(x, 1))
+    f.case("mean_empty_dim", "torch.mean(x, 1), x [2, 0, 3] (-> NaN)", {"x": empty},
+           lambda x: torch.mean(x, 1))
+    return f
+
+
+def softmax():
+    f = Family("softmax", 4)
+    x = f.randn(2, 3, 4)
+    for dim in (0, 1, 2, -1):
+        f.case(f"softmax_d{dim % 3}" + ("_neg" if dim < 0 else ""), f"torch.softmax(x, {dim})",
+               {"x": x}, lambda x, dim=dim: torch.softmax(x, dim))
+        f.case(f"log_softmax_d{dim % 3}" + ("_neg" if dim < 0 else ""), f"torch.log_softmax(x, {dim})",
+               {"x": x}, lambda x, dim=dim: torch.log_softmax(x, dim))
+    wide = f.randn(3, 6, scale=20.0)
+    f.case("softmax_wide", "torch.softmax(x, 1), |x| ~ 20-60", {"x": wide}, lambda x: torch.softmax(x, 1))
+    f.case("log_softmax_wide", "torch.log_softmax(x, 1), |x| ~ 20-60", {"x": wide},
+           lambda x: torch.log_softmax(x, 1))
+    v = f.randn(7)
+    f.case("softmax_1d", "torch.softmax(x, 0), 1-D", {"x": v}, lambda x: torch.softmax(x, 0))
+    f.case("log_softmax_1d", "torch.log_softmax(x, 0), 1-D", {"x": v}, lambda x: torch.log_softmax(x, 0))
+    m = f.randn(3, 5)
+    m[0, 1] = m[0, 4] = m[2, 0] = -INF  # attention-style masking, no fully masked row
+    f.case("softmax_masked", "torch.softmax(x, -1), some -inf entries", {"x": m},
+           lambda x: torch.softmax(x, -1))
+    f.case("log_softmax_masked", "torch.log_softmax(x, -1), some -inf entries", {"x": m},
+           lambda x: torch.log_softmax(x, -1))
+    allm = f.randn(3, 4)
+    allm[1, :] = -INF
+    f.case("softmax_allmasked", "torch.softmax(x, -1), row 1 all -inf (-> NaN)", {"x": allm},
+           lambda x: torch.softmax(x, -1))
+    f.case("softmax_transposed", "x.transpose(0, 2).softmax(1)", {"x": x},
+           lambda x: x.transpose(0, 2).softmax(1))
+    f.case("log_softmax_transposed", "x.transpose(0, 2).log_softmax(-1)", {"x": x},
+           lambda x: x.transpose(0, 2).log_softmax(-1))
+    return f
+
+
+def matmul():
+    f = Family("matmul", 5)
+    cases = [
+        ("mm", (3, 4), (4, 5), "a @ b", lambda a, b: a @ b),
+        ("bmm", (2, 3, 4), (2, 4, 5), "a @ b", lambda a, b: a @ b),
+        ("batch_bcast", (2, 1, 3, 4), (3, 4, 5), "a @ b, batch dims broadcast", lambda a, b: a @ b),
+        ("batch_bcast2", (3, 4), (2, 4, 5), "a @ b, 2-D @ 3-D", lambda a, b: a @ b),
+        ("batch_rhs2d", (2, 3, 4), (4, 5), "a @ b, 3-D @ 2-D", lambda a, b: a @ b),
+        ("dot", (4,), (4,), "a @ b, 1-D @ 1-D", lambda a, b: a @ b),
+        ("vec_mat", (4,), (4, 5), "a @ b, 1-D @ 2-D", lambda a, b: a @ b),
+        ("mat_vec", (3, 4), (4,), "a @ b, 2-D @ 1-D", lambda a, b: a @ b),
+        ("vec_bmm", (4,), (2, 4, 5), "a @ b, 1-D @ 3-D", lambda a, b: a @ b),
+        ("bmm_vec", (2, 3, 4), (4,), "a @ b, 3-D @ 1-D", lambda a, b: a @ b),
+        ("at_b", (4, 3), (4, 5), "a.T @ b", lambda a, b: a.t() @ b),
+        ("a_bt", (3, 4), (5, 4), "a @ b.T", lambda a, b: a @ b.t()),
+        ("at_bt", (4, 3), (5, 4), "a.T @ b.T", lambda a, b: a.t() @ b.t()),
+        ("batch_at_b", (2, 4, 3), (2, 4, 5), "a.transpose(-1, -2) @ b",
+         lambda a, b: a.transpose(-1, -2) @ b),
+        ("batch_a_bt", (2, 3, 4), (2, 5, 4), "a @ b.transpose(-1, -2)",
+         lambda a, b: a @ b.transpose(-1, -2)),
+        ("batch_at_rhs2d", (2, 4, 3), (4, 5), "a.transpose(-1, -2) @ b, b 2-D",
+         lambda a, b: a.transpose(-1, -2) @ b),
+        ("bcast_at_bt", (2, 1, 4, 3), (3, 5, 4), "a.transpose(-1, -2) @ b.transpose(-1, -2), broadcast",
+         lambda a, b: a.transpose(-1, -2) @ b.transpose(-1, -2)),
+        ("k1", (3, 1), (1, 5), "a @ b, inner dim 1", lambda a, b: a @ b),
+        ("big", (17, 33), (33, 9), "a @ b, larger", lambda a, b: a @ b),
+        ("k0", (3, 0), (0, 4), "a @ b, inner dim 0 (zeros)", lambda a, b: a @ b),
+    ]
+    for name, sa, sb, desc, fn in cases:
+        f.case(name, f"{desc}; a{list(sa)}, b{list(sb)}", {"a": f.randn(*sa), "b": f.randn(*sb)}, fn)
+    return f
+
+
+def index():
+    f = Family("index", 6)
+    x = f.randn(2, 3, 4)
+    f.case("reshape", "x.reshape(6, 4)", {"x": x}, lambda x: x.reshape(6, 4))
+    f.case("reshape_permuted", "x.permute(2, 0, 1).reshape(4, 6) (copy of a strided view)",
+           {"x": x}, lambda x: x.permute(2, 0, 1).reshape(4, 6))
+    f.case("permute", "x.permute(2, 0, 1)", {"x": x}, lambda x: x.permute(2, 0, 1))
+    f.case("permute_neg", "x.permute(-1, 0, -2)", {"x": x}, lambda x: x.permute(-1, 0, -2))
+    f.case("transpose", "x.transpose(0, 2)", {"x": x}, lambda x: x.transpose(0, 2))
+    m = f.randn(3, 5)
+    f.case("t", "x.t()", {"x": m}, lambda x: x.t())
+    f.case("narrow_d1", "x.narrow(1, 1, 2)", {"x": x}, lambda x: x.narrow(1, 1, 2))
+    f.case("narrow_last", "x.narrow(-1, 0, 3)", {"x": x}, lambda x: x.narrow(-1, 0, 3))
+    f.case("narrow_exp", "x.narrow(2, 1, 2).exp() (op on a strided view)", {"x": x},
+           lambda x: x.narrow(2, 1, 2).exp())
+    c = f.randn(3, 1)
+    f.case("expand", "x.expand(2, 3, 4), x [3, 1]", {"x": c}, lambda x: x.expand(2, 3, 4))
+    f.case("unsqueeze", "x.unsqueeze(1)", {"x": m}, lambda x: x.unsqueeze(1))
+    f.case("squeeze", "x.squeeze(1), x [3, 1]", {"x": c}, lambda x: x.squeeze(1))
+    f.case("flatten", "x.flatten(1, 2)", {"x": x}, lambda x: x.flatten(1, 2))
+
+    parts = {"a": f.randn(1, 3, 4), "b": f.randn(2, 3, 4), "c": f.randn(3, 3, 4)}
+    f.case("cat_d0", "torch.cat([a, b, c], 0)", parts, lambda a, b, c: torch.cat([a, b, c], 0))
+    parts = {"a": f.randn(2, 1, 4), "b": f.randn(2, 3, 4), "c": f.randn(2, 2, 4)}
+    f.case("cat_d1", "torch.cat([a, b, c], 1)", parts, lambda a, b, c: torch.cat([a, b, c], 1))
+    parts = {"a": f.randn(2, 3, 2), "b": f.randn(2, 3, 1), "c": f.randn(2, 3, 3)}
+    f.case("cat_last", "torch.cat([a, b, c], -1)", parts, lambda a, b, c: torch.cat([a, b, c], -1))
+    parts = {"a": f.randn(2, 0, 4), "b": f.randn(2, 3, 4), "c": f.randn(2, 1, 4)}
+    f.case("cat_empty", "torch.cat([a, b, c], 1), a [2, 0, 4]", parts,
+           lambda a, b, c: torch.cat([a, b, c], 1))
+    parts = {"a": f.randn(3, 4), "b": f.randn(3, 4), "c": f.randn(3, 4)}
+    for dim in (0, 1, -1):
+        f.case(f"stack_d{dim % 3}" + ("_neg" if dim < 0 else ""), f"torch.stack([a, b, c], {dim})",
+               parts, lambda a, b, c, dim=dim: torch.stack([a, b, c], dim))
+    s = f.randn(2, 5, 3)
+    f.case("split", "torch.split(x, 2, 1) -> 3 pieces", {"x": s}, lambda x: torch.split(x, 2, 1))
+    f.case("chunk_uneven", "torch.chunk(x, 3, 0), x [7, 2] -> 3, 3, 1", {"x": f.randn(7, 2)},
+           lambda x: torch.chunk(x, 3, 0))
+    f.case("chunk_fewer", "torch.chunk(x, 4, 1), x [2, 6] -> 3 pieces of 2", {"x": f.randn(2, 6)},
+           lambda x: torch.chunk(x, 4, 1))
+
+    g = f.randn(3, 5)
+    f.case("gather_d0", "torch.gather(x, 0, index), index [4, 5] with repeats", {"x": g},
+           lambda x, index: torch.gather(x, 0, index), {"index": f.randint(3, 4, 5)})
+    f.case("gather_d1", "torch.gather(x, 1, index), index [2, 3] smaller than x", {"x": g},
+           lambda x, index: torch.gather(x, 1, index), {"index": f.randint(5, 2, 3)})
+    f.case("gather_last", "torch.gather(x, -1, index), 3-D", {"x": x},
+           lambda x, index: torch.gather(x, -1, index), {"index": f.randint(4, 2, 3, 6)})
+    f.case("index_select_d0", "torch.index_select(x, 0, index), repeats", {"x": g},
+           lambda x, index: torch.index_select(x, 0, index),
+           {"index": torch.tensor([2, 0, 2, 1], dtype=torch.int64)})
+    f.case("index_select_d1", "torch.index_select(x, 1, index), 3-D", {"x": x},
+           lambda x, index: torch.index_select(x, 1, index),
+           {"index": torch.tensor([1, 1, 0, 2, 0], dtype=torch.int64)})
+    f.case("scatter_add_d0", "x.scatter_add(0, index, src), repeats", {"x": g, "src": f.randn(4, 5)},
+           lambda x, src, index: x.scatter_add(0, index, src), {"index": f.randint(3, 4, 5)})
+    f.case("scatter_add_d1", "x.scatter_add(1, index, src), index smaller than x",
+           {"x": g, "src": f.randn(2, 7)},
+           lambda x, src, index: x.scatter_add(1, index, src), {"index": f.randint(5, 2, 7)})
+    f.case("index_add_d0", "x.index_add(0, index, src), repeats", {"x": g, "src": f.randn(4, 5)},
+           lambda x, src, index: x.index_add(0, index, src),
+           {"index": torch.tensor([1, 0, 1, 1], dtype=torch.int64)})
+    f.case("index_add_d1", "x.index_add(1, index, src), 3-D", {"x": x, "src": f.randn(2, 5, 4)},
+           lambda x, src, index: x.index_add(1, index, src),
+           {"index": torch.tensor([2, 2, 0, 1, 2], dtype=torch.int64)})
+    f.case("embedding", "F.embedding(ids, weight), ids [2, 3] with repeats",
+           {"weight": f.randn(6, 4)}, lambda weight, ids: F.embedding(ids, weight),
+           {"ids": torch.tensor([[1, 5, 1], [0, 3, 5]], dtype=torch.int64)})
+
+    f.case("where", "torch.where(cond, a, b), cond [3, 1], a [3, 4], b [4]",
+           {"a": f.randn(3, 4), "b": f.randn(4)},
+           lambda a, b, cond: torch.where(cond, a, b),
+           {"cond": torch.tensor([[1], [0], [1]], dtype=torch.uint8)})
+    f.case("where_full", "torch.where(cond, a, b), all [2, 3, 4]", {"a": x, "b": f.randn(2, 3, 4)},
+           lambda a, b, cond: torch.where(cond, a, b), {"cond": f.mask(2, 3, 4)})
+    f.case("masked_fill", "x.masked_fill(mask, 2.5), mask [3, 1, 4] broadcast over x [3, 2, 4]",
+           {"x": f.randn(3, 2, 4)}, lambda x, mask: x.masked_fill(mask, 2.5), {"mask": f.mask(3, 1, 4)})
+    f.case("masked_fill_neginf", "x.masked_fill(mask, -inf), mask [3, 5]", {"x": g},
+           lambda x, mask: x.masked_fill(mask, -INF), {"mask": f.mask(3, 5)})
+    return f
+
+
+def conv():
+    f = Family("conv", 7)
+
+    def conv2d_case(name, xs, ws, stride, padding, dilation, groups, bias=True):
+        inputs = {"x": f.randn(*xs), "weight": f.randn(*ws, scale=0.5)}
+        if bias:
+            inputs["bias"] = f.randn(ws[0])
+        desc = (f"F.conv2d(x{list(xs)}, weight{list(ws)}, {'bias' if bias else 'None'}, "
+                f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups})")
+        f.case(name, desc, inputs,
+               lambda x, weight, bias=None: F.conv2d(x, weight, bias, stride, padding, dilation, groups))
+
+    conv2d_case("conv2d_basic", (2, 3, 7, 6), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), 1)
+    conv2d_case("conv2d_stride2_pad1", (2, 3, 7, 6), (4, 3, 3, 3), (2, 2), (1, 1), (1, 1), 1)
+    conv2d_case("conv2d_asym", (1, 2, 8, 7), (3, 2, 3, 2), (2, 1), (1, 2), (1, 1), 1)
+    conv2d_case("conv2d_dilation", (2, 2, 9, 8), (3, 2, 3, 3), (1, 2), (2, 1), (2, 2), 1)
+    conv2d_case("conv2d_groups", (2, 4, 6, 6), (6, 2, 3, 3), (1, 1), (1, 1), (1, 1), 2)
+    conv2d_case("conv2d_depthwise", (1, 3, 5, 5), (3, 1, 3, 3), (1, 1), (1, 1), (1, 1), 3)
+    conv2d_case("conv2d_nobias", (2, 3, 6, 5), (2, 3, 2, 2), (2, 2), (0, 1), (1, 1), 1, bias=False)
+    conv2d_case("conv2d_1x1", (2, 5, 4, 3), (3, 5, 1, 1), (1, 1), (0, 0), (1, 1), 1)
+
+    def conv1d_case(name, xs, ws, stride, padding, dilation, groups, bias=True):
+        inputs = {"x": f.randn(*xs), "weight": f.randn(*ws, scale=0.5)}
+        if bias:
+            inputs["bias"] = f.randn(ws[0])
+        desc = (f"F.conv1d(x{list(xs)}, weight{list(ws)}, {'bias' if bias else 'None'}, "
+                f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups})")
+        f.case(name, desc, inputs,
+               lambda x, weight, bias=None: F.conv1d(x, weight, bias, stride, padding, dilation, groups))
+
+    conv1d_case("conv1d_basic", (2, 3, 9), (4, 3, 3), 1, 0, 1, 1)
+    conv1d_case("conv1d_stride_pad_dil", (2, 3, 11), (4, 3, 3), 2, 1, 2, 1)
+    conv1d_case("conv1d_groups", (2, 3, 8), (6, 1, 3), 1, 1, 1, 3)
+    conv1d_case("conv1d_nobias", (1, 2, 7), (3, 2, 4), 3, 2, 1, 1, bias=False)
+
+    def max_pool_case(name, xs, k, s, p):
+        f.case(name, f"F.max_pool2d(x{list(xs)}, kernel_size={k}, stride={s}, padding={p})",
+               {"x": f.randn(*xs)}, lambda x: F.max_pool2d(x, k, s, p))
+
+    max_pool_case("max_pool2d_k2s2", (2, 3, 6, 7), (2, 2), (2, 2), (0, 0))
+    max_pool_case("max_pool2d_k3s2p1", (2, 3, 6, 7), (3, 3), (2, 2), (1, 1))
+    max_pool_case("max_pool2d_asym", (1, 2, 7, 6), (3, 2), (1, 2), (1, 0))
+    max_pool_case("max_pool2d_overlap", (1, 2, 5, 5), (3, 3), (1, 1), (0, 0))
+
+    def avg_pool_case(name, xs, k, s, p, include):
+        f.case(name, f"F.avg_pool2d(x{list(xs)}, kernel_size={k}, stride={s}, padding={p}, "
+                     f"count_include_pad={include})",
+               {"x": f.randn(*xs)}, lambda x: F.avg_pool2d(x, k, s, p, count_include_pad=include))
+
+    avg_pool_case("avg_pool2d_k2s2", (2, 3, 6, 7), (2, 2), (2, 2), (0, 0), True)
+    for include in (True, False):
+        tag = "incl" if include else "excl"
+        avg_pool_case(f"avg_pool2d_k3s2p1_{tag}", (2, 3, 6, 7), (3, 3), (2, 2), (1, 1), include)
+        avg_pool_case(f"avg_pool2d_asym_{tag}", (1, 2, 7, 6), (3, 2), (2, 1), (1, 1), include)
+
+    for name, xs, o in [
+        ("adaptive_avg_pool2d_3x2", (2, 3, 7, 5), (3, 2)),
+        ("adaptive_avg_pool2d_1x1", (2, 3, 7, 5), (1, 1)),
+        ("adaptive_avg_pool2d_same", (1, 2, 4, 3), (4, 3)),
+        ("adaptive_avg_pool2d_4x3", (1, 2, 7, 5), (4, 3)),
+        ("adaptive_avg_pool2d_up", (1, 2, 3, 2), (5, 4)),
+    ]:
+        f.case(name, f"F.adaptive_avg_pool2d(x{list(xs)}, {o})", {"x": f.randn(*xs)},
+               lambda x, o=o: F.adaptive_avg_pool2d(x, o))
+    return f
+
+
+def main():
+    os.makedirs(OUT_DIR, exist_ok=True)
+    total = 0
+    for build in (unary, binary, reduce, softmax, matmul, index, conv):
+        total += build().save()
+    print(f"total {total / 1024:.1f} KiB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
