@@ -25,6 +25,7 @@ TINY_REPS = 20
 MLP_DIMS = [13, 64, 64, 3]
 MLP_BATCH = 32
 LR = 0.01
+MLP_BUDGET_S = 5.0
 CONV_INPUT = (64, 32, 28, 28)
 CONV_WEIGHT = (64, 32, 3, 3)
 
@@ -86,6 +87,18 @@ def fixed(f, warmup, reps, iters):
             f()
         samples.append((clock() - t) / iters)
     return samples
+
+
+def budgeted(f, warmup, reps, iters, budget):
+    """fixed() within about `budget` seconds; mirrors harness::budgeted in fukai-bench."""
+    t = clock()
+    done = 0
+    while done < max(warmup, 3) and (done < 3 or clock() - t < budget / 10):
+        f()
+        done += 1
+    per = (clock() - t) / done
+    iters = max(1, min(iters, int(budget / max(reps, 1) / max(per, 1e-12))))
+    return fixed(f, 0, reps, iters), iters
 
 
 def run_matmul(threads, sizes, reps):
@@ -155,8 +168,7 @@ def run_mlp(threads, steps, reps):
         opt.step()
         losses.append(loss.item())
 
-    iters = max(1, -(-steps // reps))
-    samples = fixed(step, -(-steps // 10), reps, iters)
+    samples, iters = budgeted(step, -(-steps // 10), reps, max(1, -(-steps // reps)), MLP_BUDGET_S)
     if not losses[-1] < losses[0]:
         raise SystemExit(f"mlp_step: loss did not fall ({losses[0]} -> {losses[-1]})")
     med, fields = stats_fields(samples, iters)

@@ -120,6 +120,28 @@ pub fn fixed(f: &mut dyn FnMut(), warmup: usize, reps: usize, iters: usize) -> S
     Stats { samples, iters }
 }
 
+/// Like [`fixed`] with `reps` samples of up to `iters` calls, but keeps the whole measurement
+/// within about `budget`: warm-up stops after `warmup` calls or a tenth of the budget, and its
+/// pace caps the calls per sample. A stalled machine then costs samples, not minutes.
+pub fn budgeted(
+    f: &mut dyn FnMut(),
+    warmup: usize,
+    reps: usize,
+    iters: usize,
+    budget: Duration,
+) -> Stats {
+    let budget = budget.as_secs_f64();
+    let t = Instant::now();
+    let mut done = 0usize;
+    while done < warmup.max(3) && (done < 3 || t.elapsed().as_secs_f64() < budget / 10.0) {
+        f();
+        done += 1;
+    }
+    let per = t.elapsed().as_secs_f64() / done as f64;
+    let fit = (budget / reps.max(1) as f64 / per.max(1e-12)) as usize;
+    fixed(f, 0, reps, iters.min(fit).max(1))
+}
+
 /// One JSON object, printed as one line.
 pub struct Line(String);
 

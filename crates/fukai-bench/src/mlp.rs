@@ -3,12 +3,15 @@
 //! `update_f32`. At this size the step is almost all per-op overhead; the goal is ≤ 0.33× the
 //! PyTorch step (nn.Linear + F.cross_entropy + torch.optim.SGD).
 
-use crate::harness::{fixed, Line};
+use crate::harness::{budgeted, Line};
+use std::time::Duration;
 use fukai::{DType, Tensor};
 
 const BATCH: usize = 32;
 const DIMS: [usize; 4] = [13, 64, 64, 3];
 const LR: f32 = 0.01;
+/// Upper bound on the time spent measuring (fewer steps per sample when a step is slow).
+const BUDGET: Duration = Duration::from_secs(5);
 
 struct Mlp {
     /// (weight [in, out], bias [out]) per layer.
@@ -92,7 +95,7 @@ pub fn run(threads: usize, steps: usize, reps: usize) -> fukai::Result<()> {
         last_loss = l;
         Ok(())
     };
-    let st = fixed(
+    let st = budgeted(
         &mut || {
             if let Err(e) = step() {
                 err = Some(e);
@@ -101,6 +104,7 @@ pub fn run(threads: usize, steps: usize, reps: usize) -> fukai::Result<()> {
         steps.div_ceil(10),
         reps,
         steps.div_ceil(reps).max(1),
+        BUDGET,
     );
     if let Some(e) = err {
         return Err(e);
