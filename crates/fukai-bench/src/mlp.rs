@@ -4,8 +4,8 @@
 //! PyTorch step (nn.Linear + F.cross_entropy + torch.optim.SGD).
 
 use crate::harness::{budgeted, Line};
-use std::time::Duration;
 use fukai::{DType, Tensor};
+use std::time::Duration;
 
 const BATCH: usize = 32;
 const DIMS: [usize; 4] = [13, 64, 64, 3];
