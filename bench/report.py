@@ -270,8 +270,9 @@ def main():
             f"> **Noisy run.** The 1-minute load average reached {max(loads):.1f} on "
             f"{cores} cores, so other work shared the CPUs: treat single numbers with care and "
             "look at the per-round spread below. Multi-threaded runs suffer most: a worker "
-            "thread that is descheduled stalls the whole operation (PyTorch's OpenMP pool "
-            "showed stalls of ~16 ms per call at 2 threads under load).\n"
+            "thread that is descheduled stalls the whole operation (PyTorch's OpenMP pool, "
+            "at 2 threads under load, often takes 16–30 ms for any matmul and some mlp steps "
+            "take hundreds of ms; fukai's rayon pool is hit less but not spared).\n"
         )
     out.append(f"Goals met: **{met_count} of {goal_count}** measured.\n")
     out.extend(table)
