@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""PyTorch twins of fukai-bench's workloads, printing the same JSON lines.
+
+usage: torch_bench.py [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
+                      [--mlp-steps N] [WORKLOAD...]
+
+Same shapes, warm-up, sample sizes and statistics (median of samples) as
+crates/fukai-bench; see that crate for what each workload measures.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SIZES = [64, 128, 256, 512, 1024, 2048]
+TINY_OPS = ["tiny_add", "tiny_mul", "tiny_relu", "tiny_sum_all", "tiny_matmul_4x4"]
+TINY_REPS = 20
+MLP_DIMS = [13, 64, 64, 3]
+MLP_BATCH = 32
+LR = 0.01
+MLP_BUDGET_S = 5.0
+CONV_INPUT = (64, 32, 28, 28)
+CONV_WEIGHT = (64, 32, 3, 3)
+
+clock = time.perf_counter
+
+
+def round_sig(v):
+    if v == 0 or not math.isfinite(v):
+        return v if math.isfinite(v) else None
+    mag = math.floor(math.log10(abs(v)))
+    return round(v, 5 - mag)
+
+
+def emit(workload, impl, threads, **fields):
+    line = {"workload": workload, "impl": impl, "threads": threads}
+    for k, v in fields.items():
+        line[k] = round_sig(v) if isinstance(v, float) else v
+    print(json.dumps(line, separators=(",", ":")), flush=True)
+
+
+def stats_fields(samples, iters):
+    s = sorted(samples)
+    n = len(s)
+    med = s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+    return med, {
+        "median_ms": med * 1e3,
+        "min_ms": s[0] * 1e3,
+        "max_ms": s[-1] * 1e3,
+        "reps": n,
+        "iters_per_rep": iters,
+    }
+
+
+def calibrate(f, target):
+    """Calls of f per sample of about `target` seconds (doubles as warm-up)."""
+    n = 1
+    while True:
+        t = clock()
+        for _ in range(n):
+            f()
+        dt = clock() - t
+        if dt >= target / 4 or n >= 1 << 24:
+            if dt < target:
+                t = clock()
+                for _ in range(n):
+                    f()
+                dt = min(dt, clock() - t)
+            return max(1, round(target / max(dt / n, 1e-12)))
+        n *= 2
+
+
+def fixed(f, warmup, reps, iters):
+    for _ in range(warmup):
+        f()
+    samples = []
+    for _ in range(reps):
+        t = clock()
+        for _ in range(iters):
+            f()
+        samples.append((clock() - t) / iters)
+    return samples
+
+
+def budgeted(f, warmup, reps, iters, budget):
+    """fixed() within about `budget` seconds; mirrors harness::budgeted in fukai-bench."""
+    t = clock()
+    done = 0
+    while done < max(warmup, 3) and (done < 3 or clock() - t < budget / 10):
+        f()
+        done += 1
+    per = (clock() - t) / done
+    iters = max(1, min(iters, int(budget / max(reps, 1) / max(per, 1e-12))))
+    return fixed(f, 0, reps, iters), iters
+
+
+def run_matmul(threads, sizes, reps):
+    for n in sizes:
+        a = torch.randn(n, n)
+        b = torch.randn(n, n)
+        torch.matmul(a, b)
+
+        def f():
+            torch.matmul(a, b)
+
+        target = 0.001 if n >= 1024 else 0.025
+        iters = calibrate(f, target)
+        samples = fixed(f, 0, reps or (5 if n >= 2048 else 9), iters)
+        med, fields = stats_fields(samples, iters)
+        emit("matmul", "torch", threads, size=n, **fields, gflops=2 * n**3 / med / 1e9)
+
+
+def run_tiny(op, threads, total):
+    a, b = torch.randn(4), torch.randn(4)
+    m, k = torch.randn(4, 4), torch.randn(4, 4)
+    iters = max(1, total // TINY_REPS)
+    # Each loop is as tight as Python allows: a local function object, arguments in locals.
+    if op == "tiny_add":
+        fn, args = torch.add, (a, b)
+    elif op == "tiny_mul":
+        fn, args = torch.mul, (a, b)
+    elif op == "tiny_relu":
+        fn, args = torch.relu, (a,)
+    elif op == "tiny_sum_all":
+        fn, args = torch.sum, (a,)
+    elif op == "tiny_matmul_4x4":
+        fn, args = torch.matmul, (m, k)
+    else:
+        raise SystemExit(f"unknown tiny op {op}")
+    r = range(iters)
+
+    def sample():
+        t = clock()
+        for _ in r:
+            fn(*args)
+        return (clock() - t) / iters
+
+    for _ in range(iters // 10 + 1):
+        fn(*args)
+    samples = [sample() for _ in range(TINY_REPS)]
+    med, fields = stats_fields(samples, iters)
+    emit(op, "torch", threads, **fields, ns_per_op=med * 1e9)
+
+
+def run_mlp(threads, steps, reps):
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(MLP_DIMS, MLP_DIMS[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(MLP_DIMS) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    x = torch.randn(MLP_BATCH, MLP_DIMS[0])
+    y = torch.tensor([(i * 7 + 1) % 3 for i in range(MLP_BATCH)], dtype=torch.long)
+    losses = []
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    samples, iters = budgeted(step, -(-steps // 10), reps, max(1, -(-steps // reps)), MLP_BUDGET_S)
+    if not losses[-1] < losses[0]:
+        raise SystemExit(f"mlp_step: loss did not fall ({losses[0]} -> {losses[-1]})")
+    med, fields = stats_fields(samples, iters)
+    emit("mlp_step", "torch", threads, **fields, us_per_step=med * 1e6,
+         first_loss=losses[0], last_loss=losses[-1])
+
+
+def run_conv(threads, reps):
+    x = torch.randn(*CONV_INPUT, requires_grad=True)
+    fan_in = CONV_WEIGHT[1] * CONV_WEIGHT[2] * CONV_WEIGHT[3]
+    w = (torch.randn(*CONV_WEIGHT) / math.sqrt(fan_in)).requires_grad_()
+
+    def step():
+        y = F.conv2d(x, w, None, 1, 1, 1, 1)
+        y.sum().backward()
+        x.grad = None
+        w.grad = None
+
+    samples = fixed(step, 2, reps, 1)
+    n, _, h, wd = CONV_INPUT
+    co, ci, kh, kw = CONV_WEIGHT
+    flop = 3 * 2 * n * co * h * wd * ci * kh * kw
+    med, fields = stats_fields(samples, 1)
+    emit("conv2d", "torch", threads, **fields, gflops=flop / med / 1e9)
+
+
+def peak_rss_kb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def expand(workloads):
+    out = []
+    for w in workloads:
+        if w == "all":
+            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d"]
+        elif w == "tiny":
+            out += TINY_OPS
+        elif w in ("matmul", "mlp_step", "conv2d") or w in TINY_OPS:
+            out.append(w)
+        else:
+            raise SystemExit(f"torch_bench.py: unknown workload {w!r}")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    p.add_argument("--tiny-iters", type=int, default=1_000_000)
+    p.add_argument("--mlp-steps", type=int, default=2000)
+    p.add_argument("workloads", nargs="*", default=["all"])
+    args = p.parse_args()
+    workloads = expand(args.workloads or ["all"])
+    threads = max(1, args.threads)
+    # Before any work: intra-op threads, and one inter-op thread (we never run ops concurrently).
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    if torch.get_num_threads() != threads:
+        raise SystemExit(f"asked for {threads} threads, torch uses {torch.get_num_threads()}")
+    torch.manual_seed(0)
+    start = clock()
+    for w in workloads:
+        if w == "matmul":
+            run_matmul(threads, [int(s) for s in args.sizes.split(",")], args.reps)
+        elif w == "mlp_step":
+            run_mlp(threads, args.mlp_steps, args.reps or 15)
+        elif w == "conv2d":
+            run_conv(threads, args.reps or 7)
+        else:
+            run_tiny(w, threads, args.tiny_iters)
+    fields = {"kind": "process", "wall_s": clock() - start}
+    rss = peak_rss_kb()
+    if rss is not None:
+        fields["peak_rss_kb"] = rss
+    emit(",".join(workloads), "torch", threads, **fields)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

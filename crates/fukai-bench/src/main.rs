@@ -1,0 +1,157 @@
+//! `fukai-bench`: runs named workloads and prints one JSON object per line per measurement.
+//! `bench/run.sh` runs it next to `bench/torch_bench.py` (the same workloads in PyTorch) and
+//! writes BENCHMARKS.md.
+
+mod conv;
+mod harness;
+mod matmul;
+mod mlp;
+mod tiny;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: fukai-bench [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
+                   [--mlp-steps N] [WORKLOAD...]
+
+Workloads (default: all):
+  matmul            square f32 matmul, fukai vs the gemm crate (GFLOP/s)
+  tiny              every tiny_* op below
+  tiny_add, tiny_mul, tiny_relu, tiny_sum_all, tiny_matmul_4x4
+                    forward-only ops on 4-element (4x4) tensors, ns per op
+  mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
+  conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3 (needs --features conv)
+  all               all of the above
+
+--threads N builds rayon's global pool with N threads before any work (default: 1).
+Output: one JSON object per line; the last line reports the process's peak RSS.";
+
+struct Args {
+    threads: usize,
+    reps: Option<usize>,
+    sizes: Vec<usize>,
+    tiny_iters: usize,
+    mlp_steps: usize,
+    workloads: Vec<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        threads: 1,
+        reps: None,
+        sizes: matmul::SIZES.to_vec(),
+        tiny_iters: 1_000_000,
+        mlp_steps: 2_000,
+        workloads: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    let num = |flag: &str, v: Option<String>| -> Result<usize, String> {
+        v.ok_or(format!("{flag} needs a value"))?
+            .parse::<usize>()
+            .map_err(|e| format!("{flag}: {e}"))
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Err(String::new()),
+            "--threads" => args.threads = num("--threads", it.next())?.max(1),
+            "--reps" => args.reps = Some(num("--reps", it.next())?.max(1)),
+            "--tiny-iters" => args.tiny_iters = num("--tiny-iters", it.next())?.max(1),
+            "--mlp-steps" => args.mlp_steps = num("--mlp-steps", it.next())?.max(1),
+            "--sizes" => {
+                let v = it.next().ok_or("--sizes needs a value")?;
+                args.sizes = v
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<usize>()
+                            .map_err(|e| format!("--sizes: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown flag {flag}")),
+            w => args.workloads.push(w.to_string()),
+        }
+    }
+    if args.workloads.is_empty() {
+        args.workloads.push("all".into());
+    }
+    Ok(args)
+}
+
+/// Expands `all` and `tiny` into the concrete workload names, rejecting unknown ones.
+fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for w in workloads {
+        match w.as_str() {
+            "all" => {
+                out.push("matmul".to_string());
+                out.extend(tiny::OPS.iter().map(|s| s.to_string()));
+                out.push("mlp_step".into());
+                out.push("conv2d".into());
+            }
+            "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
+            "matmul" | "mlp_step" | "conv2d" => out.push(w.clone()),
+            t if tiny::OPS.contains(&t) => out.push(w.clone()),
+            other => return Err(format!("unknown workload {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let workloads = expand(&args.workloads)?;
+    // Before any fukai or gemm call: the global pool is fixed at its first use.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads)
+        .build_global()
+        .map_err(|e| format!("building the rayon pool: {e}"))?;
+    let threads = fukai::parallel::num_threads();
+    if threads != args.threads {
+        return Err(format!(
+            "asked for {} threads, fukai sees {threads} (built without the `threads` feature?)",
+            args.threads
+        ));
+    }
+    let start = std::time::Instant::now();
+    for w in &workloads {
+        let r = match w.as_str() {
+            "matmul" => matmul::run(threads, &args.sizes, args.reps),
+            "mlp_step" => mlp::run(threads, args.mlp_steps, args.reps.unwrap_or(15)),
+            "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
+            t => tiny::run(t, threads, args.tiny_iters),
+        };
+        r.map_err(|e| format!("{w}: {e}"))?;
+    }
+    let mut line = harness::Line::new(&workloads.join(","), "fukai", threads)
+        .str("kind", "process")
+        .num("wall_s", start.elapsed().as_secs_f64());
+    if let Some(kb) = harness::peak_rss_kb() {
+        line = line.int("peak_rss_kb", kb);
+    }
+    line.print();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("fukai-bench: {msg}\n");
+            }
+            eprintln!("{USAGE}");
+            return if msg.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("fukai-bench: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
