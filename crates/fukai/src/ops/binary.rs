@@ -60,7 +60,9 @@ impl Tensor {
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
         let (storage, layout) =
             float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape));
-        let (a, b) = (self.detach(), rhs.detach());
+        // Plain handles, not detached copies: cheap (no allocation), and backward runs under
+        // no_grad so holding graph-carrying inputs records nothing new.
+        let (a, b) = (self.clone(), rhs.clone());
         let out_saved =
             (op == Binary::Pow).then(|| Tensor::from_parts(storage.clone(), layout.clone()));
         Ok(Tensor::op_result(

@@ -24,7 +24,7 @@ impl<T> SendPtr<T> {
     }
 }
 
-fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     let threads = crate::parallel::num_threads();
     #[cfg(feature = "threads")]
     if threads > 1 && m * n * k >= PAR_FLOPS {
@@ -87,10 +87,17 @@ fn matmul_kernel<T: Float>(
     n: usize,
 ) -> Vec<T> {
     let nb: usize = batch.iter().product();
-    let mut out = vec![T::ZERO; nb * m * n];
-    if out.is_empty() {
-        return out;
+    let len = nb * m * n;
+    if len == 0 || k == 0 {
+        return vec![T::ZERO; len];
     }
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    // SAFETY: with k > 0 and read_dst = false, gemm writes every element of every output
+    // matrix before anything reads them; skipping the zero fill saves a pass over the output.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        out.set_len(len)
+    };
     let r = batch.len();
     let off_a: Vec<usize> = Layout::new(batch.to_vec(), la.strides()[..r].to_vec(), la.offset())
         .indices()
@@ -185,7 +192,7 @@ impl Tensor {
             if (s[r - 2] == 0 && t.shape()[r - 2] > 1) || (s[r - 1] == 0 && t.shape()[r - 1] > 1) {
                 t.detach().contiguous()
             } else {
-                Ok(t.detach())
+                Ok(t.clone())
             }
         };
         let (a, b) = (fix(self)?, fix(rhs)?);

@@ -258,7 +258,7 @@ impl Tensor {
         let saved = if op.saves_output() {
             Tensor::from_parts(storage.clone(), layout.clone())
         } else {
-            self.detach()
+            self.clone()
         };
         Ok(Tensor::op_result(
             op.name(),
