@@ -163,6 +163,14 @@ impl Tensor {
         Ok(out)
     }
 
+    /// Elements combined per output by a reduction over normalized `dims` (a 0-dim tensor's
+    /// dim 0 counts as size 1).
+    fn reduced_count(&self, dims: &[usize]) -> usize {
+        dims.iter()
+            .map(|&i| self.shape().get(i).copied().unwrap_or(1))
+            .product()
+    }
+
     /// Sum over the given (already normalized, sorted, distinct) dims.
     pub(crate) fn sum_dims(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
         check_float("sum", self)?;
@@ -196,7 +204,7 @@ impl Tensor {
     /// Mean over `dims`.
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("mean", dims)?;
-        let n: usize = d.iter().map(|&i| self.shape()[i]).product();
+        let n = self.reduced_count(&d);
         self.sum_dims(&d, keepdim)?
             .mul_scalar(1.0 / n.max(1) as f64)
     }
@@ -207,11 +215,12 @@ impl Tensor {
     /// Variance over `dims` with `correction` (1 = unbiased, PyTorch's default; 0 = population).
     pub fn var(&self, dims: &[isize], correction: usize, keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("var", dims)?;
-        let n: usize = d.iter().map(|&i| self.shape()[i]).product();
+        let n = self.reduced_count(&d);
         if n <= correction {
             bail!(
                 "var",
-                "{n} elements over dims {dims:?} with correction {correction}: need more elements"
+                "{n} elements over dims {dims:?} of shape {:?} with correction {correction}: need more than {correction}",
+                self.shape()
             );
         }
         let centered = self.sub(&self.mean(dims, true)?)?;
@@ -299,6 +308,8 @@ impl Tensor {
     }
     /// log Σ exp(x) along `dim`, computed stably (shifted by the detached max).
     pub fn logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        check_float("logsumexp", self)?;
+        normalize_dim("logsumexp", dim, self.rank())?;
         let m = self.detach().max(dim, true)?.clamp(-f64::MAX, f64::MAX)?;
         let out = self.sub(&m)?.exp()?.sum(&[dim], true)?.log()?.add(&m)?;
         if keepdim {
