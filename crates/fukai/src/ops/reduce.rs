@@ -29,9 +29,11 @@ fn reduce_view<T: Float, R>(
         return super::float::with_contig::<T, _>(t, |x| f(x, outer, r, inner));
     }
     let mut perm: Vec<usize> = (0..shape.len()).filter(|d| !dims.contains(d)).collect();
+    // Not numel / r: that is 0 when a reduced dim is empty, though the kept dims are not.
+    let outer: usize = perm.iter().map(|&d| shape[d]).product();
     perm.extend_from_slice(dims);
     let p = t.detach().permute_usize(&perm).expect("valid permutation");
-    super::float::with_contig::<T, _>(&p, |x| f(x, t.numel() / r.max(1), r, 1))
+    super::float::with_contig::<T, _>(&p, |x| f(x, outer, r, 1))
 }
 
 /// Sum of a contiguous run with 8 independent accumulators per block (vectorizes, and the
