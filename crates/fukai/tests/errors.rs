@@ -205,6 +205,9 @@ fn reductions() {
     fails("min", &["i64"], || i64s(&[2]).min(0, false));
     fails("max", &["u8"], || x.gt(&x).unwrap().argmax(0, false));
     fails("logsumexp", &["dim 4"], || x.logsumexp(4, false));
+    // Reducing an empty dim together with a non-adjacent one keeps the other dims' size.
+    let e = f32s(&[0, 2, 2]).sum(&[0, 2], false).unwrap();
+    assert_eq!(e.to_vec::<f32>().unwrap(), vec![0.0, 0.0]);
     // 0-dim tensors take dim 0 / -1 (PyTorch's rule) and nothing else.
     let s = scalar();
     assert_eq!(s.mean(&[0], false).unwrap().item().unwrap(), 1.5);
@@ -430,4 +433,109 @@ fn autograd_misuse() {
     fails("set_requires_grad", &["u8"], || {
         x.gt(&x)?.set_requires_grad(true).map(|_| ())
     });
+}
+
+mod no_panics {
+    //! Random ops on random (often mismatched, empty or 0-dim) shapes with random dims: any
+    //! result is fine, a panic is not.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shape() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(0usize..=3, 0..=3)
+    }
+
+    fn index_tensor(shape: &[usize], hi: i64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<i64> = (0..n as i64).map(|i| (i * 7) % (hi + 2) - 1).collect();
+        Tensor::from_vec(v, shape).unwrap()
+    }
+
+    fn run(
+        op: u8,
+        a: &Tensor,
+        b: &Tensor,
+        d0: isize,
+        d1: isize,
+        s: &[usize],
+    ) -> Result<Vec<usize>> {
+        let idx = index_tensor(b.shape(), d1.unsigned_abs() as i64);
+        let u = d0.unsigned_abs();
+        let out = match op {
+            0 => a.add(b)?,
+            1 => a.matmul(b)?,
+            2 => a.sum(&[d0, d1], false)?,
+            3 => a.mean(&[d0], true)?,
+            4 => a.var(&[d0], u % 2, false)?,
+            5 => a.max(d0, d1 > 0)?,
+            6 => a.softmax(d0)?,
+            7 => a.logsumexp(d0, false)?,
+            8 => a.reshape(s)?,
+            9 => a.permute(&[d0, d1])?,
+            10 => a.transpose(d0, d1)?,
+            11 => a.narrow(d0, d1.unsigned_abs(), u)?,
+            12 => a.expand(s)?,
+            13 => a.squeeze(d0)?,
+            14 => a.unsqueeze(d0)?,
+            15 => a.flatten(d0, d1)?,
+            16 => Tensor::cat(&[a.clone(), b.clone()], d0)?,
+            17 => Tensor::stack(&[a.clone(), b.clone()], d0)?,
+            18 => a.split(u, d1)?.pop().unwrap_or(a.clone()),
+            19 => a.chunk(u, d1)?.pop().unwrap_or(a.clone()),
+            20 => a.index_select(d0, &idx)?,
+            21 => a.gather(d0, &idx)?,
+            22 => a.scatter_add(d0, &idx, b)?,
+            23 => a.index_add(d0, &idx, b)?,
+            24 => a.embedding(&idx)?,
+            25 => a.gt(b)?.where_cond(a, b)?,
+            26 => a.masked_fill(&b.gt(b)?, 1.0)?,
+            27 => a.sum_to_shape(s)?,
+            28 => a.reshape_infer(&[d0, d1])?,
+            29 => a.argmax(d0, true)?,
+            _ => a.t()?.matmul(b)?,
+        };
+        // Whatever came back must be readable and differentiable-shaped.
+        out.to_vec_f64()?;
+        Ok(out.shape().to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn random_calls_never_panic(
+            op in 0u8..31,
+            sa in shape(),
+            sb in shape(),
+            s in shape(),
+            d0 in -4isize..4,
+            d1 in -4isize..4,
+            grad in any::<bool>(),
+        ) {
+            let a = f64s(&sa);
+            let b = f64s(&sb);
+            if grad {
+                a.set_requires_grad(true).unwrap();
+                b.set_requires_grad(true).unwrap();
+            }
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                let out = run(op, &a, &b, d0, d1, &s);
+                // Backward through whatever succeeded must not panic either.
+                if grad && out.is_ok() {
+                    let _ = (|| -> Result<()> {
+                        let y = match op {
+                            1 => a.matmul(&b)?,
+                            2 => a.sum(&[d0, d1], false)?,
+                            6 => a.softmax(d0)?,
+                            11 => a.narrow(d0, d1.unsigned_abs(), d0.unsigned_abs())?,
+                            16 => Tensor::cat(&[a.clone(), b.clone()], d0)?,
+                            _ => a.add(&b)?,
+                        };
+                        y.sum_all()?.backward()
+                    })();
+                }
+                out
+            }));
+            prop_assert!(r.is_ok(), "op {} panicked on {:?} / {:?} (dims {}, {}; shape {:?})", op, sa, sb, d0, d1, s);
+        }
+    }
 }
