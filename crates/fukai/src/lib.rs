@@ -13,6 +13,8 @@
 //! # Ok::<(), fukai::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod autograd;
 pub mod error;
 pub mod ops;
