@@ -13,6 +13,8 @@
 //! # Ok::<(), fukai::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod autograd;
 pub mod data;
 pub mod error;

@@ -68,3 +68,91 @@ pub fn gradcheck(
 pub fn randn64(shape: &[usize], seed: u64) -> Result<Tensor> {
     Tensor::normal_with(shape, 0.0, 1.0, DType::F64, &mut Generator::new(seed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{CpuStorage, Layout, Storage};
+    use std::sync::Arc;
+
+    /// x ↦ x³ elementwise, with a backward of `factor`·x²·g: correct only for factor 3.
+    fn cube(x: &Tensor, factor: f64) -> Result<Tensor> {
+        let v: Vec<f64> = x.to_vec::<f64>()?.iter().map(|a| a * a * a).collect();
+        let saved = x.detach();
+        Ok(Tensor::op_result(
+            "cube",
+            Arc::new(Storage::new(CpuStorage::F64(v))),
+            Layout::contiguous(x.shape()),
+            &[x],
+            move || {
+                Box::new(move |g, _| Ok(vec![Some(saved.square()?.mul_scalar(factor)?.mul(g)?)]))
+            },
+        ))
+    }
+
+    #[test]
+    fn accepts_a_correct_gradient() {
+        let x = randn64(&[3, 4], 1).unwrap();
+        let worst = gradcheck(|xs| cube(&xs[0], 3.0), &[x], 1e-6, 1e-6).unwrap();
+        assert!(worst < 1e-6, "{worst}");
+    }
+
+    #[test]
+    fn catches_a_wrong_gradient() {
+        let x = randn64(&[3, 4], 1).unwrap();
+        let err = gradcheck(|xs| cube(&xs[0], 2.0), &[x], 1e-6, 1e-6).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("gradcheck") && msg.contains("input 0") && msg.contains("analytic"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn catches_a_gradient_sent_to_the_wrong_input() {
+        // d(a·b)/da reported as a instead of b (and the other way round).
+        let swapped = |xs: &[Tensor]| -> Result<Tensor> {
+            let (a, b) = (&xs[0], &xs[1]);
+            let v: Vec<f64> = a
+                .to_vec::<f64>()?
+                .iter()
+                .zip(b.to_vec::<f64>()?)
+                .map(|(x, y)| x * y)
+                .collect();
+            let (sa, sb) = (a.detach(), b.detach());
+            Ok(Tensor::op_result(
+                "mul_swapped",
+                Arc::new(Storage::new(CpuStorage::F64(v))),
+                Layout::contiguous(a.shape()),
+                &[a, b],
+                move || Box::new(move |g, _| Ok(vec![Some(g.mul(&sa)?), Some(g.mul(&sb)?)])),
+            ))
+        };
+        let inputs = [randn64(&[5], 2).unwrap(), randn64(&[5], 3).unwrap()];
+        assert!(gradcheck(swapped, &inputs, 1e-6, 1e-6).is_err());
+    }
+
+    #[test]
+    fn catches_a_missing_gradient() {
+        // Forward uses the input, backward claims no gradient: the analytic side reads 0.
+        let dropped = |xs: &[Tensor]| -> Result<Tensor> {
+            let x = &xs[0];
+            Ok(Tensor::op_result(
+                "dropped",
+                Arc::new(Storage::new(CpuStorage::F64(x.to_vec::<f64>()?))),
+                Layout::contiguous(x.shape()),
+                &[x],
+                || Box::new(|_, _| Ok(vec![None])),
+            ))
+        };
+        let err = gradcheck(dropped, &[randn64(&[4], 4).unwrap()], 1e-6, 1e-6).unwrap_err();
+        assert!(err.to_string().contains("analytic 0"), "{err}");
+    }
+
+    #[test]
+    fn rejects_non_f64_inputs() {
+        let x = randn64(&[2], 5).unwrap().to_dtype(DType::F32).unwrap();
+        let err = gradcheck(|xs| xs[0].exp(), &[x], 1e-6, 1e-6).unwrap_err();
+        assert!(err.to_string().contains("f64"), "{err}");
+    }
+}

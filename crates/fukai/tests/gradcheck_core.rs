@@ -122,6 +122,11 @@ fn matmul_shapes() {
         randn64(&[3, 4], 78).unwrap(),
         randn64(&[4], 79).unwrap(),
     );
+    check2(
+        |a, b| a.matmul(b),
+        randn64(&[4], 82).unwrap(),
+        randn64(&[4], 83).unwrap(),
+    );
     // Transposed views go to gemm by strides.
     check2(
         |a, b| a.t()?.matmul(&b.t()?),

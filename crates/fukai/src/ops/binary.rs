@@ -3,6 +3,7 @@
 
 use super::broadcast::zip_map;
 use super::float::{check_float, check_same_dtype, wrap, Float};
+use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::tensor::{broadcast_shapes, Tensor};
@@ -115,6 +116,20 @@ impl Tensor {
     pub fn sum_to_shape(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());
+        }
+        // `shape` must broadcast to ours: no more dims, each equal or 1.
+        let extra = self.rank().checked_sub(shape.len());
+        if extra.is_none_or(|e| {
+            shape
+                .iter()
+                .zip(&self.shape()[e..])
+                .any(|(&s, &d)| s != d && s != 1)
+        }) {
+            bail!(
+                "sum_to_shape",
+                "cannot reduce a gradient of shape {:?} to shape {shape:?}",
+                self.shape()
+            );
         }
         let extra = self.rank() - shape.len();
         let mut dims: Vec<usize> = (0..extra).collect();

@@ -141,6 +141,10 @@ impl Tensor {
 
     /// Replaces elements where `mask` is non-zero with `value` (differentiable in `self`).
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
+        if mask.dtype() != DType::U8 {
+            bail!("masked_fill", "mask must be u8, found {}", mask.dtype());
+        }
+        broadcast_shapes("masked_fill", self.shape(), mask.shape())?;
         mask.where_cond(&Tensor::scalar(value, self.dtype()), self)
     }
 }

@@ -5,7 +5,7 @@ use super::float::{check_float, check_same_dtype, with_contig, wrap};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::tensor::{normalize_dim, CpuStorage, DType, Storage, StorageSlice, Tensor};
+use crate::tensor::{normalize_dim_nonscalar, CpuStorage, DType, Storage, StorageSlice, Tensor};
 use std::sync::Arc;
 
 /// Index tensor (i64 or u32) as checked usizes below `bound`.
@@ -80,7 +80,8 @@ fn scatter_positions(
     if index.rank() != shape.len() {
         bail!(
             op,
-            "index has rank {} but the tensor has rank {}",
+            "index of shape {:?} has rank {} but the tensor of shape {shape:?} has rank {}",
+            index.shape(),
             index.rank(),
             shape.len()
         );
@@ -122,7 +123,7 @@ impl Tensor {
         let Some(first) = parts.first() else {
             bail!("cat", "needs at least one tensor")
         };
-        let d = normalize_dim("cat", dim, first.rank())?;
+        let d = normalize_dim_nonscalar("cat", dim, first.shape())?;
         let mut out_shape = first.shape().to_vec();
         out_shape[d] = 0;
         for (i, p) in parts.iter().enumerate() {
@@ -178,12 +179,25 @@ impl Tensor {
     }
     /// Stacks equal-shaped tensors along a new dim.
     pub fn stack(parts: &[Tensor], dim: isize) -> Result<Tensor> {
+        let Some(first) = parts.first() else {
+            bail!("stack", "needs at least one tensor")
+        };
+        for (i, p) in parts.iter().enumerate() {
+            if p.shape() != first.shape() {
+                bail!(
+                    "stack",
+                    "tensor {i} has shape {:?}, expected {:?} (all shapes must match)",
+                    p.shape(),
+                    first.shape()
+                );
+            }
+        }
         let un: Result<Vec<Tensor>> = parts.iter().map(|p| p.unsqueeze(dim)).collect();
         Tensor::cat(&un?, dim)
     }
     /// Splits into pieces of `size` along `dim` (the last may be smaller); views.
     pub fn split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>> {
-        let d = normalize_dim("split", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("split", dim, self.shape())?;
         if size == 0 {
             bail!("split", "split size must be positive");
         }
@@ -195,7 +209,7 @@ impl Tensor {
     }
     /// Splits into `chunks` nearly equal pieces along `dim` (PyTorch's rule: ceil-sized).
     pub fn chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
-        let d = normalize_dim("chunk", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("chunk", dim, self.shape())?;
         if chunks == 0 {
             bail!("chunk", "number of chunks must be positive");
         }
@@ -204,7 +218,7 @@ impl Tensor {
 
     /// Rows (entries along `dim`) picked by a 1-D index tensor, in index order.
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
-        let d = normalize_dim("index_select", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("index_select", dim, self.shape())?;
         if index.rank() != 1 {
             bail!(
                 "index_select",
@@ -244,7 +258,7 @@ impl Tensor {
     pub fn index_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
         check_float("index_add", self)?;
         check_same_dtype("index_add", self, src)?;
-        let d = normalize_dim("index_add", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("index_add", dim, self.shape())?;
         if index.rank() != 1 {
             bail!(
                 "index_add",
@@ -298,7 +312,7 @@ impl Tensor {
     /// `out[i][j] = self[index[i][j]][j]` for `dim = 0` (and likewise for other dims).
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         check_float("gather", self)?;
-        let d = normalize_dim("gather", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("gather", dim, self.shape())?;
         let pos = scatter_positions("gather", self.shape(), d, index)?;
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
             let out: Vec<T> = with_contig::<T, _>(self, |s| pos.iter().map(|&p| s[p]).collect());
@@ -322,7 +336,7 @@ impl Tensor {
     pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
         check_float("scatter_add", self)?;
         check_same_dtype("scatter_add", self, src)?;
-        let d = normalize_dim("scatter_add", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("scatter_add", dim, self.shape())?;
         if src.shape() != index.shape() {
             bail!(
                 "scatter_add",

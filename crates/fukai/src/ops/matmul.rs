@@ -153,12 +153,22 @@ impl Tensor {
                 rhs.shape()
             );
         }
-        if self.rank() == 1 && rhs.rank() == 1 {
-            // Dot product: [1, k] @ [k, 1], then the 0-dim result.
-            return self.unsqueeze(0)?.matmul(&rhs.unsqueeze(1)?)?.reshape(&[]);
+        // Checked on the caller's shapes, before 1-D operands are promoted.
+        let k = self.shape()[self.rank() - 1];
+        let k2 = rhs.shape()[rhs.rank().saturating_sub(2)];
+        if k != k2 {
+            bail!(
+                "matmul",
+                "inner dims differ: {:?} @ {:?} ({k} vs {k2})",
+                self.shape(),
+                rhs.shape()
+            );
         }
-        if self.rank() == 1 {
-            return self.unsqueeze(0)?.matmul(rhs)?.squeeze(-2);
+        match (self.rank(), rhs.rank()) {
+            // Dot product: a 0-dim result.
+            (1, 1) => return self.unsqueeze(0)?.matmul(&rhs.unsqueeze(1)?)?.reshape(&[]),
+            (1, _) => return self.unsqueeze(0)?.matmul(rhs)?.squeeze(-2),
+            _ => {}
         }
         if rhs.rank() == 1 {
             return self.matmul(&rhs.unsqueeze(1)?)?.squeeze(-1);
@@ -172,17 +182,16 @@ impl Tensor {
             return flat.matmul(rhs)?.reshape(&shape);
         }
         let (ra, rb) = (self.rank(), rhs.rank());
-        let (m, k) = (self.shape()[ra - 2], self.shape()[ra - 1]);
-        let (k2, n) = (rhs.shape()[rb - 2], rhs.shape()[rb - 1]);
-        if k != k2 {
+        let (m, n) = (self.shape()[ra - 2], rhs.shape()[rb - 1]);
+        let (batch_a, batch_b) = (&self.shape()[..ra - 2], &rhs.shape()[..rb - 2]);
+        let Ok(batch) = broadcast_shapes("matmul", batch_a, batch_b) else {
             bail!(
                 "matmul",
-                "inner dims differ: {:?} @ {:?} ({k} vs {k2})",
+                "batch dims {batch_a:?} and {batch_b:?} of {:?} @ {:?} cannot be broadcast",
                 self.shape(),
                 rhs.shape()
             );
-        }
-        let batch = broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
+        };
         let mut out_shape = batch.clone();
         out_shape.extend_from_slice(&[m, n]);
         // Broadcast (stride-0) matrix dims are not something gemm expects: copy those.

@@ -29,9 +29,11 @@ fn reduce_view<T: Float, R>(
         return super::float::with_contig::<T, _>(t, |x| f(x, outer, r, inner));
     }
     let mut perm: Vec<usize> = (0..shape.len()).filter(|d| !dims.contains(d)).collect();
+    // Not numel / r: that is 0 when a reduced dim is empty, though the kept dims are not.
+    let outer: usize = perm.iter().map(|&d| shape[d]).product();
     perm.extend_from_slice(dims);
     let p = t.detach().permute_usize(&perm).expect("valid permutation");
-    super::float::with_contig::<T, _>(&p, |x| f(x, t.numel() / r.max(1), r, 1))
+    super::float::with_contig::<T, _>(&p, |x| f(x, outer, r, 1))
 }
 
 /// Sum of a contiguous run with 8 independent accumulators per block (vectorizes, and the
@@ -163,6 +165,14 @@ impl Tensor {
         Ok(out)
     }
 
+    /// Elements combined per output by a reduction over normalized `dims` (a 0-dim tensor's
+    /// dim 0 counts as size 1).
+    fn reduced_count(&self, dims: &[usize]) -> usize {
+        dims.iter()
+            .map(|&i| self.shape().get(i).copied().unwrap_or(1))
+            .product()
+    }
+
     /// Sum over the given (already normalized, sorted, distinct) dims.
     pub(crate) fn sum_dims(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
         check_float("sum", self)?;
@@ -196,7 +206,7 @@ impl Tensor {
     /// Mean over `dims` (NaN over an empty dim, as in PyTorch).
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("mean", dims)?;
-        let n: usize = d.iter().map(|&i| self.shape()[i]).product();
+        let n = self.reduced_count(&d);
         self.sum_dims(&d, keepdim)?.mul_scalar(1.0 / n as f64)
     }
     /// Mean of all elements (NaN for an empty tensor).
@@ -206,11 +216,12 @@ impl Tensor {
     /// Variance over `dims` with `correction` (1 = unbiased, PyTorch's default; 0 = population).
     pub fn var(&self, dims: &[isize], correction: usize, keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("var", dims)?;
-        let n: usize = d.iter().map(|&i| self.shape()[i]).product();
+        let n = self.reduced_count(&d);
         if n <= correction {
             bail!(
                 "var",
-                "{n} elements over dims {dims:?} with correction {correction}: need more elements"
+                "{n} elements over dims {dims:?} of shape {:?} with correction {correction}: need more than {correction}",
+                self.shape()
             );
         }
         let centered = self.sub(&self.mean(dims, true)?)?;
@@ -298,6 +309,8 @@ impl Tensor {
     }
     /// log Σ exp(x) along `dim`, computed stably (shifted by the detached max).
     pub fn logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
+        check_float("logsumexp", self)?;
+        normalize_dim("logsumexp", dim, self.rank())?;
         // Clamped so an all -inf row gives -inf rather than -inf - -inf = NaN; the bound must
         // be finite in the tensor's own dtype (f64::MAX rounds to inf in f32).
         let big = if self.dtype() == DType::F32 {

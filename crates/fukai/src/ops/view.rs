@@ -2,7 +2,10 @@
 
 use crate::bail;
 use crate::error::Result;
-use crate::tensor::{contiguous_strides, normalize_dim, Layout, Storage, Tensor};
+use crate::tensor::{
+    checked_numel, contiguous_strides, normalize_dim, normalize_dim_nonscalar, Layout, Storage,
+    Tensor,
+};
 use std::sync::Arc;
 
 impl Tensor {
@@ -20,7 +23,13 @@ impl Tensor {
 
     /// Same elements, new shape. A view when contiguous, a copy otherwise.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
+        let Ok(n) = checked_numel("reshape", shape) else {
+            bail!(
+                "reshape",
+                "cannot reshape {:?} into {shape:?}: its element count overflows usize",
+                self.shape()
+            );
+        };
         if n != self.numel() {
             bail!(
                 "reshape",
@@ -47,12 +56,18 @@ impl Tensor {
     }
     /// Reshape where one dim may be -1 (inferred), as in PyTorch's `view(-1, n)`.
     pub fn reshape_infer(&self, shape: &[isize]) -> Result<Tensor> {
-        let known: usize = shape
+        let known = shape
             .iter()
             .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
+            .try_fold(1usize, |n, &d| n.checked_mul(d as usize));
         let holes = shape.iter().filter(|&&d| d < 0).count();
+        let Some(known) = known else {
+            bail!(
+                "reshape",
+                "cannot reshape {:?} into {shape:?}: its element count overflows usize",
+                self.shape()
+            );
+        };
         if holes > 1
             || shape.iter().any(|&d| d < -1)
             || (holes == 1 && (known == 0 || !self.numel().is_multiple_of(known)))
@@ -130,7 +145,10 @@ impl Tensor {
             normalize_dim("transpose", d1, self.rank())?,
         );
         let mut perm: Vec<usize> = (0..self.rank()).collect();
-        perm.swap(a, b);
+        // A 0-dim tensor accepts dims 0 / -1 and has nothing to swap.
+        if a != b {
+            perm.swap(a, b);
+        }
         self.permute_usize(&perm)
     }
     /// Swaps the last two dims (matrix transpose, a view).
@@ -142,13 +160,14 @@ impl Tensor {
     }
     /// `len` elements of `dim` starting at `start` (a view).
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
-        let d = normalize_dim("narrow", dim, self.rank())?;
+        let d = normalize_dim_nonscalar("narrow", dim, self.shape())?;
         let size = self.shape()[d];
-        if start.checked_add(len).is_none_or(|e| e > size) {
+        let end = start.checked_add(len);
+        if end.is_none_or(|e| e > size) {
+            let end = end.map_or(format!("{start}+{len}"), |e| e.to_string());
             bail!(
                 "narrow",
-                "range {start}..{} out of bounds for dim {d} of size {size} (shape {:?})",
-                start + len,
+                "range {start}..{end} out of bounds for dim {d} of size {size} (shape {:?})",
                 self.shape()
             );
         }
@@ -183,6 +202,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let layout = self.layout().broadcast_to("expand", shape)?;
+        checked_numel("expand", shape)?;
         let orig = self.shape().to_vec();
         Ok(self.view_as("expand", layout, move |g| g.sum_to_shape(&orig)))
     }
@@ -193,7 +213,8 @@ impl Tensor {
         if d < 0 || d >= r {
             bail!(
                 "unsqueeze",
-                "dim {dim} out of range for a result of rank {r}"
+                "dim {dim} out of range for a result of rank {r} (input shape {:?})",
+                self.shape()
             );
         }
         let mut shape = self.shape().to_vec();
@@ -246,7 +267,11 @@ impl Tensor {
             normalize_dim("flatten", end, self.rank())?,
         );
         if s > e {
-            bail!("flatten", "start dim {s} is after end dim {e}");
+            bail!(
+                "flatten",
+                "start dim {s} is after end dim {e} (shape {:?})",
+                self.shape()
+            );
         }
         let mut shape = self.shape()[..s].to_vec();
         shape.push(self.shape()[s..=e].iter().product());

@@ -1,13 +1,29 @@
 //! Making tensors (from data, constants, ranges, random draws) and reading them back out.
 
-use super::{match_storage, CpuStorage, DType, Layout, StorageSlice, Tensor, WithDType};
+use super::{
+    checked_numel, match_storage, CpuStorage, DType, Layout, StorageSlice, Tensor, WithDType,
+};
 use crate::bail;
 use crate::error::Result;
 use crate::rng::{with_default_generator, Generator};
 use std::sync::Arc;
 
+/// The element count of a new `dtype` buffer of `shape`, or an error when it cannot exist.
+fn alloc_len(op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
+    let n = checked_numel(op, shape)?;
+    if n.checked_mul(dtype.size_in_bytes())
+        .is_none_or(|b| b > isize::MAX as usize)
+    {
+        bail!(
+            op,
+            "shape {shape:?}: {n} {dtype} elements need more than isize::MAX bytes"
+        );
+    }
+    Ok(n)
+}
+
 fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
-    let n: usize = shape.iter().product();
+    let n = checked_numel(op, shape)?;
     if len != n {
         bail!(
             op,
@@ -44,10 +60,8 @@ impl Tensor {
     }
     /// All zeros.
     pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
-        Ok(Tensor::from_storage(
-            CpuStorage::zeros(dtype, shape.iter().product()),
-            shape,
-        ))
+        let n = alloc_len("zeros", shape, dtype)?;
+        Ok(Tensor::from_storage(CpuStorage::zeros(dtype, n), shape))
     }
     /// All ones.
     pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
@@ -55,10 +69,8 @@ impl Tensor {
     }
     /// Every element `v`.
     pub fn full(shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
-        Ok(Tensor::from_storage(
-            CpuStorage::full(dtype, shape.iter().product(), v),
-            shape,
-        ))
+        let n = alloc_len("full", shape, dtype)?;
+        Ok(Tensor::from_storage(CpuStorage::full(dtype, n, v), shape))
     }
     /// Zeros with this tensor's shape and dtype.
     pub fn zeros_like(&self) -> Result<Tensor> {
@@ -76,7 +88,10 @@ impl Tensor {
                 "start {start}, end {end}, step {step}: need finite values and a non-zero step"
             );
         }
+        // `as` saturates, so a huge range becomes usize::MAX and fails the size check.
         let n = ((end - start) / step).ceil().max(0.0) as usize;
+        alloc_len("arange", &[n], DType::F64)?;
+        alloc_len("arange", &[n], dtype)?;
         let v = (0..n).map(|i| start + i as f64 * step).collect();
         Ok(from_f64s(v, &[n], dtype))
     }
@@ -106,7 +121,9 @@ impl Tensor {
                 "need a float dtype and lo <= hi, found {dtype}, [{lo}, {hi})"
             );
         }
-        let v = gen.uniform_f64(shape.iter().product());
+        let n = alloc_len("uniform", shape, DType::F64)?;
+        alloc_len("uniform", shape, dtype)?;
+        let v = gen.uniform_f64(n);
         Ok(from_f64s(
             v.into_iter().map(|u| lo + (hi - lo) * u).collect(),
             shape,
@@ -127,7 +144,9 @@ impl Tensor {
                 "need a float dtype and std >= 0, found {dtype}, std {std}"
             );
         }
-        let v = gen.normal_f64(shape.iter().product());
+        let n = alloc_len("normal", shape, DType::F64)?;
+        alloc_len("normal", shape, dtype)?;
+        let v = gen.normal_f64(n);
         Ok(from_f64s(
             v.into_iter().map(|z| mean + std * z).collect(),
             shape,

@@ -43,6 +43,29 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     Ok(out)
 }
 
+/// Number of elements of `shape`, or an error naming `op` when the count overflows `usize`.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    match shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) {
+        Some(n) => Ok(n),
+        None => bail!(op, "shape {shape:?}: the element count overflows usize"),
+    }
+}
+
+/// Like [`normalize_dim`], for ops that index into the dim and so need at least one.
+pub(crate) fn normalize_dim_nonscalar(
+    op: &'static str,
+    dim: isize,
+    shape: &[usize],
+) -> Result<usize> {
+    if shape.is_empty() {
+        bail!(
+            op,
+            "needs a tensor with at least 1 dim, found a 0-dim tensor (shape [])"
+        );
+    }
+    normalize_dim(op, dim, shape.len())
+}
+
 /// Resolves a possibly negative dim against `rank`.
 pub fn normalize_dim(op: &'static str, dim: isize, rank: usize) -> Result<usize> {
     // A scalar accepts dim 0 / -1, as in PyTorch.

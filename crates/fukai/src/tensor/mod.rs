@@ -9,7 +9,10 @@ mod storage;
 
 pub use device::Device;
 pub use dtype::{DType, WithDType};
-pub use layout::{broadcast_shapes, contiguous_strides, normalize_dim, Layout, StridedIndex};
+pub(crate) use layout::normalize_dim_nonscalar;
+pub use layout::{
+    broadcast_shapes, checked_numel, contiguous_strides, normalize_dim, Layout, StridedIndex,
+};
 pub(crate) use storage::match_storage;
 pub use storage::{CpuStorage, Storage, StorageSlice};
 

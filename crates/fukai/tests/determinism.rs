@@ -1,0 +1,178 @@
+//! Same seed ⇒ the same bits, whatever the thread count. Work is split by fixed chunk sizes,
+//! never by the number of threads, so 1 and 2 (and 3) threads must agree exactly, not merely
+//! closely.
+
+use fukai::rng::Generator;
+use fukai::{manual_seed, DType, Tensor};
+
+/// Runs `f` inside a rayon pool of exactly `n` threads.
+fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
+        .install(|| {
+            #[cfg(feature = "threads")]
+            assert_eq!(fukai::parallel::num_threads(), n);
+            f()
+        })
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f32::to_bits)
+        .collect()
+}
+
+/// Final weights (as bits) and the loss of every step.
+struct Run {
+    weights: Vec<Vec<u32>>,
+    losses: Vec<u32>,
+}
+
+/// Trains a 64-256-256-10 MLP on a fixed random batch of 256 for 50 SGD steps. The matmuls
+/// (256×64×256 and up) are well above the sizes where kernels split across threads.
+fn train_mlp() -> Run {
+    manual_seed(2024);
+    let sizes = [64, 256, 256, 10];
+    let mut params = Vec::new();
+    for w in sizes.windows(2) {
+        let scale = (2.0 / w[0] as f64).sqrt();
+        let weight = Tensor::randn(&[w[0], w[1]], DType::F32)
+            .unwrap()
+            .mul_scalar(scale)
+            .unwrap();
+        params.push(weight.with_grad().unwrap());
+        params.push(
+            Tensor::zeros(&[w[1]], DType::F32)
+                .unwrap()
+                .with_grad()
+                .unwrap(),
+        );
+    }
+    let x = Tensor::randn(&[256, 64], DType::F32).unwrap();
+    let mut gen = Generator::new(99);
+    let labels: Vec<i64> = (0..256).map(|_| gen.below(10) as i64).collect();
+    let y = Tensor::from_vec(labels, &[256, 1]).unwrap();
+
+    let mut losses = Vec::new();
+    for _ in 0..50 {
+        let mut h = x.clone();
+        for (k, l) in params.chunks(2).enumerate() {
+            h = h.matmul(&l[0]).unwrap().add(&l[1]).unwrap();
+            if k + 1 < params.len() / 2 {
+                h = h.relu().unwrap();
+            }
+        }
+        let loss = h
+            .log_softmax(-1)
+            .unwrap()
+            .gather(1, &y)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        losses.push((loss.item().unwrap() as f32).to_bits());
+        loss.backward().unwrap();
+        for p in &params {
+            let g = p.grad().unwrap().to_vec::<f32>().unwrap();
+            p.update_f32(|w| {
+                for (w, g) in w.iter_mut().zip(&g) {
+                    *w -= 0.05 * g;
+                }
+            })
+            .unwrap();
+            p.zero_grad();
+        }
+    }
+    Run {
+        weights: params.iter().map(bits).collect(),
+        losses,
+    }
+}
+
+#[test]
+fn mlp_training_is_bitwise_identical_at_1_and_2_threads() {
+    let one = with_threads(1, train_mlp);
+    let two = with_threads(2, train_mlp);
+    // It trained (so the comparison is not between two untouched initializations).
+    let (first, last) = (
+        f32::from_bits(one.losses[0]),
+        f32::from_bits(*one.losses.last().unwrap()),
+    );
+    assert!(last < first, "loss {first} -> {last}");
+    assert_eq!(one.losses, two.losses, "loss trajectories differ");
+    for (i, (a, b)) in one.weights.iter().zip(&two.weights).enumerate() {
+        let diff = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(
+            diff,
+            0,
+            "parameter {i}: {diff} of {} elements differ",
+            a.len()
+        );
+    }
+    // Same seed, same thread count: also identical (nothing depends on scheduling).
+    let again = with_threads(2, train_mlp);
+    assert_eq!(two.weights, again.weights);
+}
+
+#[test]
+fn large_reductions_are_identical_across_thread_counts() {
+    let n = 10_000_000;
+    let x = Tensor::uniform_with(&[n], -1.0, 1.0, DType::F32, &mut Generator::new(5)).unwrap();
+    let m = x.reshape(&[2_000, 5_000]).unwrap();
+    let reduce = || {
+        let mut out = vec![bits(&x.sum_all().unwrap())];
+        out.push(bits(&x.mean_all().unwrap()));
+        out.push(bits(&m.sum(&[0], false).unwrap()));
+        out.push(bits(&m.sum(&[1], false).unwrap()));
+        out.push(bits(&m.t().unwrap().sum(&[1], true).unwrap()));
+        out.push(bits(&m.softmax(-1).unwrap().sum(&[0], false).unwrap()));
+        out.push(bits(&m.exp().unwrap().mul(&m).unwrap().sum_all().unwrap()));
+        out
+    };
+    let r1 = with_threads(1, reduce);
+    let r2 = with_threads(2, reduce);
+    let r3 = with_threads(3, reduce);
+    assert_eq!(r1, r2, "1 vs 2 threads");
+    assert_eq!(r1, r3, "1 vs 3 threads");
+
+    // And the f32 total is a faithful sum, not just a reproducible one.
+    let exact: f64 = x.to_vec::<f32>().unwrap().iter().map(|&v| v as f64).sum();
+    let got = f32::from_bits(r1[0][0]) as f64;
+    assert!(
+        (got - exact).abs() < 1e-3 * (1.0 + exact.abs()),
+        "{got} vs {exact}"
+    );
+}
+
+#[test]
+fn large_matmul_is_identical_across_thread_counts() {
+    let mut g = Generator::new(11);
+    let a = Tensor::normal_with(&[300, 257], 0.0, 1.0, DType::F32, &mut g).unwrap();
+    let b = Tensor::normal_with(&[257, 190], 0.0, 1.0, DType::F32, &mut g).unwrap();
+    let prod = || {
+        vec![
+            bits(&a.matmul(&b).unwrap()),
+            bits(&b.t().unwrap().matmul(&a.t().unwrap()).unwrap()),
+        ]
+    };
+    assert_eq!(with_threads(1, prod), with_threads(2, prod));
+}
+
+#[test]
+fn same_seed_same_draws() {
+    let draw = |seed| {
+        let mut g = Generator::new(seed);
+        let u = Tensor::uniform_with(&[1000], 0.0, 1.0, DType::F32, &mut g).unwrap();
+        let z = Tensor::normal_with(&[1001], 0.0, 1.0, DType::F64, &mut g).unwrap();
+        (bits(&u), z.to_vec::<f64>().unwrap())
+    };
+    let (a, b) = (draw(3), draw(3));
+    assert_eq!(a.0, b.0);
+    assert_eq!(a.1, b.1);
+    assert_ne!(a.0, draw(4).0);
+}
