@@ -46,3 +46,38 @@ pub fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec
     }
     (0..n).map(f).collect()
 }
+
+/// [`for_each_chunk_mut`] with a scratch value per worker: `init` runs once per rayon split and
+/// `f` may reuse what it left. `f` must overwrite whatever part of the scratch it reads, so the
+/// result cannot depend on which chunks shared a scratch.
+pub fn for_each_chunk_mut_with<T: Send, S>(
+    data: &mut [T],
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
+    let chunk = chunk.max(1);
+    #[cfg(feature = "threads")]
+    if data.len() > chunk {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each_init(&init, |s, (i, c)| f(s, i, c));
+        return;
+    }
+    let mut s = init();
+    data.chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(&mut s, i, c));
+}
+
+/// Calls `f(index, item)` for every item, in parallel when there is more than one.
+pub fn for_each_item_mut<T: Send>(items: &mut [T], f: impl Fn(usize, &mut T) + Sync + Send) {
+    #[cfg(feature = "threads")]
+    if items.len() > 1 {
+        use rayon::prelude::*;
+        items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+        return;
+    }
+    items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+}

@@ -24,7 +24,7 @@ impl<T> SendPtr<T> {
     }
 }
 
-fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     let threads = crate::parallel::num_threads();
     #[cfg(feature = "threads")]
     if threads > 1 && m * n * k >= PAR_FLOPS {

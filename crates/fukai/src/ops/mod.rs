@@ -4,6 +4,8 @@
 mod binary;
 mod broadcast;
 mod compare;
+mod conv;
+mod conv_kernel;
 pub(crate) mod float;
 mod index;
 mod matmul;
