@@ -9,6 +9,7 @@ mod conv_kernel;
 pub(crate) mod float;
 mod index;
 mod matmul;
+mod pool;
 mod reduce;
 mod softmax;
 mod unary;
