@@ -6,6 +6,7 @@ mod broadcast;
 mod compare;
 mod conv;
 mod conv_kernel;
+mod dropout;
 pub(crate) mod float;
 mod index;
 mod matmul;
