@@ -71,13 +71,33 @@ pub fn for_each_chunk_mut_with<T: Send, S>(
         .for_each(|(i, c)| f(&mut s, i, c));
 }
 
-/// Calls `f(index, item)` for every item, in parallel when there is more than one.
-pub fn for_each_item_mut<T: Send>(items: &mut [T], f: impl Fn(usize, &mut T) + Sync + Send) {
-    #[cfg(feature = "threads")]
-    if items.len() > 1 {
-        use rayon::prelude::*;
-        items.par_iter_mut().enumerate().for_each(|(i, t)| f(i, t));
-        return;
-    }
-    items.iter_mut().enumerate().for_each(|(i, t)| f(i, t));
+/// A Vec of `len` elements built in `chunk`-sized pieces by `f(scratch, index, piece)`, in
+/// parallel (scratch as in [`for_each_chunk_mut_with`]). Each piece is set to `fill` by the
+/// thread that then runs `f` on it, so no serial pass clears the whole buffer first.
+pub fn build_chunks<T: Copy + Send + Sync, S>(
+    len: usize,
+    chunk: usize,
+    fill: T,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    for_each_chunk_mut_with(
+        &mut v.spare_capacity_mut()[..len],
+        chunk,
+        init,
+        |s, i, c| {
+            for e in c.iter_mut() {
+                e.write(fill);
+            }
+            // SAFETY: every element of `c` was initialized just above, and `MaybeUninit<T>` has
+            // the layout of `T`.
+            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            f(s, i, c);
+        },
+    );
+    // SAFETY: the chunks cover `0..len` and each was initialized before `f` ran; a panic in `f`
+    // unwinds past this line, leaving the length at 0.
+    unsafe { v.set_len(len) };
+    v
 }

@@ -32,8 +32,11 @@ type Case = (
 
 #[test]
 fn conv2d_gradients() {
-    let cases: [Case; 6] = [
+    let cases: [Case; 8] = [
         ([2, 3, 5, 6], [4, 3, 3, 3], true, [1, 1], [1, 1], [1, 1], 1),
+        // Unit strides with output width = input width take im2col's whole-span copy.
+        ([1, 2, 6, 7], [2, 2, 3, 3], false, [1, 1], [2, 2], [2, 2], 1),
+        ([2, 2, 5, 4], [3, 2, 3, 3], true, [1, 1], [0, 1], [1, 1], 1),
         ([2, 3, 7, 6], [2, 3, 3, 2], false, [2, 2], [1, 0], [1, 1], 1),
         ([1, 2, 7, 7], [3, 2, 3, 3], true, [1, 2], [2, 1], [2, 2], 1),
         ([2, 4, 5, 5], [6, 2, 2, 3], true, [2, 1], [0, 1], [1, 2], 2),

@@ -1,7 +1,9 @@
 //! 1-D and 2-D convolution with PyTorch's semantics (cross-correlation, zero padding, dilation,
 //! groups). Argument checking and autograd live here; the kernels in `conv_kernel`.
 
-use super::conv_kernel::{conv_backward, conv_bias_grad, conv_forward, ConvGeom};
+use super::conv_kernel::{
+    conv_bias_grad, conv_forward, conv_input_grad, conv_weight_grad, ConvGeom,
+};
 use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
 use crate::bail;
 use crate::error::Result;
@@ -146,13 +148,8 @@ fn conv_impl(
         Box::new(move |gy, needs| {
             let (need_x, need_w) = (needs[0], needs[1]);
             let grads = float_dispatch!(dtype, T => with_contig::<T, _>(gy, |gv| {
-                let (dx, dw) = if need_x || need_w {
-                    with_contig::<T, _>(&xs, |xv| with_contig::<T, _>(&ws, |wv| {
-                        conv_backward(&g, xv, wv, gv, need_x, need_w)
-                    }))
-                } else {
-                    (None, None)
-                };
+                let dx = need_x.then(|| with_contig::<T, _>(&ws, |wv| conv_input_grad(&g, wv, gv)));
+                let dw = need_w.then(|| with_contig::<T, _>(&xs, |xv| conv_weight_grad(&g, xv, gv)));
                 let mut grads = vec![
                     dx.map(|v| tensor(v, xs.shape())),
                     dw.map(|v| tensor(v, ws.shape())),

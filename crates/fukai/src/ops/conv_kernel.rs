@@ -5,7 +5,7 @@
 
 use super::float::Float;
 use super::matmul::{gemm_raw, parallelism};
-use crate::parallel::{for_each_chunk_mut_with, for_each_item_mut, num_threads};
+use crate::parallel::{build_chunks, map_range, num_threads};
 use gemm::Parallelism;
 
 /// Cap on the elements held by per-chunk weight-gradient partials.
@@ -71,74 +71,124 @@ fn valid_range(k: usize, s: usize, p: usize, d: usize, len: usize, out: usize) -
     (lo.min(hi), hi)
 }
 
-/// Calls `f(row, c, oy, iy, (xlo, xhi, x0))` for each (channel `c`, tap) row `row` of the column
-/// matrix and each output row `oy`: `iy` is the input row (None in the padding), `xlo..xhi` the
-/// output columns that read the input, starting at input column `x0`.
-fn for_each_tap(
-    g: &ConvGeom,
-    mut f: impl FnMut(usize, usize, usize, Option<usize>, (usize, usize, usize)),
-) {
-    let [sh, sw] = g.stride;
-    let [ph, pw] = g.pad;
-    let [dh, dw] = g.dil;
-    for c in 0..g.c {
-        for ki in 0..g.kh {
-            let (ylo, yhi) = valid_range(ki, sh, ph, dh, g.h, g.oh);
-            for kj in 0..g.kw {
-                let (xlo, xhi) = valid_range(kj, sw, pw, dw, g.w, g.ow);
-                let x0 = (xlo * sw + kj * dw).wrapping_sub(pw);
-                let row = (c * g.kh + ki) * g.kw + kj;
-                for oy in 0..g.oh {
-                    let iy = (ylo <= oy && oy < yhi).then(|| oy * sh + ki * dh - ph);
-                    f(row, c, oy, iy, (xlo, xhi, x0));
-                }
-            }
-        }
+/// One row of the column matrix: input channel `c`, and per axis the output range `lo..hi`
+/// whose reads fall inside the input, with the input index `start` that `lo` reads.
+struct Tap {
+    row: usize,
+    c: usize,
+    y: (usize, usize, usize),
+    x: (usize, usize, usize),
+}
+
+impl Tap {
+    fn is_empty(&self) -> bool {
+        self.y.0 == self.y.1 || self.x.0 == self.x.1
+    }
+}
+
+fn taps(g: &ConvGeom) -> impl Iterator<Item = Tap> + '_ {
+    let axis = move |a: usize, k: usize, len: usize, out: usize| {
+        let (lo, hi) = valid_range(k, g.stride[a], g.pad[a], g.dil[a], len, out);
+        // Only read when lo < hi, where it cannot underflow.
+        let start = (lo * g.stride[a] + k * g.dil[a]).wrapping_sub(g.pad[a]);
+        (lo, hi, start)
+    };
+    (0..g.c).flat_map(move |c| {
+        (0..g.kh).flat_map(move |ki| {
+            (0..g.kw).map(move |kj| Tap {
+                row: (c * g.kh + ki) * g.kw + kj,
+                c,
+                y: axis(0, ki, g.h, g.oh),
+                x: axis(1, kj, g.w, g.ow),
+            })
+        })
+    })
+}
+
+/// With unit strides and `OW == W`, consecutive output rows of a tap read consecutive input
+/// rows at the same offset, so a tap moves as one span: (column start, input start, length).
+/// The span also covers the tap's padding columns, which callers patch up.
+fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
+    if g.stride != [1, 1] || g.ow != g.w {
+        return None;
+    }
+    let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
+    Some((
+        ylo * g.ow + xlo,
+        y0 * g.w + x0,
+        (yhi - ylo - 1) * g.ow + (xhi - xlo),
+    ))
+}
+
+/// Output rows `ylo..yhi` of one column row, each cut down to its padding columns.
+fn pad_columns<T>(g: &ConvGeom, t: &Tap, row: &mut [T], mut f: impl FnMut(&mut [T])) {
+    let ((ylo, yhi, _), (xlo, xhi, _)) = (t.y, t.x);
+    for r in row[ylo * g.ow..yhi * g.ow].chunks_exact_mut(g.ow) {
+        let (head, rest) = r.split_at_mut(xlo);
+        f(head);
+        f(&mut rest[xhi - xlo..]);
     }
 }
 
 /// Unfolds one sample `x` [C, H, W] into `col` [C*kh*kw, OH*OW], zeros where padding is read.
 fn im2col<T: Float>(g: &ConvGeom, x: &[T], col: &mut [T]) {
-    let (l, hw, sw) = (g.l(), g.h * g.w, g.stride[1]);
-    for_each_tap(g, |row, c, oy, iy, (xlo, xhi, x0)| {
-        let dst = &mut col[row * l + oy * g.ow..row * l + (oy + 1) * g.ow];
-        let Some(iy) = iy.filter(|_| xlo < xhi) else {
+    let (l, hw, ow) = (g.l(), g.h * g.w, g.ow);
+    for t in taps(g) {
+        let dst = &mut col[t.row * l..(t.row + 1) * l];
+        if t.is_empty() {
             dst.fill(T::ZERO);
-            return;
-        };
-        let src = &x[c * hw + iy * g.w..c * hw + (iy + 1) * g.w];
-        dst[..xlo].fill(T::ZERO);
-        dst[xhi..].fill(T::ZERO);
-        if sw == 1 {
-            dst[xlo..xhi].copy_from_slice(&src[x0..x0 + xhi - xlo]);
-        } else {
-            for (d, s) in dst[xlo..xhi].iter_mut().zip(src[x0..].iter().step_by(sw)) {
+            continue;
+        }
+        let src = &x[t.c * hw..(t.c + 1) * hw];
+        let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
+        dst[..ylo * ow].fill(T::ZERO);
+        dst[yhi * ow..].fill(T::ZERO);
+        if let Some((d0, s0, len)) = span(g, &t) {
+            dst[d0..d0 + len].copy_from_slice(&src[s0..s0 + len]);
+            pad_columns(g, &t, dst, |p| p.fill(T::ZERO));
+            continue;
+        }
+        let [sh, sw] = g.stride;
+        for oy in ylo..yhi {
+            let iy = y0 + (oy - ylo) * sh;
+            let (d, s) = (&mut dst[oy * ow..(oy + 1) * ow], &src[iy * g.w..]);
+            d[..xlo].fill(T::ZERO);
+            d[xhi..].fill(T::ZERO);
+            for (d, s) in d[xlo..xhi].iter_mut().zip(s[x0..].iter().step_by(sw)) {
                 *d = *s;
             }
         }
-    });
+    }
 }
 
-/// Folds `col` back onto one sample's input gradient `dx` [C, H, W], adding overlapping taps.
-fn col2im<T: Float>(g: &ConvGeom, col: &[T], dx: &mut [T]) {
-    let (l, hw, sw) = (g.l(), g.h * g.w, g.stride[1]);
-    dx.fill(T::ZERO);
-    for_each_tap(g, |row, c, oy, iy, (xlo, xhi, x0)| {
-        let Some(iy) = iy.filter(|_| xlo < xhi) else {
-            return;
-        };
-        let src = &col[row * l + oy * g.ow + xlo..row * l + oy * g.ow + xhi];
-        let dst = &mut dx[c * hw + iy * g.w..c * hw + (iy + 1) * g.w];
-        if sw == 1 {
-            for (d, s) in dst[x0..].iter_mut().zip(src) {
+/// Adds `col` back onto one sample's input gradient `dx` [C, H, W] (which starts at zero).
+/// `col` is scratch afterwards: its padding entries get zeroed.
+fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
+    let (l, hw, ow) = (g.l(), g.h * g.w, g.ow);
+    for t in taps(g) {
+        if t.is_empty() {
+            continue;
+        }
+        let src = &mut col[t.row * l..(t.row + 1) * l];
+        let dst = &mut dx[t.c * hw..(t.c + 1) * hw];
+        let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
+        if let Some((d0, s0, len)) = span(g, &t) {
+            // Padding entries would land on neighbouring pixels; zero them so they add nothing.
+            pad_columns(g, &t, src, |p| p.fill(T::ZERO));
+            for (d, s) in dst[s0..s0 + len].iter_mut().zip(&src[d0..d0 + len]) {
                 *d += *s;
             }
-        } else {
-            for (d, s) in dst[x0..].iter_mut().step_by(sw).zip(src) {
+            continue;
+        }
+        let [sh, sw] = g.stride;
+        for oy in ylo..yhi {
+            let iy = y0 + (oy - ylo) * sh;
+            let s = &src[oy * ow + xlo..oy * ow + xhi];
+            for (d, s) in dst[iy * g.w + x0..].iter_mut().step_by(sw).zip(s) {
                 *d += *s;
             }
         }
-    });
+    }
 }
 
 /// Safe face of [`gemm_raw`]: checks that every element the strides reach is in bounds.
@@ -201,13 +251,12 @@ fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Parallelism {
 /// Forward: `x` [N, C, H, W], `w` [O, C/groups, kh, kw], optional `bias` [O] → [N, O, OH, OW].
 pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
-    let mut out = vec![T::ZERO; g.n * g.o * l];
-    if out.is_empty() {
-        return out;
+    if g.n * g.o * l == 0 {
+        return Vec::new();
     }
     let par = inner_par(g.n, og, l, kg);
     let init = || vec![T::ZERO; g.col_len()];
-    for_each_chunk_mut_with(&mut out, g.o * l, init, |col, n, y| {
+    build_chunks(g.n * g.o * l, g.o * l, T::ZERO, init, |col, n, y| {
         let xs = &x[n * chw..(n + 1) * chw];
         if let Some(b) = bias {
             for (row, &bv) in y.chunks_exact_mut(l).zip(b) {
@@ -233,8 +282,37 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
                 par,
             );
         }
-    });
-    out
+    })
+}
+
+/// Input gradient from `gy` [N, O, OH, OW]: per sample, W^T · gy, folded back by col2im.
+pub(crate) fn conv_input_grad<T: Float>(g: &ConvGeom, w: &[T], gy: &[T]) -> Vec<T> {
+    let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
+    if g.n * chw == 0 {
+        return Vec::new();
+    }
+    let par = inner_par(g.n, kg, l, og);
+    let init = || vec![T::ZERO; g.col_len()];
+    build_chunks(g.n * chw, chw, T::ZERO, init, |col, n, dx| {
+        let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
+        let dcol: &mut [T] = if g.direct() { dx } else { col };
+        for gi in 0..g.groups {
+            gemm(
+                (kg, l, og),
+                &mut dcol[gi * kg * l..],
+                l,
+                &w[gi * og * kg..],
+                (1, kg),
+                &gys[gi * og * l..],
+                (l, 1),
+                false,
+                par,
+            );
+        }
+        if !g.direct() {
+            col2im(g, col, dx);
+        }
+    })
 }
 
 /// How many partial weight gradients backward sums (one per chunk of samples). Depends on the
@@ -244,94 +322,64 @@ fn weight_partials(g: &ConvGeom) -> usize {
     g.n.min(MAX_PARTIALS).min(by_memory).max(1)
 }
 
-/// Backward: gradients of input and weight (each only when asked) from `gy` [N, O, OH, OW].
-pub(crate) fn conv_backward<T: Float>(
-    g: &ConvGeom,
-    x: &[T],
-    w: &[T],
-    gy: &[T],
-    need_x: bool,
-    need_w: bool,
-) -> (Option<Vec<T>>, Option<Vec<T>>) {
+/// Weight gradient: gy · col^T summed over samples, as per-chunk partials added in order.
+pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     let per = g.n.div_ceil(weight_partials(g)).max(1);
     let parts = g.n.div_ceil(per);
-    let mut dx = vec![T::ZERO; if need_x { g.n * chw } else { 0 }];
-    let mut dx_chunks = dx.chunks_mut((per * chw).max(1));
-    // Each task owns its samples' slice of dx and produces its own weight partial.
-    let mut tasks: Vec<(&mut [T], Vec<T>)> = (0..parts)
-        .map(|_| (dx_chunks.next().unwrap_or_default(), Vec::new()))
-        .collect();
-    let par = inner_par(parts, og.max(kg), l, kg.max(og));
-    for_each_item_mut(&mut tasks, |p, (dxc, dwp)| {
+    let par = inner_par(parts, og, kg, l);
+    let partials = map_range(parts, |p| {
         let mut col = vec![T::ZERO; g.col_len()];
-        if need_w {
-            *dwp = vec![T::ZERO; g.o * kg];
-        }
+        let mut dw = vec![T::ZERO; g.o * kg];
         for (i, n) in (p * per..((p + 1) * per).min(g.n)).enumerate() {
             let xs = &x[n * chw..(n + 1) * chw];
             let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
-            if need_w {
-                let src: &[T] = if g.direct() {
-                    xs
-                } else {
-                    im2col(g, xs, &mut col);
-                    &col
-                };
-                for gi in 0..g.groups {
-                    gemm(
-                        (og, kg, l),
-                        &mut dwp[gi * og * kg..],
-                        kg,
-                        &gys[gi * og * l..],
-                        (l, 1),
-                        &src[gi * kg * l..],
-                        (1, l),
-                        i > 0,
-                        par,
-                    );
-                }
-            }
-            if need_x {
-                let dxs = &mut dxc[i * chw..(i + 1) * chw];
-                let direct = g.direct();
-                let dcol: &mut [T] = if direct { dxs } else { &mut col };
-                for gi in 0..g.groups {
-                    gemm(
-                        (kg, l, og),
-                        &mut dcol[gi * kg * l..],
-                        l,
-                        &w[gi * og * kg..],
-                        (1, kg),
-                        &gys[gi * og * l..],
-                        (l, 1),
-                        false,
-                        par,
-                    );
-                }
-                if !direct {
-                    col2im(g, &col, &mut dxc[i * chw..(i + 1) * chw]);
-                }
+            let src: &[T] = if g.direct() {
+                xs
+            } else {
+                im2col(g, xs, &mut col);
+                &col
+            };
+            // Computed transposed, [kg, og] per group: gemm then gathers gy (og x l) for its
+            // packed operand instead of the 4-10x larger column matrix.
+            for gi in 0..g.groups {
+                gemm(
+                    (kg, og, l),
+                    &mut dw[gi * og * kg..],
+                    og,
+                    &src[gi * kg * l..],
+                    (l, 1),
+                    &gys[gi * og * l..],
+                    (1, l),
+                    i > 0,
+                    par,
+                );
             }
         }
+        dw
     });
-    let dw = need_w.then(|| {
-        let mut parts = tasks.into_iter().map(|(_, p)| p);
-        let mut acc = parts.next().unwrap_or_else(|| vec![T::ZERO; g.o * kg]);
-        for p in parts {
-            for (a, b) in acc.iter_mut().zip(p) {
-                *a += b;
+    let mut parts = partials.into_iter();
+    let mut acc = parts.next().unwrap_or_else(|| vec![T::ZERO; g.o * kg]);
+    for p in parts {
+        for (a, b) in acc.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    let mut dw = vec![T::ZERO; g.o * kg];
+    for (t, d) in acc.chunks_exact(og * kg).zip(dw.chunks_exact_mut(og * kg)) {
+        for (kk, row) in t.chunks_exact(og).enumerate() {
+            for (o, &v) in row.iter().enumerate() {
+                d[o * kg + kk] = v;
             }
         }
-        acc
-    });
-    (need_x.then_some(dx), dw)
+    }
+    dw
 }
 
 /// Bias gradient: `gy` summed over batch and positions, per output channel, in a fixed order.
 pub(crate) fn conv_bias_grad<T: Float>(g: &ConvGeom, gy: &[T]) -> Vec<T> {
     let l = g.l();
-    crate::parallel::map_range(g.o, |o| {
+    map_range(g.o, |o| {
         let mut total = T::ZERO;
         for n in 0..g.n {
             let row = &gy[(n * g.o + o) * l..(n * g.o + o + 1) * l];
