@@ -120,13 +120,17 @@ fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
     ))
 }
 
-/// Output rows `ylo..yhi` of one column row, each cut down to its padding columns.
-fn pad_columns<T>(g: &ConvGeom, t: &Tap, row: &mut [T], mut f: impl FnMut(&mut [T])) {
+/// Zeroes the padding columns (`..xlo` and `xhi..`) of output rows `ylo..yhi` of a column row.
+fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, row: &mut [T]) {
     let ((ylo, yhi, _), (xlo, xhi, _)) = (t.y, t.x);
+    if xlo == 0 && xhi == g.ow {
+        return;
+    }
+    // Usually one or two elements per row: plain stores beat a memset call each.
     for r in row[ylo * g.ow..yhi * g.ow].chunks_exact_mut(g.ow) {
-        let (head, rest) = r.split_at_mut(xlo);
-        f(head);
-        f(&mut rest[xhi - xlo..]);
+        for i in (0..xlo).chain(xhi..g.ow) {
+            r[i] = T::ZERO;
+        }
     }
 }
 
@@ -145,7 +149,7 @@ fn im2col<T: Float>(g: &ConvGeom, x: &[T], col: &mut [T]) {
         dst[yhi * ow..].fill(T::ZERO);
         if let Some((d0, s0, len)) = span(g, &t) {
             dst[d0..d0 + len].copy_from_slice(&src[s0..s0 + len]);
-            pad_columns(g, &t, dst, |p| p.fill(T::ZERO));
+            zero_pad_columns(g, &t, dst);
             continue;
         }
         let [sh, sw] = g.stride;
@@ -174,7 +178,7 @@ fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
         let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
         if let Some((d0, s0, len)) = span(g, &t) {
             // Padding entries would land on neighbouring pixels; zero them so they add nothing.
-            pad_columns(g, &t, src, |p| p.fill(T::ZERO));
+            zero_pad_columns(g, &t, src);
             for (d, s) in dst[s0..s0 + len].iter_mut().zip(&src[d0..d0 + len]) {
                 *d += *s;
             }
