@@ -10,7 +10,7 @@ use gemm::Parallelism;
 
 /// Cap on the elements held by per-chunk weight-gradient partials.
 const PARTIAL_BUDGET: usize = 1 << 22;
-/// Most weight-gradient partials; also the most parallel tasks in backward.
+/// Most weight-gradient partials, which are also the weight-gradient pass's parallel tasks.
 const MAX_PARTIALS: usize = 16;
 
 /// Sizes of a validated 2-D convolution (1-D ones have `h == kh == 1`).
