@@ -46,3 +46,58 @@ pub fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec
     }
     (0..n).map(f).collect()
 }
+
+/// [`for_each_chunk_mut`] with a scratch value per worker: `init` runs once per rayon split and
+/// `f` may reuse what it left. `f` must overwrite whatever part of the scratch it reads, so the
+/// result cannot depend on which chunks shared a scratch.
+pub fn for_each_chunk_mut_with<T: Send, S>(
+    data: &mut [T],
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) {
+    let chunk = chunk.max(1);
+    #[cfg(feature = "threads")]
+    if data.len() > chunk {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each_init(&init, |s, (i, c)| f(s, i, c));
+        return;
+    }
+    let mut s = init();
+    data.chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(&mut s, i, c));
+}
+
+/// A Vec of `len` elements built in `chunk`-sized pieces by `f(scratch, index, piece)`, in
+/// parallel (scratch as in [`for_each_chunk_mut_with`]). Each piece is set to `fill` by the
+/// thread that then runs `f` on it, so no serial pass clears the whole buffer first.
+pub fn build_chunks<T: Copy + Send + Sync, S>(
+    len: usize,
+    chunk: usize,
+    fill: T,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    for_each_chunk_mut_with(
+        &mut v.spare_capacity_mut()[..len],
+        chunk,
+        init,
+        |s, i, c| {
+            for e in c.iter_mut() {
+                e.write(fill);
+            }
+            // SAFETY: every element of `c` was initialized just above, and `MaybeUninit<T>` has
+            // the layout of `T`.
+            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
+            f(s, i, c);
+        },
+    );
+    // SAFETY: the chunks cover `0..len` and each was initialized before `f` ran; a panic in `f`
+    // unwinds past this line, leaving the length at 0.
+    unsafe { v.set_len(len) };
+    v
+}

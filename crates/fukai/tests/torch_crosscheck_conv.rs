@@ -1,5 +1,3 @@
-// enable when conv ops land
-#![cfg(any())]
 //! Cross-checks fukai's convolution and pooling ops against PyTorch (see `torch_crosscheck.rs`
 //! for the method): `tests/fixtures/ops_conv.safetensors`, written by
 //! `scripts/torch_fixtures.py`. Tolerance `|fukai - torch| <= 1e-5 * max(1, |torch|)`.

@@ -4,9 +4,13 @@
 mod binary;
 mod broadcast;
 mod compare;
+mod conv;
+mod conv_kernel;
+mod dropout;
 pub(crate) mod float;
 mod index;
 mod matmul;
+mod pool;
 mod reduce;
 mod softmax;
 mod unary;

@@ -1,0 +1,75 @@
+//! Inverted dropout. The keep mask comes from the counter-based generator: element `i` reads
+//! lane `i % 4` of block `start + i / 4`, so the mask is the same at any thread count.
+
+use super::float::{check_float, with_contig, wrap, Float};
+use super::unary::map2;
+use crate::bail;
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::parallel::for_each_chunk_mut;
+use crate::rng::{with_default_generator, Generator};
+use crate::tensor::Tensor;
+
+/// Mask elements per parallel task; a multiple of 4 so tasks start on a block boundary.
+const CHUNK: usize = 1 << 14;
+
+fn check(t: &Tensor, p: f64) -> Result<()> {
+    check_float("dropout", t)?;
+    if !(0.0..1.0).contains(&p) {
+        bail!("dropout", "p must be in [0, 1), found {p}");
+    }
+    Ok(())
+}
+
+/// `n` mask values: `scale` where the draw is kept (probability 1 - p), 0 where dropped.
+fn mask<T: Float>(n: usize, p: f64, scale: T, gen: &Generator, start: u64) -> Vec<T> {
+    let mut m = vec![T::ZERO; n];
+    for_each_chunk_mut(&mut m, CHUNK, |ci, chunk| {
+        let first_block = start + (ci * CHUNK / 4) as u64;
+        for (q, quad) in chunk.chunks_mut(4).enumerate() {
+            let bits = gen.block(first_block + q as u64);
+            for (v, &b) in quad.iter_mut().zip(&bits) {
+                let u = b as f64 * (1.0 / 4_294_967_296.0);
+                *v = if u >= p { scale } else { T::ZERO };
+            }
+        }
+    });
+    m
+}
+
+impl Tensor {
+    /// Zeroes each element with probability `p` and scales the rest by `1 / (1 - p)`, drawing
+    /// from the default generator; the identity when `!train` or `p == 0`.
+    pub fn dropout(&self, p: f64, train: bool) -> Result<Tensor> {
+        check(self, p)?;
+        if !train || p == 0.0 {
+            return Ok(self.clone());
+        }
+        with_default_generator(|g| self.dropout_with(p, g))
+    }
+
+    /// Training-mode dropout drawing from `gen` (which advances by one block per 4 elements).
+    pub fn dropout_with(&self, p: f64, gen: &mut Generator) -> Result<Tensor> {
+        check(self, p)?;
+        if p == 0.0 {
+            return Ok(self.clone());
+        }
+        let n = self.numel();
+        let start = gen.reserve(n.div_ceil(4) as u64);
+        let gen = &*gen;
+        let dtype = self.dtype();
+        let (keep, out) = float_dispatch!(dtype, T => {
+            let m = mask::<T>(n, p, T::c(1.0 / (1.0 - p)), gen, start);
+            let out = with_contig::<T, _>(self, |x| map2(x, &m, |a, b| a * b));
+            let (ms, ml) = wrap(m, self.shape());
+            (Tensor::from_parts(ms, ml), wrap(out, self.shape()))
+        });
+        Ok(Tensor::op_result(
+            "dropout",
+            out.0,
+            out.1,
+            &[self],
+            move || Box::new(move |g, _| Ok(vec![Some(g.mul(&keep)?)])),
+        ))
+    }
+}
