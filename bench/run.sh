@@ -9,7 +9,7 @@
 #   BENCH_ROUNDS          rounds of every (workload, threads) pair (default 3)
 #   BENCH_THREADS         thread counts (default "1 2")
 #   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d")
-#   FUKAI_BENCH_FEATURES  cargo features for fukai-bench (e.g. "conv" once Tensor::conv2d lands)
+#   FUKAI_BENCH_FEATURES  cargo features for fukai-bench (none needed today)
 #   BENCH_OUT             where BENCHMARKS.md goes (default: BENCHMARKS.md at the repo root)
 #   BENCH_ARGS            extra flags for both programs (e.g. "--sizes 64,256 --tiny-iters 100000")
 set -euo pipefail

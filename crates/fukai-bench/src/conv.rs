@@ -1,27 +1,20 @@
 //! conv2d forward + backward: input 64×32×28×28, weight 64×32×3×3, stride 1, padding 1, no bias;
 //! gradients for both input and weight (a layer in the middle of a network). Goal: ≤ 1.0× PyTorch.
-//!
-//! Built only with the `conv` feature (`cargo build -p fukai-bench --features conv`), since
-//! `Tensor::conv2d` is not in fukai yet; without it the workload prints a `skipped` line.
 
 use crate::harness::Line;
 
 /// (N, C_in, H, W) of the input.
-#[cfg_attr(not(feature = "conv"), allow(dead_code))]
 pub const INPUT: [usize; 4] = [64, 32, 28, 28];
 /// (C_out, C_in, kH, kW) of the weight.
-#[cfg_attr(not(feature = "conv"), allow(dead_code))]
 pub const WEIGHT: [usize; 4] = [64, 32, 3, 3];
 
 /// Multiply-adds ×2 of the forward pass; backward (input and weight gradients) is twice that.
-#[cfg_attr(not(feature = "conv"), allow(dead_code))]
 pub fn fwd_bwd_flop() -> f64 {
     let [n, _, h, w] = INPUT;
     let [co, ci, kh, kw] = WEIGHT;
     3.0 * 2.0 * (n * co * h * w * ci * kh * kw) as f64
 }
 
-#[cfg(feature = "conv")]
 pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
     use crate::harness::fixed;
     use fukai::{DType, Tensor};
@@ -32,7 +25,7 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
         .mul_scalar(1.0 / fan_in.sqrt())?
         .with_grad()?;
     let mut err = None;
-    let mut step = || -> fukai::Result<()> {
+    let step = || -> fukai::Result<()> {
         let y = x.conv2d(&w, None, [1, 1], [1, 1], [1, 1], 1)?;
         y.sum_all()?.backward()?;
         x.zero_grad();
@@ -55,17 +48,6 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
     Line::new("conv2d", "fukai", threads)
         .stats(&st)
         .num("gflops", fwd_bwd_flop() / st.median() / 1e9)
-        .print();
-    Ok(())
-}
-
-#[cfg(not(feature = "conv"))]
-pub fn run(threads: usize, _reps: usize) -> fukai::Result<()> {
-    Line::new("conv2d", "fukai", threads)
-        .str(
-            "skipped",
-            "built without the `conv` feature (Tensor::conv2d not in fukai yet)",
-        )
         .print();
     Ok(())
 }

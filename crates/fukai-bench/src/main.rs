@@ -20,7 +20,7 @@ Workloads (default: all):
   tiny_add, tiny_mul, tiny_relu, tiny_sum_all, tiny_matmul_4x4
                     forward-only ops on 4-element (4x4) tensors, ns per op
   mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
-  conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3 (needs --features conv)
+  conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
