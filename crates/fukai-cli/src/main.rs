@@ -90,7 +90,7 @@ fn train_cmd(
     let mut cfg = match (preset, config) {
         (_, Some(path)) => {
             let text = std::fs::read_to_string(&path).map_err(|e| fukai::Error::Io { path: path.display().to_string(), source: e })?;
-            toml::from_str::<config::Config>(&text).map_err(|e| fukai::Error::Format { file: path.display().to_string(), msg: e.to_string() })?
+            config::parse(&text).map_err(|msg| fukai::Error::Format { file: path.display().to_string(), msg })?
         }
         (p, None) => {
             let name = p.unwrap_or_else(|| "mnist-cnn".into());

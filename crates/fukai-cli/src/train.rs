@@ -85,6 +85,29 @@ pub fn validate(cfg: &Config) -> Result<()> {
     if !(0.0..1.0).contains(&cfg.data.test_fraction) {
         bail!("config", "data.test_fraction must be in [0, 1), found {}", cfg.data.test_fraction);
     }
+    if !(0.0..=1.0).contains(&t.label_smoothing) {
+        bail!("config", "train.label_smoothing must be in [0, 1], found {}", t.label_smoothing);
+    }
+    if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+        bail!("config", "train.weight_decay must be a non-negative number, found {}", t.weight_decay);
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        bail!("config", "train.momentum must be in [0, 1), found {}", t.momentum);
+    }
+    if let Some(c) = t.clip_grad_norm {
+        if c.is_nan() || c <= 0.0 {
+            bail!("config", "train.clip_grad_norm must be positive, found {c}");
+        }
+    }
+    // Names are checked here too, so a typo fails before any data is read.
+    optimizer(cfg, Vec::new())?;
+    schedule(cfg, 1)?;
+    if !matches!(cfg.model.kind.as_str(), "mlp" | "cnn") {
+        bail!("config", "model.kind {:?} is unknown; expected \"mlp\" or \"cnn\"", cfg.model.kind);
+    }
+    if !matches!(cfg.data.format.as_str(), "mnist-csv" | "idx" | "table" | "image-folder") {
+        bail!("config", "data.format {:?} is unknown; expected mnist-csv, idx, table or image-folder", cfg.data.format);
+    }
     Ok(())
 }
 
