@@ -46,7 +46,10 @@ fn table(name: &str, file: &str, epochs: usize) -> Config {
     d.test_fraction = 0.25;
     let mut t = train(epochs, 16, 1e-2);
     t.schedule = "cosine".into();
-    Config { name: name.into(), data: d, model: model("mlp", &[64, 64], &[]), train: t }
+    // A little dropout: these sets are tiny and 64-64 MLPs memorize them.
+    let mut m = model("mlp", &[64, 64], &[]);
+    m.dropout = 0.2;
+    Config { name: name.into(), data: d, model: m, train: t }
 }
 
 /// The preset called `name`.
@@ -63,7 +66,15 @@ pub fn preset(name: &str) -> Option<Config> {
             m.dropout = 0.25;
             Config { name: name.into(), data: d, model: m, train: t }
         }
-        "fashion-mlp" => Config { name: name.into(), data: data("idx", "fashion-mnist"), model: model("mlp", &[256, 128], &[]), train: train(10, 128, 1e-3) },
+        // 784-256-128-10, Adam, batch 128. Constant rate for 10 epochs stopped at ~88.6%; a
+        // cosine decay over 20 epochs with dropout 0.2 reaches ~90.0% (seeds 0, 1, 2).
+        "fashion-mlp" => {
+            let mut m = model("mlp", &[256, 128], &[]);
+            m.dropout = 0.2;
+            let mut t = train(20, 128, 1e-3);
+            t.schedule = "cosine".into();
+            Config { name: name.into(), data: data("idx", "fashion-mnist"), model: m, train: t }
+        }
         "fashion-cnn" => {
             let mut m = model("cnn", &[256], &[32, 64]);
             m.batch_norm = true;
