@@ -114,7 +114,7 @@ pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
         s.push_str(&serde_json::to_string(m).expect("metrics serialize"));
         s.push('\n');
     }
-    write_atomic(&dir.join("metrics.jsonl"), s.as_bytes())
+    write_atomic(dir.join("metrics.jsonl"), s.as_bytes())
 }
 
 /// The confusion matrix as aligned text.
@@ -139,7 +139,7 @@ pub fn confusion_table(confusion: &[Vec<usize>], names: &[String]) -> String {
 
 /// Writes summary.json and curves.png and prints the end-of-run report.
 pub fn finish(dir: &Path, s: &Summary, history: &[EpochMetrics], ev: &Evaluation, names: &[String]) -> Result<()> {
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(s).expect("summary serializes").as_bytes())?;
+    write_atomic(dir.join("summary.json"), serde_json::to_string_pretty(s).expect("summary serializes").as_bytes())?;
     crate::plot::curves(&dir.join("curves.png"), history)?;
     println!("\nconfusion matrix (test set):\n{}", confusion_table(&ev.confusion, names));
     println!(

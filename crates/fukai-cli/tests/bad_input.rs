@@ -135,7 +135,8 @@ fn bad_data_files() {
         s(&root.join("good-run")),
     ]);
 
-    let cases: Vec<(&str, &str, Box<dyn Fn(Vec<u8>) -> Vec<u8>>, Vec<&str>)> = vec![
+    type Corrupt = Box<dyn Fn(Vec<u8>) -> Vec<u8>>;
+    let cases: Vec<(&str, &str, Corrupt, Vec<&str>)> = vec![
         (
             "truncated gzip",
             "train-images-idx3-ubyte.gz",

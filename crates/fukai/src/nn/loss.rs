@@ -67,7 +67,7 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, opts: CrossEntropyOp
                     s += *p;
                 }
                 let inv = T::ONE / s;
-                probs[i * c..(i + 1) * c].iter_mut().for_each(|p| *p = *p * inv);
+                probs[i * c..(i + 1) * c].iter_mut().for_each(|p| *p *= inv);
                 if valid[i] {
                     let lse = (s.ln() + m).to_f64();
                     let mean_x = row.iter().map(|v| v.to_f64()).sum::<f64>() / c as f64;
@@ -90,7 +90,7 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, opts: CrossEntropyOp
                         row.iter_mut().for_each(|v| *v = T::ZERO);
                         continue;
                     }
-                    row[y[i] as usize] = row[y[i] as usize] - T::c(1.0 - eps);
+                    row[y[i] as usize] -= T::c(1.0 - eps);
                     for v in row.iter_mut() {
                         *v = (*v - T::c(eps / c as f64)) * T::c(scale);
                     }
