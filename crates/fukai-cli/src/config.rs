@@ -12,7 +12,14 @@ pub fn parse(text: &str) -> Result<Config, String> {
                 .rev()
                 .map(str::trim)
                 .find(|l| l.starts_with('['))
-                .map(|l| l.split(']').next().unwrap_or(l).trim_start_matches('[').trim().to_string())
+                .map(|l| {
+                    l.split(']')
+                        .next()
+                        .unwrap_or(l)
+                        .trim_start_matches('[')
+                        .trim()
+                        .to_string()
+                })
         });
         let msg = e.to_string();
         match section {
