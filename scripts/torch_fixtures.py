@@ -2,6 +2,7 @@
 """Writes the PyTorch reference fixtures that fukai's cross-check tests compare against.
 
     crates/fukai/tests/fixtures/ops_<family>.safetensors
+    crates/fukai/tests/fixtures/nn.safetensors      (modules, losses, optimizer trajectories)
 
 Each case `<case>` stores its inputs (`<case>.x`, `<case>.a`, ... as f32; indices as i64, masks
 as u8), every output (`<case>.out`, or `<case>.out0`, `<case>.out1`, ... for several), a random
@@ -19,6 +20,7 @@ commit the files only when a case is added or changed. To set up an environment:
     python3 -m venv .venv
     .venv/bin/pip install -r scripts/requirements.txt
     .venv/bin/python scripts/torch_fixtures.py        # from the repository root
+    .venv/bin/python scripts/torch_fixtures.py nn     # only the named families
 """
 
 import json
@@ -39,8 +41,9 @@ INF = float("inf")
 class Family:
     """Collects the cases of one fixture file."""
 
-    def __init__(self, name, seed):
+    def __init__(self, name, seed, file=None):
         self.name = name
+        self.file = file or f"ops_{name}.safetensors"
         self.gen = torch.Generator().manual_seed(seed)
         self.tensors = {}
         self.meta = {}
@@ -104,12 +107,37 @@ class Family:
             self.put(f"{name}.{k}", v)
         self.meta[name] = desc
 
+    def trajectory(self, name, desc, problem, params, make_opt, steps=5):
+        """Records an optimizer run: `params` (f32 tensors, by name) are copied to float64
+        leaves, then `steps` times: zero the gradients, `problem(*params)` -> scalar loss,
+        backward, `make_opt(leaves).step()`. Stores the initial values `<case>.<param>`, the
+        loss before each step `<case>.loss` [steps], and the parameters after step k
+        `<case>.<param>_step<k>` (k = 1..steps)."""
+        assert "." not in name and name not in self.meta, name
+        leaves = {
+            k: v.detach().to(torch.float64).requires_grad_(True) for k, v in params.items()
+        }
+        opt = make_opt(list(leaves.values()))
+        losses = []
+        for k in range(1, steps + 1):
+            opt.zero_grad()
+            loss = problem(*leaves.values())
+            loss.backward()
+            losses.append(loss.item())
+            opt.step()
+            for p, v in leaves.items():
+                self.put(f"{name}.{p}_step{k}", v.detach().to(torch.float32))
+        for p, v in params.items():
+            self.put(f"{name}.{p}", v.to(torch.float32))
+        self.put(f"{name}.loss", torch.tensor(losses, dtype=torch.float32))
+        self.meta[name] = desc
+
     def put(self, key, t):
         assert key not in self.tensors, key
         self.tensors[key] = t.detach().contiguous().clone()
 
     def save(self):
-        path = os.path.join(OUT_DIR, f"ops_{self.name}.safetensors")
+        path = os.path.join(OUT_DIR, self.file)
         meta = dict(self.meta)
         meta["__generator__"] = (
             f"scripts/torch_fixtures.py with torch {torch.__version__}; float64 reference "
@@ -525,11 +553,122 @@ def conv():
     return f
 
 
+def nn():
+    """Modules (with their parameters as differentiated inputs), losses and optimizers."""
+    f = Family("nn", 8, file="nn.safetensors")
+
+    # ---- Linear, Conv2d ----
+    f.case("linear", "nn.Linear(5, 3): F.linear(x[4, 5], weight, bias)",
+           {"x": f.randn(4, 5), "weight": f.randn(3, 5, scale=0.5), "bias": f.randn(3)}, F.linear)
+    f.case("linear_3d", "nn.Linear(5, 3): F.linear(x[2, 4, 5], weight, bias)",
+           {"x": f.randn(2, 4, 5), "weight": f.randn(3, 5, scale=0.5), "bias": f.randn(3)}, F.linear)
+    f.case("linear_nobias", "nn.Linear(5, 3, bias=False): F.linear(x[4, 5], weight)",
+           {"x": f.randn(4, 5), "weight": f.randn(3, 5, scale=0.5)}, F.linear)
+    f.case("conv2d_pad1", "nn.Conv2d(3, 4, 3, padding=1) on x[2, 3, 6, 5]",
+           {"x": f.randn(2, 3, 6, 5), "weight": f.randn(4, 3, 3, 3, scale=0.5), "bias": f.randn(4)},
+           lambda x, weight, bias: F.conv2d(x, weight, bias, 1, 1))
+    f.case("conv2d_stride2_nobias", "nn.Conv2d(2, 3, 3, stride=2, bias=False) on x[1, 2, 7, 7]",
+           {"x": f.randn(1, 2, 7, 7), "weight": f.randn(3, 2, 3, 3, scale=0.5)},
+           lambda x, weight: F.conv2d(x, weight, None, 2, 0))
+
+    # ---- BatchNorm: train mode from fresh running stats (0, 1), one step; eval mode ----
+    def bn_train(x, weight, bias):
+        c = x.shape[1]
+        rm = torch.zeros(c, dtype=torch.float64)
+        rv = torch.ones(c, dtype=torch.float64)
+        out = F.batch_norm(x, rm, rv, weight, bias, training=True, momentum=0.1, eps=1e-5)
+        return out, rm, rv
+
+    def bn_eval(x, weight, bias, running_mean, running_var):
+        return F.batch_norm(x, running_mean.double(), running_var.double(), weight, bias,
+                            training=False, eps=1e-5)
+
+    for name, xs in [("batchnorm1d", (6, 4)), ("batchnorm1d_3d", (4, 3, 5)), ("batchnorm2d", (3, 4, 5, 5))]:
+        c = xs[1]
+        affine = {"weight": f.uniform(0.5, 1.5, c), "bias": f.randn(c)}
+        x = f.randn(*xs, scale=2.0) + 0.5
+        f.case(f"{name}_train", f"nn.BatchNorm(x{list(xs)}) in train mode, fresh stats: "
+               "(out, running_mean, running_var) after one step", {"x": x, **affine}, bn_train)
+        f.case(f"{name}_eval", f"nn.BatchNorm(x{list(xs)}) in eval mode with given running stats",
+               {"x": x, **affine}, bn_eval,
+               {"running_mean": f.randn(c), "running_var": f.uniform(0.5, 2.0, c)})
+
+    f.case("layernorm", "nn.LayerNorm(6) on x[3, 4, 6]",
+           {"x": f.randn(3, 4, 6, scale=2.0), "weight": f.uniform(0.5, 1.5, 6), "bias": f.randn(6)},
+           lambda x, weight, bias: F.layer_norm(x, (6,), weight, bias, eps=1e-5))
+
+    # ---- losses (mean reduction) ----
+    target = f.randint(5, 7)
+    ignored = target.clone()
+    ignored[1] = ignored[4] = -100
+    ce_cases = [
+        ("cross_entropy", "F.cross_entropy(logits[7, 5], target)", f.randn(7, 5), target, {}),
+        ("cross_entropy_wide", "F.cross_entropy(logits[7, 5] ~ 20, target)", f.randn(7, 5, scale=20.0),
+         target, {}),
+        ("cross_entropy_ls", "F.cross_entropy(logits, target, label_smoothing=0.1)", f.randn(7, 5),
+         target, {"label_smoothing": 0.1}),
+        ("cross_entropy_ignore", "F.cross_entropy(logits, target, ignore_index=-100), 2 rows ignored",
+         f.randn(7, 5), ignored, {"ignore_index": -100}),
+        ("cross_entropy_ls_ignore", "F.cross_entropy(logits, target, label_smoothing=0.1, "
+         "ignore_index=-100), 2 rows ignored", f.randn(7, 5), ignored,
+         {"label_smoothing": 0.1, "ignore_index": -100}),
+    ]
+    for name, desc, logits, t, kw in ce_cases:
+        f.case(name, desc, {"logits": logits},
+               lambda logits, target, kw=kw: F.cross_entropy(logits, target, **kw), {"target": t})
+    f.case("nll", "F.nll_loss(input[7, 5], target)", {"input": f.randn(7, 5)},
+           lambda input, target: F.nll_loss(input, target), {"target": target})
+    f.case("mse", "F.mse_loss(input[3, 4], target[3, 4])", {"input": f.randn(3, 4), "target": f.randn(3, 4)},
+           F.mse_loss)
+    f.case("l1", "F.l1_loss(input[3, 4], target[3, 4])", {"input": f.randn(3, 4), "target": f.randn(3, 4)},
+           F.l1_loss)
+    for name, scale in [("bce_with_logits", 1.0), ("bce_with_logits_wide", 15.0)]:
+        f.case(name, f"F.binary_cross_entropy_with_logits(input[3, 4] ~ {scale}, target in [0, 1])",
+               {"input": f.randn(3, 4, scale=scale), "target": f.uniform(0, 1, 3, 4)},
+               F.binary_cross_entropy_with_logits)
+
+    # ---- optimizers: 5 steps on loss = mean((x @ w + b - y)^2) + 0.05 * sum(w^4) ----
+    x, y = f.randn(8, 4), f.randn(8, 3)
+    w0, b0 = f.randn(4, 3), f.randn(3, scale=0.5)
+
+    def problem(w, b):
+        return ((x.double() @ w + b - y.double()) ** 2).mean() + 0.05 * (w ** 4).sum()
+
+    optims = [
+        ("sgd", "SGD(lr=0.1)", lambda p: torch.optim.SGD(p, lr=0.1)),
+        ("sgd_momentum", "SGD(lr=0.05, momentum=0.9)",
+         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+        ("sgd_nesterov_wd", "SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)",
+         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        ("sgd_wd", "SGD(lr=0.1, weight_decay=0.1)",
+         lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.1)),
+        ("adam", "Adam(lr=0.1)", lambda p: torch.optim.Adam(p, lr=0.1)),
+        ("adam_wd", "Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)",
+         lambda p: torch.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+        ("adamw", "AdamW(lr=0.1, weight_decay=0.1)",
+         lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1)),
+        ("rmsprop", "RMSprop(lr=0.01)", lambda p: torch.optim.RMSprop(p, lr=0.01)),
+        ("rmsprop_momentum_wd", "RMSprop(lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.1)",
+         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.1)),
+    ]
+    for name, desc, make in optims:
+        f.put(f"opt_{name}.x", x)
+        f.put(f"opt_{name}.y", y)
+        f.trajectory(f"opt_{name}", f"torch.optim.{desc}, 5 steps on mean((x @ w + b - y)^2) "
+                     "+ 0.05 * sum(w^4)", problem, {"w": w0, "b": b0}, make)
+    return f
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, nn)
+    wanted = sys.argv[1:] or [b.__name__ for b in families]
+    unknown = set(wanted) - {b.__name__ for b in families}
+    assert not unknown, f"unknown families {sorted(unknown)}"
     total = 0
-    for build in (unary, binary, reduce, softmax, matmul, index, conv):
-        total += build().save()
+    for build in families:
+        if build.__name__ in wanted:
+            total += build().save()
     print(f"total {total / 1024:.1f} KiB")
 
 

@@ -3,6 +3,32 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Parses a TOML config. Errors name the line, the key and the `[section]` it is in.
+pub fn parse(text: &str) -> Result<Config, String> {
+    toml::from_str::<Config>(text).map_err(|e| {
+        let section = e.span().and_then(|span| {
+            text[..span.start.min(text.len())]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .map(|l| {
+                    l.split(']')
+                        .next()
+                        .unwrap_or(l)
+                        .trim_start_matches('[')
+                        .trim()
+                        .to_string()
+                })
+        });
+        let msg = e.to_string();
+        match section {
+            Some(s) if !s.is_empty() => format!("in section [{s}]: {msg}"),
+            _ => msg,
+        }
+    })
+}
+
 /// A whole training run.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -43,7 +43,10 @@ pub fn resolve(cfg: &DataConfig, override_path: Option<&Path>) -> Result<PathBuf
 }
 
 fn missing(path: &Path) -> Error {
-    Error::Io { path: path.display().to_string(), source: std::io::Error::new(std::io::ErrorKind::NotFound, "data not found") }
+    Error::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "data not found"),
+    }
 }
 
 /// Loads and splits the data.
@@ -57,7 +60,11 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
             let (x, y) = data::read_mnist_csv(path)?;
             let all = InMemory::new(x, y.clone(), &[1, 28, 28], 10)?;
             let (tr, te) = data::stratified_split(&y, cfg.test_fraction, seed);
-            Ok(Splits { train: all.subset(tr)?, test: all.subset(te)?, class_names: digits() })
+            Ok(Splits {
+                train: all.subset(tr)?,
+                test: all.subset(te)?,
+                class_names: digits(),
+            })
         }
         "idx" => {
             let part = |prefix: &str| -> Result<InMemory> {
@@ -66,34 +73,72 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
                 let (x, [n, h, w]) = data::read_idx_images(&img)?;
                 let y = data::read_idx_labels(&lab)?;
                 if y.len() != n {
-                    return Err(Error::Format { file: lab.display().to_string(), msg: format!("{} labels for {n} images in {}", y.len(), img.display()) });
+                    return Err(Error::Format {
+                        file: lab.display().to_string(),
+                        msg: format!("{} labels for {n} images in {}", y.len(), img.display()),
+                    });
                 }
                 InMemory::new(x, y, &[1, h, w], 10)
             };
             let names = if path.to_string_lossy().contains("fashion") {
-                ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"].iter().map(|s| s.to_string()).collect()
+                [
+                    "T-shirt/top",
+                    "Trouser",
+                    "Pullover",
+                    "Dress",
+                    "Coat",
+                    "Sandal",
+                    "Shirt",
+                    "Sneaker",
+                    "Bag",
+                    "Ankle boot",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
             } else {
                 digits()
             };
-            Ok(Splits { train: part("train")?, test: part("t10k")?, class_names: names })
+            Ok(Splits {
+                train: part("train")?,
+                test: part("t10k")?,
+                class_names: names,
+            })
         }
         "table" => {
             let t = data::read_table(path)?;
             let classes = t.class_names.len();
             let all = InMemory::new(t.x, t.y.clone(), &[t.features], classes)?;
             let (tr, te) = data::stratified_split(&t.y, cfg.test_fraction, seed);
-            Ok(Splits { train: all.subset(tr)?, test: all.subset(te)?, class_names: t.class_names })
+            Ok(Splits {
+                train: all.subset(tr)?,
+                test: all.subset(te)?,
+                class_names: t.class_names,
+            })
         }
         "image-folder" => {
             let size = cfg.image_size.unwrap_or([64, 64]);
             let (train, names) = data::read_image_folder(&path.join("train"), size, cfg.channels)?;
-            let (test, test_names) = data::read_image_folder(&path.join("test"), size, cfg.channels)?;
+            let (test, test_names) =
+                data::read_image_folder(&path.join("test"), size, cfg.channels)?;
             if names != test_names {
-                return Err(Error::Format { file: path.display().to_string(), msg: format!("train classes {names:?} differ from test classes {test_names:?}") });
+                return Err(Error::Format {
+                    file: path.display().to_string(),
+                    msg: format!("train classes {names:?} differ from test classes {test_names:?}"),
+                });
             }
-            Ok(Splits { train, test, class_names: names })
+            Ok(Splits {
+                train,
+                test,
+                class_names: names,
+            })
         }
-        other => Err(Error::Format { file: path.display().to_string(), msg: format!("unknown data format {other:?}; expected mnist-csv, idx, table or image-folder") }),
+        other => Err(Error::Format {
+            file: path.display().to_string(),
+            msg: format!(
+                "unknown data format {other:?}; expected mnist-csv, idx, table or image-folder"
+            ),
+        }),
     }
 }
 

@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "fukai", version, about = "Deep learning in Rust: train, evaluate, predict, visualize.")]
+#[command(
+    name = "fukai",
+    version,
+    about = "Deep learning in Rust: train, evaluate, predict, visualize."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -89,14 +93,23 @@ fn train_cmd(
 ) -> fukai::Result<()> {
     let mut cfg = match (preset, config) {
         (_, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| fukai::Error::Io { path: path.display().to_string(), source: e })?;
-            toml::from_str::<config::Config>(&text).map_err(|e| fukai::Error::Format { file: path.display().to_string(), msg: e.to_string() })?
+            let text = std::fs::read_to_string(&path).map_err(|e| fukai::Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            config::parse(&text).map_err(|msg| fukai::Error::Format {
+                file: path.display().to_string(),
+                msg,
+            })?
         }
         (p, None) => {
             let name = p.unwrap_or_else(|| "mnist-cnn".into());
             presets::preset(&name).ok_or_else(|| fukai::Error::Format {
                 file: "--preset".into(),
-                msg: format!("unknown preset {name:?}; available: {}", presets::NAMES.join(", ")),
+                msg: format!(
+                    "unknown preset {name:?}; available: {}",
+                    presets::NAMES.join(", ")
+                ),
             })?
         }
     };
@@ -110,13 +123,27 @@ fn train_cmd(
     let data_path = dataset::resolve(&cfg.data, data.as_deref())?;
     let splits = dataset::load(&cfg.data, &data_path, cfg.train.seed)?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let summary = train::run(&cfg, splits, &train::RunOptions { out: out.clone(), resume, data_path })?;
+    let summary = train::run(
+        &cfg,
+        splits,
+        &train::RunOptions {
+            out: out.clone(),
+            resume,
+            data_path,
+        },
+    )?;
     println!("\nrun directory: {}", out.display());
     println!("  summary.json, metrics.jsonl, curves.png, checkpoint.safetensors");
     println!("next:");
     println!("  fukai eval --checkpoint {}", summary.checkpoint);
-    println!("  fukai viz --checkpoint {}        # filters and feature maps", summary.checkpoint);
-    println!("  fukai train --preset fashion-cnn --data <fashion-mnist folder>   # presets: {}", presets::NAMES.join(", "));
+    println!(
+        "  fukai viz --checkpoint {}        # filters and feature maps",
+        summary.checkpoint
+    );
+    println!(
+        "  fukai train --preset fashion-cnn --data <fashion-mnist folder>   # presets: {}",
+        presets::NAMES.join(", ")
+    );
     Ok(())
 }
 
@@ -126,7 +153,11 @@ fn eval_cmd(checkpoint: PathBuf, data: Option<PathBuf>) -> fukai::Result<()> {
     let splits = dataset::load(&t.cfg.data, &path, t.cfg.train.seed)?;
     let ev = train::evaluate(&mut t.model, std::sync::Arc::new(splits.test), &t.norm)?;
     println!("{}", report::confusion_table(&ev.confusion, &t.classes));
-    println!("test accuracy {:.2}% | test loss {:.4}", 100.0 * ev.accuracy(), ev.loss());
+    println!(
+        "test accuracy {:.2}% | test loss {:.4}",
+        100.0 * ev.accuracy(),
+        ev.loss()
+    );
     Ok(())
 }
 
@@ -134,10 +165,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         None => train_cmd(None, None, None, None, None, None, None),
-        Some(Cmd::Train { preset, config, data, out, epochs, seed, resume }) => train_cmd(preset, config, data, out, epochs, seed, resume),
+        Some(Cmd::Train {
+            preset,
+            config,
+            data,
+            out,
+            epochs,
+            seed,
+            resume,
+        }) => train_cmd(preset, config, data, out, epochs, seed, resume),
         Some(Cmd::Eval { checkpoint, data }) => eval_cmd(checkpoint, data),
         Some(Cmd::Predict { checkpoint, input }) => predict::run(&checkpoint, &input),
-        Some(Cmd::Viz { checkpoint, input, out }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
+        Some(Cmd::Viz {
+            checkpoint,
+            input,
+            out,
+        }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,12 +18,24 @@ pub fn build(cfg: &ModelConfig, input_shape: &[usize], classes: usize) -> Result
         "cnn" => {
             let [c, mut h, mut w] = match input_shape {
                 [c, h, w] => [*c, *h, *w],
-                _ => bail!("model", "a cnn needs [channels, height, width] samples, found {input_shape:?}"),
+                _ => bail!(
+                    "model",
+                    "a cnn needs [channels, height, width] samples, found {input_shape:?}"
+                ),
             };
             let mut ch = c;
             for &out in &cfg.channels {
                 for _ in 0..cfg.convs_per_stage.max(1) {
-                    net = net.add(Conv2d::with_options(ch, out, [3, 3], [1, 1], [1, 1], [1, 1], 1, !cfg.batch_norm)?);
+                    net = net.add(Conv2d::with_options(
+                        ch,
+                        out,
+                        [3, 3],
+                        [1, 1],
+                        [1, 1],
+                        [1, 1],
+                        1,
+                        !cfg.batch_norm,
+                    )?);
                     if cfg.batch_norm {
                         net = net.add(BatchNorm::new(out)?);
                     }
@@ -31,7 +43,11 @@ pub fn build(cfg: &ModelConfig, input_shape: &[usize], classes: usize) -> Result
                     ch = out;
                 }
                 if h < 2 || w < 2 {
-                    bail!("model", "input {input_shape:?} is too small for {} pooling stages", cfg.channels.len());
+                    bail!(
+                        "model",
+                        "input {input_shape:?} is too small for {} pooling stages",
+                        cfg.channels.len()
+                    );
                 }
                 net = net.add(MaxPool2d::new(2));
                 (h, w) = (h / 2, w / 2);
@@ -39,13 +55,20 @@ pub fn build(cfg: &ModelConfig, input_shape: &[usize], classes: usize) -> Result
             net = net.add(Flatten);
             features = ch * h * w;
         }
-        other => bail!("model", "unknown model kind {other:?}; expected \"mlp\" or \"cnn\""),
+        other => bail!(
+            "model",
+            "unknown model kind {other:?}; expected \"mlp\" or \"cnn\""
+        ),
     }
     for &width in &cfg.hidden {
         if cfg.dropout > 0.0 && cfg.kind == "cnn" {
             net = net.add(Dropout::new(cfg.dropout));
         }
-        net = net.add(Linear::new(features, width, !cfg.batch_norm || cfg.kind == "cnn")?);
+        net = net.add(Linear::new(
+            features,
+            width,
+            !cfg.batch_norm || cfg.kind == "cnn",
+        )?);
         if cfg.batch_norm && cfg.kind == "mlp" {
             net = net.add(BatchNorm::new(width)?);
         }

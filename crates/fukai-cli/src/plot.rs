@@ -19,14 +19,24 @@ pub fn register_font() {
 }
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Format { file: path.display().to_string(), msg: format!("cannot draw plot: {e}") }
+    Error::Format {
+        file: path.display().to_string(),
+        msg: format!("cannot draw plot: {e}"),
+    }
 }
 
 /// One panel with two series (train, test) over epochs.
-fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, title: &str, train: &[(f64, f64)], test: &[(f64, f64)]) -> std::result::Result<(), String> {
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    train: &[(f64, f64)],
+    test: &[(f64, f64)],
+) -> std::result::Result<(), String> {
     let xs = train.len().max(1) as f64;
     let all = train.iter().chain(test).map(|p| p.1);
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
     let pad = ((hi - lo) * 0.1).max(1e-3);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
@@ -35,14 +45,26 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, tit
         .y_label_area_size(55)
         .build_cartesian_2d(0.5..xs + 0.5, (lo - pad)..(hi + pad))
         .map_err(|e| e.to_string())?;
-    chart.configure_mesh().x_desc("epoch").label_style(("sans-serif", 13)).draw().map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
     for (series, color, name) in [(train, BLUE, "train"), (test, RED, "test")] {
         chart
-            .draw_series(LineSeries::new(series.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                series.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        chart.draw_series(series.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| e.to_string())?;
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(series.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
     }
     chart
         .configure_series_labels()
@@ -56,15 +78,30 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, tit
 /// Writes the loss and accuracy curves to `path` (PNG).
 pub fn curves(path: &Path, history: &[EpochMetrics]) -> Result<()> {
     register_font();
-    let pts = |f: &dyn Fn(&EpochMetrics) -> f64| history.iter().map(|m| (m.epoch as f64, f(m))).collect::<Vec<_>>();
+    let pts = |f: &dyn Fn(&EpochMetrics) -> f64| {
+        history
+            .iter()
+            .map(|m| (m.epoch as f64, f(m)))
+            .collect::<Vec<_>>()
+    };
     let tmp = path.with_extension("png.tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (1000, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
         let (l, r) = root.split_horizontally(500);
-        panel(&l, "loss", &pts(&|m| m.train_loss), &pts(&|m| m.test_loss)).map_err(|e| plot_err(path, e))?;
-        panel(&r, "accuracy", &pts(&|m| m.train_accuracy), &pts(&|m| m.test_accuracy)).map_err(|e| plot_err(path, e))?;
+        panel(&l, "loss", &pts(&|m| m.train_loss), &pts(&|m| m.test_loss))
+            .map_err(|e| plot_err(path, e))?;
+        panel(
+            &r,
+            "accuracy",
+            &pts(&|m| m.train_accuracy),
+            &pts(&|m| m.test_accuracy),
+        )
+        .map_err(|e| plot_err(path, e))?;
         root.present().map_err(|e| plot_err(path, e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })
+    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
 }

@@ -13,23 +13,46 @@ pub fn read_input(input: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let img = image_input(p, shape)?;
         return Ok(img);
     }
-    let text = if p.exists() { std::fs::read_to_string(p).map_err(|e| Error::Io { path: input.into(), source: e })? } else { input.to_string() };
+    let text = if p.exists() {
+        std::fs::read_to_string(p).map_err(|e| Error::Io {
+            path: input.into(),
+            source: e,
+        })?
+    } else {
+        input.to_string()
+    };
     let row = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let vals: std::result::Result<Vec<f32>, _> = row.split(',').map(|c| c.trim().parse::<f32>()).collect();
-    let Ok(vals) = vals else { bail!("predict", "input {input:?} is neither an existing image file nor a row of numbers") };
+    let vals: std::result::Result<Vec<f32>, _> =
+        row.split(',').map(|c| c.trim().parse::<f32>()).collect();
+    let Ok(vals) = vals else {
+        bail!(
+            "predict",
+            "input {input:?} is neither an existing image file nor a row of numbers"
+        )
+    };
     let n: usize = shape.iter().product();
     if vals.len() != n {
-        bail!("predict", "the model expects {n} features, the row has {}", vals.len());
+        bail!(
+            "predict",
+            "the model expects {n} features, the row has {}",
+            vals.len()
+        );
     }
     Ok(vals)
 }
 
 fn image_input(p: &Path, shape: &[usize]) -> Result<Vec<f32>> {
     let (c, h, w) = (shape[0], shape[1], shape[2]);
-    let img = image::open(p).map_err(|e| Error::Format { file: p.display().to_string(), msg: format!("cannot decode image: {e}") })?;
+    let img = image::open(p).map_err(|e| Error::Format {
+        file: p.display().to_string(),
+        msg: format!("cannot decode image: {e}"),
+    })?;
     let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
     Ok(if c == 1 {
-        img.to_luma8().pixels().map(|px| px.0[0] as f32 / 255.0).collect()
+        img.to_luma8()
+            .pixels()
+            .map(|px| px.0[0] as f32 / 255.0)
+            .collect()
     } else {
         let rgb = img.to_rgb8();
         let mut out = vec![0.0; 3 * h * w];
@@ -46,15 +69,37 @@ fn image_input(p: &Path, shape: &[usize]) -> Result<Vec<f32>> {
 pub fn run(checkpoint: &Path, input: &str) -> Result<()> {
     let t = load_trained(checkpoint)?;
     let mut x = read_input(input, &t.input_shape)?;
-    Normalize { mean: t.norm.mean.clone(), std: t.norm.std.clone() }.apply(&mut x, &t.input_shape, &mut Generator::new(0));
+    Normalize {
+        mean: t.norm.mean.clone(),
+        std: t.norm.std.clone(),
+    }
+    .apply(&mut x, &t.input_shape, &mut Generator::new(0));
     let mut shape = vec![1];
     shape.extend_from_slice(&t.input_shape);
     let _g = fukai::no_grad();
-    let probs = t.model.forward(&Tensor::from_vec(x, &shape)?)?.softmax(-1)?.to_vec::<f32>()?;
-    let best = probs.iter().enumerate().fold(0, |b, (i, &p)| if p > probs[b] { i } else { b });
-    println!("prediction: {} ({:.2}%)", t.classes.get(best).cloned().unwrap_or_else(|| best.to_string()), 100.0 * probs[best]);
+    let probs = t
+        .model
+        .forward(&Tensor::from_vec(x, &shape)?)?
+        .softmax(-1)?
+        .to_vec::<f32>()?;
+    let best = probs
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &p)| if p > probs[b] { i } else { b });
+    println!(
+        "prediction: {} ({:.2}%)",
+        t.classes
+            .get(best)
+            .cloned()
+            .unwrap_or_else(|| best.to_string()),
+        100.0 * probs[best]
+    );
     for (i, p) in probs.iter().enumerate() {
-        println!("  {:>12}: {:6.2}%", t.classes.get(i).cloned().unwrap_or_else(|| i.to_string()), 100.0 * p);
+        println!(
+            "  {:>12}: {:6.2}%",
+            t.classes.get(i).cloned().unwrap_or_else(|| i.to_string()),
+            100.0 * p
+        );
     }
     Ok(())
 }

@@ -38,7 +38,11 @@ pub struct Evaluation {
 impl Evaluation {
     /// Empty, for `classes` classes.
     pub fn new(classes: usize) -> Self {
-        Evaluation { loss_sum: 0.0, n: 0, confusion: vec![vec![0; classes]; classes] }
+        Evaluation {
+            loss_sum: 0.0,
+            n: 0,
+            confusion: vec![vec![0; classes]; classes],
+        }
     }
     /// Adds a batch: its mean loss, predictions and labels.
     pub fn add(&mut self, mean_loss: f64, pred: &[i64], truth: &[i64]) {
@@ -54,7 +58,9 @@ impl Evaluation {
     }
     /// Share classified correctly.
     pub fn accuracy(&self) -> f64 {
-        let right: usize = (0..self.confusion.len()).map(|i| self.confusion[i][i]).sum();
+        let right: usize = (0..self.confusion.len())
+            .map(|i| self.confusion[i][i])
+            .sum();
         right as f64 / self.n.max(1) as f64
     }
 }
@@ -89,7 +95,16 @@ pub struct Summary {
 impl Summary {
     /// Assembles the summary of a finished run.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(cfg: &Config, history: &[EpochMetrics], ev: &Evaluation, wall: f64, seen: usize, parameters: usize, ckpt: &Path, data: &Path) -> Self {
+    pub fn new(
+        cfg: &Config,
+        history: &[EpochMetrics],
+        ev: &Evaluation,
+        wall: f64,
+        seen: usize,
+        parameters: usize,
+        ckpt: &Path,
+        data: &Path,
+    ) -> Self {
         let train_time: f64 = history.iter().map(|m| m.seconds).sum();
         Summary {
             name: cfg.name.clone(),
@@ -97,7 +112,11 @@ impl Summary {
             test_loss: ev.loss(),
             epochs: history.len(),
             train_seconds: wall,
-            samples_per_second: if train_time > 0.0 { seen as f64 / train_time } else { 0.0 },
+            samples_per_second: if train_time > 0.0 {
+                seen as f64 / train_time
+            } else {
+                0.0
+            },
             parameters,
             checkpoint: ckpt.display().to_string(),
             data: data.display().to_string(),
@@ -114,12 +133,22 @@ pub fn write_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
         s.push_str(&serde_json::to_string(m).expect("metrics serialize"));
         s.push('\n');
     }
-    write_atomic(&dir.join("metrics.jsonl"), s.as_bytes())
+    write_atomic(dir.join("metrics.jsonl"), s.as_bytes())
 }
 
 /// The confusion matrix as aligned text.
 pub fn confusion_table(confusion: &[Vec<usize>], names: &[String]) -> String {
-    let short: Vec<String> = (0..confusion.len()).map(|i| names.get(i).cloned().unwrap_or_else(|| i.to_string()).chars().take(10).collect()).collect();
+    let short: Vec<String> = (0..confusion.len())
+        .map(|i| {
+            names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| i.to_string())
+                .chars()
+                .take(10)
+                .collect()
+        })
+        .collect();
     let w = short.iter().map(|s| s.len()).max().unwrap_or(1).max(5);
     let mut out = format!("{:>w$} | predicted\n", "true");
     out.push_str(&format!("{:>w$} |", ""));
@@ -138,10 +167,24 @@ pub fn confusion_table(confusion: &[Vec<usize>], names: &[String]) -> String {
 }
 
 /// Writes summary.json and curves.png and prints the end-of-run report.
-pub fn finish(dir: &Path, s: &Summary, history: &[EpochMetrics], ev: &Evaluation, names: &[String]) -> Result<()> {
-    write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(s).expect("summary serializes").as_bytes())?;
+pub fn finish(
+    dir: &Path,
+    s: &Summary,
+    history: &[EpochMetrics],
+    ev: &Evaluation,
+    names: &[String],
+) -> Result<()> {
+    write_atomic(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(s)
+            .expect("summary serializes")
+            .as_bytes(),
+    )?;
     crate::plot::curves(&dir.join("curves.png"), history)?;
-    println!("\nconfusion matrix (test set):\n{}", confusion_table(&ev.confusion, names));
+    println!(
+        "\nconfusion matrix (test set):\n{}",
+        confusion_table(&ev.confusion, names)
+    );
     println!(
         "test accuracy {:.2}% | test loss {:.4} | {} epochs in {:.1}s | {:.0} samples/s",
         100.0 * s.test_accuracy,

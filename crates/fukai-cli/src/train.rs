@@ -4,7 +4,9 @@
 use crate::config::Config;
 use crate::dataset::Splits;
 use crate::report::{self, EpochMetrics, Evaluation};
-use fukai::data::{DataLoader, Dataset, InMemory, Normalize, RandomCrop, RandomHorizontalFlip, Transform};
+use fukai::data::{
+    DataLoader, Dataset, InMemory, Normalize, RandomCrop, RandomHorizontalFlip, Transform,
+};
 use fukai::io::checkpoint::{self, Progress};
 use fukai::nn::loss::{cross_entropy_with, CrossEntropyOpts};
 use fukai::nn::{Module, Sequential};
@@ -31,7 +33,10 @@ pub fn fit_norm(cfg: &Config, train: &InMemory) -> Norm {
         if cfg.data.standardize {
             return Norm { mean: m, std: s };
         }
-        return Norm { mean: vec![0.0], std: vec![1.0] };
+        return Norm {
+            mean: vec![0.0],
+            std: vec![1.0],
+        };
     }
     // Images: pool the per-pixel statistics into one mean and std per channel.
     let c = train.sample_shape()[0];
@@ -39,9 +44,17 @@ pub fn fit_norm(cfg: &Config, train: &InMemory) -> Norm {
     let mut mean = Vec::new();
     let mut std = Vec::new();
     for ch in 0..c {
-        let (ms, ss) = (&m[ch * plane..(ch + 1) * plane], &s[ch * plane..(ch + 1) * plane]);
+        let (ms, ss) = (
+            &m[ch * plane..(ch + 1) * plane],
+            &s[ch * plane..(ch + 1) * plane],
+        );
         let mu = ms.iter().map(|&v| v as f64).sum::<f64>() / plane as f64;
-        let var = ms.iter().zip(ss).map(|(&a, &b)| (b as f64).powi(2) + (a as f64 - mu).powi(2)).sum::<f64>() / plane as f64;
+        let var = ms
+            .iter()
+            .zip(ss)
+            .map(|(&a, &b)| (b as f64).powi(2) + (a as f64 - mu).powi(2))
+            .sum::<f64>()
+            / plane as f64;
         mean.push(mu as f32);
         std.push(var.sqrt().max(1e-6) as f32);
     }
@@ -53,9 +66,21 @@ fn optimizer(cfg: &Config, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
     Ok(match t.optimizer.as_str() {
         "adam" => Box::new(Adam::new(params, t.lr).weight_decay(t.weight_decay)),
         "adamw" => Box::new(Adam::adamw(params, t.lr).weight_decay(t.weight_decay)),
-        "sgd" => Box::new(Sgd::new(params, t.lr).momentum(t.momentum).nesterov(t.nesterov).weight_decay(t.weight_decay)),
-        "rmsprop" => Box::new(RmsProp::new(params, t.lr).momentum(t.momentum).weight_decay(t.weight_decay)),
-        other => bail!("config", "train.optimizer {other:?} is unknown; expected adam, adamw, sgd or rmsprop"),
+        "sgd" => Box::new(
+            Sgd::new(params, t.lr)
+                .momentum(t.momentum)
+                .nesterov(t.nesterov)
+                .weight_decay(t.weight_decay),
+        ),
+        "rmsprop" => Box::new(
+            RmsProp::new(params, t.lr)
+                .momentum(t.momentum)
+                .weight_decay(t.weight_decay),
+        ),
+        other => bail!(
+            "config",
+            "train.optimizer {other:?} is unknown; expected adam, adamw, sgd or rmsprop"
+        ),
     })
 }
 
@@ -63,10 +88,23 @@ fn schedule(cfg: &Config, total: usize) -> Result<LrSchedule> {
     let t = &cfg.train;
     Ok(match t.schedule.as_str() {
         "constant" => LrSchedule::Constant,
-        "cosine" => LrSchedule::WarmupCosine { warmup: t.warmup_steps, total, min_lr: t.lr * 0.01 },
-        "onecycle" => LrSchedule::OneCycle { total, pct_start: 0.25 },
-        "step" => LrSchedule::Step { step_size: (total / 3).max(1), gamma: 0.5 },
-        other => bail!("config", "train.schedule {other:?} is unknown; expected constant, cosine, onecycle or step"),
+        "cosine" => LrSchedule::WarmupCosine {
+            warmup: t.warmup_steps,
+            total,
+            min_lr: t.lr * 0.01,
+        },
+        "onecycle" => LrSchedule::OneCycle {
+            total,
+            pct_start: 0.25,
+        },
+        "step" => LrSchedule::Step {
+            step_size: (total / 3).max(1),
+            gamma: 0.5,
+        },
+        other => bail!(
+            "config",
+            "train.schedule {other:?} is unknown; expected constant, cosine, onecycle or step"
+        ),
     })
 }
 
@@ -74,16 +112,77 @@ fn schedule(cfg: &Config, total: usize) -> Result<LrSchedule> {
 pub fn validate(cfg: &Config) -> Result<()> {
     let t = &cfg.train;
     if t.epochs == 0 || t.batch_size == 0 || t.accumulate == 0 {
-        bail!("config", "train.epochs, train.batch_size and train.accumulate must be positive");
+        bail!(
+            "config",
+            "train.epochs, train.batch_size and train.accumulate must be positive"
+        );
     }
     if !(t.lr > 0.0 && t.lr.is_finite()) {
-        bail!("config", "train.lr must be a positive number, found {}", t.lr);
+        bail!(
+            "config",
+            "train.lr must be a positive number, found {}",
+            t.lr
+        );
     }
     if !(0.0..1.0).contains(&cfg.model.dropout) {
-        bail!("config", "model.dropout must be in [0, 1), found {}", cfg.model.dropout);
+        bail!(
+            "config",
+            "model.dropout must be in [0, 1), found {}",
+            cfg.model.dropout
+        );
     }
     if !(0.0..1.0).contains(&cfg.data.test_fraction) {
-        bail!("config", "data.test_fraction must be in [0, 1), found {}", cfg.data.test_fraction);
+        bail!(
+            "config",
+            "data.test_fraction must be in [0, 1), found {}",
+            cfg.data.test_fraction
+        );
+    }
+    if !(0.0..=1.0).contains(&t.label_smoothing) {
+        bail!(
+            "config",
+            "train.label_smoothing must be in [0, 1], found {}",
+            t.label_smoothing
+        );
+    }
+    if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+        bail!(
+            "config",
+            "train.weight_decay must be a non-negative number, found {}",
+            t.weight_decay
+        );
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        bail!(
+            "config",
+            "train.momentum must be in [0, 1), found {}",
+            t.momentum
+        );
+    }
+    if let Some(c) = t.clip_grad_norm {
+        if c.is_nan() || c <= 0.0 {
+            bail!("config", "train.clip_grad_norm must be positive, found {c}");
+        }
+    }
+    // Names are checked here too, so a typo fails before any data is read.
+    optimizer(cfg, Vec::new())?;
+    schedule(cfg, 1)?;
+    if !matches!(cfg.model.kind.as_str(), "mlp" | "cnn") {
+        bail!(
+            "config",
+            "model.kind {:?} is unknown; expected \"mlp\" or \"cnn\"",
+            cfg.model.kind
+        );
+    }
+    if !matches!(
+        cfg.data.format.as_str(),
+        "mnist-csv" | "idx" | "table" | "image-folder"
+    ) {
+        bail!(
+            "config",
+            "data.format {:?} is unknown; expected mnist-csv, idx, table or image-folder",
+            cfg.data.format
+        );
     }
     Ok(())
 }
@@ -98,13 +197,20 @@ pub fn evaluate(model: &mut Sequential, data: Arc<dyn Dataset>, norm: &Norm) -> 
     model.set_training(false);
     let _g = fukai::no_grad();
     let classes = data.classes();
-    let loader = DataLoader::new(data, 500).transforms(vec![Box::new(Normalize { mean: norm.mean.clone(), std: norm.std.clone() })]);
+    let loader = DataLoader::new(data, 500).transforms(vec![Box::new(Normalize {
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+    })]);
     let mut ev = Evaluation::new(classes);
     for b in loader.epoch(0) {
         let b = b?;
         let logits = model.forward(&b.x)?;
         let loss = cross_entropy_with(&logits, &b.y, CrossEntropyOpts::default())?.item()?;
-        ev.add(loss, &logits.argmax(-1, false)?.to_vec::<i64>()?, &b.y.to_vec::<i64>()?);
+        ev.add(
+            loss,
+            &logits.argmax(-1, false)?.to_vec::<i64>()?,
+            &b.y.to_vec::<i64>()?,
+        );
     }
     model.set_training(true);
     Ok(ev)
@@ -123,7 +229,10 @@ pub struct RunOptions {
 /// Trains `cfg` on `splits`, writing metrics, curves, summary and checkpoint under `opts.out`.
 pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Summary> {
     validate(cfg)?;
-    std::fs::create_dir_all(&opts.out).map_err(|e| fukai::Error::Io { path: opts.out.display().to_string(), source: e })?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| fukai::Error::Io {
+        path: opts.out.display().to_string(),
+        source: e,
+    })?;
     fukai::manual_seed(cfg.train.seed);
     let shape = splits.train.sample_shape().to_vec();
     let classes = splits.class_names.len().max(splits.train.classes());
@@ -133,18 +242,28 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
 
     let mut tfm: Vec<Box<dyn Transform>> = Vec::new();
     if cfg.data.crop_padding > 0 {
-        tfm.push(Box::new(RandomCrop { padding: cfg.data.crop_padding }));
+        tfm.push(Box::new(RandomCrop {
+            padding: cfg.data.crop_padding,
+        }));
     }
     if cfg.data.hflip {
         tfm.push(Box::new(RandomHorizontalFlip { p: 0.5 }));
     }
-    tfm.push(Box::new(Normalize { mean: norm.mean.clone(), std: norm.std.clone() }));
+    tfm.push(Box::new(Normalize {
+        mean: norm.mean.clone(),
+        std: norm.std.clone(),
+    }));
     let train_set: Arc<dyn Dataset> = Arc::new(splits.train.clone());
     let test_set: Arc<dyn Dataset> = Arc::new(splits.test.clone());
-    let loader = DataLoader::new(train_set.clone(), cfg.train.batch_size).shuffle(cfg.train.seed).transforms(tfm);
+    let loader = DataLoader::new(train_set.clone(), cfg.train.batch_size)
+        .shuffle(cfg.train.seed)
+        .transforms(tfm);
     let steps_per_epoch = loader.num_batches().div_ceil(cfg.train.accumulate);
     let sched = schedule(cfg, steps_per_epoch * cfg.train.epochs)?;
-    let ce = CrossEntropyOpts { label_smoothing: cfg.train.label_smoothing, ignore_index: None };
+    let ce = CrossEntropyOpts {
+        label_smoothing: cfg.train.label_smoothing,
+        ignore_index: None,
+    };
 
     let ckpt_path = opts.out.join("checkpoint.safetensors");
     let mut progress = Progress { step: 0, epoch: 0 };
@@ -155,7 +274,12 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
         if let Some(h) = meta.get("history") {
             history = serde_json::from_str(h).unwrap_or_default();
         }
-        println!("resumed from {} at epoch {}, step {}", r.display(), progress.epoch, progress.step);
+        println!(
+            "resumed from {} at epoch {}, step {}",
+            r.display(),
+            progress.epoch,
+            progress.step
+        );
     }
     let config_json = serde_json::to_string(cfg).expect("config serializes");
     let norm_json = serde_json::to_string(&norm).expect("norm serializes");
@@ -176,7 +300,11 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
     for epoch in progress.epoch as usize..cfg.train.epochs {
         let t0 = Instant::now();
         let bar = ProgressBar::new(loader.num_batches() as u64);
-        bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, cfg.train.epochs));
         let (mut loss_sum, mut correct, mut count) = (0.0f64, 0usize, 0usize);
         for (i, batch) in loader.epoch(epoch as u64).enumerate() {
@@ -184,7 +312,11 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
             let n = b.y.numel();
             let logits = model.forward(&b.x)?;
             let loss = cross_entropy_with(&logits, &b.y, ce)?;
-            let scaled = if cfg.train.accumulate > 1 { loss.mul_scalar(1.0 / cfg.train.accumulate as f64)? } else { loss.clone() };
+            let scaled = if cfg.train.accumulate > 1 {
+                loss.mul_scalar(1.0 / cfg.train.accumulate as f64)?
+            } else {
+                loss.clone()
+            };
             scaled.backward()?;
             if (i + 1) % cfg.train.accumulate == 0 || i + 1 == loader.num_batches() {
                 opt.set_lr(sched.lr(cfg.train.lr, progress.step as usize));
@@ -197,10 +329,19 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
             }
             let l = loss.item()?;
             if !l.is_finite() {
-                bail!("train", "loss became {l} at epoch {} step {}; try a lower learning rate", epoch + 1, progress.step);
+                bail!(
+                    "train",
+                    "loss became {l} at epoch {} step {}; try a lower learning rate",
+                    epoch + 1,
+                    progress.step
+                );
             }
             let pred = logits.argmax(-1, false)?.to_vec::<i64>()?;
-            correct += pred.iter().zip(b.y.to_vec::<i64>()?).filter(|(p, y)| **p == *y).count();
+            correct += pred
+                .iter()
+                .zip(b.y.to_vec::<i64>()?)
+                .filter(|(p, y)| **p == *y)
+                .count();
             loss_sum += l * n as f64;
             count += n;
             seen += n;
@@ -245,12 +386,27 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
             &model,
             opt.as_ref(),
             &progress,
-            &[("config", config_json.clone()), ("norm", norm_json.clone()), ("classes", class_json.clone()), ("input_shape", shape_json.clone()), ("history", hist_json)],
+            &[
+                ("config", config_json.clone()),
+                ("norm", norm_json.clone()),
+                ("classes", class_json.clone()),
+                ("input_shape", shape_json.clone()),
+                ("history", hist_json),
+            ],
         )?;
     }
     let wall = started.elapsed().as_secs_f64();
     let ev = evaluate(&mut model, test_set, &norm)?;
-    let summary = report::Summary::new(cfg, &history, &ev, wall, seen, model.num_parameters(), &ckpt_path, &opts.data_path);
+    let summary = report::Summary::new(
+        cfg,
+        &history,
+        &ev,
+        wall,
+        seen,
+        model.num_parameters(),
+        &ckpt_path,
+        &opts.data_path,
+    );
     report::finish(&opts.out, &summary, &history, &ev, &splits.class_names)?;
     Ok(summary)
 }
@@ -274,15 +430,32 @@ pub struct Trained {
 pub fn load_trained(path: &Path) -> Result<Trained> {
     let file = fukai::io::load_safetensors(path)?;
     let get = |k: &str| -> Result<String> {
-        file.metadata().get(k).cloned().ok_or_else(|| fukai::Error::Format { file: path.display().to_string(), msg: format!("metadata field {k:?} is missing (not a `fukai train` checkpoint?)") })
+        file.metadata()
+            .get(k)
+            .cloned()
+            .ok_or_else(|| fukai::Error::Format {
+                file: path.display().to_string(),
+                msg: format!("metadata field {k:?} is missing (not a `fukai train` checkpoint?)"),
+            })
     };
-    let bad = |k: &str, e: serde_json::Error| fukai::Error::Format { file: path.display().to_string(), msg: format!("metadata field {k:?}: {e}") };
+    let bad = |k: &str, e: serde_json::Error| fukai::Error::Format {
+        file: path.display().to_string(),
+        msg: format!("metadata field {k:?}: {e}"),
+    };
     let cfg: Config = serde_json::from_str(&get("config")?).map_err(|e| bad("config", e))?;
     let norm: Norm = serde_json::from_str(&get("norm")?).map_err(|e| bad("norm", e))?;
-    let classes: Vec<String> = serde_json::from_str(&get("classes")?).map_err(|e| bad("classes", e))?;
-    let shape: Vec<usize> = serde_json::from_str(&get("input_shape")?).map_err(|e| bad("input_shape", e))?;
+    let classes: Vec<String> =
+        serde_json::from_str(&get("classes")?).map_err(|e| bad("classes", e))?;
+    let shape: Vec<usize> =
+        serde_json::from_str(&get("input_shape")?).map_err(|e| bad("input_shape", e))?;
     let mut model = model_for(&cfg, &shape, classes.len())?;
     checkpoint::load(path, &model, None)?;
     model.set_training(false);
-    Ok(Trained { model, cfg, norm, classes, input_shape: shape })
+    Ok(Trained {
+        model,
+        cfg,
+        norm,
+        classes,
+        input_shape: shape,
+    })
 }

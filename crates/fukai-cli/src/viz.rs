@@ -17,7 +17,11 @@ fn grid(maps: &[Vec<f32>], h: usize, w: usize, scale: usize) -> GrayImage {
     let (cw, ch) = (w * scale + 1, h * scale + 1);
     let mut img = GrayImage::from_pixel((cols * cw + 1) as u32, (rows * ch + 1) as u32, Luma([40]));
     for (k, m) in maps.iter().enumerate() {
-        let (lo, hi) = m.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) = m
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
         let span = (hi - lo).max(1e-12);
         let (ox, oy) = ((k % cols) * cw + 1, (k / cols) * ch + 1);
         for y in 0..h * scale {
@@ -31,7 +35,10 @@ fn grid(maps: &[Vec<f32>], h: usize, w: usize, scale: usize) -> GrayImage {
 }
 
 fn save(img: &GrayImage, path: &Path) -> Result<()> {
-    img.save(path).map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("cannot write PNG: {e}") })
+    img.save(path).map_err(|e| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("cannot write PNG: {e}"),
+    })
 }
 
 fn input_sample(t: &Trained, input: Option<&Path>) -> Result<Vec<f32>> {
@@ -50,34 +57,69 @@ fn input_sample(t: &Trained, input: Option<&Path>) -> Result<Vec<f32>> {
 /// Writes filters.png and features_<layer>.png into `out` (default: the checkpoint's folder).
 pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Result<()> {
     let t = load_trained(checkpoint)?;
-    let out: PathBuf = out.map(Path::to_path_buf).unwrap_or_else(|| checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf());
-    std::fs::create_dir_all(&out).map_err(|e| Error::Io { path: out.display().to_string(), source: e })?;
-    let convs: Vec<usize> = t.model.layers().iter().enumerate().filter(|(_, l)| l.describe().starts_with("Conv2d")).map(|(i, _)| i).collect();
-    let Some(&first) = convs.first() else { bail!("viz", "{}: the model has no conv layer (viz is for CNNs)", checkpoint.display()) };
+    let out: PathBuf = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf());
+    std::fs::create_dir_all(&out).map_err(|e| Error::Io {
+        path: out.display().to_string(),
+        source: e,
+    })?;
+    let convs: Vec<usize> = t
+        .model
+        .layers()
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.describe().starts_with("Conv2d"))
+        .map(|(i, _)| i)
+        .collect();
+    let Some(&first) = convs.first() else {
+        bail!(
+            "viz",
+            "{}: the model has no conv layer (viz is for CNNs)",
+            checkpoint.display()
+        )
+    };
 
-    let w = t.model.state_dict().into_iter().find(|(n, _)| *n == format!("{first}.weight")).map(|(_, w)| w);
-    let Some(w) = w else { bail!("viz", "first conv layer has no weight") };
+    let w = t
+        .model
+        .state_dict()
+        .into_iter()
+        .find(|(n, _)| *n == format!("{first}.weight"))
+        .map(|(_, w)| w);
+    let Some(w) = w else {
+        bail!("viz", "first conv layer has no weight")
+    };
     let (o, c, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
     let wv = w.to_vec::<f32>()?;
     // One tile per (output, input channel) pair; grey inputs give one tile per filter.
-    let filters: Vec<Vec<f32>> = (0..o * c).map(|k| wv[k * kh * kw..(k + 1) * kh * kw].to_vec()).collect();
+    let filters: Vec<Vec<f32>> = (0..o * c)
+        .map(|k| wv[k * kh * kw..(k + 1) * kh * kw].to_vec())
+        .collect();
     let fpath = out.join("filters.png");
     save(&grid(&filters, kh, kw, 12), &fpath)?;
     println!("wrote {} ({o} filters of {c}x{kh}x{kw})", fpath.display());
 
     let mut x = input_sample(&t, input)?;
-    Normalize { mean: t.norm.mean.clone(), std: t.norm.std.clone() }.apply(&mut x, &t.input_shape, &mut Generator::new(0));
+    Normalize {
+        mean: t.norm.mean.clone(),
+        std: t.norm.std.clone(),
+    }
+    .apply(&mut x, &t.input_shape, &mut Generator::new(0));
     let mut shape = vec![1];
     shape.extend_from_slice(&t.input_shape);
     let _g = fukai::no_grad();
     let outs = t.model.forward_all(&Tensor::from_vec(x, &shape)?)?;
     for (stage, &i) in convs.iter().enumerate() {
         // The map after the conv's activation (ReLU follows conv, or BN then ReLU).
-        let act = (i..outs.len()).find(|&j| t.model.layers()[j].describe().starts_with("Relu")).unwrap_or(i);
+        let act = (i..outs.len())
+            .find(|&j| t.model.layers()[j].describe().starts_with("Relu"))
+            .unwrap_or(i);
         let f = &outs[act];
         let (ch, h, w) = (f.shape()[1], f.shape()[2], f.shape()[3]);
         let v = f.to_vec::<f32>()?;
-        let maps: Vec<Vec<f32>> = (0..ch).map(|k| v[k * h * w..(k + 1) * h * w].to_vec()).collect();
+        let maps: Vec<Vec<f32>> = (0..ch)
+            .map(|k| v[k * h * w..(k + 1) * h * w].to_vec())
+            .collect();
         let p = out.join(format!("features_conv{}.png", stage + 1));
         save(&grid(&maps, h, w, (112 / h.max(1)).max(1)), &p)?;
         println!("wrote {} ({ch} maps of {h}x{w})", p.display());

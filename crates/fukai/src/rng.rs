@@ -96,7 +96,9 @@ impl Generator {
     pub fn fork(&self, a: u64, b: u64) -> Generator {
         let k = self.block(a ^ b.rotate_left(32) ^ 0xA5A5_A5A5);
         let mix = self.block(b.wrapping_add(a.wrapping_mul(0x9E37_79B9_7F4A_7C15)));
-        Generator::new(((k[0] as u64) << 32 | k[1] as u64) ^ ((mix[2] as u64) << 32 | mix[3] as u64))
+        Generator::new(
+            ((k[0] as u64) << 32 | k[1] as u64) ^ ((mix[2] as u64) << 32 | mix[3] as u64),
+        )
     }
     /// A uniform integer in `0..n` (for shuffles); `n` must be non-zero.
     pub fn below(&mut self, n: u64) -> u64 {

@@ -18,21 +18,37 @@ pub struct Table {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io { path: path.display().to_string(), source: e })?;
+    let raw = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("corrupt gzip stream: {e}") })?;
+            .map_err(|e| Error::Format {
+                file: path.display().to_string(),
+                msg: format!("corrupt gzip stream: {e}"),
+            })?;
         out
     } else {
         raw
     };
-    String::from_utf8(bytes).map_err(|e| Error::Format { file: path.display().to_string(), msg: format!("not UTF-8 text: {e}") })
+    String::from_utf8(bytes).map_err(|e| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("not UTF-8 text: {e}"),
+    })
 }
 
-fn parse_rows(path: &Path, lines: &[(usize, &str)], cols: Option<usize>) -> Result<(Vec<f32>, Vec<i64>, usize)> {
-    let err = |line: usize, msg: String| Error::Format { file: path.display().to_string(), msg: format!("line {line}: {msg}") };
+fn parse_rows(
+    path: &Path,
+    lines: &[(usize, &str)],
+    cols: Option<usize>,
+) -> Result<(Vec<f32>, Vec<i64>, usize)> {
+    let err = |line: usize, msg: String| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("line {line}: {msg}"),
+    };
     let mut x = Vec::new();
     let mut y = Vec::new();
     let mut width = cols;
@@ -40,19 +56,32 @@ fn parse_rows(path: &Path, lines: &[(usize, &str)], cols: Option<usize>) -> Resu
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         let w = *width.get_or_insert(cells.len());
         if cells.len() != w || w < 2 {
-            return Err(err(ln, format!("{} columns, expected {w} (features then label)", cells.len())));
+            return Err(err(
+                ln,
+                format!(
+                    "{} columns, expected {w} (features then label)",
+                    cells.len()
+                ),
+            ));
         }
         for (c, cell) in cells[..w - 1].iter().enumerate() {
-            let v: f32 = cell.parse().map_err(|_| err(ln, format!("column {}: {cell:?} is not a number", c + 1)))?;
+            let v: f32 = cell
+                .parse()
+                .map_err(|_| err(ln, format!("column {}: {cell:?} is not a number", c + 1)))?;
             if !v.is_finite() {
                 return Err(err(ln, format!("column {}: {cell:?} is not finite", c + 1)));
             }
             x.push(v);
         }
         let label = cells[w - 1];
-        let l: f64 = label.parse().map_err(|_| err(ln, format!("label {label:?} is not an integer")))?;
+        let l: f64 = label
+            .parse()
+            .map_err(|_| err(ln, format!("label {label:?} is not an integer")))?;
         if l.fract() != 0.0 || l < 0.0 {
-            return Err(err(ln, format!("label {label:?} is not a non-negative integer")));
+            return Err(err(
+                ln,
+                format!("label {label:?} is not a non-negative integer"),
+            ));
         }
         y.push(l as i64);
     }
@@ -63,21 +92,43 @@ fn parse_rows(path: &Path, lines: &[(usize, &str)], cols: Option<usize>) -> Resu
 /// Reads a numeric table whose last column is the class label.
 pub fn read_table(path: &Path) -> Result<Table> {
     let text = read_text(path)?;
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty()).collect();
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
     let Some(&(_, first)) = lines.first() else {
-        return Err(Error::Format { file: path.display().to_string(), msg: "empty file".into() });
+        return Err(Error::Format {
+            file: path.display().to_string(),
+            msg: "empty file".into(),
+        });
     };
     let head: Vec<&str> = first.split(',').map(str::trim).collect();
     // scikit-learn layout: "n_samples,n_features,name0,name1,..."
-    let sk = head.len() >= 2 && head[0].parse::<usize>().is_ok() && head[1].parse::<usize>().is_ok() && head[2..].iter().any(|c| c.parse::<f64>().is_err());
+    let sk = head.len() >= 2
+        && head[0].parse::<usize>().is_ok()
+        && head[1].parse::<usize>().is_ok()
+        && head[2..].iter().any(|c| c.parse::<f64>().is_err());
     let numeric_header = head.iter().all(|c| c.parse::<f64>().is_ok());
-    let body = if numeric_header && !sk { &lines[..] } else { &lines[1..] };
-    let cols = if sk { Some(head[1].parse::<usize>().expect("checked") + 1) } else { None };
+    let body = if numeric_header && !sk {
+        &lines[..]
+    } else {
+        &lines[1..]
+    };
+    let cols = if sk {
+        Some(head[1].parse::<usize>().expect("checked") + 1)
+    } else {
+        None
+    };
     let (x, y, features) = parse_rows(path, body, cols)?;
     if sk {
         let n: usize = head[0].parse().expect("checked");
         if n != y.len() {
-            return Err(Error::Format { file: path.display().to_string(), msg: format!("header says {n} samples, found {}", y.len()) });
+            return Err(Error::Format {
+                file: path.display().to_string(),
+                msg: format!("header says {n} samples, found {}", y.len()),
+            });
         }
     }
     let classes = y.iter().max().map_or(0, |&m| m as usize + 1);
@@ -86,17 +137,30 @@ pub fn read_table(path: &Path) -> Result<Table> {
     } else {
         (0..classes).map(|c| c.to_string()).collect()
     };
-    Ok(Table { x, y, features, class_names })
+    Ok(Table {
+        x,
+        y,
+        features,
+        class_names,
+    })
 }
 
 /// MNIST as CSV (784 pixel values 0-255, then the label, no header), scaled to [0, 1].
 pub fn read_mnist_csv(path: &Path) -> Result<(Vec<f32>, Vec<i64>)> {
     let text = read_text(path)?;
-    let lines: Vec<(usize, &str)> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).filter(|(_, l)| !l.trim().is_empty()).collect();
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l))
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
     let (mut x, y, features) = parse_rows(path, &lines, Some(785))?;
     debug_assert_eq!(features, 784);
     if let Some(i) = x.iter().position(|&v| !(0.0..=255.0).contains(&v)) {
-        return Err(Error::Format { file: path.display().to_string(), msg: format!("line {}: pixel value {} outside 0..255", i / 784 + 1, x[i]) });
+        return Err(Error::Format {
+            file: path.display().to_string(),
+            msg: format!("line {}: pixel value {} outside 0..255", i / 784 + 1, x[i]),
+        });
     }
     x.iter_mut().for_each(|v| *v /= 255.0);
     Ok((x, y))

@@ -6,15 +6,25 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io { path: path.display().to_string(), source: e }
+    Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 /// Reads every PNG/JPEG under `root/<class>/`, resized to `size` (h, w) with `channels` 1
 /// (grey) or 3 (RGB), scaled to [0, 1], as `[C, H, W]` samples. Returns the dataset and the
 /// class names.
-pub fn read_image_folder(root: &Path, size: [usize; 2], channels: usize) -> Result<(InMemory, Vec<String>)> {
+pub fn read_image_folder(
+    root: &Path,
+    size: [usize; 2],
+    channels: usize,
+) -> Result<(InMemory, Vec<String>)> {
     if channels != 1 && channels != 3 {
-        return Err(Error::Format { file: root.display().to_string(), msg: format!("channels must be 1 or 3, found {channels}") });
+        return Err(Error::Format {
+            file: root.display().to_string(),
+            msg: format!("channels must be 1 or 3, found {channels}"),
+        });
     }
     let mut classes: Vec<String> = Vec::new();
     for e in std::fs::read_dir(root).map_err(|e| io_err(root, e))? {
@@ -25,7 +35,10 @@ pub fn read_image_folder(root: &Path, size: [usize; 2], channels: usize) -> Resu
     }
     classes.sort();
     if classes.is_empty() {
-        return Err(Error::Format { file: root.display().to_string(), msg: "no class sub-directories found".into() });
+        return Err(Error::Format {
+            file: root.display().to_string(),
+            msg: "no class sub-directories found".into(),
+        });
     }
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for (label, class) in classes.iter().enumerate() {
@@ -33,12 +46,23 @@ pub fn read_image_folder(root: &Path, size: [usize; 2], channels: usize) -> Resu
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map_err(|e| io_err(&dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().and_then(|s| s.to_str()).is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")))
+            .filter(|p| {
+                p.extension().and_then(|s| s.to_str()).is_some_and(|s| {
+                    matches!(s.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                })
+            })
             .collect();
         files.sort();
         for f in files {
-            let img = image::open(&f).map_err(|e| Error::Format { file: f.display().to_string(), msg: format!("cannot decode image: {e}") })?;
-            let img = img.resize_exact(size[1] as u32, size[0] as u32, image::imageops::FilterType::Triangle);
+            let img = image::open(&f).map_err(|e| Error::Format {
+                file: f.display().to_string(),
+                msg: format!("cannot decode image: {e}"),
+            })?;
+            let img = img.resize_exact(
+                size[1] as u32,
+                size[0] as u32,
+                image::imageops::FilterType::Triangle,
+            );
             let plane = size[0] * size[1];
             let start = x.len();
             x.resize(start + channels * plane, 0.0);
@@ -57,7 +81,13 @@ pub fn read_image_folder(root: &Path, size: [usize; 2], channels: usize) -> Resu
         }
     }
     if y.is_empty() {
-        return Err(Error::Format { file: root.display().to_string(), msg: "no PNG or JPEG images found".into() });
+        return Err(Error::Format {
+            file: root.display().to_string(),
+            msg: "no PNG or JPEG images found".into(),
+        });
     }
-    Ok((InMemory::new(x, y, &[channels, size[0], size[1]], classes.len())?, classes))
+    Ok((
+        InMemory::new(x, y, &[channels, size[0], size[1]], classes.len())?,
+        classes,
+    ))
 }

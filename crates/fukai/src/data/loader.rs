@@ -39,7 +39,15 @@ pub struct DataLoader {
 impl DataLoader {
     /// A loader with batch size `batch_size`, no shuffle, keeping the last partial batch.
     pub fn new(data: Arc<dyn Dataset>, batch_size: usize) -> Self {
-        DataLoader { data, batch_size: batch_size.max(1), shuffle: false, drop_last: false, seed: 0, prefetch: 2, transforms: Arc::new(Vec::new()) }
+        DataLoader {
+            data,
+            batch_size: batch_size.max(1),
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            prefetch: 2,
+            transforms: Arc::new(Vec::new()),
+        }
     }
     /// Reshuffles every epoch from `seed` (epoch e uses a stream derived from seed and e).
     pub fn shuffle(mut self, seed: u64) -> Self {
@@ -79,7 +87,10 @@ impl DataLoader {
     fn order(&self, epoch: u64) -> Vec<usize> {
         let mut idx: Vec<usize> = (0..self.data.len()).collect();
         if self.shuffle {
-            shuffle(&mut idx, self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            shuffle(
+                &mut idx,
+                self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
         }
         idx
     }
@@ -101,7 +112,10 @@ impl DataLoader {
         }
         let mut bshape = vec![rows.len()];
         bshape.extend_from_slice(&shape);
-        Ok(Batch { x: Tensor::from_vec(x, &bshape)?, y: Tensor::from_vec(y, &[rows.len()])? })
+        Ok(Batch {
+            x: Tensor::from_vec(x, &bshape)?,
+            y: Tensor::from_vec(y, &[rows.len()])?,
+        })
     }
 
     /// The batches of epoch `epoch` (0-based).
@@ -109,7 +123,9 @@ impl DataLoader {
         let order = self.order(epoch);
         let bs = self.batch_size;
         let nb = self.num_batches();
-        let chunks: Vec<Vec<usize>> = (0..nb).map(|b| order[b * bs..((b + 1) * bs).min(order.len())].to_vec()).collect();
+        let chunks: Vec<Vec<usize>> = (0..nb)
+            .map(|b| order[b * bs..((b + 1) * bs).min(order.len())].to_vec())
+            .collect();
         #[cfg(feature = "threads")]
         if self.prefetch > 0 {
             let (tx, rx) = std::sync::mpsc::sync_channel(self.prefetch);
@@ -125,6 +141,10 @@ impl DataLoader {
             return Box::new(rx.into_iter());
         }
         let me = self.clone();
-        Box::new(chunks.into_iter().map(move |rows| me.make_batch(&rows, epoch)))
+        Box::new(
+            chunks
+                .into_iter()
+                .map(move |rows| me.make_batch(&rows, epoch)),
+        )
     }
 }

@@ -50,12 +50,27 @@ impl InMemory {
     pub fn new(x: Vec<f32>, y: Vec<i64>, shape: &[usize], classes: usize) -> Result<Self> {
         let per: usize = shape.iter().product();
         if per == 0 || x.len() != y.len() * per {
-            bail!("dataset", "{} feature values do not make {} samples of shape {shape:?}", x.len(), y.len());
+            bail!(
+                "dataset",
+                "{} feature values do not make {} samples of shape {shape:?}",
+                x.len(),
+                y.len()
+            );
         }
-        if let Some((i, &l)) = y.iter().enumerate().find(|(_, &l)| l < 0 || l as usize >= classes) {
+        if let Some((i, &l)) = y
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l < 0 || l as usize >= classes)
+        {
             bail!("dataset", "label {l} of sample {i} is outside 0..{classes}");
         }
-        Ok(InMemory { x: Arc::new(x), y: Arc::new(y), shape: shape.to_vec(), classes, rows: None })
+        Ok(InMemory {
+            x: Arc::new(x),
+            y: Arc::new(y),
+            shape: shape.to_vec(),
+            classes,
+            rows: None,
+        })
     }
     /// The samples at `rows` (indices into this dataset), sharing memory.
     pub fn subset(&self, rows: Vec<usize>) -> Result<Self> {
@@ -67,7 +82,10 @@ impl InMemory {
             Some(base) => rows.into_iter().map(|r| base[r]).collect(),
             None => rows,
         };
-        Ok(InMemory { rows: Some(Arc::new(rows)), ..self.clone() })
+        Ok(InMemory {
+            rows: Some(Arc::new(rows)),
+            ..self.clone()
+        })
     }
     /// Label of sample `i`.
     pub fn label(&self, i: usize) -> i64 {
@@ -90,7 +108,11 @@ impl InMemory {
             }
         }
         let m: Vec<f32> = mean.iter().map(|s| (s / n) as f32).collect();
-        let sd = sq.iter().zip(&mean).map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(1e-8)) as f32).collect();
+        let sd = sq
+            .iter()
+            .zip(&mean)
+            .map(|(q, s)| ((q / n - (s / n).powi(2)).max(0.0).sqrt().max(1e-8)) as f32)
+            .collect();
         (m, sd)
     }
 }

@@ -22,7 +22,10 @@ impl Transform for Normalize {
         let c = shape.first().copied().unwrap_or(1).max(1);
         let plane = x.len() / c;
         for (ch, chunk) in x.chunks_mut(plane.max(1)).enumerate() {
-            let (m, s) = (self.mean[ch.min(self.mean.len() - 1)], self.std[ch.min(self.std.len() - 1)]);
+            let (m, s) = (
+                self.mean[ch.min(self.mean.len() - 1)],
+                self.std[ch.min(self.std.len() - 1)],
+            );
             chunk.iter_mut().for_each(|v| *v = (*v - m) / s);
         }
     }
@@ -50,8 +53,11 @@ impl Transform for RandomCrop {
                 for j in 0..w as i64 {
                     let (si, sj) = (i + dy, j + dx);
                     let inside = si >= 0 && si < h as i64 && sj >= 0 && sj < w as i64;
-                    x[ch * h * w + (i as usize) * w + j as usize] =
-                        if inside { src[ch * h * w + si as usize * w + sj as usize] } else { 0.0 };
+                    x[ch * h * w + (i as usize) * w + j as usize] = if inside {
+                        src[ch * h * w + si as usize * w + sj as usize]
+                    } else {
+                        0.0
+                    };
                 }
             }
         }

@@ -23,9 +23,24 @@ pub struct Progress {
 
 /// Saves `model`, `optimizer` and the default RNG state to `path`. `extra` metadata (e.g. the
 /// run's config as JSON) is stored alongside.
-pub fn save(path: &Path, model: &dyn Module, optimizer: &dyn Optimizer, progress: &Progress, extra: &[(&str, String)]) -> Result<()> {
-    let mut tensors: Vec<(String, Tensor)> = model.state_dict().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
-    tensors.extend(optimizer.state()?.into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
+pub fn save(
+    path: &Path,
+    model: &dyn Module,
+    optimizer: &dyn Optimizer,
+    progress: &Progress,
+    extra: &[(&str, String)],
+) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = model
+        .state_dict()
+        .into_iter()
+        .map(|(n, t)| (format!("model.{n}"), t))
+        .collect();
+    tensors.extend(
+        optimizer
+            .state()?
+            .into_iter()
+            .map(|(n, t)| (format!("optim.{n}"), t)),
+    );
     let (seed, offset) = crate::rng::default_generator_state();
     let mut meta: HashMap<String, String> = HashMap::new();
     meta.insert("format".into(), FORMAT.into());
@@ -39,27 +54,67 @@ pub fn save(path: &Path, model: &dyn Module, optimizer: &dyn Optimizer, progress
     save_safetensors(path, &tensors, Some(&meta))
 }
 
-fn field<T: std::str::FromStr>(path: &Path, meta: &HashMap<String, String>, key: &str) -> Result<T> {
-    let v = meta.get(key).ok_or_else(|| Error::Format { file: path.display().to_string(), msg: format!("metadata field {key:?} is missing") })?;
-    v.parse().map_err(|_| Error::Format { file: path.display().to_string(), msg: format!("metadata field {key:?}: {v:?} is not valid") })
+fn field<T: std::str::FromStr>(
+    path: &Path,
+    meta: &HashMap<String, String>,
+    key: &str,
+) -> Result<T> {
+    let v = meta.get(key).ok_or_else(|| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("metadata field {key:?} is missing"),
+    })?;
+    v.parse().map_err(|_| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("metadata field {key:?}: {v:?} is not valid"),
+    })
 }
 
 /// Loads a checkpoint into `model` (and `optimizer` when given), restores the default RNG
 /// state, and returns the progress and metadata. The model is checked in full before anything
 /// is overwritten.
-pub fn load(path: &Path, model: &dyn Module, optimizer: Option<&mut dyn Optimizer>) -> Result<(Progress, HashMap<String, String>)> {
+pub fn load(
+    path: &Path,
+    model: &dyn Module,
+    optimizer: Option<&mut dyn Optimizer>,
+) -> Result<(Progress, HashMap<String, String>)> {
     let file = load_safetensors(path)?;
     let meta = file.metadata().clone();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
-        return Err(Error::Format { file: path.display().to_string(), msg: format!("not a fukai checkpoint (metadata format {:?}, expected {FORMAT:?})", meta.get("format")) });
+        return Err(Error::Format {
+            file: path.display().to_string(),
+            msg: format!(
+                "not a fukai checkpoint (metadata format {:?}, expected {FORMAT:?})",
+                meta.get("format")
+            ),
+        });
     }
     let pick = |prefix: &str| -> Vec<(String, Tensor)> {
-        file.tensors().iter().filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone()))).collect()
+        file.tensors()
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.clone())))
+            .collect()
     };
-    model.load_state_dict(&pick("model.")).map_err(|e| Error::Format { file: path.display().to_string(), msg: e.to_string() })?;
+    model
+        .load_state_dict(&pick("model."))
+        .map_err(|e| Error::Format {
+            file: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
     if let Some(opt) = optimizer {
-        opt.load_state(&pick("optim.")).map_err(|e| Error::Format { file: path.display().to_string(), msg: e.to_string() })?;
+        opt.load_state(&pick("optim.")).map_err(|e| Error::Format {
+            file: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
     }
-    crate::rng::set_default_generator_state(field(path, &meta, "rng_seed")?, field(path, &meta, "rng_offset")?);
-    Ok((Progress { step: field(path, &meta, "step")?, epoch: field(path, &meta, "epoch")? }, meta))
+    crate::rng::set_default_generator_state(
+        field(path, &meta, "rng_seed")?,
+        field(path, &meta, "rng_offset")?,
+    );
+    Ok((
+        Progress {
+            step: field(path, &meta, "step")?,
+            epoch: field(path, &meta, "epoch")?,
+        },
+        meta,
+    ))
 }

@@ -23,7 +23,16 @@ pub struct Conv2d {
 impl Conv2d {
     /// A square-kernel convolution with stride 1, no dilation, one group.
     pub fn new(inputs: usize, outputs: usize, kernel: usize, padding: usize) -> Result<Self> {
-        Conv2d::with_options(inputs, outputs, [kernel, kernel], [1, 1], [padding, padding], [1, 1], 1, true)
+        Conv2d::with_options(
+            inputs,
+            outputs,
+            [kernel, kernel],
+            [1, 1],
+            [padding, padding],
+            [1, 1],
+            1,
+            true,
+        )
     }
     /// Every option, as in `torch.nn.Conv2d`.
     #[allow(clippy::too_many_arguments)]
@@ -40,8 +49,15 @@ impl Conv2d {
         let groups = groups.max(1);
         let fan_in = inputs / groups * kernel[0] * kernel[1];
         Ok(Conv2d {
-            weight: init::kaiming_uniform(&[outputs, inputs / groups, kernel[0], kernel[1]], fan_in)?,
-            bias: if bias { Some(init::kaiming_uniform(&[outputs], fan_in)?) } else { None },
+            weight: init::kaiming_uniform(
+                &[outputs, inputs / groups, kernel[0], kernel[1]],
+                fan_in,
+            )?,
+            bias: if bias {
+                Some(init::kaiming_uniform(&[outputs], fan_in)?)
+            } else {
+                None
+            },
             stride,
             padding,
             dilation,
@@ -52,7 +68,14 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding, self.dilation, self.groups)
+        x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);
@@ -62,7 +85,13 @@ impl Module for Conv2d {
     }
     fn describe(&self) -> String {
         let s = self.weight.shape();
-        format!("Conv2d({} -> {}, {}x{})", s[1] * self.groups, s[0], s[2], s[3])
+        format!(
+            "Conv2d({} -> {}, {}x{})",
+            s[1] * self.groups,
+            s[0],
+            s[2],
+            s[3]
+        )
     }
 }
 
@@ -99,7 +128,14 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.conv1d(&self.weight, self.bias.as_ref(), self.stride, self.padding, self.dilation, self.groups)
+        x.conv1d(
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);

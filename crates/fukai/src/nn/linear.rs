@@ -18,7 +18,11 @@ impl Linear {
     pub fn new(inputs: usize, outputs: usize, bias: bool) -> Result<Self> {
         Ok(Linear {
             weight: init::kaiming_uniform(&[outputs, inputs], inputs)?,
-            bias: if bias { Some(init::kaiming_uniform(&[outputs], inputs)?) } else { None },
+            bias: if bias {
+                Some(init::kaiming_uniform(&[outputs], inputs)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -27,7 +31,12 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.weight.shape()[1];
         if x.rank() == 0 || x.shape()[x.rank() - 1] != k {
-            bail!("Linear", "input shape {:?}: last dim must be {k} (weight {:?})", x.shape(), self.weight.shape());
+            bail!(
+                "Linear",
+                "input shape {:?}: last dim must be {k} (weight {:?})",
+                x.shape(),
+                self.weight.shape()
+            );
         }
         let y = x.matmul(&self.weight.t()?)?;
         match &self.bias {
@@ -42,7 +51,11 @@ impl Module for Linear {
         }
     }
     fn describe(&self) -> String {
-        format!("Linear({} -> {})", self.weight.shape()[1], self.weight.shape()[0])
+        format!(
+            "Linear({} -> {})",
+            self.weight.shape()[1],
+            self.weight.shape()[0]
+        )
     }
 }
 
@@ -55,7 +68,9 @@ pub struct Embedding {
 impl Embedding {
     /// A new table.
     pub fn new(vocab: usize, dim: usize) -> Result<Self> {
-        Ok(Embedding { weight: Tensor::randn(&[vocab, dim], DType::F32)?.with_grad()? })
+        Ok(Embedding {
+            weight: Tensor::randn(&[vocab, dim], DType::F32)?.with_grad()?,
+        })
     }
 }
 
@@ -67,6 +82,10 @@ impl Module for Embedding {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);
     }
     fn describe(&self) -> String {
-        format!("Embedding({}, {})", self.weight.shape()[0], self.weight.shape()[1])
+        format!(
+            "Embedding({}, {})",
+            self.weight.shape()[0],
+            self.weight.shape()[1]
+        )
     }
 }

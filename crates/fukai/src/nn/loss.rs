@@ -22,12 +22,19 @@ fn targets(op: &'static str, logits: &Tensor, t: &Tensor, ignore: Option<i64>) -
     }
     let (n, c) = (logits.shape()[0], logits.shape()[1]);
     if t.shape() != [n] {
-        bail!(op, "targets must be [{n}] class indices, found shape {:?}", t.shape());
+        bail!(
+            op,
+            "targets must be [{n}] class indices, found shape {:?}",
+            t.shape()
+        );
     }
     let v: Vec<i64> = match t.dtype() {
         DType::I64 => t.to_vec()?,
         DType::U32 => t.to_vec::<u32>()?.into_iter().map(i64::from).collect(),
-        other => bail!(op, "targets must be i64 or u32 class indices, found {other}"),
+        other => bail!(
+            op,
+            "targets must be i64 or u32 class indices, found {other}"
+        ),
     };
     for (i, &y) in v.iter().enumerate() {
         if Some(y) != ignore && (y < 0 || y as usize >= c) {
@@ -44,11 +51,18 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 
 /// Cross-entropy with label smoothing and ignore_index, fused: one pass computes the loss and
 /// keeps softmax for a one-pass backward.
-pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, opts: CrossEntropyOpts) -> Result<Tensor> {
+pub fn cross_entropy_with(
+    logits: &Tensor,
+    target: &Tensor,
+    opts: CrossEntropyOpts,
+) -> Result<Tensor> {
     check_float("cross_entropy", logits)?;
     let eps = opts.label_smoothing;
     if !(0.0..=1.0).contains(&eps) {
-        bail!("cross_entropy", "label_smoothing must be in [0, 1], found {eps}");
+        bail!(
+            "cross_entropy",
+            "label_smoothing must be in [0, 1], found {eps}"
+        );
     }
     let y = targets("cross_entropy", logits, target, opts.ignore_index)?;
     let (n, c) = (logits.shape()[0], logits.shape()[1]);
@@ -67,7 +81,7 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, opts: CrossEntropyOp
                     s += *p;
                 }
                 let inv = T::ONE / s;
-                probs[i * c..(i + 1) * c].iter_mut().for_each(|p| *p = *p * inv);
+                probs[i * c..(i + 1) * c].iter_mut().for_each(|p| *p *= inv);
                 if valid[i] {
                     let lse = (s.ln() + m).to_f64();
                     let mean_x = row.iter().map(|v| v.to_f64()).sum::<f64>() / c as f64;
@@ -79,37 +93,62 @@ pub fn cross_entropy_with(logits: &Tensor, target: &Tensor, opts: CrossEntropyOp
         let (s, l) = wrap(vec![T::c(loss)], &[]);
         (s, l, crate::tensor::Tensor::from_vec(probs, &[n, c])?)
     });
-    Ok(Tensor::op_result("cross_entropy", storage, layout, &[logits], move || {
-        Box::new(move |g, _| {
-            let scale = g.item()? / n_valid as f64;
-            let grad = float_dispatch!(probs.dtype(), T => {
-                let mut d = probs.to_vec::<T>()?;
-                for i in 0..n {
-                    let row = &mut d[i * c..(i + 1) * c];
-                    if !valid[i] {
-                        row.iter_mut().for_each(|v| *v = T::ZERO);
-                        continue;
+    Ok(Tensor::op_result(
+        "cross_entropy",
+        storage,
+        layout,
+        &[logits],
+        move || {
+            Box::new(move |g, _| {
+                let scale = g.item()? / n_valid as f64;
+                let grad = float_dispatch!(probs.dtype(), T => {
+                    let mut d = probs.to_vec::<T>()?;
+                    for i in 0..n {
+                        let row = &mut d[i * c..(i + 1) * c];
+                        if !valid[i] {
+                            row.iter_mut().for_each(|v| *v = T::ZERO);
+                            continue;
+                        }
+                        row[y[i] as usize] -= T::c(1.0 - eps);
+                        for v in row.iter_mut() {
+                            *v = (*v - T::c(eps / c as f64)) * T::c(scale);
+                        }
                     }
-                    row[y[i] as usize] = row[y[i] as usize] - T::c(1.0 - eps);
-                    for v in row.iter_mut() {
-                        *v = (*v - T::c(eps / c as f64)) * T::c(scale);
-                    }
-                }
-                Tensor::from_vec(d, &[n, c])?
-            });
-            Ok(vec![Some(grad)])
-        })
-    }))
+                    Tensor::from_vec(d, &[n, c])?
+                });
+                Ok(vec![Some(grad)])
+            })
+        },
+    ))
 }
 
 /// The same loss as [`cross_entropy_with`] from primitive ops (log_softmax, gather, mean).
-pub fn cross_entropy_composite(logits: &Tensor, target: &Tensor, opts: CrossEntropyOpts) -> Result<Tensor> {
+pub fn cross_entropy_composite(
+    logits: &Tensor,
+    target: &Tensor,
+    opts: CrossEntropyOpts,
+) -> Result<Tensor> {
     let y = targets("cross_entropy", logits, target, opts.ignore_index)?;
     let n = logits.shape()[0];
-    let keep: Vec<f64> = y.iter().map(|&t| if Some(t) == opts.ignore_index { 0.0 } else { 1.0 }).collect();
-    let safe: Vec<i64> = y.iter().map(|&t| if Some(t) == opts.ignore_index { 0 } else { t }).collect();
+    let keep: Vec<f64> = y
+        .iter()
+        .map(|&t| {
+            if Some(t) == opts.ignore_index {
+                0.0
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let safe: Vec<i64> = y
+        .iter()
+        .map(|&t| if Some(t) == opts.ignore_index { 0 } else { t })
+        .collect();
     let logp = logits.log_softmax(-1)?;
-    let nll = logp.gather(1, &Tensor::from_vec(safe, &[n, 1])?)?.neg()?.squeeze(1)?;
+    let nll = logp
+        .gather(1, &Tensor::from_vec(safe, &[n, 1])?)?
+        .neg()?
+        .squeeze(1)?;
     let smooth = logp.mean(&[-1], false)?.neg()?;
     let eps = opts.label_smoothing;
     let per_row = nll.mul_scalar(1.0 - eps)?.add(&smooth.mul_scalar(eps)?)?;
@@ -127,7 +166,12 @@ pub fn nll_loss(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
-        bail!(op, "input {:?} and target {:?} must have the same shape", a.shape(), b.shape());
+        bail!(
+            op,
+            "input {:?} and target {:?} must have the same shape",
+            a.shape(),
+            b.shape()
+        );
     }
     Ok(())
 }
@@ -148,5 +192,9 @@ pub fn l1_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     same_shape("binary_cross_entropy_with_logits", logits, target)?;
     let softplus = logits.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?;
-    logits.relu()?.sub(&logits.mul(target)?)?.add(&softplus)?.mean_all()
+    logits
+        .relu()?
+        .sub(&logits.mul(target)?)?
+        .add(&softplus)?
+        .mean_all()
 }

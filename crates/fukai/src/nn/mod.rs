@@ -11,8 +11,8 @@ mod pool;
 mod sequential;
 
 pub use activation::{Activation, Dropout, Flatten};
-pub use init::{kaiming_uniform, uniform_bound};
 pub use conv::{Conv1d, Conv2d};
+pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
@@ -42,7 +42,11 @@ pub trait Module: Send + Sync {
     fn set_training(&mut self, _on: bool) {}
     /// The module's name in summaries, e.g. `"Linear(784 -> 256)"`.
     fn describe(&self) -> String {
-        std::any::type_name::<Self>().rsplit("::").next().unwrap_or("Module").to_string()
+        std::any::type_name::<Self>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("Module")
+            .to_string()
     }
 
     /// Parameters with their names.
@@ -57,7 +61,10 @@ pub trait Module: Send + Sync {
     }
     /// Parameters only.
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+        self.named_parameters()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
     /// Parameters and buffers with their names: what a checkpoint stores.
     fn state_dict(&self) -> Vec<(String, Tensor)> {
@@ -75,7 +82,11 @@ pub trait Module: Send + Sync {
         let own = self.state_dict();
         for (name, t) in &own {
             let Some((_, src)) = state.iter().find(|(n, _)| n == name) else {
-                bail!("load_state_dict", "missing tensor {name:?} (shape {:?})", t.shape());
+                bail!(
+                    "load_state_dict",
+                    "missing tensor {name:?} (shape {:?})",
+                    t.shape()
+                );
             };
             if src.shape() != t.shape() || src.dtype() != t.dtype() {
                 bail!(
@@ -89,7 +100,10 @@ pub trait Module: Send + Sync {
             }
         }
         if let Some((n, _)) = state.iter().find(|(n, _)| !own.iter().any(|(o, _)| o == n)) {
-            bail!("load_state_dict", "unexpected tensor {n:?}: the model has no such parameter or buffer");
+            bail!(
+                "load_state_dict",
+                "unexpected tensor {n:?}: the model has no such parameter or buffer"
+            );
         }
         // Validate everything before writing anything: a failed load leaves the model untouched.
         for (name, t) in &own {

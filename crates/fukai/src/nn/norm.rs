@@ -43,7 +43,11 @@ impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.weight.numel();
         if !(2..=4).contains(&x.rank()) || x.shape()[1] != c {
-            bail!("BatchNorm", "input shape {:?}: expected [N, {c}], [N, {c}, L] or [N, {c}, H, W]", x.shape());
+            bail!(
+                "BatchNorm",
+                "input shape {:?}: expected [N, {c}], [N, {c}, L] or [N, {c}, H, W]",
+                x.shape()
+            );
         }
         // Broadcast [C] against dim 1.
         let mut bshape = vec![1; x.rank()];
@@ -52,30 +56,65 @@ impl Module for BatchNorm {
         let (mean, var) = if self.training {
             let n = x.numel() / c;
             if n < 2 {
-                bail!("BatchNorm", "training needs more than one value per channel, got input {:?}", x.shape());
+                bail!(
+                    "BatchNorm",
+                    "training needs more than one value per channel, got input {:?}",
+                    x.shape()
+                );
             }
             let mean = x.mean(&dims, true)?;
             let var = x.var(&dims, 0, true)?;
             let _g = crate::no_grad();
             let m = self.momentum;
-            let unbiased = var.detach().mul_scalar(n as f64 / (n - 1) as f64)?.reshape(&[c])?;
-            self.running_mean.copy_from(&self.running_mean.mul_scalar(1.0 - m)?.add(&mean.detach().reshape(&[c])?.mul_scalar(m)?)?)?;
-            self.running_var.copy_from(&self.running_var.mul_scalar(1.0 - m)?.add(&unbiased.mul_scalar(m)?)?)?;
+            let unbiased = var
+                .detach()
+                .mul_scalar(n as f64 / (n - 1) as f64)?
+                .reshape(&[c])?;
+            self.running_mean.copy_from(
+                &self
+                    .running_mean
+                    .mul_scalar(1.0 - m)?
+                    .add(&mean.detach().reshape(&[c])?.mul_scalar(m)?)?,
+            )?;
+            self.running_var.copy_from(
+                &self
+                    .running_var
+                    .mul_scalar(1.0 - m)?
+                    .add(&unbiased.mul_scalar(m)?)?,
+            )?;
             let t = self.num_batches_tracked.item()? as i64;
-            self.num_batches_tracked.copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
+            self.num_batches_tracked
+                .copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
             (mean, var)
         } else {
-            (self.running_mean.reshape(&bshape)?, self.running_var.reshape(&bshape)?)
+            (
+                self.running_mean.reshape(&bshape)?,
+                self.running_var.reshape(&bshape)?,
+            )
         };
         let inv = var.add_scalar(self.eps)?.rsqrt()?;
-        x.sub(&mean)?.mul(&inv.mul(&self.weight.reshape(&bshape)?)?)?.add(&self.bias.reshape(&bshape)?)
+        x.sub(&mean)?
+            .mul(&inv.mul(&self.weight.reshape(&bshape)?)?)?
+            .add(&self.bias.reshape(&bshape)?)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);
         f(&join(prefix, "bias"), &self.bias, TensorKind::Parameter);
-        f(&join(prefix, "running_mean"), &self.running_mean, TensorKind::Buffer);
-        f(&join(prefix, "running_var"), &self.running_var, TensorKind::Buffer);
-        f(&join(prefix, "num_batches_tracked"), &self.num_batches_tracked, TensorKind::Buffer);
+        f(
+            &join(prefix, "running_mean"),
+            &self.running_mean,
+            TensorKind::Buffer,
+        );
+        f(
+            &join(prefix, "running_var"),
+            &self.running_var,
+            TensorKind::Buffer,
+        );
+        f(
+            &join(prefix, "num_batches_tracked"),
+            &self.num_batches_tracked,
+            TensorKind::Buffer,
+        );
     }
     fn set_training(&mut self, on: bool) {
         self.training = on;
@@ -109,12 +148,19 @@ impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let d = self.weight.numel();
         if x.rank() == 0 || x.shape()[x.rank() - 1] != d {
-            bail!("LayerNorm", "input shape {:?}: last dim must be {d}", x.shape());
+            bail!(
+                "LayerNorm",
+                "input shape {:?}: last dim must be {d}",
+                x.shape()
+            );
         }
         let mean = x.mean(&[-1], true)?;
         let centered = x.sub(&mean)?;
         let var = centered.square()?.mean(&[-1], true)?;
-        centered.mul(&var.add_scalar(self.eps)?.rsqrt()?)?.mul(&self.weight)?.add(&self.bias)
+        centered
+            .mul(&var.add_scalar(self.eps)?.rsqrt()?)?
+            .mul(&self.weight)?
+            .add(&self.bias)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);

@@ -17,7 +17,11 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     /// Square window `k` with stride `k`.
     pub fn new(k: usize) -> Self {
-        MaxPool2d { kernel: [k, k], stride: [k, k], padding: [0, 0] }
+        MaxPool2d {
+            kernel: [k, k],
+            stride: [k, k],
+            padding: [0, 0],
+        }
     }
 }
 
@@ -43,7 +47,11 @@ pub struct AvgPool2d {
 impl AvgPool2d {
     /// Square window `k` with stride `k`.
     pub fn new(k: usize) -> Self {
-        AvgPool2d { kernel: [k, k], stride: [k, k], padding: [0, 0] }
+        AvgPool2d {
+            kernel: [k, k],
+            stride: [k, k],
+            padding: [0, 0],
+        }
     }
 }
 

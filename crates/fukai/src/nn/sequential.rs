@@ -16,6 +16,7 @@ impl Sequential {
         Self::default()
     }
     /// Appends a layer (builder style).
+    #[allow(clippy::should_implement_trait)] // PyTorch's name; not `+` (takes a module, not a Sequential)
     pub fn add(mut self, m: impl Module + 'static) -> Self {
         self.layers.push(Box::new(m));
         self

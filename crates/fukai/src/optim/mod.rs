@@ -45,7 +45,10 @@ pub(crate) struct Slots {
 
 impl Slots {
     pub(crate) fn new(name: &'static str, n: usize) -> Self {
-        Slots { name, bufs: vec![None; n] }
+        Slots {
+            name,
+            bufs: vec![None; n],
+        }
     }
     /// The buffer for parameter `i`, zero-initialized on first use.
     pub(crate) fn get(&mut self, i: usize, len: usize) -> &mut Vec<f32> {
@@ -57,7 +60,10 @@ impl Slots {
     pub(crate) fn save(&self, params: &[Tensor], out: &mut Vec<(String, Tensor)>) -> Result<()> {
         for (i, b) in self.bufs.iter().enumerate() {
             if let Some(b) = b {
-                out.push((format!("{}.{i}", self.name), Tensor::from_vec(b.clone(), params[i].shape())?));
+                out.push((
+                    format!("{}.{i}", self.name),
+                    Tensor::from_vec(b.clone(), params[i].shape())?,
+                ));
             }
         }
         Ok(())
@@ -67,7 +73,12 @@ impl Slots {
             let key = format!("{}.{i}", self.name);
             self.bufs[i] = match state.iter().find(|(n, _)| *n == key) {
                 Some((_, t)) if t.shape() == p.shape() => Some(t.to_vec::<f32>()?),
-                Some((_, t)) => bail!("load_state", "{key}: shape {:?} does not match parameter {:?}", t.shape(), p.shape()),
+                Some((_, t)) => bail!(
+                    "load_state",
+                    "{key}: shape {:?} does not match parameter {:?}",
+                    t.shape(),
+                    p.shape()
+                ),
                 None => None,
             };
         }
@@ -76,11 +87,19 @@ impl Slots {
 }
 
 /// Runs `f(param_index, weights, grad)` for every parameter that has a gradient.
-pub(crate) fn for_each_grad(params: &[Tensor], mut f: impl FnMut(usize, &mut [f32], &[f32])) -> Result<()> {
+pub(crate) fn for_each_grad(
+    params: &[Tensor],
+    mut f: impl FnMut(usize, &mut [f32], &[f32]),
+) -> Result<()> {
     for (i, p) in params.iter().enumerate() {
         let Some(g) = p.grad() else { continue };
         if g.shape() != p.shape() {
-            bail!("optimizer", "parameter {i}: gradient {:?} vs parameter {:?}", g.shape(), p.shape());
+            bail!(
+                "optimizer",
+                "parameter {i}: gradient {:?} vs parameter {:?}",
+                g.shape(),
+                p.shape()
+            );
         }
         g.with_f32(|gs| p.update_f32(|w| f(i, w, gs)))??;
     }

@@ -50,7 +50,13 @@ impl RmsProp {
 
 impl Optimizer for RmsProp {
     fn step(&mut self) -> Result<()> {
-        let (lr, a, eps, mom, wd) = (self.lr as f32, self.alpha, self.eps, self.momentum, self.weight_decay);
+        let (lr, a, eps, mom, wd) = (
+            self.lr as f32,
+            self.alpha,
+            self.eps,
+            self.momentum,
+            self.weight_decay,
+        );
         let (sqs, bufs) = (&mut self.sq, &mut self.buf);
         for_each_grad(&self.params, |i, w, g| {
             let sq = sqs.get(i, w.len());

@@ -36,11 +36,19 @@ pub enum LrSchedule {
 impl LrSchedule {
     /// The rate at `step` (0-based) for base rate `base`.
     pub fn lr(&self, base: f64, step: usize) -> f64 {
-        let cos = |from: f64, to: f64, frac: f64| to + (from - to) * 0.5 * (1.0 + (PI * frac.clamp(0.0, 1.0)).cos());
+        let cos = |from: f64, to: f64, frac: f64| {
+            to + (from - to) * 0.5 * (1.0 + (PI * frac.clamp(0.0, 1.0)).cos())
+        };
         match *self {
             LrSchedule::Constant => base,
-            LrSchedule::Step { step_size, gamma } => base * gamma.powi((step / step_size.max(1)) as i32),
-            LrSchedule::WarmupCosine { warmup, total, min_lr } => {
+            LrSchedule::Step { step_size, gamma } => {
+                base * gamma.powi((step / step_size.max(1)) as i32)
+            }
+            LrSchedule::WarmupCosine {
+                warmup,
+                total,
+                min_lr,
+            } => {
                 if step < warmup {
                     base * (step + 1) as f64 / warmup as f64
                 } else {
@@ -68,14 +76,24 @@ mod tests {
 
     #[test]
     fn shapes_of_schedules() {
-        let c = LrSchedule::WarmupCosine { warmup: 10, total: 110, min_lr: 1e-4 };
+        let c = LrSchedule::WarmupCosine {
+            warmup: 10,
+            total: 110,
+            min_lr: 1e-4,
+        };
         assert!((c.lr(1e-3, 0) - 1e-4).abs() < 1e-12);
         assert!((c.lr(1e-3, 9) - 1e-3).abs() < 1e-12);
         assert!((c.lr(1e-3, 110) - 1e-4).abs() < 1e-12);
-        let s = LrSchedule::Step { step_size: 5, gamma: 0.5 };
+        let s = LrSchedule::Step {
+            step_size: 5,
+            gamma: 0.5,
+        };
         assert_eq!(s.lr(1.0, 4), 1.0);
         assert_eq!(s.lr(1.0, 10), 0.25);
-        let o = LrSchedule::OneCycle { total: 100, pct_start: 0.3 };
+        let o = LrSchedule::OneCycle {
+            total: 100,
+            pct_start: 0.3,
+        };
         assert!((o.lr(1.0, 0) - 0.04).abs() < 1e-12);
         assert!(o.lr(1.0, 29) > 0.99);
         assert!(o.lr(1.0, 99) < 1e-5);

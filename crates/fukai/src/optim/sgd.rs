@@ -18,7 +18,14 @@ impl Sgd {
     /// Plain SGD at learning rate `lr`.
     pub fn new(params: Vec<Tensor>, lr: f64) -> Self {
         let n = params.len();
-        Sgd { params, lr, momentum: 0.0, nesterov: false, weight_decay: 0.0, bufs: Slots::new("momentum_buffer", n) }
+        Sgd {
+            params,
+            lr,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            bufs: Slots::new("momentum_buffer", n),
+        }
     }
     /// Heavy-ball momentum factor.
     pub fn momentum(mut self, m: f64) -> Self {
@@ -39,13 +46,21 @@ impl Sgd {
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        let (lr, mom, nest, wd) = (self.lr as f32, self.momentum, self.nesterov, self.weight_decay);
+        let (lr, mom, nest, wd) = (
+            self.lr as f32,
+            self.momentum,
+            self.nesterov,
+            self.weight_decay,
+        );
         let bufs = &mut self.bufs;
         for_each_grad(&self.params, |i, w, g| {
             let fresh = !bufs.is_set(i);
             let buf = (mom != 0.0).then(|| bufs.get(i, w.len()));
             match buf {
-                None => w.iter_mut().zip(g).for_each(|(w, &g)| *w -= lr * (g + wd * *w)),
+                None => w
+                    .iter_mut()
+                    .zip(g)
+                    .for_each(|(w, &g)| *w -= lr * (g + wd * *w)),
                 Some(b) => {
                     for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
                         let d = g + wd * *w;

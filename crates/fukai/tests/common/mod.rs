@@ -19,6 +19,8 @@ pub const TOL: f64 = 1e-5;
 pub struct Fixtures {
     name: String,
     file: SafetensorsFile,
+    /// Case-name prefixes this test replays (all cases when empty).
+    only: Vec<String>,
     done: RefCell<BTreeSet<String>>,
     /// (case, worst relative error over outputs and gradients)
     worst: RefCell<Vec<(String, f64)>>,
@@ -91,10 +93,19 @@ impl Fixtures {
         Fixtures {
             name: name.to_string(),
             file,
+            only: Vec::new(),
             done: RefCell::default(),
             worst: RefCell::default(),
             failures: RefCell::default(),
         }
+    }
+
+    /// Like [`Fixtures::open`], for a test that replays only the cases whose names start with
+    /// one of `prefixes` (a file shared by several tests).
+    pub fn open_subset(name: &str, prefixes: &[&str]) -> Fixtures {
+        let mut fx = Fixtures::open(name);
+        fx.only = prefixes.iter().map(|p| p.to_string()).collect();
+        fx
     }
 
     fn get(&self, case: &str, field: &str) -> Result<Tensor> {
@@ -111,7 +122,53 @@ impl Fixtures {
             .tensors()
             .iter()
             .filter_map(|(n, _)| n.split_once('.').map(|(c, _)| c.to_string()))
+            .filter(|c| self.only.is_empty() || self.only.iter().any(|p| c.starts_with(p.as_str())))
             .collect()
+    }
+
+    /// The stored tensor `<case>.<field>` as a fresh leaf with its own memory, for cases
+    /// replayed by hand (optimizer trajectories) rather than through [`Fixtures::check`].
+    pub fn tensor(&self, case: &str, field: &str) -> Tensor {
+        let t = self
+            .get(case, field)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+        let copy = match t.dtype() {
+            DType::F32 => Tensor::from_vec(t.to_vec::<f32>().expect("f32"), t.shape()),
+            DType::I64 => Tensor::from_vec(t.to_vec::<i64>().expect("i64"), t.shape()),
+            other => panic!("{case}.{field}: unexpected dtype {other}"),
+        };
+        copy.expect("same shape")
+    }
+
+    /// Worst `|got - want| / max(1, |want|)` and where, as the harness measures it.
+    pub fn error(got: &Tensor, want: &Tensor) -> std::result::Result<(f64, String), String> {
+        compare(got, want)
+    }
+
+    /// Records the outcome of a case replayed by hand: its worst error against `tol`, or a
+    /// failure message.
+    pub fn record(
+        &self,
+        case: &str,
+        outcome: std::result::Result<(f64, String), String>,
+        tol: f64,
+    ) {
+        if !self.done.borrow_mut().insert(case.to_string()) {
+            self.fail(case, "replayed twice".into());
+            return;
+        }
+        match outcome {
+            Ok(worst) => {
+                if worst.0.is_nan() || worst.0 > tol {
+                    self.fail(
+                        case,
+                        format!("error {:.3e} > {tol:e} at {}", worst.0, worst.1),
+                    );
+                }
+                self.worst.borrow_mut().push((case.to_string(), worst.0));
+            }
+            Err(msg) => self.fail(case, msg),
+        }
     }
 
     /// Replays a case with one output; see [`Fixtures::check`].
