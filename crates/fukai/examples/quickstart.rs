@@ -15,7 +15,10 @@ fn main() -> fukai::Result<()> {
     let train = DataLoader::new(Arc::new(all.subset(train_rows)?), 64).shuffle(0);
     let test = DataLoader::new(Arc::new(all.subset(test_rows)?), 500);
 
-    let model = Sequential::new().add(Linear::new(784, 128, true)?).add(Activation::Relu).add(Linear::new(128, 10, true)?);
+    let model = Sequential::new()
+        .add(Linear::new(784, 128, true)?)
+        .add(Activation::Relu)
+        .add(Linear::new(128, 10, true)?);
     let mut opt = Adam::new(model.parameters(), 1e-3);
     for epoch in 0..5 {
         for batch in train.epoch(epoch) {
@@ -30,10 +33,18 @@ fn main() -> fukai::Result<()> {
         for batch in test.epoch(0) {
             let b = batch?;
             let pred = model.forward(&b.x)?.argmax(-1, false)?.to_vec::<i64>()?;
-            right += pred.iter().zip(b.y.to_vec::<i64>()?).filter(|(p, y)| **p == *y).count();
+            right += pred
+                .iter()
+                .zip(b.y.to_vec::<i64>()?)
+                .filter(|(p, y)| **p == *y)
+                .count();
             n += pred.len();
         }
-        println!("epoch {}: test accuracy {:.2}%", epoch + 1, 100.0 * right as f64 / n as f64);
+        println!(
+            "epoch {}: test accuracy {:.2}%",
+            epoch + 1,
+            100.0 * right as f64 / n as f64
+        );
     }
     fukai::io::save_safetensors("quickstart.safetensors", &model.state_dict(), None)
 }

@@ -2,6 +2,8 @@
 //! for the method): `tests/fixtures/ops_conv.safetensors`, written by
 //! `scripts/torch_fixtures.py`. Tolerance `|fukai - torch| <= 1e-5 * max(1, |torch|)`.
 
+#![allow(clippy::type_complexity)] // case tables are tuples of (name, stride, padding, dilation, ...)
+
 mod common;
 
 use common::Fixtures;
