@@ -196,7 +196,8 @@ fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
 }
 
 /// Safe face of [`gemm_raw`]: checks that every element the strides reach is in bounds.
-/// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands as (row, col) strides.
+/// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands given by
+/// (row, col) strides.
 #[allow(clippy::too_many_arguments)]
 fn gemm<T: Float>(
     (m, n, k): (usize, usize, usize),
