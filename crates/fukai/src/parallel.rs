@@ -72,12 +72,13 @@ pub fn for_each_chunk_mut_with<T: Send, S>(
 }
 
 /// A Vec of `len` elements built in `chunk`-sized pieces by `f(scratch, index, piece)`, in
-/// parallel (scratch as in [`for_each_chunk_mut_with`]). Each piece is set to `fill` by the
-/// thread that then runs `f` on it, so no serial pass clears the whole buffer first.
+/// parallel (scratch as in [`for_each_chunk_mut_with`]). Each piece is first set, `row` elements
+/// at a time, to `fill(row index within the piece)` by the thread that then runs `f` on it, so
+/// no serial pass clears the whole buffer first.
 pub fn build_chunks<T: Copy + Send + Sync, S>(
     len: usize,
-    chunk: usize,
-    fill: T,
+    (chunk, row): (usize, usize),
+    fill: impl Fn(usize) -> T + Sync + Send,
     init: impl Fn() -> S + Sync + Send,
     f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
@@ -87,8 +88,11 @@ pub fn build_chunks<T: Copy + Send + Sync, S>(
         chunk,
         init,
         |s, i, c| {
-            for e in c.iter_mut() {
-                e.write(fill);
+            for (r, part) in c.chunks_mut(row.max(1)).enumerate() {
+                let x = fill(r);
+                for e in part {
+                    e.write(x);
+                }
             }
             // SAFETY: every element of `c` was initialized just above, and `MaybeUninit<T>` has
             // the layout of `T`.

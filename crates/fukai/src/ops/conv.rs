@@ -148,8 +148,8 @@ fn conv_impl(
         Box::new(move |gy, needs| {
             let (need_x, need_w) = (needs[0], needs[1]);
             let grads = float_dispatch!(dtype, T => with_contig::<T, _>(gy, |gv| {
-                let dx = need_x.then(|| with_contig::<T, _>(&ws, |wv| conv_input_grad(&g, wv, gv)));
-                let dw = need_w.then(|| with_contig::<T, _>(&xs, |xv| conv_weight_grad(&g, xv, gv)));
+                let dx = need_x.then(|| with_contig::<T, _>(&ws, |w| conv_input_grad(&g, w, gv)));
+                let dw = need_w.then(|| with_contig::<T, _>(&xs, |x| conv_weight_grad(&g, x, gv)));
                 let mut grads = vec![
                     dx.map(|v| tensor(v, xs.shape())),
                     dw.map(|v| tensor(v, ws.shape())),
@@ -165,8 +165,8 @@ fn conv_impl(
 }
 
 impl Tensor {
-    /// 2-D convolution (PyTorch's `conv2d`): input [N, C, H, W] (or unbatched [C, H, W]),
-    /// weight [O, C/groups, kh, kw], optional bias [O]; output [N, O, OH, OW] with
+    /// 2-D convolution (PyTorch's `conv2d`): input `[N, C, H, W]` (or unbatched `[C, H, W]`),
+    /// weight `[O, C/groups, kh, kw]`, optional bias `[O]`; output `[N, O, OH, OW]` with
     /// `OH = (H + 2*padding - dilation*(kh-1) - 1) / stride + 1` (likewise OW).
     pub fn conv2d(
         &self,
@@ -200,8 +200,8 @@ impl Tensor {
         conv_impl("conv2d", ["height", "width"], self, weight, bias, p)
     }
 
-    /// 1-D convolution (PyTorch's `conv1d`): input [N, C, L] (or unbatched [C, L]), weight
-    /// [O, C/groups, k], optional bias [O]; output [N, O, OL]. Runs as a conv2d of height 1.
+    /// 1-D convolution (PyTorch's `conv1d`): input `[N, C, L]` (or unbatched `[C, L]`), weight
+    /// `[O, C/groups, k]`, optional bias `[O]`; output `[N, O, OL]`. Runs as a conv2d of height 1.
     pub fn conv1d(
         &self,
         weight: &Tensor,

@@ -196,7 +196,8 @@ fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
 }
 
 /// Safe face of [`gemm_raw`]: checks that every element the strides reach is in bounds.
-/// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands as (row, col) strides.
+/// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands given by
+/// (row, col) strides.
 #[allow(clippy::too_many_arguments)]
 fn gemm<T: Float>(
     (m, n, k): (usize, usize, usize),
@@ -260,13 +261,9 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
     }
     let par = inner_par(g.n, og, l, kg);
     let init = || vec![T::ZERO; g.col_len()];
-    build_chunks(g.n * g.o * l, g.o * l, T::ZERO, init, |col, n, y| {
+    let fill = |o: usize| bias.map_or(T::ZERO, |b| b[o]);
+    build_chunks(g.n * g.o * l, (g.o * l, l), fill, init, |col, n, y| {
         let xs = &x[n * chw..(n + 1) * chw];
-        if let Some(b) = bias {
-            for (row, &bv) in y.chunks_exact_mut(l).zip(b) {
-                row.fill(bv);
-            }
-        }
         let src: &[T] = if g.direct() {
             xs
         } else {
@@ -297,26 +294,32 @@ pub(crate) fn conv_input_grad<T: Float>(g: &ConvGeom, w: &[T], gy: &[T]) -> Vec<
     }
     let par = inner_par(g.n, kg, l, og);
     let init = || vec![T::ZERO; g.col_len()];
-    build_chunks(g.n * chw, chw, T::ZERO, init, |col, n, dx| {
-        let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
-        let dcol: &mut [T] = if g.direct() { dx } else { col };
-        for gi in 0..g.groups {
-            gemm(
-                (kg, l, og),
-                &mut dcol[gi * kg * l..],
-                l,
-                &w[gi * og * kg..],
-                (1, kg),
-                &gys[gi * og * l..],
-                (l, 1),
-                false,
-                par,
-            );
-        }
-        if !g.direct() {
-            col2im(g, col, dx);
-        }
-    })
+    build_chunks(
+        g.n * chw,
+        (chw, chw),
+        |_| T::ZERO,
+        init,
+        |col, n, dx| {
+            let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
+            let dcol: &mut [T] = if g.direct() { dx } else { col };
+            for gi in 0..g.groups {
+                gemm(
+                    (kg, l, og),
+                    &mut dcol[gi * kg * l..],
+                    l,
+                    &w[gi * og * kg..],
+                    (1, kg),
+                    &gys[gi * og * l..],
+                    (l, 1),
+                    false,
+                    par,
+                );
+            }
+            if !g.direct() {
+                col2im(g, col, dx);
+            }
+        },
+    )
 }
 
 /// How many partial weight gradients backward sums (one per chunk of samples). Depends on the

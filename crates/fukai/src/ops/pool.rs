@@ -311,7 +311,7 @@ fn fixed_pool(
 }
 
 impl Tensor {
-    /// 2-D max pooling over [N, C, H, W] (or [C, H, W]); padding acts as -inf. Padding may be
+    /// 2-D max pooling over `[N, C, H, W]` (or `[C, H, W]`); padding acts as -inf. Padding may be
     /// at most half the kernel, as in PyTorch.
     pub fn max_pool2d(
         &self,
@@ -330,7 +330,7 @@ impl Tensor {
             false,
         )
     }
-    /// 1-D max pooling over [N, C, L] (or [C, L]).
+    /// 1-D max pooling over `[N, C, L]` (or `[C, L]`).
     pub fn max_pool1d(&self, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
         fixed_pool(
             "max_pool1d",
@@ -343,7 +343,7 @@ impl Tensor {
             false,
         )
     }
-    /// 2-D average pooling over [N, C, H, W] (or [C, H, W]). With `count_include_pad` the
+    /// 2-D average pooling over `[N, C, H, W]` (or `[C, H, W]`). With `count_include_pad` the
     /// padding zeros count toward each window's divisor; without, only input elements do.
     pub fn avg_pool2d(
         &self,
@@ -363,7 +363,7 @@ impl Tensor {
             count_include_pad,
         )
     }
-    /// 1-D average pooling over [N, C, L] (or [C, L]).
+    /// 1-D average pooling over `[N, C, L]` (or `[C, L]`).
     pub fn avg_pool1d(
         &self,
         kernel: usize,
@@ -382,7 +382,7 @@ impl Tensor {
             count_include_pad,
         )
     }
-    /// Averages [N, C, H, W] (or [C, H, W]) down to `out` = [OH, OW] with PyTorch's windows
+    /// Averages `[N, C, H, W]` (or `[C, H, W]`) down to `out` = `[OH, OW]` with PyTorch's windows
     /// (output row `i` reads rows `floor(i*H/OH)..ceil((i+1)*H/OH)`).
     pub fn adaptive_avg_pool2d(&self, out: [usize; 2]) -> Result<Tensor> {
         const OP: &str = "adaptive_avg_pool2d";
