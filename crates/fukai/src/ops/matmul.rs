@@ -99,12 +99,16 @@ fn matmul_kernel<T: Float>(
         out.set_len(len)
     };
     let r = batch.len();
-    let off_a: Vec<usize> = Layout::new(batch.to_vec(), la.strides()[..r].to_vec(), la.offset())
-        .indices()
-        .collect();
-    let off_b: Vec<usize> = Layout::new(batch.to_vec(), lb.strides()[..r].to_vec(), lb.offset())
-        .indices()
-        .collect();
+    // Storage offset of every matrix in the batch (a plain 2-D product skips the odometer).
+    let offsets = |l: &Layout| -> Vec<usize> {
+        if r == 0 {
+            return vec![l.offset()];
+        }
+        Layout::new(batch.to_vec(), l.strides()[..r].to_vec(), l.offset())
+            .indices()
+            .collect()
+    };
+    let (off_a, off_b) = (offsets(la), offsets(lb));
     let sa = (la.strides()[r] as isize, la.strides()[r + 1] as isize);
     let sb = (lb.strides()[r] as isize, lb.strides()[r + 1] as isize);
     let (da, db) = (a.storage().read(), b.storage().read());
