@@ -150,7 +150,7 @@ pub fn with_contig<T: StorageSlice, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) ->
     match t.layout().contiguous_range() {
         Some(r) => f(&s[r]),
         None => {
-            let v: Vec<T> = t.layout().indices().map(|i| s[i]).collect();
+            let v: Vec<T> = t.layout().gather(s);
             f(&v)
         }
     }

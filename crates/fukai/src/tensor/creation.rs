@@ -168,7 +168,7 @@ impl Tensor {
         let s = T::slice(&data).expect("dtype checked");
         Ok(match self.layout().contiguous_range() {
             Some(r) => s[r].to_vec(),
-            None => self.layout().indices().map(|i| s[i]).collect(),
+            None => self.layout().gather(s),
         })
     }
     /// The elements converted to f64, whatever the dtype.
@@ -197,16 +197,22 @@ impl Tensor {
         let s = f32::slice(&data).expect("dtype checked");
         Ok(match self.layout().contiguous_range() {
             Some(r) => f(&s[r]),
-            None => f(&self.layout().indices().map(|i| s[i]).collect::<Vec<_>>()),
+            None => f(&self.layout().gather(s)),
         })
     }
 
     /// A contiguous copy of the data in the same dtype (no graph; see `contiguous` for the op).
     pub(crate) fn copy_contiguous_storage(&self) -> CpuStorage {
         let data = self.storage().read();
-        match self.layout().contiguous_range() {
-            Some(r) => data.gather(r),
-            None => data.gather(self.layout().indices()),
+        let l = self.layout();
+        match &*data {
+            CpuStorage::F32(v) => CpuStorage::F32(l.gather(v)),
+            CpuStorage::F64(v) => CpuStorage::F64(l.gather(v)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(l.gather(v)),
+            CpuStorage::F16(v) => CpuStorage::F16(l.gather(v)),
+            CpuStorage::I64(v) => CpuStorage::I64(l.gather(v)),
+            CpuStorage::U32(v) => CpuStorage::U32(l.gather(v)),
+            CpuStorage::U8(v) => CpuStorage::U8(l.gather(v)),
         }
     }
     /// Converts to `dtype` (a copy). Differentiable between float types.

@@ -138,6 +138,37 @@ impl Layout {
     pub fn indices(&self) -> StridedIndex<'_> {
         StridedIndex::new(&self.shape, &self.strides, self.offset)
     }
+    /// The elements this layout addresses in `s`, in row-major logical order. Rows are copied
+    /// with a tight loop (a slice copy when the last dim is dense, a fill when it is
+    /// broadcast); only the outer dims walk the odometer.
+    pub fn gather<T: Copy>(&self, s: &[T]) -> Vec<T> {
+        if let Some(r) = self.contiguous_range() {
+            return s[r].to_vec();
+        }
+        let n = self.numel();
+        if n == 0 {
+            return Vec::new();
+        }
+        if self.strides.iter().all(|&st| st == 0) {
+            return vec![s[self.offset]; n];
+        }
+        let rank = self.shape.len();
+        let (w, st) = (self.shape[rank - 1], self.strides[rank - 1]);
+        let rows = Layout::new(
+            self.shape[..rank - 1].to_vec(),
+            self.strides[..rank - 1].to_vec(),
+            self.offset,
+        );
+        let mut out = Vec::with_capacity(n);
+        for start in rows.indices() {
+            match st {
+                0 => out.extend(std::iter::repeat_n(s[start], w)),
+                1 => out.extend_from_slice(&s[start..start + w]),
+                _ => out.extend((0..w).map(|j| s[start + j * st])),
+            }
+        }
+        out
+    }
     /// The layout seen through broadcasting to `shape` (stride 0 on expanded dims).
     pub fn broadcast_to(&self, op: &'static str, shape: &[usize]) -> Result<Layout> {
         if shape.len() < self.shape.len() {
