@@ -2,7 +2,6 @@
 //! names...") or a plain header row, features then an integer label last; and MNIST as CSV.
 
 use crate::error::{Error, Result};
-use std::io::Read;
 use std::path::Path;
 
 /// A table of numeric features with integer class labels.
@@ -18,22 +17,7 @@ pub struct Table {
 }
 
 fn read_text(path: &Path) -> Result<String> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Format {
-                file: path.display().to_string(),
-                msg: format!("corrupt gzip stream: {e}"),
-            })?;
-        out
-    } else {
-        raw
-    };
+    let bytes = super::read_maybe_gz(path)?;
     String::from_utf8(bytes).map_err(|e| Error::Format {
         file: path.display().to_string(),
         msg: format!("not UTF-8 text: {e}"),

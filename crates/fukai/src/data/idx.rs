@@ -2,7 +2,6 @@
 //! element type and rank, big-endian dims, then the raw array.
 
 use crate::error::{Error, Result};
-use std::io::Read;
 use std::path::Path;
 
 /// A decoded IDX file of bytes.
@@ -23,19 +22,7 @@ fn fmt_err(path: &Path, msg: String) -> Error {
 /// Reads an IDX file of unsigned bytes (`.gz` is decompressed). The header's sizes are checked
 /// against the bytes actually present before anything is allocated from them.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let bytes = if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| fmt_err(path, format!("corrupt gzip stream: {e}")))?;
-        out
-    } else {
-        raw
-    };
+    let bytes = super::read_maybe_gz(path)?;
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(fmt_err(
             path,

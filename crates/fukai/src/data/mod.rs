@@ -14,8 +14,29 @@ pub use loader::{Batch, DataLoader};
 pub use transforms::{Normalize, RandomCrop, RandomHorizontalFlip, Transform};
 
 use crate::bail;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
+
+/// A file's bytes, gunzipped when its name ends in `.gz`; errors name the file.
+pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    if path.extension().is_none_or(|e| e != "gz") {
+        return Ok(raw);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Format {
+            file: path.display().to_string(),
+            msg: format!("corrupt gzip stream: {e}"),
+        })?;
+    Ok(out)
+}
 
 /// A labelled collection of fixed-shape f32 samples.
 pub trait Dataset: Send + Sync {
