@@ -1,9 +1,8 @@
 //! `fukai predict`: one input through a trained model, printing the class and probabilities.
 
 use crate::train::load_trained;
-use fukai::data::{Normalize, Transform};
 use fukai::nn::Module;
-use fukai::{bail, Error, Generator, Result, Tensor};
+use fukai::{bail, Error, Result};
 use std::path::Path;
 
 /// Reads `input` (an image file, or comma-separated features) into a sample of `shape`.
@@ -68,20 +67,9 @@ fn image_input(p: &Path, shape: &[usize]) -> Result<Vec<f32>> {
 /// Runs the prediction and prints the result.
 pub fn run(checkpoint: &Path, input: &str) -> Result<()> {
     let t = load_trained(checkpoint)?;
-    let mut x = read_input(input, &t.input_shape)?;
-    Normalize {
-        mean: t.norm.mean.clone(),
-        std: t.norm.std.clone(),
-    }
-    .apply(&mut x, &t.input_shape, &mut Generator::new(0));
-    let mut shape = vec![1];
-    shape.extend_from_slice(&t.input_shape);
+    let x = t.batch_of_one(read_input(input, &t.input_shape)?)?;
     let _g = fukai::no_grad();
-    let probs = t
-        .model
-        .forward(&Tensor::from_vec(x, &shape)?)?
-        .softmax(-1)?
-        .to_vec::<f32>()?;
+    let probs = t.model.forward(&x)?.softmax(-1)?.to_vec::<f32>()?;
     let best = probs
         .iter()
         .enumerate()

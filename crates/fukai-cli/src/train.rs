@@ -425,6 +425,20 @@ pub struct Trained {
     pub input_shape: Vec<usize>,
 }
 
+impl Trained {
+    /// One raw sample, normalized as in training, as a batch of one `[1, ...input_shape]`.
+    pub fn batch_of_one(&self, mut x: Vec<f32>) -> Result<Tensor> {
+        let norm = Normalize {
+            mean: self.norm.mean.clone(),
+            std: self.norm.std.clone(),
+        };
+        norm.apply(&mut x, &self.input_shape, &mut fukai::Generator::new(0));
+        let mut shape = vec![1];
+        shape.extend_from_slice(&self.input_shape);
+        Tensor::from_vec(x, &shape)
+    }
+}
+
 /// Loads a checkpoint written by `run`: the model (eval mode), its config, normalization and
 /// class names.
 pub fn load_trained(path: &Path) -> Result<Trained> {

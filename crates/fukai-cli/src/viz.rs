@@ -2,9 +2,9 @@
 //! every conv layer's feature maps for one input (edges, then textures, then parts), as PNG grids.
 
 use crate::train::{load_trained, Trained};
-use fukai::data::{Dataset, Normalize, Transform};
+use fukai::data::Dataset;
 use fukai::nn::Module;
-use fukai::{bail, Error, Generator, Result, Tensor};
+use fukai::{bail, Error, Result};
 use image::{GrayImage, Luma};
 use std::path::{Path, PathBuf};
 
@@ -99,16 +99,9 @@ pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Resul
     save(&grid(&filters, kh, kw, 12), &fpath)?;
     println!("wrote {} ({o} filters of {c}x{kh}x{kw})", fpath.display());
 
-    let mut x = input_sample(&t, input)?;
-    Normalize {
-        mean: t.norm.mean.clone(),
-        std: t.norm.std.clone(),
-    }
-    .apply(&mut x, &t.input_shape, &mut Generator::new(0));
-    let mut shape = vec![1];
-    shape.extend_from_slice(&t.input_shape);
+    let x = t.batch_of_one(input_sample(&t, input)?)?;
     let _g = fukai::no_grad();
-    let outs = t.model.forward_all(&Tensor::from_vec(x, &shape)?)?;
+    let outs = t.model.forward_all(&x)?;
     for (stage, &i) in convs.iter().enumerate() {
         // The map after the conv's activation (ReLU follows conv, or BN then ReLU).
         let act = (i..outs.len())

@@ -73,15 +73,19 @@ fn parse_rows(
     Ok((x, y, w - 1))
 }
 
-/// Reads a numeric table whose last column is the class label.
-pub fn read_table(path: &Path) -> Result<Table> {
-    let text = read_text(path)?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
+/// Non-blank lines with their 1-based line numbers (for error messages).
+fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
+    text.lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l))
         .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+        .collect()
+}
+
+/// Reads a numeric table whose last column is the class label.
+pub fn read_table(path: &Path) -> Result<Table> {
+    let text = read_text(path)?;
+    let lines = numbered_lines(&text);
     let Some(&(_, first)) = lines.first() else {
         return Err(Error::Format {
             file: path.display().to_string(),
@@ -132,12 +136,7 @@ pub fn read_table(path: &Path) -> Result<Table> {
 /// MNIST as CSV (784 pixel values 0-255, then the label, no header), scaled to [0, 1].
 pub fn read_mnist_csv(path: &Path) -> Result<(Vec<f32>, Vec<i64>)> {
     let text = read_text(path)?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l))
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    let lines = numbered_lines(&text);
     let (mut x, y, features) = parse_rows(path, &lines, Some(785))?;
     debug_assert_eq!(features, 784);
     if let Some(i) = x.iter().position(|&v| !(0.0..=255.0).contains(&v)) {
