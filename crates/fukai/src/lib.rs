@@ -24,6 +24,7 @@ pub mod ops;
 pub mod optim;
 pub mod parallel;
 pub mod rng;
+pub mod simd;
 pub mod tensor;
 pub mod testing;
 

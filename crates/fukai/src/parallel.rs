@@ -47,6 +47,17 @@ pub fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec
     (0..n).map(f).collect()
 }
 
+/// Calls `f` on every item, in parallel when the `threads` feature is on.
+pub fn for_each_item<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
+    #[cfg(feature = "threads")]
+    if items.len() > 1 {
+        use rayon::prelude::*;
+        items.into_par_iter().for_each(f);
+        return;
+    }
+    items.into_iter().for_each(f);
+}
+
 /// [`for_each_chunk_mut`] with a scratch value per worker: `init` runs once per rayon split and
 /// `f` may reuse what it left. `f` must overwrite whatever part of the scratch it reads, so the
 /// result cannot depend on which chunks shared a scratch.

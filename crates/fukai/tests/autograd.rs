@@ -372,3 +372,17 @@ fn graph_is_freed_by_backward_even_if_the_output_is_kept() {
     assert!(after - before < 16 * 1024, "{before} -> {after}");
     drop(loss);
 }
+
+#[test]
+fn transposed_weight_gets_a_contiguous_gradient() -> fukai::Result<()> {
+    // `x @ w.t()` is how Linear multiplies; the optimizer reads w's gradient in place only when
+    // it is contiguous, and its values must match the plain product's.
+    let x = Tensor::randn(&[5, 3], DType::F32)?;
+    let w = Tensor::randn(&[4, 3], DType::F32)?.with_grad()?;
+    x.matmul(&w.t()?)?.sum_all()?.backward()?;
+    let g = w.grad().unwrap();
+    assert!(g.is_contiguous());
+    let expect = Tensor::ones(&[5, 4], DType::F32)?.t()?.matmul(&x)?;
+    assert_eq!(g.to_vec::<f32>()?, expect.to_vec::<f32>()?);
+    Ok(())
+}

@@ -143,6 +143,11 @@ fn matmul_kernel<T: Float>(
     out
 }
 
+/// A 2-D view that is the transpose of a contiguous matrix (strides `[1, rows]`).
+fn is_transposed_2d(t: &Tensor) -> bool {
+    t.rank() == 2 && t.strides() == [1, t.shape()[0]] && t.shape()[0] > 1 && t.shape()[1] > 1
+}
+
 impl Tensor {
     /// Matrix product with PyTorch's rules: 1-D operands are promoted (and the added dim
     /// removed), batch dims broadcast, the last two dims multiply.
@@ -224,15 +229,22 @@ impl Tensor {
             &[self, rhs],
             move || {
                 Box::new(move |g, needs| {
-                    let ga = if needs[0] {
-                        Some(g.matmul(&b.t()?)?.sum_to_shape(&sa)?)
-                    } else {
-                        None
+                    // A transposed operand (Linear's `w.t()`) gets its gradient computed
+                    // transposed, so it reaches the parameter contiguous and the optimizer
+                    // reads it in place instead of gathering it every step.
+                    let ga = match needs[0] {
+                        false => None,
+                        true if g.rank() == 2 && is_transposed_2d(&a) => {
+                            Some(b.matmul(&g.t()?)?.t()?)
+                        }
+                        true => Some(g.matmul(&b.t()?)?.sum_to_shape(&sa)?),
                     };
-                    let gb = if needs[1] {
-                        Some(a.t()?.matmul(g)?.sum_to_shape(&sb)?)
-                    } else {
-                        None
+                    let gb = match needs[1] {
+                        false => None,
+                        true if g.rank() == 2 && is_transposed_2d(&b) => {
+                            Some(g.t()?.matmul(&a)?.t()?)
+                        }
+                        true => Some(a.t()?.matmul(g)?.sum_to_shape(&sb)?),
                     };
                     Ok(vec![ga, gb])
                 })

@@ -219,14 +219,16 @@ const CHUNK: usize = 1 << 14;
 
 pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     if x.len() < PAR_THRESHOLD {
-        return x.iter().map(|&v| f(v)).collect();
+        return crate::simd::run(|| x.iter().map(|&v| f(v)).collect());
     }
     let mut out = zeroed(x.len());
     for_each_chunk_mut(&mut out, CHUNK, |i, o| {
         let src = &x[i * CHUNK..i * CHUNK + o.len()];
-        for (o, &v) in o.iter_mut().zip(src) {
-            *o = f(v);
-        }
+        crate::simd::run(|| {
+            for (o, &v) in o.iter_mut().zip(src) {
+                *o = f(v);
+            }
+        })
     });
     out
 }
@@ -234,14 +236,16 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
     if a.len() < PAR_THRESHOLD {
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return crate::simd::run(|| a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect());
     }
     let mut out = zeroed(a.len());
     for_each_chunk_mut(&mut out, CHUNK, |i, o| {
         let r = i * CHUNK..i * CHUNK + o.len();
-        for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-            *o = f(x, y);
-        }
+        crate::simd::run(|| {
+            for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                *o = f(x, y);
+            }
+        })
     });
     out
 }

@@ -1,6 +1,6 @@
 //! Adam and AdamW (decoupled weight decay), with PyTorch's bias-corrected update.
 
-use super::{for_each_grad, read_scalar, scalar_state, Optimizer, Slots};
+use super::{for_each_grad, read_scalar, scalar_state, update_chunks, Optimizer, Slots};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -72,17 +72,25 @@ impl Optimizer for Adam {
         for_each_grad(&self.params, |i, w, g| {
             let m = ms.get(i, w.len());
             let v = vs.get(i, w.len());
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = if decoupled {
-                    *w *= 1.0 - lr * wd;
-                    g
-                } else {
-                    g + wd * *w
+            update_chunks(w, g, m, v, |w, g, m, v| {
+                let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
                 };
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-            }
+                // Two loops rather than a branch per element, so both vectorize.
+                let zipped = w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+                if decoupled {
+                    for (((w, &g), m), v) in zipped {
+                        *w *= 1.0 - lr * wd;
+                        moments(w, g, m, v);
+                    }
+                } else {
+                    for (((w, &g), m), v) in zipped {
+                        moments(w, g + wd * *w, m, v);
+                    }
+                }
+            })
         })
     }
     fn params(&self) -> &[Tensor] {

@@ -106,6 +106,35 @@ pub(crate) fn for_each_grad(
     Ok(())
 }
 
+/// Runs an elementwise update `f(weights, grads, state1, state2)` over matching fixed-size
+/// chunks, in parallel and vectorized ([`crate::simd`]). A state slice is either as long as the
+/// weights or empty (then every chunk gets an empty slice). Each element's arithmetic is the
+/// same however the work is split, so results never depend on the thread count.
+pub(crate) fn update_chunks(
+    mut w: &mut [f32],
+    mut g: &[f32],
+    mut s1: &mut [f32],
+    mut s2: &mut [f32],
+    f: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
+) {
+    const CHUNK: usize = 1 << 14;
+    let mut parts = Vec::with_capacity(w.len().div_ceil(CHUNK));
+    while !w.is_empty() {
+        let n = CHUNK.min(w.len());
+        let (a, rest) = std::mem::take(&mut w).split_at_mut(n);
+        w = rest;
+        let (b, rest) = g.split_at(n);
+        g = rest;
+        let (n1, n2) = (n.min(s1.len()), n.min(s2.len()));
+        let (c, rest) = std::mem::take(&mut s1).split_at_mut(n1);
+        s1 = rest;
+        let (d, rest) = std::mem::take(&mut s2).split_at_mut(n2);
+        s2 = rest;
+        parts.push((a, b, c, d));
+    }
+    crate::parallel::for_each_item(parts, |(a, b, c, d)| crate::simd::run(|| f(a, b, c, d)));
+}
+
 /// A scalar f64 saved as a 0-dim tensor.
 pub(crate) fn scalar_state(name: &str, v: f64) -> (String, Tensor) {
     (name.to_string(), Tensor::scalar(v, crate::DType::F64))

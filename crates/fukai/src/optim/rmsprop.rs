@@ -1,6 +1,6 @@
 //! RMSprop (PyTorch's variant: eps outside the square root, optional momentum).
 
-use super::{for_each_grad, Optimizer, Slots};
+use super::{for_each_grad, update_chunks, Optimizer, Slots};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -60,19 +60,25 @@ impl Optimizer for RmsProp {
         let (sqs, bufs) = (&mut self.sq, &mut self.buf);
         for_each_grad(&self.params, |i, w, g| {
             let sq = sqs.get(i, w.len());
-            let mut buf = (mom != 0.0).then(|| bufs.get(i, w.len()));
-            for (k, (w, &g)) in w.iter_mut().zip(g).enumerate() {
-                let g = g + wd * *w;
-                sq[k] = a * sq[k] + (1.0 - a) * g * g;
-                let upd = g / (sq[k].sqrt() + eps);
-                match buf.as_mut() {
-                    Some(b) => {
+            let mut none = Vec::new();
+            let buf = if mom != 0.0 {
+                bufs.get(i, w.len())
+            } else {
+                &mut none
+            };
+            update_chunks(w, g, sq, buf, |w, g, sq, b| {
+                for (k, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                    let g = g + wd * *w;
+                    sq[k] = a * sq[k] + (1.0 - a) * g * g;
+                    let upd = g / (sq[k].sqrt() + eps);
+                    if b.is_empty() {
+                        *w -= lr * upd;
+                    } else {
                         b[k] = mom * b[k] + upd;
                         *w -= lr * b[k];
                     }
-                    None => *w -= lr * upd,
                 }
-            }
+            })
         })
     }
     fn params(&self) -> &[Tensor] {

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum, Nesterov and weight decay (PyTorch's update).
 
-use super::{for_each_grad, Optimizer, Slots};
+use super::{for_each_grad, update_chunks, Optimizer, Slots};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -55,20 +55,25 @@ impl Optimizer for Sgd {
         let bufs = &mut self.bufs;
         for_each_grad(&self.params, |i, w, g| {
             let fresh = !bufs.is_set(i);
-            let buf = (mom != 0.0).then(|| bufs.get(i, w.len()));
-            match buf {
-                None => w
-                    .iter_mut()
-                    .zip(g)
-                    .for_each(|(w, &g)| *w -= lr * (g + wd * *w)),
-                Some(b) => {
-                    for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
-                        let d = g + wd * *w;
-                        *b = if fresh { d } else { mom * *b + d };
-                        *w -= lr * if nest { d + mom * *b } else { *b };
-                    }
+            let mut none = Vec::new();
+            let buf = if mom != 0.0 {
+                bufs.get(i, w.len())
+            } else {
+                &mut none
+            };
+            update_chunks(w, g, buf, &mut [], |w, g, b, _| {
+                if b.is_empty() {
+                    w.iter_mut()
+                        .zip(g)
+                        .for_each(|(w, &g)| *w -= lr * (g + wd * *w));
+                    return;
                 }
-            }
+                for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
+                    let d = g + wd * *w;
+                    *b = if fresh { d } else { mom * *b + d };
+                    *w -= lr * if nest { d + mom * *b } else { *b };
+                }
+            })
         })
     }
     fn params(&self) -> &[Tensor] {
