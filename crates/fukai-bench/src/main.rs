@@ -10,6 +10,11 @@ mod tiny;
 
 use std::process::ExitCode;
 
+// The allocator a deployed fukai binary uses (see fukai-cli): it keeps freed pages for reuse,
+// where glibc returns large buffers to the OS and page-faults them back in every step.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 usage: fukai-bench [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
                    [--mlp-steps N] [WORKLOAD...]
