@@ -4,6 +4,11 @@
 /// Work below this many elements runs on the calling thread: spawning costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
+/// Chunked work over fewer elements than this stays on the calling thread whatever the chunk
+/// size: handing a task to the pool and waiting for it (a futex round trip) costs more than any
+/// kernel spends on a few thousand elements. Tiny training steps are dominated by this.
+pub const MIN_PAR_ELEMS: usize = 1 << 12;
+
 /// Number of worker threads kernels may use.
 pub fn num_threads() -> usize {
     #[cfg(feature = "threads")]
@@ -25,7 +30,7 @@ pub fn for_each_chunk_mut<T: Send>(
 ) {
     let chunk = chunk.max(1);
     #[cfg(feature = "threads")]
-    if data.len() > chunk {
+    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk)
             .enumerate()
@@ -39,11 +44,21 @@ pub fn for_each_chunk_mut<T: Send>(
 
 /// Maps `0..n` through `f` into a Vec, in parallel when worthwhile; order is preserved.
 pub fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    map_range_if(true, n, f)
+}
+
+/// [`map_range`], kept on the calling thread when `parallel` is false (small total work).
+pub fn map_range_if<R: Send>(
+    parallel: bool,
+    n: usize,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
     #[cfg(feature = "threads")]
-    if n > 1 {
+    if parallel && n > 1 {
         use rayon::prelude::*;
         return (0..n).into_par_iter().map(f).collect();
     }
+    let _ = parallel;
     (0..n).map(f).collect()
 }
 
@@ -69,7 +84,7 @@ pub fn for_each_chunk_mut_with<T: Send, S>(
 ) {
     let chunk = chunk.max(1);
     #[cfg(feature = "threads")]
-    if data.len() > chunk {
+    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk)
             .enumerate()

@@ -5,7 +5,7 @@ use super::float::{check_float, wrap, zeroed, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::{for_each_chunk_mut, map_range, PAR_THRESHOLD};
+use crate::parallel::{for_each_chunk_mut, map_range, map_range_if, MIN_PAR_ELEMS, PAR_THRESHOLD};
 use crate::tensor::{normalize_dim, CpuStorage, DType, Tensor};
 
 /// Block length for long sums: partial sums of fixed blocks are combined in order.
@@ -80,7 +80,7 @@ fn sum_kernel<T: Float>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T>
     let mut out = zeroed(outer * inner);
     let col_blocks = inner.div_ceil(COL_BLOCK);
     // One task per (outer row, column block); each sums R rows of its columns in order.
-    let tasks = map_range(outer * col_blocks, |t| {
+    let tasks = map_range_if(x.len() >= MIN_PAR_ELEMS, outer * col_blocks, |t| {
         let (o, cb) = (t / col_blocks, t % col_blocks);
         let j0 = cb * COL_BLOCK;
         let w = COL_BLOCK.min(inner - j0);
