@@ -26,15 +26,19 @@ pub fn is_sequence_model(m: &ModelConfig) -> bool {
 pub fn preset(name: &str) -> Option<Config> {
     use crate::presets::{data, model, train};
     Some(match name {
-        // Speaker id from 12 LPC cepstra per frame, 7-29 frames. One LSTM layer of 64 read at
-        // each sequence's last valid step, inputs standardized per channel on the train set.
+        // Speaker id from 12 LPC cepstra per frame, 7-29 frames, inputs standardized per
+        // channel on the train set. One LSTM layer of 64 read at each sequence's last valid step
+        // reached 95.9% (seed 0); reading it in both directions (final states of both passes)
+        // reaches 97.3-97.6% (seeds 0, 1).
         "vowels-lstm" => {
             let mut t = train(60, 32, 3e-3);
             t.schedule = "cosine".into();
+            let mut m = model("lstm", &[64], &[]);
+            m.bidirectional = true;
             Config {
                 name: name.into(),
                 data: data("ts", "timeseries/uea/JapaneseVowels"),
-                model: model("lstm", &[64], &[]),
+                model: m,
                 train: t,
             }
         }
