@@ -22,9 +22,7 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
         file: "FUKAI_ASSETS".into(),
         msg: "lstm_vowels needs FUKAI_ASSETS (the folder with timeseries/uea)".into(),
     })?;
-    let mut data = read_ts(format!(
-        "{assets}/timeseries/uea/JapaneseVowels_TRAIN.ts"
-    ))?;
+    let mut data = read_ts(format!("{assets}/timeseries/uea/JapaneseVowels_TRAIN.ts"))?;
     let (mean, std) = data.channel_stats();
     data.normalize(&mean, &std);
     fukai::manual_seed(0);
@@ -77,7 +75,10 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
         return Err(e);
     }
     let first = first.unwrap_or(f64::NAN);
-    assert!(last < first, "lstm_vowels: loss did not fall ({first} -> {last})");
+    assert!(
+        last < first,
+        "lstm_vowels: loss did not fall ({first} -> {last})"
+    );
     Line::new("lstm_vowels", "fukai", threads)
         .stats(&st)
         .num("ms_per_epoch", st.median() * 1e3)

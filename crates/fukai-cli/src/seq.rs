@@ -164,13 +164,8 @@ impl Module for SeqNet {
 
 /// What a sequence run trains on.
 enum Task {
-    Classify {
-        train: Sequences,
-        test: Sequences,
-    },
-    Forecast {
-        w: Windows,
-    },
+    Classify { train: Sequences, test: Sequences },
+    Forecast { w: Windows },
 }
 
 impl Task {

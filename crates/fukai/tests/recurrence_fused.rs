@@ -120,7 +120,11 @@ fn fused_equals_composite_forward_and_gradients() {
                 let w = randn64(out.shape(), 99).unwrap();
                 out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
                 let mut all = vec![out.to_vec::<f64>().unwrap()];
-                all.extend(leaves.iter().map(|l| l.grad().unwrap().to_vec::<f64>().unwrap()));
+                all.extend(
+                    leaves
+                        .iter()
+                        .map(|l| l.grad().unwrap().to_vec::<f64>().unwrap()),
+                );
                 all
             };
             let a = run(&|t| fused(cell, t, reverse));
@@ -157,7 +161,8 @@ fn padding_never_leaks() {
         dirty[0] = Tensor::from_vec(v, &[T, B, g]).unwrap();
         for reverse in [false, true] {
             let run = |t: &[Tensor]| {
-                let leaves: Vec<Tensor> = t.iter().map(|t| t.detach().with_grad().unwrap()).collect();
+                let leaves: Vec<Tensor> =
+                    t.iter().map(|t| t.detach().with_grad().unwrap()).collect();
                 let out = fused(cell, &leaves, reverse).unwrap();
                 out.sum_all().unwrap().backward().unwrap();
                 let gx = leaves[0].grad().unwrap().to_vec::<f64>().unwrap();
@@ -173,9 +178,15 @@ fn padding_never_leaks() {
                 for (b, &len) in LENGTHS.iter().enumerate() {
                     if t >= len {
                         let row = &o1[(t * B + b) * H..(t * B + b + 1) * H];
-                        assert!(row.iter().all(|&x| x == 0.0), "{cell:?}: padded output not zero");
+                        assert!(
+                            row.iter().all(|&x| x == 0.0),
+                            "{cell:?}: padded output not zero"
+                        );
                         let grow = &gx1[(t * B + b) * g..(t * B + b + 1) * g];
-                        assert!(grow.iter().all(|&x| x == 0.0), "{cell:?}: gradient at padding");
+                        assert!(
+                            grow.iter().all(|&x| x == 0.0),
+                            "{cell:?}: gradient at padding"
+                        );
                     }
                 }
             }
@@ -203,5 +214,15 @@ fn bad_arguments_are_errors() {
     let err = recurrence(CellKind::Gru, &x[0], &x[1], None, &x[3], None, None, false).unwrap_err();
     assert!(err.to_string().contains("xg must have shape"), "{err}");
     let f32x = Tensor::zeros(&[T, B, 4 * H], DType::F32).unwrap();
-    assert!(recurrence(CellKind::Lstm, &f32x, &x[1], None, &x[3], Some(&x[4]), None, false).is_err());
+    assert!(recurrence(
+        CellKind::Lstm,
+        &f32x,
+        &x[1],
+        None,
+        &x[3],
+        Some(&x[4]),
+        None,
+        false
+    )
+    .is_err());
 }

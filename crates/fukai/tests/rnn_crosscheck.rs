@@ -20,7 +20,11 @@ const CONFIGS: &[(&str, usize, bool, bool, bool)] = &[
 fn param_names(layers: usize, bidir: bool) -> Vec<String> {
     let mut names = Vec::new();
     for l in 0..layers {
-        for sfx in if bidir { &["", "_reverse"][..] } else { &[""][..] } {
+        for sfx in if bidir {
+            &["", "_reverse"][..]
+        } else {
+            &[""][..]
+        } {
             for w in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
                 names.push(format!("{w}_l{l}{sfx}"));
             }
@@ -94,7 +98,11 @@ fn state_dict_names_follow_pytorch() {
     let names: Vec<String> = m.state_dict().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, param_names(2, true));
     let sd = m.state_dict();
-    let w = &sd.iter().find(|(n, _)| n == "weight_ih_l1_reverse").unwrap().1;
+    let w = &sd
+        .iter()
+        .find(|(n, _)| n == "weight_ih_l1_reverse")
+        .unwrap()
+        .1;
     assert_eq!(w.shape(), &[16, 8]);
     // Round trip through safetensors into a fresh stack.
     let dir = std::env::temp_dir().join(format!("fukai_rnn_sd_{}", std::process::id()));

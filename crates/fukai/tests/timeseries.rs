@@ -17,10 +17,7 @@ const HEADER: &str = "# comment\n@problemName toy\n@timeStamps false\n@missing f
 
 #[test]
 fn reads_variable_length_multivariate_ts() {
-    let p = write(
-        "ok.ts",
-        &format!("{HEADER}1,2,3:4,5,6:b\n7,8:9,10:a\n"),
-    );
+    let p = write("ok.ts", &format!("{HEADER}1,2,3:4,5,6:b\n7,8:9,10:a\n"));
     let s = read_ts(&p).unwrap();
     assert_eq!(s.len(), 2);
     assert_eq!(s.dims, 2);
@@ -46,16 +43,66 @@ fn err_of(name: &str, text: &str) -> String {
 #[test]
 fn bad_ts_files_name_file_and_line() {
     let cases = [
-        ("ragged.ts", format!("{HEADER}1,2,3:4,5,6:b\n1,2,3:4,5:a\n"), "line 11", "ragged row"),
-        ("dims.ts", format!("{HEADER}1,2,3:b\n"), "line 10", "1 dimensions, expected 2"),
-        ("label.ts", format!("{HEADER}1:2:c\n"), "line 10", "class label \"c\""),
-        ("value.ts", format!("{HEADER}1,x:2,3:a\n"), "line 10", "(\"x\") is not a finite number"),
-        ("missing.ts", format!("{HEADER}1,?:2,3:a\n"), "line 10", "@missing false"),
-        ("tag.ts", "@problemName t\n@bogus 3\n@data\n".to_string(), "line 2", "unknown header"),
-        ("dimval.ts", "@dimensions many\n".to_string(), "line 1", "positive integer"),
-        ("bool.ts", "@missing maybe\n".to_string(), "line 1", "true or false"),
-        ("nolabel.ts", "@dimensions 1\n@data\n1,2\n".to_string(), "line 2", "@classLabel"),
-        ("nodata.ts", "@classLabel true a\n".to_string(), "", "no @data"),
+        (
+            "ragged.ts",
+            format!("{HEADER}1,2,3:4,5,6:b\n1,2,3:4,5:a\n"),
+            "line 11",
+            "ragged row",
+        ),
+        (
+            "dims.ts",
+            format!("{HEADER}1,2,3:b\n"),
+            "line 10",
+            "1 dimensions, expected 2",
+        ),
+        (
+            "label.ts",
+            format!("{HEADER}1:2:c\n"),
+            "line 10",
+            "class label \"c\"",
+        ),
+        (
+            "value.ts",
+            format!("{HEADER}1,x:2,3:a\n"),
+            "line 10",
+            "(\"x\") is not a finite number",
+        ),
+        (
+            "missing.ts",
+            format!("{HEADER}1,?:2,3:a\n"),
+            "line 10",
+            "@missing false",
+        ),
+        (
+            "tag.ts",
+            "@problemName t\n@bogus 3\n@data\n".to_string(),
+            "line 2",
+            "unknown header",
+        ),
+        (
+            "dimval.ts",
+            "@dimensions many\n".to_string(),
+            "line 1",
+            "positive integer",
+        ),
+        (
+            "bool.ts",
+            "@missing maybe\n".to_string(),
+            "line 1",
+            "true or false",
+        ),
+        (
+            "nolabel.ts",
+            "@dimensions 1\n@data\n1,2\n".to_string(),
+            "line 2",
+            "@classLabel",
+        ),
+        (
+            "nodata.ts",
+            "@classLabel true a\n".to_string(),
+            "",
+            "no @data",
+        ),
         ("before.ts", "1,2:a\n".to_string(), "line 1", "before @data"),
     ];
     for (name, text, line, what) in cases {
@@ -87,7 +134,10 @@ fn windows_fit_normalization_on_train_only() {
     assert_eq!(x.shape(), &[1, 3, 1]);
     assert!((w.unscale(y.to_vec::<f32>().unwrap()[0]) - 110.0).abs() < 1e-3);
     let e = read_series_csv(&p, &["W"]).unwrap_err().to_string();
-    assert!(e.contains("series.csv") && e.contains("line 1") && e.contains("\"W\""), "{e}");
+    assert!(
+        e.contains("series.csv") && e.contains("line 1") && e.contains("\"W\""),
+        "{e}"
+    );
     let p2 = write("bad.csv", "a,b\n1,2\n3,oops\n");
     let e = read_series_csv(&p2, &["b"]).unwrap_err().to_string();
     assert!(e.contains("line 3") && e.contains("oops"), "{e}");

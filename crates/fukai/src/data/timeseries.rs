@@ -169,9 +169,16 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<Sequences> {
                 }
                 "equallength" => equal_length = parse_bool(path, ln, "equalLength", v)?,
                 "serieslength" | "dimensions" => {
-                    let n: usize = v.and_then(|s| s.parse().ok()).filter(|&n| n > 0).ok_or_else(|| {
-                        ts_err(path, ln, format!("@{tag} needs a positive integer, found {v:?}"))
-                    })?;
+                    let n: usize = v
+                        .and_then(|s| s.parse().ok())
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| {
+                            ts_err(
+                                path,
+                                ln,
+                                format!("@{tag} needs a positive integer, found {v:?}"),
+                            )
+                        })?;
                     if tag == "dimensions" {
                         dims = Some(n);
                     } else {
@@ -206,7 +213,10 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<Sequences> {
                     return Err(ts_err(
                         path,
                         ln,
-                        format!("unknown header {:?}", line.split_whitespace().next().unwrap_or(line)),
+                        format!(
+                            "unknown header {:?}",
+                            line.split_whitespace().next().unwrap_or(line)
+                        ),
                     ))
                 }
             }
@@ -217,15 +227,15 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<Sequences> {
         let (label, dim_fields) = fields.split_last().expect("split yields one field");
         let d = dim_fields.len();
         if d == 0 {
-            return Err(ts_err(path, ln, "no dimension values before the label".into()));
-        }
-        let want = *dims.get_or_insert(d);
-        if d != want {
             return Err(ts_err(
                 path,
                 ln,
-                format!("{d} dimensions, expected {want}"),
+                "no dimension values before the label".into(),
             ));
+        }
+        let want = *dims.get_or_insert(d);
+        if d != want {
+            return Err(ts_err(path, ln, format!("{d} dimensions, expected {want}")));
         }
         let label = label.trim();
         let Some(class) = names.iter().position(|n| n == label) else {
@@ -250,9 +260,20 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<Sequences> {
                     }
                     f32::NAN
                 } else {
-                    cell.parse::<f32>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                        ts_err(path, ln, format!("dimension {}: value {} ({cell:?}) is not a finite number", k + 1, j + 1))
-                    })?
+                    cell.parse::<f32>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            ts_err(
+                                path,
+                                ln,
+                                format!(
+                                    "dimension {}: value {} ({cell:?}) is not a finite number",
+                                    k + 1,
+                                    j + 1
+                                ),
+                            )
+                        })?
                 };
                 col.push(v);
             }
@@ -372,9 +393,16 @@ pub fn read_series_csv(path: impl AsRef<Path>, columns: &[&str]) -> Result<Serie
         }
         for (&i, name) in idx.iter().zip(columns) {
             let cell = unq(cells[i]);
-            let v: f32 = cell.parse().ok().filter(|v: &f32| v.is_finite()).ok_or_else(|| {
-                err(ln, format!("column {name:?}: {cell:?} is not a finite number"))
-            })?;
+            let v: f32 = cell
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .ok_or_else(|| {
+                    err(
+                        ln,
+                        format!("column {name:?}: {cell:?} is not a finite number"),
+                    )
+                })?;
             values.push(v);
         }
     }
@@ -487,7 +515,10 @@ impl Windows {
         let (l, h, c) = (self.lookback, self.horizon, self.cols);
         let rows = self.values.len() / c;
         if let Some(&s) = starts.iter().find(|&&s| s + l + h > rows) {
-            bail!("Windows::batch", "window start {s} runs past the {rows} rows");
+            bail!(
+                "Windows::batch",
+                "window start {s} runs past the {rows} rows"
+            );
         }
         let mut x = Vec::with_capacity(starts.len() * l * c);
         let mut y = Vec::with_capacity(starts.len() * h);

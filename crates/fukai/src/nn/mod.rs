@@ -16,8 +16,8 @@ pub use conv::{Conv1d, Conv2d};
 pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{BatchNorm, LayerNorm};
-pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use sequential::Sequential;
 
 use crate::bail;

@@ -275,7 +275,11 @@ impl Rnn {
         Ok(RnnOutput {
             output,
             h_n: Tensor::cat(&hs, 0)?,
-            c_n: if lstm { Some(Tensor::cat(&cs, 0)?) } else { None },
+            c_n: if lstm {
+                Some(Tensor::cat(&cs, 0)?)
+            } else {
+                None
+            },
         })
     }
 }

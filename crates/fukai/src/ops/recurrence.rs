@@ -330,7 +330,8 @@ fn backward<T: Float>(geo: &Geom, gout: &[T], w: &[T], s: &Saved<T>) -> Grads<T>
                     let hp = &hp_all[r * h..(r + 1) * h];
                     for j in 0..h {
                         let d = dhr[j] + gy[j];
-                        let (rg, zg, ng, hnj) = (act[j], act[h + j], act[2 * h + j], act[3 * h + j]);
+                        let (rg, zg, ng, hnj) =
+                            (act[j], act[h + j], act[2 * h + j], act[3 * h + j]);
                         let dn = d * (T::ONE - zg) * (T::ONE - ng * ng);
                         let dz = d * (hp[j] - ng) * zg * (T::ONE - zg);
                         let dr = dn * hnj * rg * (T::ONE - rg);
