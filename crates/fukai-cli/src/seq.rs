@@ -339,11 +339,12 @@ fn shuffled(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// Trains a sequence model and writes the run directory.
 pub fn run(cfg: &Config, data_path: &Path, out: &PathBuf) -> Result<()> {
     validate(cfg)?;
+    // Bad data fails before the run directory is touched.
+    let task = Task::load(cfg, data_path)?;
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),
         source: e,
     })?;
-    let task = Task::load(cfg, data_path)?;
     fukai::manual_seed(cfg.train.seed);
     let mut net = SeqNet::new(&cfg.model, task.inputs(), task.outputs())?;
     let mut opt = crate::train::optimizer(cfg, net.parameters())?;
