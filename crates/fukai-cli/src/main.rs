@@ -123,6 +123,12 @@ fn train_cmd(
     train::validate(&cfg)?;
     let data_path = dataset::resolve(&cfg.data, data.as_deref())?;
     if seq::is_sequence_model(&cfg.model) {
+        if let Some(r) = &resume {
+            return Err(fukai::Error::Format {
+                file: r.display().to_string(),
+                msg: "--resume is not supported for sequence models yet".into(),
+            });
+        }
         let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
         return seq::run(&cfg, &data_path, &out);
     }

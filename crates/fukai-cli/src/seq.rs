@@ -93,7 +93,7 @@ pub fn validate(cfg: &Config) -> Result<()> {
         }
         other => bail!(
             "config",
-            "data.format {other:?} does not feed a {}; expected \"ts\" or \"series-csv\"",
+            "data.format {other:?} cannot feed model.kind {:?}: recurrent models read \"ts\" or \"series-csv\"",
             m.kind
         ),
     }
