@@ -195,6 +195,29 @@ def run_conv(threads, reps):
     emit("conv2d", "torch", threads, **fields, gflops=flop / med / 1e9)
 
 
+def run_lstm_vowels(threads, reps):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "twins"))
+    import vowels_lstm as twin
+    assets = os.environ.get("FUKAI_ASSETS")
+    if not assets:
+        raise SystemExit("lstm_vowels needs FUKAI_ASSETS (the folder with timeseries/uea)")
+    (xs, ys, classes), _ = twin.load(assets)
+    net = twin.Net(xs[0].shape[1], len(classes))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(7)
+    losses = []
+
+    def epoch():
+        losses.append(twin.train_epoch(net, opt, xs, ys, 32, gen))
+
+    samples, iters = budgeted(epoch, 2, reps, 1, 10.0)
+    if not losses[-1] < losses[0]:
+        raise SystemExit(f"lstm_vowels: loss did not fall ({losses[0]} -> {losses[-1]})")
+    med, fields = stats_fields(samples, iters)
+    emit("lstm_vowels", "torch", threads, **fields, ms_per_epoch=med * 1e3,
+         first_loss=losses[0], last_loss=losses[-1])
+
+
 def peak_rss_kb():
     try:
         with open("/proc/self/status") as f:
@@ -213,7 +236,7 @@ def expand(workloads):
             out += ["matmul", *TINY_OPS, "mlp_step", "conv2d"]
         elif w == "tiny":
             out += TINY_OPS
-        elif w in ("matmul", "mlp_step", "conv2d") or w in TINY_OPS:
+        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels") or w in TINY_OPS:
             out.append(w)
         else:
             raise SystemExit(f"torch_bench.py: unknown workload {w!r}")
@@ -248,6 +271,8 @@ def main():
             run_mlp(threads, args.mlp_steps, args.reps or 15)
         elif w == "conv2d":
             run_conv(threads, args.reps or 7)
+        elif w == "lstm_vowels":
+            run_lstm_vowels(threads, args.reps or 9)
         else:
             run_tiny(w, threads, args.tiny_iters)
     fields = {"kind": "process", "wall_s": clock() - start}

@@ -659,9 +659,63 @@ def nn():
     return f
 
 
+def rnn():
+    """nn.RNN (tanh, relu), nn.GRU, nn.LSTM with parameters as differentiated inputs; variable
+    lengths through pack_padded_sequence; outputs (padded with zeros), h_n and c_n."""
+    f = Family("rnn", 11, file="rnn.safetensors")
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    def run(kind, feat, hidden, layers, bidir, batch_first, with_state):
+        cls = {"rnn_tanh": torch.nn.RNN, "rnn_relu": torch.nn.RNN, "gru": torch.nn.GRU,
+               "lstm": torch.nn.LSTM}[kind]
+        extra = {"nonlinearity": kind[4:]} if kind.startswith("rnn") else {}
+        mod = cls(feat, hidden, layers, bidirectional=bidir, batch_first=batch_first,
+                  **extra).double()
+        names = [n for n, _ in mod.named_parameters()]
+
+        def fn(x, *rest):
+            nstate = (2 if kind == "lstm" else 1) if with_state else 0
+            state = rest[:nstate]
+            params = dict(zip(names, rest[nstate:len(names) + nstate]))
+            lengths = rest[-1]
+            packed = pack_padded_sequence(x, lengths, batch_first=batch_first,
+                                          enforce_sorted=False)
+            hx = None
+            if with_state:
+                hx = tuple(state) if kind == "lstm" else state[0]
+            out, hn = torch.func.functional_call(mod, params, (packed, hx))
+            out, _ = pad_packed_sequence(out, batch_first=batch_first,
+                                         total_length=x.shape[1 if batch_first else 0])
+            return (out, *hn) if kind == "lstm" else (out, hn)
+        return mod, names, fn
+
+    configs = [
+        # (case suffix, T, B, F, H, layers, bidirectional, batch_first, initial state, lengths)
+        ("bidir2", 6, 3, 4, 5, 2, True, False, False, [6, 2, 4]),
+        ("state_bf", 5, 4, 3, 4, 1, False, True, True, [5, 1, 3, 5]),
+    ]
+    for kind in ["rnn_tanh", "rnn_relu", "gru", "lstm"]:
+        for suffix, t, b, feat, hidden, layers, bidir, bf, with_state, lens in configs:
+            mod, names, fn = run(kind, feat, hidden, layers, bidir, bf, with_state)
+            dirs = 2 if bidir else 1
+            inputs = {"x": f.randn(*((b, t, feat) if bf else (t, b, feat)))}
+            if with_state:
+                inputs["h0"] = f.randn(layers * dirs, b, hidden, scale=0.5)
+                if kind == "lstm":
+                    inputs["c0"] = f.randn(layers * dirs, b, hidden, scale=0.5)
+            for n, p in mod.named_parameters():
+                inputs[n] = f.uniform(-0.6, 0.6, *p.shape)
+            f.case(f"{kind}_{suffix}",
+                   f"nn.{type(mod).__name__}({feat}, {hidden}, {layers}, bidirectional={bidir}, "
+                   f"batch_first={bf}) over a packed sequence with lengths {lens}; "
+                   "outputs (out, h_n[, c_n])",
+                   inputs, fn, {"lengths": torch.tensor(lens, dtype=torch.int64)})
+    return f
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    families = (unary, binary, reduce, softmax, matmul, index, conv, nn)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

@@ -4,6 +4,7 @@
 
 mod conv;
 mod harness;
+mod lstm;
 mod matmul;
 mod mlp;
 mod tiny;
@@ -26,6 +27,7 @@ Workloads (default: all):
                     forward-only ops on 4-element (4x4) tensors, ns per op
   mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
   conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3
+  lstm_vowels       one LSTM(64) training epoch on JapaneseVowels (needs FUKAI_ASSETS), ms
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
@@ -95,7 +97,7 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.push("conv2d".into());
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
-            "matmul" | "mlp_step" | "conv2d" => out.push(w.clone()),
+            "matmul" | "mlp_step" | "conv2d" | "lstm_vowels" => out.push(w.clone()),
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
         }
@@ -123,6 +125,7 @@ fn run(args: &Args) -> Result<(), String> {
             "matmul" => matmul::run(threads, &args.sizes, args.reps),
             "mlp_step" => mlp::run(threads, args.mlp_steps, args.reps.unwrap_or(15)),
             "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
+            "lstm_vowels" => lstm::run(threads, args.reps.unwrap_or(9)),
             t => tiny::run(t, threads, args.tiny_iters),
         };
         r.map_err(|e| format!("{w}: {e}"))?;

@@ -71,6 +71,19 @@ pub struct DataConfig {
     /// 1 (grey) or 3 (RGB) for `image-folder`.
     #[serde(default = "default_channels")]
     pub channels: usize,
+    /// Target column of a `series-csv` file (forecasting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Input steps per forecasting window (`series-csv`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lookback: usize,
+    /// Steps ahead predicted per window (`series-csv`; 1 = one step ahead).
+    #[serde(default = "one")]
+    pub horizon: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 fn default_test_fraction() -> f64 {
@@ -101,6 +114,9 @@ pub struct ModelConfig {
     /// Dropout before each hidden linear layer.
     #[serde(default)]
     pub dropout: f64,
+    /// Recurrent models (`lstm`, `gru`, `rnn`): also run each sequence backwards.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bidirectional: bool,
 }
 
 fn one() -> usize {

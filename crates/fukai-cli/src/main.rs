@@ -7,6 +7,7 @@ mod plot;
 mod predict;
 mod presets;
 mod report;
+mod seq;
 mod train;
 mod viz;
 
@@ -34,7 +35,7 @@ struct Cli {
 enum Cmd {
     /// Train a model from a preset or a TOML config.
     Train {
-        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp).
+        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp, vowels-lstm, sunspots-lstm).
         #[arg(long, conflicts_with = "config")]
         preset: Option<String>,
         /// TOML config file (see README).
@@ -126,6 +127,16 @@ fn train_cmd(
     }
     train::validate(&cfg)?;
     let data_path = dataset::resolve(&cfg.data, data.as_deref())?;
+    if seq::is_sequence_model(&cfg.model) {
+        if let Some(r) = &resume {
+            return Err(fukai::Error::Format {
+                file: r.display().to_string(),
+                msg: "--resume is not supported for sequence models yet".into(),
+            });
+        }
+        let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+        return seq::run(&cfg, &data_path, &out);
+    }
     let splits = dataset::load(&cfg.data, &data_path, cfg.train.seed)?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let summary = train::run(

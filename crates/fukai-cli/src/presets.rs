@@ -10,9 +10,11 @@ pub const NAMES: &[&str] = &[
     "iris-mlp",
     "wine-mlp",
     "breast-cancer-mlp",
+    "vowels-lstm",
+    "sunspots-lstm",
 ];
 
-fn data(format: &str, path: &str) -> DataConfig {
+pub(crate) fn data(format: &str, path: &str) -> DataConfig {
     DataConfig {
         format: format.into(),
         path: Some(path.into()),
@@ -22,10 +24,13 @@ fn data(format: &str, path: &str) -> DataConfig {
         hflip: false,
         image_size: None,
         channels: 1,
+        column: None,
+        lookback: 0,
+        horizon: 1,
     }
 }
 
-fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelConfig {
+pub(crate) fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelConfig {
     ModelConfig {
         kind: kind.into(),
         hidden: hidden.to_vec(),
@@ -33,10 +38,11 @@ fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelConfig {
         convs_per_stage: 1,
         batch_norm: false,
         dropout: 0.0,
+        bidirectional: false,
     }
 }
 
-fn train(epochs: usize, batch_size: usize, lr: f64) -> TrainConfig {
+pub(crate) fn train(epochs: usize, batch_size: usize, lr: f64) -> TrainConfig {
     TrainConfig {
         epochs,
         batch_size,
@@ -127,6 +133,7 @@ pub fn preset(name: &str) -> Option<Config> {
         "iris-mlp" => table(name, "tabular/iris.csv", 60),
         "wine-mlp" => table(name, "tabular/wine_data.csv", 60),
         "breast-cancer-mlp" => table(name, "tabular/breast_cancer.csv", 40),
+        "vowels-lstm" | "sunspots-lstm" => return crate::seq::preset(name),
         _ => return None,
     })
 }

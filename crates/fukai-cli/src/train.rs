@@ -61,7 +61,7 @@ pub fn fit_norm(cfg: &Config, train: &InMemory) -> Norm {
     Norm { mean, std }
 }
 
-fn optimizer(cfg: &Config, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
+pub(crate) fn optimizer(cfg: &Config, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
     let t = &cfg.train;
     Ok(match t.optimizer.as_str() {
         "adam" => Box::new(Adam::new(params, t.lr).weight_decay(t.weight_decay)),
@@ -84,7 +84,7 @@ fn optimizer(cfg: &Config, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
     })
 }
 
-fn schedule(cfg: &Config, total: usize) -> Result<LrSchedule> {
+pub(crate) fn schedule(cfg: &Config, total: usize) -> Result<LrSchedule> {
     let t = &cfg.train;
     Ok(match t.schedule.as_str() {
         "constant" => LrSchedule::Constant,
@@ -167,6 +167,9 @@ pub fn validate(cfg: &Config) -> Result<()> {
     // Names are checked here too, so a typo fails before any data is read.
     optimizer(cfg, Vec::new())?;
     schedule(cfg, 1)?;
+    if crate::seq::is_sequence_model(&cfg.model) {
+        return crate::seq::validate(cfg);
+    }
     if !matches!(cfg.model.kind.as_str(), "mlp" | "cnn") {
         bail!(
             "config",

@@ -8,6 +8,7 @@ mod linear;
 pub mod loss;
 mod norm;
 mod pool;
+mod rnn;
 mod sequential;
 
 pub use activation::{Activation, Dropout, Flatten};
@@ -16,6 +17,7 @@ pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{BatchNorm, LayerNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use sequential::Sequential;
 
 use crate::bail;

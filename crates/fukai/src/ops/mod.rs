@@ -11,10 +11,12 @@ pub(crate) mod float;
 mod index;
 mod matmul;
 mod pool;
+mod recurrence;
 mod reduce;
 mod softmax;
 mod unary;
 mod view;
 
 pub use binary::Binary;
+pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;
