@@ -10,6 +10,7 @@ pub const NAMES: &[&str] = &[
     "iris-mlp",
     "wine-mlp",
     "breast-cancer-mlp",
+    "spoken-digits",
 ];
 
 fn data(format: &str, path: &str) -> DataConfig {
@@ -22,6 +23,7 @@ fn data(format: &str, path: &str) -> DataConfig {
         hflip: false,
         image_size: None,
         channels: 1,
+        audio: None,
     }
 }
 
@@ -127,6 +129,7 @@ pub fn preset(name: &str) -> Option<Config> {
         "iris-mlp" => table(name, "tabular/iris.csv", 60),
         "wine-mlp" => table(name, "tabular/wine_data.csv", 60),
         "breast-cancer-mlp" => table(name, "tabular/breast_cancer.csv", 40),
+        "spoken-digits" => crate::audio_data::spoken_digits_preset(),
         _ => return None,
     })
 }
