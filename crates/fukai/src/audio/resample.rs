@@ -10,11 +10,11 @@ use crate::bail;
 use crate::error::Result;
 
 /// Zero crossings of the sinc kept on each side (at the cutoff frequency).
-const ZEROS: f64 = 24.0;
+const ZEROS: f64 = 32.0;
 /// Kaiser window shape: about 90 dB of stopband attenuation.
 const BETA: f64 = 9.0;
 /// Passband edge as a share of the lower Nyquist frequency: the transition band lies above it.
-const ROLLOFF: f64 = 0.92;
+const ROLLOFF: f64 = 0.9;
 /// Largest phase table (phases x taps) kept in memory; rarer ratios evaluate the kernel per tap.
 const MAX_TABLE: usize = 1 << 22;
 
