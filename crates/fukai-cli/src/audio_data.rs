@@ -120,7 +120,11 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
     } else {
         let labels: Vec<i64> = manifest.rows.iter().map(|r| r.label).collect();
         let (tr, te) = data::stratified_split(&labels, cfg.test_fraction, seed);
-        let pick = |ix: Vec<usize>| ix.into_iter().map(|i| &manifest.rows[i]).collect::<Vec<_>>();
+        let pick = |ix: Vec<usize>| {
+            ix.into_iter()
+                .map(|i| &manifest.rows[i])
+                .collect::<Vec<_>>()
+        };
         (pick(tr), pick(te))
     };
     if train_rows.is_empty() || test_rows.is_empty() {

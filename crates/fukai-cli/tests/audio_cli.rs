@@ -56,7 +56,13 @@ fn tone_manifest(dir: &Path) -> PathBuf {
         for k in 0..8 {
             let rate = if k % 2 == 0 { 8000 } else { 16000 };
             let file = format!("wav/{name}{k}.wav");
-            let x = burst(f * (1.0 + 0.02 * k as f64), rate, 0.05 * k as f64, 0.3, 0.1 + 0.1 * k as f64);
+            let x = burst(
+                f * (1.0 + 0.02 * k as f64),
+                rate,
+                0.05 * k as f64,
+                0.3,
+                0.1 + 0.1 * k as f64,
+            );
             write_wav(&dir.join(&file), rate, &x);
             let split = if k < 6 { "train" } else { "test" };
             csv.push_str(&format!("{file},{name},{split}\n"));
@@ -121,7 +127,10 @@ fn audio_manifest_trains_predicts_and_names_bad_rows() {
     std::fs::write(&wav, &bytes[..bytes.len() - 1001]).unwrap();
     let err = fukai(&["predict", "--checkpoint", s(&ckpt), s(&wav)]);
     let stderr = String::from_utf8_lossy(&err.stderr);
-    assert!(!err.status.success() && stderr.contains("probe.wav") && stderr.contains("truncated"), "{stderr}");
+    assert!(
+        !err.status.success() && stderr.contains("probe.wav") && stderr.contains("truncated"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     // A manifest row naming a missing file, then one whose file is truncated: the error names
@@ -133,7 +142,12 @@ fn audio_manifest_trains_predicts_and_names_bad_rows() {
     let err = fukai(&["train", "--config", s(&cfg), "--out", s(&dir.join("bad"))]);
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(!err.status.success(), "trained with a missing file");
-    for needle in ["manifest.csv", &format!("line {line}"), "gone.wav", "not found"] {
+    for needle in [
+        "manifest.csv",
+        &format!("line {line}"),
+        "gone.wav",
+        "not found",
+    ] {
         assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
     }
     std::fs::write(&manifest, &text).unwrap();
@@ -143,7 +157,12 @@ fn audio_manifest_trains_predicts_and_names_bad_rows() {
     let line = text.lines().position(|l| l.contains("high2.wav")).unwrap() + 1;
     let err = fukai(&["train", "--config", s(&cfg), "--out", s(&dir.join("bad"))]);
     let stderr = String::from_utf8_lossy(&err.stderr);
-    for needle in ["manifest.csv", &format!("line {line}"), "high2.wav", "truncated"] {
+    for needle in [
+        "manifest.csv",
+        &format!("line {line}"),
+        "high2.wav",
+        "truncated",
+    ] {
         assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
     }
     assert!(!stderr.contains("panicked"), "{stderr}");

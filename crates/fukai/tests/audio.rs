@@ -77,7 +77,11 @@ fn wav_reads_every_supported_format() {
     assert_eq!(got.samples, vals);
     // Stereo is mixed to mono by averaging the channels.
     let p = dir.join("stereo.wav");
-    write_int(&p, spec(2, 16, false), &[16384, 0, -16384, -16384, 32767, -32768]);
+    write_int(
+        &p,
+        spec(2, 16, false),
+        &[16384, 0, -16384, -16384, 32767, -32768],
+    );
     let got = read_wav(&p).unwrap();
     assert_eq!(got.channels, 2);
     assert_eq!(got.samples, vec![0.25, -0.5, -0.5 / 32768.0]);
@@ -123,7 +127,9 @@ fn wav_errors_name_the_file_and_the_problem() {
     let e = decode_wav(&bytes[..20], "cut.wav").unwrap_err().to_string();
     assert!(e.contains("cut.wav"), "{e}");
     // Not a WAV at all.
-    let e = decode_wav(b"ID3 this is an mp3", "song.mp3").unwrap_err().to_string();
+    let e = decode_wav(b"ID3 this is an mp3", "song.mp3")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("song.mp3") && e.contains("WAV"), "{e}");
     // Unsupported sample formats: A-law, mu-law, 64-bit float.
     for (tag, bits, what) in [(6u16, 8u16, "alaw"), (7, 8, "mulaw"), (3, 64, "f64")] {
@@ -131,7 +137,10 @@ fn wav_errors_name_the_file_and_the_problem() {
         b.extend_from_slice(&[0; 16]);
         let name = format!("{what}.wav");
         let e = decode_wav(&b, &name).unwrap_err().to_string();
-        assert!(e.contains(&name) && e.contains("supported: integer PCM"), "{e}");
+        assert!(
+            e.contains(&name) && e.contains("supported: integer PCM"),
+            "{e}"
+        );
     }
     // Non-finite float samples.
     let mut b = header(3, 1, 32, 8);
@@ -212,7 +221,12 @@ fn resampling_keeps_frequency_and_amplitude() {
 #[test]
 fn downsampling_removes_what_would_alias() {
     // Tones above the new Nyquist (4 kHz) would fold back to 8000 - f; they must vanish.
-    for (freq, floor_db) in [(4100.0, -60.0), (5000.0, -80.0), (6000.0, -80.0), (7900.0, -80.0)] {
+    for (freq, floor_db) in [
+        (4100.0, -60.0),
+        (5000.0, -80.0),
+        (6000.0, -80.0),
+        (7900.0, -80.0),
+    ] {
         let y = resample(&tone(freq, 16000, 0.5, 1.0), 16000, 8000).unwrap();
         let db = 20.0 * (rms_mid(&y) / (0.5f64).sqrt()).log10();
         assert!(db < floor_db, "{freq} Hz tone after 16k -> 8k: {db:.1} dB");
@@ -337,7 +351,9 @@ fn time_shift_moves_every_row_together() {
     for s in 0..20 {
         let mut y = x.clone();
         TimeShift { max_shift: 3 }.apply(&mut y, &shape, &mut Generator::new(s));
-        let shift = (0..8).find(|&k| y[k] != 1.0).map(|k| y[k] as i64 - 1 - k as i64);
+        let shift = (0..8)
+            .find(|&k| y[k] != 1.0)
+            .map(|k| y[k] as i64 - 1 - k as i64);
         // Row 1 is row 0 plus 8 wherever neither holds the fill value.
         for t in 0..8 {
             if y[t] != 1.0 && y[8 + t] != 1.0 {
@@ -385,7 +401,10 @@ fn manifests_load_and_report_bad_rows_by_line() {
     let shape = cfg.shape();
     let extract = |p: &Path| cfg.extract_file(p);
     let ds = man.load(&man.rows_in(None), &shape, &extract).unwrap();
-    assert_eq!((ds.len(), ds.classes(), ds.sample_shape()), (3, 3, &shape[..]));
+    assert_eq!(
+        (ds.len(), ds.classes(), ds.sample_shape()),
+        (3, 3, &shape[..])
+    );
 
     let bad = |text: &str| {
         std::fs::write(&m, text).unwrap();

@@ -58,8 +58,26 @@ fn audio_front_end_matches_torch_and_librosa() {
 
     let mels = [
         ("mel_htk", 8000, 256, 40, 20.0, 4000.0, MelScale::Htk, false),
-        ("mel_slaney", 16000, 512, 64, 0.0, 8000.0, MelScale::Slaney, true),
-        ("mel_htk_slaneynorm", 8000, 256, 32, 100.0, 3500.0, MelScale::Htk, true),
+        (
+            "mel_slaney",
+            16000,
+            512,
+            64,
+            0.0,
+            8000.0,
+            MelScale::Slaney,
+            true,
+        ),
+        (
+            "mel_htk_slaneynorm",
+            8000,
+            256,
+            32,
+            100.0,
+            3500.0,
+            MelScale::Htk,
+            true,
+        ),
     ];
     for (case, sr, n_fft, n_mels, f_min, f_max, scale, slaney_norm) in mels {
         let bank = MelFilterbank::new(&MelConfig {

@@ -134,7 +134,10 @@ impl FeatureConfig {
         let take = (b - a).min(n);
         clip[..take].copy_from_slice(&x[a..a + take]);
         if let Some(target) = self.target_rms {
-            let rms = (clip[..take].iter().map(|&v| (v as f64).powi(2)).sum::<f64>()
+            let rms = (clip[..take]
+                .iter()
+                .map(|&v| (v as f64).powi(2))
+                .sum::<f64>()
                 / take.max(1) as f64)
                 .sqrt();
             if rms > 1e-9 {

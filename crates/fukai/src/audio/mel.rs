@@ -106,7 +106,10 @@ impl MelFilterbank {
             );
         }
         let n_freqs = cfg.n_fft / 2 + 1;
-        let (m_lo, m_hi) = (cfg.scale.hz_to_mel(cfg.f_min), cfg.scale.hz_to_mel(cfg.f_max));
+        let (m_lo, m_hi) = (
+            cfg.scale.hz_to_mel(cfg.f_min),
+            cfg.scale.hz_to_mel(cfg.f_max),
+        );
         let pts: Vec<f64> = (0..cfg.n_mels + 2)
             .map(|i| {
                 let m = m_lo + (m_hi - m_lo) * i as f64 / (cfg.n_mels + 1) as f64;

@@ -57,7 +57,10 @@ impl Resampler {
     /// A resampler from `from` Hz to `to` Hz (both non-zero).
     pub fn new(from: u32, to: u32) -> Result<Self> {
         if from == 0 || to == 0 {
-            bail!("resample", "sample rates must be positive, found {from} -> {to}");
+            bail!(
+                "resample",
+                "sample rates must be positive, found {from} -> {to}"
+            );
         }
         let g = gcd(from as u64, to as u64);
         let (up, down) = (to as u64 / g, from as u64 / g);
