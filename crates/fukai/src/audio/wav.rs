@@ -88,7 +88,7 @@ pub fn decode_wav(bytes: &[u8], name: &str) -> Result<Wav> {
             inter.push((v as f64 * norm) as f32);
         }
     }
-    if inter.len() != declared || declared % channels != 0 {
+    if inter.len() != declared || !declared.is_multiple_of(channels) {
         return Err(truncated(inter.len()));
     }
     let mono: Vec<f32> = inter
