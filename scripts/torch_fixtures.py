@@ -710,12 +710,69 @@ def rnn():
                    f"batch_first={bf}) over a packed sequence with lengths {lens}; "
                    "outputs (out, h_n[, c_n])",
                    inputs, fn, {"lengths": torch.tensor(lens, dtype=torch.int64)})
+def audio():
+    """Audio front end against torch.stft (f64) and librosa (mel filters, power_to_db, MFCC):
+    `<case>.x` the input, `<case>.out` the reference. Needs librosa (in scripts/requirements.txt)."""
+    import librosa
+
+    f = Family("audio", 11)
+    sr = 8000
+    t = torch.arange(2000, dtype=torch.float64) / sr
+    # A chirp (200 Hz -> 3 kHz), a steady 440 Hz tone and a little noise: energy in every band.
+    chirp = torch.sin(2 * torch.pi * (200 * t + 0.5 * (2800 / t[-1]) * t * t))
+    x = (0.5 * chirp + 0.3 * torch.sin(2 * torch.pi * 440 * t)
+         + 0.05 * f.randn(2000).to(torch.float64)).to(torch.float32)
+
+    def stft_power(sig, n_fft, hop, win, center, pad_mode):
+        window = torch.hann_window(win, periodic=True, dtype=torch.float64)
+        spec = torch.stft(sig.to(torch.float64), n_fft, hop_length=hop, win_length=win,
+                          window=window, center=center, pad_mode=pad_mode, return_complex=True)
+        return spec.abs() ** 2
+
+    cases = [("stft_reflect", 256, 80, 256, True, "reflect"),
+             ("stft_win200_zeros", 256, 64, 200, True, "constant"),
+             ("stft_nocenter", 128, 50, 128, False, "reflect")]
+    for name, n_fft, hop, win, center, pad in cases:
+        f.put(f"{name}.x", x)
+        f.put(f"{name}.out", stft_power(x, n_fft, hop, win, center, pad).to(torch.float32))
+        f.meta[name] = (f"torch.stft(x, n_fft={n_fft}, hop_length={hop}, win_length={win}, "
+                        f"hann_window(periodic), center={center}, pad_mode={pad}).abs()**2")
+
+    mels = [("mel_htk", 8000, 256, 40, 20.0, 4000.0, True, None),
+            ("mel_slaney", 16000, 512, 64, 0.0, 8000.0, False, "slaney"),
+            ("mel_htk_slaneynorm", 8000, 256, 32, 100.0, 3500.0, True, "slaney")]
+    for name, msr, n_fft, n_mels, fmin, fmax, htk, norm in mels:
+        fb = librosa.filters.mel(sr=msr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                 htk=htk, norm=norm, dtype=np.float64)
+        f.put(f"{name}.out", torch.from_numpy(fb).to(torch.float32))
+        f.meta[name] = (f"librosa.filters.mel(sr={msr}, n_fft={n_fft}, n_mels={n_mels}, "
+                        f"fmin={fmin}, fmax={fmax}, htk={htk}, norm={norm})")
+
+    # The whole chain on x: power STFT (n_fft 256, hop 80) -> HTK mel (40 bands, 20-4000 Hz)
+    # -> dB (amin 1e-10, top_db 80) -> MFCC.
+    power = stft_power(x, 256, 80, 256, True, "reflect").numpy()
+    fb = librosa.filters.mel(sr=sr, n_fft=256, n_mels=40, fmin=20.0, fmax=4000.0, htk=True,
+                             norm=None, dtype=np.float64)
+    mel = fb @ power
+    f.put("melspec.x", x)
+    f.put("melspec.out", torch.from_numpy(mel).to(torch.float32))
+    f.meta["melspec"] = "mel_htk filters @ stft_reflect power"
+    db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)
+    f.put("logmel.x", x)
+    f.put("logmel.out", torch.from_numpy(db).to(torch.float32))
+    f.meta["logmel"] = "librosa.power_to_db(melspec, ref=1.0, amin=1e-10, top_db=80.0)"
+    for name, n_mfcc, lifter in [("mfcc13", 13, 0), ("mfcc20_lifter22", 20, 22)]:
+        m = librosa.feature.mfcc(S=db, n_mfcc=n_mfcc, dct_type=2, norm="ortho", lifter=lifter)
+        f.put(f"{name}.x", torch.from_numpy(db).to(torch.float32))
+        f.put(f"{name}.out", torch.from_numpy(m).to(torch.float32))
+        f.meta[name] = (f"librosa.feature.mfcc(S=logmel, n_mfcc={n_mfcc}, dct_type=2, "
+                        f"norm='ortho', lifter={lifter})")
     return f
 
 
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

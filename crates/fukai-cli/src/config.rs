@@ -47,8 +47,9 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `mnist-csv`, `idx` (a folder with MNIST-style train/t10k files), `table` (CSV) or
-    /// `image-folder` (a folder with train/ and test/ class folders).
+    /// `mnist-csv`, `idx` (a folder with MNIST-style train/t10k files), `table` (CSV),
+    /// `image-folder` (a folder with train/ and test/ class folders) or `audio-manifest` (a
+    /// manifest CSV of WAV files and labels, or its folder).
     pub format: String,
     /// File or folder; relative paths are resolved against $FUKAI_ASSETS when set.
     #[serde(default)]
@@ -71,6 +72,9 @@ pub struct DataConfig {
     /// 1 (grey) or 3 (RGB) for `image-folder`.
     #[serde(default = "default_channels")]
     pub channels: usize,
+    /// Front end and augmentation for `audio-manifest` (defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<crate::audio_data::AudioConfig>,
     /// Target column of a `series-csv` file (forecasting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,

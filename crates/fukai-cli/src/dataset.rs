@@ -133,10 +133,11 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
                 class_names: names,
             })
         }
+        "audio-manifest" => crate::audio_data::load(cfg, path, seed),
         other => Err(Error::Format {
             file: path.display().to_string(),
             msg: format!(
-                "unknown data format {other:?}; expected mnist-csv, idx, table or image-folder"
+                "unknown data format {other:?}; expected mnist-csv, idx, table, image-folder or audio-manifest"
             ),
         }),
     }

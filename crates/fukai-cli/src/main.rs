@@ -1,5 +1,6 @@
 //! `fukai`: train, evaluate and inspect models from the command line.
 
+mod audio_data;
 mod config;
 mod dataset;
 mod model;

@@ -67,7 +67,11 @@ fn image_input(p: &Path, shape: &[usize]) -> Result<Vec<f32>> {
 /// Runs the prediction and prints the result.
 pub fn run(checkpoint: &Path, input: &str) -> Result<()> {
     let t = load_trained(checkpoint)?;
-    let x = t.batch_of_one(read_input(input, &t.input_shape)?)?;
+    let raw = match crate::audio_data::predict_input(&t.cfg.data, input, &t.input_shape)? {
+        Some(features) => features,
+        None => read_input(input, &t.input_shape)?,
+    };
+    let x = t.batch_of_one(raw)?;
     let _g = fukai::no_grad();
     let probs = t.model.forward(&x)?.softmax(-1)?.to_vec::<f32>()?;
     let best = probs

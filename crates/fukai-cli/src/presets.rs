@@ -12,6 +12,7 @@ pub const NAMES: &[&str] = &[
     "breast-cancer-mlp",
     "vowels-lstm",
     "sunspots-lstm",
+    "spoken-digits",
 ];
 
 pub(crate) fn data(format: &str, path: &str) -> DataConfig {
@@ -27,6 +28,7 @@ pub(crate) fn data(format: &str, path: &str) -> DataConfig {
         column: None,
         lookback: 0,
         horizon: 1,
+        audio: None,
     }
 }
 
@@ -134,6 +136,7 @@ pub fn preset(name: &str) -> Option<Config> {
         "wine-mlp" => table(name, "tabular/wine_data.csv", 60),
         "breast-cancer-mlp" => table(name, "tabular/breast_cancer.csv", 40),
         "vowels-lstm" | "sunspots-lstm" => return crate::seq::preset(name),
+        "spoken-digits" => crate::audio_data::spoken_digits_preset(),
         _ => return None,
     })
 }

@@ -179,11 +179,11 @@ pub fn validate(cfg: &Config) -> Result<()> {
     }
     if !matches!(
         cfg.data.format.as_str(),
-        "mnist-csv" | "idx" | "table" | "image-folder"
+        "mnist-csv" | "idx" | "table" | "image-folder" | "audio-manifest"
     ) {
         bail!(
             "config",
-            "data.format {:?} is unknown; expected mnist-csv, idx, table or image-folder",
+            "data.format {:?} is unknown; expected mnist-csv, idx, table, image-folder or audio-manifest",
             cfg.data.format
         );
     }
@@ -252,6 +252,7 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
     if cfg.data.hflip {
         tfm.push(Box::new(RandomHorizontalFlip { p: 0.5 }));
     }
+    tfm.extend(crate::audio_data::train_transforms(&cfg.data));
     tfm.push(Box::new(Normalize {
         mean: norm.mean.clone(),
         std: norm.std.clone(),

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod autograd;
 pub mod data;
 pub mod error;

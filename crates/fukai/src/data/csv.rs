@@ -74,7 +74,7 @@ fn parse_rows(
 }
 
 /// Non-blank lines with their 1-based line numbers (for error messages).
-fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
+pub(crate) fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
     text.lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l))

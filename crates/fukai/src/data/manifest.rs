@@ -1,0 +1,200 @@
+//! Manifests: a CSV with a header naming at least a `file` column (paths relative to the
+//! manifest's folder, or absolute) and a `label` column, and optionally a `split` column
+//! (`train` / `test` / anything else). Other columns are ignored. Every problem is reported with
+//! the manifest's name and the 1-based line: a row with the wrong number of cells, an empty
+//! field, a file that does not exist, a file that cannot be decoded.
+
+use super::InMemory;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// One manifest row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManifestRow {
+    /// 1-based line in the manifest.
+    pub line: usize,
+    /// The file, resolved against the manifest's folder.
+    pub file: PathBuf,
+    /// Class index into [`Manifest::class_names`].
+    pub label: i64,
+    /// The `split` cell (empty when the manifest has no such column).
+    pub split: String,
+}
+
+/// A parsed manifest.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// Rows in file order.
+    pub rows: Vec<ManifestRow>,
+    /// Label names: `0..=max` when every label is a non-negative integer, else the distinct
+    /// labels sorted.
+    pub class_names: Vec<String>,
+    /// Whether the manifest has a `split` column.
+    pub has_split: bool,
+}
+
+/// Splits one CSV line into cells; `"..."` quotes may hold commas, `""` is a literal quote.
+fn cells(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if cur.trim().is_empty() => {
+                cur.clear();
+                quoted = true;
+            }
+            (',', false) => out.push(std::mem::take(&mut cur).trim().to_string()),
+            _ => cur.push(c),
+        }
+    }
+    if quoted {
+        return Err("unterminated quoted field".into());
+    }
+    out.push(cur.trim().to_string());
+    Ok(out)
+}
+
+/// Reads a manifest and checks that every file it names exists.
+pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    let name = path.display().to_string();
+    let bytes = super::read_maybe_gz(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| Error::Format {
+        file: name.clone(),
+        msg: format!("not UTF-8 text: {e}"),
+    })?;
+    let at = |line: usize, msg: String| Error::Format {
+        file: name.clone(),
+        msg: format!("line {line}: {msg}"),
+    };
+    let lines = super::csv::numbered_lines(&text);
+    let Some(&(hl, header)) = lines.first() else {
+        return Err(Error::Format {
+            file: name,
+            msg: "empty manifest: expected a header with `file` and `label` columns".into(),
+        });
+    };
+    let head = cells(header).map_err(|e| at(hl, e))?;
+    let col = |want: &[&str]| head.iter().position(|h| want.contains(&h.as_str()));
+    let (Some(fc), Some(lc)) = (col(&["file", "path"]), col(&["label"])) else {
+        return Err(at(
+            hl,
+            format!("header {head:?} needs a `file` (or `path`) column and a `label` column"),
+        ));
+    };
+    let sc = col(&["split"]);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut raw = Vec::new();
+    for &(ln, line) in &lines[1..] {
+        let c = cells(line).map_err(|e| at(ln, e))?;
+        if c.len() != head.len() {
+            return Err(at(
+                ln,
+                format!("{} cells, the header has {}", c.len(), head.len()),
+            ));
+        }
+        if c[fc].is_empty() || c[lc].is_empty() {
+            return Err(at(ln, "empty file or label".into()));
+        }
+        let file = base.join(&c[fc]);
+        if !file.is_file() {
+            return Err(at(
+                ln,
+                format!("file {:?} not found (looked for {})", c[fc], file.display()),
+            ));
+        }
+        let split = sc.map(|s| c[s].clone()).unwrap_or_default();
+        raw.push((ln, file, c[lc].clone(), split));
+    }
+    let numeric: Option<Vec<i64>> = raw
+        .iter()
+        .map(|r| r.2.parse::<i64>().ok().filter(|&v| v >= 0))
+        .collect();
+    let (labels, class_names) = match numeric {
+        Some(v) => {
+            let n = v.iter().max().map_or(0, |&m| m as usize + 1);
+            (v, (0..n).map(|i| i.to_string()).collect())
+        }
+        None => {
+            let mut names: Vec<String> = raw.iter().map(|r| r.2.clone()).collect();
+            names.sort();
+            names.dedup();
+            let v = raw
+                .iter()
+                .map(|r| names.binary_search(&r.2).expect("present") as i64)
+                .collect();
+            (v, names)
+        }
+    };
+    let rows = raw
+        .into_iter()
+        .zip(labels)
+        .map(|((line, file, _, split), label)| ManifestRow {
+            line,
+            file,
+            label,
+            split,
+        })
+        .collect();
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        rows,
+        class_names,
+        has_split: sc.is_some(),
+    })
+}
+
+impl Manifest {
+    /// The rows whose split is `split` (all rows for `None`).
+    pub fn rows_in(&self, split: Option<&str>) -> Vec<&ManifestRow> {
+        self.rows
+            .iter()
+            .filter(|r| split.is_none_or(|s| r.split == s))
+            .collect()
+    }
+
+    /// Loads `rows` into memory through `features` (file -> values of `shape`); a failure names
+    /// the manifest line and the file.
+    pub fn load(
+        &self,
+        rows: &[&ManifestRow],
+        shape: &[usize],
+        features: &(dyn Fn(&Path) -> Result<Vec<f32>> + Sync),
+    ) -> Result<InMemory> {
+        let per: usize = shape.iter().product();
+        let name = self.path.display().to_string();
+        // Files decode independently, so the parallel map gives the same values at any
+        // thread count; errors are reported for the first failing row in file order.
+        let feats = crate::parallel::map_range(rows.len(), |i| features(&rows[i].file));
+        let mut x = Vec::with_capacity(rows.len() * per);
+        let mut y = Vec::with_capacity(rows.len());
+        for (r, f) in rows.iter().zip(feats) {
+            let f = f.map_err(|e| Error::Format {
+                file: name.clone(),
+                msg: format!("line {}: {e}", r.line),
+            })?;
+            if f.len() != per {
+                return Err(Error::Format {
+                    file: name.clone(),
+                    msg: format!(
+                        "line {}: {} gave {} feature values, expected {per} ({shape:?})",
+                        r.line,
+                        r.file.display(),
+                        f.len()
+                    ),
+                });
+            }
+            x.extend_from_slice(&f);
+            y.push(r.label);
+        }
+        InMemory::new(x, y, shape, self.class_names.len().max(1))
+    }
+}
