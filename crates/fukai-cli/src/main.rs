@@ -36,7 +36,7 @@ struct Cli {
 enum Cmd {
     /// Train a model from a preset or a TOML config.
     Train {
-        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp, vowels-lstm, sunspots-lstm).
+        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp, vowels-lstm, sunspots-lstm, spoken-digits).
         #[arg(long, conflicts_with = "config")]
         preset: Option<String>,
         /// TOML config file (see README).
