@@ -5,6 +5,7 @@
 mod conv;
 mod harness;
 mod matmul;
+mod minilm;
 mod mlp;
 mod tiny;
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: fukai-bench [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
-                   [--mlp-steps N] [WORKLOAD...]
+                   [--mlp-steps N] [--model DIR] [WORKLOAD...]
 
 Workloads (default: all):
   matmul            square f32 matmul, fukai vs the gemm crate (GFLOP/s)
@@ -21,6 +22,8 @@ Workloads (default: all):
                     forward-only ops on 4-element (4x4) tensors, ns per op
   mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
   conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3
+  minilm            all-MiniLM-L6-v2 embeddings, 8 texts x 128 tokens (--model DIR, or
+                    $FUKAI_ASSETS/models/all-MiniLM-L6-v2; skipped without either)
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
@@ -32,6 +35,7 @@ struct Args {
     sizes: Vec<usize>,
     tiny_iters: usize,
     mlp_steps: usize,
+    model: Option<String>,
     workloads: Vec<String>,
 }
 
@@ -42,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         sizes: matmul::SIZES.to_vec(),
         tiny_iters: 1_000_000,
         mlp_steps: 2_000,
+        model: None,
         workloads: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -57,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => args.reps = Some(num("--reps", it.next())?.max(1)),
             "--tiny-iters" => args.tiny_iters = num("--tiny-iters", it.next())?.max(1),
             "--mlp-steps" => args.mlp_steps = num("--mlp-steps", it.next())?.max(1),
+            "--model" => args.model = Some(it.next().ok_or("--model needs a value")?),
             "--sizes" => {
                 let v = it.next().ok_or("--sizes needs a value")?;
                 args.sizes = v
@@ -88,9 +94,10 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.extend(tiny::OPS.iter().map(|s| s.to_string()));
                 out.push("mlp_step".into());
                 out.push("conv2d".into());
+                out.push("minilm".into());
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
-            "matmul" | "mlp_step" | "conv2d" => out.push(w.clone()),
+            "matmul" | "mlp_step" | "conv2d" | "minilm" => out.push(w.clone()),
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
         }
@@ -118,6 +125,7 @@ fn run(args: &Args) -> Result<(), String> {
             "matmul" => matmul::run(threads, &args.sizes, args.reps),
             "mlp_step" => mlp::run(threads, args.mlp_steps, args.reps.unwrap_or(15)),
             "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
+            "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
             t => tiny::run(t, threads, args.tiny_iters),
         };
         r.map_err(|e| format!("{w}: {e}"))?;
