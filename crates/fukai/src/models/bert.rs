@@ -1,6 +1,7 @@
 //! BERT-family encoders from a Hugging Face model directory (`config.json` and
 //! `model.safetensors`), for inference: token ids and an attention mask in, hidden states out.
 
+use super::kernels::{self, Act};
 use crate::error::{Error, Result};
 use crate::io::{load_safetensors, SafetensorsFile};
 use crate::tensor::{DType, Tensor};
@@ -50,15 +51,6 @@ fn default_eps() -> f64 {
 }
 fn default_pos_type() -> String {
     "absolute".into()
-}
-
-/// The feed-forward activations `transformers` names in `hidden_act`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Act {
-    Gelu,
-    GeluTanh,
-    Relu,
-    Silu,
 }
 
 impl BertConfig {
@@ -137,16 +129,11 @@ impl BertConfig {
     }
 }
 
-/// `y = x W + b` with `W` stored `[in, out]`.
+/// `y = x W + b` with `W` stored `[in, out]`; the bias is added by the fused kernel that
+/// follows each product.
 struct Dense {
     w: Tensor,
     b: Tensor,
-}
-
-impl Dense {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.w)?.add(&self.b)
-    }
 }
 
 struct Norm {
@@ -326,63 +313,55 @@ impl BertModel {
             );
         }
         let h = self.cfg.hidden_size;
-        let x = self
-            .word
-            .embedding(ids)?
-            .add(&self.position.narrow(0, 0, t)?)?
-            .add(&self.token_type.narrow(0, 0, 1)?)?;
-        let mut x = self.layer_norm(&x.reshape(&[b * t, h])?, &self.emb_norm)?;
-        // 0 where attention may look, the most negative float where it must not: the same
-        // additive mask `transformers` builds, broadcast over heads and query positions.
-        let bias = mask
-            .to_dtype(DType::F32)?
-            .cmp_scalar("eq", 0.0)?
-            .to_dtype(DType::F32)?
-            .mul_scalar(f32::MIN as f64)?
-            .reshape(&[b, 1, 1, t])?;
+        let x = self.word.embedding(ids)?.reshape(&[b * t, h])?;
+        let pos_type = self
+            .position
+            .narrow(0, 0, t)?
+            .add(&self.token_type.narrow(0, 0, 1)?)?
+            .expand(&[b, t, h])?
+            .contiguous()?
+            .reshape(&[b * t, h])?;
+        let zero = Tensor::zeros(&[h], DType::F32)?;
+        let n = &self.emb_norm;
+        kernels::residual_layer_norm_(&x, &zero, &pos_type, (&n.w, &n.b), self.cfg.layer_norm_eps)?;
+        let keep = mask.to_dtype(DType::F32)?.to_vec::<f32>()?;
+        let mut x = x;
         for layer in &self.layers {
-            x = self.layer(layer, &x, &bias, b, t)?;
+            x = self.layer(layer, &x, &keep, b, t)?;
         }
         x.reshape(&[b, t, h])
     }
 
-    fn layer(&self, l: &Layer, x: &Tensor, bias: &Tensor, b: usize, t: usize) -> Result<Tensor> {
+    fn layer(&self, l: &Layer, x: &Tensor, keep: &[f32], b: usize, t: usize) -> Result<Tensor> {
         let h = self.cfg.hidden_size;
         let nh = self.cfg.num_attention_heads;
         let dh = h / nh;
+        let eps = self.cfg.layer_norm_eps;
         // [B·T, 3H] viewed as [B, T, 3, heads, dh]; q, k, v are strided views of it, so the
         // batched products below read the heads in place.
-        let qkv = l.qkv.forward(x)?.reshape(&[b, t, 3, nh, dh])?;
+        let qkv = x.matmul(&l.qkv.w)?;
+        kernels::bias_act_(&qkv, &l.qkv.b, None)?;
+        let qkv = qkv.reshape(&[b, t, 3, nh, dh])?;
         let part = |i: usize| -> Result<Tensor> {
             qkv.narrow(2, i, 1)?.squeeze(2)?.permute(&[0, 2, 1, 3])
         };
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-        let scores = q.matmul(&k.transpose(-1, -2)?)?.add(bias)?;
-        let ctx = scores
-            .softmax(-1)?
+        let probs = q.matmul(&k.transpose(-1, -2)?)?;
+        kernels::masked_softmax_(&probs, keep, b)?;
+        let ctx = probs
             .matmul(&v)?
             .permute(&[0, 2, 1, 3])?
             .contiguous()?
             .reshape(&[b * t, h])?;
-        let x = self.layer_norm(&l.attn_out.forward(&ctx)?.add(x)?, &l.attn_norm)?;
-        let inner = l.ffn_in.forward(&x)?;
-        let inner = match self.act {
-            Act::Gelu => inner.gelu()?,
-            Act::GeluTanh => inner.gelu_tanh()?,
-            Act::Relu => inner.relu()?,
-            Act::Silu => inner.silu()?,
-        };
-        self.layer_norm(&l.ffn_out.forward(&inner)?.add(&x)?, &l.ffn_norm)
-    }
-
-    fn layer_norm(&self, x: &Tensor, n: &Norm) -> Result<Tensor> {
-        let mean = x.mean(&[-1], true)?;
-        let centered = x.sub(&mean)?;
-        let var = centered.square()?.mean(&[-1], true)?;
-        centered
-            .mul(&var.add_scalar(self.cfg.layer_norm_eps)?.rsqrt()?)?
-            .mul(&n.w)?
-            .add(&n.b)
+        let y = ctx.matmul(&l.attn_out.w)?;
+        let n = &l.attn_norm;
+        kernels::residual_layer_norm_(&y, &l.attn_out.b, x, (&n.w, &n.b), eps)?;
+        let inner = y.matmul(&l.ffn_in.w)?;
+        kernels::bias_act_(&inner, &l.ffn_in.b, Some(self.act))?;
+        let out = inner.matmul(&l.ffn_out.w)?;
+        let n = &l.ffn_norm;
+        kernels::residual_layer_norm_(&out, &l.ffn_out.b, &y, (&n.w, &n.b), eps)?;
+        Ok(out)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pretrained models read from Hugging Face model directories.
 
 pub mod bert;
+pub mod kernels;
 #[cfg(feature = "hf")]
 pub mod sentence;
 
