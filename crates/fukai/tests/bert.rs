@@ -47,7 +47,10 @@ fn tiny_bert_matches_transformers() {
         let err = (g - w).abs() as f64 / 1f64.max(w.abs() as f64);
         worst = worst.max(err);
     }
-    println!("tiny BERT: worst error {worst:.2e} over {} values", got.len());
+    println!(
+        "tiny BERT: worst error {worst:.2e} over {} values",
+        got.len()
+    );
     assert!(worst <= 1e-5, "worst error {worst:e}");
 }
 
@@ -91,13 +94,22 @@ fn sentence_embeddings_do_not_depend_on_batching() {
     let emb = SentenceEmbedder::from_dir(tiny_dir()).unwrap();
     // max_position_embeddings is 16 and there is no sentence_bert_config.json.
     assert_eq!(emb.tokenizer().max_len(), Some(16));
-    let texts = ["The cat sat on the mat.", "", "hello world", &"token ".repeat(30)];
+    let texts = [
+        "The cat sat on the mat.",
+        "",
+        "hello world",
+        &"token ".repeat(30),
+    ];
     let together = emb.embed(&texts).unwrap();
     for (text, e) in texts.iter().zip(&together) {
         let alone = emb.embed(&[text]).unwrap().remove(0);
         let norm: f32 = e.iter().map(|v| v * v).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
-        let diff = e.iter().zip(&alone).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let diff = e
+            .iter()
+            .zip(&alone)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(diff < 1e-5, "{text:?}: batched vs alone differ by {diff}");
     }
     // The same as pooling the encoder's output by hand.
@@ -315,9 +327,17 @@ fn minilm_reproduces_sentence_transformers() {
     let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
     let ids = emb.tokenize(&texts).unwrap();
     for (item, got) in items.iter().zip(&ids) {
-        assert_eq!(got, &ids_of(&item["input_ids"]), "ids of {:?}", item["text"]);
+        assert_eq!(
+            got,
+            &ids_of(&item["input_ids"]),
+            "ids of {:?}",
+            item["text"]
+        );
     }
-    assert!(ids.iter().any(|i| i.len() == 256), "a text is truncated to 256");
+    assert!(
+        ids.iter().any(|i| i.len() == 256),
+        "a text is truncated to 256"
+    );
     // All texts in one padded batch: the mask must keep padding out.
     let got = emb.embed_ids(&ids).unwrap();
     let mut min_cos = f64::INFINITY;

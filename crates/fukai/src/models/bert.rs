@@ -92,7 +92,7 @@ impl BertConfig {
                 return Err(err(format!("field {name:?} must be positive, found 0")));
             }
         }
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(err(format!(
                 "field \"num_attention_heads\": {} does not divide hidden_size {}",
                 cfg.num_attention_heads, cfg.hidden_size

@@ -62,11 +62,9 @@ fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(
-        (t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23,
-    );
+    let scale = f32::from_bits((t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23);
     if x < -87.3 {
         0.0
     } else {
@@ -133,18 +131,29 @@ fn max(v: &[f32]) -> f32 {
             lanes[i] = lanes[i].max(c[i]);
         }
     }
-    lanes.into_iter().chain(rest.iter().copied()).fold(f32::NEG_INFINITY, f32::max)
+    lanes
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Checks that `t` is a contiguous f32 tensor whose last dim is `width`.
 fn check(op: &'static str, t: &Tensor, width: usize) -> Result<()> {
-    if t.dtype() != DType::F32 || !t.is_contiguous() || t.rank() == 0 || t.shape()[t.rank() - 1] != width {
+    if t.dtype() != DType::F32
+        || !t.is_contiguous()
+        || t.rank() == 0
+        || t.shape()[t.rank() - 1] != width
+    {
         bail!(
             op,
             "expected a contiguous f32 tensor with last dim {width}, found {:?} {} ({})",
             t.shape(),
             t.dtype(),
-            if t.is_contiguous() { "contiguous" } else { "strided" }
+            if t.is_contiguous() {
+                "contiguous"
+            } else {
+                "strided"
+            }
         );
     }
     Ok(())
@@ -242,7 +251,11 @@ pub fn residual_layer_norm_(
             y.shape()
         );
     }
-    let (bias, w, b) = (bias.to_vec::<f32>()?, w.to_vec::<f32>()?, b.to_vec::<f32>()?);
+    let (bias, w, b) = (
+        bias.to_vec::<f32>()?,
+        w.to_vec::<f32>()?,
+        b.to_vec::<f32>()?,
+    );
     let eps = eps as f32;
     residual.with_f32(|r| {
         y.update_f32(|v| {
@@ -316,7 +329,10 @@ mod tests {
     #[test]
     fn bias_act_equals_composite() {
         crate::manual_seed(1);
-        let x = Tensor::randn(&[5, 3, 24], DType::F32).unwrap().mul_scalar(3.0).unwrap();
+        let x = Tensor::randn(&[5, 3, 24], DType::F32)
+            .unwrap()
+            .mul_scalar(3.0)
+            .unwrap();
         let b = Tensor::randn(&[24], DType::F32).unwrap();
         let xb = x.add(&b).unwrap();
         for (act, want) in [
@@ -336,11 +352,17 @@ mod tests {
     fn masked_softmax_equals_composite() {
         crate::manual_seed(2);
         let (b, h, t) = (3, 2, 13);
-        let s = Tensor::randn(&[b, h, t, t], DType::F32).unwrap().mul_scalar(4.0).unwrap();
+        let s = Tensor::randn(&[b, h, t, t], DType::F32)
+            .unwrap()
+            .mul_scalar(4.0)
+            .unwrap();
         let mut mask = vec![1f32; b * t];
         mask[t - 3..t].iter_mut().for_each(|m| *m = 0.0);
         mask[2 * t + 5..3 * t].iter_mut().for_each(|m| *m = 0.0);
-        let bias: Vec<f32> = mask.iter().map(|&m| if m == 0.0 { f32::MIN } else { 0.0 }).collect();
+        let bias: Vec<f32> = mask
+            .iter()
+            .map(|&m| if m == 0.0 { f32::MIN } else { 0.0 })
+            .collect();
         let bias = Tensor::from_vec(bias, &[b, 1, 1, t]).unwrap();
         let want = s.add(&bias).unwrap().softmax(-1).unwrap();
         let got = s.mul_scalar(1.0).unwrap();
@@ -348,7 +370,9 @@ mod tests {
         close(&got, &want, 1e-6);
         // Masked keys get exactly zero.
         let v = got.to_vec::<f32>().unwrap();
-        assert!(v[..t * t * h].chunks(t).all(|r| r[t - 3..].iter().all(|&p| p == 0.0)));
+        assert!(v[..t * t * h]
+            .chunks(t)
+            .all(|r| r[t - 3..].iter().all(|&p| p == 0.0)));
     }
 
     #[test]
@@ -356,7 +380,10 @@ mod tests {
         crate::manual_seed(3);
         let (n, d) = (37, 20);
         let y = Tensor::randn(&[n, d], DType::F32).unwrap();
-        let r = Tensor::randn(&[n, d], DType::F32).unwrap().mul_scalar(2.0).unwrap();
+        let r = Tensor::randn(&[n, d], DType::F32)
+            .unwrap()
+            .mul_scalar(2.0)
+            .unwrap();
         let bias = Tensor::randn(&[d], DType::F32).unwrap();
         let w = Tensor::randn(&[d], DType::F32).unwrap();
         let b = Tensor::randn(&[d], DType::F32).unwrap();
@@ -379,7 +406,11 @@ mod tests {
     #[test]
     fn kernels_reject_strided_inputs() {
         let x = Tensor::zeros(&[4, 6], DType::F32).unwrap();
-        let e = bias_act_(&x.t().unwrap(), &Tensor::zeros(&[4], DType::F32).unwrap(), None);
+        let e = bias_act_(
+            &x.t().unwrap(),
+            &Tensor::zeros(&[4], DType::F32).unwrap(),
+            None,
+        );
         assert!(e.unwrap_err().to_string().contains("strided"));
     }
 }
