@@ -5,10 +5,12 @@
 #
 # Environment:
 #   FUKAI_BENCH_PYTHON    a python with torch to use (e.g. /work/main/.venv/bin/python);
-#                         otherwise bench/.venv, created with `pip install torch numpy` if missing
+#                         otherwise bench/.venv, created with `pip install torch numpy transformers` if missing
 #   BENCH_ROUNDS          rounds of every (workload, threads) pair (default 3)
 #   BENCH_THREADS         thread counts (default "1 2")
-#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d")
+#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d minilm")
+#   FUKAI_ASSETS          the shared assets folder (models/all-MiniLM-L6-v2 for minilm); without
+#                         it minilm is reported as skipped
 #   FUKAI_BENCH_FEATURES  cargo features for fukai-bench (none needed today)
 #   BENCH_OUT             where BENCHMARKS.md goes (default: BENCHMARKS.md at the repo root)
 #   BENCH_ARGS            extra flags for both programs (e.g. "--sizes 64,256 --tiny-iters 100000")
@@ -19,7 +21,7 @@ cd "$ROOT"
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS="${BENCH_THREADS:-1 2}"
-WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d}"
+WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d minilm}"
 OUT_MD="${BENCH_OUT:-$ROOT/BENCHMARKS.md}"
 EXTRA_ARGS="${BENCH_ARGS:-}"
 RUN_DIR="$ROOT/runs/bench/$(date -u +%Y%m%dT%H%M%SZ)"
@@ -38,7 +40,7 @@ else
         log "creating bench/.venv with torch (a large download, once)"
         python3 -m venv "$ROOT/bench/.venv"
         "$ROOT/bench/.venv/bin/pip" install --quiet --upgrade pip
-        "$ROOT/bench/.venv/bin/pip" install --quiet torch numpy
+        "$ROOT/bench/.venv/bin/pip" install --quiet torch numpy transformers
     fi
 fi
 "$PY" -c 'import torch, numpy' || { log "$PY cannot import torch and numpy"; exit 1; }
