@@ -5,11 +5,13 @@
 #
 # Environment:
 #   FUKAI_BENCH_PYTHON    a python with torch to use (e.g. /work/main/.venv/bin/python);
-#                         otherwise bench/.venv, created with `pip install torch numpy` if missing
+#                         otherwise bench/.venv, created with `pip install torch numpy transformers` if missing
 #   BENCH_ROUNDS          rounds of every (workload, threads) pair (default 3)
 #   BENCH_THREADS         thread counts (default "1 2")
-#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d lstm_vowels")
-#   FUKAI_ASSETS          assets folder for lstm_vowels (default ../shared/assets when present)
+#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d lstm_vowels minilm")
+#   FUKAI_ASSETS          the shared assets folder (JapaneseVowels for lstm_vowels,
+#                         models/all-MiniLM-L6-v2 for minilm; default ../shared/assets when
+#                         present); without it those workloads are skipped
 #   FUKAI_BENCH_FEATURES  cargo features for fukai-bench (none needed today)
 #   BENCH_OUT             where BENCHMARKS.md goes (default: BENCHMARKS.md at the repo root)
 #   BENCH_ARGS            extra flags for both programs (e.g. "--sizes 64,256 --tiny-iters 100000")
@@ -20,7 +22,7 @@ cd "$ROOT"
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS="${BENCH_THREADS:-1 2}"
-WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d lstm_vowels}"
+WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d lstm_vowels minilm}"
 # lstm_vowels reads JapaneseVowels from the shared assets.
 if [[ -z "${FUKAI_ASSETS:-}" && -d "$ROOT/../shared/assets" ]]; then
     export FUKAI_ASSETS="$ROOT/../shared/assets"
@@ -43,7 +45,7 @@ else
         log "creating bench/.venv with torch (a large download, once)"
         python3 -m venv "$ROOT/bench/.venv"
         "$ROOT/bench/.venv/bin/pip" install --quiet --upgrade pip
-        "$ROOT/bench/.venv/bin/pip" install --quiet torch numpy
+        "$ROOT/bench/.venv/bin/pip" install --quiet torch numpy transformers
     fi
 fi
 "$PY" -c 'import torch, numpy' || { log "$PY cannot import torch and numpy"; exit 1; }

@@ -2,7 +2,7 @@
 """PyTorch twins of fukai-bench's workloads, printing the same JSON lines.
 
 usage: torch_bench.py [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
-                      [--mlp-steps N] [WORKLOAD...]
+                      [--mlp-steps N] [--model DIR] [WORKLOAD...]
 
 Same shapes, warm-up, sample sizes and statistics (median of samples) as
 crates/fukai-bench; see that crate for what each workload measures.
@@ -28,6 +28,8 @@ LR = 0.01
 MLP_BUDGET_S = 5.0
 CONV_INPUT = (64, 32, 28, 28)
 CONV_WEIGHT = (64, 32, 3, 3)
+MINILM_BATCH = 8
+MINILM_TOKENS = 128
 
 clock = time.perf_counter
 
@@ -216,6 +218,40 @@ def run_lstm_vowels(threads, reps):
     med, fields = stats_fields(samples, iters)
     emit("lstm_vowels", "torch", threads, **fields, ms_per_epoch=med * 1e3,
          first_loss=losses[0], last_loss=losses[-1])
+def minilm_ids():
+    """The token ids fukai-bench's minilm workload uses: [CLS], 126 spread ids, [SEP]."""
+    rows = []
+    for b in range(MINILM_BATCH):
+        row = [1000 + (b * 7919 + t * 104729) % 29000 for t in range(MINILM_TOKENS)]
+        row[0], row[-1] = 101, 102
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def run_minilm(threads, reps, model_dir):
+    """transformers' BertModel from the same directory, then mean pooling and F.normalize."""
+    if model_dir is None and os.environ.get("FUKAI_ASSETS"):
+        model_dir = os.path.join(os.environ["FUKAI_ASSETS"], "models", "all-MiniLM-L6-v2")
+    if model_dir is None:
+        emit("minilm", "torch", threads, skipped="no model: pass --model DIR or set FUKAI_ASSETS")
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_dir).eval()
+    ids = minilm_ids()
+    mask = torch.ones_like(ids)
+
+    def step():
+        with torch.inference_mode():
+            h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            F.normalize(pooled, p=2, dim=1)
+
+    samples = fixed(step, 2, reps, 1)
+    med, fields = stats_fields(samples, 1)
+    emit("minilm", "torch", threads, **fields, texts_per_s=MINILM_BATCH / med)
 
 
 def peak_rss_kb():
@@ -233,10 +269,10 @@ def expand(workloads):
     out = []
     for w in workloads:
         if w == "all":
-            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d"]
+            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "minilm"]
         elif w == "tiny":
             out += TINY_OPS
-        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels") or w in TINY_OPS:
+        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels", "minilm") or w in TINY_OPS:
             out.append(w)
         else:
             raise SystemExit(f"torch_bench.py: unknown workload {w!r}")
@@ -250,6 +286,7 @@ def main():
     p.add_argument("--sizes", default=",".join(map(str, SIZES)))
     p.add_argument("--tiny-iters", type=int, default=1_000_000)
     p.add_argument("--mlp-steps", type=int, default=2000)
+    p.add_argument("--model", default=None)
     p.add_argument("workloads", nargs="*", default=["all"])
     args = p.parse_args()
     workloads = expand(args.workloads or ["all"])
@@ -273,6 +310,8 @@ def main():
             run_conv(threads, args.reps or 7)
         elif w == "lstm_vowels":
             run_lstm_vowels(threads, args.reps or 9)
+        elif w == "minilm":
+            run_minilm(threads, args.reps or 10, args.model)
         else:
             run_tiny(w, threads, args.tiny_iters)
     fields = {"kind": "process", "wall_s": clock() - start}

@@ -768,11 +768,145 @@ def audio():
         f.meta[name] = (f"librosa.feature.mfcc(S=logmel, n_mfcc={n_mfcc}, dct_type=2, "
                         f"norm='ortho', lifter={lifter})")
     return f
+# ---------------------------------------------------------------------------------------------
+# A tiny BERT model directory and tokenizers (needs `transformers` and `tokenizers` too).
+
+BERT_DIR = os.path.join(OUT_DIR, "tiny_bert")
+
+TOKENIZER_TEXTS = [
+    "Hello, world!",
+    "The cat sat on the mat.",
+    "",
+    "unbelievable learning RATES",
+    "naïve café résumé Zürich",
+    "ディープラーニング",
+    "  spaces\tand\nnewlines  ",
+    "token " * 20,
+]
+
+
+class DirFixture:
+    """A fixture written as a folder of files; save() reports their size."""
+
+    def __init__(self, paths):
+        self.paths = paths
+
+    def save(self):
+        size = sum(os.path.getsize(p) for p in self.paths)
+        for p in self.paths:
+            print(f"{os.path.relpath(p, ROOT)}: {os.path.getsize(p) / 1024:.1f} KiB")
+        return size
+
+
+def tiny_wordpiece():
+    """A BERT-style WordPiece tokenizer over a small hand-made vocabulary. The file also pads
+    and truncates to 8 (as real tokenizer.json files often do), which loaders must override."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors, decoders
+    from tokenizers.models import WordPiece
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = ["the", "cat", "sat", "on", "mat", "hello", "world", "un", "##believ", "##able",
+             "learn", "##ing", "rate", "##s", "na", "##ive", "cafe", "res", "##ume", "zur",
+             "##ich", "token", "space", "and", "new", "##line", "デ", "ィ", "ー", "プ", "ラ",
+             "ニ", "ン", "グ", ",", "!", ".", "a", "##a"]
+    vocab = {t: i for i, t in enumerate(special + words)}
+    tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    tok.decoder = decoders.WordPiece()
+    tok.enable_truncation(8)
+    tok.enable_padding(length=8)
+    tok.add_special_tokens(special)
+    return tok
+
+
+def tiny_bpe():
+    """A byte-level BPE (GPT-2 style) trained on a few sentences."""
+    from tokenizers import Tokenizer, pre_tokenizers, decoders
+    from tokenizers.models import BPE
+    from tokenizers.trainers import BpeTrainer
+
+    tok = Tokenizer(BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>"],
+                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = ["The cat sat on the mat.", "Deep learning learns representations.",
+              "Attention is all you need; the cat attends to the mat.",
+              "Tokens, tokens, tokens: byte pairs merge into words."] * 4
+    tok.train_from_iterator(corpus, trainer)
+    return tok
+
+
+def bert():
+    """tiny_bert/: config.json, model.safetensors (random weights) and tokenizer.json of a
+    2-layer BERT, plus expected.safetensors: a padded batch of ids and mask and the last hidden
+    state transformers' BertModel gives for it (computed in float64, rounded to f32); and
+    tokenizers.json: the ids the Python tokenizers give for some texts, for both tokenizers."""
+    from transformers import BertConfig, BertModel
+
+    os.makedirs(BERT_DIR, exist_ok=True)
+    wp = tiny_wordpiece()
+    wp.save(os.path.join(BERT_DIR, "tokenizer.json"))
+    bpe = tiny_bpe()
+    bpe_path = os.path.join(OUT_DIR, "bpe_tokenizer.json")
+    bpe.save(bpe_path)
+    wp.no_padding()
+    wp.no_truncation()
+    expected_ids = {
+        "wordpiece": [{"text": t, "ids": wp.encode(t).ids} for t in TOKENIZER_TEXTS],
+        "bpe": [{"text": t, "ids": bpe.encode(t).ids, "decoded": bpe.decode(bpe.encode(t).ids)}
+                for t in TOKENIZER_TEXTS],
+    }
+    ids_path = os.path.join(OUT_DIR, "tokenizers.json")
+    with open(ids_path, "w") as fh:
+        json.dump(expected_ids, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=4, intermediate_size=64, max_position_embeddings=16,
+                     type_vocab_size=2, layer_norm_eps=1e-12, hidden_act="gelu")
+    model = BertModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # larger than the default init, so every weight matters
+            p.copy_(torch.randn(p.shape) * 0.5)
+    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()
+             if k != "embeddings.position_ids" and not k.endswith("token_type_ids")}
+    write_safetensors(os.path.join(BERT_DIR, "model.safetensors"), state, {"format": "pt"})
+    with open(os.path.join(BERT_DIR, "config.json"), "w") as fh:
+        conf = {k: v for k, v in cfg.to_dict().items() if not k.startswith("_")}
+        conf["architectures"] = ["BertModel"]
+        json.dump(conf, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+    rows = [wp.encode(t).ids[:16] for t in ["The cat sat on the mat.", "", "hello world, un"]]
+    t = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), t, dtype=torch.int64)
+    mask = torch.zeros(len(rows), t, dtype=torch.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r)
+        mask[i, :len(r)] = 1
+    model64 = model.double()
+    model64.load_state_dict({k: v.double() for k, v in state.items()}, strict=False)
+    with torch.no_grad():
+        hidden = model64(input_ids=ids, attention_mask=mask).last_hidden_state
+    expected = {"ids": ids, "mask": mask.to(torch.uint8), "hidden": hidden.float()}
+    exp_path = os.path.join(OUT_DIR, "tiny_bert_expected.safetensors")
+    write_safetensors(exp_path, expected,
+                      {"__generator__": f"scripts/torch_fixtures.py bert with torch "
+                                        f"{torch.__version__}: BertModel last_hidden_state in float64"})
+    return DirFixture([os.path.join(BERT_DIR, f) for f in
+                       ("config.json", "model.safetensors", "tokenizer.json")]
+                      + [exp_path, bpe_path, ids_path])
 
 
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

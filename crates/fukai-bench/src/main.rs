@@ -6,6 +6,7 @@ mod conv;
 mod harness;
 mod lstm;
 mod matmul;
+mod minilm;
 mod mlp;
 mod tiny;
 
@@ -18,7 +19,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
 usage: fukai-bench [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
-                   [--mlp-steps N] [WORKLOAD...]
+                   [--mlp-steps N] [--model DIR] [WORKLOAD...]
 
 Workloads (default: all):
   matmul            square f32 matmul, fukai vs the gemm crate (GFLOP/s)
@@ -28,6 +29,8 @@ Workloads (default: all):
   mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
   conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3
   lstm_vowels       one LSTM(64) training epoch on JapaneseVowels (needs FUKAI_ASSETS), ms
+  minilm            all-MiniLM-L6-v2 embeddings, 8 texts x 128 tokens (--model DIR, or
+                    $FUKAI_ASSETS/models/all-MiniLM-L6-v2; skipped without either)
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
@@ -39,6 +42,7 @@ struct Args {
     sizes: Vec<usize>,
     tiny_iters: usize,
     mlp_steps: usize,
+    model: Option<String>,
     workloads: Vec<String>,
 }
 
@@ -49,6 +53,7 @@ fn parse_args() -> Result<Args, String> {
         sizes: matmul::SIZES.to_vec(),
         tiny_iters: 1_000_000,
         mlp_steps: 2_000,
+        model: None,
         workloads: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -64,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => args.reps = Some(num("--reps", it.next())?.max(1)),
             "--tiny-iters" => args.tiny_iters = num("--tiny-iters", it.next())?.max(1),
             "--mlp-steps" => args.mlp_steps = num("--mlp-steps", it.next())?.max(1),
+            "--model" => args.model = Some(it.next().ok_or("--model needs a value")?),
             "--sizes" => {
                 let v = it.next().ok_or("--sizes needs a value")?;
                 args.sizes = v
@@ -95,9 +101,10 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.extend(tiny::OPS.iter().map(|s| s.to_string()));
                 out.push("mlp_step".into());
                 out.push("conv2d".into());
+                out.push("minilm".into());
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
-            "matmul" | "mlp_step" | "conv2d" | "lstm_vowels" => out.push(w.clone()),
+            "matmul" | "mlp_step" | "conv2d" | "lstm_vowels" | "minilm" => out.push(w.clone()),
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
         }
@@ -126,6 +133,7 @@ fn run(args: &Args) -> Result<(), String> {
             "mlp_step" => mlp::run(threads, args.mlp_steps, args.reps.unwrap_or(15)),
             "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
             "lstm_vowels" => lstm::run(threads, args.reps.unwrap_or(9)),
+            "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
             t => tiny::run(t, threads, args.tiny_iters),
         };
         r.map_err(|e| format!("{w}: {e}"))?;

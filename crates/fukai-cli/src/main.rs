@@ -3,6 +3,7 @@
 mod audio_data;
 mod config;
 mod dataset;
+mod embed;
 mod model;
 mod plot;
 mod predict;
@@ -86,6 +87,17 @@ enum Cmd {
         /// Output folder (default: the checkpoint's folder).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Sentence embeddings (mean pooling, L2-normalized) from a Hugging Face BERT model directory.
+    Embed {
+        /// Folder with config.json, model.safetensors and tokenizer.json.
+        #[arg(long)]
+        model: PathBuf,
+        /// Print one JSON array of floats per text, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Texts to embed (default: one per line from standard input).
+        texts: Vec<String>,
     },
 }
 
@@ -198,6 +210,7 @@ fn main() -> ExitCode {
             input,
             out,
         }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
+        Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

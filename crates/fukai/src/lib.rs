@@ -20,6 +20,7 @@ pub mod autograd;
 pub mod data;
 pub mod error;
 pub mod io;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;
@@ -28,6 +29,7 @@ pub mod rng;
 pub mod simd;
 pub mod tensor;
 pub mod testing;
+pub mod text;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};

@@ -1,0 +1,112 @@
+//! Hugging Face `tokenizer.json` files (WordPiece, BPE, Unigram, with their normalizers,
+//! pre-tokenizers and special-token templates) through the `tokenizers` crate.
+
+use crate::error::{Error, Result};
+use std::path::Path;
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// A tokenizer read from a `tokenizer.json` file.
+pub struct HfTokenizer {
+    inner: Tokenizer,
+    source: String,
+}
+
+impl HfTokenizer {
+    /// Reads `path`; a missing file is an [`Error::Io`], an invalid one an [`Error::Format`]
+    /// naming the file and what the parser rejected (field, line and column).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses the JSON text of a tokenizer; `source` names it in errors.
+    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Format {
+            file: source.to_string(),
+            msg: format!("not a valid Hugging Face tokenizer.json: {e}"),
+        })?;
+        Ok(HfTokenizer {
+            inner,
+            source: source.to_string(),
+        })
+    }
+
+    /// The file (or name) the tokenizer came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Encodes without padding, truncating to `max_len` tokens (special tokens included) when
+    /// given; `None` turns truncation off. Replaces what the file set: a `tokenizer.json` often
+    /// pads or truncates for its training setup, not for the model's real limit.
+    pub fn set_max_len(&mut self, max_len: Option<usize>) -> Result<()> {
+        let trunc = max_len.map(|max_length| TruncationParams {
+            max_length,
+            ..Default::default()
+        });
+        self.inner.with_padding(None);
+        let res = self.inner.with_truncation(trunc).map(|_| ());
+        res.map_err(|e| self.err(format!("truncation to {max_len:?} tokens: {e}")))
+    }
+
+    /// The truncation length the tokenizer applies, if any.
+    pub fn max_len(&self) -> Option<usize> {
+        self.inner.get_truncation().map(|t| t.max_length)
+    }
+
+    /// Token ids of `text`, with the special tokens of the file's template (e.g. `[CLS] … [SEP]`).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_full(text)?.0)
+    }
+
+    /// Token ids and token strings of `text`, special tokens included.
+    pub fn encode_full(&self, text: &str) -> Result<(Vec<u32>, Vec<String>)> {
+        let enc = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| self.err(format!("encoding {:?}: {e}", preview(text))))?;
+        Ok((enc.get_ids().to_vec(), enc.get_tokens().to_vec()))
+    }
+
+    /// The text of `ids`, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| self.err(format!("decoding {} ids: {e}", ids.len())))
+    }
+
+    /// Number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The id of a token string, if the vocabulary has it.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The token string of an id, if there is one.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    fn err(&self, msg: String) -> Error {
+        Error::Format {
+            file: self.source.clone(),
+            msg,
+        }
+    }
+}
+
+/// The first characters of a text, for error messages.
+fn preview(text: &str) -> String {
+    let mut s: String = text.chars().take(40).collect();
+    if s.len() < text.len() {
+        s.push('…');
+    }
+    s
+}
