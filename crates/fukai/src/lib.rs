@@ -26,6 +26,7 @@ pub mod parallel;
 pub mod rng;
 pub mod tensor;
 pub mod testing;
+pub mod text;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};
