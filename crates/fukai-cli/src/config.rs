@@ -101,6 +101,9 @@ pub struct ModelConfig {
     /// Dropout before each hidden linear layer.
     #[serde(default)]
     pub dropout: f64,
+    /// Language models (`kind = "gpt"`): layers, heads, width and context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpt: Option<crate::gpt::GptConfig>,
 }
 
 fn one() -> usize {
@@ -147,6 +150,10 @@ pub struct TrainConfig {
     /// Seed for initialization, shuffling and augmentation.
     #[serde(default)]
     pub seed: u64,
+    /// Step-based runs (language models): optimizer steps, final learning rate, Adam's
+    /// second beta, evaluation windows and interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<crate::lm::LmTrainConfig>,
 }
 
 fn default_optimizer() -> String {

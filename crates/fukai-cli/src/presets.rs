@@ -10,9 +10,10 @@ pub const NAMES: &[&str] = &[
     "iris-mlp",
     "wine-mlp",
     "breast-cancer-mlp",
+    "shakespeare-gpt",
 ];
 
-fn data(format: &str, path: &str) -> DataConfig {
+pub(crate) fn data(format: &str, path: &str) -> DataConfig {
     DataConfig {
         format: format.into(),
         path: Some(path.into()),
@@ -25,7 +26,7 @@ fn data(format: &str, path: &str) -> DataConfig {
     }
 }
 
-fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelConfig {
+pub(crate) fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelConfig {
     ModelConfig {
         kind: kind.into(),
         hidden: hidden.to_vec(),
@@ -33,10 +34,11 @@ fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelConfig {
         convs_per_stage: 1,
         batch_norm: false,
         dropout: 0.0,
+        gpt: None,
     }
 }
 
-fn train(epochs: usize, batch_size: usize, lr: f64) -> TrainConfig {
+pub(crate) fn train(epochs: usize, batch_size: usize, lr: f64) -> TrainConfig {
     TrainConfig {
         epochs,
         batch_size,
@@ -51,6 +53,7 @@ fn train(epochs: usize, batch_size: usize, lr: f64) -> TrainConfig {
         clip_grad_norm: None,
         accumulate: 1,
         seed: 0,
+        lm: None,
     }
 }
 
@@ -127,6 +130,7 @@ pub fn preset(name: &str) -> Option<Config> {
         "iris-mlp" => table(name, "tabular/iris.csv", 60),
         "wine-mlp" => table(name, "tabular/wine_data.csv", 60),
         "breast-cancer-mlp" => table(name, "tabular/breast_cancer.csv", 40),
+        "shakespeare-gpt" => crate::lm::shakespeare_preset(),
         _ => return None,
     })
 }
