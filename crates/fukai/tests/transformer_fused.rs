@@ -206,3 +206,15 @@ fn multi_head_attention_module_gradcheck() {
     )
     .unwrap();
 }
+
+#[test]
+fn fused_linear_equals_composite() {
+    let inputs = [randn64(&[2, 3, 5], 60).unwrap(), randn64(&[4, 5], 61).unwrap(), randn64(&[4], 62).unwrap()];
+    assert_same(&|t| t[0].linear(&t[1], Some(&t[2])), &|t| t[0].matmul(&t[1].t()?)?.add(&t[2]), &inputs, 1e-12);
+    assert_same(&|t| t[0].linear(&t[1], None), &|t| t[0].matmul(&t[1].t()?), &inputs[..2], 1e-12);
+    gradcheck(|t| t[0].linear(&t[1], Some(&t[2])), &inputs, 1e-6, 1e-6).unwrap();
+    // A strided (narrowed) weight, as the cross-attention projections use.
+    let w = randn64(&[8, 5], 63).unwrap();
+    assert_same(&|t| t[0].linear(&t[1].narrow(0, 2, 4)?, None), &|t| t[0].matmul(&t[1].narrow(0, 2, 4)?.t()?), &[inputs[0].clone(), w], 1e-12);
+    assert!(inputs[0].linear(&randn64(&[4, 6], 1).unwrap(), None).is_err());
+}

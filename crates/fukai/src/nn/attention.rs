@@ -133,11 +133,14 @@ impl MultiHeadAttention {
     }
     /// `x Wᵀ + b` for rows `start..start+len` of the stacked projection.
     fn project(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-        let y = x.matmul(&self.in_proj_weight.narrow(0, start, len)?.t()?)?;
-        match &self.in_proj_bias {
-            Some(b) => y.add(&b.narrow(0, start, len)?),
-            None => Ok(y),
+        if start == 0 && len == self.in_proj_weight.shape()[0] {
+            return x.linear(&self.in_proj_weight, self.in_proj_bias.as_ref());
         }
+        let b = match &self.in_proj_bias {
+            Some(b) => Some(b.narrow(0, start, len)?),
+            None => None,
+        };
+        x.linear(&self.in_proj_weight.narrow(0, start, len)?, b.as_ref())
     }
 
     /// Attention of `x: [B, T, d]` over `memory: [B, S, d]` (cross-attention) or over itself

@@ -116,10 +116,13 @@ struct Masks {
 /// Scales, masks and softmaxes one score row in place (`row` holds the raw scores).
 fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize, row: &mut [T]) {
     let scale = T::c(geo.scale);
+    // Keys past the causal limit get probability 0 without being exponentiated.
     let vis = geo.visible(i);
+    let (seen, hidden) = row.split_at_mut(vis);
+    hidden.iter_mut().for_each(|x| *x = T::ZERO);
     let mut m = T::NEG_INF;
-    for (j, x) in row.iter_mut().enumerate() {
-        let mut v = if j < vis { *x * scale } else { T::NEG_INF };
+    for (j, x) in seen.iter_mut().enumerate() {
+        let mut v = *x * scale;
         if let Some(p) = &masks.pad {
             if p[b * geo.s + j] {
                 v = T::NEG_INF;
@@ -133,16 +136,16 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
     }
     if m == T::NEG_INF {
         // Every key masked: attend to nothing (PyTorch would produce NaN).
-        row.iter_mut().for_each(|x| *x = T::ZERO);
+        seen.iter_mut().for_each(|x| *x = T::ZERO);
         return;
     }
     let mut sum = T::ZERO;
-    for x in row.iter_mut() {
+    for x in seen.iter_mut() {
         *x = (*x - m).exp();
         sum += *x;
     }
     let inv = T::ONE / sum;
-    row.iter_mut().for_each(|x| *x = *x * inv);
+    seen.iter_mut().for_each(|x| *x = *x * inv);
 }
 
 /// Runs `f(task)` for every task index, in parallel when the work is worth it. Tasks write

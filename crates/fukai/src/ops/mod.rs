@@ -11,6 +11,7 @@ mod dropout;
 pub(crate) mod float;
 mod index;
 mod layer_norm;
+mod linear;
 mod matmul;
 mod pool;
 mod reduce;
