@@ -8,7 +8,7 @@
 #                         otherwise bench/.venv, created with `pip install torch numpy` if missing
 #   BENCH_ROUNDS          rounds of every (workload, threads) pair (default 3)
 #   BENCH_THREADS         thread counts (default "1 2")
-#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d")
+#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d gpt_step")
 #   FUKAI_BENCH_FEATURES  cargo features for fukai-bench (none needed today)
 #   BENCH_OUT             where BENCHMARKS.md goes (default: BENCHMARKS.md at the repo root)
 #   BENCH_ARGS            extra flags for both programs (e.g. "--sizes 64,256 --tiny-iters 100000")
@@ -19,7 +19,7 @@ cd "$ROOT"
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS="${BENCH_THREADS:-1 2}"
-WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d}"
+WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d gpt_step}"
 OUT_MD="${BENCH_OUT:-$ROOT/BENCHMARKS.md}"
 EXTRA_ARGS="${BENCH_ARGS:-}"
 RUN_DIR="$ROOT/runs/bench/$(date -u +%Y%m%dT%H%M%SZ)"

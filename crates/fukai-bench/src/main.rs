@@ -3,6 +3,7 @@
 //! writes BENCHMARKS.md.
 
 mod conv;
+mod gpt;
 mod harness;
 mod matmul;
 mod mlp;
@@ -21,6 +22,7 @@ Workloads (default: all):
                     forward-only ops on 4-element (4x4) tensors, ns per op
   mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
   conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3
+  gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
@@ -88,9 +90,10 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.extend(tiny::OPS.iter().map(|s| s.to_string()));
                 out.push("mlp_step".into());
                 out.push("conv2d".into());
+                out.push("gpt_step".into());
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
-            "matmul" | "mlp_step" | "conv2d" => out.push(w.clone()),
+            "matmul" | "mlp_step" | "conv2d" | "gpt_step" => out.push(w.clone()),
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
         }
@@ -118,6 +121,7 @@ fn run(args: &Args) -> Result<(), String> {
             "matmul" => matmul::run(threads, &args.sizes, args.reps),
             "mlp_step" => mlp::run(threads, args.mlp_steps, args.reps.unwrap_or(15)),
             "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
+            "gpt_step" => gpt::run(threads, args.reps.unwrap_or(1)),
             t => tiny::run(t, threads, args.tiny_iters),
         };
         r.map_err(|e| format!("{w}: {e}"))?;
