@@ -204,7 +204,8 @@ pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<us
         recent += l;
         recent_n += 1;
         let last = step + 1 == steps;
-        if (step + 1) % 100 == 0 || last {
+        let eval_now = (step + 1) % lc.eval_every.max(1) == 0 || last;
+        if (step + 1) % 100 == 0 || eval_now {
             last_train = recent / recent_n as f64;
             let tps = ((step + 1) * n) as f64 / train_secs;
             let mut line = format!(
@@ -215,7 +216,7 @@ pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<us
                 "step {:>5}/{steps} | loss {last_train:.4} | lr {lr:.2e} | {tps:.0} tok/s",
                 step + 1
             );
-            if (step + 1) % lc.eval_every.max(1) == 0 || last {
+            if eval_now {
                 val_loss = eval_loss(&model, &val, &val_starts)?;
                 line += &format!(",\"val_loss\":{val_loss:.5}");
                 shown += &format!(" | val {val_loss:.4}");
