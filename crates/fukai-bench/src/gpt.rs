@@ -37,7 +37,9 @@ impl Gpt {
         Ok(Gpt {
             wte: Embedding::new(VOCAB, WIDTH)?,
             wpe: LearnedPositions::new(CONTEXT, WIDTH)?,
-            blocks: (0..LAYERS).map(|_| TransformerEncoderLayer::new(&c)).collect::<Result<_>>()?,
+            blocks: (0..LAYERS)
+                .map(|_| TransformerEncoderLayer::new(&c))
+                .collect::<Result<_>>()?,
             ln_f: LayerNorm::new(WIDTH)?,
             head: Linear::new(WIDTH, VOCAB, false)?,
         })
@@ -68,17 +70,24 @@ pub fn run(threads: usize, reps: usize) -> Result<()> {
     fukai::manual_seed(0);
     let model = Gpt::new()?;
     let params = model.params();
-    let (decay, no_decay): (Vec<Tensor>, Vec<Tensor>) = params.iter().cloned().partition(|p| p.rank() >= 2);
+    let (decay, no_decay): (Vec<Tensor>, Vec<Tensor>) =
+        params.iter().cloned().partition(|p| p.rank() >= 2);
     let mut opts = [
         Adam::adamw(decay, 1e-3).betas(0.9, 0.99).weight_decay(0.1),
-        Adam::adamw(no_decay, 1e-3).betas(0.9, 0.99).weight_decay(0.0),
+        Adam::adamw(no_decay, 1e-3)
+            .betas(0.9, 0.99)
+            .weight_decay(0.0),
     ];
     // A stream with structure to learn: each token mostly follows from the previous one.
     let mut g = Generator::new(7);
     let noise = g.uniform_f64(100_000);
     let mut stream = vec![0i64; noise.len()];
     for i in 1..stream.len() {
-        stream[i] = if noise[i] < 0.8 { (stream[i - 1] * 5 + 3) % VOCAB as i64 } else { (noise[i] * 1e6) as i64 % VOCAB as i64 };
+        stream[i] = if noise[i] < 0.8 {
+            (stream[i - 1] * 5 + 3) % VOCAB as i64
+        } else {
+            (noise[i] * 1e6) as i64 % VOCAB as i64
+        };
     }
     let mut losses = Vec::new();
     let mut err = None;
@@ -90,7 +99,10 @@ pub fn run(threads: usize, reps: usize) -> Result<()> {
             x.extend_from_slice(&stream[s..s + CONTEXT]);
             y.extend_from_slice(&stream[s + 1..s + CONTEXT + 1]);
         }
-        let loss = model.loss(&Tensor::from_vec(x, &[BATCH, CONTEXT])?, &Tensor::from_vec(y, &[BATCH, CONTEXT])?)?;
+        let loss = model.loss(
+            &Tensor::from_vec(x, &[BATCH, CONTEXT])?,
+            &Tensor::from_vec(y, &[BATCH, CONTEXT])?,
+        )?;
         loss.backward()?;
         clip_grad_norm(&params, 1.0)?;
         for o in opts.iter_mut() {
@@ -114,7 +126,10 @@ pub fn run(threads: usize, reps: usize) -> Result<()> {
         return Err(e);
     }
     let (first, last) = (losses[0], *losses.last().expect("steps ran"));
-    assert!(last < first, "gpt_step: loss did not fall ({first} -> {last})");
+    assert!(
+        last < first,
+        "gpt_step: loss did not fall ({first} -> {last})"
+    );
     Line::new("gpt_step", "fukai", threads)
         .stats(&st)
         .num("ms_per_step", st.median() * 1e3)

@@ -63,13 +63,26 @@ fn step(model: &crate::gpt::Gpt, ids: &[u32], caches: &mut [KvCache]) -> Result<
     let x = Tensor::from_vec(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
     let logits = model.logits(&x, Some(caches))?;
     let v = logits.shape()[2];
-    logits.narrow(1, ids.len() - 1, 1)?.reshape(&[v])?.to_vec::<f32>()
+    logits
+        .narrow(1, ids.len() - 1, 1)?
+        .reshape(&[v])?
+        .to_vec::<f32>()
 }
 
 /// Prints the prompt, then `max_tokens` sampled characters as they are drawn.
-pub fn run(checkpoint: &Path, prompt: &str, max_tokens: usize, s: &Sampling, seed: u64) -> Result<()> {
+pub fn run(
+    checkpoint: &Path,
+    prompt: &str,
+    max_tokens: usize,
+    s: &Sampling,
+    seed: u64,
+) -> Result<()> {
     if !(s.temperature >= 0.0 && s.temperature.is_finite()) {
-        bail!("generate", "--temperature must be >= 0, found {}", s.temperature);
+        bail!(
+            "generate",
+            "--temperature must be >= 0, found {}",
+            s.temperature
+        );
     }
     if let Some(p) = s.top_p {
         if !(p > 0.0 && p <= 1.0) {
@@ -83,9 +96,9 @@ pub fn run(checkpoint: &Path, prompt: &str, max_tokens: usize, s: &Sampling, see
     if prompt.is_empty() {
         bail!("generate", "--prompt must not be empty");
     }
-    let mut ids = tokenizer.encode(prompt).map_err(|e| {
-        fukai::error::op_err("generate", format!("--prompt: {e}"))
-    })?;
+    let mut ids = tokenizer
+        .encode(prompt)
+        .map_err(|e| fukai::error::op_err("generate", format!("--prompt: {e}")))?;
     let ctx = model.context();
     let _g = fukai::no_grad();
     let mut gen = Generator::new(seed);
@@ -121,18 +134,38 @@ mod tests {
     #[test]
     fn sampling_rules() {
         let logits = [0.0f32, 3.0, 1.0, 2.9];
-        let greedy = Sampling { temperature: 0.0, top_k: None, top_p: None };
+        let greedy = Sampling {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+        };
         assert_eq!(sample(&logits, &greedy, 0.7), 1);
-        let k1 = Sampling { temperature: 1.0, top_k: Some(1), top_p: None };
+        let k1 = Sampling {
+            temperature: 1.0,
+            top_k: Some(1),
+            top_p: None,
+        };
         assert_eq!(sample(&logits, &k1, 0.99), 1);
-        let k2 = Sampling { temperature: 1.0, top_k: Some(2), top_p: None };
+        let k2 = Sampling {
+            temperature: 1.0,
+            top_k: Some(2),
+            top_p: None,
+        };
         assert!([1, 3].contains(&sample(&logits, &k2, 0.99)));
         // Nucleus of 0.5: only the top token (p ≈ 0.47 + ...) and the next survive.
-        let p = Sampling { temperature: 1.0, top_k: None, top_p: Some(0.5) };
+        let p = Sampling {
+            temperature: 1.0,
+            top_k: None,
+            top_p: Some(0.5),
+        };
         for u in [0.0, 0.5, 0.999] {
             assert!([1, 3].contains(&sample(&logits, &p, u)));
         }
-        let all = Sampling { temperature: 1.0, top_k: None, top_p: None };
+        let all = Sampling {
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+        };
         assert_eq!(sample(&logits, &all, 0.999), 0);
     }
 }

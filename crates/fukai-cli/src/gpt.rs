@@ -39,7 +39,9 @@ pub struct Gpt {
 
 /// An f32 parameter drawn from N(0, std²) with the default generator.
 fn normal(shape: &[usize], std: f64) -> Result<Tensor> {
-    Tensor::randn(shape, DType::F32)?.mul_scalar(std)?.with_grad()
+    Tensor::randn(shape, DType::F32)?
+        .mul_scalar(std)?
+        .with_grad()
 }
 
 impl Gpt {
@@ -47,7 +49,10 @@ impl Gpt {
     /// residual projections scaled by 1/sqrt(2·layers).
     pub fn new(vocab: usize, c: &GptConfig) -> Result<Self> {
         if c.layers == 0 || c.context == 0 || vocab == 0 {
-            bail!("gpt", "layers, context and vocabulary must be positive: {c:?}, vocab {vocab}");
+            bail!(
+                "gpt",
+                "layers, context and vocabulary must be positive: {c:?}, vocab {vocab}"
+            );
         }
         let mut bc = BlockConfig::new(c.width, c.heads);
         bc.ffn = FfnKind::Gelu;
@@ -59,7 +64,10 @@ impl Gpt {
             let a = &mut b.self_attn;
             a.in_proj_weight = normal(a.in_proj_weight.shape(), 0.02)?;
             a.out_proj.weight = normal(a.out_proj.weight.shape(), proj_std)?;
-            if let FeedForward::Mlp { linear1, linear2, .. } = &mut b.ffn {
+            if let FeedForward::Mlp {
+                linear1, linear2, ..
+            } = &mut b.ffn
+            {
                 linear1.weight = normal(linear1.weight.shape(), 0.02)?;
                 linear2.weight = normal(linear2.weight.shape(), proj_std)?;
                 for l in [linear1, linear2] {
@@ -107,7 +115,10 @@ impl Gpt {
         if ids.rank() != 2 {
             bail!("gpt", "token ids must be [B, T], found {:?}", ids.shape());
         }
-        let offset = caches.as_ref().and_then(|c| c.first()).map_or(0, |c| c.len());
+        let offset = caches
+            .as_ref()
+            .and_then(|c| c.first())
+            .map_or(0, |c| c.len());
         let t = ids.shape()[1];
         if offset + t > self.context {
             bail!(

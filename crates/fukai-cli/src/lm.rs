@@ -134,12 +134,20 @@ struct Summary<'a> {
 
 /// Trains `cfg` (a `gpt` config), writing `metrics.jsonl`, `summary.json` and
 /// `checkpoint.safetensors` (model, vocabulary and config) under `out`.
-pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<usize>) -> Result<()> {
+pub fn run(
+    cfg: &Config,
+    data_path: &Path,
+    out: &Path,
+    steps_override: Option<usize>,
+) -> Result<()> {
     let (gc, lc) = parts(cfg)?;
     let steps = steps_override.unwrap_or(lc.steps);
     let t = &cfg.train;
     if steps == 0 || t.batch_size == 0 || !(t.lr > 0.0) {
-        bail!("config", "train.lm.steps, train.batch_size and train.lr must be positive");
+        bail!(
+            "config",
+            "train.lm.steps, train.batch_size and train.lr must be positive"
+        );
     }
     let text = read_text(data_path)?;
     let tok = CharTokenizer::from_text(&text);
@@ -151,8 +159,12 @@ pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<us
     let (decay, no_decay): (Vec<Tensor>, Vec<Tensor>) =
         model.parameters().into_iter().partition(|p| p.rank() >= 2);
     let mut opts = [
-        Adam::adamw(decay, t.lr).betas(0.9, lc.beta2).weight_decay(t.weight_decay),
-        Adam::adamw(no_decay, t.lr).betas(0.9, lc.beta2).weight_decay(0.0),
+        Adam::adamw(decay, t.lr)
+            .betas(0.9, lc.beta2)
+            .weight_decay(t.weight_decay),
+        Adam::adamw(no_decay, t.lr)
+            .betas(0.9, lc.beta2)
+            .weight_decay(0.0),
     ];
     let schedule = LrSchedule::WarmupCosine {
         warmup: t.warmup_steps,
@@ -161,7 +173,10 @@ pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<us
     };
     let params = model.parameters();
     let mut batches = Generator::new(t.seed.wrapping_add(1));
-    let val_starts = val.sample_starts(lc.eval_windows.max(1), &mut Generator::new(t.seed ^ 0x5eed_5a1));
+    let val_starts = val.sample_starts(
+        lc.eval_windows.max(1),
+        &mut Generator::new(t.seed ^ 0x5eed_5a1),
+    );
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),
         source: e,
@@ -244,9 +259,7 @@ pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<us
         checkpoint: ckpt.display().to_string(),
         config: cfg,
     };
-    let write = |name: &str, body: &str| {
-        fukai::io::write_atomic(out.join(name), body.as_bytes())
-    };
+    let write = |name: &str, body: &str| fukai::io::write_atomic(out.join(name), body.as_bytes());
     write("metrics.jsonl", &metrics)?;
     write(
         "summary.json",
@@ -264,7 +277,13 @@ pub fn run(cfg: &Config, data_path: &Path, out: &Path, steps_override: Option<us
     Ok(())
 }
 
-fn save_checkpoint(path: &Path, model: &Gpt, tok: &CharTokenizer, cfg: &Config, steps: usize) -> Result<()> {
+fn save_checkpoint(
+    path: &Path,
+    model: &Gpt,
+    tok: &CharTokenizer,
+    cfg: &Config,
+    steps: usize,
+) -> Result<()> {
     let tensors: Vec<(String, Tensor)> = model
         .state_dict()
         .into_iter()
@@ -303,7 +322,10 @@ pub fn load(path: &Path) -> Result<Loaded> {
             meta.get("format")
         )));
     }
-    let field = |k: &str| meta.get(k).ok_or_else(|| err(format!("metadata field {k:?} is missing")));
+    let field = |k: &str| {
+        meta.get(k)
+            .ok_or_else(|| err(format!("metadata field {k:?} is missing")))
+    };
     let cfg: Config = serde_json::from_str(field("config")?)
         .map_err(|e| err(format!("metadata field \"config\": {e}")))?;
     let tokenizer = CharTokenizer::from_vocab(field("vocab")?).map_err(|e| err(e.to_string()))?;
@@ -314,12 +336,19 @@ pub fn load(path: &Path) -> Result<Loaded> {
         .iter()
         .filter_map(|(n, t)| n.strip_prefix("model.").map(|s| (s.to_string(), t.clone())))
         .collect();
-    model.load_state_dict(&state).map_err(|e| err(e.to_string()))?;
+    model
+        .load_state_dict(&state)
+        .map_err(|e| err(e.to_string()))?;
     Ok(Loaded { model, tokenizer })
 }
 
 /// `fukai train` for a gpt config: resolves the data and the run directory, then [`run`].
-pub fn train_cmd(cfg: &Config, data: Option<&Path>, out: Option<PathBuf>, steps: Option<usize>) -> Result<()> {
+pub fn train_cmd(
+    cfg: &Config,
+    data: Option<&Path>,
+    out: Option<PathBuf>,
+    steps: Option<usize>,
+) -> Result<()> {
     let path = crate::dataset::resolve(&cfg.data, data)?;
     let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     run(cfg, &path, &out, steps)?;

@@ -50,9 +50,18 @@ fn train_then_generate() {
     std::fs::write(dir.join("gpt.toml"), CONFIG).unwrap();
     let s = |p: &Path| p.display().to_string();
     let out = dir.join("run");
-    let o = fukai(&["train", "--config", &s(&dir.join("gpt.toml")), "--data", &s(&dir.join("text.txt")), "--out", &s(&out)]);
+    let o = fukai(&[
+        "train",
+        "--config",
+        &s(&dir.join("gpt.toml")),
+        "--data",
+        &s(&dir.join("text.txt")),
+        "--out",
+        &s(&out),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let val = summary["val_loss"].as_f64().unwrap();
     // Untrained, the loss is ln(vocab) ≈ 2.6; 30 steps on this text must do better.
     assert!(val < 2.5, "val_loss {val}");
@@ -61,20 +70,41 @@ fn train_then_generate() {
     assert_eq!(lines.lines().filter(|l| l.contains("val_loss")).count(), 3);
 
     let ckpt = s(&out.join("checkpoint.safetensors"));
-    let gen = |seed: &str| fukai(&["generate", "--checkpoint", &ckpt, "--prompt", "the ", "--max-tokens", "40", "--top-k", "5", "--seed", seed]);
+    let gen = |seed: &str| {
+        fukai(&[
+            "generate",
+            "--checkpoint",
+            &ckpt,
+            "--prompt",
+            "the ",
+            "--max-tokens",
+            "40",
+            "--top-k",
+            "5",
+            "--seed",
+            seed,
+        ])
+    };
     let a = gen("1");
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     let sample = String::from_utf8(a.stdout.clone()).unwrap();
     // Prompt, 40 characters (beyond the context of 8, so the cache restarts), newline.
     assert!(sample.starts_with("the "), "{sample:?}");
-    assert_eq!(sample.trim_end_matches('\n').chars().count(), 44, "{sample:?}");
+    assert_eq!(
+        sample.trim_end_matches('\n').chars().count(),
+        44,
+        "{sample:?}"
+    );
     assert!(sample.chars().all(|c| c == '\n' || text.contains(c)));
     assert_eq!(gen("1").stdout, a.stdout, "same seed, same text");
 
     let bad = fukai(&["generate", "--checkpoint", &ckpt, "--prompt", "the Zebra"]);
     assert!(!bad.status.success());
     let msg = String::from_utf8_lossy(&bad.stderr);
-    assert!(msg.contains("'Z'") && msg.contains("--prompt") && msg.contains("vocabulary"), "{msg}");
+    assert!(
+        msg.contains("'Z'") && msg.contains("--prompt") && msg.contains("vocabulary"),
+        "{msg}"
+    );
     let bad = fukai(&["generate", "--checkpoint", &ckpt, "--top-p", "1.5"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--top-p"));
     std::fs::remove_dir_all(&dir).ok();

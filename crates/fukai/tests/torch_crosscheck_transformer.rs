@@ -12,12 +12,21 @@ use fukai::nn::{
 use fukai::{Result, Tensor};
 use std::collections::HashMap;
 
-const MHA: &[&str] = &["in_proj_weight", "in_proj_bias", "out_proj__weight", "out_proj__bias"];
+const MHA: &[&str] = &[
+    "in_proj_weight",
+    "in_proj_bias",
+    "out_proj__weight",
+    "out_proj__bias",
+];
 
 /// Parameter names of a block as the fixture stores them (dots written `__`).
 fn block_names(decoder: bool) -> Vec<String> {
     let mut v = Vec::new();
-    let attns: &[&str] = if decoder { &["self_attn", "multihead_attn"] } else { &["self_attn"] };
+    let attns: &[&str] = if decoder {
+        &["self_attn", "multihead_attn"]
+    } else {
+        &["self_attn"]
+    };
     for a in attns {
         v.extend(MHA.iter().map(|p| format!("{a}__{p}")));
     }
@@ -31,21 +40,36 @@ fn block_names(decoder: bool) -> Vec<String> {
 }
 
 fn by_name<'a>(names: &'a [String], t: &'a [Tensor]) -> HashMap<&'a str, Tensor> {
-    names.iter().map(String::as_str).zip(t.iter().cloned()).collect()
+    names
+        .iter()
+        .map(String::as_str)
+        .zip(t.iter().cloned())
+        .collect()
 }
 
-fn attn_from(p: &HashMap<&str, Tensor>, prefix: &str, heads: usize, kv: usize) -> Result<MultiHeadAttention> {
+fn attn_from(
+    p: &HashMap<&str, Tensor>,
+    prefix: &str,
+    heads: usize,
+    kv: usize,
+) -> Result<MultiHeadAttention> {
     let g = |n: &str| p[format!("{prefix}{n}").as_str()].clone();
     let d = g("out_proj__weight").shape()[0];
     let mut m = MultiHeadAttention::new(d, heads, kv, true)?;
     m.in_proj_weight = g("in_proj_weight");
     m.in_proj_bias = Some(g("in_proj_bias"));
-    m.out_proj = Linear { weight: g("out_proj__weight"), bias: Some(g("out_proj__bias")) };
+    m.out_proj = Linear {
+        weight: g("out_proj__weight"),
+        bias: Some(g("out_proj__bias")),
+    };
     Ok(m)
 }
 
 fn linear(p: &HashMap<&str, Tensor>, name: &str) -> Linear {
-    Linear { weight: p[format!("{name}__weight").as_str()].clone(), bias: Some(p[format!("{name}__bias").as_str()].clone()) }
+    Linear {
+        weight: p[format!("{name}__weight").as_str()].clone(),
+        bias: Some(p[format!("{name}__bias").as_str()].clone()),
+    }
 }
 
 fn norm(p: &HashMap<&str, Tensor>, name: &str) -> Result<Box<dyn fukai::nn::Module>> {
@@ -56,7 +80,15 @@ fn norm(p: &HashMap<&str, Tensor>, name: &str) -> Result<Box<dyn fukai::nn::Modu
 }
 
 fn causal_float(t: usize) -> Result<Tensor> {
-    let v: Vec<f32> = (0..t * t).map(|k| if k % t > k / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let v: Vec<f32> = (0..t * t)
+        .map(|k| {
+            if k % t > k / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Tensor::from_vec(v, &[t, t])
 }
 
@@ -72,7 +104,15 @@ fn attention_and_blocks_match_pytorch() {
         let p = by_name(&ins, t);
         // An additive float mask here; the causal flag is checked against it below.
         let m = attn_from(&p, "", 2, 2)?;
-        let out = m.attend(&p["x"], None, &Mask { attn_mask: Some(causal_float(4)?), ..Mask::default() }, None)?;
+        let out = m.attend(
+            &p["x"],
+            None,
+            &Mask {
+                attn_mask: Some(causal_float(4)?),
+                ..Mask::default()
+            },
+            None,
+        )?;
         let flag = m.attend(&p["x"], None, &Mask::causal(), None)?;
         let diff = out.sub(&flag)?.abs()?.max_all()?.item()?;
         assert!(diff < 1e-6, "causal flag vs float mask: {diff}");
@@ -84,7 +124,10 @@ fn attention_and_blocks_match_pytorch() {
     fx.check1("mha_cross_padding", &cross_ref, |t, c| {
         let p = by_name(&cross, t);
         let m = attn_from(&p, "", 2, 2)?;
-        let mask = Mask { key_padding: Some(c.aux("pad")?), ..Mask::default() };
+        let mask = Mask {
+            key_padding: Some(c.aux("pad")?),
+            ..Mask::default()
+        };
         m.attend(&p["x"], Some(&p["memory"]), &mask, None)
     });
     fx.check1("mha_gqa_causal", &ins_ref, |t, _| {
@@ -104,10 +147,18 @@ fn attention_and_blocks_match_pytorch() {
             cfg.norm_first = norm_first;
             let mut layer = TransformerEncoderLayer::new(&cfg)?;
             layer.self_attn = attn_from(&p, "self_attn__", 2, 2)?;
-            layer.ffn = FeedForward::Mlp { linear1: linear(&p, "linear1"), linear2: linear(&p, "linear2"), gelu: true };
+            layer.ffn = FeedForward::Mlp {
+                linear1: linear(&p, "linear1"),
+                linear2: linear(&p, "linear2"),
+                gelu: true,
+            };
             layer.norm1 = norm(&p, "norm1")?;
             layer.norm2 = norm(&p, "norm2")?;
-            let mask = Mask { causal: true, key_padding: Some(c.aux("pad")?), attn_mask: None };
+            let mask = Mask {
+                causal: true,
+                key_padding: Some(c.aux("pad")?),
+                attn_mask: None,
+            };
             layer.forward_masked(&p["x"], &mask, None)
         });
         let mut names = block_names(true);
@@ -122,11 +173,18 @@ fn attention_and_blocks_match_pytorch() {
             let mut layer = TransformerDecoderLayer::new(&cfg)?;
             layer.self_attn = attn_from(&p, "self_attn__", 2, 2)?;
             layer.multihead_attn = attn_from(&p, "multihead_attn__", 2, 2)?;
-            layer.ffn = FeedForward::Mlp { linear1: linear(&p, "linear1"), linear2: linear(&p, "linear2"), gelu: false };
+            layer.ffn = FeedForward::Mlp {
+                linear1: linear(&p, "linear1"),
+                linear2: linear(&p, "linear2"),
+                gelu: false,
+            };
             layer.norm1 = norm(&p, "norm1")?;
             layer.norm2 = norm(&p, "norm2")?;
             layer.norm3 = norm(&p, "norm3")?;
-            let mem_mask = Mask { key_padding: Some(c.aux("pad")?), ..Mask::default() };
+            let mem_mask = Mask {
+                key_padding: Some(c.aux("pad")?),
+                ..Mask::default()
+            };
             layer.forward_with(&p["x"], &p["memory"], &Mask::causal(), &mem_mask)
         });
     }

@@ -57,7 +57,10 @@ impl KvCache {
     }
     fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
         let (k, v) = match (&self.k, &self.v) {
-            (Some(ck), Some(cv)) => (Tensor::cat(&[ck.clone(), k], 1)?, Tensor::cat(&[cv.clone(), v], 1)?),
+            (Some(ck), Some(cv)) => (
+                Tensor::cat(&[ck.clone(), k], 1)?,
+                Tensor::cat(&[cv.clone(), v], 1)?,
+            ),
             _ => (k.contiguous()?, v.contiguous()?),
         };
         self.k = Some(k.detach());
@@ -85,7 +88,11 @@ pub struct MultiHeadAttention {
 impl MultiHeadAttention {
     /// PyTorch's initialization: Xavier-uniform input projection, zero biases.
     pub fn new(d_model: usize, heads: usize, kv_heads: usize, bias: bool) -> Result<Self> {
-        if heads == 0 || !d_model.is_multiple_of(heads) || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        if heads == 0
+            || !d_model.is_multiple_of(heads)
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+        {
             bail!(
                 "MultiHeadAttention",
                 "d_model {d_model} must split into {heads} heads, and heads into {kv_heads} kv heads"
@@ -99,7 +106,8 @@ impl MultiHeadAttention {
             out_proj.bias = Some(b.zeros_like()?.with_grad()?);
         }
         Ok(MultiHeadAttention {
-            in_proj_weight: Tensor::uniform(&[rows, d_model], -bound, bound, DType::F32)?.with_grad()?,
+            in_proj_weight: Tensor::uniform(&[rows, d_model], -bound, bound, DType::F32)?
+                .with_grad()?,
             in_proj_bias: if bias {
                 Some(Tensor::zeros(&[rows], DType::F32)?.with_grad()?)
             } else {
@@ -157,11 +165,18 @@ impl MultiHeadAttention {
         let kvd = self.kv_dim();
         for t in std::iter::once(x).chain(memory) {
             if t.rank() != 3 || t.shape()[2] != d {
-                bail!("MultiHeadAttention", "inputs must be [B, T, {d}], found {:?}", t.shape());
+                bail!(
+                    "MultiHeadAttention",
+                    "inputs must be [B, T, {d}], found {:?}",
+                    t.shape()
+                );
             }
         }
         if memory.is_some() && cache.is_some() {
-            bail!("MultiHeadAttention", "a key/value cache is for self-attention only");
+            bail!(
+                "MultiHeadAttention",
+                "a key/value cache is for self-attention only"
+            );
         }
         let offset = cache.as_ref().map_or(0, |c| c.len());
         let opts = AttnOptions {
@@ -215,7 +230,11 @@ impl Module for MultiHeadAttention {
         self.attend(x, None, &Mask::default(), None)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        f(&join(prefix, "in_proj_weight"), &self.in_proj_weight, TensorKind::Parameter);
+        f(
+            &join(prefix, "in_proj_weight"),
+            &self.in_proj_weight,
+            TensorKind::Parameter,
+        );
         if let Some(b) = &self.in_proj_bias {
             f(&join(prefix, "in_proj_bias"), b, TensorKind::Parameter);
         }

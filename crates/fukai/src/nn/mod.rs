@@ -14,13 +14,13 @@ mod sequential;
 pub mod transformer;
 
 pub use activation::{Activation, Dropout, Flatten};
+pub use attention::{KvCache, Mask, MultiHeadAttention};
 pub use conv::{Conv1d, Conv2d};
 pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
-pub use attention::{KvCache, Mask, MultiHeadAttention};
 pub use norm::{BatchNorm, LayerNorm, RmsNorm};
-pub use position::{sinusoidal_table, LearnedPositions, Rope, SinusoidalPositions};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use position::{sinusoidal_table, LearnedPositions, Rope, SinusoidalPositions};
 pub use sequential::Sequential;
 pub use transformer::{
     BlockConfig, FeedForward, FfnKind, TransformerDecoderLayer, TransformerEncoderLayer,

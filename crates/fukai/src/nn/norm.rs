@@ -194,7 +194,11 @@ impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let d = self.weight.numel();
         if x.rank() == 0 || x.shape()[x.rank() - 1] != d {
-            bail!("RmsNorm", "input shape {:?}: last dim must be {d}", x.shape());
+            bail!(
+                "RmsNorm",
+                "input shape {:?}: last dim must be {d}",
+                x.shape()
+            );
         }
         x.rms_norm(Some(&self.weight), self.eps)
     }

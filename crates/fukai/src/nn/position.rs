@@ -8,7 +8,13 @@ use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 
 /// Checks `x` is `[B, T, d]` with `offset + T <= max_len`; returns T.
-fn check_seq(op: &'static str, x: &Tensor, d: usize, max_len: usize, offset: usize) -> Result<usize> {
+fn check_seq(
+    op: &'static str,
+    x: &Tensor,
+    d: usize,
+    max_len: usize,
+    offset: usize,
+) -> Result<usize> {
     if x.rank() != 3 || x.shape()[2] != d {
         bail!(op, "input must be [B, T, {d}], found {:?}", x.shape());
     }
@@ -120,7 +126,10 @@ impl Rope {
     /// `base` (10000 in most models).
     pub fn new(head_dim: usize, max_len: usize, base: f64) -> Result<Self> {
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
-            bail!("Rope", "head width must be even and positive, found {head_dim}");
+            bail!(
+                "Rope",
+                "head width must be even and positive, found {head_dim}"
+            );
         }
         let half = head_dim / 2;
         let (mut c, mut s) = (

@@ -32,7 +32,11 @@ pub enum FeedForward {
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
-            FeedForward::Mlp { linear1, linear2, gelu } => {
+            FeedForward::Mlp {
+                linear1,
+                linear2,
+                gelu,
+            } => {
                 let h = linear1.forward(x)?;
                 linear2.forward(&if *gelu { h.gelu()? } else { h.relu()? })
             }
@@ -43,7 +47,9 @@ impl Module for FeedForward {
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         match self {
-            FeedForward::Mlp { linear1, linear2, .. } => {
+            FeedForward::Mlp {
+                linear1, linear2, ..
+            } => {
                 linear1.visit(&join(prefix, "linear1"), f);
                 linear2.visit(&join(prefix, "linear2"), f);
             }
@@ -155,12 +161,23 @@ impl TransformerEncoderLayer {
         })
     }
     /// The block with masks and an optional key/value cache (causal decoding, as in GPT).
-    pub fn forward_masked(&self, x: &Tensor, mask: &Mask, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward_masked(
+        &self,
+        x: &Tensor,
+        mask: &Mask,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         if self.norm_first {
-            let x = x.add(&self.self_attn.attend(&self.norm1.forward(x)?, None, mask, cache)?)?;
+            let x = x.add(
+                &self
+                    .self_attn
+                    .attend(&self.norm1.forward(x)?, None, mask, cache)?,
+            )?;
             x.add(&self.ffn.forward(&self.norm2.forward(&x)?)?)
         } else {
-            let x = self.norm1.forward(&x.add(&self.self_attn.attend(x, None, mask, cache)?)?)?;
+            let x = self
+                .norm1
+                .forward(&x.add(&self.self_attn.attend(x, None, mask, cache)?)?)?;
             self.norm2.forward(&x.add(&self.ffn.forward(&x)?)?)
         }
     }
@@ -214,9 +231,18 @@ impl TransformerDecoderLayer {
     }
     /// `x: [B, T, d]` attends to itself under `self_mask` and to `memory: [B, S, d]` under
     /// `memory_mask`.
-    pub fn forward_with(&self, x: &Tensor, memory: &Tensor, self_mask: &Mask, memory_mask: &Mask) -> Result<Tensor> {
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        self_mask: &Mask,
+        memory_mask: &Mask,
+    ) -> Result<Tensor> {
         let sa = |h: &Tensor| self.self_attn.attend(h, None, self_mask, None);
-        let ca = |h: &Tensor| self.multihead_attn.attend(h, Some(memory), memory_mask, None);
+        let ca = |h: &Tensor| {
+            self.multihead_attn
+                .attend(h, Some(memory), memory_mask, None)
+        };
         if self.norm_first {
             let x = x.add(&sa(&self.norm1.forward(x)?)?)?;
             let x = x.add(&ca(&self.norm2.forward(&x)?)?)?;
@@ -237,7 +263,8 @@ impl Module for TransformerDecoderLayer {
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         self.self_attn.visit(&join(prefix, "self_attn"), f);
-        self.multihead_attn.visit(&join(prefix, "multihead_attn"), f);
+        self.multihead_attn
+            .visit(&join(prefix, "multihead_attn"), f);
         self.ffn.visit(prefix, f);
         self.norm1.visit(&join(prefix, "norm1"), f);
         self.norm2.visit(&join(prefix, "norm2"), f);

@@ -318,7 +318,11 @@ fn check_inputs(q: &AttnInput, k: &AttnInput, v: &AttnInput, o: &AttnOptions) ->
             bail!(OP, "{name} is {}, q is {}", x.src.dtype(), q.src.dtype());
         }
         if x.src.rank() != 3 {
-            bail!(OP, "{name} source must be [B, T, W], found {:?}", x.src.shape());
+            bail!(
+                OP,
+                "{name} source must be [B, T, W], found {:?}",
+                x.src.shape()
+            );
         }
     }
     if o.heads == 0 || o.kv_heads == 0 || o.head_dim == 0 || !o.heads.is_multiple_of(o.kv_heads) {
@@ -348,7 +352,10 @@ fn check_inputs(q: &AttnInput, k: &AttnInput, v: &AttnInput, o: &AttnOptions) ->
         }
     }
     if o.causal && tq > s {
-        bail!(OP, "causal attention needs at least as many keys ({s}) as queries ({tq})");
+        bail!(
+            OP,
+            "causal attention needs at least as many keys ({s}) as queries ({tq})"
+        );
     }
     Ok(Geo {
         b,
@@ -399,12 +406,7 @@ fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
 /// Multi-head attention `softmax(scale · Q Kᵀ + masks) V`, fused (see the module docs). Returns
 /// `[B, Tq, H·head_dim]` with head `h` in columns `h·head_dim..`. Differentiable in q, k and v;
 /// a row whose keys are all masked gives zeros.
-pub fn attention(
-    q: AttnInput,
-    k: AttnInput,
-    v: AttnInput,
-    opts: &AttnOptions,
-) -> Result<Tensor> {
+pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -> Result<Tensor> {
     let geo = check_inputs(&q, &k, &v, opts)?;
     let masks = read_masks(&geo, opts)?;
     // Distinct sources (by identity), and which one each of q, k, v reads.
@@ -438,35 +440,45 @@ pub fn attention(
         .map(|(_, t)| *t)
         .collect();
     let saved: Vec<Tensor> = srcs.iter().map(|s| s.detach()).collect();
-    Ok(Tensor::op_result("attention", storage, layout, &inputs, move || {
-        Box::new(move |g, needs| {
-            let out = float_dispatch!(g.dtype(), T => {
-                let mut bufs: Vec<Vec<T>> = saved.iter().map(|s| vec![T::ZERO; s.numel()]).collect();
-                let ptrs: Vec<Ptr<T>> = bufs.iter_mut().map(|b| Ptr(b.as_mut_ptr())).collect();
-                let guards: Vec<_> = saved.iter().map(|s| s.storage().read()).collect();
-                let slices: Vec<&[T]> = saved
-                    .iter()
-                    .zip(&guards)
-                    .map(|(s, g)| &T::slice(g).expect("dtype")[s.layout().contiguous_range().expect("contiguous")])
-                    .collect();
-                let pg = probs.read();
-                let p = T::slice(&pg).expect("dtype");
-                with_contig::<T, _>(g, |gv| {
-                    backward::<T>(
-                        &geo,
-                        [slices[which[0]], slices[which[1]], slices[which[2]]],
-                        p,
-                        gv,
-                        [ptrs[which[0]], ptrs[which[1]], ptrs[which[2]]],
-                    )
+    Ok(Tensor::op_result(
+        "attention",
+        storage,
+        layout,
+        &inputs,
+        move || {
+            Box::new(move |g, needs| {
+                let out = float_dispatch!(g.dtype(), T => {
+                    let mut bufs: Vec<Vec<T>> = saved.iter().map(|s| vec![T::ZERO; s.numel()]).collect();
+                    let ptrs: Vec<Ptr<T>> = bufs.iter_mut().map(|b| Ptr(b.as_mut_ptr())).collect();
+                    let guards: Vec<_> = saved.iter().map(|s| s.storage().read()).collect();
+                    let slices: Vec<&[T]> = saved
+                        .iter()
+                        .zip(&guards)
+                        .map(|(s, g)| &T::slice(g).expect("dtype")[s.layout().contiguous_range().expect("contiguous")])
+                        .collect();
+                    let pg = probs.read();
+                    let p = T::slice(&pg).expect("dtype");
+                    with_contig::<T, _>(g, |gv| {
+                        backward::<T>(
+                            &geo,
+                            [slices[which[0]], slices[which[1]], slices[which[2]]],
+                            p,
+                            gv,
+                            [ptrs[which[0]], ptrs[which[1]], ptrs[which[2]]],
+                        )
+                    });
+                    drop(guards);
+                    bufs.into_iter()
+                        .zip(&saved)
+                        .map(|(b, s)| Tensor::from_vec(b, s.shape()))
+                        .collect::<Result<Vec<_>>>()?
                 });
-                drop(guards);
-                bufs.into_iter()
-                    .zip(&saved)
-                    .map(|(b, s)| Tensor::from_vec(b, s.shape()))
-                    .collect::<Result<Vec<_>>>()?
-            });
-            Ok(out.into_iter().zip(needs).map(|(t, &n)| n.then_some(t)).collect())
-        })
-    }))
+                Ok(out
+                    .into_iter()
+                    .zip(needs)
+                    .map(|(t, &n)| n.then_some(t))
+                    .collect())
+            })
+        },
+    ))
 }

@@ -155,35 +155,46 @@ impl Tensor {
         inputs.extend(weight);
         inputs.extend(bias);
         let (has_w, has_b) = (weight.is_some(), bias.is_some());
-        Ok(Tensor::op_result(name, storage, layout, &inputs, move || {
-            Box::new(move |g, needs| {
-                let (gx, gw, gb) = float_dispatch!(g.dtype(), T => {
-                    let st = T::slice(&stats).expect("dtype");
-                    let wv = wt.as_ref().map(|w| w.to_vec::<T>()).transpose()?;
-                    let (gx, gw, gb) = with_contig::<T, _>(&x, |xv| {
-                        with_contig::<T, _>(g, |gv| backward::<T>(xv, gv, st, d, wv.as_deref(), rms))
+        Ok(Tensor::op_result(
+            name,
+            storage,
+            layout,
+            &inputs,
+            move || {
+                Box::new(move |g, needs| {
+                    let (gx, gw, gb) = float_dispatch!(g.dtype(), T => {
+                        let st = T::slice(&stats).expect("dtype");
+                        let wv = wt.as_ref().map(|w| w.to_vec::<T>()).transpose()?;
+                        let (gx, gw, gb) = with_contig::<T, _>(&x, |xv| {
+                            with_contig::<T, _>(g, |gv| backward::<T>(xv, gv, st, d, wv.as_deref(), rms))
+                        });
+                        (
+                            Tensor::from_vec(gx, &shape)?,
+                            Tensor::from_vec(gw, &[d])?,
+                            Tensor::from_vec(gb, &[d])?,
+                        )
                     });
-                    (
-                        Tensor::from_vec(gx, &shape)?,
-                        Tensor::from_vec(gw, &[d])?,
-                        Tensor::from_vec(gb, &[d])?,
-                    )
-                });
-                let mut out = vec![needs[0].then_some(gx)];
-                if has_w {
-                    out.push(needs[out.len()].then_some(gw));
-                }
-                if has_b {
-                    out.push(needs[out.len()].then_some(gb));
-                }
-                Ok(out)
-            })
-        }))
+                    let mut out = vec![needs[0].then_some(gx)];
+                    if has_w {
+                        out.push(needs[out.len()].then_some(gw));
+                    }
+                    if has_b {
+                        out.push(needs[out.len()].then_some(gb));
+                    }
+                    Ok(out)
+                })
+            },
+        ))
     }
 
     /// Layer normalization over the last dim (fused): `(x - mean) / sqrt(var + eps) · weight +
     /// bias`, with the biased variance as in PyTorch. `weight` and `bias` are `[d]`.
-    pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    pub fn layer_norm(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<Tensor> {
         self.norm_impl("layer_norm", weight, bias, eps, false)
     }
 

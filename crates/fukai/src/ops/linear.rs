@@ -79,25 +79,35 @@ impl Tensor {
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let in_shape = self.shape().to_vec();
-        Ok(Tensor::op_result("linear", storage, layout, &inputs, move || {
-            Box::new(move |g, needs| {
-                let g2 = g.reshape(&[m, n])?;
-                let gx = if needs[0] {
-                    Some(g2.matmul(&w)?.reshape(&in_shape)?)
-                } else {
-                    None
-                };
-                let gw = if needs[1] {
-                    Some(g2.t()?.matmul(&x.reshape(&[m, k])?)?)
-                } else {
-                    None
-                };
-                let mut out = vec![gx, gw];
-                if needs.len() > 2 {
-                    out.push(if needs[2] { Some(g2.sum(&[0], false)?) } else { None });
-                }
-                Ok(out)
-            })
-        }))
+        Ok(Tensor::op_result(
+            "linear",
+            storage,
+            layout,
+            &inputs,
+            move || {
+                Box::new(move |g, needs| {
+                    let g2 = g.reshape(&[m, n])?;
+                    let gx = if needs[0] {
+                        Some(g2.matmul(&w)?.reshape(&in_shape)?)
+                    } else {
+                        None
+                    };
+                    let gw = if needs[1] {
+                        Some(g2.t()?.matmul(&x.reshape(&[m, k])?)?)
+                    } else {
+                        None
+                    };
+                    let mut out = vec![gx, gw];
+                    if needs.len() > 2 {
+                        out.push(if needs[2] {
+                            Some(g2.sum(&[0], false)?)
+                        } else {
+                            None
+                        });
+                    }
+                    Ok(out)
+                })
+            },
+        ))
     }
 }

@@ -58,19 +58,26 @@ impl CharTokenizer {
     }
     /// The id of one character.
     pub fn id(&self, c: char) -> Option<u32> {
-        self.chars.binary_search(&c).ok().map(|i| i as u32).or_else(|| {
-            // Vocabularies loaded with from_vocab need not be sorted.
-            self.chars.iter().position(|&x| x == c).map(|i| i as u32)
-        })
+        self.chars
+            .binary_search(&c)
+            .ok()
+            .map(|i| i as u32)
+            .or_else(|| {
+                // Vocabularies loaded with from_vocab need not be sorted.
+                self.chars.iter().position(|&x| x == c).map(|i| i as u32)
+            })
     }
     /// The text of `ids`; an error for an id outside the vocabulary.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         ids.iter()
             .map(|&i| {
-                self.chars.get(i as usize).copied().ok_or_else(|| Error::Format {
-                    file: "ids".into(),
-                    msg: format!("id {i} is outside the vocabulary of {}", self.chars.len()),
-                })
+                self.chars
+                    .get(i as usize)
+                    .copied()
+                    .ok_or_else(|| Error::Format {
+                        file: "ids".into(),
+                        msg: format!("id {i} is outside the vocabulary of {}", self.chars.len()),
+                    })
             })
             .collect()
     }

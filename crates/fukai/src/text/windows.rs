@@ -29,7 +29,10 @@ impl TokenWindows {
     /// nanoGPT uses: no window straddles the boundary).
     pub fn split_tail(tokens: &[u32], context: usize, train_fraction: f64) -> Result<(Self, Self)> {
         if !(0.0..=1.0).contains(&train_fraction) {
-            bail!("TokenWindows", "train fraction must be in [0, 1], found {train_fraction}");
+            bail!(
+                "TokenWindows",
+                "train fraction must be in [0, 1], found {train_fraction}"
+            );
         }
         let cut = (tokens.len() as f64 * train_fraction) as usize;
         Ok((
@@ -60,7 +63,11 @@ impl TokenWindows {
         let mut y = Vec::with_capacity(starts.len() * t);
         for &s in starts {
             if s >= self.len() {
-                bail!("TokenWindows", "window {s} out of range (there are {})", self.len());
+                bail!(
+                    "TokenWindows",
+                    "window {s} out of range (there are {})",
+                    self.len()
+                );
             }
             x.extend(self.tokens[s..s + t].iter().map(|&v| v as i64));
             y.extend(self.tokens[s + 1..s + t + 1].iter().map(|&v| v as i64));
@@ -72,7 +79,9 @@ impl TokenWindows {
     }
     /// `n` window starts drawn uniformly (with replacement) from `gen`.
     pub fn sample_starts(&self, n: usize, gen: &mut Generator) -> Vec<usize> {
-        (0..n).map(|_| gen.below(self.len() as u64) as usize).collect()
+        (0..n)
+            .map(|_| gen.below(self.len() as u64) as usize)
+            .collect()
     }
     /// A random batch of `n` windows.
     pub fn sample(&self, n: usize, gen: &mut Generator) -> Result<(Tensor, Tensor)> {
@@ -83,7 +92,10 @@ impl TokenWindows {
     /// than its tail. Returns `(train starts, validation starts)`.
     pub fn shuffled_split(&self, val_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>)> {
         if !(0.0..=1.0).contains(&val_fraction) {
-            bail!("TokenWindows", "validation fraction must be in [0, 1], found {val_fraction}");
+            bail!(
+                "TokenWindows",
+                "validation fraction must be in [0, 1], found {val_fraction}"
+            );
         }
         let mut starts: Vec<usize> = (0..self.len()).step_by(self.context).collect();
         let mut gen = Generator::new(seed);
