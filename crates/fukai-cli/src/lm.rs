@@ -143,7 +143,7 @@ pub fn run(
     let (gc, lc) = parts(cfg)?;
     let steps = steps_override.unwrap_or(lc.steps);
     let t = &cfg.train;
-    if steps == 0 || t.batch_size == 0 || !(t.lr > 0.0) {
+    if steps == 0 || t.batch_size == 0 || t.lr.is_nan() || t.lr <= 0.0 {
         bail!(
             "config",
             "train.lm.steps, train.batch_size and train.lr must be positive"
@@ -175,7 +175,7 @@ pub fn run(
     let mut batches = Generator::new(t.seed.wrapping_add(1));
     let val_starts = val.sample_starts(
         lc.eval_windows.max(1),
-        &mut Generator::new(t.seed ^ 0x5eed_5a1),
+        &mut Generator::new(t.seed ^ 0x05ee_d5a1),
     );
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),

@@ -145,6 +145,7 @@ fn norms_gradcheck() {
 
 /// Plain attention from matmul / masked_fill / softmax; q `[B, Tq, H·hd]`, k and v
 /// `[B, S, Hkv·hd]`, `pad` `[B, S]` (1 = padding), `add` broadcastable to `[B, H, Tq, S]`.
+#[allow(clippy::too_many_arguments)]
 fn attention_composite(
     q: &Tensor,
     k: &Tensor,
@@ -216,7 +217,8 @@ fn fused_attention_equals_composite() {
     let (b, tq, s, hd) = (2, 5, 7, 3);
     let pad = Tensor::from_vec(vec![0u8, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0], &[b, s]).unwrap();
     let add = randn64(&[tq, s], 11).unwrap();
-    let cases: Vec<(usize, usize, bool, Option<&Tensor>, Option<&Tensor>)> = vec![
+    type Case<'a> = (usize, usize, bool, Option<&'a Tensor>, Option<&'a Tensor>);
+    let cases: Vec<Case> = vec![
         (2, 2, false, None, None),
         (2, 2, true, None, None),
         (4, 2, true, Some(&pad), None),
