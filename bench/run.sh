@@ -8,7 +8,7 @@
 #                         otherwise bench/.venv, created with `pip install torch numpy transformers` if missing
 #   BENCH_ROUNDS          rounds of every (workload, threads) pair (default 3)
 #   BENCH_THREADS         thread counts (default "1 2")
-#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d lstm_vowels minilm")
+#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d lstm_vowels gpt_step minilm")
 #   FUKAI_ASSETS          the shared assets folder (JapaneseVowels for lstm_vowels,
 #                         models/all-MiniLM-L6-v2 for minilm; default ../shared/assets when
 #                         present); without it those workloads are skipped
@@ -22,7 +22,7 @@ cd "$ROOT"
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS="${BENCH_THREADS:-1 2}"
-WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d lstm_vowels minilm}"
+WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d lstm_vowels gpt_step minilm}"
 # lstm_vowels reads JapaneseVowels from the shared assets.
 if [[ -z "${FUKAI_ASSETS:-}" && -d "$ROOT/../shared/assets" ]]; then
     export FUKAI_ASSETS="$ROOT/../shared/assets"

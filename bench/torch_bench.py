@@ -252,6 +252,74 @@ def run_minilm(threads, reps, model_dir):
     samples = fixed(step, 2, reps, 1)
     med, fields = stats_fields(samples, 1)
     emit("minilm", "torch", threads, **fields, texts_per_s=MINILM_BATCH / med)
+GPT_VOCAB, GPT_WIDTH, GPT_LAYERS, GPT_HEADS, GPT_CONTEXT, GPT_BATCH, GPT_STEPS = 84, 128, 4, 4, 64, 12, 200
+
+
+def run_gpt(threads, reps):
+    """200 char-GPT training steps per sample: fukai-bench's gpt_step (crates/fukai-bench/src/gpt.rs)."""
+
+    class Block(nn.Module):
+        def __init__(self, d, heads):
+            super().__init__()
+            self.heads = heads
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.fc, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+            q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+            return x + self.fc2(F.gelu(self.fc(self.ln2(x))))
+
+    class Gpt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte = nn.Embedding(GPT_VOCAB, GPT_WIDTH)
+            self.wpe = nn.Embedding(GPT_CONTEXT, GPT_WIDTH)
+            self.blocks = nn.ModuleList(Block(GPT_WIDTH, GPT_HEADS) for _ in range(GPT_LAYERS))
+            self.ln_f = nn.LayerNorm(GPT_WIDTH)
+            self.head = nn.Linear(GPT_WIDTH, GPT_VOCAB, bias=False)
+
+        def forward(self, idx):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for blk in self.blocks:
+                x = blk(x)
+            return self.head(self.ln_f(x))
+
+    model = Gpt()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
+    g = torch.Generator().manual_seed(7)
+    noise = torch.rand(100_000, generator=g, dtype=torch.float64)
+    stream = [0] * len(noise)
+    for i in range(1, len(stream)):
+        stream[i] = (stream[i - 1] * 5 + 3) % GPT_VOCAB if noise[i] < 0.8 else int(noise[i] * 1e6) % GPT_VOCAB
+    stream = torch.tensor(stream, dtype=torch.long)
+    losses = []
+
+    def step():
+        starts = torch.randint(0, len(stream) - GPT_CONTEXT - 1, (GPT_BATCH,), generator=g).tolist()
+        x = torch.stack([stream[s:s + GPT_CONTEXT] for s in starts])
+        y = torch.stack([stream[s + 1:s + 1 + GPT_CONTEXT] for s in starts])
+        logits = model(x)
+        loss = F.cross_entropy(logits.view(-1, GPT_VOCAB), y.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(loss.item())
+
+    samples = fixed(step, 10, reps, GPT_STEPS)
+    if not losses[-1] < losses[0]:
+        raise SystemExit(f"gpt_step: loss did not fall ({losses[0]} -> {losses[-1]})")
+    med, fields = stats_fields(samples, GPT_STEPS)
+    emit("gpt_step", "torch", threads, **fields, ms_per_step=med * 1e3,
+         tokens_per_second=GPT_BATCH * GPT_CONTEXT / med, first_loss=losses[0], last_loss=losses[-1])
 
 
 def peak_rss_kb():
@@ -269,10 +337,10 @@ def expand(workloads):
     out = []
     for w in workloads:
         if w == "all":
-            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "minilm"]
+            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm"]
         elif w == "tiny":
             out += TINY_OPS
-        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels", "minilm") or w in TINY_OPS:
+        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm") or w in TINY_OPS:
             out.append(w)
         else:
             raise SystemExit(f"torch_bench.py: unknown workload {w!r}")
@@ -312,6 +380,8 @@ def main():
             run_lstm_vowels(threads, args.reps or 9)
         elif w == "minilm":
             run_minilm(threads, args.reps or 10, args.model)
+        elif w == "gpt_step":
+            run_gpt(threads, args.reps or 1)
         else:
             run_tiny(w, threads, args.tiny_iters)
     fields = {"kind": "process", "wall_s": clock() - start}

@@ -902,11 +902,115 @@ def bert():
     return DirFixture([os.path.join(BERT_DIR, f) for f in
                        ("config.json", "model.safetensors", "tokenizer.json")]
                       + [exp_path, bpe_path, ids_path])
+def transformer():
+    """Multi-head attention (self, cross, masks, grouped kv heads) and whole encoder / decoder
+    blocks: every parameter is a differentiated input, replayed through torch.func."""
+    f = Family("transformer", 9, file="transformer.safetensors")
+    d, h = 8, 2
+
+    def params_of(mod):
+        return {n.replace(".", "__"): p.detach().float() for n, p in mod.named_parameters()}
+
+    def causal(t, s=None):
+        s = s or t
+        return torch.triu(torch.full((t, s), float("-inf"), dtype=torch.float64), 1)
+
+    def init(mod):
+        for p in mod.parameters():
+            with torch.no_grad():
+                p.copy_(f.randn(*p.shape, scale=0.4))
+        return mod
+
+    # ---- nn.MultiheadAttention ----
+    mha = init(torch.nn.MultiheadAttention(d, h, batch_first=True))
+    ps = params_of(mha)
+    names = list(ps)
+    x, mem = f.randn(2, 4, d), f.randn(2, 5, d)
+    pad = torch.zeros(2, 5, dtype=torch.uint8)
+    pad[0, 3:] = 1
+    pad[1, 1] = 1
+
+    def mha_self(*a):
+        p = dict(zip(names, a[:len(names)]))
+        x = a[len(names)]
+        p = {k.replace("__", "."): v for k, v in p.items()}
+        return torch.func.functional_call(mha.double(), p, (x, x, x),
+                                          {"attn_mask": causal(4), "need_weights": False})[0]
+
+    def mha_cross(*a):
+        p = {k.replace("__", "."): v for k, v in zip(names, a[:len(names)])}
+        x, mem, pad = a[len(names):]
+        return torch.func.functional_call(mha.double(), p, (x, mem, mem),
+                                          {"key_padding_mask": pad, "need_weights": False})[0]
+
+    f.case("mha_self_causal", "nn.MultiheadAttention(8, 2, batch_first) self-attention on x[2, 4, 8], "
+           "causal float mask", {**ps, "x": x}, mha_self)
+    f.case("mha_cross_padding", "nn.MultiheadAttention(8, 2, batch_first) from x[2, 4, 8] over "
+           "memory[2, 5, 8] with a key padding mask", {**ps, "x": x, "memory": mem}, mha_cross,
+           {"pad": pad})
+
+    # ---- grouped-query attention (4 query heads, 2 kv heads), causal, written out ----
+    hq, hkv, hd = 4, 2, 2
+    w_in = f.randn(hq * hd + 2 * hkv * hd, d, scale=0.4)
+    b_in = f.randn(hq * hd + 2 * hkv * hd, scale=0.1)
+    w_out, b_out = f.randn(d, d, scale=0.4), f.randn(d, scale=0.1)
+
+    def gqa(in_proj_weight, in_proj_bias, out_proj__weight, out_proj__bias, x):
+        qkv = x @ in_proj_weight.T + in_proj_bias
+        q, k, v = qkv.split([hq * hd, hkv * hd, hkv * hd], -1)
+        b, t, _ = x.shape
+        q = q.view(b, t, hq, hd).transpose(1, 2)
+        k = k.view(b, t, hkv, hd).transpose(1, 2).repeat_interleave(hq // hkv, 1)
+        v = v.view(b, t, hkv, hd).transpose(1, 2).repeat_interleave(hq // hkv, 1)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return o.transpose(1, 2).reshape(b, t, hq * hd) @ out_proj__weight.T + out_proj__bias
+
+    f.case("mha_gqa_causal", "grouped-query attention: 4 query heads, 2 kv heads of width 2, "
+           "causal, F.scaled_dot_product_attention with repeat_interleave'd k/v",
+           {"in_proj_weight": w_in, "in_proj_bias": b_in, "out_proj__weight": w_out,
+            "out_proj__bias": b_out, "x": f.randn(2, 5, d)}, gqa)
+
+    # ---- whole blocks ----
+    for norm_first in (False, True):
+        tag = "pre" if norm_first else "post"
+        enc = init(torch.nn.TransformerEncoderLayer(d, h, 16, dropout=0.0, activation="gelu",
+                                                    batch_first=True, norm_first=norm_first))
+        eps = params_of(enc)
+        en = list(eps)
+
+        def enc_fn(*a, enc=enc, en=en):
+            p = {k.replace("__", "."): v for k, v in zip(en, a[:len(en)])}
+            x, pad = a[len(en):]
+            return torch.func.functional_call(enc.double(), p, (x,),
+                                              {"src_mask": causal(5), "src_key_padding_mask": pad})
+
+        epad = torch.zeros(2, 5, dtype=torch.uint8)
+        epad[1, 4] = 1
+        f.case(f"encoder_{tag}", f"nn.TransformerEncoderLayer(8, 2, 16, gelu, norm_first={norm_first}) "
+               "on x[2, 5, 8], causal src_mask and a key padding mask",
+               {**eps, "x": f.randn(2, 5, d)}, enc_fn, {"pad": epad})
+
+        dec = init(torch.nn.TransformerDecoderLayer(d, h, 16, dropout=0.0, activation="relu",
+                                                    batch_first=True, norm_first=norm_first))
+        dps = params_of(dec)
+        dn = list(dps)
+
+        def dec_fn(*a, dec=dec, dn=dn):
+            p = {k.replace("__", "."): v for k, v in zip(dn, a[:len(dn)])}
+            x, mem, pad = a[len(dn):]
+            return torch.func.functional_call(dec.double(), p, (x, mem),
+                                              {"tgt_mask": causal(4), "memory_key_padding_mask": pad})
+
+        f.case(f"decoder_{tag}", f"nn.TransformerDecoderLayer(8, 2, 16, relu, norm_first={norm_first}) "
+               "on x[2, 4, 8] over memory[2, 5, 8]: causal tgt_mask, memory key padding",
+               {**dps, "x": f.randn(2, 4, d), "memory": f.randn(2, 5, d)}, dec_fn, {"pad": pad})
+    return f
 
 
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert,
+                transformer)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

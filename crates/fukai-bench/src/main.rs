@@ -3,6 +3,7 @@
 //! writes BENCHMARKS.md.
 
 mod conv;
+mod gpt;
 mod harness;
 mod lstm;
 mod matmul;
@@ -31,6 +32,7 @@ Workloads (default: all):
   lstm_vowels       one LSTM(64) training epoch on JapaneseVowels (needs FUKAI_ASSETS), ms
   minilm            all-MiniLM-L6-v2 embeddings, 8 texts x 128 tokens (--model DIR, or
                     $FUKAI_ASSETS/models/all-MiniLM-L6-v2; skipped without either)
+  gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
@@ -101,10 +103,14 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.extend(tiny::OPS.iter().map(|s| s.to_string()));
                 out.push("mlp_step".into());
                 out.push("conv2d".into());
+                out.push("lstm_vowels".into());
+                out.push("gpt_step".into());
                 out.push("minilm".into());
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
-            "matmul" | "mlp_step" | "conv2d" | "lstm_vowels" | "minilm" => out.push(w.clone()),
+            "matmul" | "mlp_step" | "conv2d" | "lstm_vowels" | "gpt_step" | "minilm" => {
+                out.push(w.clone())
+            }
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
         }
@@ -134,6 +140,7 @@ fn run(args: &Args) -> Result<(), String> {
             "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
             "lstm_vowels" => lstm::run(threads, args.reps.unwrap_or(9)),
             "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
+            "gpt_step" => gpt::run(threads, args.reps.unwrap_or(1)),
             t => tiny::run(t, threads, args.tiny_iters),
         };
         r.map_err(|e| format!("{w}: {e}"))?;

@@ -121,6 +121,9 @@ pub struct ModelConfig {
     /// Recurrent models (`lstm`, `gru`, `rnn`): also run each sequence backwards.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bidirectional: bool,
+    /// Language models (`kind = "gpt"`): layers, heads, width and context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpt: Option<crate::gpt::GptConfig>,
 }
 
 fn one() -> usize {
@@ -167,6 +170,10 @@ pub struct TrainConfig {
     /// Seed for initialization, shuffling and augmentation.
     #[serde(default)]
     pub seed: u64,
+    /// Step-based runs (language models): optimizer steps, final learning rate, Adam's
+    /// second beta, evaluation windows and interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<crate::lm::LmTrainConfig>,
 }
 
 fn default_optimizer() -> String {

@@ -4,6 +4,9 @@ mod audio_data;
 mod config;
 mod dataset;
 mod embed;
+mod generate;
+mod gpt;
+mod lm;
 mod model;
 mod plot;
 mod predict;
@@ -37,7 +40,7 @@ struct Cli {
 enum Cmd {
     /// Train a model from a preset or a TOML config.
     Train {
-        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp, vowels-lstm, sunspots-lstm, spoken-digits).
+        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp, vowels-lstm, sunspots-lstm, spoken-digits, shakespeare-gpt).
         #[arg(long, conflicts_with = "config")]
         preset: Option<String>,
         /// TOML config file (see README).
@@ -58,6 +61,33 @@ enum Cmd {
         /// Continue from a checkpoint written by an earlier run.
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Override the number of optimizer steps (language models).
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+    /// Sample text from a language-model checkpoint (e.g. the shakespeare-gpt preset's).
+    Generate {
+        /// checkpoint.safetensors of a gpt run.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Text to continue (every character must be in the model's vocabulary).
+        #[arg(long, default_value = "\n")]
+        prompt: String,
+        /// Characters to sample.
+        #[arg(long, default_value_t = 500)]
+        max_tokens: usize,
+        /// Softmax temperature (0 = always the most likely character).
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Sample only among the k most likely characters.
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Sample only within the smallest set of characters whose probability reaches p.
+        #[arg(long)]
+        top_p: Option<f64>,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Evaluate a checkpoint on its test set.
     Eval {
@@ -101,6 +131,7 @@ enum Cmd {
     },
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train_cmd(
     preset: Option<String>,
     config: Option<PathBuf>,
@@ -109,6 +140,7 @@ fn train_cmd(
     epochs: Option<usize>,
     seed: Option<u64>,
     resume: Option<PathBuf>,
+    steps: Option<usize>,
 ) -> fukai::Result<()> {
     let mut cfg = match (preset, config) {
         (_, Some(path)) => {
@@ -137,6 +169,9 @@ fn train_cmd(
     }
     if let Some(s) = seed {
         cfg.train.seed = s;
+    }
+    if cfg.model.kind == "gpt" {
+        return lm::train_cmd(&cfg, data.as_deref(), out, steps);
     }
     train::validate(&cfg)?;
     let data_path = dataset::resolve(&cfg.data, data.as_deref())?;
@@ -193,7 +228,7 @@ fn eval_cmd(checkpoint: PathBuf, data: Option<PathBuf>) -> fukai::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        None => train_cmd(None, None, None, None, None, None, None),
+        None => train_cmd(None, None, None, None, None, None, None, None),
         Some(Cmd::Train {
             preset,
             config,
@@ -202,7 +237,27 @@ fn main() -> ExitCode {
             epochs,
             seed,
             resume,
-        }) => train_cmd(preset, config, data, out, epochs, seed, resume),
+            steps,
+        }) => train_cmd(preset, config, data, out, epochs, seed, resume, steps),
+        Some(Cmd::Generate {
+            checkpoint,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+        }) => generate::run(
+            &checkpoint,
+            &prompt.replace("\\n", "\n"),
+            max_tokens,
+            &generate::Sampling {
+                temperature,
+                top_k,
+                top_p,
+            },
+            seed,
+        ),
         Some(Cmd::Eval { checkpoint, data }) => eval_cmd(checkpoint, data),
         Some(Cmd::Predict { checkpoint, input }) => predict::run(&checkpoint, &input),
         Some(Cmd::Viz {

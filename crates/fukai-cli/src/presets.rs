@@ -13,6 +13,7 @@ pub const NAMES: &[&str] = &[
     "vowels-lstm",
     "sunspots-lstm",
     "spoken-digits",
+    "shakespeare-gpt",
 ];
 
 pub(crate) fn data(format: &str, path: &str) -> DataConfig {
@@ -41,6 +42,7 @@ pub(crate) fn model(kind: &str, hidden: &[usize], channels: &[usize]) -> ModelCo
         batch_norm: false,
         dropout: 0.0,
         bidirectional: false,
+        gpt: None,
     }
 }
 
@@ -59,6 +61,7 @@ pub(crate) fn train(epochs: usize, batch_size: usize, lr: f64) -> TrainConfig {
         clip_grad_norm: None,
         accumulate: 1,
         seed: 0,
+        lm: None,
     }
 }
 
@@ -137,6 +140,7 @@ pub fn preset(name: &str) -> Option<Config> {
         "breast-cancer-mlp" => table(name, "tabular/breast_cancer.csv", 40),
         "vowels-lstm" | "sunspots-lstm" => return crate::seq::preset(name),
         "spoken-digits" => crate::audio_data::spoken_digits_preset(),
+        "shakespeare-gpt" => crate::lm::shakespeare_preset(),
         _ => return None,
     })
 }

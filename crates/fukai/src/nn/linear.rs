@@ -38,11 +38,8 @@ impl Module for Linear {
                 self.weight.shape()
             );
         }
-        let y = x.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
+        // Fused (ops/linear.rs): the bias is the gemm's starting value.
+        x.linear(&self.weight, self.bias.as_ref())
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);

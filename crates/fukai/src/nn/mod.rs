@@ -2,6 +2,7 @@
 //! Layer initializations match PyTorch's defaults, so the same config trains the same way.
 
 mod activation;
+pub mod attention;
 mod conv;
 mod init;
 mod linear;
@@ -9,16 +10,23 @@ pub mod loss;
 mod norm;
 mod pool;
 mod rnn;
+pub mod position;
 mod sequential;
+pub mod transformer;
 
 pub use activation::{Activation, Dropout, Flatten};
+pub use attention::{KvCache, Mask, MultiHeadAttention};
 pub use conv::{Conv1d, Conv2d};
 pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
-pub use norm::{BatchNorm, LayerNorm};
+pub use norm::{BatchNorm, LayerNorm, RmsNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
+pub use position::{sinusoidal_table, LearnedPositions, Rope, SinusoidalPositions};
 pub use sequential::Sequential;
+pub use transformer::{
+    BlockConfig, FeedForward, FfnKind, TransformerDecoderLayer, TransformerEncoderLayer,
+};
 
 use crate::bail;
 use crate::error::Result;

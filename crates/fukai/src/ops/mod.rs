@@ -1,6 +1,7 @@
 //! Operations on tensors. Each file holds one family: its kernels, its public methods and the
 //! gradient of each op, side by side.
 
+mod attention;
 mod binary;
 mod broadcast;
 mod compare;
@@ -9,6 +10,8 @@ mod conv_kernel;
 mod dropout;
 pub(crate) mod float;
 mod index;
+mod layer_norm;
+mod linear;
 mod matmul;
 mod pool;
 mod recurrence;
@@ -17,6 +20,7 @@ mod softmax;
 mod unary;
 mod view;
 
+pub use attention::{attention, AttnInput, AttnOptions};
 pub use binary::Binary;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;

@@ -1,0 +1,251 @@
+//! Multi-head attention (self and cross, causal and padding masks, grouped key/value heads,
+//! optional rotary positions) on the fused attention kernel, with a key/value cache for
+//! generation. Parameter names follow PyTorch's `nn.MultiheadAttention` (`in_proj_weight`,
+//! `in_proj_bias`, `out_proj.*`), so its state dicts load as they are.
+
+use super::position::Rope;
+use super::{join, Linear, Module, TensorKind};
+use crate::bail;
+use crate::error::Result;
+use crate::ops::{attention, AttnInput, AttnOptions};
+use crate::tensor::{DType, Tensor};
+
+/// Which keys each query may see.
+#[derive(Clone, Default)]
+pub struct Mask {
+    /// Query `i` sees keys up to its own position (cached keys included).
+    pub causal: bool,
+    /// `[B, S]`, nonzero where a key is padding.
+    pub key_padding: Option<Tensor>,
+    /// Added to the scores; broadcastable to `[B, H, Tq, S]`.
+    pub attn_mask: Option<Tensor>,
+}
+
+impl Mask {
+    /// Causal masking only.
+    pub fn causal() -> Self {
+        Mask {
+            causal: true,
+            ..Mask::default()
+        }
+    }
+}
+
+/// Keys and values of the positions seen so far, `[B, S, kv_heads·head_dim]` each.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        KvCache::default()
+    }
+    /// Positions cached.
+    pub fn len(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.shape()[1])
+    }
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Forgets every cached position.
+    pub fn clear(&mut self) {
+        *self = KvCache::default();
+    }
+    fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match (&self.k, &self.v) {
+            (Some(ck), Some(cv)) => (
+                Tensor::cat(&[ck.clone(), k], 1)?,
+                Tensor::cat(&[cv.clone(), v], 1)?,
+            ),
+            _ => (k.contiguous()?, v.contiguous()?),
+        };
+        self.k = Some(k.detach());
+        self.v = Some(v.detach());
+        Ok((k, v))
+    }
+}
+
+/// Multi-head attention with `heads` query heads and `kv_heads` key/value heads (grouped-query
+/// attention when fewer) of width `d_model / heads`.
+pub struct MultiHeadAttention {
+    /// `[d + 2·kv_dim, d]`: the q, k and v projections stacked (q rows first).
+    pub in_proj_weight: Tensor,
+    /// `[d + 2·kv_dim]`, if any.
+    pub in_proj_bias: Option<Tensor>,
+    /// Output projection `d -> d`.
+    pub out_proj: Linear,
+    /// Rotary positions applied to q and k, if set.
+    pub rope: Option<Rope>,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+impl MultiHeadAttention {
+    /// PyTorch's initialization: Xavier-uniform input projection, zero biases.
+    pub fn new(d_model: usize, heads: usize, kv_heads: usize, bias: bool) -> Result<Self> {
+        if heads == 0
+            || !d_model.is_multiple_of(heads)
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+        {
+            bail!(
+                "MultiHeadAttention",
+                "d_model {d_model} must split into {heads} heads, and heads into {kv_heads} kv heads"
+            );
+        }
+        let head_dim = d_model / heads;
+        let rows = d_model + 2 * kv_heads * head_dim;
+        let bound = (6.0 / (rows + d_model) as f64).sqrt();
+        let mut out_proj = Linear::new(d_model, d_model, bias)?;
+        if let Some(b) = &out_proj.bias {
+            out_proj.bias = Some(b.zeros_like()?.with_grad()?);
+        }
+        Ok(MultiHeadAttention {
+            in_proj_weight: Tensor::uniform(&[rows, d_model], -bound, bound, DType::F32)?
+                .with_grad()?,
+            in_proj_bias: if bias {
+                Some(Tensor::zeros(&[rows], DType::F32)?.with_grad()?)
+            } else {
+                None
+            },
+            out_proj,
+            rope: None,
+            heads,
+            kv_heads,
+            head_dim,
+        })
+    }
+    /// Adds rotary positions (tables for `max_len` positions, frequency base `base`).
+    pub fn with_rope(mut self, max_len: usize, base: f64) -> Result<Self> {
+        self.rope = Some(Rope::new(self.head_dim, max_len, base)?);
+        Ok(self)
+    }
+    /// Query heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.kv_heads
+    }
+    fn d_model(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+    /// `x Wᵀ + b` for rows `start..start+len` of the stacked projection.
+    fn project(&self, x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
+        if start == 0 && len == self.in_proj_weight.shape()[0] {
+            return x.linear(&self.in_proj_weight, self.in_proj_bias.as_ref());
+        }
+        let b = match &self.in_proj_bias {
+            Some(b) => Some(b.narrow(0, start, len)?),
+            None => None,
+        };
+        x.linear(&self.in_proj_weight.narrow(0, start, len)?, b.as_ref())
+    }
+
+    /// Attention of `x: [B, T, d]` over `memory: [B, S, d]` (cross-attention) or over itself
+    /// (`memory: None`). With a `cache` (self-attention only), the new keys and values are
+    /// appended to it and the queries see every cached position too.
+    pub fn attend(
+        &self,
+        x: &Tensor,
+        memory: Option<&Tensor>,
+        mask: &Mask,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let d = self.d_model();
+        let kvd = self.kv_dim();
+        for t in std::iter::once(x).chain(memory) {
+            if t.rank() != 3 || t.shape()[2] != d {
+                bail!(
+                    "MultiHeadAttention",
+                    "inputs must be [B, T, {d}], found {:?}",
+                    t.shape()
+                );
+            }
+        }
+        if memory.is_some() && cache.is_some() {
+            bail!(
+                "MultiHeadAttention",
+                "a key/value cache is for self-attention only"
+            );
+        }
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let opts = AttnOptions {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            causal: mask.causal,
+            scale: None,
+            key_padding: mask.key_padding.clone(),
+            attn_mask: mask.attn_mask.clone(),
+        };
+        let input = |src, col| AttnInput { src, col };
+        let out = match (memory, &self.rope, cache) {
+            // The common case: one projection, q, k and v read in place from it.
+            (None, None, None) => {
+                let qkv = self.project(x, 0, d + 2 * kvd)?;
+                attention(input(&qkv, 0), input(&qkv, d), input(&qkv, d + kvd), &opts)?
+            }
+            (Some(mem), _, None) => {
+                let mut q = self.project(x, 0, d)?;
+                let mut kv = self.project(mem, d, 2 * kvd)?;
+                if let Some(r) = &self.rope {
+                    q = r.apply(&q, 0)?;
+                    let k = r.apply(&kv.narrow(-1, 0, kvd)?, 0)?;
+                    kv = Tensor::cat(&[k, kv.narrow(-1, kvd, kvd)?], -1)?;
+                }
+                attention(input(&q, 0), input(&kv, 0), input(&kv, kvd), &opts)?
+            }
+            (None, rope, cache) => {
+                let qkv = self.project(x, 0, d + 2 * kvd)?;
+                let (mut q, mut k) = (qkv.narrow(-1, 0, d)?, qkv.narrow(-1, d, kvd)?);
+                let mut v = qkv.narrow(-1, d + kvd, kvd)?;
+                if let Some(r) = rope {
+                    q = r.apply(&q, offset)?;
+                    k = r.apply(&k, offset)?;
+                }
+                if let Some(c) = cache {
+                    (k, v) = c.append(k, v)?;
+                }
+                attention(input(&q, 0), input(&k, 0), input(&v, 0), &opts)?
+            }
+            (Some(_), _, Some(_)) => unreachable!("rejected above"),
+        };
+        self.out_proj.forward(&out)
+    }
+}
+
+impl Module for MultiHeadAttention {
+    /// Unmasked self-attention.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.attend(x, None, &Mask::default(), None)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        f(
+            &join(prefix, "in_proj_weight"),
+            &self.in_proj_weight,
+            TensorKind::Parameter,
+        );
+        if let Some(b) = &self.in_proj_bias {
+            f(&join(prefix, "in_proj_bias"), b, TensorKind::Parameter);
+        }
+        self.out_proj.visit(&join(prefix, "out_proj"), f);
+    }
+    fn describe(&self) -> String {
+        format!(
+            "MultiHeadAttention(d {}, heads {}, kv heads {})",
+            self.d_model(),
+            self.heads,
+            self.kv_heads
+        )
+    }
+}

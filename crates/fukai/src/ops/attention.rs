@@ -1,0 +1,484 @@
+//! Fused scaled-dot-product attention. Queries, keys and values are read in place from column
+//! ranges of `[B, T, W]` projections (a fused qkv projection is one source used three times), the
+//! scale, the causal/padding/additive masks and the softmax are applied in one pass over each
+//! score row, and the output is written straight into `[B, Tq, H·hd]`: no head split, no
+//! transposes, no mask tensors and no separate softmax buffers. Backward writes every source's
+//! gradient into one buffer per distinct source.
+
+use super::float::{check_float, with_contig, wrap, Float};
+use super::matmul::gemm_raw;
+use crate::bail;
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::tensor::{Storage, StorageSlice, Tensor};
+use gemm::Parallelism;
+use std::sync::Arc;
+
+/// One of q, k, v: the `[B, T, W]` tensor it is read from and its first column. Head `h` of it
+/// occupies columns `col + h·head_dim .. col + (h+1)·head_dim`.
+#[derive(Clone, Copy)]
+pub struct AttnInput<'a> {
+    /// `[B, T, W]` source.
+    pub src: &'a Tensor,
+    /// First column of head 0.
+    pub col: usize,
+}
+
+/// Shape and masking of one attention call.
+#[derive(Clone, Debug)]
+pub struct AttnOptions {
+    /// Query heads `H`.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`; fewer is grouped-query attention).
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Query `i` sees keys `j <= i + (S - Tq)` only (so a cached prefix stays visible).
+    pub causal: bool,
+    /// Multiplies the scores; `None` is `1/sqrt(head_dim)`.
+    pub scale: Option<f64>,
+    /// `[B, S]`, nonzero where a key is padding (never attended to).
+    pub key_padding: Option<Tensor>,
+    /// Added to the scores; broadcastable to `[B, H, Tq, S]` (e.g. `[Tq, S]` with -inf).
+    pub attn_mask: Option<Tensor>,
+}
+
+impl AttnOptions {
+    /// `heads` heads of width `head_dim`, no masks.
+    pub fn new(heads: usize, head_dim: usize) -> Self {
+        AttnOptions {
+            heads,
+            kv_heads: heads,
+            head_dim,
+            causal: false,
+            scale: None,
+            key_padding: None,
+            attn_mask: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ptr<T>(*mut T);
+unsafe impl<T> Send for Ptr<T> {}
+unsafe impl<T> Sync for Ptr<T> {}
+impl<T> Ptr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Geometry shared by forward and backward.
+#[derive(Clone, Copy)]
+struct Geo {
+    b: usize,
+    tq: usize,
+    s: usize,
+    h: usize,
+    hkv: usize,
+    hd: usize,
+    // Row widths and first columns of the q, k, v sources.
+    w: [usize; 3],
+    col: [usize; 3],
+    scale: f64,
+    causal: bool,
+}
+
+impl Geo {
+    fn q_at(&self, b: usize, h: usize) -> usize {
+        b * self.tq * self.w[0] + self.col[0] + h * self.hd
+    }
+    fn kv_at(&self, which: usize, b: usize, g: usize) -> usize {
+        b * self.s * self.w[which] + self.col[which] + g * self.hd
+    }
+    fn out_at(&self, b: usize, h: usize) -> usize {
+        b * self.tq * self.h * self.hd + h * self.hd
+    }
+    fn probs_at(&self, b: usize, h: usize) -> usize {
+        (b * self.h + h) * self.tq * self.s
+    }
+    /// Keys visible to query `i` under the causal rule.
+    fn visible(&self, i: usize) -> usize {
+        if self.causal {
+            (i + 1 + self.s - self.tq).min(self.s)
+        } else {
+            self.s
+        }
+    }
+}
+
+/// Masks as plain f64 arrays: the additive mask expanded to `[B, H, Tq, S]` (only when given).
+struct Masks {
+    pad: Option<Vec<bool>>,
+    add: Option<Vec<f64>>,
+}
+
+/// Scales, masks and softmaxes one score row in place (`row` holds the raw scores).
+fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize, row: &mut [T]) {
+    let scale = T::c(geo.scale);
+    // Keys past the causal limit get probability 0 without being exponentiated.
+    let vis = geo.visible(i);
+    let (seen, hidden) = row.split_at_mut(vis);
+    hidden.iter_mut().for_each(|x| *x = T::ZERO);
+    let mut m = T::NEG_INF;
+    for (j, x) in seen.iter_mut().enumerate() {
+        let mut v = *x * scale;
+        if let Some(p) = &masks.pad {
+            if p[b * geo.s + j] {
+                v = T::NEG_INF;
+            }
+        }
+        if let Some(a) = &masks.add {
+            v += T::c(a[((b * geo.h + h) * geo.tq + i) * geo.s + j]);
+        }
+        *x = v;
+        m = m.max_nan(v);
+    }
+    if m == T::NEG_INF {
+        // Every key masked: attend to nothing (PyTorch would produce NaN).
+        seen.iter_mut().for_each(|x| *x = T::ZERO);
+        return;
+    }
+    let mut sum = T::ZERO;
+    for x in seen.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    let inv = T::ONE / sum;
+    seen.iter_mut().for_each(|x| *x = *x * inv);
+}
+
+/// Runs `f(task)` for every task index, in parallel when the work is worth it. Tasks write
+/// disjoint memory, so the result does not depend on the thread count.
+fn tasks(n: usize, work: usize, f: impl Fn(usize) + Sync + Send) {
+    if n > 1 && work >= 1 << 15 {
+        crate::parallel::map_range(n, f);
+    } else {
+        (0..n).for_each(f);
+    }
+}
+
+fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<T>) {
+    let mut out = vec![T::ZERO; geo.b * geo.tq * geo.h * geo.hd];
+    let mut probs = vec![T::ZERO; geo.b * geo.h * geo.tq * geo.s];
+    let (po, pp) = (Ptr(out.as_mut_ptr()), Ptr(probs.as_mut_ptr()));
+    let (pq, pk, pv) = (
+        Ptr(srcs[0].as_ptr() as *mut T),
+        Ptr(srcs[1].as_ptr() as *mut T),
+        Ptr(srcs[2].as_ptr() as *mut T),
+    );
+    let group = geo.h / geo.hkv;
+    let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
+    tasks(geo.b * geo.h, work, |t| {
+        let (b, h) = (t / geo.h, t % geo.h);
+        let g = h / group;
+        // SAFETY: task (b, h) alone writes probs block (b, h) and output columns of head h in
+        // batch b; the sources are only read and cover every offset computed by `Geo`.
+        unsafe {
+            let p = pp.get().add(geo.probs_at(b, h));
+            // scores = Q Kᵀ
+            gemm_raw::<T>(
+                geo.tq,
+                geo.s,
+                geo.hd,
+                p,
+                geo.s as isize,
+                pq.get().add(geo.q_at(b, h)),
+                (geo.w[0] as isize, 1),
+                pk.get().add(geo.kv_at(1, b, g)),
+                (1, geo.w[1] as isize),
+                false,
+                Parallelism::None,
+            );
+            let rows = std::slice::from_raw_parts_mut(p, geo.tq * geo.s);
+            for (i, row) in rows.chunks_mut(geo.s).enumerate() {
+                softmax_row(geo, masks, b, h, i, row);
+            }
+            // out = P V
+            gemm_raw::<T>(
+                geo.tq,
+                geo.hd,
+                geo.s,
+                po.get().add(geo.out_at(b, h)),
+                (geo.h * geo.hd) as isize,
+                p,
+                (geo.s as isize, 1),
+                pv.get().add(geo.kv_at(2, b, g)),
+                (geo.w[2] as isize, 1),
+                false,
+                Parallelism::None,
+            );
+        }
+    });
+    (out, probs)
+}
+
+/// Gradients of q, k and v, each into its own (zeroed) buffer pointer; q, k and v may point
+/// into the same buffer (distinct columns).
+fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads: [Ptr<T>; 3]) {
+    let group = geo.h / geo.hkv;
+    let (pq, pk, pv) = (
+        Ptr(srcs[0].as_ptr() as *mut T),
+        Ptr(srcs[1].as_ptr() as *mut T),
+        Ptr(srcs[2].as_ptr() as *mut T),
+    );
+    let pp = Ptr(probs.as_ptr() as *mut T);
+    let pg = Ptr(gout.as_ptr() as *mut T);
+    let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
+    // One task per (batch, kv head): the query heads of a group add into the same dK/dV in a
+    // fixed order.
+    tasks(geo.b * geo.hkv, work, |t| {
+        let (b, g) = (t / geo.hkv, t % geo.hkv);
+        let mut ds = vec![T::ZERO; geo.tq * geo.s];
+        for h in g * group..(g + 1) * group {
+            // SAFETY: task (b, g) alone writes dQ columns of its heads and dK/dV columns of
+            // kv head g, rows of batch b; everything else is read only.
+            unsafe {
+                let p = pp.get().add(geo.probs_at(b, h));
+                let go = pg.get().add(geo.out_at(b, h));
+                let go_s = ((geo.h * geo.hd) as isize, 1);
+                // dV += Pᵀ dO
+                gemm_raw::<T>(
+                    geo.s,
+                    geo.hd,
+                    geo.tq,
+                    grads[2].get().add(geo.kv_at(2, b, g)),
+                    geo.w[2] as isize,
+                    p,
+                    (1, geo.s as isize),
+                    go,
+                    go_s,
+                    true,
+                    Parallelism::None,
+                );
+                // dP = dO Vᵀ
+                gemm_raw::<T>(
+                    geo.tq,
+                    geo.s,
+                    geo.hd,
+                    ds.as_mut_ptr(),
+                    geo.s as isize,
+                    go,
+                    go_s,
+                    pv.get().add(geo.kv_at(2, b, g)),
+                    (1, geo.w[2] as isize),
+                    false,
+                    Parallelism::None,
+                );
+                // dS = scale · P ⊙ (dP - rowsum(dP ⊙ P))
+                let prow = std::slice::from_raw_parts(p, geo.tq * geo.s);
+                let scale = T::c(geo.scale);
+                for (d, pr) in ds.chunks_mut(geo.s).zip(prow.chunks(geo.s)) {
+                    let mut dot = T::ZERO;
+                    for (&a, &b) in d.iter().zip(pr) {
+                        dot += a * b;
+                    }
+                    for (a, &b) in d.iter_mut().zip(pr) {
+                        *a = b * (*a - dot) * scale;
+                    }
+                }
+                // dQ += dS K
+                gemm_raw::<T>(
+                    geo.tq,
+                    geo.hd,
+                    geo.s,
+                    grads[0].get().add(geo.q_at(b, h)),
+                    geo.w[0] as isize,
+                    ds.as_ptr(),
+                    (geo.s as isize, 1),
+                    pk.get().add(geo.kv_at(1, b, g)),
+                    (geo.w[1] as isize, 1),
+                    true,
+                    Parallelism::None,
+                );
+                // dK += dSᵀ Q
+                gemm_raw::<T>(
+                    geo.s,
+                    geo.hd,
+                    geo.tq,
+                    grads[1].get().add(geo.kv_at(1, b, g)),
+                    geo.w[1] as isize,
+                    ds.as_ptr(),
+                    (1, geo.s as isize),
+                    pq.get().add(geo.q_at(b, h)),
+                    (geo.w[0] as isize, 1),
+                    true,
+                    Parallelism::None,
+                );
+            }
+        }
+    });
+}
+
+fn check_inputs(q: &AttnInput, k: &AttnInput, v: &AttnInput, o: &AttnOptions) -> Result<Geo> {
+    const OP: &str = "attention";
+    for (name, x) in [("q", q), ("k", k), ("v", v)] {
+        check_float(OP, x.src)?;
+        if x.src.dtype() != q.src.dtype() {
+            bail!(OP, "{name} is {}, q is {}", x.src.dtype(), q.src.dtype());
+        }
+        if x.src.rank() != 3 {
+            bail!(
+                OP,
+                "{name} source must be [B, T, W], found {:?}",
+                x.src.shape()
+            );
+        }
+    }
+    if o.heads == 0 || o.kv_heads == 0 || o.head_dim == 0 || !o.heads.is_multiple_of(o.kv_heads) {
+        bail!(
+            OP,
+            "heads {} must be a positive multiple of kv_heads {} (head_dim {})",
+            o.heads,
+            o.kv_heads,
+            o.head_dim
+        );
+    }
+    let (b, tq) = (q.src.shape()[0], q.src.shape()[1]);
+    let s = k.src.shape()[1];
+    for (name, x, n, t) in [
+        ("q", q, o.heads, tq),
+        ("k", k, o.kv_heads, s),
+        ("v", v, o.kv_heads, s),
+    ] {
+        let sh = x.src.shape();
+        if sh[0] != b || sh[1] != t || x.col + n * o.head_dim > sh[2] {
+            bail!(
+                OP,
+                "{name} source {sh:?} with first column {}: expected [{b}, {t}, >= {}]",
+                x.col,
+                x.col + n * o.head_dim
+            );
+        }
+    }
+    if o.causal && tq > s {
+        bail!(
+            OP,
+            "causal attention needs at least as many keys ({s}) as queries ({tq})"
+        );
+    }
+    Ok(Geo {
+        b,
+        tq,
+        s,
+        h: o.heads,
+        hkv: o.kv_heads,
+        hd: o.head_dim,
+        w: [q.src.shape()[2], k.src.shape()[2], v.src.shape()[2]],
+        col: [q.col, k.col, v.col],
+        scale: o.scale.unwrap_or(1.0 / (o.head_dim as f64).sqrt()),
+        causal: o.causal,
+    })
+}
+
+fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
+    let pad = match &o.key_padding {
+        Some(m) => {
+            if m.shape() != [geo.b, geo.s] {
+                bail!(
+                    "attention",
+                    "key_padding must be [B, S] = [{}, {}], found {:?}",
+                    geo.b,
+                    geo.s,
+                    m.shape()
+                );
+            }
+            Some(m.to_vec_f64()?.iter().map(|&x| x != 0.0).collect())
+        }
+        None => None,
+    };
+    let add = match &o.attn_mask {
+        Some(m) => {
+            if !m.dtype().is_float() {
+                bail!(
+                    "attention",
+                    "attn_mask is added to the scores and must be a float tensor, found {}",
+                    m.dtype()
+                );
+            }
+            Some(m.expand(&[geo.b, geo.h, geo.tq, geo.s])?.to_vec_f64()?)
+        }
+        None => None,
+    };
+    Ok(Masks { pad, add })
+}
+
+/// Multi-head attention `softmax(scale · Q Kᵀ + masks) V`, fused (see the module docs). Returns
+/// `[B, Tq, H·head_dim]` with head `h` in columns `h·head_dim..`. Differentiable in q, k and v;
+/// a row whose keys are all masked gives zeros.
+pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -> Result<Tensor> {
+    let geo = check_inputs(&q, &k, &v, opts)?;
+    let masks = read_masks(&geo, opts)?;
+    // Distinct sources (by identity), and which one each of q, k, v reads.
+    let mut srcs: Vec<Tensor> = Vec::with_capacity(3);
+    let mut which = [0usize; 3];
+    for (slot, x) in [q, k, v].iter().enumerate() {
+        which[slot] = match srcs.iter().position(|s| s.id() == x.src.id()) {
+            Some(i) => i,
+            None => {
+                srcs.push(x.src.detach().contiguous()?);
+                srcs.len() - 1
+            }
+        };
+    }
+    let out_shape = [geo.b, geo.tq, geo.h * geo.hd];
+    let (storage, layout, probs) = float_dispatch!(q.src.dtype(), T => {
+        let guards: Vec<_> = srcs.iter().map(|s| s.storage().read()).collect();
+        let slices: Vec<&[T]> = srcs
+            .iter()
+            .zip(&guards)
+            .map(|(s, g)| &T::slice(g).expect("checked dtype")[s.layout().contiguous_range().expect("contiguous")])
+            .collect();
+        let (out, probs) = forward::<T>(&geo, [slices[which[0]], slices[which[1]], slices[which[2]]], &masks);
+        let (s, l) = wrap(out, &out_shape);
+        (s, l, Arc::new(Storage::new(T::wrap(probs))))
+    });
+    let inputs: Vec<&Tensor> = [q.src, k.src, v.src]
+        .iter()
+        .enumerate()
+        .filter(|(slot, _)| which[..*slot].iter().all(|&w| w != which[*slot]))
+        .map(|(_, t)| *t)
+        .collect();
+    let saved: Vec<Tensor> = srcs.iter().map(|s| s.detach()).collect();
+    Ok(Tensor::op_result(
+        "attention",
+        storage,
+        layout,
+        &inputs,
+        move || {
+            Box::new(move |g, needs| {
+                let out = float_dispatch!(g.dtype(), T => {
+                    let mut bufs: Vec<Vec<T>> = saved.iter().map(|s| vec![T::ZERO; s.numel()]).collect();
+                    let ptrs: Vec<Ptr<T>> = bufs.iter_mut().map(|b| Ptr(b.as_mut_ptr())).collect();
+                    let guards: Vec<_> = saved.iter().map(|s| s.storage().read()).collect();
+                    let slices: Vec<&[T]> = saved
+                        .iter()
+                        .zip(&guards)
+                        .map(|(s, g)| &T::slice(g).expect("dtype")[s.layout().contiguous_range().expect("contiguous")])
+                        .collect();
+                    let pg = probs.read();
+                    let p = T::slice(&pg).expect("dtype");
+                    with_contig::<T, _>(g, |gv| {
+                        backward::<T>(
+                            &geo,
+                            [slices[which[0]], slices[which[1]], slices[which[2]]],
+                            p,
+                            gv,
+                            [ptrs[which[0]], ptrs[which[1]], ptrs[which[2]]],
+                        )
+                    });
+                    drop(guards);
+                    bufs.into_iter()
+                        .zip(&saved)
+                        .map(|(b, s)| Tensor::from_vec(b, s.shape()))
+                        .collect::<Result<Vec<_>>>()?
+                });
+                Ok(out
+                    .into_iter()
+                    .zip(needs)
+                    .map(|(t, &n)| n.then_some(t))
+                    .collect())
+            })
+        },
+    ))
+}

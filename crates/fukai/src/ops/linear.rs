@@ -1,0 +1,113 @@
+//! Fused affine map `x Wᵀ + b`: the bias is written into the output rows and the product
+//! accumulated onto it by gemm, so no broadcast add and no second pass over the output.
+
+use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use super::matmul::{gemm_raw, parallelism};
+use crate::bail;
+use crate::error::Result;
+use crate::float_dispatch;
+use crate::tensor::Tensor;
+
+fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, m: usize, k: usize, n: usize) -> Vec<T> {
+    let mut out = match b {
+        Some(b) => {
+            let mut v = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                v.extend_from_slice(b);
+            }
+            v
+        }
+        None => vec![T::ZERO; m * n],
+    };
+    if m > 0 && n > 0 && k > 0 {
+        // SAFETY: x is [m, k], w is [n, k] (read as its transpose [k, n] through strides),
+        // out is [m, n]; none alias.
+        unsafe {
+            gemm_raw::<T>(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                n as isize,
+                x.as_ptr(),
+                (k as isize, 1),
+                w.as_ptr(),
+                (1, k as isize),
+                true,
+                parallelism(m, n, k),
+            )
+        };
+    }
+    out
+}
+
+impl Tensor {
+    /// `self Wᵀ + b` over the last dim (PyTorch's `F.linear`): `self` is `[.., in]`, `weight`
+    /// `[out, in]`, `bias` `[out]`. One fused kernel; differentiable in all three.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        check_float("linear", self)?;
+        check_same_dtype("linear", self, weight)?;
+        let k = self.shape().last().copied().unwrap_or(0);
+        if self.rank() == 0 || weight.rank() != 2 || weight.shape()[1] != k {
+            bail!(
+                "linear",
+                "input {:?} and weight {:?}: expected [.., in] and [out, in]",
+                self.shape(),
+                weight.shape()
+            );
+        }
+        let n = weight.shape()[0];
+        if let Some(b) = bias {
+            check_same_dtype("linear", self, b)?;
+            if b.shape() != [n] {
+                bail!("linear", "bias must be [{n}], found {:?}", b.shape());
+            }
+        }
+        let m = self.numel() / k.max(1);
+        let mut shape = self.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = n;
+        let (x, w, b) = (
+            self.detach().contiguous()?,
+            weight.detach().contiguous()?,
+            bias.map(|b| b.detach()),
+        );
+        let (storage, layout) = float_dispatch!(self.dtype(), T => {
+            let bv = b.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
+            let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(xv, wv, bv.as_deref(), m, k, n)));
+            wrap(out, &shape)
+        });
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let in_shape = self.shape().to_vec();
+        Ok(Tensor::op_result(
+            "linear",
+            storage,
+            layout,
+            &inputs,
+            move || {
+                Box::new(move |g, needs| {
+                    let g2 = g.reshape(&[m, n])?;
+                    let gx = if needs[0] {
+                        Some(g2.matmul(&w)?.reshape(&in_shape)?)
+                    } else {
+                        None
+                    };
+                    let gw = if needs[1] {
+                        Some(g2.t()?.matmul(&x.reshape(&[m, k])?)?)
+                    } else {
+                        None
+                    };
+                    let mut out = vec![gx, gw];
+                    if needs.len() > 2 {
+                        out.push(if needs[2] {
+                            Some(g2.sum(&[0], false)?)
+                        } else {
+                            None
+                        });
+                    }
+                    Ok(out)
+                })
+            },
+        ))
+    }
+}

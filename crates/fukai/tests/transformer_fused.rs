@@ -1,0 +1,441 @@
+//! The fused kernels of the Transformer layers against their composites (forward and every
+//! gradient), finite-difference checks in f64, and the key/value cache against a full pass.
+
+use fukai::nn::{KvCache, Mask, Module, MultiHeadAttention, Rope};
+use fukai::ops::{attention, AttnInput, AttnOptions};
+use fukai::testing::{gradcheck, randn64};
+use fukai::{DType, Result, Tensor};
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Output and input gradients of `sum(f(inputs) * w)`.
+fn run(f: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> (Tensor, Vec<Tensor>) {
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.detach().with_grad().unwrap())
+        .collect();
+    let out = f(&leaves).unwrap();
+    let w = randn64(out.shape(), 99)
+        .unwrap()
+        .to_dtype(out.dtype())
+        .unwrap();
+    out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+    let grads = leaves
+        .iter()
+        .map(|l| l.grad().expect("gradient reached input"))
+        .collect();
+    (out, grads)
+}
+
+fn assert_same(
+    fused: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    composite: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    inputs: &[Tensor],
+    tol: f64,
+) {
+    let (a, ga) = run(fused, inputs);
+    let (b, gb) = run(composite, inputs);
+    assert!(
+        max_diff(&a, &b) < tol,
+        "forward differs by {}",
+        max_diff(&a, &b)
+    );
+    for (i, (x, y)) in ga.iter().zip(&gb).enumerate() {
+        assert!(
+            max_diff(x, y) < tol,
+            "gradient {i} differs by {}",
+            max_diff(x, y)
+        );
+    }
+}
+
+fn layer_norm_composite(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean(&[-1], true)?;
+    let c = x.sub(&mean)?;
+    let var = c.square()?.mean(&[-1], true)?;
+    c.mul(&var.add_scalar(eps)?.rsqrt()?)?.mul(w)?.add(b)
+}
+
+#[test]
+fn fused_layer_norm_equals_composite() {
+    let inputs = [
+        randn64(&[3, 5, 7], 1)
+            .unwrap()
+            .mul_scalar(3.0)
+            .unwrap()
+            .add_scalar(1.0)
+            .unwrap(),
+        randn64(&[7], 2).unwrap(),
+        randn64(&[7], 3).unwrap(),
+    ];
+    assert_same(
+        &|t| t[0].layer_norm(Some(&t[1]), Some(&t[2]), 1e-5),
+        &|t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5),
+        &inputs,
+        1e-12,
+    );
+    // f32 too, against the same composite.
+    let f32s: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.to_dtype(DType::F32).unwrap())
+        .collect();
+    assert_same(
+        &|t| t[0].layer_norm(Some(&t[1]), Some(&t[2]), 1e-5),
+        &|t| layer_norm_composite(&t[0], &t[1], &t[2], 1e-5),
+        &f32s,
+        1e-4,
+    );
+    // Without affine parameters.
+    assert_same(
+        &|t| t[0].layer_norm(None, None, 1e-5),
+        &|t| {
+            layer_norm_composite(
+                &t[0],
+                &Tensor::ones(&[7], DType::F64)?,
+                &Tensor::zeros(&[7], DType::F64)?,
+                1e-5,
+            )
+        },
+        &inputs[..1],
+        1e-12,
+    );
+}
+
+#[test]
+fn fused_rms_norm_equals_composite() {
+    let inputs = [randn64(&[4, 6], 4).unwrap(), randn64(&[6], 5).unwrap()];
+    let composite = |t: &[Tensor]| {
+        t[0].mul(
+            &t[0]
+                .square()?
+                .mean(&[-1], true)?
+                .add_scalar(1e-6)?
+                .rsqrt()?,
+        )?
+        .mul(&t[1])
+    };
+    assert_same(
+        &|t| t[0].rms_norm(Some(&t[1]), 1e-6),
+        &composite,
+        &inputs,
+        1e-12,
+    );
+}
+
+#[test]
+fn norms_gradcheck() {
+    let x = randn64(&[3, 4], 6).unwrap();
+    let (w, b) = (randn64(&[4], 7).unwrap(), randn64(&[4], 8).unwrap());
+    gradcheck(
+        |t| t[0].layer_norm(Some(&t[1]), Some(&t[2]), 1e-5),
+        &[x.clone(), w.clone(), b],
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+    gradcheck(|t| t[0].rms_norm(Some(&t[1]), 1e-5), &[x, w], 1e-6, 1e-6).unwrap();
+}
+
+/// Plain attention from matmul / masked_fill / softmax; q `[B, Tq, H·hd]`, k and v
+/// `[B, S, Hkv·hd]`, `pad` `[B, S]` (1 = padding), `add` broadcastable to `[B, H, Tq, S]`.
+#[allow(clippy::too_many_arguments)]
+fn attention_composite(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    h: usize,
+    hkv: usize,
+    causal: bool,
+    pad: Option<&Tensor>,
+    add: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (b, tq, s) = (q.shape()[0], q.shape()[1], k.shape()[1]);
+    let hd = q.shape()[2] / h;
+    let heads = |t: &Tensor, n: usize, len: usize| -> Result<Tensor> {
+        let t = t.reshape(&[b, len, n, hd])?.permute(&[0, 2, 1, 3])?;
+        // Repeat each kv head for its group of query heads.
+        let g = h / n;
+        t.unsqueeze(2)?
+            .expand(&[b, n, g, len, hd])?
+            .contiguous()?
+            .reshape(&[b, h, len, hd])
+    };
+    let (qh, kh, vh) = (heads(q, h, tq)?, heads(k, hkv, s)?, heads(v, hkv, s)?);
+    let mut scores = qh
+        .matmul(&kh.transpose(-1, -2)?)?
+        .mul_scalar(1.0 / (hd as f64).sqrt())?;
+    if let Some(a) = add {
+        scores = scores.add(&a.to_dtype(scores.dtype())?)?;
+    }
+    let mut blocked = vec![0u8; b * h * tq * s];
+    for bi in 0..b {
+        for hi in 0..h {
+            for i in 0..tq {
+                for j in 0..s {
+                    let hide = (causal && j > i + s - tq)
+                        || pad.is_some_and(|p| p.to_vec_f64().unwrap()[bi * s + j] != 0.0);
+                    blocked[((bi * h + hi) * tq + i) * s + j] = hide as u8;
+                }
+            }
+        }
+    }
+    let blocked = Tensor::from_vec(blocked, &[b, h, tq, s])?;
+    let p = scores
+        .masked_fill(&blocked, f64::NEG_INFINITY)?
+        .softmax(-1)?;
+    p.matmul(&vh)?
+        .permute(&[0, 2, 1, 3])?
+        .reshape(&[b, tq, h * hd])
+}
+
+fn opts(
+    h: usize,
+    hkv: usize,
+    hd: usize,
+    causal: bool,
+    pad: Option<&Tensor>,
+    add: Option<&Tensor>,
+) -> AttnOptions {
+    AttnOptions {
+        kv_heads: hkv,
+        causal,
+        key_padding: pad.cloned(),
+        attn_mask: add.cloned(),
+        ..AttnOptions::new(h, hd)
+    }
+}
+
+#[test]
+fn fused_attention_equals_composite() {
+    let (b, tq, s, hd) = (2, 5, 7, 3);
+    let pad = Tensor::from_vec(vec![0u8, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0], &[b, s]).unwrap();
+    let add = randn64(&[tq, s], 11).unwrap();
+    type Case<'a> = (usize, usize, bool, Option<&'a Tensor>, Option<&'a Tensor>);
+    let cases: Vec<Case> = vec![
+        (2, 2, false, None, None),
+        (2, 2, true, None, None),
+        (4, 2, true, Some(&pad), None),
+        (3, 1, false, Some(&pad), Some(&add)),
+        (2, 2, true, None, Some(&add)),
+    ];
+    for (h, hkv, causal, p, a) in cases {
+        let inputs = [
+            randn64(&[b, tq, h * hd], 20).unwrap(),
+            randn64(&[b, s, hkv * hd], 21).unwrap(),
+            randn64(&[b, s, hkv * hd], 22).unwrap(),
+        ];
+        let o = opts(h, hkv, hd, causal, p, a);
+        let fused = |t: &[Tensor]| {
+            attention(
+                AttnInput { src: &t[0], col: 0 },
+                AttnInput { src: &t[1], col: 0 },
+                AttnInput { src: &t[2], col: 0 },
+                &o,
+            )
+        };
+        let composite =
+            |t: &[Tensor]| attention_composite(&t[0], &t[1], &t[2], h, hkv, causal, p, a);
+        assert_same(&fused, &composite, &inputs, 1e-12);
+        gradcheck(fused, &inputs, 1e-6, 1e-6).unwrap();
+    }
+}
+
+#[test]
+fn fused_attention_reads_one_qkv_source() {
+    // q, k and v as column ranges of one [B, T, 3·d] tensor (the fused projection).
+    let (b, t, h, hd) = (2, 4, 2, 3);
+    let d = h * hd;
+    let qkv = randn64(&[b, t, 3 * d], 30).unwrap();
+    let o = opts(h, h, hd, true, None, None);
+    let fused = |x: &[Tensor]| {
+        attention(
+            AttnInput { src: &x[0], col: 0 },
+            AttnInput { src: &x[0], col: d },
+            AttnInput {
+                src: &x[0],
+                col: 2 * d,
+            },
+            &o,
+        )
+    };
+    let composite = |x: &[Tensor]| {
+        attention_composite(
+            &x[0].narrow(-1, 0, d)?,
+            &x[0].narrow(-1, d, d)?,
+            &x[0].narrow(-1, 2 * d, d)?,
+            h,
+            h,
+            true,
+            None,
+            None,
+        )
+    };
+    assert_same(&fused, &composite, std::slice::from_ref(&qkv), 1e-12);
+    gradcheck(fused, &[qkv], 1e-6, 1e-6).unwrap();
+}
+
+#[test]
+fn attention_rejects_bad_shapes() {
+    let q = Tensor::zeros(&[2, 3, 4], DType::F32).unwrap();
+    let k = Tensor::zeros(&[2, 5, 4], DType::F32).unwrap();
+    let o = AttnOptions::new(3, 2);
+    let e = attention(
+        AttnInput { src: &q, col: 0 },
+        AttnInput { src: &k, col: 0 },
+        AttnInput { src: &k, col: 0 },
+        &o,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("attention") && e.contains("[2, 3, >= 6]"), "{e}");
+    let o = AttnOptions {
+        kv_heads: 3,
+        ..AttnOptions::new(2, 2)
+    };
+    assert!(attention(
+        AttnInput { src: &q, col: 0 },
+        AttnInput { src: &k, col: 0 },
+        AttnInput { src: &k, col: 0 },
+        &o
+    )
+    .is_err());
+}
+
+#[test]
+fn rope_gradcheck_and_relative_property() {
+    let rope = Rope::new(4, 16, 10000.0).unwrap();
+    gradcheck(
+        |t| rope.apply(&t[0], 3),
+        &[randn64(&[2, 3, 8], 40).unwrap()],
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+    // Rotations preserve dot products' dependence on relative position only.
+    let q = randn64(&[1, 1, 4], 41).unwrap();
+    let k = randn64(&[1, 1, 4], 42).unwrap();
+    let dot = |a: usize, b: usize| {
+        rope.apply(&q, a)
+            .unwrap()
+            .mul(&rope.apply(&k, b).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .item()
+            .unwrap()
+    };
+    assert!((dot(5, 2) - dot(9, 6)).abs() < 1e-12);
+    assert!((dot(5, 2) - dot(5, 3)).abs() > 1e-6);
+}
+
+#[test]
+fn kv_cache_matches_a_full_causal_pass() {
+    fukai::manual_seed(3);
+    for (rope, kv_heads) in [(false, 4), (true, 2)] {
+        let mut mha = MultiHeadAttention::new(16, 4, kv_heads, true).unwrap();
+        if rope {
+            mha = mha.with_rope(32, 10000.0).unwrap();
+        }
+        let x = Tensor::randn(&[2, 6, 16], DType::F32).unwrap();
+        let _g = fukai::no_grad();
+        let full = mha.attend(&x, None, &Mask::causal(), None).unwrap();
+        let mut cache = KvCache::new();
+        let mut parts = vec![mha
+            .attend(
+                &x.narrow(1, 0, 3).unwrap(),
+                None,
+                &Mask::causal(),
+                Some(&mut cache),
+            )
+            .unwrap()];
+        for t in 3..6 {
+            parts.push(
+                mha.attend(
+                    &x.narrow(1, t, 1).unwrap(),
+                    None,
+                    &Mask::causal(),
+                    Some(&mut cache),
+                )
+                .unwrap(),
+            );
+        }
+        assert_eq!(cache.len(), 6);
+        let inc = Tensor::cat(&parts, 1).unwrap();
+        assert!(
+            max_diff(&full, &inc) < 1e-5,
+            "rope {rope}: {}",
+            max_diff(&full, &inc)
+        );
+    }
+}
+
+#[test]
+fn multi_head_attention_module_gradcheck() {
+    fukai::manual_seed(5);
+    let mha = MultiHeadAttention::new(6, 2, 1, true).unwrap();
+    let params: Vec<Tensor> = mha
+        .parameters()
+        .iter()
+        .map(|p| p.to_dtype(DType::F64).unwrap())
+        .collect();
+    let x = randn64(&[2, 3, 6], 50).unwrap();
+    let mem = randn64(&[2, 4, 6], 51).unwrap();
+    let mut inputs = vec![x, mem];
+    inputs.extend(params);
+    gradcheck(
+        |t| {
+            let mut m = MultiHeadAttention::new(6, 2, 1, true)?;
+            m.in_proj_weight = t[2].clone();
+            m.in_proj_bias = Some(t[3].clone());
+            m.out_proj.weight = t[4].clone();
+            m.out_proj.bias = Some(t[5].clone());
+            let cross = m.attend(&t[0], Some(&t[1]), &Mask::default(), None)?;
+            let own = m.attend(&t[0], None, &Mask::causal(), None)?;
+            cross.add(&own)
+        },
+        &inputs,
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+}
+
+#[test]
+fn fused_linear_equals_composite() {
+    let inputs = [
+        randn64(&[2, 3, 5], 60).unwrap(),
+        randn64(&[4, 5], 61).unwrap(),
+        randn64(&[4], 62).unwrap(),
+    ];
+    assert_same(
+        &|t| t[0].linear(&t[1], Some(&t[2])),
+        &|t| t[0].matmul(&t[1].t()?)?.add(&t[2]),
+        &inputs,
+        1e-12,
+    );
+    assert_same(
+        &|t| t[0].linear(&t[1], None),
+        &|t| t[0].matmul(&t[1].t()?),
+        &inputs[..2],
+        1e-12,
+    );
+    gradcheck(|t| t[0].linear(&t[1], Some(&t[2])), &inputs, 1e-6, 1e-6).unwrap();
+    // A strided (narrowed) weight, as the cross-attention projections use.
+    let w = randn64(&[8, 5], 63).unwrap();
+    assert_same(
+        &|t| t[0].linear(&t[1].narrow(0, 2, 4)?, None),
+        &|t| t[0].matmul(&t[1].narrow(0, 2, 4)?.t()?),
+        &[inputs[0].clone(), w],
+        1e-12,
+    );
+    assert!(inputs[0]
+        .linear(&randn64(&[4, 6], 1).unwrap(), None)
+        .is_err());
+}
