@@ -5,16 +5,16 @@ mod csv;
 mod idx;
 mod images;
 mod loader;
-mod timeseries;
 mod manifest;
+mod timeseries;
 mod transforms;
 
 pub use csv::{read_mnist_csv, read_table, Table};
 pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray};
 pub use images::read_image_folder;
 pub use loader::{Batch, DataLoader};
-pub use timeseries::{read_series_csv, read_ts, Sequences, Series, Windows};
 pub use manifest::{read_manifest, Manifest, ManifestRow};
+pub use timeseries::{read_series_csv, read_ts, Sequences, Series, Windows};
 pub use transforms::{Normalize, RandomCrop, RandomHorizontalFlip, Transform};
 
 use crate::bail;

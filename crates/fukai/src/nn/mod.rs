@@ -9,8 +9,8 @@ mod linear;
 pub mod loss;
 mod norm;
 mod pool;
-mod rnn;
 pub mod position;
+mod rnn;
 mod sequential;
 pub mod transformer;
 
@@ -21,8 +21,8 @@ pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{BatchNorm, LayerNorm, RmsNorm};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
-pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use position::{sinusoidal_table, LearnedPositions, Rope, SinusoidalPositions};
+pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use sequential::Sequential;
 pub use transformer::{
     BlockConfig, FeedForward, FfnKind, TransformerDecoderLayer, TransformerEncoderLayer,
