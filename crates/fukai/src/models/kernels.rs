@@ -29,24 +29,6 @@ pub enum Act {
     Silu,
 }
 
-/// Runs `f` compiled for AVX2 + FMA when the CPU has them (the crate's baseline is SSE2). The
-/// kernels never call `mul_add`, so both paths round identically.
-#[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the features were just detected.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
-}
-
 /// e^x for f32 (Cephes' polynomial after reducing by ln 2); 0 below -87.3.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
@@ -170,7 +152,7 @@ pub fn bias_act_(x: &Tensor, bias: &Tensor, act: Option<Act>) -> Result<()> {
     let b = bias.to_vec::<f32>()?;
     x.update_f32(|v| {
         for_each_chunk_mut(v, task_rows(n), |_, chunk| {
-            simd(|| {
+            crate::simd::run(|| {
                 for row in chunk.chunks_exact_mut(n) {
                     match act {
                         None => row.iter_mut().zip(&b).for_each(|(x, b)| *x += b),
@@ -210,7 +192,7 @@ pub fn masked_softmax_(scores: &Tensor, mask: &[f32], batch: usize) -> Result<()
     scores.update_f32(|v| {
         for_each_chunk_mut(v, task_rows(t), |ci, chunk| {
             let first = ci * task_rows(t);
-            simd(|| {
+            crate::simd::run(|| {
                 for (ri, row) in chunk.chunks_exact_mut(t).enumerate() {
                     let b = (first + ri * t) / per_batch;
                     let keep = &mask[b * t..(b + 1) * t];
@@ -261,7 +243,7 @@ pub fn residual_layer_norm_(
         y.update_f32(|v| {
             for_each_chunk_mut(v, task_rows(n), |ci, chunk| {
                 let r = &r[ci * task_rows(n)..];
-                simd(|| {
+                crate::simd::run(|| {
                     for (row, res) in chunk.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
                         for ((x, r), b) in row.iter_mut().zip(res).zip(&bias) {
                             *x = *x + b + r;

@@ -7,6 +7,7 @@
 
 use super::float::{check_float, with_contig, wrap, Float};
 use super::matmul::gemm_raw;
+use super::matmul::SendPtr as Ptr;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -55,16 +56,6 @@ impl AttnOptions {
             key_padding: None,
             attn_mask: None,
         }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Ptr<T>(*mut T);
-unsafe impl<T> Send for Ptr<T> {}
-unsafe impl<T> Sync for Ptr<T> {}
-impl<T> Ptr<T> {
-    fn get(self) -> *mut T {
-        self.0
     }
 }
 

@@ -13,13 +13,14 @@ use std::sync::Arc;
 /// Products smaller than this many multiply-adds run on one thread.
 const PAR_FLOPS: usize = 1 << 17;
 
+/// A raw pointer that parallel tasks may share: each task writes a disjoint part.
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
     // A method, so closures capture the whole wrapper rather than the raw field.
-    fn get(self) -> *mut T {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }
