@@ -330,12 +330,19 @@ def main():
         "weight, padding 1, forward plus input and weight gradients. The JapaneseVowels LSTM "
         "epoch is 9 training steps (batch 32, 270 sequences of 7-29 steps, 12 channels) of one "
         "LSTM layer of 64 read at each sequence's last valid step, a linear head, cross-entropy "
-        "and Adam; PyTorch runs nn.LSTM over packed sequences (bench/twins/vowels_lstm.py). Peak RSS is of the whole "
-        "weight, padding 1, forward plus input and weight gradients. MiniLM-L6 is all-MiniLM-L6-v2 "
+        "and Adam; PyTorch runs nn.LSTM over packed sequences (bench/twins/vowels_lstm.py). "
+        "The char-GPT step is one AdamW training step of the shakespeare-gpt preset's model (4 "
+        "layers, 4 heads, width 128, context 64, batch 12, 84-token vocabulary) on a synthetic "
+        "token stream, median over 200 steps (bench/twins/shakespeare_gpt.py's model in PyTorch). "
+        "MiniLM-L6 is all-MiniLM-L6-v2 "
         "(6-layer BERT, hidden 384) embedding 8 texts of 128 tokens: encoder, mean pooling and "
         "L2 normalization, no gradients; PyTorch runs transformers' BertModel. Peak RSS is of the whole "
         "process that ran the workload's group (PyTorch's includes the torch library itself).\n"
     )
+    # Hand-written analysis of the rows that miss their goals (profiles, causes, fixes).
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
+    if os.path.exists(notes):
+        out.append(open(notes).read().rstrip("\n") + "\n")
     out.append("## Per-round detail\n")
     out.extend(detail)
     out.append("")
