@@ -10,7 +10,6 @@ use fukai::io::write_atomic;
 use fukai::nn::loss::{cross_entropy, mse_loss};
 use fukai::nn::{Linear, Module, Rnn, RnnOptions, TensorKind};
 use fukai::ops::CellKind;
-use fukai::optim::clip_grad_norm;
 use fukai::{bail, Error, Generator, Result, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -72,6 +71,14 @@ pub fn validate(cfg: &Config) -> Result<()> {
             "model.hidden for a {} lists one positive width per layer, all equal, found {:?}",
             m.kind,
             m.hidden
+        );
+    }
+    if cfg.train.accumulate != 1 {
+        bail!(
+            "config",
+            "train.accumulate is not supported for a {} yet (found {}); use a larger batch_size",
+            m.kind,
+            cfg.train.accumulate
         );
     }
     if !m.channels.is_empty() || m.batch_norm {
@@ -385,22 +392,9 @@ pub fn run(cfg: &Config, data_path: &Path, out: &PathBuf) -> Result<()> {
             let o = net.forward_lengths(&x, lengths.as_deref())?;
             let loss = task.loss(&o, &y)?;
             loss.backward()?;
-            opt.set_lr(sched.lr(cfg.train.lr, progress.step as usize));
-            if let Some(c) = cfg.train.clip_grad_norm {
-                clip_grad_norm(opt.params(), c)?;
-            }
-            opt.step()?;
-            opt.zero_grad();
-            progress.step += 1;
+            crate::train::optimizer_step(cfg, opt.as_mut(), &sched, &mut progress)?;
             let l = loss.item()?;
-            if !l.is_finite() {
-                bail!(
-                    "train",
-                    "loss became {l} at epoch {} step {}; try a lower learning rate",
-                    epoch + 1,
-                    progress.step
-                );
-            }
+            crate::train::check_finite(l, epoch, progress.step)?;
             if classify {
                 let pred = o.argmax(-1, false)?.to_vec::<i64>()?;
                 let truth = y.to_vec::<i64>()?;

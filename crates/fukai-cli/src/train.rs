@@ -84,6 +84,36 @@ pub(crate) fn optimizer(cfg: &Config, params: Vec<Tensor>) -> Result<Box<dyn Opt
     })
 }
 
+/// One optimizer update at the scheduled learning rate, with the configured gradient clipping;
+/// shared by every training loop.
+pub(crate) fn optimizer_step(
+    cfg: &Config,
+    opt: &mut dyn Optimizer,
+    sched: &LrSchedule,
+    progress: &mut Progress,
+) -> Result<()> {
+    opt.set_lr(sched.lr(cfg.train.lr, progress.step as usize));
+    if let Some(c) = cfg.train.clip_grad_norm {
+        clip_grad_norm(opt.params(), c)?;
+    }
+    opt.step()?;
+    opt.zero_grad();
+    progress.step += 1;
+    Ok(())
+}
+
+/// A diverged loss stops the run with a hint instead of training on NaNs.
+pub(crate) fn check_finite(loss: f64, epoch: usize, step: u64) -> Result<()> {
+    if !loss.is_finite() {
+        bail!(
+            "train",
+            "loss became {loss} at epoch {} step {step}; try a lower learning rate",
+            epoch + 1
+        );
+    }
+    Ok(())
+}
+
 pub(crate) fn schedule(cfg: &Config, total: usize) -> Result<LrSchedule> {
     let t = &cfg.train;
     Ok(match t.schedule.as_str() {
@@ -323,23 +353,10 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
             };
             scaled.backward()?;
             if (i + 1) % cfg.train.accumulate == 0 || i + 1 == loader.num_batches() {
-                opt.set_lr(sched.lr(cfg.train.lr, progress.step as usize));
-                if let Some(c) = cfg.train.clip_grad_norm {
-                    clip_grad_norm(opt.params(), c)?;
-                }
-                opt.step()?;
-                opt.zero_grad();
-                progress.step += 1;
+                optimizer_step(cfg, opt.as_mut(), &sched, &mut progress)?;
             }
             let l = loss.item()?;
-            if !l.is_finite() {
-                bail!(
-                    "train",
-                    "loss became {l} at epoch {} step {}; try a lower learning rate",
-                    epoch + 1,
-                    progress.step
-                );
-            }
+            check_finite(l, epoch, progress.step)?;
             let pred = logits.argmax(-1, false)?.to_vec::<i64>()?;
             correct += pred
                 .iter()

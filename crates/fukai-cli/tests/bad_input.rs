@@ -332,8 +332,8 @@ fn bad_configs_and_presets() {
         ),
         (
             "unknown model kind",
-            table_config("c", &data, &[4], "").replace("\"mlp\"", "\"rnn\""),
-            vec!["model.kind", "rnn"],
+            table_config("c", &data, &[4], "").replace("\"mlp\"", "\"capsnet\""),
+            vec!["model.kind", "capsnet"],
         ),
         (
             "unknown data format",
