@@ -49,32 +49,18 @@ impl Module for BatchNorm {
                 x.shape()
             );
         }
-        // Broadcast [C] against dim 1.
-        let mut bshape = vec![1; x.rank()];
-        bshape[1] = c;
-        let dims: Vec<isize> = (0..x.rank() as isize).filter(|&d| d != 1).collect();
-        let (mean, var) = if self.training {
+        if self.training {
+            let (y, stats) = x.batch_norm_train(&self.weight, &self.bias, self.eps)?;
             let n = x.numel() / c;
-            if n < 2 {
-                bail!(
-                    "BatchNorm",
-                    "training needs more than one value per channel, got input {:?}",
-                    x.shape()
-                );
-            }
-            let mean = x.mean(&dims, true)?;
-            let var = x.var(&dims, 0, true)?;
             let _g = crate::no_grad();
             let m = self.momentum;
-            let unbiased = var
-                .detach()
-                .mul_scalar(n as f64 / (n - 1) as f64)?
-                .reshape(&[c])?;
+            // Running variance is the unbiased estimate, as in PyTorch.
+            let unbiased = stats.var.mul_scalar(n as f64 / (n - 1) as f64)?;
             self.running_mean.copy_from(
                 &self
                     .running_mean
                     .mul_scalar(1.0 - m)?
-                    .add(&mean.detach().reshape(&[c])?.mul_scalar(m)?)?,
+                    .add(&stats.mean.mul_scalar(m)?)?,
             )?;
             self.running_var.copy_from(
                 &self
@@ -85,15 +71,17 @@ impl Module for BatchNorm {
             let t = self.num_batches_tracked.item()? as i64;
             self.num_batches_tracked
                 .copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
-            (mean, var)
-        } else {
-            (
-                self.running_mean.reshape(&bshape)?,
-                self.running_var.reshape(&bshape)?,
-            )
-        };
-        let inv = var.add_scalar(self.eps)?.rsqrt()?;
-        x.sub(&mean)?
+            return Ok(y);
+        }
+        // Eval: a per-channel affine map with the running statistics, broadcast against dim 1.
+        let mut bshape = vec![1; x.rank()];
+        bshape[1] = c;
+        let inv = self
+            .running_var
+            .reshape(&bshape)?
+            .add_scalar(self.eps)?
+            .rsqrt()?;
+        x.sub(&self.running_mean.reshape(&bshape)?)?
             .mul(&inv.mul(&self.weight.reshape(&bshape)?)?)?
             .add(&self.bias.reshape(&bshape)?)
     }

@@ -2,6 +2,7 @@
 //! gradient of each op, side by side.
 
 mod attention;
+mod batch_norm;
 mod binary;
 mod broadcast;
 mod compare;
@@ -21,6 +22,7 @@ mod unary;
 mod view;
 
 pub use attention::{attention, AttnInput, AttnOptions};
+pub use batch_norm::BatchStats;
 pub use binary::Binary;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;

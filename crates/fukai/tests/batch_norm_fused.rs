@@ -1,0 +1,161 @@
+//! The fused training-mode batch norm against its composite (mean / var / rsqrt / mul / add),
+//! forward and every gradient, a finite-difference check in f64, and its thread-count
+//! independence. The layer itself is cross-checked against PyTorch in nn_crosscheck.rs.
+
+use fukai::testing::{gradcheck, randn64};
+use fukai::{Result, Tensor};
+
+fn composite(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let c = w.numel();
+    let mut bshape = vec![1; x.rank()];
+    bshape[1] = c;
+    let dims: Vec<isize> = (0..x.rank() as isize).filter(|&d| d != 1).collect();
+    let mean = x.mean(&dims, true)?;
+    let var = x.var(&dims, 0, true)?;
+    let inv = var.add_scalar(eps)?.rsqrt()?;
+    x.sub(&mean)?
+        .mul(&inv.mul(&w.reshape(&bshape)?)?)?
+        .add(&b.reshape(&bshape)?)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Output and gradients of `sum(f(x, w, b) * r)` for a fixed random `r`.
+fn run(f: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> (Tensor, Vec<Tensor>) {
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.detach().with_grad().unwrap())
+        .collect();
+    let out = f(&leaves).unwrap();
+    let r = randn64(out.shape(), 99)
+        .unwrap()
+        .to_dtype(out.dtype())
+        .unwrap();
+    out.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+    let grads = leaves.iter().map(|l| l.grad().unwrap()).collect();
+    (out, grads)
+}
+
+fn inputs(shape: &[usize], seed: u64) -> Vec<Tensor> {
+    let c = shape[1];
+    // An offset and scale so the centering matters.
+    let x = randn64(shape, seed)
+        .unwrap()
+        .mul_scalar(3.0)
+        .unwrap()
+        .add_scalar(1.5)
+        .unwrap();
+    vec![
+        x,
+        randn64(&[c], seed + 1).unwrap(),
+        randn64(&[c], seed + 2).unwrap(),
+    ]
+}
+
+#[test]
+fn fused_equals_composite_for_every_rank() {
+    for shape in [&[7, 3][..], &[4, 5, 6], &[3, 4, 5, 7], &[2, 3, 40, 50]] {
+        let inputs = inputs(shape, 3);
+        let fused = |t: &[Tensor]| Ok(t[0].batch_norm_train(&t[1], &t[2], 1e-5)?.0);
+        let comp = |t: &[Tensor]| composite(&t[0], &t[1], &t[2], 1e-5);
+        let (a, ga) = run(&fused, &inputs);
+        let (b, gb) = run(&comp, &inputs);
+        assert!(
+            max_diff(&a, &b) < 1e-12,
+            "{shape:?}: forward {}",
+            max_diff(&a, &b)
+        );
+        for (i, (x, y)) in ga.iter().zip(&gb).enumerate() {
+            assert!(
+                max_diff(x, y) < 1e-10,
+                "{shape:?}: grad {i} {}",
+                max_diff(x, y)
+            );
+        }
+        // The statistics it returns are the batch mean and biased variance.
+        let (_, st) = inputs[0]
+            .batch_norm_train(&inputs[1], &inputs[2], 1e-5)
+            .unwrap();
+        let dims: Vec<isize> = (0..shape.len() as isize).filter(|&d| d != 1).collect();
+        let m = inputs[0].mean(&dims, false).unwrap();
+        let v = inputs[0].var(&dims, 0, false).unwrap();
+        assert!(max_diff(&st.mean, &m) < 1e-12 && max_diff(&st.var, &v) < 1e-12);
+    }
+}
+
+#[test]
+fn fused_f32_close_to_f64() {
+    let inputs = inputs(&[8, 4, 12, 12], 11);
+    let f32s: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.to_dtype(fukai::DType::F32).unwrap())
+        .collect();
+    let fused = |t: &[Tensor]| Ok(t[0].batch_norm_train(&t[1], &t[2], 1e-5)?.0);
+    let (a, ga) = run(&fused, &inputs);
+    let (b, gb) = run(&fused, &f32s);
+    assert!(max_diff(&a, &b) < 1e-4);
+    for (x, y) in ga.iter().zip(&gb) {
+        assert!(max_diff(x, y) < 1e-3, "{}", max_diff(x, y));
+    }
+}
+
+#[test]
+fn fused_gradcheck() {
+    gradcheck(
+        |t| Ok(t[0].batch_norm_train(&t[1], &t[2], 1e-5)?.0),
+        &inputs(&[3, 2, 2, 3], 21),
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+}
+
+#[test]
+fn bad_shapes_are_named() {
+    let x = randn64(&[4, 3, 5], 1).unwrap();
+    let w = randn64(&[2], 2).unwrap();
+    let err = x.batch_norm_train(&w, &w, 1e-5).unwrap_err().to_string();
+    assert!(
+        err.contains("batch_norm") && err.contains("weight") && err.contains("[3]"),
+        "{err}"
+    );
+    let one = randn64(&[1, 3], 1).unwrap();
+    let w3 = randn64(&[3], 2).unwrap();
+    let err = one
+        .batch_norm_train(&w3, &w3, 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than one value"), "{err}");
+}
+
+#[cfg(feature = "threads")]
+#[test]
+fn same_bits_at_any_thread_count() {
+    let inputs: Vec<Tensor> = inputs(&[16, 8, 20, 20], 5)
+        .iter()
+        .map(|t| t.to_dtype(fukai::DType::F32).unwrap())
+        .collect();
+    let fused = |t: &[Tensor]| Ok(t[0].batch_norm_train(&t[1], &t[2], 1e-5)?.0);
+    let bits = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (y, g) = run(&fused, &inputs);
+            let mut v = y.to_vec::<f32>().unwrap();
+            for g in g {
+                v.extend(g.to_vec::<f32>().unwrap());
+            }
+            v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+        })
+    };
+    assert_eq!(bits(1), bits(3));
+}
