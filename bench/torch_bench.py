@@ -2,7 +2,7 @@
 """PyTorch twins of fukai-bench's workloads, printing the same JSON lines.
 
 usage: torch_bench.py [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
-                      [--mlp-steps N] [--model DIR] [WORKLOAD...]
+                      [--mlp-steps N] [--model DIR] [--max-batches N] [WORKLOAD...]
 
 Same shapes, warm-up, sample sizes and statistics (median of samples) as
 crates/fukai-bench; see that crate for what each workload measures.
@@ -218,6 +218,37 @@ def run_lstm_vowels(threads, reps):
     med, fields = stats_fields(samples, iters)
     emit("lstm_vowels", "torch", threads, **fields, ms_per_epoch=med * 1e3,
          first_loss=losses[0], last_loss=losses[-1])
+FASHION = {"fashion_mlp": "fashion_mlp", "fashion_cnn": "fashion_cnn"}  # workload -> twin module
+
+
+def run_fashion(workload, threads, epochs, max_steps):
+    """Training epochs of the twin of `fukai train --preset fashion-mlp / fashion-cnn`
+    (bench/twins/): the twin's own model, optimizer, schedule and loop, timed by the loop's
+    per-epoch `seconds` (training pass only: no IDX reading, no test evaluation), as fukai-bench
+    times the CLI's metrics.jsonl."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "twins"))
+    import importlib
+
+    import fashion_common
+
+    assets = os.environ.get("FUKAI_ASSETS")
+    data = os.path.join(assets, "fashion-mnist") if assets else None
+    if data is None or not os.path.isdir(data):
+        emit(workload, "torch", threads, skipped="no data: set FUKAI_ASSETS (the folder with fashion-mnist)")
+        return
+    twin = importlib.import_module(FASHION[workload])
+    args = argparse.Namespace(data=data, epochs=epochs, threads=threads, seed=0)
+    torch.manual_seed(0)
+    model, opt, sched, kwargs = twin.build(epochs)
+    report = fashion_common.train(workload, args, model, opt, sched, max_steps=max_steps, quiet=True,
+                                  **kwargs)
+    seconds = [e["seconds"] for e in report["epochs"]]
+    med, fields = stats_fields(seconds, 1)
+    extra = {"max_steps": max_steps} if max_steps is not None else {}
+    emit(workload, "torch", threads, **fields, ms_per_epoch=med * 1e3,
+         last_train_loss=report["epochs"][-1]["train_loss"], **extra)
+
+
 def minilm_ids():
     """The token ids fukai-bench's minilm workload uses: [CLS], 126 spread ids, [SEP]."""
     rows = []
@@ -337,10 +368,11 @@ def expand(workloads):
     out = []
     for w in workloads:
         if w == "all":
-            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm"]
+            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm", *FASHION]
         elif w == "tiny":
             out += TINY_OPS
-        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm") or w in TINY_OPS:
+        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm") or w in TINY_OPS \
+                or w in FASHION:
             out.append(w)
         else:
             raise SystemExit(f"torch_bench.py: unknown workload {w!r}")
@@ -355,6 +387,8 @@ def main():
     p.add_argument("--tiny-iters", type=int, default=1_000_000)
     p.add_argument("--mlp-steps", type=int, default=2000)
     p.add_argument("--model", default=None)
+    p.add_argument("--max-batches", type=int, default=None,
+                   help="stop the fashion_* epochs after N batches (a smoke run)")
     p.add_argument("workloads", nargs="*", default=["all"])
     args = p.parse_args()
     workloads = expand(args.workloads or ["all"])
@@ -382,6 +416,8 @@ def main():
             run_minilm(threads, args.reps or 10, args.model)
         elif w == "gpt_step":
             run_gpt(threads, args.reps or 1)
+        elif w in FASHION:
+            run_fashion(w, threads, args.reps or 1, args.max_batches)
         else:
             run_tiny(w, threads, args.tiny_iters)
     fields = {"kind": "process", "wall_s": clock() - start}

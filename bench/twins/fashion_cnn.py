@@ -32,9 +32,9 @@ def stage(cin, cout):
     return layers + [nn.MaxPool2d(2)]
 
 
-def main():
-    args = parse_args(__doc__.splitlines()[0], epochs=12)
-    torch.manual_seed(args.seed)
+def build(epochs):
+    """The preset's model, optimizer and schedule for a run of `epochs`, and the keyword
+    arguments of fashion_common.train (bench/torch_bench.py times these too)."""
     model = nn.Sequential(
         *stage(1, 32),
         *stage(32, 64),
@@ -43,12 +43,19 @@ def main():
         nn.Dropout(0.3), nn.Linear(256, 10),
     )
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
-    steps = args.epochs * -(-TRAIN_SAMPLES // BATCH)
+    steps = epochs * -(-TRAIN_SAMPLES // BATCH)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=2e-3, total_steps=steps, pct_start=0.25, anneal_strategy="cos",
         cycle_momentum=False, div_factor=25.0, final_div_factor=1e4)
-    train("fashion-cnn", args, model, opt, sched, batch_size=BATCH, label_smoothing=0.05,
-          crop_padding=2, hflip=True)
+    return model, opt, sched, {"batch_size": BATCH, "label_smoothing": 0.05, "crop_padding": 2,
+                               "hflip": True}
+
+
+def main():
+    args = parse_args(__doc__.splitlines()[0], epochs=12)
+    torch.manual_seed(args.seed)
+    model, opt, sched, kwargs = build(args.epochs)
+    train("fashion-cnn", args, model, opt, sched, max_steps=args.steps, **kwargs)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def parse_args(description, epochs):
     p.add_argument("--epochs", type=int, default=epochs, help=f"passes over the data (preset: {epochs})")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="stop after this many steps (a smoke run)")
     args = p.parse_args()
     if args.data is None:
         root = os.environ.get("FUKAI_ASSETS")
@@ -107,10 +108,13 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def train(name, args, model, opt, sched, batch_size, label_smoothing=0.0, crop_padding=0, hflip=False):
+def train(name, args, model, opt, sched, batch_size, label_smoothing=0.0, crop_padding=0, hflip=False,
+          max_steps=None, quiet=False):
     """fukai's train loop: per epoch a fresh shuffle, augmentation then normalization per
     batch, forward, mean cross-entropy, backward, step (schedule per step), then evaluation.
-    Prints one JSON object: per-epoch time and accuracy, the final accuracy and peak RSS."""
+    Prints one JSON object (unless `quiet`, which also silences the progress lines): per-epoch
+    time and accuracy, the final accuracy and peak RSS; returns it too. `max_steps` stops the
+    run after that many steps, mid-epoch if need be (fukai's `train --steps`)."""
     torch.set_num_threads(args.threads)
     t_load = time.perf_counter()
     train_x, train_y, test_x, test_y = load_fashion(args.data)
@@ -120,10 +124,11 @@ def train(name, args, model, opt, sched, batch_size, label_smoothing=0.0, crop_p
     n = len(train_y)
     epochs = []
     started = time.perf_counter()
+    steps = 0
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=gen)
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, count = 0.0, 0, 0
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             xb, yb = train_x[idx], train_y[idx]
@@ -141,22 +146,29 @@ def train(name, args, model, opt, sched, batch_size, label_smoothing=0.0, crop_p
                 sched.step()
             loss_sum += loss.item() * len(yb)
             correct += (logits.argmax(-1) == yb).sum().item()
+            count += len(yb)
+            steps += 1
+            if max_steps is not None and steps >= max_steps:
+                break
         seconds = time.perf_counter() - t0
         test_loss, test_acc = evaluate(model, test_x, test_y, mean, std)
         m = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / n,
-            "train_accuracy": correct / n,
+            "train_loss": loss_sum / count,
+            "train_accuracy": correct / count,
             "test_loss": test_loss,
             "test_accuracy": test_acc,
             "lr": opt.param_groups[0]["lr"],
             "seconds": seconds,
-            "samples_per_second": n / seconds,
+            "samples_per_second": count / seconds,
         }
         epochs.append(m)
-        print(f"epoch {epoch + 1:>3}/{args.epochs}: train loss {m['train_loss']:.4f} acc "
-              f"{100 * m['train_accuracy']:.2f}% | test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | "
-              f"{seconds:.1f}s, {m['samples_per_second']:.0f} samples/s", file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"epoch {epoch + 1:>3}/{args.epochs}: train loss {m['train_loss']:.4f} acc "
+                  f"{100 * m['train_accuracy']:.2f}% | test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | "
+                  f"{seconds:.1f}s, {m['samples_per_second']:.0f} samples/s", file=sys.stderr, flush=True)
+        if max_steps is not None and steps >= max_steps:
+            break
     report = {
         "name": name,
         "framework": f"torch {torch.__version__}",
@@ -169,5 +181,6 @@ def train(name, args, model, opt, sched, batch_size, label_smoothing=0.0, crop_p
         "peak_rss_mib": peak_rss_mib(),
         "epochs": epochs,
     }
-    print(json.dumps(report, indent=1))
+    if not quiet:
+        print(json.dumps(report, indent=1))
     return report

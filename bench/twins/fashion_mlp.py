@@ -26,9 +26,9 @@ BATCH = 128
 TRAIN_SAMPLES = 60_000
 
 
-def main():
-    args = parse_args(__doc__.splitlines()[0], epochs=20)
-    torch.manual_seed(args.seed)
+def build(epochs):
+    """The preset's model, optimizer and schedule for a run of `epochs`, and the keyword
+    arguments of fashion_common.train (bench/torch_bench.py times these too)."""
     model = nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 256), nn.ReLU(), nn.Dropout(0.2),
@@ -37,14 +37,21 @@ def main():
     )
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     # fukai's schedule in closed form: lr(step) = min + (base - min) (1 + cos(pi step / total)) / 2.
-    total = args.epochs * -(-TRAIN_SAMPLES // BATCH)
+    total = epochs * -(-TRAIN_SAMPLES // BATCH)
     floor = 0.01
 
     def cosine(step):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
-    train("fashion-mlp", args, model, opt, sched, batch_size=BATCH)
+    return model, opt, sched, {"batch_size": BATCH}
+
+
+def main():
+    args = parse_args(__doc__.splitlines()[0], epochs=20)
+    torch.manual_seed(args.seed)
+    model, opt, sched, kwargs = build(args.epochs)
+    train("fashion-mlp", args, model, opt, sched, max_steps=args.steps, **kwargs)
 
 
 if __name__ == "__main__":

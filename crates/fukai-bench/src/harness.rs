@@ -224,6 +224,19 @@ pub fn peak_rss_kb() -> Option<usize> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Peak resident set of the largest child process waited for so far, in KiB (Linux).
+pub fn children_peak_rss_kb() -> Option<usize> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage only writes the struct it is given, which lives for the call.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: getrusage succeeded, so it filled the struct (and zeroed() made it valid anyway).
+    let kb = unsafe { usage.assume_init() }.ru_maxrss;
+    (kb > 0).then_some(kb as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

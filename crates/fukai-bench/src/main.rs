@@ -3,6 +3,7 @@
 //! writes BENCHMARKS.md.
 
 mod conv;
+mod fashion;
 mod gpt;
 mod harness;
 mod lstm;
@@ -20,7 +21,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "\
 usage: fukai-bench [--threads N] [--reps R] [--sizes 64,128,..] [--tiny-iters N]
-                   [--mlp-steps N] [--model DIR] [WORKLOAD...]
+                   [--mlp-steps N] [--model DIR] [--max-batches N] [WORKLOAD...]
 
 Workloads (default: all):
   matmul            square f32 matmul, fukai vs the gemm crate (GFLOP/s)
@@ -33,9 +34,14 @@ Workloads (default: all):
   minilm            all-MiniLM-L6-v2 embeddings, 8 texts x 128 tokens (--model DIR, or
                     $FUKAI_ASSETS/models/all-MiniLM-L6-v2; skipped without either)
   gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step
+  fashion_mlp       one training epoch of `fukai train --preset fashion-mlp` (the CLI binary
+                    next to this one, or $FUKAI_CLI; needs FUKAI_ASSETS), ms; --reps R trains
+                    R epochs in the run and reports the median
+  fashion_cnn       the same for `--preset fashion-cnn`
   all               all of the above
 
 --threads N builds rayon's global pool with N threads before any work (default: 1).
+--max-batches N stops the fashion_* epochs after N batches (a smoke run).
 Output: one JSON object per line; the last line reports the process's peak RSS.";
 
 struct Args {
@@ -45,6 +51,7 @@ struct Args {
     tiny_iters: usize,
     mlp_steps: usize,
     model: Option<String>,
+    max_batches: Option<usize>,
     workloads: Vec<String>,
 }
 
@@ -56,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         tiny_iters: 1_000_000,
         mlp_steps: 2_000,
         model: None,
+        max_batches: None,
         workloads: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -71,6 +79,7 @@ fn parse_args() -> Result<Args, String> {
             "--reps" => args.reps = Some(num("--reps", it.next())?.max(1)),
             "--tiny-iters" => args.tiny_iters = num("--tiny-iters", it.next())?.max(1),
             "--mlp-steps" => args.mlp_steps = num("--mlp-steps", it.next())?.max(1),
+            "--max-batches" => args.max_batches = Some(num("--max-batches", it.next())?.max(1)),
             "--model" => args.model = Some(it.next().ok_or("--model needs a value")?),
             "--sizes" => {
                 let v = it.next().ok_or("--sizes needs a value")?;
@@ -106,12 +115,14 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.push("lstm_vowels".into());
                 out.push("gpt_step".into());
                 out.push("minilm".into());
+                out.extend(fashion::WORKLOADS.iter().map(|(w, _)| w.to_string()));
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
             "matmul" | "mlp_step" | "conv2d" | "lstm_vowels" | "gpt_step" | "minilm" => {
                 out.push(w.clone())
             }
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
+            f if fashion::WORKLOADS.iter().any(|(w, _)| *w == f) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
         }
     }
@@ -141,6 +152,9 @@ fn run(args: &Args) -> Result<(), String> {
             "lstm_vowels" => lstm::run(threads, args.reps.unwrap_or(9)),
             "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
             "gpt_step" => gpt::run(threads, args.reps.unwrap_or(1)),
+            "fashion_mlp" | "fashion_cnn" => {
+                fashion::run(w, threads, args.reps.unwrap_or(1), args.max_batches)
+            }
             t => tiny::run(t, threads, args.tiny_iters),
         };
         r.map_err(|e| format!("{w}: {e}"))?;
@@ -148,7 +162,9 @@ fn run(args: &Args) -> Result<(), String> {
     let mut line = harness::Line::new(&workloads.join(","), "fukai", threads)
         .str("kind", "process")
         .num("wall_s", start.elapsed().as_secs_f64());
-    if let Some(kb) = harness::peak_rss_kb() {
+    // The fashion_* workloads train in a child process: its peak counts as this process's.
+    let peak = harness::peak_rss_kb().max(harness::children_peak_rss_kb());
+    if let Some(kb) = peak {
         line = line.int("peak_rss_kb", kb);
     }
     line.print();

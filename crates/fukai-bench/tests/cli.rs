@@ -27,6 +27,8 @@ fn all_workloads_at_toy_sizes() {
         "200",
         "--mlp-steps",
         "40",
+        "--max-batches",
+        "2",
         "all",
     ]);
     assert!(ok, "{stderr}");
@@ -57,6 +59,10 @@ fn all_workloads_at_toy_sizes() {
         has("mlp_step", "fukai") && has("conv2d", "fukai"),
         "{stdout}"
     );
+    // Measured with FUKAI_ASSETS, reported skipped without.
+    for w in ["fashion_mlp", "fashion_cnn"] {
+        assert!(has(w, "fukai"), "{stdout}");
+    }
     assert_eq!(
         lines.iter().filter(|l| l.contains("\"size\":33")).count(),
         2

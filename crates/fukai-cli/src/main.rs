@@ -61,7 +61,7 @@ enum Cmd {
         /// Continue from a checkpoint written by an earlier run.
         #[arg(long)]
         resume: Option<PathBuf>,
-        /// Override the number of optimizer steps (language models).
+        /// Override the number of optimizer steps (language models); image and table models stop after this many steps (smoke runs).
         #[arg(long)]
         steps: Option<usize>,
     },
@@ -194,6 +194,7 @@ fn train_cmd(
             out: out.clone(),
             resume,
             data_path,
+            max_steps: steps,
         },
     )?;
     println!("\nrun directory: {}", out.display());

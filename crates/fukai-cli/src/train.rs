@@ -257,6 +257,9 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// Where the data was read from (recorded in the summary).
     pub data_path: PathBuf,
+    /// Stop once the run has taken this many optimizer steps (`--steps`: smoke runs, and the
+    /// benchmark's short epochs); the schedule still spans the configured epochs.
+    pub max_steps: Option<usize>,
 }
 
 /// Trains `cfg` on `splits`, writing metrics, curves, summary and checkpoint under `opts.out`.
@@ -373,6 +376,9 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
                 100.0 * correct as f64 / count as f64,
                 count as f64 / t0.elapsed().as_secs_f64()
             ));
+            if step_limit_reached(opts, &progress) {
+                break;
+            }
         }
         bar.finish_and_clear();
         let train_secs = t0.elapsed().as_secs_f64();
@@ -415,6 +421,9 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
                 ("history", hist_json),
             ],
         )?;
+        if step_limit_reached(opts, &progress) {
+            break;
+        }
     }
     let wall = started.elapsed().as_secs_f64();
     let ev = evaluate(&mut model, test_set, &norm)?;
@@ -430,6 +439,10 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
     );
     report::finish(&opts.out, &summary, &history, &ev, &splits.class_names)?;
     Ok(summary)
+}
+
+fn step_limit_reached(opts: &RunOptions, progress: &Progress) -> bool {
+    opts.max_steps.is_some_and(|m| progress.step >= m as u64)
 }
 
 /// A model restored from a `fukai train` checkpoint.
