@@ -462,3 +462,54 @@ fn pool_and_dropout_argument_errors() {
         assert!(x.dropout(p, false).is_err());
     }
 }
+
+/// The 2x2/stride-2 pool has its own loop; it must pick the same element as the general one
+/// (the first maximum in scan order, a NaN over any number) for values and gradient routing.
+#[test]
+fn max_pool_2x2_fast_path_matches_scan_order() {
+    let (h, w) = (6usize, 7usize);
+    // Small integers: many ties. A few NaNs.
+    let mut v: Vec<f32> = (0..2 * 3 * h * w)
+        .map(|i| ((i * 7919) % 5) as f32)
+        .collect();
+    v[9] = f32::NAN;
+    v[50] = f32::NAN;
+    let x = Tensor::from_vec(v.clone(), &[2, 3, h, w])
+        .unwrap()
+        .with_grad()
+        .unwrap();
+    let y = x.max_pool2d([2, 2], [2, 2], [0, 0]).unwrap();
+    let (oh, ow) = (h / 2, w / 2);
+    let gy: Vec<f32> = (0..y.numel()).map(|i| i as f32 + 1.0).collect();
+    y.backward_with(&Tensor::from_vec(gy.clone(), y.shape()).unwrap())
+        .unwrap();
+    let (yv, gx) = (
+        y.to_vec::<f32>().unwrap(),
+        x.grad().unwrap().to_vec::<f32>().unwrap(),
+    );
+    let mut want_g = vec![0.0f32; v.len()];
+    for p in 0..6 {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best: Option<usize> = None;
+                'scan: for dy in 0..2 {
+                    for dx in 0..2 {
+                        let i = p * h * w + (2 * oy + dy) * w + 2 * ox + dx;
+                        match best {
+                            None => best = Some(i),
+                            Some(b) if v[i] > v[b] || v[i].is_nan() => best = Some(i),
+                            _ => {}
+                        }
+                        if v[best.unwrap()].is_nan() {
+                            break 'scan;
+                        }
+                    }
+                }
+                let (b, j) = (best.unwrap(), (p * oh + oy) * ow + ox);
+                assert!(yv[j].to_bits() == v[b].to_bits(), "value at {j}");
+                want_g[b] += gy[j];
+            }
+        }
+    }
+    assert_eq!(gx, want_g);
+}

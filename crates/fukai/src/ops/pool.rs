@@ -91,11 +91,48 @@ impl Pool {
         });
     }
 
+    /// Every window is the 2x2 block at (2i, 2j): the usual CNN pool, worth its own loop.
+    fn is_2x2(&self) -> bool {
+        let tiled = |ws: &[Win]| {
+            ws.iter()
+                .enumerate()
+                .all(|(i, w)| w.start == 2 * i && w.end == 2 * i + 2)
+        };
+        tiled(&self.ys) && tiled(&self.xs)
+    }
+
     /// Index (within its plane) of each window's maximum; NaN wins, as in PyTorch.
     fn argmax<T: Float>(&self, x: &[T]) -> Vec<usize> {
         let mut idx = vec![0usize; self.planes * self.ohw()];
+        let fast = self.is_2x2();
         self.planes_mut(&mut idx, self.ohw(), |p, out| {
             let xp = &x[p * self.hw()..(p + 1) * self.hw()];
+            if fast {
+                let (w, ow) = (self.w, self.xs.len());
+                for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
+                    let r = 2 * oy * w;
+                    for (ox, o) in orow.iter_mut().enumerate() {
+                        // Scan order as the general loop: the first maximum, or the first NaN.
+                        let cand = [
+                            r + 2 * ox,
+                            r + 2 * ox + 1,
+                            r + w + 2 * ox,
+                            r + w + 2 * ox + 1,
+                        ];
+                        let mut best = cand[0];
+                        for &c in &cand[1..] {
+                            if xp[best].is_nan() {
+                                break;
+                            }
+                            if xp[c] > xp[best] || xp[c].is_nan() {
+                                best = c;
+                            }
+                        }
+                        *o = best;
+                    }
+                }
+                return;
+            }
             let mut o = out.iter_mut();
             for wy in &self.ys {
                 for wx in &self.xs {
@@ -252,12 +289,14 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
         let (out, idx) = match kind {
             Kind::Max => {
                 let idx = pool.argmax(x);
-                let ohw = pool.ohw();
-                let out: Vec<T> = idx
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &i)| x[j / ohw * pool.hw() + i])
-                    .collect();
+                let (ohw, hw) = (pool.ohw(), pool.hw());
+                let mut out = vec![T::ZERO; idx.len()];
+                pool.planes_mut(&mut out, ohw, |p, o| {
+                    let (xp, ip) = (&x[p * hw..(p + 1) * hw], &idx[p * ohw..(p + 1) * ohw]);
+                    for (o, &i) in o.iter_mut().zip(ip) {
+                        *o = xp[i];
+                    }
+                });
                 (out, idx)
             }
             Kind::Avg => (pool.avg_forward(x), Vec::new()),
