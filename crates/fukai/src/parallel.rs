@@ -9,7 +9,9 @@ pub const PAR_THRESHOLD: usize = 1 << 15;
 /// kernel spends on a few thousand elements. Tiny training steps are dominated by this.
 pub const MIN_PAR_ELEMS: usize = 1 << 12;
 
-/// Number of worker threads kernels may use.
+/// Number of worker threads kernels may use. With one, every helper below runs on the calling
+/// thread: handing work to a one-thread pool only adds a futex round trip (about 10% of a
+/// small Transformer's step at RAYON_NUM_THREADS=1).
 pub fn num_threads() -> usize {
     #[cfg(feature = "threads")]
     {
@@ -30,7 +32,7 @@ pub fn for_each_chunk_mut<T: Send>(
 ) {
     let chunk = chunk.max(1);
     #[cfg(feature = "threads")]
-    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS {
+    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS && num_threads() > 1 {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk)
             .enumerate()
@@ -54,7 +56,7 @@ pub fn map_range_if<R: Send>(
     f: impl Fn(usize) -> R + Sync + Send,
 ) -> Vec<R> {
     #[cfg(feature = "threads")]
-    if parallel && n > 1 {
+    if parallel && n > 1 && num_threads() > 1 {
         use rayon::prelude::*;
         return (0..n).into_par_iter().map(f).collect();
     }
@@ -65,7 +67,7 @@ pub fn map_range_if<R: Send>(
 /// Calls `f` on every item, in parallel when the `threads` feature is on.
 pub fn for_each_item<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync + Send) {
     #[cfg(feature = "threads")]
-    if items.len() > 1 {
+    if items.len() > 1 && num_threads() > 1 {
         use rayon::prelude::*;
         items.into_par_iter().for_each(f);
         return;
@@ -84,7 +86,7 @@ pub fn for_each_chunk_mut_with<T: Send, S>(
 ) {
     let chunk = chunk.max(1);
     #[cfg(feature = "threads")]
-    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS {
+    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS && num_threads() > 1 {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk)
             .enumerate()

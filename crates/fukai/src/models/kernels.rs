@@ -5,11 +5,11 @@
 //!
 //! Rows are independent, so results do not depend on how rows are split across threads. Sums
 //! run in 8 fixed lanes (the same order on every machine) so that the compiler can vectorize
-//! them, and `exp`/`erf` are branch-free polynomials for the same reason; both are accurate to
-//! a few units in the last place of f32 (erf to 3e-7 absolute).
+//! them, and `exp`/`erf` are the branch-free polynomials of `ops::fastmath` for the same reason.
 
 use crate::bail;
 use crate::error::Result;
+use crate::ops::fastmath::{erf, exp};
 use crate::parallel::for_each_chunk_mut;
 use crate::tensor::{DType, Tensor};
 
@@ -27,45 +27,6 @@ pub enum Act {
     Relu,
     /// x·sigmoid(x).
     Silu,
-}
-
-/// e^x for f32 (Cephes' polynomial after reducing by ln 2); 0 below -87.3.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits.
-    const MAGIC: f32 = 12_582_912.0;
-    let xc = x.clamp(-87.3, 88.7);
-    let t = xc * LOG2E + MAGIC;
-    let n = t - MAGIC;
-    let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits((t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23);
-    if x < -87.3 {
-        0.0
-    } else {
-        e * scale
-    }
-}
-
-/// erf(x), Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let mut p = 1.061_405_4f32;
-    p = p * t - 1.453_152_1;
-    p = p * t + 1.421_413_8;
-    p = p * t - 0.284_496_72;
-    p = p * t + 0.254_829_6;
-    let y = 1.0 - p * t * exp(-a * a);
-    y.copysign(x)
 }
 
 #[inline(always)]
@@ -152,17 +113,20 @@ pub fn bias_act_(x: &Tensor, bias: &Tensor, act: Option<Act>) -> Result<()> {
     let b = bias.to_vec::<f32>()?;
     x.update_f32(|v| {
         for_each_chunk_mut(v, task_rows(n), |_, chunk| {
-            crate::simd::run(|| {
-                for row in chunk.chunks_exact_mut(n) {
-                    match act {
-                        None => row.iter_mut().zip(&b).for_each(|(x, b)| *x += b),
-                        Some(a) => row
-                            .iter_mut()
-                            .zip(&b)
-                            .for_each(|(x, b)| *x = activate(a, *x + b)),
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for row in chunk.chunks_exact_mut(n) {
+                        match act {
+                            None => row.iter_mut().zip(&b).for_each(|(x, b)| *x += b),
+                            Some(a) => row
+                                .iter_mut()
+                                .zip(&b)
+                                .for_each(|(x, b)| *x = activate(a, *x + b)),
+                        }
                     }
-                }
-            })
+                },
+            )
         })
     })
 }
@@ -192,25 +156,28 @@ pub fn masked_softmax_(scores: &Tensor, mask: &[f32], batch: usize) -> Result<()
     scores.update_f32(|v| {
         for_each_chunk_mut(v, task_rows(t), |ci, chunk| {
             let first = ci * task_rows(t);
-            crate::simd::run(|| {
-                for (ri, row) in chunk.chunks_exact_mut(t).enumerate() {
-                    let b = (first + ri * t) / per_batch;
-                    let keep = &mask[b * t..(b + 1) * t];
-                    for (x, &k) in row.iter_mut().zip(keep) {
-                        if k == 0.0 {
-                            *x = f32::NEG_INFINITY;
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (ri, row) in chunk.chunks_exact_mut(t).enumerate() {
+                        let b = (first + ri * t) / per_batch;
+                        let keep = &mask[b * t..(b + 1) * t];
+                        for (x, &k) in row.iter_mut().zip(keep) {
+                            if k == 0.0 {
+                                *x = f32::NEG_INFINITY;
+                            }
                         }
+                        let mut m = max(row);
+                        if m == f32::NEG_INFINITY {
+                            m = 0.0;
+                        }
+                        row.iter_mut().for_each(|x| *x = exp(*x - m));
+                        let s = sum(row);
+                        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+                        row.iter_mut().for_each(|x| *x *= inv);
                     }
-                    let mut m = max(row);
-                    if m == f32::NEG_INFINITY {
-                        m = 0.0;
-                    }
-                    row.iter_mut().for_each(|x| *x = exp(*x - m));
-                    let s = sum(row);
-                    let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-                    row.iter_mut().for_each(|x| *x *= inv);
-                }
-            })
+                },
+            )
         })
     })
 }
@@ -243,34 +210,37 @@ pub fn residual_layer_norm_(
         y.update_f32(|v| {
             for_each_chunk_mut(v, task_rows(n), |ci, chunk| {
                 let r = &r[ci * task_rows(n)..];
-                crate::simd::run(|| {
-                    for (row, res) in chunk.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
-                        for ((x, r), b) in row.iter_mut().zip(res).zip(&bias) {
-                            *x = *x + b + r;
-                        }
-                        let mean = sum(row) / n as f32;
-                        row.iter_mut().for_each(|x| *x -= mean);
-                        let mut sq = [0f32; 8];
-                        let chunks = row.chunks_exact(8);
-                        let rest = chunks.remainder();
-                        for c in chunks {
-                            for i in 0..8 {
-                                sq[i] += c[i] * c[i];
+                crate::simd::run(
+                    #[inline(always)]
+                    || {
+                        for (row, res) in chunk.chunks_exact_mut(n).zip(r.chunks_exact(n)) {
+                            for ((x, r), b) in row.iter_mut().zip(res).zip(&bias) {
+                                *x = *x + b + r;
+                            }
+                            let mean = sum(row) / n as f32;
+                            row.iter_mut().for_each(|x| *x -= mean);
+                            let mut sq = [0f32; 8];
+                            let chunks = row.chunks_exact(8);
+                            let rest = chunks.remainder();
+                            for c in chunks {
+                                for i in 0..8 {
+                                    sq[i] += c[i] * c[i];
+                                }
+                            }
+                            let mut var = 0.0;
+                            for l in sq {
+                                var += l;
+                            }
+                            for &x in rest {
+                                var += x * x;
+                            }
+                            let inv = 1.0 / (var / n as f32 + eps).sqrt();
+                            for ((x, w), b) in row.iter_mut().zip(&w).zip(&b) {
+                                *x = *x * inv * w + b;
                             }
                         }
-                        let mut var = 0.0;
-                        for l in sq {
-                            var += l;
-                        }
-                        for &x in rest {
-                            var += x * x;
-                        }
-                        let inv = 1.0 / (var / n as f32 + eps).sqrt();
-                        for ((x, w), b) in row.iter_mut().zip(&w).zip(&b) {
-                            *x = *x * inv * w + b;
-                        }
-                    }
-                })
+                    },
+                )
             })
         })
     })??;
@@ -290,22 +260,6 @@ mod tests {
                 "{x} vs {y} (tolerance {tol})"
             );
         }
-    }
-
-    #[test]
-    fn exp_and_erf_match_libm() {
-        let mut worst = (0f32, 0f32);
-        for i in -17_400..=17_600 {
-            let x = i as f32 * 0.005;
-            let e = (exp(x) - x.exp()).abs() / x.exp();
-            let r = (erf(x) - libm::erff(x)).abs();
-            worst = (worst.0.max(e), worst.1.max(r));
-        }
-        assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
-        assert!(worst.1 < 4e-7, "erf absolute error {}", worst.1);
-        assert_eq!(exp(-1e30), 0.0);
-        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
-        assert_eq!(erf(0.0), 0.0);
     }
 
     #[test]

@@ -65,23 +65,26 @@ fn lane_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
 fn stats<T: Float>(d: Dims, x: &[T]) -> Vec<(f64, f64)> {
     let cnt = d.count() as f64;
     map_range_if(d.parallel(), d.c, |ch| {
-        crate::simd::run(|| {
-            let sum: f64 = d
-                .planes(x, ch)
-                .map(|p| lane_sum(p.len(), |i| p[i].to_f64()))
-                .sum();
-            let mean = sum / cnt;
-            let sq: f64 = d
-                .planes(x, ch)
-                .map(|p| {
-                    lane_sum(p.len(), |i| {
-                        let v = p[i].to_f64() - mean;
-                        v * v
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                let sum: f64 = d
+                    .planes(x, ch)
+                    .map(|p| lane_sum(p.len(), |i| p[i].to_f64()))
+                    .sum();
+                let mean = sum / cnt;
+                let sq: f64 = d
+                    .planes(x, ch)
+                    .map(|p| {
+                        lane_sum(p.len(), |i| {
+                            let v = p[i].to_f64() - mean;
+                            v * v
+                        })
                     })
-                })
-                .sum();
-            (mean, sq / cnt)
-        })
+                    .sum();
+                (mean, sq / cnt)
+            },
+        )
     })
 }
 
@@ -90,12 +93,15 @@ fn per_plane<T: Float>(d: Dims, out: &mut [T], f: impl Fn(usize, usize, &mut [T]
     let chunk = d.chunk();
     let planes_per_chunk = chunk / d.s.max(1);
     for_each_chunk_mut(out, chunk, |ci, part| {
-        crate::simd::run(|| {
-            for (k, o) in part.chunks_mut(d.s.max(1)).enumerate() {
-                let plane = ci * planes_per_chunk + k;
-                f(plane, plane % d.c, o);
-            }
-        })
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for (k, o) in part.chunks_mut(d.s.max(1)).enumerate() {
+                    let plane = ci * planes_per_chunk + k;
+                    f(plane, plane % d.c, o);
+                }
+            },
+        )
     });
 }
 
@@ -138,15 +144,18 @@ fn backward<T: Float>(
     // Per channel: Σ gy and Σ gy·(x - mean).
     let sums: Vec<(f64, f64)> = map_range_if(d.parallel(), d.c, |ch| {
         let mean = st[ch][0];
-        crate::simd::run(|| {
-            d.planes(x, ch)
-                .zip(d.planes(g, ch))
-                .fold((0.0, 0.0), |(a, b), (xp, gp)| {
-                    let sg = lane_sum(xp.len(), |i| gp[i].to_f64());
-                    let sgx = lane_sum(xp.len(), |i| gp[i].to_f64() * (xp[i].to_f64() - mean));
-                    (a + sg, b + sgx)
-                })
-        })
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                d.planes(x, ch)
+                    .zip(d.planes(g, ch))
+                    .fold((0.0, 0.0), |(a, b), (xp, gp)| {
+                        let sg = lane_sum(xp.len(), |i| gp[i].to_f64());
+                        let sgx = lane_sum(xp.len(), |i| gp[i].to_f64() * (xp[i].to_f64() - mean));
+                        (a + sg, b + sgx)
+                    })
+            },
+        )
     });
     let cnt = d.count() as f64;
     // gx = w·rstd · (gy - Σgy/cnt - (x - mean)·rstd²·Σgy(x-mean)/cnt), as gy·a + x·b + c.

@@ -36,17 +36,23 @@ where
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (xa, xb) = (&sa[ra], &sb[rb]);
         if n < crate::parallel::PAR_THRESHOLD {
-            return crate::simd::run(|| xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect());
+            return crate::simd::run(
+                #[inline(always)]
+                || xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect(),
+            );
         }
         let mut out = vec![O::default(); n];
         for_each_chunk_mut(&mut out, CHUNK_ELEMS, |i, o| {
             let s = i * CHUNK_ELEMS;
             let (xa, xb) = (&xa[s..s + o.len()], &xb[s..s + o.len()]);
-            crate::simd::run(|| {
-                for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
-                    *o = f(x, y);
-                }
-            })
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
+                        *o = f(x, y);
+                    }
+                },
+            )
         });
         return out;
     }
@@ -61,38 +67,41 @@ where
     let mut out = vec![O::default(); n];
     let rows_per_chunk = (CHUNK_ELEMS / inner.max(1)).max(1);
     let body = |row0: usize, o: &mut [O]| {
-        crate::simd::run(|| {
-            for (r, orow) in o.chunks_mut(inner).enumerate() {
-                let (pa, pb) = (outer_a[row0 + r], outer_b[row0 + r]);
-                // Unit and zero inner strides (bias rows, per-channel scalars) get plain slice
-                // loops, which vectorize.
-                match (ia, ib) {
-                    (1, 1) => {
-                        let (xa, xb) = (&sa[pa..pa + inner], &sb[pb..pb + inner]);
-                        for ((o, &x), &y) in orow.iter_mut().zip(xa).zip(xb) {
-                            *o = f(x, y);
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for (r, orow) in o.chunks_mut(inner).enumerate() {
+                    let (pa, pb) = (outer_a[row0 + r], outer_b[row0 + r]);
+                    // Unit and zero inner strides (bias rows, per-channel scalars) get plain slice
+                    // loops, which vectorize.
+                    match (ia, ib) {
+                        (1, 1) => {
+                            let (xa, xb) = (&sa[pa..pa + inner], &sb[pb..pb + inner]);
+                            for ((o, &x), &y) in orow.iter_mut().zip(xa).zip(xb) {
+                                *o = f(x, y);
+                            }
                         }
-                    }
-                    (1, 0) => {
-                        let y = sb[pb];
-                        for (o, &x) in orow.iter_mut().zip(&sa[pa..pa + inner]) {
-                            *o = f(x, y);
+                        (1, 0) => {
+                            let y = sb[pb];
+                            for (o, &x) in orow.iter_mut().zip(&sa[pa..pa + inner]) {
+                                *o = f(x, y);
+                            }
                         }
-                    }
-                    (0, 1) => {
-                        let x = sa[pa];
-                        for (o, &y) in orow.iter_mut().zip(&sb[pb..pb + inner]) {
-                            *o = f(x, y);
+                        (0, 1) => {
+                            let x = sa[pa];
+                            for (o, &y) in orow.iter_mut().zip(&sb[pb..pb + inner]) {
+                                *o = f(x, y);
+                            }
                         }
-                    }
-                    _ => {
-                        for (j, o) in orow.iter_mut().enumerate() {
-                            *o = f(sa[pa + j * ia], sb[pb + j * ib]);
+                        _ => {
+                            for (j, o) in orow.iter_mut().enumerate() {
+                                *o = f(sa[pa + j * ia], sb[pb + j * ib]);
+                            }
                         }
                     }
                 }
-            }
-        })
+            },
+        )
     };
     if n < crate::parallel::PAR_THRESHOLD {
         body(0, &mut out);

@@ -9,6 +9,7 @@ mod compare;
 mod conv;
 mod conv_kernel;
 mod dropout;
+pub(crate) mod fastmath;
 pub(crate) mod float;
 mod index;
 mod layer_norm;

@@ -103,52 +103,126 @@ impl Unary {
 
     fn forward<T: Float>(self, x: &[T]) -> Vec<T> {
         match self {
-            Unary::Neg => map(x, |x| -x),
-            Unary::Exp => map(x, |x| x.exp()),
-            Unary::Log => map(x, |x| x.ln()),
-            Unary::Sqrt => map(x, |x| x.sqrt()),
-            Unary::Rsqrt => map(x, |x| T::ONE / x.sqrt()),
-            Unary::Abs => map(x, |x| x.abs()),
-            Unary::Tanh => map(x, |x| x.tanh()),
+            Unary::Neg => map(
+                x,
+                #[inline(always)]
+                |x| -x,
+            ),
+            Unary::Exp => map(
+                x,
+                #[inline(always)]
+                |x| x.exp(),
+            ),
+            Unary::Log => map(
+                x,
+                #[inline(always)]
+                |x| x.ln(),
+            ),
+            Unary::Sqrt => map(
+                x,
+                #[inline(always)]
+                |x| x.sqrt(),
+            ),
+            Unary::Rsqrt => map(
+                x,
+                #[inline(always)]
+                |x| T::ONE / x.sqrt(),
+            ),
+            Unary::Abs => map(
+                x,
+                #[inline(always)]
+                |x| x.abs(),
+            ),
+            Unary::Tanh => map(
+                x,
+                #[inline(always)]
+                |x| x.tanh(),
+            ),
             Unary::Sigmoid => map(x, sigmoid),
-            Unary::Relu => map(x, |x| if x > T::ZERO { x } else { T::ZERO }),
-            Unary::Gelu => map(x, |x| {
-                T::c(0.5) * x * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).erf())
-            }),
-            Unary::GeluTanh => map(x, |x| {
-                let u = T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x * x * x);
-                T::c(0.5) * x * (T::ONE + u.tanh())
-            }),
-            Unary::Silu => map(x, |x| x * sigmoid(x)),
-            Unary::Sin => map(x, |x| x.sin()),
-            Unary::Cos => map(x, |x| x.cos()),
-            Unary::Square => map(x, |x| x * x),
-            Unary::Recip => map(x, |x| T::ONE / x),
+            Unary::Relu => map(
+                x,
+                #[inline(always)]
+                |x| if x > T::ZERO { x } else { T::ZERO },
+            ),
+            Unary::Gelu => map(
+                x,
+                #[inline(always)]
+                |x| T::c(0.5) * x * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).fast_erf()),
+            ),
+            Unary::GeluTanh => map(
+                x,
+                #[inline(always)]
+                |x| {
+                    let u = T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x * x * x);
+                    T::c(0.5) * x * (T::ONE + u.tanh())
+                },
+            ),
+            Unary::Silu => map(
+                x,
+                #[inline(always)]
+                |x| x * sigmoid(x),
+            ),
+            Unary::Sin => map(
+                x,
+                #[inline(always)]
+                |x| x.sin(),
+            ),
+            Unary::Cos => map(
+                x,
+                #[inline(always)]
+                |x| x.cos(),
+            ),
+            Unary::Square => map(
+                x,
+                #[inline(always)]
+                |x| x * x,
+            ),
+            Unary::Recip => map(
+                x,
+                #[inline(always)]
+                |x| T::ONE / x,
+            ),
             Unary::Powf(p) => {
                 let p = T::c(p);
-                map(x, |x| x.powf(p))
+                map(
+                    x,
+                    #[inline(always)]
+                    |x| x.powf(p),
+                )
             }
             Unary::Affine(a, b) => {
                 let (a, b) = (T::c(a), T::c(b));
-                map(x, |x| x * a + b)
+                map(
+                    x,
+                    #[inline(always)]
+                    |x| x * a + b,
+                )
             }
             Unary::Clamp(lo, hi) => {
                 let (lo, hi) = (T::c(lo), T::c(hi));
-                map(x, |x| {
-                    if x.is_nan() {
-                        x
-                    } else if x < lo {
-                        lo
-                    } else if x > hi {
-                        hi
-                    } else {
-                        x
-                    }
-                })
+                map(
+                    x,
+                    #[inline(always)]
+                    |x| {
+                        if x.is_nan() {
+                            x
+                        } else if x < lo {
+                            lo
+                        } else if x > hi {
+                            hi
+                        } else {
+                            x
+                        }
+                    },
+                )
             }
             Unary::LeakyRelu(s) => {
                 let s = T::c(s);
-                map(x, |x| if x > T::ZERO { x } else { x * s })
+                map(
+                    x,
+                    #[inline(always)]
+                    |x| if x > T::ZERO { x } else { x * s },
+                )
             }
         }
     }
@@ -156,59 +230,164 @@ impl Unary {
     /// d(loss)/dx from the saved value `s` (input or output, see `saves_output`) and `g`.
     fn backward<T: Float>(self, s: &[T], g: &[T]) -> Vec<T> {
         match self {
-            Unary::Neg => map2(s, g, |_, g| -g),
-            Unary::Exp => map2(s, g, |y, g| g * y),
-            Unary::Log => map2(s, g, |x, g| g / x),
-            Unary::Sqrt => map2(s, g, |y, g| g * T::c(0.5) / y),
-            Unary::Rsqrt => map2(s, g, |y, g| g * T::c(-0.5) * y * y * y),
-            Unary::Abs => map2(s, g, |x, g| {
-                if x > T::ZERO {
-                    g
-                } else if x < T::ZERO {
-                    -g
-                } else {
-                    T::ZERO
-                }
-            }),
-            Unary::Tanh => map2(s, g, |y, g| g * (T::ONE - y * y)),
-            Unary::Sigmoid => map2(s, g, |y, g| g * y * (T::ONE - y)),
-            Unary::Relu => map2(s, g, |y, g| if y > T::ZERO { g } else { T::ZERO }),
-            Unary::Gelu => map2(s, g, |x, g| {
-                let cdf = T::c(0.5) * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).erf());
-                let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * x * x).exp();
-                g * (cdf + x * pdf)
-            }),
-            Unary::GeluTanh => map2(s, g, |x, g| {
-                let x3 = x * x * x;
-                let t = (T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x3)).tanh();
-                let dt = T::c(SQRT_2_OVER_PI) * (T::ONE + T::c(3.0 * 0.044715) * x * x);
-                g * (T::c(0.5) * (T::ONE + t) + T::c(0.5) * x * (T::ONE - t * t) * dt)
-            }),
-            Unary::Silu => map2(s, g, |x, g| {
-                let sg = sigmoid(x);
-                g * sg * (T::ONE + x * (T::ONE - sg))
-            }),
-            Unary::Sin => map2(s, g, |x, g| g * x.cos()),
-            Unary::Cos => map2(s, g, |x, g| -g * x.sin()),
-            Unary::Square => map2(s, g, |x, g| T::c(2.0) * x * g),
-            Unary::Recip => map2(s, g, |y, g| -g * y * y),
+            Unary::Neg => map2(
+                s,
+                g,
+                #[inline(always)]
+                |_, g| -g,
+            ),
+            Unary::Exp => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| g * y,
+            ),
+            Unary::Log => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| g / x,
+            ),
+            Unary::Sqrt => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| g * T::c(0.5) / y,
+            ),
+            Unary::Rsqrt => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| g * T::c(-0.5) * y * y * y,
+            ),
+            Unary::Abs => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| {
+                    if x > T::ZERO {
+                        g
+                    } else if x < T::ZERO {
+                        -g
+                    } else {
+                        T::ZERO
+                    }
+                },
+            ),
+            Unary::Tanh => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| g * (T::ONE - y * y),
+            ),
+            Unary::Sigmoid => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| g * y * (T::ONE - y),
+            ),
+            Unary::Relu => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| if y > T::ZERO { g } else { T::ZERO },
+            ),
+            Unary::Gelu => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| {
+                    let cdf = T::c(0.5) * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).fast_erf());
+                    let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * x * x).fast_exp();
+                    g * (cdf + x * pdf)
+                },
+            ),
+            Unary::GeluTanh => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| {
+                    let x3 = x * x * x;
+                    let t = (T::c(SQRT_2_OVER_PI) * (x + T::c(0.044715) * x3)).tanh();
+                    let dt = T::c(SQRT_2_OVER_PI) * (T::ONE + T::c(3.0 * 0.044715) * x * x);
+                    g * (T::c(0.5) * (T::ONE + t) + T::c(0.5) * x * (T::ONE - t * t) * dt)
+                },
+            ),
+            Unary::Silu => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| {
+                    let sg = sigmoid(x);
+                    g * sg * (T::ONE + x * (T::ONE - sg))
+                },
+            ),
+            Unary::Sin => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| g * x.cos(),
+            ),
+            Unary::Cos => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| -g * x.sin(),
+            ),
+            Unary::Square => map2(
+                s,
+                g,
+                #[inline(always)]
+                |x, g| T::c(2.0) * x * g,
+            ),
+            Unary::Recip => map2(
+                s,
+                g,
+                #[inline(always)]
+                |y, g| -g * y * y,
+            ),
             // x^0 is constant: gradient 0 even at x = 0 (where p·x^-1 would give 0·inf = NaN).
-            Unary::Powf(0.0) => map2(s, g, |_, _| T::ZERO),
+            Unary::Powf(0.0) => map2(
+                s,
+                g,
+                #[inline(always)]
+                |_, _| T::ZERO,
+            ),
             Unary::Powf(p) => {
                 let (p, pm1) = (T::c(p), T::c(p - 1.0));
-                map2(s, g, |x, g| g * p * x.powf(pm1))
+                map2(
+                    s,
+                    g,
+                    #[inline(always)]
+                    |x, g| g * p * x.powf(pm1),
+                )
             }
             Unary::Affine(a, _) => {
                 let a = T::c(a);
-                map2(s, g, |_, g| g * a)
+                map2(
+                    s,
+                    g,
+                    #[inline(always)]
+                    |_, g| g * a,
+                )
             }
             Unary::Clamp(lo, hi) => {
                 let (lo, hi) = (T::c(lo), T::c(hi));
-                map2(s, g, |x, g| if x >= lo && x <= hi { g } else { T::ZERO })
+                map2(
+                    s,
+                    g,
+                    #[inline(always)]
+                    |x, g| if x >= lo && x <= hi { g } else { T::ZERO },
+                )
             }
             Unary::LeakyRelu(sl) => {
                 let sl = T::c(sl);
-                map2(s, g, |x, g| if x > T::ZERO { g } else { g * sl })
+                map2(
+                    s,
+                    g,
+                    #[inline(always)]
+                    |x, g| if x > T::ZERO { g } else { g * sl },
+                )
             }
         }
     }
@@ -219,16 +398,22 @@ const CHUNK: usize = 1 << 14;
 
 pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     if x.len() < PAR_THRESHOLD {
-        return crate::simd::run(|| x.iter().map(|&v| f(v)).collect());
+        return crate::simd::run(
+            #[inline(always)]
+            || x.iter().map(|&v| f(v)).collect(),
+        );
     }
     let mut out = zeroed(x.len());
     for_each_chunk_mut(&mut out, CHUNK, |i, o| {
         let src = &x[i * CHUNK..i * CHUNK + o.len()];
-        crate::simd::run(|| {
-            for (o, &v) in o.iter_mut().zip(src) {
-                *o = f(v);
-            }
-        })
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for (o, &v) in o.iter_mut().zip(src) {
+                    *o = f(v);
+                }
+            },
+        )
     });
     out
 }
@@ -236,16 +421,22 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
     if a.len() < PAR_THRESHOLD {
-        return crate::simd::run(|| a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect());
+        return crate::simd::run(
+            #[inline(always)]
+            || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
+        );
     }
     let mut out = zeroed(a.len());
     for_each_chunk_mut(&mut out, CHUNK, |i, o| {
         let r = i * CHUNK..i * CHUNK + o.len();
-        crate::simd::run(|| {
-            for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-                *o = f(x, y);
-            }
-        })
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                    *o = f(x, y);
+                }
+            },
+        )
     });
     out
 }

@@ -132,7 +132,12 @@ pub(crate) fn update_chunks(
         s2 = rest;
         parts.push((a, b, c, d));
     }
-    crate::parallel::for_each_item(parts, |(a, b, c, d)| crate::simd::run(|| f(a, b, c, d)));
+    crate::parallel::for_each_item(parts, |(a, b, c, d)| {
+        crate::simd::run(
+            #[inline(always)]
+            || f(a, b, c, d),
+        )
+    });
 }
 
 /// A scalar f64 saved as a 0-dim tensor.
