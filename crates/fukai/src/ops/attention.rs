@@ -105,6 +105,7 @@ struct Masks {
 }
 
 /// Scales, masks and softmaxes one score row in place (`row` holds the raw scores).
+#[inline(always)]
 fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize, row: &mut [T]) {
     let scale = T::c(geo.scale);
     // Keys past the causal limit get probability 0 without being exponentiated.
@@ -130,13 +131,41 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
         seen.iter_mut().for_each(|x| *x = T::ZERO);
         return;
     }
-    let mut sum = T::ZERO;
+    // Exponentials first (a vectorizable loop), then their sum in 8 fixed lanes.
     for x in seen.iter_mut() {
-        *x = (*x - m).exp();
-        sum += *x;
+        *x = (*x - m).fast_exp();
+    }
+    let mut lanes = [T::ZERO; 8];
+    let mut chunks = seen.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v;
+        }
+    }
+    let mut sum = lanes.into_iter().fold(T::ZERO, |a, v| a + v);
+    for &v in chunks.remainder() {
+        sum += v;
     }
     let inv = T::ONE / sum;
     seen.iter_mut().for_each(|x| *x = *x * inv);
+}
+
+/// Σ a·b in 8 fixed lanes (vectorizes; the same order on every machine).
+#[inline(always)]
+fn lane_dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut lanes = [T::ZERO; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    let mut s = lanes.into_iter().fold(T::ZERO, |a, v| a + v);
+    for (&x, &y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
 }
 
 /// Runs `f(task)` for every task index, in parallel when the work is worth it. Tasks write
@@ -182,9 +211,14 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
                 Parallelism::None,
             );
             let rows = std::slice::from_raw_parts_mut(p, geo.tq * geo.s);
-            for (i, row) in rows.chunks_mut(geo.s).enumerate() {
-                softmax_row(geo, masks, b, h, i, row);
-            }
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (i, row) in rows.chunks_mut(geo.s).enumerate() {
+                        softmax_row(geo, masks, b, h, i, row);
+                    }
+                },
+            );
             // out = P V
             gemm_raw::<T>(
                 geo.tq,
@@ -259,15 +293,17 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
                 // dS = scale · P ⊙ (dP - rowsum(dP ⊙ P))
                 let prow = std::slice::from_raw_parts(p, geo.tq * geo.s);
                 let scale = T::c(geo.scale);
-                for (d, pr) in ds.chunks_mut(geo.s).zip(prow.chunks(geo.s)) {
-                    let mut dot = T::ZERO;
-                    for (&a, &b) in d.iter().zip(pr) {
-                        dot += a * b;
-                    }
-                    for (a, &b) in d.iter_mut().zip(pr) {
-                        *a = b * (*a - dot) * scale;
-                    }
-                }
+                crate::simd::run(
+                    #[inline(always)]
+                    || {
+                        for (d, pr) in ds.chunks_mut(geo.s).zip(prow.chunks(geo.s)) {
+                            let dot = lane_dot(d, pr);
+                            for (a, &b) in d.iter_mut().zip(pr) {
+                                *a = b * (*a - dot) * scale;
+                            }
+                        }
+                    },
+                );
                 // dQ += dS K
                 gemm_raw::<T>(
                     geo.tq,
