@@ -4,6 +4,11 @@
 /// Work below this many elements runs on the calling thread: spawning costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
+/// Elementwise maps (one read and one write per element, memory-bound) over fewer elements
+/// than this run on the calling thread: below it, waking a second thread costs more than it
+/// saves (a Transformer's 98k-element residual adds ran slower on two threads than on one).
+pub const ELEMENTWISE_PAR_MIN: usize = 1 << 17;
+
 /// Chunked work over fewer elements than this stays on the calling thread whatever the chunk
 /// size: handing a task to the pool and waiting for it (a futex round trip) costs more than any
 /// kernel spends on a few thousand elements. Tiny training steps are dominated by this.

@@ -163,6 +163,36 @@ fn large_matmul_is_identical_across_thread_counts() {
     assert_eq!(with_threads(1, prod), with_threads(2, prod));
 }
 
+/// Mid-sized products are split into blocks across threads; 144x800x32 is a shape where gemm's
+/// result depended on how its rows were partitioned, so the blocks must not follow the threads.
+#[test]
+fn split_matmuls_are_identical_across_thread_counts() {
+    let mut g = Generator::new(12);
+    let shapes = [
+        (144, 800, 32),
+        (32, 144, 800),
+        (768, 128, 512),
+        (128, 768, 512),
+    ];
+    let ops: Vec<(Tensor, Tensor)> = shapes
+        .iter()
+        .map(|&(m, k, n)| {
+            (
+                Tensor::normal_with(&[m, k], 0.0, 1.0, DType::F32, &mut g).unwrap(),
+                Tensor::normal_with(&[k, n], 0.0, 1.0, DType::F32, &mut g).unwrap(),
+            )
+        })
+        .collect();
+    let prod = || {
+        ops.iter()
+            .map(|(a, b)| bits(&a.matmul(b).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let one = with_threads(1, prod);
+    assert_eq!(one, with_threads(2, prod));
+    assert_eq!(one, with_threads(3, prod));
+}
+
 #[test]
 fn same_seed_same_draws() {
     let draw = |seed| {

@@ -35,7 +35,7 @@ where
     // Same-shape contiguous operands: one flat loop.
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (xa, xb) = (&sa[ra], &sb[rb]);
-        if n < crate::parallel::PAR_THRESHOLD {
+        if n < crate::parallel::ELEMENTWISE_PAR_MIN {
             return crate::simd::run(
                 #[inline(always)]
                 || xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect(),
@@ -103,7 +103,7 @@ where
             },
         )
     };
-    if n < crate::parallel::PAR_THRESHOLD {
+    if n < crate::parallel::ELEMENTWISE_PAR_MIN {
         body(0, &mut out);
     } else {
         for_each_chunk_mut(&mut out, rows_per_chunk * inner, |i, o| {

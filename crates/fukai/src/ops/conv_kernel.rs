@@ -5,9 +5,11 @@
 
 use super::float::Float;
 use super::matmul::{gemm_raw, parallelism};
-use crate::parallel::{build_chunks, map_range, num_threads};
+use crate::parallel::{build_chunks, map_range};
 use gemm::Parallelism;
 
+/// Fewer parallel tasks than this (samples, weight-gradient partials) also thread their gemms.
+const FEW_TASKS: usize = 4;
 /// Cap on the elements held by per-chunk weight-gradient partials.
 const PARTIAL_BUDGET: usize = 1 << 22;
 /// Most weight-gradient partials, which are also the weight-gradient pass's parallel tasks.
@@ -244,9 +246,11 @@ fn gemm<T: Float>(
     }
 }
 
-/// gemm threading inside one of `tasks` parallel tasks: only when tasks cannot fill the threads.
+/// gemm threading inside one of `tasks` parallel tasks: only when there are too few tasks to
+/// fill a few threads. Decided without the thread count, which would change how gemm splits
+/// its work and so the bits.
 fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Parallelism {
-    if tasks >= num_threads() {
+    if tasks >= FEW_TASKS {
         Parallelism::None
     } else {
         parallelism(m, n, k)

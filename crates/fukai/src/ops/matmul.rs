@@ -17,6 +17,8 @@ const PAR_FLOPS: usize = 1 << 17;
 const SPLIT_MAX_FLOPS: usize = 1 << 26;
 /// Rows (or columns) per split block are a multiple of this, and blocks are at least this big.
 const SPLIT_MIN: usize = 32;
+/// Blocks per split product: enough for 4 threads; fixed so results do not depend on threads.
+const SPLIT_BLOCKS: usize = 4;
 
 /// A raw pointer that parallel tasks may share: each task writes a disjoint part.
 #[derive(Clone, Copy)]
@@ -32,8 +34,10 @@ impl<T> SendPtr<T> {
 
 pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     let threads = crate::parallel::num_threads();
+    // Rayon even with one thread: `gemm_raw` then splits mid-sized products into the same
+    // blocks at every thread count, which keeps the bits independent of it.
     #[cfg(feature = "threads")]
-    if threads > 1 && m * n * k >= PAR_FLOPS {
+    if m * n * k >= PAR_FLOPS {
         return Parallelism::Rayon(threads);
     }
     let _ = (threads, m, n, k, PAR_FLOPS);
@@ -59,13 +63,12 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
     par: Parallelism,
 ) {
     #[cfg(feature = "threads")]
-    if let Parallelism::Rayon(threads) = par {
-        if threads > 1 && m * n * k <= SPLIT_MAX_FLOPS && m.max(n) >= 2 * SPLIT_MIN {
+    if let Parallelism::Rayon(_) = par {
+        if m * n * k <= SPLIT_MAX_FLOPS && m.max(n) >= 2 * SPLIT_MIN {
             // SAFETY: the blocks write disjoint parts of `dst`; the caller's contract covers
             // every element each block reads.
             unsafe {
                 gemm_split::<T>(
-                    threads,
                     (m, n, k),
                     dst,
                     dst_rs,
@@ -79,6 +82,10 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
             return;
         }
     }
+    let par = match par {
+        Parallelism::Rayon(t) if t <= 1 => Parallelism::None,
+        p => p,
+    };
     gemm::gemm(
         m,
         n,
@@ -102,17 +109,17 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
     )
 }
 
-/// A mid-sized product as one single-threaded gemm per thread over blocks of the output's rows
-/// (or columns, whichever is longer): gemm's own threading scales poorly at these sizes (a
-/// Transformer's 768x128x512 projections ran 1.2x faster on two threads than on one). gemm
-/// picks its k blocking from k alone, so every element sums in the same order as unsplit.
+/// A mid-sized product as single-threaded gemms over a fixed number of blocks of the output's
+/// rows (or columns, whichever is longer), run in parallel: gemm's own threading scales poorly
+/// at these sizes (a Transformer's 768x128x512 projections ran 1.2x faster on two threads than
+/// on one, 1.9x split). The blocks do not depend on the thread count, so neither do the bits
+/// (gemm's own results can differ with how the output is partitioned).
 ///
 /// # Safety
 /// As [`gemm_raw`].
 #[cfg(feature = "threads")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_split<T: Float>(
-    threads: usize,
     (m, n, k): (usize, usize, usize),
     dst: *mut T,
     dst_rs: isize,
@@ -122,12 +129,12 @@ unsafe fn gemm_split<T: Float>(
     rs: (isize, isize),
     accumulate: bool,
 ) {
-    use rayon::prelude::*;
     let by_rows = m >= n;
     let len = if by_rows { m } else { n };
-    let block = len.div_ceil(threads).div_ceil(SPLIT_MIN) * SPLIT_MIN;
+    let block = len.div_ceil(SPLIT_BLOCKS).div_ceil(SPLIT_MIN) * SPLIT_MIN;
     let (d, l, r) = (SendPtr(dst), SendPtr(lhs as *mut T), SendPtr(rhs as *mut T));
-    (0..len.div_ceil(block)).into_par_iter().for_each(|b| {
+    let blocks: Vec<usize> = (0..len.div_ceil(block)).collect();
+    crate::parallel::for_each_item(blocks, |b| {
         let (start, size) = (b * block, block.min(len - b * block));
         // SAFETY: block `b` covers rows (or columns) start..start+size only.
         unsafe {

@@ -4,7 +4,7 @@
 use super::float::{check_float, with_contig, wrap, zeroed, Float};
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::{for_each_chunk_mut, PAR_THRESHOLD};
+use crate::parallel::for_each_chunk_mut;
 use crate::tensor::Tensor;
 
 /// A one-input elementwise function.
@@ -397,7 +397,7 @@ impl Unary {
 const CHUNK: usize = 1 << 14;
 
 pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
-    if x.len() < PAR_THRESHOLD {
+    if x.len() < crate::parallel::ELEMENTWISE_PAR_MIN {
         return crate::simd::run(
             #[inline(always)]
             || x.iter().map(|&v| f(v)).collect(),
@@ -420,7 +420,7 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
 
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
-    if a.len() < PAR_THRESHOLD {
+    if a.len() < crate::parallel::ELEMENTWISE_PAR_MIN {
         return crate::simd::run(
             #[inline(always)]
             || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
