@@ -84,6 +84,7 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
             return;
         }
     }
+    #[cfg(feature = "threads")]
     let par = match par {
         Parallelism::Rayon(t) if t <= 1 => Parallelism::None,
         p => p,
