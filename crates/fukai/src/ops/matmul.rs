@@ -16,10 +16,13 @@ use std::sync::Arc;
 const PAR_FLOPS: usize = 1 << 21;
 /// Products up to this many multiply-adds split into one block per thread (see `gemm_split`);
 /// larger ones use gemm's own threading, which is near peak there.
+#[cfg(feature = "threads")]
 const SPLIT_MAX_FLOPS: usize = 1 << 26;
 /// Rows (or columns) per split block are a multiple of this, and blocks are at least this big.
+#[cfg(feature = "threads")]
 const SPLIT_MIN: usize = 32;
 /// Blocks per split product: enough for 4 threads; fixed so results do not depend on threads.
+#[cfg(feature = "threads")]
 const SPLIT_BLOCKS: usize = 4;
 
 /// A raw pointer that parallel tasks may share: each task writes a disjoint part.
