@@ -69,6 +69,45 @@ pub fn randn64(shape: &[usize], seed: u64) -> Result<Tensor> {
     Tensor::normal_with(shape, 0.0, 1.0, DType::F64, &mut Generator::new(seed))
 }
 
+/// Largest absolute elementwise difference of two same-shape tensors (any float dtype).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    if a.shape() != b.shape() {
+        return Err(Error::Autograd(format!(
+            "max_abs_diff: shapes differ, {:?} vs {:?}",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    let (a, b) = (a.to_vec_f64()?, b.to_vec_f64()?);
+    Ok(a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max))
+}
+
+/// The output of `f` at `inputs` and the gradient of every input, backpropagating
+/// `sum(f(inputs) * w)` for a fixed random `w`: for checking a fused op against its composite.
+pub fn output_and_grads(
+    f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    inputs: &[Tensor],
+) -> Result<(Tensor, Vec<Tensor>)> {
+    let leaves = inputs
+        .iter()
+        .map(|t| t.detach().with_grad())
+        .collect::<Result<Vec<_>>>()?;
+    let out = f(&leaves)?;
+    let w = randn64(out.shape(), 99)?.to_dtype(out.dtype())?;
+    out.mul(&w)?.sum_all()?.backward()?;
+    let grads = leaves
+        .iter()
+        .map(|l| {
+            l.grad()
+                .ok_or_else(|| Error::Autograd("output_and_grads: an input got no gradient".into()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((out, grads))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! forward and every gradient, a finite-difference check in f64, and its thread-count
 //! independence. The layer itself is cross-checked against PyTorch in nn_crosscheck.rs.
 
-use fukai::testing::{gradcheck, randn64};
+use fukai::testing::{gradcheck, max_abs_diff, output_and_grads, randn64};
 use fukai::{Result, Tensor};
 
 fn composite(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
@@ -19,28 +19,11 @@ fn composite(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    let (a, b) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    max_abs_diff(a, b).unwrap()
 }
 
-/// Output and gradients of `sum(f(x, w, b) * r)` for a fixed random `r`.
 fn run(f: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> (Tensor, Vec<Tensor>) {
-    let leaves: Vec<Tensor> = inputs
-        .iter()
-        .map(|t| t.detach().with_grad().unwrap())
-        .collect();
-    let out = f(&leaves).unwrap();
-    let r = randn64(out.shape(), 99)
-        .unwrap()
-        .to_dtype(out.dtype())
-        .unwrap();
-    out.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
-    let grads = leaves.iter().map(|l| l.grad().unwrap()).collect();
-    (out, grads)
+    output_and_grads(f, inputs).unwrap()
 }
 
 fn inputs(shape: &[usize], seed: u64) -> Vec<Tensor> {

@@ -3,35 +3,15 @@
 
 use fukai::nn::{KvCache, Mask, Module, MultiHeadAttention, Rope};
 use fukai::ops::{attention, AttnInput, AttnOptions};
-use fukai::testing::{gradcheck, randn64};
+use fukai::testing::{gradcheck, max_abs_diff, output_and_grads, randn64};
 use fukai::{DType, Result, Tensor};
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    let (a, b) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    max_abs_diff(a, b).unwrap()
 }
 
-/// Output and input gradients of `sum(f(inputs) * w)`.
 fn run(f: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> (Tensor, Vec<Tensor>) {
-    let leaves: Vec<Tensor> = inputs
-        .iter()
-        .map(|t| t.detach().with_grad().unwrap())
-        .collect();
-    let out = f(&leaves).unwrap();
-    let w = randn64(out.shape(), 99)
-        .unwrap()
-        .to_dtype(out.dtype())
-        .unwrap();
-    out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
-    let grads = leaves
-        .iter()
-        .map(|l| l.grad().expect("gradient reached input"))
-        .collect();
-    (out, grads)
+    output_and_grads(f, inputs).unwrap()
 }
 
 fn assert_same(
