@@ -163,8 +163,9 @@ fn large_matmul_is_identical_across_thread_counts() {
     assert_eq!(with_threads(1, prod), with_threads(2, prod));
 }
 
-/// Mid-sized products are split into blocks across threads; 144x800x32 is a shape where gemm's
-/// result depended on how its rows were partitioned, so the blocks must not follow the threads.
+/// Mid-sized products are split into one block per thread. The bits must not move with the
+/// blocks: shapes split by rows and by columns, blocks that do and do not align with gemm's
+/// tiles, transposed operands, f64, and a linear layer (which accumulates onto its bias).
 #[test]
 fn split_matmuls_are_identical_across_thread_counts() {
     let mut g = Generator::new(12);
@@ -173,24 +174,63 @@ fn split_matmuls_are_identical_across_thread_counts() {
         (32, 144, 800),
         (768, 128, 512),
         (128, 768, 512),
+        (768, 512, 128),
+        (100, 300, 1000),
+        (96, 2000, 40),
     ];
-    let ops: Vec<(Tensor, Tensor)> = shapes
-        .iter()
-        .map(|&(m, k, n)| {
-            (
-                Tensor::normal_with(&[m, k], 0.0, 1.0, DType::F32, &mut g).unwrap(),
-                Tensor::normal_with(&[k, n], 0.0, 1.0, DType::F32, &mut g).unwrap(),
-            )
-        })
-        .collect();
+    let mut ops: Vec<(Tensor, Tensor)> = Vec::new();
+    for &(m, k, n) in &shapes {
+        for dt in [DType::F32, DType::F64] {
+            let a = Tensor::normal_with(&[m, k], 0.0, 1.0, dt, &mut g).unwrap();
+            let b = Tensor::normal_with(&[k, n], 0.0, 1.0, dt, &mut g).unwrap();
+            ops.push((a, b));
+        }
+    }
+    let bias = Tensor::normal_with(&[128], 0.0, 1.0, DType::F32, &mut g).unwrap();
     let prod = || {
-        ops.iter()
-            .map(|(a, b)| bits(&a.matmul(b).unwrap()))
-            .collect::<Vec<_>>()
+        let mut out: Vec<Vec<u64>> = Vec::new();
+        for (a, b) in &ops {
+            let f64_bits = |t: &Tensor| -> Vec<u64> {
+                match t.dtype() {
+                    DType::F64 => t
+                        .to_vec::<f64>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect(),
+                    _ => bits(t).into_iter().map(u64::from).collect(),
+                }
+            };
+            out.push(f64_bits(&a.matmul(b).unwrap()));
+            // The same product with both operands read transposed.
+            let (at, bt) = (
+                a.t().unwrap().contiguous().unwrap(),
+                b.t().unwrap().contiguous().unwrap(),
+            );
+            out.push(f64_bits(&at.t().unwrap().matmul(&bt.t().unwrap()).unwrap()));
+        }
+        let (x, w) = (&ops[8].0, &ops[8].1);
+        let wt = w.t().unwrap().contiguous().unwrap();
+        out.push(
+            bits(&x.linear(&wt, Some(&bias)).unwrap())
+                .into_iter()
+                .map(u64::from)
+                .collect(),
+        );
+        out
     };
     let one = with_threads(1, prod);
-    assert_eq!(one, with_threads(2, prod));
-    assert_eq!(one, with_threads(3, prod));
+    for t in [2, 3, 4] {
+        let other = with_threads(t, prod);
+        for (i, (a, b)) in one.iter().zip(&other).enumerate() {
+            let d = a.iter().zip(b).filter(|(x, y)| x != y).count();
+            assert!(
+                d == 0,
+                "product {i}: {d} of {} elements differ at {t} threads",
+                a.len()
+            );
+        }
+    }
 }
 
 #[test]

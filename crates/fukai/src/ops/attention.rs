@@ -6,6 +6,7 @@
 //! gradient into one buffer per distinct source.
 
 use super::float::{check_float, with_contig, wrap, Float};
+use super::lanes::lane_dot;
 use super::matmul::gemm_raw;
 use super::matmul::SendPtr as Ptr;
 use crate::bail;
@@ -148,24 +149,6 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
     }
     let inv = T::ONE / sum;
     seen.iter_mut().for_each(|x| *x = *x * inv);
-}
-
-/// Σ a·b in 8 fixed lanes (vectorizes; the same order on every machine).
-#[inline(always)]
-fn lane_dot<T: Float>(a: &[T], b: &[T]) -> T {
-    let mut lanes = [T::ZERO; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            lanes[k] += x[k] * y[k];
-        }
-    }
-    let mut s = lanes.into_iter().fold(T::ZERO, |a, v| a + v);
-    for (&x, &y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// Runs `f(task)` for every task index, in parallel when the work is worth it. Tasks write

@@ -3,14 +3,63 @@
 //! / mean / rsqrt / mul / mul / add chain (eight tensors per call in the composite).
 
 use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use super::lanes::{lane_sum, lane_sum2};
+use super::matmul::SendPtr as Ptr;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::parallel::for_each_chunk_mut;
+use crate::simd;
 use crate::tensor::{StorageSlice, Tensor};
 
 /// Rows per parallel chunk: fixed, so results do not depend on the thread count.
 const ROWS: usize = 64;
+
+/// `(mean, 1/sqrt(var + eps))` of one row; `rms` skips the centering (mean 0).
+#[inline(always)]
+fn row_stats<T: Float>(row: &[T], inv_d: T, eps: T, rms: bool) -> (T, T) {
+    let mean = if rms {
+        T::ZERO
+    } else {
+        lane_sum(row, |v| v) * inv_d
+    };
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) * inv_d;
+    (mean, T::ONE / (var + eps).sqrt())
+}
+
+/// `o = (x - mean) · rstd · w + b` for one row; the affine variants are separate loops so
+/// each vectorizes without a branch per element.
+#[inline(always)]
+fn normalize_row<T: Float>(
+    x: &[T],
+    o: &mut [T],
+    (mean, rstd): (T, T),
+    w: Option<&[T]>,
+    b: Option<&[T]>,
+) {
+    match (w, b) {
+        (Some(w), Some(b)) => {
+            for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
+                *o = (x - mean) * rstd * w + b;
+            }
+        }
+        (Some(w), None) => {
+            for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
+                *o = (x - mean) * rstd * w;
+            }
+        }
+        (None, Some(b)) => {
+            for ((o, &x), &b) in o.iter_mut().zip(x).zip(b) {
+                *o = (x - mean) * rstd + b;
+            }
+        }
+        (None, None) => {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = (x - mean) * rstd;
+            }
+        }
+    }
+}
 
 /// Normalizes each row of `x` (`[n, d]`): returns the output and the per-row `(mean, rstd)`.
 /// `rms` skips the centering (mean reported as 0).
@@ -25,41 +74,56 @@ fn forward<T: Float>(
     let n = x.len() / d.max(1);
     let mut out = vec![T::ZERO; x.len()];
     let mut stats = vec![T::ZERO; 2 * n];
-    let inv_d = T::c(1.0 / d as f64);
-    let eps = T::c(eps);
-    // Statistics first (cheap, serial), then the output rows in parallel chunks.
-    for (r, row) in x.chunks(d).enumerate() {
-        let mean = if rms {
-            T::ZERO
-        } else {
-            row.iter().copied().sum::<T>() * inv_d
-        };
-        let mut var = T::ZERO;
-        for &v in row {
-            let c = v - mean;
-            var += c * c;
-        }
-        stats[2 * r] = mean;
-        stats[2 * r + 1] = T::ONE / (var * inv_d + eps).sqrt();
-    }
+    let (inv_d, eps) = (T::c(1.0 / d as f64), T::c(eps));
+    let st = Ptr(stats.as_mut_ptr());
     for_each_chunk_mut(&mut out, ROWS * d, |ci, chunk| {
-        for (k, o) in chunk.chunks_mut(d).enumerate() {
-            let r = ci * ROWS + k;
-            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
-            let row = &x[r * d..(r + 1) * d];
-            for j in 0..d {
-                let mut y = (row[j] - mean) * rstd;
-                if let Some(w) = w {
-                    y = y * w[j];
+        simd::run(
+            #[inline(always)]
+            || {
+                for (k, o) in chunk.chunks_mut(d).enumerate() {
+                    let r = ci * ROWS + k;
+                    let row = &x[r * d..(r + 1) * d];
+                    let s = row_stats(row, inv_d, eps, rms);
+                    // SAFETY: row r's two statistics belong to this chunk alone.
+                    unsafe {
+                        *st.get().add(2 * r) = s.0;
+                        *st.get().add(2 * r + 1) = s.1;
+                    }
+                    normalize_row(row, o, s, w, b);
                 }
-                if let Some(b) = b {
-                    y += b[j];
-                }
-                o[j] = y;
-            }
-        }
+            },
+        )
     });
     (out, stats)
+}
+
+/// Input gradient of one row: `rstd · (gw - mean(gw) - x̂ · mean(gw · x̂))` with `gw = g · w`.
+#[inline(always)]
+fn grad_row<T: Float>(
+    x: &[T],
+    g: &[T],
+    o: &mut [T],
+    (mean, rstd): (T, T),
+    w: Option<&[T]>,
+    inv_d: T,
+    rms: bool,
+) {
+    // gw first, into the output row, so the two sums and the final pass read it once each.
+    match w {
+        Some(w) => {
+            for ((o, &g), &w) in o.iter_mut().zip(g).zip(w) {
+                *o = g * w;
+            }
+        }
+        None => o.copy_from_slice(g),
+    }
+    let s1 = if rms { T::ZERO } else { lane_sum(o, |v| v) };
+    let s2 = lane_sum2(o, x, |gw, x| gw * ((x - mean) * rstd));
+    let (m1, m2) = (s1 * inv_d, s2 * inv_d);
+    for (o, &x) in o.iter_mut().zip(x) {
+        let xhat = (x - mean) * rstd;
+        *o = rstd * (*o - m1 - xhat * m2);
+    }
 }
 
 /// Gradients of x, weight and bias from the saved input and row statistics.
@@ -75,41 +139,33 @@ fn backward<T: Float>(
     let mut gx = vec![T::ZERO; x.len()];
     let inv_d = T::c(1.0 / d as f64);
     for_each_chunk_mut(&mut gx, ROWS * d, |ci, chunk| {
-        for (k, o) in chunk.chunks_mut(d).enumerate() {
-            let r = ci * ROWS + k;
-            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
-            let (xr, gr) = (&x[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
-            // gy·w summed, and (gy·w)·x̂ summed.
-            let (mut s1, mut s2) = (T::ZERO, T::ZERO);
-            for j in 0..d {
-                let gw = match w {
-                    Some(w) => gr[j] * w[j],
-                    None => gr[j],
-                };
-                s1 += gw;
-                s2 += gw * (xr[j] - mean) * rstd;
-            }
-            let (m1, m2) = (if rms { T::ZERO } else { s1 * inv_d }, s2 * inv_d);
-            for j in 0..d {
-                let gw = match w {
-                    Some(w) => gr[j] * w[j],
-                    None => gr[j],
-                };
-                let xhat = (xr[j] - mean) * rstd;
-                o[j] = rstd * (gw - m1 - xhat * m2);
-            }
-        }
+        simd::run(
+            #[inline(always)]
+            || {
+                for (k, o) in chunk.chunks_mut(d).enumerate() {
+                    let r = ci * ROWS + k;
+                    let s = (stats[2 * r], stats[2 * r + 1]);
+                    let (xr, gr) = (&x[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
+                    grad_row(xr, gr, o, s, w, inv_d, rms);
+                }
+            },
+        )
     });
     // Parameter gradients: column sums over rows in row order (deterministic).
     let mut gw = vec![T::ZERO; d];
     let mut gb = vec![T::ZERO; d];
-    for (r, (xr, gr)) in x.chunks(d).zip(g.chunks(d)).enumerate() {
-        let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
-        for j in 0..d {
-            gw[j] += gr[j] * (xr[j] - mean) * rstd;
-            gb[j] += gr[j];
-        }
-    }
+    simd::run(
+        #[inline(always)]
+        || {
+            for (r, (xr, gr)) in x.chunks(d).zip(g.chunks(d)).enumerate() {
+                let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+                for (((gw, gb), &x), &g) in gw.iter_mut().zip(gb.iter_mut()).zip(xr).zip(gr) {
+                    *gw += g * ((x - mean) * rstd);
+                    *gb += g;
+                }
+            }
+        },
+    );
     (gx, gw, gb)
 }
 

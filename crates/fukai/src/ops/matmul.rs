@@ -21,9 +21,10 @@ const SPLIT_MAX_FLOPS: usize = 1 << 26;
 /// Rows (or columns) per split block are a multiple of this, and blocks are at least this big.
 #[cfg(feature = "threads")]
 const SPLIT_MIN: usize = 32;
-/// Blocks per split product: enough for 4 threads; fixed so results do not depend on threads.
+/// Longest sum over `k` handed to one gemm call in a split product: gemm never cuts a sum
+/// this long into its own blocks (its k-block is at least 512).
 #[cfg(feature = "threads")]
-const SPLIT_BLOCKS: usize = 4;
+const K_BLOCK: usize = 512;
 
 /// A raw pointer that parallel tasks may share: each task writes a disjoint part.
 #[derive(Clone, Copy)]
@@ -115,11 +116,13 @@ pub(crate) unsafe fn gemm_raw<T: Float>(
     )
 }
 
-/// A mid-sized product as single-threaded gemms over a fixed number of blocks of the output's
-/// rows (or columns, whichever is longer), run in parallel: gemm's own threading scales poorly
-/// at these sizes (a Transformer's 768x128x512 projections ran 1.2x faster on two threads than
-/// on one, 1.9x split). The blocks do not depend on the thread count, so neither do the bits
-/// (gemm's own results can differ with how the output is partitioned).
+/// A mid-sized product as one single-threaded gemm per thread, each over a block of the
+/// output's rows (or columns, whichever is longer): gemm's own threading scales poorly at these
+/// sizes (a Transformer's 768x128x512 projections ran 1.2x faster on two threads than on one,
+/// 1.9x split). The bits do not depend on the blocks: gemm sums every output element over `k`
+/// in an order set by `k` alone (its k-blocking depends on neither `m` nor `n`), which
+/// `tests/determinism.rs` checks across thread counts. With one thread there is one block: a
+/// 768x512x128 product ran at 71 GFLOP/s as four blocks and at 100 as one.
 ///
 /// # Safety
 /// As [`gemm_raw`].
@@ -137,7 +140,13 @@ unsafe fn gemm_split<T: Float>(
 ) {
     let by_rows = m >= n;
     let len = if by_rows { m } else { n };
-    let block = len.div_ceil(SPLIT_BLOCKS).div_ceil(SPLIT_MIN) * SPLIT_MIN;
+    let blocks = crate::parallel::num_threads().min(len / SPLIT_MIN).max(1);
+    let block = len.div_ceil(blocks).div_ceil(SPLIT_MIN) * SPLIT_MIN;
+    if block >= len {
+        // SAFETY: the caller's contract.
+        unsafe { gemm_k_blocks::<T>((m, n, k), dst, dst_rs, lhs, ls, rhs, rs, accumulate) };
+        return;
+    }
     let (d, l, r) = (SendPtr(dst), SendPtr(lhs as *mut T), SendPtr(rhs as *mut T));
     let blocks: Vec<usize> = (0..len.div_ceil(block)).collect();
     crate::parallel::for_each_item(blocks, |b| {
@@ -158,21 +167,57 @@ unsafe fn gemm_split<T: Float>(
                 let off = start as isize;
                 (m, size, dst.offset(off), lhs, rhs.offset(off * rs.1))
             };
-            gemm_raw::<T>(
-                mm,
-                nn,
-                k,
-                dst,
-                dst_rs,
-                lhs,
-                ls,
-                rhs,
-                rs,
-                accumulate,
-                Parallelism::None,
-            );
+            gemm_k_blocks::<T>((mm, nn, k), dst, dst_rs, lhs, ls, rhs, rs, accumulate);
         }
     });
+}
+
+/// One single-threaded product, summed over `k` in fixed blocks of at most [`K_BLOCK`]. Within
+/// one block gemm sums each element in `k` order whatever `m` and `n` are; across its own k
+/// blocks it does not (a 144x800x32 product split by rows differed in 1,372 of 4,608
+/// elements), so longer sums are cut here, where the cut does not depend on the split.
+///
+/// # Safety
+/// As [`gemm_raw`].
+#[cfg(feature = "threads")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_k_blocks<T: Float>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: isize,
+    lhs: *const T,
+    ls: (isize, isize),
+    rhs: *const T,
+    rs: (isize, isize),
+    accumulate: bool,
+) {
+    let blocks = k.div_ceil(K_BLOCK).max(1);
+    let kb = k.div_ceil(blocks);
+    let mut k0 = 0;
+    loop {
+        let len = kb.min(k - k0);
+        // SAFETY: columns k0..k0+len of lhs and rows k0..k0+len of rhs are within the caller's
+        // operands.
+        unsafe {
+            gemm_raw::<T>(
+                m,
+                n,
+                len,
+                dst,
+                dst_rs,
+                lhs.offset(k0 as isize * ls.1),
+                ls,
+                rhs.offset(k0 as isize * rs.0),
+                rs,
+                accumulate || k0 > 0,
+                Parallelism::None,
+            )
+        };
+        k0 += len;
+        if k0 >= k {
+            break;
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,6 +12,7 @@ mod dropout;
 pub(crate) mod fastmath;
 pub(crate) mod float;
 mod index;
+mod lanes;
 mod layer_norm;
 mod linear;
 mod matmul;

@@ -153,13 +153,36 @@ pub(crate) fn read_scalar(state: &[(String, Tensor)], name: &str, default: f64) 
     }
 }
 
+/// Σ x² in f64, in 8 fixed lanes (vectorized; a single running sum was a ~1 ms serial chain
+/// per step for an 800k-parameter model).
+fn sum_squares(v: &[f32]) -> f64 {
+    crate::simd::run(
+        #[inline(always)]
+        || {
+            let mut lanes = [0f64; 8];
+            let chunks = v.chunks_exact(8);
+            let tail = chunks.remainder();
+            for c in chunks {
+                for k in 0..8 {
+                    lanes[k] += c[k] as f64 * c[k] as f64;
+                }
+            }
+            let mut s = lanes.into_iter().fold(0.0, |a, b| a + b);
+            for &x in tail {
+                s += x as f64 * x as f64;
+            }
+            s
+        },
+    )
+}
+
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
 /// before clipping. The norm is summed in parameter order, so it is reproducible.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
     let mut sq = 0.0f64;
     for p in params {
         if let Some(g) = p.grad() {
-            sq += g.with_f32(|v| v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())?;
+            sq += g.with_f32(sum_squares)?;
         }
     }
     let norm = sq.sqrt();
