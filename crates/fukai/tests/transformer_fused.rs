@@ -194,8 +194,16 @@ fn opts(
 
 #[test]
 fn fused_attention_equals_composite() {
-    let (b, tq, s, hd) = (2, 5, 7, 3);
-    let pad = Tensor::from_vec(vec![0u8, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0], &[b, s]).unwrap();
+    // Head widths and key counts below and above the kernels' 4-term steps.
+    for (tq, s, hd) in [(5, 7, 3), (6, 11, 9)] {
+        attention_case(tq, s, hd);
+    }
+}
+
+fn attention_case(tq: usize, s: usize, hd: usize) {
+    let b = 2;
+    let pad: Vec<u8> = (0..b * s).map(|i| u8::from(i % 5 == 3)).collect();
+    let pad = Tensor::from_vec(pad, &[b, s]).unwrap();
     let add = randn64(&[tq, s], 11).unwrap();
     type Case<'a> = (usize, usize, bool, Option<&'a Tensor>, Option<&'a Tensor>);
     let cases: Vec<Case> = vec![

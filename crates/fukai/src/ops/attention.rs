@@ -5,15 +5,14 @@
 //! transposes, no mask tensors and no separate softmax buffers. Backward writes every source's
 //! gradient into one buffer per distinct source.
 
+use super::attention_kernel::{add_weighted_rows, rows_times_cols, whole_blocks, Mat};
 use super::float::{check_float, with_contig, wrap, Float};
 use super::lanes::lane_dot;
-use super::matmul::gemm_raw;
 use super::matmul::SendPtr as Ptr;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::tensor::{Storage, StorageSlice, Tensor};
-use gemm::Parallelism;
 use std::sync::Arc;
 
 /// One of q, k, v: the `[B, T, W]` tensor it is read from and its first column. Head `h` of it
@@ -161,161 +160,225 @@ fn tasks(n: usize, work: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
+/// Copies `rows` rows of `hd` values (row `j` at `src[j·stride..]`) transposed into `[hd][rows]`.
+fn transpose_head<T: Float>(src: &[T], stride: usize, rows: usize, hd: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; hd * rows];
+    for j in 0..rows {
+        for (d, &x) in src[j * stride..j * stride + hd].iter().enumerate() {
+            t[d * rows + j] = x;
+        }
+    }
+    t
+}
+
+/// Runs `f(first_row, rows)` over `0..n` in blocks of at most 4 rows.
+#[inline(always)]
+fn row_blocks(n: usize, mut f: impl FnMut(usize, usize)) {
+    let mut i0 = 0;
+    while i0 < n {
+        let rb = (n - i0).min(4);
+        f(i0, rb);
+        i0 += rb;
+    }
+}
+
+/// Adds `rows` rows of `hd` values from `src` onto rows of `dst` (row `i` at `at + i·stride`).
+///
+/// # Safety
+/// The destination rows must be valid and written by no one else meanwhile.
+unsafe fn add_rows<T: Float>(dst: Ptr<T>, at: usize, stride: usize, src: &[T], hd: usize) {
+    for (i, row) in src.chunks_exact(hd).enumerate() {
+        // SAFETY: the caller's contract.
+        let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(at + i * stride), hd) };
+        for (d, &s) in d.iter_mut().zip(row) {
+            *d += s;
+        }
+    }
+}
+
+/// Forward, one task per (batch, head) with the head's operands in L1 (see attention_kernel):
+/// scores against the transposed keys, the masked softmax, the probabilities times the values.
+/// Rows of a causal head stop at their last visible key (rounded up to a register block).
 fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<T>) {
     let mut out = vec![T::ZERO; geo.b * geo.tq * geo.h * geo.hd];
     let mut probs = vec![T::ZERO; geo.b * geo.h * geo.tq * geo.s];
     let (po, pp) = (Ptr(out.as_mut_ptr()), Ptr(probs.as_mut_ptr()));
-    let (pq, pk, pv) = (
-        Ptr(srcs[0].as_ptr() as *mut T),
-        Ptr(srcs[1].as_ptr() as *mut T),
-        Ptr(srcs[2].as_ptr() as *mut T),
-    );
     let group = geo.h / geo.hkv;
+    let (hd, s) = (geo.hd, geo.s);
     let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
     tasks(geo.b * geo.h, work, |t| {
         let (b, h) = (t / geo.h, t % geo.h);
         let g = h / group;
-        // SAFETY: task (b, h) alone writes probs block (b, h) and output columns of head h in
-        // batch b; the sources are only read and cover every offset computed by `Geo`.
-        unsafe {
-            let p = pp.get().add(geo.probs_at(b, h));
-            // scores = Q Kᵀ
-            gemm_raw::<T>(
-                geo.tq,
-                geo.s,
-                geo.hd,
-                p,
-                geo.s as isize,
-                pq.get().add(geo.q_at(b, h)),
-                (geo.w[0] as isize, 1),
-                pk.get().add(geo.kv_at(1, b, g)),
-                (1, geo.w[1] as isize),
-                false,
-                Parallelism::None,
-            );
-            let rows = std::slice::from_raw_parts_mut(p, geo.tq * geo.s);
-            crate::simd::run(
-                #[inline(always)]
-                || {
-                    for (i, row) in rows.chunks_mut(geo.s).enumerate() {
-                        softmax_row(geo, masks, b, h, i, row);
-                    }
-                },
-            );
-            // out = P V
-            gemm_raw::<T>(
-                geo.tq,
-                geo.hd,
-                geo.s,
-                po.get().add(geo.out_at(b, h)),
-                (geo.h * geo.hd) as isize,
-                p,
-                (geo.s as isize, 1),
-                pv.get().add(geo.kv_at(2, b, g)),
-                (geo.w[2] as isize, 1),
-                false,
-                Parallelism::None,
-            );
-        }
+        let kt = transpose_head(&srcs[1][geo.kv_at(1, b, g)..], geo.w[1], s, hd);
+        let v = &srcs[2][geo.kv_at(2, b, g)..];
+        let q = &srcs[0][geo.q_at(b, h)..];
+        // SAFETY: task (b, h) alone writes probs block (b, h).
+        let probs =
+            unsafe { std::slice::from_raw_parts_mut(pp.get().add(geo.probs_at(b, h)), geo.tq * s) };
+        let mut o = vec![T::ZERO; geo.tq * hd];
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                row_blocks(
+                    geo.tq,
+                    #[inline(always)]
+                    |i0, rb| {
+                        let n = whole_blocks(geo.visible(i0 + rb - 1), s);
+                        let a = Mat {
+                            data: &q[i0 * geo.w[0]..],
+                            rs: geo.w[0],
+                            cs: 1,
+                        };
+                        rows_times_cols(a, rb, hd, &kt, s, n, &mut probs[i0 * s..], s);
+                    },
+                );
+                for (i, row) in probs.chunks_mut(s).enumerate() {
+                    softmax_row(geo, masks, b, h, i, row);
+                }
+                row_blocks(
+                    geo.tq,
+                    #[inline(always)]
+                    |i0, rb| {
+                        let p = Mat {
+                            data: &probs[i0 * s..],
+                            rs: s,
+                            cs: 1,
+                        };
+                        let len = geo.visible(i0 + rb - 1);
+                        add_weighted_rows(p, rb, (0, len), v, geo.w[2], hd, &mut o[i0 * hd..], hd);
+                    },
+                );
+            },
+        );
+        // SAFETY: task (b, h) alone writes the output columns of head h in batch b.
+        unsafe { add_rows(po, geo.out_at(b, h), geo.h * hd, &o, hd) };
     });
     (out, probs)
 }
 
 /// Gradients of q, k and v, each into its own (zeroed) buffer pointer; q, k and v may point
-/// into the same buffer (distinct columns).
+/// into the same buffer (distinct columns). One task per (batch, kv head): per query head dP
+/// against the transposed values, dS, then dQ = dS K, dK += dSᵀ Q and dV += Pᵀ dO; the heads of
+/// a group add into dK/dV in a fixed order.
 fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads: [Ptr<T>; 3]) {
     let group = geo.h / geo.hkv;
-    let (pq, pk, pv) = (
-        Ptr(srcs[0].as_ptr() as *mut T),
-        Ptr(srcs[1].as_ptr() as *mut T),
-        Ptr(srcs[2].as_ptr() as *mut T),
-    );
-    let pp = Ptr(probs.as_ptr() as *mut T);
-    let pg = Ptr(gout.as_ptr() as *mut T);
+    let (hd, s, tq, ow) = (geo.hd, geo.s, geo.tq, geo.h * geo.hd);
+    let scale = T::c(geo.scale);
     let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
-    // One task per (batch, kv head): the query heads of a group add into the same dK/dV in a
-    // fixed order.
     tasks(geo.b * geo.hkv, work, |t| {
         let (b, g) = (t / geo.hkv, t % geo.hkv);
-        let mut ds = vec![T::ZERO; geo.tq * geo.s];
+        let (k, v) = (
+            &srcs[1][geo.kv_at(1, b, g)..],
+            &srcs[2][geo.kv_at(2, b, g)..],
+        );
+        let vt = transpose_head(v, geo.w[2], s, hd);
+        let (mut dk, mut dv) = (vec![T::ZERO; s * hd], vec![T::ZERO; s * hd]);
+        let mut ds = vec![T::ZERO; tq * s];
+        let mut dq = vec![T::ZERO; tq * hd];
         for h in g * group..(g + 1) * group {
-            // SAFETY: task (b, g) alone writes dQ columns of its heads and dK/dV columns of
-            // kv head g, rows of batch b; everything else is read only.
-            unsafe {
-                let p = pp.get().add(geo.probs_at(b, h));
-                let go = pg.get().add(geo.out_at(b, h));
-                let go_s = ((geo.h * geo.hd) as isize, 1);
-                // dV += Pᵀ dO
-                gemm_raw::<T>(
-                    geo.s,
-                    geo.hd,
-                    geo.tq,
-                    grads[2].get().add(geo.kv_at(2, b, g)),
-                    geo.w[2] as isize,
-                    p,
-                    (1, geo.s as isize),
-                    go,
-                    go_s,
-                    true,
-                    Parallelism::None,
-                );
-                // dP = dO Vᵀ
-                gemm_raw::<T>(
-                    geo.tq,
-                    geo.s,
-                    geo.hd,
-                    ds.as_mut_ptr(),
-                    geo.s as isize,
-                    go,
-                    go_s,
-                    pv.get().add(geo.kv_at(2, b, g)),
-                    (1, geo.w[2] as isize),
-                    false,
-                    Parallelism::None,
-                );
-                // dS = scale · P ⊙ (dP - rowsum(dP ⊙ P))
-                let prow = std::slice::from_raw_parts(p, geo.tq * geo.s);
-                let scale = T::c(geo.scale);
-                crate::simd::run(
-                    #[inline(always)]
-                    || {
-                        for (d, pr) in ds.chunks_mut(geo.s).zip(prow.chunks(geo.s)) {
-                            let dot = lane_dot(d, pr);
-                            for (a, &b) in d.iter_mut().zip(pr) {
-                                *a = b * (*a - dot) * scale;
-                            }
+            let p = &probs[geo.probs_at(b, h)..][..tq * s];
+            let go = &gout[geo.out_at(b, h)..];
+            let q = &srcs[0][geo.q_at(b, h)..];
+            dq.fill(T::ZERO);
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    // dP = dO Vᵀ, then dS = scale · P ⊙ (dP - rowsum(dP ⊙ P)), 0 past the keys seen.
+                    row_blocks(
+                        tq,
+                        #[inline(always)]
+                        |i0, rb| {
+                            let n = whole_blocks(geo.visible(i0 + rb - 1), s);
+                            let a = Mat {
+                                data: &go[i0 * ow..],
+                                rs: ow,
+                                cs: 1,
+                            };
+                            rows_times_cols(a, rb, hd, &vt, s, n, &mut ds[i0 * s..], s);
+                        },
+                    );
+                    for (i, (d, pr)) in ds.chunks_mut(s).zip(p.chunks(s)).enumerate() {
+                        let vis = geo.visible(i);
+                        let dot = lane_dot(&d[..vis], &pr[..vis]);
+                        for (a, &b) in d[..vis].iter_mut().zip(&pr[..vis]) {
+                            *a = b * (*a - dot) * scale;
                         }
-                    },
-                );
-                // dQ += dS K
-                gemm_raw::<T>(
-                    geo.tq,
-                    geo.hd,
-                    geo.s,
-                    grads[0].get().add(geo.q_at(b, h)),
-                    geo.w[0] as isize,
-                    ds.as_ptr(),
-                    (geo.s as isize, 1),
-                    pk.get().add(geo.kv_at(1, b, g)),
-                    (geo.w[1] as isize, 1),
-                    true,
-                    Parallelism::None,
-                );
-                // dK += dSᵀ Q
-                gemm_raw::<T>(
-                    geo.s,
-                    geo.hd,
-                    geo.tq,
-                    grads[1].get().add(geo.kv_at(1, b, g)),
-                    geo.w[1] as isize,
-                    ds.as_ptr(),
-                    (1, geo.s as isize),
-                    pq.get().add(geo.q_at(b, h)),
-                    (geo.w[0] as isize, 1),
-                    true,
-                    Parallelism::None,
-                );
-            }
+                        d[vis..].fill(T::ZERO);
+                    }
+                    // dQ = dS K
+                    row_blocks(
+                        tq,
+                        #[inline(always)]
+                        |i0, rb| {
+                            let w = Mat {
+                                data: &ds[i0 * s..],
+                                rs: s,
+                                cs: 1,
+                            };
+                            let len = geo.visible(i0 + rb - 1);
+                            add_weighted_rows(
+                                w,
+                                rb,
+                                (0, len),
+                                k,
+                                geo.w[1],
+                                hd,
+                                &mut dq[i0 * hd..],
+                                hd,
+                            );
+                        },
+                    );
+                    // dK += dSᵀ Q and dV += Pᵀ dO, from the first query that sees each key block.
+                    row_blocks(
+                        s,
+                        #[inline(always)]
+                        |j0, rb| {
+                            let first = if geo.causal {
+                                j0.saturating_sub(s - tq)
+                            } else {
+                                0
+                            };
+                            let w = Mat {
+                                data: &ds[j0..],
+                                rs: 1,
+                                cs: s,
+                            };
+                            add_weighted_rows(
+                                w,
+                                rb,
+                                (first, tq),
+                                q,
+                                geo.w[0],
+                                hd,
+                                &mut dk[j0 * hd..],
+                                hd,
+                            );
+                            let w = Mat {
+                                data: &p[j0..],
+                                rs: 1,
+                                cs: s,
+                            };
+                            add_weighted_rows(
+                                w,
+                                rb,
+                                (first, tq),
+                                go,
+                                ow,
+                                hd,
+                                &mut dv[j0 * hd..],
+                                hd,
+                            );
+                        },
+                    );
+                },
+            );
+            // SAFETY: task (b, g) alone writes dQ columns of its query heads in batch b.
+            unsafe { add_rows(grads[0], geo.q_at(b, h), geo.w[0], &dq, hd) };
+        }
+        // SAFETY: task (b, g) alone writes the dK/dV columns of kv head g in batch b.
+        unsafe {
+            add_rows(grads[1], geo.kv_at(1, b, g), geo.w[1], &dk, hd);
+            add_rows(grads[2], geo.kv_at(2, b, g), geo.w[2], &dv, hd);
         }
     });
 }

@@ -2,6 +2,7 @@
 //! gradient of each op, side by side.
 
 mod attention;
+mod attention_kernel;
 mod batch_norm;
 mod binary;
 mod broadcast;

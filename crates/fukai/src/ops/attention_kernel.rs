@@ -1,0 +1,196 @@
+//! The two small products attention is made of, for one head at a time with its operands in
+//! L1: `rows · colsᵀ` (scores, dP) and `weights · rows` (P·V, dS·K, dSᵀ·Q, Pᵀ·dO). Each computes
+//! a block of 4 output rows by up to 4 blocks of 16 columns in registers, summing in index
+//! order, so the bits do not depend on how rows are grouped or on the vector width. A
+//! character GPT's heads (64 tokens, width 32) made six gemm calls of ~3-4 µs each; these skip
+//! the keys past the causal limit as well.
+
+use super::float::Float;
+
+/// Lanes per column block.
+pub(crate) const W: usize = 16;
+/// Rows per register block.
+const R: usize = 4;
+/// Most column blocks per register block.
+const NB: usize = 4;
+
+/// `n` rounded up to whole column blocks, at most `len`.
+pub(crate) fn whole_blocks(n: usize, len: usize) -> usize {
+    n.div_ceil(W).saturating_mul(W).min(len)
+}
+
+/// A matrix in memory: element (r, c) at `data[r·rs + c·cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<T: Float> Mat<'_, T> {
+    #[inline(always)]
+    fn at(&self, r: usize, c: usize) -> T {
+        self.data[r * self.rs + c * self.cs]
+    }
+}
+
+/// `out[r][c] = Σ_d a(r, d) · bt[d][c]` for rows `0..rows` and columns `0..n`, `d < depth`;
+/// `bt` is `[depth][ld]` row-major, `out` row `r` starts at `out[r·ors]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rows_times_cols<T: Float>(
+    a: Mat<T>,
+    rows: usize,
+    depth: usize,
+    bt: &[T],
+    ld: usize,
+    n: usize,
+    out: &mut [T],
+    ors: usize,
+) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let rb = if rows - r0 >= R { R } else { 1 };
+        let mut c0 = 0;
+        while c0 + W <= n {
+            let nb = ((n - c0) / W).min(NB);
+            match (rb, nb) {
+                (R, 4) => rc_block::<T, R, 4>(a, r0, depth, bt, ld, c0, out, ors),
+                (R, 3) => rc_block::<T, R, 3>(a, r0, depth, bt, ld, c0, out, ors),
+                (R, 2) => rc_block::<T, R, 2>(a, r0, depth, bt, ld, c0, out, ors),
+                (R, _) => rc_block::<T, R, 1>(a, r0, depth, bt, ld, c0, out, ors),
+                (_, 4) => rc_block::<T, 1, 4>(a, r0, depth, bt, ld, c0, out, ors),
+                (_, 3) => rc_block::<T, 1, 3>(a, r0, depth, bt, ld, c0, out, ors),
+                (_, 2) => rc_block::<T, 1, 2>(a, r0, depth, bt, ld, c0, out, ors),
+                _ => rc_block::<T, 1, 1>(a, r0, depth, bt, ld, c0, out, ors),
+            }
+            c0 += nb * W;
+        }
+        for r in r0..r0 + rb {
+            for c in c0..n {
+                let mut acc = T::ZERO;
+                for d in 0..depth {
+                    acc += a.at(r, d) * bt[d * ld + c];
+                }
+                out[r * ors + c] = acc;
+            }
+        }
+        r0 += rb;
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rc_block<T: Float, const RB: usize, const CB: usize>(
+    a: Mat<T>,
+    r0: usize,
+    depth: usize,
+    bt: &[T],
+    ld: usize,
+    c0: usize,
+    out: &mut [T],
+    ors: usize,
+) {
+    let mut acc = [[[T::ZERO; W]; CB]; RB];
+    for d in 0..depth {
+        let b = &bt[d * ld + c0..d * ld + c0 + CB * W];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = a.at(r0 + r, d);
+            for (cb, acc) in acc.iter_mut().enumerate() {
+                for l in 0..W {
+                    acc[l] += x * b[cb * W + l];
+                }
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let o = &mut out[(r0 + r) * ors + c0..(r0 + r) * ors + c0 + CB * W];
+        for (cb, acc) in acc.iter().enumerate() {
+            o[cb * W..(cb + 1) * W].copy_from_slice(acc);
+        }
+    }
+}
+
+/// `out[r][c] += Σ_j w(r, j) · m[j][c]` for rows `0..rows`, `c < width`, `j` in `j0..j1`;
+/// `m` row `j` starts at `m[j·ms]`, `out` row `r` at `out[r·ors]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn add_weighted_rows<T: Float>(
+    w: Mat<T>,
+    rows: usize,
+    (j0, j1): (usize, usize),
+    m: &[T],
+    ms: usize,
+    width: usize,
+    out: &mut [T],
+    ors: usize,
+) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let rb = if rows - r0 >= R { R } else { 1 };
+        let mut c0 = 0;
+        while c0 + W <= width {
+            let nb = ((width - c0) / W).min(NB);
+            let js = (j0, j1);
+            match (rb, nb) {
+                (R, 4) => wr_block::<T, R, 4>(w, r0, js, m, ms, c0, out, ors),
+                (R, 3) => wr_block::<T, R, 3>(w, r0, js, m, ms, c0, out, ors),
+                (R, 2) => wr_block::<T, R, 2>(w, r0, js, m, ms, c0, out, ors),
+                (R, _) => wr_block::<T, R, 1>(w, r0, js, m, ms, c0, out, ors),
+                (_, 4) => wr_block::<T, 1, 4>(w, r0, js, m, ms, c0, out, ors),
+                (_, 3) => wr_block::<T, 1, 3>(w, r0, js, m, ms, c0, out, ors),
+                (_, 2) => wr_block::<T, 1, 2>(w, r0, js, m, ms, c0, out, ors),
+                _ => wr_block::<T, 1, 1>(w, r0, js, m, ms, c0, out, ors),
+            }
+            c0 += nb * W;
+        }
+        for r in r0..r0 + rb {
+            for c in c0..width {
+                let mut acc = out[r * ors + c];
+                for j in j0..j1 {
+                    acc += w.at(r, j) * m[j * ms + c];
+                }
+                out[r * ors + c] = acc;
+            }
+        }
+        r0 += rb;
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn wr_block<T: Float, const RB: usize, const CB: usize>(
+    w: Mat<T>,
+    r0: usize,
+    (j0, j1): (usize, usize),
+    m: &[T],
+    ms: usize,
+    c0: usize,
+    out: &mut [T],
+    ors: usize,
+) {
+    let mut acc = [[[T::ZERO; W]; CB]; RB];
+    for (r, acc) in acc.iter_mut().enumerate() {
+        let o = &out[(r0 + r) * ors + c0..(r0 + r) * ors + c0 + CB * W];
+        for (cb, acc) in acc.iter_mut().enumerate() {
+            acc.copy_from_slice(&o[cb * W..(cb + 1) * W]);
+        }
+    }
+    for j in j0..j1 {
+        let b = &m[j * ms + c0..j * ms + c0 + CB * W];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = w.at(r0 + r, j);
+            for (cb, acc) in acc.iter_mut().enumerate() {
+                for l in 0..W {
+                    acc[l] += x * b[cb * W + l];
+                }
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let o = &mut out[(r0 + r) * ors + c0..(r0 + r) * ors + c0 + CB * W];
+        for (cb, acc) in acc.iter().enumerate() {
+            o[cb * W..(cb + 1) * W].copy_from_slice(acc);
+        }
+    }
+}
