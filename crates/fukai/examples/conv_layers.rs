@@ -25,8 +25,26 @@ fn time(mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
 }
 
 fn main() -> Result<()> {
-    println!("layer            forward (min/med)  input grad        weight grad   [ms]");
+    println!("layer   path     forward (min/med)  input grad        weight grad   [ms]");
+    // `conv_layers C O HW` times that one layer, default path only (for profiling).
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    if let [c, o, hw] = args[..] {
+        return layer(c, o, hw, false);
+    }
     for (c, o, hw) in [(1, 32, 28), (32, 32, 28), (32, 64, 14), (64, 64, 14)] {
+        // Both paths in turn, so both see the same machine load.
+        layer(c, o, hw, true)?;
+        layer(c, o, hw, false)?;
+    }
+    Ok(())
+}
+
+/// Times one layer, by im2col + gemm when `im2col`, else by the default path.
+fn layer(c: usize, o: usize, hw: usize, im2col: bool) -> Result<()> {
+    if im2col {
+        return fukai::testing::without_winograd(|| layer(c, o, hw, false));
+    }
+    {
         let x = Tensor::randn(&[64, c, hw, hw], DType::F32)?;
         let w = Tensor::randn(&[o, c, 3, 3], DType::F32)?;
         let gy = Tensor::randn(&[64, o, hw, hw], DType::F32)?;
@@ -51,7 +69,8 @@ fn main() -> Result<()> {
         let dx = backward(true)?;
         let dw = backward(false)?;
         println!(
-            "{c:>2}->{o:<2} @{hw:<2}       {:6.2} / {:6.2}    {:6.2} / {:6.2}   {:6.2} / {:6.2}",
+            "{c:>2}->{o:<2} @{hw:<2} {}  {:6.2} / {:6.2}    {:6.2} / {:6.2}   {:6.2} / {:6.2}",
+            if fukai::testing::winograd_enabled() { "default" } else { "im2col " },
             fwd.0,
             fwd.1,
             dx.0 - fwd.0,

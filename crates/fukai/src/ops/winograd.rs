@@ -1,12 +1,14 @@
-//! Winograd convolution F(m×m, 3×3) for 3x3, stride-1 kernels: each m×m output tile is
-//! `A^T [(G g G^T) ⊙ (B^T d B)] A` of its (m+2)² input tile `d`, so the channel sums become
-//! (m+2)² independent gemms `[O × C]·[C × tiles]`, with 2.25x (F(2x2)) fewer multiplies than
-//! the direct sum. The input gradient is the same operation on `gy` with the kernel rotated
+//! Winograd convolution F(2x2, 3x3) (Lavin and Gray, 2016) for 3x3, stride-1 kernels: each
+//! 2x2 output tile is `A^T [(G g G^T) ⊙ (B^T d B)] A` of its 4x4 input tile `d`, so the channel
+//! sums become 16 independent gemms `[O × C]·[C × tiles]`, with 2.25x fewer multiplies than
+//! the direct sum. F(4x4, 3x3) (36 gemms, 4x fewer multiplies) was tried and was slower here:
+//! its transforms cost more than the gemm work it saves at 14x14 to 28x28 planes, and its
+//! constants up to 8 cost about ten times the rounding error. The input gradient is the same operation on `gy` with the kernel rotated
 //! 180° and its channel axes swapped (a "full" convolution, padding `2 - p`).
 //!
-//! Transforms run on whole planes so their loops are long and vectorize: the padded input is
-//! stored split by row and column phase (index mod m), which turns every tile's stride-m
-//! window into a contiguous run. Each tile row carries one extra, unused tile (its columns
+//! Transforms run on whole planes, 16 tiles per step, so they vectorize: the padded input is
+//! stored split by row and column parity, which turns each of a tile's 16 inputs, taken over
+//! consecutive tiles, into a contiguous run. Each tile row carries one extra, unused tile (its columns
 //! read the next row), which costs 1/(tiles per row) more gemm work but keeps every transform
 //! a flat loop. Work is split by fixed-size chunks of samples, and every output element comes
 //! from one gemm whose threading is chosen from the shapes, so the bits never depend on the
@@ -24,74 +26,14 @@ const MIN_CHANNELS: usize = 16;
 /// the size of one core's L2).
 const BLOCK_ELEMS: usize = 1 << 18;
 
-/// Output tile size, input tile size `a = m + 2`, and the transforms (row-major, in f64).
-struct Transform {
-    m: usize,
-    a: usize,
-    bt: &'static [f64],
-    g: &'static [f64],
-    at: &'static [f64],
-}
+/// Output tile size and input tile size.
+const M: usize = 2;
+const A: usize = 4;
+/// Tiles per transform step: one 512-bit vector of f32.
+const L: usize = 16;
 
-/// F(2x2, 3x3) (Lavin and Gray, 2016): exact in f32 up to a few roundings per sum.
-const F2: Transform = Transform {
-    m: 2,
-    a: 4,
-    bt: &[
-        1., 0., -1., 0., //
-        0., 1., 1., 0., //
-        0., -1., 1., 0., //
-        0., 1., 0., -1.,
-    ],
-    g: &[
-        1., 0., 0., //
-        0.5, 0.5, 0.5, //
-        0.5, -0.5, 0.5, //
-        0., 0., 1.,
-    ],
-    at: &[
-        1., 1., 1., 0., //
-        0., 1., -1., -1.,
-    ],
-};
-
-/// F(4x4, 3x3) with points 0, ±1, ±2: 4x fewer multiplies, but constants up to 8 cost
-/// about ten times F(2x2)'s rounding error.
-const F4: Transform = Transform {
-    m: 4,
-    a: 6,
-    bt: &[
-        4., 0., -5., 0., 1., 0., //
-        0., -4., -4., 1., 1., 0., //
-        0., 4., -4., -1., 1., 0., //
-        0., -2., -1., 2., 1., 0., //
-        0., 2., -1., -2., 1., 0., //
-        0., 4., 0., -5., 0., 1.,
-    ],
-    g: &[
-        1. / 4., 0., 0., //
-        -1. / 6., -1. / 6., -1. / 6., //
-        -1. / 6., 1. / 6., -1. / 6., //
-        1. / 24., 1. / 12., 1. / 6., //
-        1. / 24., -1. / 12., 1. / 6., //
-        0., 0., 1.,
-    ],
-    at: &[
-        1., 1., 1., 1., 1., 0., //
-        0., 1., -1., 2., -2., 0., //
-        0., 1., 1., 4., 4., 0., //
-        0., 1., -1., 8., -8., 1.,
-    ],
-};
-
-fn transform() -> &'static Transform {
-    static KIND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *KIND.get_or_init(|| std::env::var("FUKAI_WINO").is_ok_and(|v| v == "4")) {
-        &F4
-    } else {
-        &F2
-    }
-}
+/// G of F(2x2, 3x3): the kernel transform `G g G^T`.
+const G: [[f64; 3]; 4] = [[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]];
 
 thread_local! {
     static DISABLED: Cell<bool> = const { Cell::new(false) };
@@ -110,6 +52,11 @@ pub fn without_winograd<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// False inside [`without_winograd`].
+pub fn winograd_enabled() -> bool {
+    !DISABLED.with(Cell::get)
+}
+
 /// A 3x3, stride-1 convolution `x` [N, C, H, W] → [N, O, OH, OW] with `OH = H + 2*pad - 2`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WinoGeom {
@@ -124,7 +71,7 @@ pub(crate) struct WinoGeom {
 impl WinoGeom {
     /// Whether Winograd runs this convolution (and pays).
     pub(crate) fn eligible(&self) -> bool {
-        !DISABLED.with(Cell::get)
+        winograd_enabled()
             && self.c >= MIN_CHANNELS
             && self.o >= MIN_CHANNELS
             && self.pad[0] <= 2
@@ -140,56 +87,9 @@ impl WinoGeom {
     }
 }
 
-/// A transform matrix as rows of its nonzero entries: (column, value).
-fn sparse<T: Float>(mat: &[f64], cols: usize) -> Vec<Vec<(usize, T)>> {
-    mat.chunks_exact(cols)
-        .map(|row| {
-            row.iter()
-                .enumerate()
-                .filter(|(_, v)| **v != 0.0)
-                .map(|(j, v)| (j, T::c(*v)))
-                .collect()
-        })
-        .collect()
-}
-
-/// `dst[f] = Σ coef * src[offset + f]` over `terms` (offset, coef): one transform row applied
-/// to whole planes at once.
-#[inline(always)]
-fn combine<T: Float>(dst: &mut [T], src: &[T], terms: &[(usize, T)]) {
-    let len = dst.len();
-    let Some(((o0, c0), rest)) = terms.split_first() else {
-        dst.fill(T::ZERO);
-        return;
-    };
-    for (d, s) in dst.iter_mut().zip(&src[*o0..*o0 + len]) {
-        *d = *c0 * *s;
-    }
-    for (o, c) in rest {
-        for (d, s) in dst.iter_mut().zip(&src[*o..*o + len]) {
-            *d += *c * *s;
-        }
-    }
-}
-
-/// `terms` with each column index mapped to a source offset, on the stack (rows have at most
-/// six nonzero entries).
-#[inline(always)]
-fn offsets<T: Float>(terms: &[(usize, T)], at: impl Fn(usize) -> usize) -> ([(usize, T); 6], usize) {
-    let mut out = [(0, T::ZERO); 6];
-    for (d, &(j, c)) in out.iter_mut().zip(terms) {
-        *d = (at(j), c);
-    }
-    (out, terms.len())
-}
-
 /// Sizes shared by every block of one call.
-struct Plan<T> {
+struct Plan {
     g: WinoGeom,
-    m: usize,
-    a: usize,
-    bt: Vec<Vec<(usize, T)>>,
-    at: Vec<Vec<(usize, T)>>,
     /// Tiles per tile row (without the extra one) and tile rows per sample.
     tx: usize,
     ty: usize,
@@ -199,11 +99,10 @@ struct Plan<T> {
     spb: usize,
 }
 
-impl<T: Float> Plan<T> {
-    fn new(g: WinoGeom, t: &Transform) -> Self {
-        let (m, a) = (t.m, t.a);
-        let (tx, ty) = (g.ow().div_ceil(m), g.oh().div_ceil(m));
-        let cols_budget = (BLOCK_ELEMS / (a * a * (g.c + g.o))).max(1);
+impl Plan {
+    fn new(g: WinoGeom) -> Self {
+        let (tx, ty) = (g.ow().div_ceil(M), g.oh().div_ceil(M));
+        let cols_budget = (BLOCK_ELEMS / (A * A * (g.c + g.o))).max(1);
         let per_sample = ty * (tx + 1);
         let (band, spb) = if per_sample <= cols_budget {
             (ty, (cols_budget / per_sample).clamp(1, g.n))
@@ -212,10 +111,6 @@ impl<T: Float> Plan<T> {
         };
         Plan {
             g,
-            m,
-            a,
-            bt: sparse(t.bt, a),
-            at: sparse(t.at, a),
             tx,
             ty,
             band,
@@ -230,13 +125,10 @@ impl<T: Float> Plan<T> {
     fn cap(&self) -> usize {
         self.spb * self.band_cols()
     }
-    /// Length of one phase plane of the padded input (tile rows + 1, plus one spare element).
+    /// Length of one parity plane of the padded input: tile rows + 1, and one more element
+    /// read by the last tile row's extra tile.
     fn pr_plane(&self) -> usize {
         (self.band + 1) * (self.tx + 1) + 1
-    }
-    /// Length of one plane after the vertical transform (plus one spare element).
-    fn vv_plane(&self) -> usize {
-        self.band_cols() + 1
     }
 }
 
@@ -245,153 +137,222 @@ struct Scratch<T> {
     v: Vec<T>,
     mm: Vec<T>,
     pr: Vec<T>,
-    vv: Vec<T>,
     z: Vec<T>,
 }
 
 impl<T: Float> Scratch<T> {
-    fn new(p: &Plan<T>) -> Self {
-        let (m, a, cap) = (p.m, p.a, p.cap());
+    fn new(p: &Plan) -> Self {
+        let cap = p.cap();
         Scratch {
-            v: vec![T::ZERO; a * a * p.g.c * cap],
-            mm: vec![T::ZERO; a * a * p.g.o * cap],
-            pr: vec![T::ZERO; m * m * p.pr_plane()],
-            vv: vec![T::ZERO; a * m * p.vv_plane()],
-            z: vec![T::ZERO; (m * a + m * m) * p.band_cols()],
+            v: vec![T::ZERO; A * A * p.g.c * cap],
+            // Transforms read whole vectors of L tiles: the last may run past the data.
+            mm: vec![T::ZERO; A * A * p.g.o * cap + L],
+            pr: vec![T::ZERO; M * M * p.pr_plane() + L],
+            z: vec![T::ZERO; M * M * p.band_cols()],
         }
     }
 }
 
 /// `U[ξ][o][c] = (G w[o][c] G^T)[ξ]` for the weight `w` [O, C, 3, 3].
-fn kernel_transform<T: Float>(t: &Transform, o: usize, c: usize, w: &[T]) -> Vec<T> {
-    let a = t.a;
-    let gm: Vec<T> = t.g.iter().map(|v| T::c(*v)).collect();
-    let mut u = vec![T::ZERO; a * a * o * c];
+fn kernel_transform<T: Float>(o: usize, c: usize, w: &[T]) -> Vec<T> {
+    let g = G.map(|r| r.map(T::c));
+    let mut u = vec![T::ZERO; A * A * o * c];
     for (oc, k) in w.chunks_exact(9).enumerate() {
-        // tmp = G k: a × 3.
-        let mut tmp = [T::ZERO; 18];
-        for r in 0..a {
-            for col in 0..3 {
-                let mut s = T::ZERO;
-                for i in 0..3 {
-                    s += gm[r * 3 + i] * k[i * 3 + col];
-                }
-                tmp[r * 3 + col] = s;
+        // tmp = G k: 4 x 3.
+        let mut tmp = [[T::ZERO; 3]; A];
+        for (t, gr) in tmp.iter_mut().zip(&g) {
+            for (col, tv) in t.iter_mut().enumerate() {
+                *tv = gr[0] * k[col] + gr[1] * k[3 + col] + gr[2] * k[6 + col];
             }
         }
-        for r in 0..a {
-            for s in 0..a {
-                let mut acc = T::ZERO;
-                for j in 0..3 {
-                    acc += tmp[r * 3 + j] * gm[s * 3 + j];
-                }
-                u[(r * a + s) * o * c + oc] = acc;
+        for (r, t) in tmp.iter().enumerate() {
+            for (s, gs) in g.iter().enumerate() {
+                u[(r * A + s) * o * c + oc] = t[0] * gs[0] + t[1] * gs[1] + t[2] * gs[2];
             }
         }
     }
     u
 }
 
-/// Transforms tile rows `y0..y0+nr` of one input plane `x` [H, W] into `v` (gemm columns from
-/// `col0` of each of the a² planes, `stride` apart).
+/// Stores the first `n <= L` lanes of `v` into `d` at `at`.
+#[inline(always)]
+fn store<T: Float>(d: &mut [T], at: usize, n: usize, v: &[T; L]) {
+    if n == L {
+        d[at..at + L].copy_from_slice(v);
+    } else {
+        d[at..at + n].copy_from_slice(&v[..n]);
+    }
+}
+
+/// Splits input row `x` [W], padded by `pad` zeros on the left (and zeros on the right), by
+/// column parity: `even[k]` and `odd[k]` are padded columns 2k and 2k+1.
+#[inline(always)]
+fn deinterleave<T: Float>(x: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
+    let w = x.len();
+    let at = |pc: usize| {
+        let ix = pc.wrapping_sub(pad);
+        if ix < w {
+            x[ix]
+        } else {
+            T::ZERO
+        }
+    };
+    // Pairs wholly inside the row: k in lo..hi.
+    let lo = pad.div_ceil(2).min(even.len());
+    let hi = ((w + pad) / 2).clamp(lo, even.len());
+    for k in (0..lo).chain(hi..even.len()) {
+        even[k] = at(2 * k);
+        odd[k] = at(2 * k + 1);
+    }
+    let pairs = x[2 * lo - pad..].chunks_exact(2);
+    for ((e, o), ch) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
+        *e = ch[0];
+        *o = ch[1];
+    }
+}
+
+/// Transforms tile rows `y0..y0+nr` of one input plane `x` [H, W] into `v`: element `f` of
+/// the band (tile row `f / (tx+1)`, tile `f % (tx+1)`) of frequency ξ goes to
+/// `v[v_off + ξ*stride + f]`.
 fn input_tiles<T: Float>(
-    p: &Plan<T>,
+    p: &Plan,
     s: &mut Scratch<T>,
     x: &[T],
     (y0, nr): (usize, usize),
     v_off: usize,
     stride: usize,
 ) {
-    let (m, a, tx) = (p.m, p.a, p.tx);
     let (h, w, [ph, pw]) = (p.g.h, p.g.w, p.g.pad);
-    let (prp, vvp) = (p.pr_plane(), p.vv_plane());
-    let row = tx + 1;
-    crate::simd::run(|| {
-        // Padded rows split by row phase and column phase: pr[rq][cq][rr][k] holds padded
-        // element (rr*m + rq, k*m + cq) of the band.
-        for prow in 0..nr * m + a - m {
-            let (rq, rr) = (prow % m, prow / m);
-            let iy = (y0 * m + prow).wrapping_sub(ph);
-            for cq in 0..m {
-                let dst = &mut s.pr[(rq * m + cq) * prp + rr * row..][..row];
+    let prp = p.pr_plane();
+    let row = p.tx + 1;
+    crate::simd::run(
+        #[inline(always)]
+        || {
+            // pr[rq][cq][rr*row + k] holds padded element (2rr + rq, 2k + cq) of the band.
+            for prow in 0..nr * M + A - M {
+                let (rq, rr) = (prow % M, prow / M);
+                let iy = (y0 * M + prow).wrapping_sub(ph);
+                let base = rq * M * prp + rr * row;
                 if iy >= h {
-                    dst.fill(T::ZERO);
+                    s.pr[base..][..row].fill(T::ZERO);
+                    s.pr[base + prp..][..row].fill(T::ZERO);
                     continue;
                 }
-                let src = &x[iy * w..(iy + 1) * w];
-                for (k, d) in dst.iter_mut().enumerate() {
-                    let ix = (k * m + cq).wrapping_sub(pw);
-                    *d = if ix < w { src[ix] } else { T::ZERO };
+                let (even, odd) = s.pr[base..].split_at_mut(prp);
+                deinterleave(&x[iy * w..(iy + 1) * w], pw, &mut even[..row], &mut odd[..row]);
+            }
+            // Input (i, j) of the tiles from f on: parity plane (i%2, j%2), shifted by whole
+            // rows and columns.
+            let mut off = [[0; A]; A];
+            for (i, oi) in off.iter_mut().enumerate() {
+                for (j, o) in oi.iter_mut().enumerate() {
+                    *o = ((i % 2) * 2 + j % 2) * prp + (i / 2) * row + j / 2;
                 }
             }
-        }
-        // Vertical: vv[r][cq][rr*row + k] = Σ_i BT[r][i] pr[i%m][cq][(rr + i/m)*row + k],
-        // one element further than the band for the horizontal pass's extra tile.
-        let len = nr * row + 1;
-        for (r, terms) in p.bt.iter().enumerate() {
-            for cq in 0..m {
-                let (t, nt) = offsets(terms, |i| ((i % m) * m + cq) * prp + (i / m) * row);
-                combine(&mut s.vv[(r * m + cq) * vvp..][..len], &s.pr, &t[..nt]);
+            let len = nr * row;
+            assert!(off[A - 1][A - 1] + len.next_multiple_of(L) <= s.pr.len());
+            let src = s.pr.as_ptr();
+            for f in (0..len).step_by(L) {
+                let mut out = [[T::ZERO; L]; A * A];
+                for l in 0..L {
+                    // SAFETY: below off[3][3] + f + L, inside pr by the assert above.
+                    let d = |i: usize, j: usize| unsafe { *src.add(off[i][j] + f + l) };
+                    // B^T d B: along rows, then along columns.
+                    let mut t = [[T::ZERO; A]; A];
+                    for j in 0..A {
+                        let (d0, d1, d2, d3) = (d(0, j), d(1, j), d(2, j), d(3, j));
+                        t[0][j] = d0 - d2;
+                        t[1][j] = d1 + d2;
+                        t[2][j] = d2 - d1;
+                        t[3][j] = d1 - d3;
+                    }
+                    for (r, &[t0, t1, t2, t3]) in t.iter().enumerate() {
+                        out[r * A][l] = t0 - t2;
+                        out[r * A + 1][l] = t1 + t2;
+                        out[r * A + 2][l] = t2 - t1;
+                        out[r * A + 3][l] = t1 - t3;
+                    }
+                }
+                let n = L.min(len - f);
+                for (xi, v) in out.iter().enumerate() {
+                    store(&mut s.v, v_off + xi * stride + f, n, v);
+                }
             }
-        }
-        // Horizontal: v[(r, sc)][rr*row + k] = Σ_j BT[sc][j] vv[r][j%m][rr*row + k + j/m].
-        for r in 0..a {
-            for (sc, terms) in p.bt.iter().enumerate() {
-                let (t, nt) = offsets(terms, |j| (r * m + j % m) * vvp + j / m);
-                let dst = &mut s.v[v_off + (r * a + sc) * stride..][..nr * row];
-                combine(dst, &s.vv, &t[..nt]);
-            }
-        }
-    });
+        },
+    );
 }
 
 /// Adds the inverse transform of gemm columns `col0..` (tile rows `y0..y0+nr`) of output
 /// channel `o` onto its plane `y` [OH, OW].
 fn output_tiles<T: Float>(
-    p: &Plan<T>,
+    p: &Plan,
     s: &mut Scratch<T>,
     o: usize,
     col0: usize,
     (y0, nr): (usize, usize),
     y: &mut [T],
 ) {
-    let (m, a, tx, cap) = (p.m, p.a, p.tx, p.cap());
+    let (tx, cap) = (p.tx, p.cap());
     let (oh, ow, oc) = (p.g.oh(), p.g.ow(), p.g.o);
     let row = tx + 1;
     let len = nr * row;
     let bc = p.band_cols();
-    crate::simd::run(|| {
-        let (zv, zy) = s.z.split_at_mut(m * a * bc);
-        // Vertical: zv[i][sc] = Σ_r AT[i][r] M[(r, sc)].
-        for (i, terms) in p.at.iter().enumerate() {
-            for sc in 0..a {
-                let (t, nt) = offsets(terms, |r| ((r * a + sc) * oc + o) * cap + col0);
-                combine(&mut zv[(i * a + sc) * bc..][..len], &s.mm, &t[..nt]);
-            }
-        }
-        // Horizontal: zy[i][j] = Σ_sc AT[j][sc] zv[i][sc].
-        for i in 0..m {
-            for (j, terms) in p.at.iter().enumerate() {
-                let (t, nt) = offsets(terms, |sc| (i * a + sc) * bc);
-                combine(&mut zy[(i * m + j) * bc..][..len], zv, &t[..nt]);
-            }
-        }
-        for rr in 0..nr {
-            for i in 0..m {
-                let oy = (y0 + rr) * m + i;
-                if oy >= oh {
-                    break;
+    crate::simd::run(
+        #[inline(always)]
+        || {
+            // z[i][j][f]: output (i, j) of the tiles from f on.
+            let base = o * cap + col0;
+            let plane = oc * cap;
+            assert!((A * A - 1) * plane + base + len.next_multiple_of(L) <= s.mm.len());
+            let src = s.mm.as_ptr();
+            for f in (0..len).step_by(L) {
+                let mut out = [[T::ZERO; L]; M * M];
+                for l in 0..L {
+                    // SAFETY: below 15*plane + base + f + L, inside mm by the assert above.
+                    let m = |r: usize, sc: usize| unsafe { *src.add((r * A + sc) * plane + base + f + l) };
+                    // A^T m A: along rows, then along columns.
+                    let mut t = [[T::ZERO; A]; M];
+                    for sc in 0..A {
+                        let (m0, m1, m2, m3) = (m(0, sc), m(1, sc), m(2, sc), m(3, sc));
+                        t[0][sc] = m0 + m1 + m2;
+                        t[1][sc] = m1 - m2 - m3;
+                    }
+                    for (i, &[t0, t1, t2, t3]) in t.iter().enumerate() {
+                        out[i * M][l] = t0 + t1 + t2;
+                        out[i * M + 1][l] = t1 - t2 - t3;
+                    }
                 }
-                let out = &mut y[oy * ow..(oy + 1) * ow];
-                for j in 0..m.min(ow) {
-                    let src = &zy[(i * m + j) * bc + rr * row..][..tx];
-                    for (d, v) in out[j..].iter_mut().step_by(m).zip(src) {
-                        *d += *v;
+                let n = L.min(len - f);
+                for (ij, v) in out.iter().enumerate() {
+                    store(&mut s.z, ij * bc + f, n, v);
+                }
+            }
+            for rr in 0..nr {
+                for i in 0..M {
+                    let oy = (y0 + rr) * M + i;
+                    if oy >= oh {
+                        break;
+                    }
+                    let out = &mut y[oy * ow..(oy + 1) * ow];
+                    let src = &s.z[i * M * bc + rr * row..];
+                    let full = ow / M;
+                    let (even, odd) = (&src[..full], &src[bc..bc + full]);
+                    let pairs = &mut out[..M * full];
+                    let dst = pairs.as_mut_ptr();
+                    for k in 0..full {
+                        // SAFETY: 2k + 1 < 2 * full, the length of `pairs`.
+                        unsafe {
+                            *dst.add(2 * k) += even[k];
+                            *dst.add(2 * k + 1) += odd[k];
+                        }
+                    }
+                    if ow % M == 1 {
+                        out[ow - 1] += src[full];
                     }
                 }
             }
-        }
-    });
+        },
+    );
 }
 
 /// Forward Winograd convolution: `x` [N, C, H, W], `w` [O, C, 3, 3], optional `bias` [O].
@@ -401,15 +362,13 @@ pub(crate) fn wino_forward<T: Float>(
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    let t = transform();
-    let p = Plan::<T>::new(*g, t);
+    let p = Plan::new(*g);
     let (oh, ow) = (g.oh(), g.ow());
     let (chw, l) = (g.c * g.h * g.w, oh * ow);
     if g.n * g.o * l == 0 {
         return Vec::new();
     }
-    let u = kernel_transform(t, g.o, g.c, w);
-    let aa = p.a * p.a;
+    let u = kernel_transform(g.o, g.c, w);
     let cap = p.cap();
     let par = inner_par(g.n.div_ceil(p.spb), g.o, cap, g.c);
     let fill = |r: usize| bias.map_or(T::ZERO, |b| b[r % g.o]);
@@ -431,7 +390,7 @@ pub(crate) fn wino_forward<T: Float>(
                         input_tiles(&p, s, plane, (y0, nr), c * cap + sl * cols, g.c * cap);
                     }
                 }
-                for xi in 0..aa {
+                for xi in 0..A * A {
                     gemm(
                         (g.o, ns * cols, g.c),
                         &mut s.mm[xi * g.o * cap..],
@@ -454,7 +413,6 @@ pub(crate) fn wino_forward<T: Float>(
         },
     )
 }
-
 /// Input gradient of a Winograd-eligible convolution with padding `pad`: a full convolution of
 /// `gy` [N, O, OH, OW] with `w` [O, C, 3, 3] rotated 180° and transposed to [C, O, 3, 3].
 pub(crate) fn wino_input_grad<T: Float>(g: &WinoGeom, w: &[T], gy: &[T]) -> Vec<T> {
