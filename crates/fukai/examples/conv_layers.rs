@@ -27,7 +27,10 @@ fn time(mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
 fn main() -> Result<()> {
     println!("layer   path     forward (min/med)  input grad        weight grad   [ms]");
     // `conv_layers C O HW` times that one layer, default path only (for profiling).
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     if let [c, o, hw] = args[..] {
         return layer(c, o, hw, false);
     }
@@ -70,7 +73,11 @@ fn layer(c: usize, o: usize, hw: usize, im2col: bool) -> Result<()> {
         let dw = backward(false)?;
         println!(
             "{c:>2}->{o:<2} @{hw:<2} {}  {:6.2} / {:6.2}    {:6.2} / {:6.2}   {:6.2} / {:6.2}",
-            if fukai::testing::winograd_enabled() { "default" } else { "im2col " },
+            if fukai::testing::winograd_enabled() {
+                "default"
+            } else {
+                "im2col "
+            },
             fwd.0,
             fwd.1,
             dx.0 - fwd.0,

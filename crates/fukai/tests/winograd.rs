@@ -58,7 +58,10 @@ fn compare(dtype: DType, tol: f64) {
             .zip(std::iter::once((&y, &y0)).chain(gs.iter().zip(&gs0)))
         {
             let d = rel_diff(a, b);
-            assert!(d <= tol, "{shape:?} {dtype}: {name} differs by {d:e} (> {tol:e})");
+            assert!(
+                d <= tol,
+                "{shape:?} {dtype}: {name} differs by {d:e} (> {tol:e})"
+            );
         }
     }
 }

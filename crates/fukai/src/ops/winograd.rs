@@ -1,18 +1,21 @@
 //! Winograd convolution F(2x2, 3x3) (Lavin and Gray, 2016) for 3x3, stride-1 kernels: each
 //! 2x2 output tile is `A^T [(G g G^T) ⊙ (B^T d B)] A` of its 4x4 input tile `d`, so the channel
 //! sums become 16 independent gemms `[O × C]·[C × tiles]`, with 2.25x fewer multiplies than
-//! the direct sum. F(4x4, 3x3) (36 gemms, 4x fewer multiplies) was tried and was slower here:
-//! its transforms cost more than the gemm work it saves at 14x14 to 28x28 planes, and its
-//! constants up to 8 cost about ten times the rounding error. The input gradient is the same operation on `gy` with the kernel rotated
+//! the direct sum. The input gradient is the same operation on `gy` with the kernel rotated
 //! 180° and its channel axes swapped (a "full" convolution, padding `2 - p`).
+//!
+//! Tried and dropped: F(4x4, 3x3) (36 gemms, 4x fewer multiplies) was slower at the 14x14 and
+//! 28x28 planes measured, its transforms costing more than the gemm work saved, with about ten
+//! times the rounding error; a Winograd weight gradient (16 gemms over all tiles) was no
+//! faster than im2col's, its input and output-gradient transforms eating the gain.
 //!
 //! Transforms run on whole planes, 16 tiles per step, so they vectorize: the padded input is
 //! stored split by row and column parity, which turns each of a tile's 16 inputs, taken over
-//! consecutive tiles, into a contiguous run. Each tile row carries one extra, unused tile (its columns
-//! read the next row), which costs 1/(tiles per row) more gemm work but keeps every transform
-//! a flat loop. Work is split by fixed-size chunks of samples, and every output element comes
-//! from one gemm whose threading is chosen from the shapes, so the bits never depend on the
-//! thread count.
+//! consecutive tiles, into a contiguous run. Each tile row carries one extra, unused tile (its
+//! columns read the next row), which costs 1/(tiles per row) more gemm work but keeps every
+//! transform a flat loop. Work is split by fixed-size chunks of samples, and every output
+//! element comes from one gemm whose threading is chosen from the shapes, so the bits never
+//! depend on the thread count.
 
 use super::conv_kernel::{gemm, inner_par};
 use super::float::Float;
@@ -33,7 +36,12 @@ const A: usize = 4;
 const L: usize = 16;
 
 /// G of F(2x2, 3x3): the kernel transform `G g G^T`.
-const G: [[f64; 3]; 4] = [[1., 0., 0.], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0., 0., 1.]];
+const G: [[f64; 3]; 4] = [
+    [1., 0., 0.],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0., 0., 1.],
+];
 
 thread_local! {
     static DISABLED: Cell<bool> = const { Cell::new(false) };
@@ -239,7 +247,12 @@ fn input_tiles<T: Float>(
                     continue;
                 }
                 let (even, odd) = s.pr[base..].split_at_mut(prp);
-                deinterleave(&x[iy * w..(iy + 1) * w], pw, &mut even[..row], &mut odd[..row]);
+                deinterleave(
+                    &x[iy * w..(iy + 1) * w],
+                    pw,
+                    &mut even[..row],
+                    &mut odd[..row],
+                );
             }
             // Input (i, j) of the tiles from f on: parity plane (i%2, j%2), shifted by whole
             // rows and columns.
@@ -309,7 +322,9 @@ fn output_tiles<T: Float>(
                 let mut out = [[T::ZERO; L]; M * M];
                 for l in 0..L {
                     // SAFETY: below 15*plane + base + f + L, inside mm by the assert above.
-                    let m = |r: usize, sc: usize| unsafe { *src.add((r * A + sc) * plane + base + f + l) };
+                    let m = |r: usize, sc: usize| unsafe {
+                        *src.add((r * A + sc) * plane + base + f + l)
+                    };
                     // A^T m A: along rows, then along columns.
                     let mut t = [[T::ZERO; A]; M];
                     for sc in 0..A {
@@ -356,12 +371,7 @@ fn output_tiles<T: Float>(
 }
 
 /// Forward Winograd convolution: `x` [N, C, H, W], `w` [O, C, 3, 3], optional `bias` [O].
-pub(crate) fn wino_forward<T: Float>(
-    g: &WinoGeom,
-    x: &[T],
-    w: &[T],
-    bias: Option<&[T]>,
-) -> Vec<T> {
+pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let p = Plan::new(*g);
     let (oh, ow) = (g.oh(), g.ow());
     let (chw, l) = (g.c * g.h * g.w, oh * ow);
@@ -433,153 +443,4 @@ pub(crate) fn wino_input_grad<T: Float>(g: &WinoGeom, w: &[T], gy: &[T]) -> Vec<
         pad: [2 - g.pad[0], 2 - g.pad[1]],
     };
     wino_forward(&back, gy, &wt, None)
-}
-
-/// Most weight-gradient partials (one per chunk of samples, summed in order at the end).
-const MAX_PARTIALS: usize = 16;
-
-/// `Q = A gy A^T` of the output-gradient tiles of tile rows `y0..y0+nr` of one plane
-/// `gy` [OH, OW] (zero beyond its edges and in each row's extra tile), into `q` laid out
-/// like the forward pass's gemm output: element `f` of frequency ξ at `q[q_off + ξ*stride + f]`.
-fn grad_tiles<T: Float>(
-    p: &Plan,
-    s: &mut Scratch<T>,
-    gy: &[T],
-    (y0, nr): (usize, usize),
-    q_off: usize,
-    stride: usize,
-) {
-    let (oh, ow) = (p.g.oh(), p.g.ow());
-    let prp = p.pr_plane();
-    let row = p.tx + 1;
-    let len = nr * row;
-    crate::simd::run(
-        #[inline(always)]
-        || {
-            // pr[i][j][rr*row + k] = gy(2(y0+rr) + i, 2k + j).
-            for rr in 0..nr {
-                for i in 0..M {
-                    let oy = (y0 + rr) * M + i;
-                    let (even, odd) = s.pr[i * M * prp + rr * row..].split_at_mut(prp);
-                    if oy >= oh {
-                        even[..row].fill(T::ZERO);
-                        odd[..row].fill(T::ZERO);
-                    } else {
-                        let src = &gy[oy * ow..(oy + 1) * ow];
-                        deinterleave(src, 0, &mut even[..row], &mut odd[..row]);
-                    }
-                }
-            }
-            assert!((M * M - 1) * prp + len.next_multiple_of(L) <= s.pr.len());
-            let src = s.pr.as_ptr();
-            for f in (0..len).step_by(L) {
-                let mut out = [[T::ZERO; L]; A * A];
-                for l in 0..L {
-                    // SAFETY: below 3*prp + f + L, inside pr by the assert above.
-                    let g = |i: usize, j: usize| unsafe { *src.add((i * M + j) * prp + f + l) };
-                    // A gy A^T with A = [1 0; 1 1; 1 -1; 0 -1]: along rows, then columns.
-                    let mut t = [[T::ZERO; M]; A];
-                    for j in 0..M {
-                        let (g0, g1) = (g(0, j), g(1, j));
-                        t[0][j] = g0;
-                        t[1][j] = g0 + g1;
-                        t[2][j] = g0 - g1;
-                        t[3][j] = -g1;
-                    }
-                    for (r, &[t0, t1]) in t.iter().enumerate() {
-                        out[r * A][l] = t0;
-                        out[r * A + 1][l] = t0 + t1;
-                        out[r * A + 2][l] = t0 - t1;
-                        out[r * A + 3][l] = -t1;
-                    }
-                }
-                let n = L.min(len - f);
-                for (xi, v) in out.iter().enumerate() {
-                    store(&mut s.mm, q_off + xi * stride + f, n, v);
-                }
-            }
-        },
-    );
-}
-
-/// Weight gradient [O, C, 3, 3] of a Winograd-eligible convolution: per frequency,
-/// `dU = Q · V^T` summed over all tiles (a gemm whose inner dimension is the tiles), then
-/// `dW = G^T dU G`. Sums over chunks of samples are kept apart and added in a fixed order.
-pub(crate) fn wino_weight_grad<T: Float>(g: &WinoGeom, x: &[T], gy: &[T]) -> Vec<T> {
-    let p = Plan::new(*g);
-    let (oh, ow) = (g.oh(), g.ow());
-    let (chw, l) = (g.c * g.h * g.w, oh * ow);
-    let (cap, aa) = (p.cap(), A * A);
-    if g.n * l == 0 {
-        return vec![T::ZERO; g.o * g.c * 9];
-    }
-    let per = g.n.div_ceil(g.n.clamp(1, MAX_PARTIALS));
-    let parts = g.n.div_ceil(per);
-    let par = inner_par(parts, g.o, g.c, cap);
-    let partials = crate::parallel::map_range(parts, |part| {
-        let mut s = Scratch::new(&p);
-        let mut du = vec![T::ZERO; aa * g.o * g.c];
-        let (first, end) = (part * per, ((part + 1) * per).min(g.n));
-        let mut started = false;
-        for n0 in (first..end).step_by(p.spb) {
-            let ns = p.spb.min(end - n0);
-            for y0 in (0..p.ty).step_by(p.band) {
-                let nr = p.band.min(p.ty - y0);
-                let cols = nr * (p.tx + 1);
-                for sl in 0..ns {
-                    let n = n0 + sl;
-                    for c in 0..g.c {
-                        let plane = &x[n * chw + c * g.h * g.w..][..g.h * g.w];
-                        input_tiles(&p, &mut s, plane, (y0, nr), c * cap + sl * cols, g.c * cap);
-                    }
-                    for o in 0..g.o {
-                        let plane = &gy[(n * g.o + o) * l..][..l];
-                        grad_tiles(&p, &mut s, plane, (y0, nr), o * cap + sl * cols, g.o * cap);
-                    }
-                }
-                for xi in 0..aa {
-                    gemm(
-                        (g.o, g.c, ns * cols),
-                        &mut du[xi * g.o * g.c..],
-                        g.c,
-                        &s.mm[xi * g.o * cap..],
-                        (cap, 1),
-                        &s.v[xi * g.c * cap..],
-                        (1, cap),
-                        started,
-                        par,
-                    );
-                }
-                started = true;
-            }
-        }
-        du
-    });
-    let mut parts = partials.into_iter();
-    let mut du = parts.next().unwrap_or_else(|| vec![T::ZERO; aa * g.o * g.c]);
-    for part in parts {
-        for (a, b) in du.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
-    // dW[a][b] = Σ_{r,s} G[r][a] dU[r][s] G[s][b], per (o, c).
-    let gm = G.map(|r| r.map(T::c));
-    let oc = g.o * g.c;
-    let mut dw = vec![T::ZERO; oc * 9];
-    for (k, d) in dw.chunks_exact_mut(9).enumerate() {
-        let dm = |r: usize, sc: usize| du[(r * A + sc) * oc + k];
-        // tmp[r][b] = Σ_s dU[r][s] G[s][b].
-        let mut tmp = [[T::ZERO; 3]; A];
-        for (r, t) in tmp.iter_mut().enumerate() {
-            for (b, tv) in t.iter_mut().enumerate() {
-                *tv = (0..A).map(|sc| dm(r, sc) * gm[sc][b]).sum();
-            }
-        }
-        for a in 0..3 {
-            for b in 0..3 {
-                d[a * 3 + b] = (0..A).map(|r| gm[r][a] * tmp[r][b]).sum();
-            }
-        }
-    }
-    dw
 }
