@@ -222,6 +222,8 @@ fn deinterleave<T: Float>(x: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
 /// Transforms tile rows `y0..y0+nr` of one input plane `x` [H, W] into `v`: element `f` of
 /// the band (tile row `f / (tx+1)`, tile `f % (tx+1)`) of frequency ξ goes to
 /// `v[v_off + ξ*stride + f]`.
+// The lane loops index several arrays by the same lane and tile position.
+#[allow(clippy::needless_range_loop)]
 fn input_tiles<T: Float>(
     p: &Plan,
     s: &mut Scratch<T>,
@@ -297,6 +299,8 @@ fn input_tiles<T: Float>(
 
 /// Adds the inverse transform of gemm columns `col0..` (tile rows `y0..y0+nr`) of output
 /// channel `o` onto its plane `y` [OH, OW].
+// The lane loops index several arrays by the same lane and tile position.
+#[allow(clippy::needless_range_loop)]
 fn output_tiles<T: Float>(
     p: &Plan,
     s: &mut Scratch<T>,
