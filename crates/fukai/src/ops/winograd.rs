@@ -113,7 +113,7 @@ impl Plan {
         let cols_budget = (BLOCK_ELEMS / (A * A * (g.c + g.o))).max(1);
         let per_sample = ty * (tx + 1);
         let (band, spb) = if per_sample <= cols_budget {
-            (ty, (cols_budget / per_sample).clamp(1, g.n))
+            (ty, (cols_budget / per_sample).min(g.n).max(1))
         } else {
             ((cols_budget / (tx + 1)).clamp(1, ty), 1)
         };
@@ -376,12 +376,12 @@ fn output_tiles<T: Float>(
 
 /// Forward Winograd convolution: `x` [N, C, H, W], `w` [O, C, 3, 3], optional `bias` [O].
 pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
-    let p = Plan::new(*g);
     let (oh, ow) = (g.oh(), g.ow());
     let (chw, l) = (g.c * g.h * g.w, oh * ow);
     if g.n * g.o * l == 0 {
         return Vec::new();
     }
+    let p = Plan::new(*g);
     let u = kernel_transform(g.o, g.c, w);
     let cap = p.cap();
     let par = inner_par(g.n.div_ceil(p.spb), g.o, cap, g.c);
