@@ -32,9 +32,12 @@ def main():
         w = torch.randn(o, c, 3, 3)
         gy = torch.randn(64, o, hw, hw)
 
+        wf = w.clone().requires_grad_(True)
+
+        # Forward as in training (a weight that needs its gradient, nothing backpropagated):
+        # under no_grad PyTorch can take a different, slower path for some shapes.
         def fwd():
-            with torch.no_grad():
-                F.conv2d(x, w, padding=1)
+            F.conv2d(x, wf, padding=1)
 
         def bwd(needs_x):
             xg = x.clone().requires_grad_(needs_x)
