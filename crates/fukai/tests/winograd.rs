@@ -76,13 +76,16 @@ fn winograd_equals_im2col_f32() {
     compare(DType::F32, 2e-6);
 }
 
-/// The im2col switch really changes the path: F(2x2) rounds differently from a direct sum.
+/// The im2col switch really changes the path, forward and backward: F(2x2) rounds
+/// differently from a direct sum. (The weight gradient always runs im2col.)
 #[test]
 fn paths_differ_in_f32_rounding() {
     let shape = (2, 32, 32, 12, 12, [1, 1]);
-    let (y, _) = run(shape, DType::F32, 7, false).unwrap();
-    let (y0, _) = run(shape, DType::F32, 7, true).unwrap();
+    let (y, gs) = run(shape, DType::F32, 7, false).unwrap();
+    let (y0, gs0) = run(shape, DType::F32, 7, true).unwrap();
     assert!(max_abs_diff(&y, &y0).unwrap() > 0.0);
+    assert!(max_abs_diff(&gs[0], &gs0[0]).unwrap() > 0.0);
+    assert_eq!(max_abs_diff(&gs[1], &gs0[1]).unwrap(), 0.0);
 }
 
 #[test]
