@@ -64,6 +64,17 @@ pub fn gradcheck(
     Ok(worst)
 }
 
+/// Runs `f` with convolutions on this thread taking im2col + gemm even where they would run
+/// Winograd (3x3, stride 1): for checking one path against the other.
+pub fn without_winograd<R>(f: impl FnOnce() -> R) -> R {
+    crate::ops::without_winograd(f)
+}
+
+/// False inside [`without_winograd`].
+pub fn winograd_enabled() -> bool {
+    crate::ops::winograd_enabled()
+}
+
 /// A seeded f64 tensor with entries normal(0, 1), for checks.
 pub fn randn64(shape: &[usize], seed: u64) -> Result<Tensor> {
     Tensor::normal_with(shape, 0.0, 1.0, DType::F64, &mut Generator::new(seed))

@@ -5,6 +5,7 @@
 
 use super::float::Float;
 use super::matmul::{gemm_raw, parallelism};
+use super::winograd::{wino_forward, wino_input_grad, WinoGeom};
 use crate::parallel::{build_chunks, map_range};
 use gemm::Parallelism;
 
@@ -50,6 +51,23 @@ impl ConvGeom {
     /// A 1x1, stride-1, unpadded kernel: the input already is its column matrix.
     fn direct(&self) -> bool {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+    }
+    /// The Winograd form of this convolution, when it has one and Winograd pays for it.
+    fn winograd(&self) -> Option<WinoGeom> {
+        let wg = WinoGeom {
+            n: self.n,
+            c: self.c,
+            h: self.h,
+            w: self.w,
+            o: self.o,
+            pad: self.pad,
+        };
+        let fits = self.kh == 3
+            && self.kw == 3
+            && self.stride == [1, 1]
+            && self.dil == [1, 1]
+            && self.groups == 1;
+        (fits && wg.eligible()).then_some(wg)
     }
     fn col_len(&self) -> usize {
         if self.direct() {
@@ -201,7 +219,7 @@ fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
 /// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands given by
 /// (row, col) strides.
 #[allow(clippy::too_many_arguments)]
-fn gemm<T: Float>(
+pub(crate) fn gemm<T: Float>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     dst_rs: usize,
@@ -249,7 +267,7 @@ fn gemm<T: Float>(
 /// gemm threading inside one of `tasks` parallel tasks: only when there are too few tasks to
 /// fill a few threads. Decided without the thread count, which would change how gemm splits
 /// its work and so the bits.
-fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Parallelism {
+pub(crate) fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Parallelism {
     if tasks >= FEW_TASKS {
         Parallelism::None
     } else {
@@ -262,6 +280,9 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     if g.n * g.o * l == 0 {
         return Vec::new();
+    }
+    if let Some(wg) = g.winograd() {
+        return wino_forward(&wg, x, w, bias);
     }
     let par = inner_par(g.n, og, l, kg);
     let init = || vec![T::ZERO; g.col_len()];
@@ -295,6 +316,9 @@ pub(crate) fn conv_input_grad<T: Float>(g: &ConvGeom, w: &[T], gy: &[T]) -> Vec<
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     if g.n * chw == 0 {
         return Vec::new();
+    }
+    if let Some(wg) = g.winograd() {
+        return wino_input_grad(&wg, w, gy);
     }
     let par = inner_par(g.n, kg, l, og);
     let init = || vec![T::ZERO; g.col_len()];

@@ -23,9 +23,11 @@ mod reduce;
 mod softmax;
 mod unary;
 mod view;
+mod winograd;
 
 pub use attention::{attention, AttnInput, AttnOptions};
 pub use batch_norm::BatchStats;
 pub use binary::Binary;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;
+pub(crate) use winograd::{winograd_enabled, without_winograd};
