@@ -113,18 +113,36 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
     let (seen, hidden) = row.split_at_mut(vis);
     hidden.iter_mut().for_each(|x| *x = T::ZERO);
     let mut m = T::NEG_INF;
-    for (j, x) in seen.iter_mut().enumerate() {
-        let mut v = *x * scale;
-        if let Some(p) = &masks.pad {
-            if p[b * geo.s + j] {
-                v = T::NEG_INF;
+    if masks.pad.is_none() && masks.add.is_none() {
+        // No masks: scale and running maximum in 16 lanes (a maximum does not depend on the
+        // order it is taken in), so the loop vectorizes.
+        let mut lanes = [T::NEG_INF; 16];
+        let mut chunks = seen.chunks_exact_mut(16);
+        for c in &mut chunks {
+            for (l, x) in lanes.iter_mut().zip(c.iter_mut()) {
+                *x = *x * scale;
+                *l = l.max_nan(*x);
             }
         }
-        if let Some(a) = &masks.add {
-            v += T::c(a[((b * geo.h + h) * geo.tq + i) * geo.s + j]);
+        for x in chunks.into_remainder() {
+            *x = *x * scale;
+            m = m.max_nan(*x);
         }
-        *x = v;
-        m = m.max_nan(v);
+        m = lanes.into_iter().fold(m, |a, b| a.max_nan(b));
+    } else {
+        for (j, x) in seen.iter_mut().enumerate() {
+            let mut v = *x * scale;
+            if let Some(p) = &masks.pad {
+                if p[b * geo.s + j] {
+                    v = T::NEG_INF;
+                }
+            }
+            if let Some(a) = &masks.add {
+                v += T::c(a[((b * geo.h + h) * geo.tq + i) * geo.s + j]);
+            }
+            *x = v;
+            m = m.max_nan(v);
+        }
     }
     if m == T::NEG_INF {
         // Every key masked: attend to nothing (PyTorch would produce NaN).
@@ -160,12 +178,31 @@ fn tasks(n: usize, work: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// Copies `rows` rows of `hd` values (row `j` at `src[j·stride..]`) transposed into `[hd][rows]`.
+/// Copies `rows` rows of `hd` values (row `j` at `src[j·stride..]`) transposed into `[hd][rows]`,
+/// in 8x8 tiles held in registers (element by element it was 2.5% of a GPT step).
 fn transpose_head<T: Float>(src: &[T], stride: usize, rows: usize, hd: usize) -> Vec<T> {
+    const B: usize = 8;
     let mut t = vec![T::ZERO; hd * rows];
+    let (rf, df) = (rows / B * B, hd / B * B);
+    for j0 in (0..rf).step_by(B) {
+        for d0 in (0..df).step_by(B) {
+            let mut tile = [[T::ZERO; B]; B];
+            for (r, tr) in tile.iter_mut().enumerate() {
+                tr.copy_from_slice(&src[(j0 + r) * stride + d0..][..B]);
+            }
+            for d in 0..B {
+                let o = &mut t[(d0 + d) * rows + j0..][..B];
+                for (r, o) in o.iter_mut().enumerate() {
+                    *o = tile[r][d];
+                }
+            }
+        }
+    }
+    // Ragged edges element by element.
     for j in 0..rows {
-        for (d, &x) in src[j * stride..j * stride + hd].iter().enumerate() {
-            t[d * rows + j] = x;
+        let from = if j < rf { df } else { 0 };
+        for d in from..hd {
+            t[d * rows + j] = src[j * stride + d];
         }
     }
     t
