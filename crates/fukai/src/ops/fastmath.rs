@@ -31,6 +31,13 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// erf(x), Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7).
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
+    erf_exp(x).0
+}
+
+/// `(erf(x), e^(-x²))`: the formula computes the exponential anyway, and GELU's gradient
+/// needs it too (its density term), so it is returned rather than computed twice.
+#[inline(always)]
+pub(crate) fn erf_exp(x: f32) -> (f32, f32) {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let mut p = 1.061_405_4f32;
@@ -38,8 +45,9 @@ pub(crate) fn erf(x: f32) -> f32 {
     p = p * t + 1.421_413_8;
     p = p * t - 0.284_496_72;
     p = p * t + 0.254_829_6;
-    let y = 1.0 - p * t * exp(-a * a);
-    y.copysign(x)
+    let e = exp(-a * a);
+    let y = 1.0 - p * t * e;
+    (y.copysign(x), e)
 }
 
 #[cfg(test)]

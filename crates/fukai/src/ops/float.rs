@@ -33,6 +33,8 @@ pub trait Float:
     fn fast_exp(self) -> Self;
     /// erf(x), vectorizable for f32 (4e-7 absolute; see `fastmath`), exact for f64.
     fn fast_erf(self) -> Self;
+    /// `(erf(x), e^(-x²))` with the f32 path sharing one exponential (see `fastmath`).
+    fn fast_erf_exp(self) -> (Self, Self);
     /// Natural log.
     fn ln(self) -> Self;
     /// Square root.
@@ -70,7 +72,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $fexp:path, $ferf:path) => {
+    ($t:ty, $fexp:path, $ferf:path, $ferfexp:expr) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -108,6 +110,10 @@ macro_rules! float_impl {
                 $ferf(self)
             }
             #[inline(always)]
+            fn fast_erf_exp(self) -> (Self, Self) {
+                $ferfexp(self)
+            }
+            #[inline(always)]
             fn powf(self, p: Self) -> Self {
                 <$t>::powf(self, p)
             }
@@ -126,8 +132,8 @@ macro_rules! float_impl {
         }
     };
 }
-float_impl!(f32, super::fastmath::exp, super::fastmath::erf);
-float_impl!(f64, f64::exp, libm::erf);
+float_impl!(f32, super::fastmath::exp, super::fastmath::erf, super::fastmath::erf_exp);
+float_impl!(f64, f64::exp, libm::erf, |x: f64| (libm::erf(x), (-x * x).exp()));
 
 /// Errors unless `t` has a dtype kernels compute in.
 pub fn check_float(op: &'static str, t: &Tensor) -> Result<()> {

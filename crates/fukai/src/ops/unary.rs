@@ -297,9 +297,10 @@ impl Unary {
                 g,
                 #[inline(always)]
                 |x, g| {
-                    let cdf = T::c(0.5) * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).fast_erf());
-                    let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * x * x).fast_exp();
-                    g * (cdf + x * pdf)
+                    // e^(-z²) with z = x/√2 is the density's e^(-x²/2).
+                    let (erf, e) = (x * T::c(FRAC_1_SQRT_2)).fast_erf_exp();
+                    let cdf = T::c(0.5) * (T::ONE + erf);
+                    g * (cdf + x * T::c(INV_SQRT_2PI) * e)
                 },
             ),
             Unary::GeluTanh => map2(
