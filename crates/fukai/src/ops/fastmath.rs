@@ -50,21 +50,45 @@ pub(crate) fn erf_exp(x: f32) -> (f32, f32) {
     (y.copysign(x), e)
 }
 
+/// tanh(x) for f32 (Cephes' tanhf): an odd polynomial below |x| = 0.625, `1 - 2/(e^2|x| + 1)`
+/// above; both computed and one selected, so it stays branch-free.
+#[inline(always)]
+pub(crate) fn tanh(x: f32) -> f32 {
+    let a = x.abs();
+    let z = x * x;
+    let mut p = -5.704_988_7e-3f32;
+    p = p * z + 2.063_908_9e-2;
+    p = p * z - 5.373_971_6e-2;
+    p = p * z + 1.333_144_2e-1;
+    p = p * z - 3.333_328_2e-1;
+    let small = p * z * x + x;
+    let large = (1.0 - 2.0 / (exp(2.0 * a) + 1.0)).copysign(x);
+    if a < 0.625 {
+        small
+    } else {
+        large
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exp_and_erf_match_libm() {
-        let mut worst = (0f32, 0f32);
+        let mut worst = (0f32, 0f32, 0f32);
         for i in -17_400..=17_600 {
             let x = i as f32 * 0.005;
             let e = (exp(x) - x.exp()).abs() / x.exp();
             let r = (erf(x) - libm::erff(x)).abs();
-            worst = (worst.0.max(e), worst.1.max(r));
+            let t = (tanh(x) - libm::tanhf(x)).abs() / libm::tanhf(x).abs().max(1e-30);
+            worst = (worst.0.max(e), worst.1.max(r), worst.2.max(t));
         }
         assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
         assert!(worst.1 < 4e-7, "erf absolute error {}", worst.1);
+        assert!(worst.2 < 1e-6, "tanh relative error {}", worst.2);
+        assert_eq!(tanh(0.0), 0.0);
+        assert_eq!(tanh(-30.0), -1.0);
         assert_eq!(exp(-1e30), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(erf(0.0), 0.0);

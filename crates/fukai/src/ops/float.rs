@@ -35,6 +35,8 @@ pub trait Float:
     fn fast_erf(self) -> Self;
     /// `(erf(x), e^(-x²))` with the f32 path sharing one exponential (see `fastmath`).
     fn fast_erf_exp(self) -> (Self, Self);
+    /// tanh(x), vectorizable for f32 (see `fastmath`), exact for f64.
+    fn fast_tanh(self) -> Self;
     /// Natural log.
     fn ln(self) -> Self;
     /// Square root.
@@ -72,7 +74,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $fexp:path, $ferf:path, $ferfexp:expr) => {
+    ($t:ty, $fexp:path, $ferf:path, $ferfexp:expr, $ftanh:expr) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -114,6 +116,10 @@ macro_rules! float_impl {
                 $ferfexp(self)
             }
             #[inline(always)]
+            fn fast_tanh(self) -> Self {
+                $ftanh(self)
+            }
+            #[inline(always)]
             fn powf(self, p: Self) -> Self {
                 <$t>::powf(self, p)
             }
@@ -132,8 +138,20 @@ macro_rules! float_impl {
         }
     };
 }
-float_impl!(f32, super::fastmath::exp, super::fastmath::erf, super::fastmath::erf_exp);
-float_impl!(f64, f64::exp, libm::erf, |x: f64| (libm::erf(x), (-x * x).exp()));
+float_impl!(
+    f32,
+    super::fastmath::exp,
+    super::fastmath::erf,
+    super::fastmath::erf_exp,
+    super::fastmath::tanh
+);
+float_impl!(
+    f64,
+    f64::exp,
+    libm::erf,
+    |x: f64| (libm::erf(x), (-x * x).exp()),
+    f64::tanh
+);
 
 /// Errors unless `t` has a dtype kernels compute in.
 pub fn check_float(op: &'static str, t: &Tensor) -> Result<()> {

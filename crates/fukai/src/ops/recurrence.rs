@@ -82,7 +82,7 @@ impl Geom {
 
 #[inline(always)]
 fn sigmoid<T: Float>(x: T) -> T {
-    T::ONE / (T::ONE + (-x).exp())
+    T::ONE / (T::ONE + (-x).fast_exp())
 }
 
 /// `dst[m×n] (+)= a[m×k] · bᵀ` where `b` is a row-major `[n×k]` matrix.
@@ -203,63 +203,69 @@ fn forward<T: Float>(
         } else {
             (&[][..], &mut [][..])
         };
-        for r in 0..b {
-            let hp = &hprev[r * h..(r + 1) * h];
-            let hn = &mut hnext[r * h..(r + 1) * h];
-            if t >= geo.lengths[r] {
-                hn.copy_from_slice(hp);
-                if lstm {
-                    cnext[r * h..(r + 1) * h].copy_from_slice(&cprev[r * h..(r + 1) * h]);
-                }
-                continue;
-            }
-            let x = &xg[(t * b + r) * g..(t * b + r + 1) * g];
-            let hgr = &hg[r * g..(r + 1) * g];
-            let act = &mut acts[(k * b + r) * a..(k * b + r + 1) * a];
-            match geo.cell {
-                CellKind::RnnTanh => {
-                    for j in 0..h {
-                        hn[j] = (x[j] + hgr[j]).tanh();
+        // Compiled for the widest vector unit: the gate activations are vectorizable.
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for r in 0..b {
+                    let hp = &hprev[r * h..(r + 1) * h];
+                    let hn = &mut hnext[r * h..(r + 1) * h];
+                    if t >= geo.lengths[r] {
+                        hn.copy_from_slice(hp);
+                        if lstm {
+                            cnext[r * h..(r + 1) * h].copy_from_slice(&cprev[r * h..(r + 1) * h]);
+                        }
+                        continue;
                     }
-                }
-                CellKind::RnnRelu => {
-                    for j in 0..h {
-                        hn[j] = (x[j] + hgr[j]).max_nan(T::ZERO);
+                    let x = &xg[(t * b + r) * g..(t * b + r + 1) * g];
+                    let hgr = &hg[r * g..(r + 1) * g];
+                    let act = &mut acts[(k * b + r) * a..(k * b + r + 1) * a];
+                    match geo.cell {
+                        CellKind::RnnTanh => {
+                            for j in 0..h {
+                                hn[j] = (x[j] + hgr[j]).fast_tanh();
+                            }
+                        }
+                        CellKind::RnnRelu => {
+                            for j in 0..h {
+                                hn[j] = (x[j] + hgr[j]).max_nan(T::ZERO);
+                            }
+                        }
+                        CellKind::Gru => {
+                            for j in 0..h {
+                                let rg = sigmoid(x[j] + hgr[j]);
+                                let zg = sigmoid(x[h + j] + hgr[h + j]);
+                                let hnj = hgr[2 * h + j];
+                                let ng = (x[2 * h + j] + rg * hnj).fast_tanh();
+                                hn[j] = (T::ONE - zg) * ng + zg * hp[j];
+                                act[j] = rg;
+                                act[h + j] = zg;
+                                act[2 * h + j] = ng;
+                                act[3 * h + j] = hnj;
+                            }
+                        }
+                        CellKind::Lstm => {
+                            let cp = &cprev[r * h..(r + 1) * h];
+                            let cn = &mut cnext[r * h..(r + 1) * h];
+                            for j in 0..h {
+                                let ig = sigmoid(x[j] + hgr[j]);
+                                let fg = sigmoid(x[h + j] + hgr[h + j]);
+                                let gg = (x[2 * h + j] + hgr[2 * h + j]).fast_tanh();
+                                let og = sigmoid(x[3 * h + j] + hgr[3 * h + j]);
+                                let c = fg * cp[j] + ig * gg;
+                                cn[j] = c;
+                                hn[j] = og * c.fast_tanh();
+                                act[j] = ig;
+                                act[h + j] = fg;
+                                act[2 * h + j] = gg;
+                                act[3 * h + j] = og;
+                            }
+                        }
                     }
+                    out[(t * b + r) * h..(t * b + r + 1) * h].copy_from_slice(hn);
                 }
-                CellKind::Gru => {
-                    for j in 0..h {
-                        let rg = sigmoid(x[j] + hgr[j]);
-                        let zg = sigmoid(x[h + j] + hgr[h + j]);
-                        let hnj = hgr[2 * h + j];
-                        let ng = (x[2 * h + j] + rg * hnj).tanh();
-                        hn[j] = (T::ONE - zg) * ng + zg * hp[j];
-                        act[j] = rg;
-                        act[h + j] = zg;
-                        act[2 * h + j] = ng;
-                        act[3 * h + j] = hnj;
-                    }
-                }
-                CellKind::Lstm => {
-                    let cp = &cprev[r * h..(r + 1) * h];
-                    let cn = &mut cnext[r * h..(r + 1) * h];
-                    for j in 0..h {
-                        let ig = sigmoid(x[j] + hgr[j]);
-                        let fg = sigmoid(x[h + j] + hgr[h + j]);
-                        let gg = (x[2 * h + j] + hgr[2 * h + j]).tanh();
-                        let og = sigmoid(x[3 * h + j] + hgr[3 * h + j]);
-                        let c = fg * cp[j] + ig * gg;
-                        cn[j] = c;
-                        hn[j] = og * c.tanh();
-                        act[j] = ig;
-                        act[h + j] = fg;
-                        act[2 * h + j] = gg;
-                        act[3 * h + j] = og;
-                    }
-                }
-            }
-            out[(t * b + r) * h..(t * b + r + 1) * h].copy_from_slice(hn);
-        }
+            },
+        );
     }
     out[tn * bh_n..(tn + 1) * bh_n].copy_from_slice(&hs[tn * bh_n..]);
     if lstm {
@@ -351,7 +357,7 @@ fn backward<T: Float>(geo: &Geom, gout: &[T], w: &[T], s: &Saved<T>) -> Grads<T>
                     for j in 0..h {
                         let d = dhr[j] + gy[j];
                         let (ig, fg, gg, og) = (act[j], act[h + j], act[2 * h + j], act[3 * h + j]);
-                        let tc = cn[j].tanh();
+                        let tc = cn[j].fast_tanh();
                         let dcj = dcr[j] + d * og * (T::ONE - tc * tc);
                         let di = dcj * gg * ig * (T::ONE - ig);
                         let df = dcj * cp[j] * fg * (T::ONE - fg);
