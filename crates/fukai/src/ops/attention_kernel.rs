@@ -48,67 +48,7 @@ pub(crate) fn rows_times_cols<T: Float>(
     out: &mut [T],
     ors: usize,
 ) {
-    let mut r0 = 0;
-    while r0 < rows {
-        let rb = if rows - r0 >= R { R } else { 1 };
-        let mut c0 = 0;
-        while c0 + W <= n {
-            let nb = ((n - c0) / W).min(NB);
-            match (rb, nb) {
-                (R, 4) => rc_block::<T, R, 4>(a, r0, depth, bt, ld, c0, out, ors),
-                (R, 3) => rc_block::<T, R, 3>(a, r0, depth, bt, ld, c0, out, ors),
-                (R, 2) => rc_block::<T, R, 2>(a, r0, depth, bt, ld, c0, out, ors),
-                (R, _) => rc_block::<T, R, 1>(a, r0, depth, bt, ld, c0, out, ors),
-                (_, 4) => rc_block::<T, 1, 4>(a, r0, depth, bt, ld, c0, out, ors),
-                (_, 3) => rc_block::<T, 1, 3>(a, r0, depth, bt, ld, c0, out, ors),
-                (_, 2) => rc_block::<T, 1, 2>(a, r0, depth, bt, ld, c0, out, ors),
-                _ => rc_block::<T, 1, 1>(a, r0, depth, bt, ld, c0, out, ors),
-            }
-            c0 += nb * W;
-        }
-        for r in r0..r0 + rb {
-            for c in c0..n {
-                let mut acc = T::ZERO;
-                for d in 0..depth {
-                    acc += a.at(r, d) * bt[d * ld + c];
-                }
-                out[r * ors + c] = acc;
-            }
-        }
-        r0 += rb;
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn rc_block<T: Float, const RB: usize, const CB: usize>(
-    a: Mat<T>,
-    r0: usize,
-    depth: usize,
-    bt: &[T],
-    ld: usize,
-    c0: usize,
-    out: &mut [T],
-    ors: usize,
-) {
-    let mut acc = [[[T::ZERO; W]; CB]; RB];
-    for d in 0..depth {
-        let b = &bt[d * ld + c0..d * ld + c0 + CB * W];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = a.at(r0 + r, d);
-            for (cb, acc) in acc.iter_mut().enumerate() {
-                for l in 0..W {
-                    acc[l] += x * b[cb * W + l];
-                }
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        let o = &mut out[(r0 + r) * ors + c0..(r0 + r) * ors + c0 + CB * W];
-        for (cb, acc) in acc.iter().enumerate() {
-            o[cb * W..(cb + 1) * W].copy_from_slice(acc);
-        }
-    }
+    product(a, rows, (0, depth), bt, ld, n, out, ors, false);
 }
 
 /// `out[r][c] += Σ_j w(r, j) · m[j][c]` for rows `0..rows`, `c < width`, `j` in `j0..j1`;
@@ -118,12 +58,31 @@ fn rc_block<T: Float, const RB: usize, const CB: usize>(
 pub(crate) fn add_weighted_rows<T: Float>(
     w: Mat<T>,
     rows: usize,
-    (j0, j1): (usize, usize),
+    js: (usize, usize),
     m: &[T],
     ms: usize,
     width: usize,
     out: &mut [T],
     ors: usize,
+) {
+    product(w, rows, js, m, ms, width, out, ors, true);
+}
+
+/// `out[r][c] (+)= Σ_k a(r, k) · b[k][c]` over `k` in `k0..k1` (in order), `c < width`; `b` row
+/// `k` starts at `b[k·bs]`. Register blocks of up to 4 rows by 4 column blocks, then the ragged
+/// columns element by element in the same order.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn product<T: Float>(
+    a: Mat<T>,
+    rows: usize,
+    ks: (usize, usize),
+    b: &[T],
+    bs: usize,
+    width: usize,
+    out: &mut [T],
+    ors: usize,
+    accumulate: bool,
 ) {
     let mut r0 = 0;
     while r0 < rows {
@@ -131,24 +90,28 @@ pub(crate) fn add_weighted_rows<T: Float>(
         let mut c0 = 0;
         while c0 + W <= width {
             let nb = ((width - c0) / W).min(NB);
-            let js = (j0, j1);
+            let o = (&mut *out, ors, accumulate);
             match (rb, nb) {
-                (R, 4) => wr_block::<T, R, 4>(w, r0, js, m, ms, c0, out, ors),
-                (R, 3) => wr_block::<T, R, 3>(w, r0, js, m, ms, c0, out, ors),
-                (R, 2) => wr_block::<T, R, 2>(w, r0, js, m, ms, c0, out, ors),
-                (R, _) => wr_block::<T, R, 1>(w, r0, js, m, ms, c0, out, ors),
-                (_, 4) => wr_block::<T, 1, 4>(w, r0, js, m, ms, c0, out, ors),
-                (_, 3) => wr_block::<T, 1, 3>(w, r0, js, m, ms, c0, out, ors),
-                (_, 2) => wr_block::<T, 1, 2>(w, r0, js, m, ms, c0, out, ors),
-                _ => wr_block::<T, 1, 1>(w, r0, js, m, ms, c0, out, ors),
+                (R, 4) => block::<T, R, 4>(a, r0, ks, b, bs, c0, o),
+                (R, 3) => block::<T, R, 3>(a, r0, ks, b, bs, c0, o),
+                (R, 2) => block::<T, R, 2>(a, r0, ks, b, bs, c0, o),
+                (R, _) => block::<T, R, 1>(a, r0, ks, b, bs, c0, o),
+                (_, 4) => block::<T, 1, 4>(a, r0, ks, b, bs, c0, o),
+                (_, 3) => block::<T, 1, 3>(a, r0, ks, b, bs, c0, o),
+                (_, 2) => block::<T, 1, 2>(a, r0, ks, b, bs, c0, o),
+                _ => block::<T, 1, 1>(a, r0, ks, b, bs, c0, o),
             }
             c0 += nb * W;
         }
         for r in r0..r0 + rb {
             for c in c0..width {
-                let mut acc = out[r * ors + c];
-                for j in j0..j1 {
-                    acc += w.at(r, j) * m[j * ms + c];
+                let mut acc = if accumulate {
+                    out[r * ors + c]
+                } else {
+                    T::ZERO
+                };
+                for k in ks.0..ks.1 {
+                    acc += a.at(r, k) * b[k * bs + c];
                 }
                 out[r * ors + c] = acc;
             }
@@ -157,32 +120,33 @@ pub(crate) fn add_weighted_rows<T: Float>(
     }
 }
 
+/// One register block of [`product`]: rows `r0..r0+RB`, columns `c0..c0+CB·W`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn wr_block<T: Float, const RB: usize, const CB: usize>(
-    w: Mat<T>,
+fn block<T: Float, const RB: usize, const CB: usize>(
+    a: Mat<T>,
     r0: usize,
-    (j0, j1): (usize, usize),
-    m: &[T],
-    ms: usize,
+    (k0, k1): (usize, usize),
+    b: &[T],
+    bs: usize,
     c0: usize,
-    out: &mut [T],
-    ors: usize,
+    (out, ors, accumulate): (&mut [T], usize, bool),
 ) {
     let mut acc = [[[T::ZERO; W]; CB]; RB];
-    for (r, acc) in acc.iter_mut().enumerate() {
-        let o = &out[(r0 + r) * ors + c0..(r0 + r) * ors + c0 + CB * W];
-        for (cb, acc) in acc.iter_mut().enumerate() {
-            acc.copy_from_slice(&o[cb * W..(cb + 1) * W]);
+    if accumulate {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let o = &out[(r0 + r) * ors + c0..(r0 + r) * ors + c0 + CB * W];
+            for (cb, acc) in acc.iter_mut().enumerate() {
+                acc.copy_from_slice(&o[cb * W..(cb + 1) * W]);
+            }
         }
     }
-    for j in j0..j1 {
-        let b = &m[j * ms + c0..j * ms + c0 + CB * W];
+    for k in k0..k1 {
+        let bk = &b[k * bs + c0..k * bs + c0 + CB * W];
         for (r, acc) in acc.iter_mut().enumerate() {
-            let x = w.at(r0 + r, j);
+            let x = a.at(r0 + r, k);
             for (cb, acc) in acc.iter_mut().enumerate() {
                 for l in 0..W {
-                    acc[l] += x * b[cb * W + l];
+                    acc[l] += x * bk[cb * W + l];
                 }
             }
         }
