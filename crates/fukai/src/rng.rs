@@ -60,6 +60,45 @@ impl Generator {
             [self.seed as u32, (self.seed >> 32) as u32],
         )
     }
+    /// Blocks `first, first + 1, ...` into `out`, equal to [`Generator::block`] one by one,
+    /// computed 16 counters at a time in lanes so the 32x32→64-bit multiplies vectorize.
+    pub fn fill_blocks(&self, first: u64, out: &mut [[u32; 4]]) {
+        const W: usize = 16;
+        let key = [self.seed as u32, (self.seed >> 32) as u32];
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for (j, group) in out.chunks_mut(W).enumerate() {
+                    let base = first.wrapping_add((j * W) as u64);
+                    let (mut c0, mut c1) = ([0u32; W], [0u32; W]);
+                    let (mut c2, mut c3) = ([0u32; W], [0u32; W]);
+                    for l in 0..W {
+                        let c = base.wrapping_add(l as u64);
+                        c0[l] = c as u32;
+                        c1[l] = (c >> 32) as u32;
+                    }
+                    let (mut k0, mut k1) = (key[0], key[1]);
+                    for _ in 0..10 {
+                        for l in 0..W {
+                            let p0 = (M0 as u64) * (c0[l] as u64);
+                            let p1 = (M1 as u64) * (c2[l] as u64);
+                            let n0 = ((p1 >> 32) as u32) ^ c1[l] ^ k0;
+                            let n2 = ((p0 >> 32) as u32) ^ c3[l] ^ k1;
+                            c0[l] = n0;
+                            c1[l] = p1 as u32;
+                            c2[l] = n2;
+                            c3[l] = p0 as u32;
+                        }
+                        k0 = k0.wrapping_add(W0);
+                        k1 = k1.wrapping_add(W1);
+                    }
+                    for (l, o) in group.iter_mut().enumerate() {
+                        *o = [c0[l], c1[l], c2[l], c3[l]];
+                    }
+                }
+            },
+        )
+    }
     /// `n` uniform values in [0, 1), as f64 built from 32 random bits each.
     pub fn uniform_f64(&mut self, n: usize) -> Vec<f64> {
         let start = self.reserve(n.div_ceil(4) as u64);
@@ -141,6 +180,29 @@ pub fn set_default_generator_state(seed: u64, offset: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fill_blocks_equals_block_by_block() {
+        let g = Generator::new(0x1234_5678_9abc_def0);
+        // Group edges (16 lanes), a ragged tail, and a counter crossing 2^32.
+        for (first, n) in [
+            (0u64, 37usize),
+            (u32::MAX as u64 - 5, 21),
+            (999, 16),
+            (7, 1),
+        ] {
+            let mut out = vec![[0u32; 4]; n];
+            g.fill_blocks(first, &mut out);
+            for (i, b) in out.iter().enumerate() {
+                assert_eq!(
+                    *b,
+                    g.block(first + i as u64),
+                    "counter {}",
+                    first + i as u64
+                );
+            }
+        }
+    }
 
     #[test]
     fn philox_known_answer() {

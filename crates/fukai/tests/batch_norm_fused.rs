@@ -142,3 +142,89 @@ fn same_bits_at_any_thread_count() {
     };
     assert_eq!(bits(1), bits(3));
 }
+
+/// The bits of an output and its gradients, for exact comparisons.
+fn bits(y: &Tensor, g: &[Tensor]) -> Vec<u64> {
+    let f64s = |t: &Tensor| {
+        t.to_dtype(fukai::DType::F64)
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap()
+    };
+    let mut v = f64s(y);
+    for g in g {
+        v.extend(f64s(g));
+    }
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn relu_fused_equals_batch_norm_then_relu_bit_for_bit() {
+    for dtype in [fukai::DType::F64, fukai::DType::F32] {
+        for shape in [&[7, 3][..], &[4, 5, 6], &[3, 4, 5, 7], &[2, 3, 40, 50]] {
+            let inputs: Vec<Tensor> = inputs(shape, 9)
+                .iter()
+                .map(|t| t.to_dtype(dtype).unwrap())
+                .collect();
+            let fused = |t: &[Tensor]| Ok(t[0].batch_norm_relu_train(&t[1], &t[2], 1e-5)?.0);
+            let seq = |t: &[Tensor]| t[0].batch_norm_train(&t[1], &t[2], 1e-5)?.0.relu();
+            let (a, ga) = run(&fused, &inputs);
+            let (b, gb) = run(&seq, &inputs);
+            // Both signs occur, so the mask matters.
+            let y = a
+                .to_dtype(fukai::DType::F64)
+                .unwrap()
+                .to_vec::<f64>()
+                .unwrap();
+            assert!(y.iter().any(|&v| v == 0.0) && y.iter().any(|&v| v > 0.0));
+            assert_eq!(bits(&a, &ga), bits(&b, &gb), "{dtype:?} {shape:?}");
+        }
+    }
+}
+
+#[test]
+fn relu_fused_gradcheck() {
+    gradcheck(
+        |t| Ok(t[0].batch_norm_relu_train(&t[1], &t[2], 1e-5)?.0),
+        &inputs(&[3, 2, 2, 3], 21),
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+}
+
+#[test]
+fn sequential_fuses_batch_norm_and_relu_with_the_same_result() {
+    use fukai::nn::{Activation, BatchNorm, Module, Sequential};
+    let x = inputs(&[4, 3, 5, 5], 13)[0]
+        .to_dtype(fukai::DType::F32)
+        .unwrap();
+    let fused_net = Sequential::new()
+        .add(BatchNorm::new(3).unwrap())
+        .add(Activation::Relu);
+    let bn = BatchNorm::new(3).unwrap();
+    for net_params in [fused_net.parameters(), bn.parameters()] {
+        for p in net_params {
+            p.copy_from(
+                &randn64(p.shape(), 4)
+                    .unwrap()
+                    .to_dtype(fukai::DType::F32)
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+    }
+    let grads = |y: &Tensor, params: Vec<Tensor>| {
+        y.mul(y).unwrap().sum_all().unwrap().backward().unwrap();
+        let g: Vec<Tensor> = params.iter().map(|p| p.grad().unwrap()).collect();
+        bits(y, &g)
+    };
+    let a = grads(&fused_net.forward(&x).unwrap(), fused_net.parameters());
+    let b = grads(&bn.forward(&x).unwrap().relu().unwrap(), bn.parameters());
+    assert_eq!(a, b);
+    // The running statistics were updated the same way.
+    let (sa, sb) = (fused_net.state_dict(), bn.state_dict());
+    for ((na, ta), (_, tb)) in sa.iter().zip(&sb) {
+        assert_eq!(bits(ta, &[]), bits(tb, &[]), "{na}");
+    }
+}

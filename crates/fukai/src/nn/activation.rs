@@ -38,6 +38,9 @@ impl Module for Activation {
     fn describe(&self) -> String {
         format!("{self:?}")
     }
+    fn is_relu(&self) -> bool {
+        matches!(self, Activation::Relu)
+    }
 }
 
 /// Zeroes elements with probability `p` in training (scaling the rest by 1/(1-p)).

@@ -50,6 +50,17 @@ pub trait Module: Send + Sync {
     fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
     /// Switches train/eval behaviour (dropout, batch norm). Containers forward it to children.
     fn set_training(&mut self, _on: bool) {}
+    /// `forward(x)` followed by ReLU as one fused op, when this module has one in its current
+    /// mode (batch norm in training); `None` means "run the two separately". Containers such
+    /// as [`Sequential`] call it for a layer followed by a ReLU; the result must equal the two
+    /// ops in sequence.
+    fn forward_relu(&self, _x: &Tensor) -> Option<Result<Tensor>> {
+        None
+    }
+    /// Whether this module is a plain ReLU, which the layer before it may fuse.
+    fn is_relu(&self) -> bool {
+        false
+    }
     /// The module's name in summaries, e.g. `"Linear(784 -> 256)"`.
     fn describe(&self) -> String {
         std::any::type_name::<Self>()

@@ -39,8 +39,8 @@ impl BatchNorm {
     }
 }
 
-impl Module for BatchNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl BatchNorm {
+    fn check(&self, x: &Tensor) -> Result<()> {
         let c = self.weight.numel();
         if !(2..=4).contains(&x.rank()) || x.shape()[1] != c {
             bail!(
@@ -49,29 +49,48 @@ impl Module for BatchNorm {
                 x.shape()
             );
         }
+        Ok(())
+    }
+    /// Training mode: normalizes with the batch statistics (then ReLU when `relu`, fused) and
+    /// updates the running estimates.
+    fn train_forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        self.check(x)?;
+        let c = self.weight.numel();
+        let (y, stats) = if relu {
+            x.batch_norm_relu_train(&self.weight, &self.bias, self.eps)?
+        } else {
+            x.batch_norm_train(&self.weight, &self.bias, self.eps)?
+        };
+        let n = x.numel() / c;
+        let _g = crate::no_grad();
+        let m = self.momentum;
+        // Running variance is the unbiased estimate, as in PyTorch.
+        let unbiased = stats.var.mul_scalar(n as f64 / (n - 1) as f64)?;
+        self.running_mean.copy_from(
+            &self
+                .running_mean
+                .mul_scalar(1.0 - m)?
+                .add(&stats.mean.mul_scalar(m)?)?,
+        )?;
+        self.running_var.copy_from(
+            &self
+                .running_var
+                .mul_scalar(1.0 - m)?
+                .add(&unbiased.mul_scalar(m)?)?,
+        )?;
+        let t = self.num_batches_tracked.item()? as i64;
+        self.num_batches_tracked
+            .copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
+        Ok(y)
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        let c = self.weight.numel();
         if self.training {
-            let (y, stats) = x.batch_norm_train(&self.weight, &self.bias, self.eps)?;
-            let n = x.numel() / c;
-            let _g = crate::no_grad();
-            let m = self.momentum;
-            // Running variance is the unbiased estimate, as in PyTorch.
-            let unbiased = stats.var.mul_scalar(n as f64 / (n - 1) as f64)?;
-            self.running_mean.copy_from(
-                &self
-                    .running_mean
-                    .mul_scalar(1.0 - m)?
-                    .add(&stats.mean.mul_scalar(m)?)?,
-            )?;
-            self.running_var.copy_from(
-                &self
-                    .running_var
-                    .mul_scalar(1.0 - m)?
-                    .add(&unbiased.mul_scalar(m)?)?,
-            )?;
-            let t = self.num_batches_tracked.item()? as i64;
-            self.num_batches_tracked
-                .copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
-            return Ok(y);
+            return self.train_forward(x, false);
         }
         // Eval: a per-channel affine map with the running statistics, broadcast against dim 1.
         let mut bshape = vec![1; x.rank()];
@@ -109,6 +128,9 @@ impl Module for BatchNorm {
     }
     fn describe(&self) -> String {
         format!("BatchNorm({})", self.weight.numel())
+    }
+    fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
+        self.training.then(|| self.train_forward(x, true))
     }
 }
 

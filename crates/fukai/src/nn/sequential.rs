@@ -42,10 +42,23 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// Runs the layers in order; a layer followed by a ReLU runs fused with it when the layer
+    /// offers that ([`Module::forward_relu`]), which gives the same result.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut cur = x.clone();
-        for l in &self.layers {
+        let mut i = 0;
+        while i < self.layers.len() {
+            let l = &self.layers[i];
+            let next_is_relu = self.layers.get(i + 1).is_some_and(|n| n.is_relu());
+            if next_is_relu {
+                if let Some(y) = l.forward_relu(&cur) {
+                    cur = y?;
+                    i += 2;
+                    continue;
+                }
+            }
             cur = l.forward(&cur)?;
+            i += 1;
         }
         Ok(cur)
     }

@@ -7,14 +7,19 @@
 //! the result does not depend on the thread count.
 
 use super::float::{check_float, check_same_dtype, with_contig, Float};
+use super::lanes::lane_sum2;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::{for_each_chunk_mut, map_range_if, MIN_PAR_ELEMS};
+use crate::parallel::{build_chunks, map_range_if, MIN_PAR_ELEMS};
 use crate::tensor::Tensor;
 
 /// Elements per parallel chunk of the elementwise passes (whole planes, at least one).
 const CHUNK_ELEMS: usize = 1 << 14;
+/// Sums run in 8 lanes of the element type over blocks of at most this many elements, and the
+/// block sums are added in f64: vectorized at full width, with the f32 rounding error bounded
+/// by the block length rather than the plane length.
+const SUM_BLOCK: usize = 1024;
 
 /// `[N, C, S]` view of an input of rank 2..=4 (S = product of the spatial dims, 1 for `[N, C]`).
 #[derive(Clone, Copy)]
@@ -42,23 +47,16 @@ impl Dims {
     }
 }
 
-/// Sum of `f(i)` over a plane in 8 f64 lanes (vectorizes; f64 keeps large batches accurate).
+/// Σ f(a_i, b_i) over one channel's planes of `a` and `b` (see [`SUM_BLOCK`]).
 #[inline(always)]
-fn lane_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let full = len / 8 * 8;
-    let mut i = 0;
-    while i < full {
-        for (k, a) in acc.iter_mut().enumerate() {
-            *a += f(i + k);
+fn channel_sum<T: Float>(d: Dims, ch: usize, a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> f64 {
+    let mut total = 0.0;
+    for (pa, pb) in d.planes(a, ch).zip(d.planes(b, ch)) {
+        for (ba, bb) in pa.chunks(SUM_BLOCK).zip(pb.chunks(SUM_BLOCK)) {
+            total += lane_sum2(ba, bb, &f).to_f64();
         }
-        i += 8;
     }
-    let mut tail = 0.0;
-    for j in full..len {
-        tail += f(j);
-    }
-    acc.iter().sum::<f64>() + tail
+    total
 }
 
 /// Per-channel batch mean and biased variance (two passes: the mean, then squared deviations).
@@ -68,100 +66,127 @@ fn stats<T: Float>(d: Dims, x: &[T]) -> Vec<(f64, f64)> {
         crate::simd::run(
             #[inline(always)]
             || {
-                let sum: f64 = d
-                    .planes(x, ch)
-                    .map(|p| lane_sum(p.len(), |i| p[i].to_f64()))
-                    .sum();
-                let mean = sum / cnt;
-                let sq: f64 = d
-                    .planes(x, ch)
-                    .map(|p| {
-                        lane_sum(p.len(), |i| {
-                            let v = p[i].to_f64() - mean;
-                            v * v
-                        })
-                    })
-                    .sum();
+                let mean = channel_sum(d, ch, x, x, |v, _| v) / cnt;
+                let m = T::c(mean);
+                let sq = channel_sum(d, ch, x, x, |v, _| (v - m) * (v - m));
                 (mean, sq / cnt)
             },
         )
     })
 }
 
-/// `out[n, c, :] = f(c, x[n, c, :])` over whole planes, in parallel chunks.
-fn per_plane<T: Float>(d: Dims, out: &mut [T], f: impl Fn(usize, usize, &mut [T]) + Sync + Send) {
-    let chunk = d.chunk();
-    let planes_per_chunk = chunk / d.s.max(1);
-    for_each_chunk_mut(out, chunk, |ci, part| {
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                for (k, o) in part.chunks_mut(d.s.max(1)).enumerate() {
-                    let plane = ci * planes_per_chunk + k;
-                    f(plane, plane % d.c, o);
-                }
-            },
-        )
-    });
+/// A new `[N, C, S]` buffer with `out[n, c, :] = f(plane, c, out plane)`, built in parallel
+/// chunks of whole planes (each zeroed by the thread that fills it, while it is in cache).
+fn per_plane<T: Float>(d: Dims, f: impl Fn(usize, usize, &mut [T]) + Sync + Send) -> Vec<T> {
+    let (chunk, s) = (d.chunk(), d.s.max(1));
+    let planes_per_chunk = chunk / s;
+    build_chunks(
+        d.n * d.c * d.s,
+        (chunk, chunk),
+        |_| T::ZERO,
+        || (),
+        |_, ci, part| {
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (k, o) in part.chunks_mut(s).enumerate() {
+                        let plane = ci * planes_per_chunk + k;
+                        f(plane, plane % d.c, o);
+                    }
+                },
+            )
+        },
+    )
 }
 
-/// Output `(x - mean) · rstd · w + b` and the per-channel `(mean, var, rstd)`.
-#[allow(clippy::type_complexity)]
-fn forward<T: Float>(d: Dims, x: &[T], w: &[T], b: &[T], eps: f64) -> (Vec<T>, Vec<[f64; 3]>) {
-    let st: Vec<[f64; 3]> = stats(d, x)
-        .into_iter()
-        .map(|(m, v)| [m, v, 1.0 / (v + eps).sqrt()])
-        .collect();
-    // y = x · scale + shift per channel.
-    let coef: Vec<(T, T)> = st
+/// The per-channel affine map `y = x·scale + shift` that normalization is, from the batch
+/// statistics `(mean, biased var, 1/sqrt(var + eps))`. Backward recomputes it (same bits) to
+/// find where a fused ReLU clipped.
+fn affine<T: Float>(stats: &[[f64; 3]], w: &[T], b: &[T]) -> Vec<(T, T)> {
+    stats
         .iter()
         .enumerate()
         .map(|(ch, &[m, _, r])| {
             let scale = r * w[ch].to_f64();
             (T::c(scale), T::c(b[ch].to_f64() - m * scale))
         })
-        .collect();
-    let mut out = vec![T::ZERO; x.len()];
-    per_plane(d, &mut out, |plane, ch, o| {
-        let (scale, shift) = coef[ch];
-        let src = &x[plane * d.s..(plane + 1) * d.s];
-        for (o, &v) in o.iter_mut().zip(src) {
-            *o = v * scale + shift;
-        }
-    });
-    (out, st)
+        .collect()
 }
 
-/// Gradients of x, weight and bias.
-#[allow(clippy::type_complexity)]
+/// Output `(x - mean) · rstd · w + b`, followed by `max(·, 0)` when `relu`, and its affine map.
+fn forward<T: Float>(
+    d: Dims,
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    eps: f64,
+    relu: bool,
+) -> (Vec<T>, Vec<[f64; 3]>) {
+    let stats: Vec<[f64; 3]> = stats(d, x)
+        .into_iter()
+        .map(|(m, v)| [m, v, 1.0 / (v + eps).sqrt()])
+        .collect();
+    let coef = affine(&stats, w, b);
+    let out = per_plane(d, |plane, ch, o| {
+        let (scale, shift) = coef[ch];
+        let src = &x[plane * d.s..(plane + 1) * d.s];
+        if relu {
+            for (o, &v) in o.iter_mut().zip(src) {
+                let y = v * scale + shift;
+                *o = if y > T::ZERO { y } else { T::ZERO };
+            }
+        } else {
+            for (o, &v) in o.iter_mut().zip(src) {
+                *o = v * scale + shift;
+            }
+        }
+    });
+    (out, stats)
+}
+
+/// Gradients of x, weight and bias. With `relu`, `g` is the gradient of the ReLU's output and
+/// is masked where the normalized value (recomputed from `x`, bit for bit as in forward) was
+/// not positive — so the ReLU's own backward pass and its saved output are not needed.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn backward<T: Float>(
     d: Dims,
     x: &[T],
     g: &[T],
     w: &[T],
-    st: &[[f64; 3]],
+    b: &[T],
+    stats: &[[f64; 3]],
+    relu: bool,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let coef = affine(stats, w, b);
+    let live = |ch: usize| {
+        let (scale, shift) = coef[ch];
+        #[inline(always)]
+        move |x: T, g: T| {
+            if !relu || x * scale + shift > T::ZERO {
+                g
+            } else {
+                T::ZERO
+            }
+        }
+    };
     // Per channel: Σ gy and Σ gy·(x - mean).
     let sums: Vec<(f64, f64)> = map_range_if(d.parallel(), d.c, |ch| {
-        let mean = st[ch][0];
+        let (mean, gy) = (T::c(stats[ch][0]), live(ch));
         crate::simd::run(
             #[inline(always)]
             || {
-                d.planes(x, ch)
-                    .zip(d.planes(g, ch))
-                    .fold((0.0, 0.0), |(a, b), (xp, gp)| {
-                        let sg = lane_sum(xp.len(), |i| gp[i].to_f64());
-                        let sgx = lane_sum(xp.len(), |i| gp[i].to_f64() * (xp[i].to_f64() - mean));
-                        (a + sg, b + sgx)
-                    })
+                (
+                    channel_sum(d, ch, x, g, |x, g| gy(x, g)),
+                    channel_sum(d, ch, x, g, |x, g| gy(x, g) * (x - mean)),
+                )
             },
         )
     });
     let cnt = d.count() as f64;
     // gx = w·rstd · (gy - Σgy/cnt - (x - mean)·rstd²·Σgy(x-mean)/cnt), as gy·a + x·b + c.
-    let coef: Vec<(T, T, T)> = (0..d.c)
+    let lin: Vec<(T, T, T)> = (0..d.c)
         .map(|ch| {
-            let [mean, _, r] = st[ch];
+            let [mean, _, r] = stats[ch];
             let (sg, sgx) = sums[ch];
             let a = w[ch].to_f64() * r;
             let bx = -a * r * r * sgx / cnt;
@@ -169,15 +194,14 @@ fn backward<T: Float>(
             (T::c(a), T::c(bx), T::c(c0))
         })
         .collect();
-    let mut gx = vec![T::ZERO; x.len()];
-    per_plane(d, &mut gx, |plane, ch, o| {
-        let (a, bx, c0) = coef[ch];
+    let gx = per_plane(d, |plane, ch, o| {
+        let ((a, bx, c0), gy) = (lin[ch], live(ch));
         let r = plane * d.s..(plane + 1) * d.s;
         for ((o, &gv), &xv) in o.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
-            *o = gv * a + xv * bx + c0;
+            *o = gy(xv, gv) * a + xv * bx + c0;
         }
     });
-    let gw = (0..d.c).map(|ch| T::c(sums[ch].1 * st[ch][2])).collect();
+    let gw = (0..d.c).map(|ch| T::c(sums[ch].1 * stats[ch][2])).collect();
     let gb = sums.iter().map(|s| T::c(s.0)).collect();
     (gx, gw, gb)
 }
@@ -203,12 +227,34 @@ impl Tensor {
         bias: &Tensor,
         eps: f64,
     ) -> Result<(Tensor, BatchStats)> {
-        const OP: &str = "batch_norm";
-        check_float(OP, self)?;
+        self.batch_norm_train_impl("batch_norm", weight, bias, eps, false)
+    }
+
+    /// `relu(batch_norm_train(..))` in one op: the ReLU is applied as the output is written,
+    /// and backward masks the incoming gradient itself, so neither the normalized tensor nor a
+    /// separate ReLU pass is kept. Equal bit for bit to the two ops in sequence.
+    pub fn batch_norm_relu_train(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f64,
+    ) -> Result<(Tensor, BatchStats)> {
+        self.batch_norm_train_impl("batch_norm_relu", weight, bias, eps, true)
+    }
+
+    fn batch_norm_train_impl(
+        &self,
+        op: &'static str,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f64,
+        relu: bool,
+    ) -> Result<(Tensor, BatchStats)> {
+        check_float(op, self)?;
         let shape = self.shape().to_vec();
         if !(2..=4).contains(&shape.len()) {
             bail!(
-                OP,
+                op,
                 "input must be [N, C], [N, C, L] or [N, C, H, W], found {shape:?}"
             );
         }
@@ -218,10 +264,10 @@ impl Tensor {
             s: shape[2..].iter().product(),
         };
         for (what, p) in [("weight", weight), ("bias", bias)] {
-            check_same_dtype(OP, self, p)?;
+            check_same_dtype(op, self, p)?;
             if p.shape() != [d.c] {
                 bail!(
-                    OP,
+                    op,
                     "{what} must be [{}] (one per channel of input {shape:?}), found {:?}",
                     d.c,
                     p.shape()
@@ -230,17 +276,18 @@ impl Tensor {
         }
         if d.count() < 2 {
             bail!(
-                OP,
+                op,
                 "training needs more than one value per channel, found input {shape:?}"
             );
         }
         let x = self.detach();
         let wt = weight.detach();
+        let bt = bias.detach();
         let dtype = self.dtype();
         let (out, st) = float_dispatch!(dtype, T => {
             let wv = wt.to_vec::<T>()?;
             let bv = bias.to_vec::<T>()?;
-            let (out, st) = with_contig::<T, _>(&x, |xv| forward::<T>(d, xv, &wv, &bv, eps));
+            let (out, st) = with_contig::<T, _>(&x, |xv| forward::<T>(d, xv, &wv, &bv, eps, relu));
             (Tensor::from_vec(out, &shape)?, st)
         });
         let column = |k: usize| -> Result<Tensor> {
@@ -251,12 +298,12 @@ impl Tensor {
             var: column(1)?,
         };
         let (storage, layout) = (out.storage().clone(), out.layout().clone());
-        let y = Tensor::op_result(OP, storage, layout, &[self, weight, bias], move || {
+        let y = Tensor::op_result(op, storage, layout, &[self, weight, bias], move || {
             Box::new(move |g, needs| {
                 let (gx, gw, gb) = float_dispatch!(g.dtype(), T => {
-                    let wv = wt.to_vec::<T>()?;
+                    let (wv, bv) = (wt.to_vec::<T>()?, bt.to_vec::<T>()?);
                     let (gx, gw, gb) = with_contig::<T, _>(&x, |xv| {
-                        with_contig::<T, _>(g, |gv| backward::<T>(d, xv, gv, &wv, &st))
+                        with_contig::<T, _>(g, |gv| backward::<T>(d, xv, gv, &wv, &bv, &st, relu))
                     });
                     (
                         Tensor::from_vec(gx, &shape)?,

@@ -22,15 +22,28 @@ fn check(t: &Tensor, p: f64) -> Result<()> {
 }
 
 /// `n` mask values: `scale` where the draw is kept (probability 1 - p), 0 where dropped.
+/// A draw `b` is kept when `b / 2^32 >= p`, i.e. when `b >= ceil(p · 2^32)` (exact: the
+/// product is a power-of-two scaling).
 fn mask<T: Float>(n: usize, p: f64, scale: T, gen: &Generator, start: u64) -> Vec<T> {
+    let threshold = (p * 4_294_967_296.0).ceil() as u64;
     let mut m = vec![T::ZERO; n];
     for_each_chunk_mut(&mut m, CHUNK, |ci, chunk| {
+        let mut blocks = [[0u32; 4]; 256];
         let first_block = start + (ci * CHUNK / 4) as u64;
-        for (q, quad) in chunk.chunks_mut(4).enumerate() {
-            let bits = gen.block(first_block + q as u64);
-            for (v, &b) in quad.iter_mut().zip(&bits) {
-                let u = b as f64 * (1.0 / 4_294_967_296.0);
-                *v = if u >= p { scale } else { T::ZERO };
+        for (gi, group) in chunk.chunks_mut(4 * blocks.len()).enumerate() {
+            let used = group.len().div_ceil(4);
+            gen.fill_blocks(
+                first_block + (gi * blocks.len()) as u64,
+                &mut blocks[..used],
+            );
+            for (quad, bits) in group.chunks_mut(4).zip(&blocks) {
+                for (v, &b) in quad.iter_mut().zip(bits) {
+                    *v = if b as u64 >= threshold {
+                        scale
+                    } else {
+                        T::ZERO
+                    };
+                }
             }
         }
     });

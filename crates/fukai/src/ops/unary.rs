@@ -1,10 +1,10 @@
 //! Elementwise functions of one tensor, each with its derivative next to it. Backward runs one
 //! fused pass over (saved value, upstream gradient) instead of a chain of tensor ops.
 
-use super::float::{check_float, with_contig, wrap, zeroed, Float};
+use super::float::{check_float, with_contig, wrap, Float};
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::for_each_chunk_mut;
+use crate::parallel::build_chunks;
 use crate::tensor::Tensor;
 
 /// A one-input elementwise function.
@@ -404,8 +404,7 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
             || x.iter().map(|&v| f(v)).collect(),
         );
     }
-    let mut out = zeroed(x.len());
-    for_each_chunk_mut(&mut out, CHUNK, |i, o| {
+    build(x.len(), |i, o| {
         let src = &x[i * CHUNK..i * CHUNK + o.len()];
         crate::simd::run(
             #[inline(always)]
@@ -415,8 +414,14 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
                 }
             },
         )
-    });
-    out
+    })
+}
+
+/// A new `len`-element buffer written in parallel `CHUNK`-sized pieces by `f(index, piece)`.
+/// Each piece is zeroed by the thread that then fills it, while it sits in cache, rather than
+/// by the allocator in one cold serial pass.
+fn build<T: Float>(len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
+    build_chunks(len, (CHUNK, CHUNK), |_| T::ZERO, || (), |_, i, o| f(i, o))
 }
 
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
@@ -427,8 +432,7 @@ pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Se
             || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
         );
     }
-    let mut out = zeroed(a.len());
-    for_each_chunk_mut(&mut out, CHUNK, |i, o| {
+    build(a.len(), |i, o| {
         let r = i * CHUNK..i * CHUNK + o.len();
         crate::simd::run(
             #[inline(always)]
@@ -438,8 +442,7 @@ pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Se
                 }
             },
         )
-    });
-    out
+    })
 }
 
 impl Tensor {
