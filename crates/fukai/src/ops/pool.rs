@@ -287,15 +287,16 @@ impl Pool {
 /// loops calling it vectorize.
 #[inline(always)]
 fn max4<T: Float>(v: [T; 4]) -> (T, u8) {
-    let (mut best, mut code) = (v[0], 0u8);
+    // The code is selected as a 32-bit lane beside the f32 lanes and narrowed once at the end.
+    let (mut best, mut code) = (v[0], 0u32);
     for (k, &x) in v.iter().enumerate().skip(1) {
         // Strictly greater keeps the first maximum; a NaN replaces anything but a NaN.
         #[allow(clippy::eq_op)]
         let take = (x > best) | ((x != x) & (best == best));
         best = if take { x } else { best };
-        code = if take { k as u8 } else { code };
+        code = if take { k as u32 } else { code };
     }
-    (best, code)
+    (best, code as u8)
 }
 
 /// Vector width the 2x2 row loops are padded to: as wide as an AVX-512 register of f32.
