@@ -621,6 +621,7 @@ mod tests {
     /// and the same input gradient.
     fn fast_equals_general<T: Float>() {
         let mut shapes = vec![
+            (0, 4, 4),
             (70, 14, 14),
             (100, 28, 28),
             (50, 64, 64),
