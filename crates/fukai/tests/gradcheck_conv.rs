@@ -101,6 +101,11 @@ fn pool_gradients() {
     let x = || randn64(&[2, 3, 7, 6], 80).unwrap();
     check(|t| t[0].max_pool2d([3, 2], [2, 1], [1, 1]), &[x()]);
     check(|t| t[0].max_pool2d([2, 2], [2, 2], [0, 0]), &[x()]);
+    // The 2x2 path with an odd width (and, above, an odd height) left uncovered.
+    check(
+        |t| t[0].max_pool2d([2, 2], [2, 2], [0, 0]),
+        &[randn64(&[2, 3, 6, 7], 84).unwrap()],
+    );
     check(|t| t[0].avg_pool2d([3, 3], [2, 2], [1, 1], true), &[x()]);
     check(|t| t[0].avg_pool2d([3, 2], [1, 3], [1, 1], false), &[x()]);
     check(|t| t[0].adaptive_avg_pool2d([3, 4]), &[x()]);
@@ -290,6 +295,11 @@ fn results_are_bitwise_identical_at_any_thread_count() {
         (
             Box::new(|t| t[0].max_pool2d([3, 3], [2, 2], [1, 1])),
             vec![r(&[8, 16, 30, 30], 9)],
+        ),
+        // The 2x2 path, with odd sides and rows long enough to be padded to whole vectors.
+        (
+            Box::new(|t| t[0].max_pool2d([2, 2], [2, 2], [0, 0])),
+            vec![r(&[8, 16, 29, 35], 12)],
         ),
         (
             Box::new(|t| t[0].avg_pool2d([3, 3], [1, 1], [1, 1], false)),

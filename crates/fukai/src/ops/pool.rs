@@ -7,8 +7,9 @@ use super::float::{check_float, with_contig, wrap, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::{for_each_chunk_mut, PAR_THRESHOLD};
+use crate::parallel::{for_each_chunk_mut, for_each_item, MIN_PAR_ELEMS, PAR_THRESHOLD};
 use crate::tensor::Tensor;
+use std::mem::MaybeUninit;
 
 /// The input span `start..end` one output position reads along an axis, and its share of the
 /// averaging divisor (the divisor of a 2-D window is the product of the two axes' counts).
@@ -104,35 +105,8 @@ impl Pool {
     /// Index (within its plane) of each window's maximum; NaN wins, as in PyTorch.
     fn argmax<T: Float>(&self, x: &[T]) -> Vec<usize> {
         let mut idx = vec![0usize; self.planes * self.ohw()];
-        let fast = self.is_2x2();
         self.planes_mut(&mut idx, self.ohw(), |p, out| {
             let xp = &x[p * self.hw()..(p + 1) * self.hw()];
-            if fast {
-                let (w, ow) = (self.w, self.xs.len());
-                for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
-                    let r = 2 * oy * w;
-                    for (ox, o) in orow.iter_mut().enumerate() {
-                        // Scan order as the general loop: the first maximum, or the first NaN.
-                        let cand = [
-                            r + 2 * ox,
-                            r + 2 * ox + 1,
-                            r + w + 2 * ox,
-                            r + w + 2 * ox + 1,
-                        ];
-                        let mut best = cand[0];
-                        for &c in &cand[1..] {
-                            if xp[best].is_nan() {
-                                break;
-                            }
-                            if xp[c] > xp[best] || xp[c].is_nan() {
-                                best = c;
-                            }
-                        }
-                        *o = best;
-                    }
-                }
-                return;
-            }
             let mut o = out.iter_mut();
             for wy in &self.ys {
                 for wx in &self.xs {
@@ -168,6 +142,102 @@ impl Pool {
                 d[i] += g;
             }
         });
+        dx
+    }
+
+    /// Planes per task of the 2x2 kernels: whole-plane chunks as [`Pool::planes_per_task`],
+    /// or all planes at once when the work is too small to be worth a second thread.
+    fn planes_per_2x2_task(&self) -> usize {
+        if self.planes * self.hw() < MIN_PAR_ELEMS {
+            self.planes.max(1)
+        } else {
+            self.planes_per_task()
+        }
+    }
+
+    /// The max of every 2x2 window (see [`Pool::is_2x2`]) and which of its four elements won
+    /// (0..4, row-major), in one pass. The winner is PyTorch's: the first maximum in scan
+    /// order, or the first NaN. A code is an eighth of a window's index in size, so the
+    /// backward pass reads 1 byte per output instead of 8.
+    fn max_2x2<T: Float>(&self, x: &[T]) -> (Vec<T>, Vec<u8>) {
+        let (hw, ohw, w, ow, oh) = (self.hw(), self.ohw(), self.w, self.xs.len(), self.ys.len());
+        let n = self.planes * ohw;
+        let mut vals: Vec<T> = Vec::with_capacity(n);
+        let mut codes: Vec<u8> = Vec::with_capacity(n);
+        let per = self.planes_per_2x2_task();
+        let tasks: Vec<_> = vals.spare_capacity_mut()[..n]
+            .chunks_mut(per * ohw)
+            .zip(codes.spare_capacity_mut()[..n].chunks_mut(per * ohw))
+            .enumerate()
+            .collect();
+        for_each_item(tasks, |(ci, (vc, cc))| {
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for j in 0..vc.len() / ohw {
+                        let xb = (ci * per + j) * hw;
+                        for oy in 0..oh {
+                            let (o, i) = (j * ohw + oy * ow, xb + 2 * oy * w);
+                            let len = padded(ow, vc.len() - o, (x.len() - i - w) / 2);
+                            max_row(
+                                &x[i..][..2 * len],
+                                &x[i + w..][..2 * len],
+                                &mut vc[o..][..len],
+                                &mut cc[o..][..len],
+                            );
+                        }
+                    }
+                },
+            )
+        });
+        // SAFETY: the tasks cover `0..n` of both buffers and every output row of every plane
+        // was written above (rows in order, each at least `ow` long).
+        unsafe {
+            vals.set_len(n);
+            codes.set_len(n);
+        }
+        (vals, codes)
+    }
+
+    /// Backward of [`Pool::max_2x2`]: dx is built without a zeroing pass, every element set
+    /// to the gradient where the code points at it and 0 elsewhere (including an odd last row
+    /// or column no window covers).
+    fn max_2x2_backward<T: Float>(&self, codes: &[u8], gy: &[T]) -> Vec<T> {
+        let (hw, ohw, w, ow, oh) = (self.hw(), self.ohw(), self.w, self.xs.len(), self.ys.len());
+        let n = self.planes * hw;
+        let mut dx: Vec<T> = Vec::with_capacity(n);
+        let per = self.planes_per_2x2_task();
+        for_each_chunk_mut(&mut dx.spare_capacity_mut()[..n], per * hw, |ci, chunk| {
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for j in 0..chunk.len() / hw {
+                        let (db, gb) = (j * hw, (ci * per + j) * ohw);
+                        for oy in 0..oh {
+                            let (d, o) = (db + 2 * oy * w, gb + oy * ow);
+                            let len = padded(ow, gy.len() - o, (chunk.len() - d - w) / 2);
+                            let (g, c) = (&gy[o..][..len], &codes[o..][..len]);
+                            spread_row(&mut chunk[d..][..2 * len], g, c, 0);
+                            spread_row(&mut chunk[d + w..][..2 * len], g, c, 2);
+                            // The odd last column, after the rows that may have spilled on it.
+                            for e in &mut chunk[d + 2 * ow..d + w] {
+                                e.write(T::ZERO);
+                            }
+                            for e in &mut chunk[d + w + 2 * ow..d + 2 * w] {
+                                e.write(T::ZERO);
+                            }
+                        }
+                        // The odd last row.
+                        for e in &mut chunk[db + 2 * oh * w..db + hw] {
+                            e.write(T::ZERO);
+                        }
+                    }
+                },
+            )
+        });
+        // SAFETY: the chunks cover `0..n`; every element of every plane was written above,
+        // the last write to each being its final value (spills only reach later positions).
+        unsafe { dx.set_len(n) };
         dx
     }
 
@@ -210,6 +280,59 @@ impl Pool {
             }
         });
         dx
+    }
+}
+
+/// The first maximum of `v` in order (or its first NaN) and its position, branch-free so the
+/// loops calling it vectorize.
+#[inline(always)]
+fn max4<T: Float>(v: [T; 4]) -> (T, u8) {
+    // The code is selected as a 32-bit lane beside the f32 lanes and narrowed once at the end.
+    let (mut best, mut code) = (v[0], 0u32);
+    for (k, &x) in v.iter().enumerate().skip(1) {
+        // Strictly greater keeps the first maximum; a NaN replaces anything but a NaN.
+        #[allow(clippy::eq_op)]
+        let take = (x > best) | ((x != x) & (best == best));
+        best = if take { x } else { best };
+        code = if take { k as u32 } else { code };
+    }
+    (best, code as u8)
+}
+
+/// Vector width the 2x2 row loops are padded to: as wide as an AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// How many outputs to compute for a row of `ow`: pooled CNN rows are short (7 or 14 outputs),
+/// and a loop vectorized 16 wide would leave them all to its scalar remainder. So a row runs
+/// on to a whole number of vectors when `room` (outputs that may be written) and `readable`
+/// (windows that can be read) allow; the surplus spills onto later rows, written after it.
+fn padded(ow: usize, room: usize, readable: usize) -> usize {
+    let pad = ow.next_multiple_of(LANES);
+    if pad <= room && pad <= readable {
+        pad
+    } else {
+        ow
+    }
+}
+
+/// One output row of [`Pool::max_2x2`]: window `i` reads `r0[2i..2i + 2]` and `r1[2i..2i + 2]`.
+#[inline(always)]
+fn max_row<T: Float>(r0: &[T], r1: &[T], v: &mut [MaybeUninit<T>], c: &mut [MaybeUninit<u8>]) {
+    let quads = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for ((v, c), (a, b)) in v.iter_mut().zip(c.iter_mut()).zip(quads) {
+        let (m, k) = max4([a[0], a[1], b[0], b[1]]);
+        v.write(m);
+        c.write(k);
+    }
+}
+
+/// Writes one input row of a 2x2 max pool's gradient: element `2i + e` gets `g[i]` if window
+/// `i`'s code is `first + e`, else 0 (`first` is 0 for a window's top row, 2 for its bottom).
+#[inline(always)]
+fn spread_row<T: Float>(d: &mut [MaybeUninit<T>], g: &[T], c: &[u8], first: u8) {
+    for ((d, &g), &c) in d.chunks_exact_mut(2).zip(g).zip(c) {
+        d[0].write(if c == first { g } else { T::ZERO });
+        d[1].write(if c == first + 1 { g } else { T::ZERO });
     }
 }
 
@@ -285,8 +408,12 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
     shape.push(pool.xs.len());
     let dtype = t.dtype();
     let in_shape = t.shape().to_vec();
-    let (storage, layout, idx) = float_dispatch!(dtype, T => with_contig::<T, _>(t, |x| {
-        let (out, idx) = match kind {
+    let (storage, layout, saved) = float_dispatch!(dtype, T => with_contig::<T, _>(t, |x| {
+        let (out, saved) = match kind {
+            Kind::Max if pool.is_2x2() => {
+                let (out, codes) = pool.max_2x2(x);
+                (out, Argmax::Codes(codes))
+            }
             Kind::Max => {
                 let idx = pool.argmax(x);
                 let (ohw, hw) = (pool.ohw(), pool.hw());
@@ -297,25 +424,36 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
                         *o = xp[i];
                     }
                 });
-                (out, idx)
+                (out, Argmax::Index(idx))
             }
-            Kind::Avg => (pool.avg_forward(x), Vec::new()),
+            Kind::Avg => (pool.avg_forward(x), Argmax::None),
         };
         let (s, l) = wrap(out, &shape);
-        (s, l, idx)
+        (s, l, saved)
     }));
     Ok(Tensor::op_result(op, storage, layout, &[t], move || {
         Box::new(move |gy, _| {
             let (s, l) = float_dispatch!(dtype, T => with_contig::<T, _>(gy, |g| {
-                let dx = match kind {
-                    Kind::Max => pool.max_backward(&idx, g),
-                    Kind::Avg => pool.avg_backward(g),
+                let dx = match &saved {
+                    Argmax::Codes(codes) => pool.max_2x2_backward(codes, g),
+                    Argmax::Index(idx) => pool.max_backward(idx, g),
+                    Argmax::None => pool.avg_backward(g),
                 };
                 wrap(dx, &in_shape)
             }));
             Ok(vec![Some(Tensor::from_parts(s, l))])
         })
     }))
+}
+
+/// What a max pool keeps for its backward pass.
+enum Argmax {
+    /// Per output, which element of its 2x2 window won (see [`Pool::max_2x2`]).
+    Codes(Vec<u8>),
+    /// Per output, the index of its window's maximum within the plane.
+    Index(Vec<usize>),
+    /// Average pools keep nothing.
+    None,
 }
 
 /// A fixed-kernel pool over `dims` (1 or 2) trailing dims; 1-D callers pass `[1, k]`-style
@@ -437,5 +575,116 @@ impl Tensor {
             xs: adaptive_windows(w, out[1]),
         };
         run_pool(OP, self, 2, Kind::Avg, pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_2x2(planes: usize, h: usize, w: usize) -> Pool {
+        let pool = Pool {
+            planes,
+            h,
+            w,
+            ys: fixed_windows(h, 2, 2, 0, false),
+            xs: fixed_windows(w, 2, 2, 0, false),
+        };
+        assert!(pool.is_2x2());
+        pool
+    }
+
+    /// Values from a small set, so windows tie often, with NaNs and infinities mixed in.
+    fn values<T: Float>(n: usize, seed: u64) -> Vec<T> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                match s % 16 {
+                    0 => T::c(f64::NAN),
+                    1 => T::NEG_INF,
+                    2 => T::c(f64::INFINITY),
+                    r => T::c((r % 5) as f64 - 2.0),
+                }
+            })
+            .collect()
+    }
+
+    fn same<T: Float>(a: T, b: T) -> bool {
+        a == b || (a.is_nan() && b.is_nan())
+    }
+
+    /// The 2x2 kernels against the general ones (window scan and index scatter) on the same
+    /// pool: same maxima, the same winning element (so ties and NaNs resolve as in PyTorch),
+    /// and the same input gradient.
+    fn fast_equals_general<T: Float>() {
+        let mut shapes = vec![
+            (0, 4, 4),
+            (70, 14, 14),
+            (100, 28, 28),
+            (50, 64, 64),
+            (3, 29, 35),
+            (5, 31, 64),
+        ];
+        for h in 2..=9 {
+            for w in 2..=9 {
+                shapes.push((3, h, w));
+            }
+        }
+        for (seed, &(planes, h, w)) in shapes.iter().enumerate() {
+            let pool = pool_2x2(planes, h, w);
+            let x = values::<T>(planes * h * w, seed as u64);
+            let (vals, codes) = pool.max_2x2(&x);
+            let idx = pool.argmax(&x);
+            let (ow, ohw, hw) = (pool.xs.len(), pool.ohw(), pool.hw());
+            for (k, &i) in idx.iter().enumerate() {
+                let (p, oy, ox) = (k / ohw, k % ohw / ow, k % ow);
+                let c = codes[k] as usize;
+                let at = (2 * oy + c / 2) * w + 2 * ox + c % 2;
+                assert_eq!(at, i, "winner of window {k} in {planes}x{h}x{w}");
+                assert!(same(vals[k], x[p * hw + i]), "max of window {k}");
+            }
+            let gy: Vec<T> = (0..idx.len())
+                .map(|k| T::c(k as f64 * 0.25 + 1.0))
+                .collect();
+            let fast = pool.max_2x2_backward(&codes, &gy);
+            let general = pool.max_backward(&idx, &gy);
+            assert_eq!(fast.len(), general.len());
+            for (e, (a, b)) in fast.iter().zip(&general).enumerate() {
+                assert!(a == b, "dx[{e}] in {planes}x{h}x{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn max_2x2_equals_the_general_pool_f32() {
+        fast_equals_general::<f32>();
+    }
+
+    #[test]
+    fn max_2x2_equals_the_general_pool_f64() {
+        fast_equals_general::<f64>();
+    }
+
+    #[test]
+    fn max_2x2_resolves_ties_and_nans_as_pytorch() {
+        let pool = pool_2x2(1, 2, 2);
+        let nan = f32::NAN;
+        let cases: [([f32; 4], u8); 7] = [
+            ([1.0, 1.0, 1.0, 1.0], 0),
+            ([0.0, 2.0, 2.0, 1.0], 1),
+            ([f32::NEG_INFINITY; 4], 0),
+            ([1.0, 0.0, 3.0, 3.0], 2),
+            ([1.0, nan, 5.0, nan], 1),
+            ([nan, nan, nan, nan], 0),
+            ([1.0, 2.0, 3.0, nan], 3),
+        ];
+        for (x, code) in cases {
+            let (v, c) = pool.max_2x2(&x);
+            assert_eq!(c, [code], "{x:?}");
+            assert!(same(v[0], x[code as usize]), "{x:?}");
+        }
     }
 }
