@@ -176,7 +176,7 @@ fn backward<T: Float>(
             #[inline(always)]
             || {
                 (
-                    channel_sum(d, ch, x, g, |x, g| gy(x, g)),
+                    channel_sum(d, ch, x, g, gy),
                     channel_sum(d, ch, x, g, |x, g| gy(x, g) * (x - mean)),
                 )
             },
