@@ -13,17 +13,29 @@ const W1: u32 = 0xBB67_AE85;
 pub fn philox4x32(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let (mut c, mut k) = (counter, key);
     for _ in 0..10 {
-        let p0 = (M0 as u64) * (c[0] as u64);
-        let p1 = (M1 as u64) * (c[2] as u64);
-        c = [
-            ((p1 >> 32) as u32) ^ c[1] ^ k[0],
-            p1 as u32,
-            ((p0 >> 32) as u32) ^ c[3] ^ k[1],
-            p0 as u32,
-        ];
-        k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+        c = round(c, k);
+        k = bump(k);
     }
     c
+}
+
+/// One Philox round of counter `c` under round key `k`.
+#[inline(always)]
+fn round(c: [u32; 4], k: [u32; 2]) -> [u32; 4] {
+    let p0 = (M0 as u64) * (c[0] as u64);
+    let p1 = (M1 as u64) * (c[2] as u64);
+    [
+        ((p1 >> 32) as u32) ^ c[1] ^ k[0],
+        p1 as u32,
+        ((p0 >> 32) as u32) ^ c[3] ^ k[1],
+        p0 as u32,
+    ]
+}
+
+/// The next round's key.
+#[inline(always)]
+fn bump(k: [u32; 2]) -> [u32; 2] {
+    [k[0].wrapping_add(W0), k[1].wrapping_add(W1)]
 }
 
 /// A seeded stream of random blocks. Its whole state is `(seed, offset)`, which checkpoints save.
@@ -77,20 +89,12 @@ impl Generator {
                         c0[l] = c as u32;
                         c1[l] = (c >> 32) as u32;
                     }
-                    let (mut k0, mut k1) = (key[0], key[1]);
+                    let mut k = key;
                     for _ in 0..10 {
                         for l in 0..W {
-                            let p0 = (M0 as u64) * (c0[l] as u64);
-                            let p1 = (M1 as u64) * (c2[l] as u64);
-                            let n0 = ((p1 >> 32) as u32) ^ c1[l] ^ k0;
-                            let n2 = ((p0 >> 32) as u32) ^ c3[l] ^ k1;
-                            c0[l] = n0;
-                            c1[l] = p1 as u32;
-                            c2[l] = n2;
-                            c3[l] = p0 as u32;
+                            [c0[l], c1[l], c2[l], c3[l]] = round([c0[l], c1[l], c2[l], c3[l]], k);
                         }
-                        k0 = k0.wrapping_add(W0);
-                        k1 = k1.wrapping_add(W1);
+                        k = bump(k);
                     }
                     for (l, o) in group.iter_mut().enumerate() {
                         *o = [c0[l], c1[l], c2[l], c3[l]];

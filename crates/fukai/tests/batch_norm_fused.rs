@@ -91,9 +91,17 @@ fn fused_f32_close_to_f64() {
 
 #[test]
 fn fused_gradcheck() {
+    let inputs = inputs(&[3, 2, 2, 3], 21);
     gradcheck(
         |t| Ok(t[0].batch_norm_train(&t[1], &t[2], 1e-5)?.0),
-        &inputs(&[3, 2, 2, 3], 21),
+        &inputs,
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+    gradcheck(
+        |t| Ok(t[0].batch_norm_relu_train(&t[1], &t[2], 1e-5)?.0),
+        &inputs,
         1e-6,
         1e-6,
     )
@@ -180,17 +188,6 @@ fn relu_fused_equals_batch_norm_then_relu_bit_for_bit() {
             assert_eq!(bits(&a, &ga), bits(&b, &gb), "{dtype:?} {shape:?}");
         }
     }
-}
-
-#[test]
-fn relu_fused_gradcheck() {
-    gradcheck(
-        |t| Ok(t[0].batch_norm_relu_train(&t[1], &t[2], 1e-5)?.0),
-        &inputs(&[3, 2, 2, 3], 21),
-        1e-6,
-        1e-6,
-    )
-    .unwrap();
 }
 
 #[test]

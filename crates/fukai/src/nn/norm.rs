@@ -87,11 +87,11 @@ impl BatchNorm {
 
 impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.check(x)?;
-        let c = self.weight.numel();
         if self.training {
             return self.train_forward(x, false);
         }
+        self.check(x)?;
+        let c = self.weight.numel();
         // Eval: a per-channel affine map with the running statistics, broadcast against dim 1.
         let mut bshape = vec![1; x.rank()];
         bshape[1] = c;

@@ -261,11 +261,7 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
                     #[inline(always)]
                     |i0, rb| {
                         let n = whole_blocks(geo.visible(i0 + rb - 1), s);
-                        let a = Mat {
-                            data: &q[i0 * geo.w[0]..],
-                            rs: geo.w[0],
-                            cs: 1,
-                        };
+                        let a = Mat::new(&q[i0 * geo.w[0]..], geo.w[0], 1);
                         rows_times_cols(a, rb, hd, &kt, s, n, &mut probs[i0 * s..], s);
                     },
                 );
@@ -276,11 +272,7 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
                     geo.tq,
                     #[inline(always)]
                     |i0, rb| {
-                        let p = Mat {
-                            data: &probs[i0 * s..],
-                            rs: s,
-                            cs: 1,
-                        };
+                        let p = Mat::new(&probs[i0 * s..], s, 1);
                         let len = geo.visible(i0 + rb - 1);
                         add_weighted_rows(p, rb, (0, len), v, geo.w[2], hd, &mut o[i0 * hd..], hd);
                     },
@@ -326,11 +318,7 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
                         #[inline(always)]
                         |i0, rb| {
                             let n = whole_blocks(geo.visible(i0 + rb - 1), s);
-                            let a = Mat {
-                                data: &go[i0 * ow..],
-                                rs: ow,
-                                cs: 1,
-                            };
+                            let a = Mat::new(&go[i0 * ow..], ow, 1);
                             rows_times_cols(a, rb, hd, &vt, s, n, &mut ds[i0 * s..], s);
                         },
                     );
@@ -347,11 +335,7 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
                         tq,
                         #[inline(always)]
                         |i0, rb| {
-                            let w = Mat {
-                                data: &ds[i0 * s..],
-                                rs: s,
-                                cs: 1,
-                            };
+                            let w = Mat::new(&ds[i0 * s..], s, 1);
                             let len = geo.visible(i0 + rb - 1);
                             add_weighted_rows(
                                 w,
@@ -375,11 +359,7 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
                             } else {
                                 0
                             };
-                            let w = Mat {
-                                data: &ds[j0..],
-                                rs: 1,
-                                cs: s,
-                            };
+                            let w = Mat::new(&ds[j0..], 1, s);
                             add_weighted_rows(
                                 w,
                                 rb,
@@ -390,11 +370,7 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
                                 &mut dk[j0 * hd..],
                                 hd,
                             );
-                            let w = Mat {
-                                data: &p[j0..],
-                                rs: 1,
-                                cs: s,
-                            };
+                            let w = Mat::new(&p[j0..], 1, s);
                             add_weighted_rows(
                                 w,
                                 rb,

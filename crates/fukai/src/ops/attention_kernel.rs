@@ -27,7 +27,12 @@ pub(crate) struct Mat<'a, T> {
     pub cs: usize,
 }
 
-impl<T: Float> Mat<'_, T> {
+impl<'a, T: Float> Mat<'a, T> {
+    /// The matrix at `data` with row stride `rs` and column stride `cs`.
+    #[inline(always)]
+    pub(crate) fn new(data: &'a [T], rs: usize, cs: usize) -> Self {
+        Mat { data, rs, cs }
+    }
     #[inline(always)]
     fn at(&self, r: usize, c: usize) -> T {
         self.data[r * self.rs + c * self.cs]

@@ -154,8 +154,8 @@ unsafe fn gemm_split<T: Float>(
         // SAFETY: block `b` covers rows (or columns) start..start+size only.
         unsafe {
             let (dst, lhs, rhs) = (d.get(), l.get() as *const T, r.get() as *const T);
+            let off = start as isize;
             let (mm, nn, dst, lhs, rhs) = if by_rows {
-                let off = start as isize;
                 (
                     size,
                     n,
@@ -164,7 +164,6 @@ unsafe fn gemm_split<T: Float>(
                     rhs,
                 )
             } else {
-                let off = start as isize;
                 (m, size, dst.offset(off), lhs, rhs.offset(off * rs.1))
             };
             gemm_k_blocks::<T>((mm, nn, k), dst, dst_rs, lhs, ls, rhs, rs, accumulate);
