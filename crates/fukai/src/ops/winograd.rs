@@ -34,6 +34,8 @@ const M: usize = 2;
 const A: usize = 4;
 /// Tiles per transform step: one 512-bit vector of f32.
 const L: usize = 16;
+/// Column pairs per deinterleave step.
+const P: usize = 8;
 
 /// G of F(2x2, 3x3): the kernel transform `G g G^T`.
 const G: [[f64; 3]; 4] = [
@@ -133,10 +135,22 @@ impl Plan {
     fn cap(&self) -> usize {
         self.spb * self.band_cols()
     }
+    /// Distance between the 16 frequency planes of `rows` rows of `cap` columns: an odd
+    /// number of 16-element (64-byte for f32) steps, so the planes that each transform step
+    /// reads or writes together fall in different cache sets. At a multiple of 4 KiB they all
+    /// share one (64 channels at 14x14 did): the transforms took 40-60% longer.
+    fn freq_stride(&self, rows: usize) -> usize {
+        let steps = (rows * self.cap()).div_ceil(L);
+        (steps | 1) * L
+    }
     /// Length of one parity plane of the padded input: tile rows + 1, and one more element
     /// read by the last tile row's extra tile.
     fn pr_plane(&self) -> usize {
-        (self.band + 1) * (self.tx + 1) + 1
+        (self.band + 1) * (self.tx + 1) + 1 + P
+    }
+    /// Length of the zero-padded input row that [`deinterleave`] reads whole chunks of.
+    fn padded_row(&self) -> usize {
+        (2 * (self.tx + 1)).next_multiple_of(2 * P)
     }
 }
 
@@ -145,17 +159,19 @@ struct Scratch<T> {
     v: Vec<T>,
     mm: Vec<T>,
     pr: Vec<T>,
+    /// A band's padded input rows: zero but for the image columns, which each band overwrites.
+    rows: Vec<T>,
     z: Vec<T>,
 }
 
 impl<T: Float> Scratch<T> {
     fn new(p: &Plan) -> Self {
-        let cap = p.cap();
         Scratch {
-            v: vec![T::ZERO; A * A * p.g.c * cap],
+            v: vec![T::ZERO; A * A * p.freq_stride(p.g.c)],
             // Transforms read whole vectors of L tiles: the last may run past the data.
-            mm: vec![T::ZERO; A * A * p.g.o * cap + L],
+            mm: vec![T::ZERO; A * A * p.freq_stride(p.g.o) + L],
             pr: vec![T::ZERO; M * M * p.pr_plane() + L],
+            rows: vec![T::ZERO; (p.band * M + A - M) * p.padded_row()],
             z: vec![T::ZERO; M * M * p.band_cols()],
         }
     }
@@ -182,40 +198,30 @@ fn kernel_transform<T: Float>(o: usize, c: usize, w: &[T]) -> Vec<T> {
     u
 }
 
-/// Stores the first `n <= L` lanes of `v` into `d` at `at`.
+/// Stores the first `n <= K` lanes of `v` into `d` at `at`.
 #[inline(always)]
-fn store<T: Float>(d: &mut [T], at: usize, n: usize, v: &[T; L]) {
-    if n == L {
-        d[at..at + L].copy_from_slice(v);
+fn store<T: Float, const K: usize>(d: &mut [T], at: usize, n: usize, v: &[T; K]) {
+    if n == K {
+        d[at..at + K].copy_from_slice(v);
     } else {
         d[at..at + n].copy_from_slice(&v[..n]);
     }
 }
 
-/// Splits input row `x` [W], padded by `pad` zeros on the left (and zeros on the right), by
-/// column parity: `even[k]` and `odd[k]` are padded columns 2k and 2k+1.
+/// Splits a zero-padded input row by column parity: `even[k]` and `odd[k]` are padded columns
+/// 2k and 2k+1, for k in `0..n` rounded up to whole chunks of `P` pairs (so the loop has no
+/// scalar tail; callers leave room for the extra pairs).
 #[inline(always)]
-fn deinterleave<T: Float>(x: &[T], pad: usize, even: &mut [T], odd: &mut [T]) {
-    let w = x.len();
-    let at = |pc: usize| {
-        let ix = pc.wrapping_sub(pad);
-        if ix < w {
-            x[ix]
-        } else {
-            T::ZERO
+fn deinterleave<T: Float>(padded: &[T], n: usize, even: &mut [T], odd: &mut [T]) {
+    for (k, ch) in (0..n).step_by(P).zip(padded.chunks_exact(2 * P)) {
+        let mut e = [T::ZERO; P];
+        let mut o = [T::ZERO; P];
+        for q in 0..P {
+            e[q] = ch[2 * q];
+            o[q] = ch[2 * q + 1];
         }
-    };
-    // Pairs wholly inside the row: k in lo..hi.
-    let lo = pad.div_ceil(2).min(even.len());
-    let hi = ((w + pad) / 2).clamp(lo, even.len());
-    for k in (0..lo).chain(hi..even.len()) {
-        even[k] = at(2 * k);
-        odd[k] = at(2 * k + 1);
-    }
-    let pairs = x[2 * lo - pad..].chunks_exact(2);
-    for ((e, o), ch) in even[lo..hi].iter_mut().zip(&mut odd[lo..hi]).zip(pairs) {
-        *e = ch[0];
-        *o = ch[1];
+        even[k..k + P].copy_from_slice(&e);
+        odd[k..k + P].copy_from_slice(&o);
     }
 }
 
@@ -238,23 +244,23 @@ fn input_tiles<T: Float>(
     crate::simd::run(
         #[inline(always)]
         || {
-            // pr[rq][cq][rr*row + k] holds padded element (2rr + rq, 2k + cq) of the band.
-            for prow in 0..nr * M + A - M {
-                let (rq, rr) = (prow % M, prow / M);
+            // The band's padded rows, all copied before any is split: splitting a row right
+            // after copying it would read across the copy's stores before they retire.
+            let (rows, pl) = (nr * M + A - M, p.padded_row());
+            for prow in 0..rows {
                 let iy = (y0 * M + prow).wrapping_sub(ph);
-                let base = rq * M * prp + rr * row;
-                if iy >= h {
-                    s.pr[base..][..row].fill(T::ZERO);
-                    s.pr[base + prp..][..row].fill(T::ZERO);
-                    continue;
+                let dst = &mut s.rows[prow * pl..(prow + 1) * pl];
+                if iy < h {
+                    dst[pw..pw + w].copy_from_slice(&x[iy * w..(iy + 1) * w]);
+                } else {
+                    dst.fill(T::ZERO);
                 }
+            }
+            // pr[rq][cq][rr*row + k] holds padded element (2rr + rq, 2k + cq) of the band.
+            for (prow, padded) in s.rows[..rows * pl].chunks_exact(pl).enumerate() {
+                let base = (prow % M) * M * prp + (prow / M) * row;
                 let (even, odd) = s.pr[base..].split_at_mut(prp);
-                deinterleave(
-                    &x[iy * w..(iy + 1) * w],
-                    pw,
-                    &mut even[..row],
-                    &mut odd[..row],
-                );
+                deinterleave(padded, row, even, odd);
             }
             // Input (i, j) of the tiles from f on: parity plane (i%2, j%2), shifted by whole
             // rows and columns.
@@ -313,13 +319,13 @@ fn output_tiles<T: Float>(
     let (oh, ow, oc) = (p.g.oh(), p.g.ow(), p.g.o);
     let row = tx + 1;
     let len = nr * row;
-    let bc = p.band_cols();
+    let zs = M * p.band_cols();
     crate::simd::run(
         #[inline(always)]
         || {
-            // z[i][j][f]: output (i, j) of the tiles from f on.
+            // z[i][M*f + j]: output (i, j) of tile f.
             let base = o * cap + col0;
-            let plane = oc * cap;
+            let plane = p.freq_stride(oc);
             assert!((A * A - 1) * plane + base + len.next_multiple_of(L) <= s.mm.len());
             let src = s.mm.as_ptr();
             for f in (0..len).step_by(L) {
@@ -341,9 +347,15 @@ fn output_tiles<T: Float>(
                         out[i * M + 1][l] = t1 - t2 - t3;
                     }
                 }
-                let n = L.min(len - f);
-                for (ij, v) in out.iter().enumerate() {
-                    store(&mut s.z, ij * bc + f, n, v);
+                // Outputs (i, 0) and (i, 1) of consecutive tiles are neighbours in output row
+                // i: interleaved here, in registers, each output row is one contiguous run of z.
+                for i in 0..M {
+                    let mut both = [T::ZERO; M * L];
+                    for l in 0..L {
+                        both[M * l] = out[i * M][l];
+                        both[M * l + 1] = out[i * M + 1][l];
+                    }
+                    store(&mut s.z, i * zs + M * f, M * L.min(len - f), &both);
                 }
             }
             for rr in 0..nr {
@@ -352,21 +364,9 @@ fn output_tiles<T: Float>(
                     if oy >= oh {
                         break;
                     }
-                    let out = &mut y[oy * ow..(oy + 1) * ow];
-                    let src = &s.z[i * M * bc + rr * row..];
-                    let full = ow / M;
-                    let (even, odd) = (&src[..full], &src[bc..bc + full]);
-                    let pairs = &mut out[..M * full];
-                    let dst = pairs.as_mut_ptr();
-                    for k in 0..full {
-                        // SAFETY: 2k + 1 < 2 * full, the length of `pairs`.
-                        unsafe {
-                            *dst.add(2 * k) += even[k];
-                            *dst.add(2 * k + 1) += odd[k];
-                        }
-                    }
-                    if ow % M == 1 {
-                        out[ow - 1] += src[full];
+                    let src = &s.z[i * zs + M * rr * row..][..ow];
+                    for (d, v) in y[oy * ow..(oy + 1) * ow].iter_mut().zip(src) {
+                        *d += *v;
                     }
                 }
             }
@@ -384,6 +384,7 @@ pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Optio
     let p = Plan::new(*g);
     let u = kernel_transform(g.o, g.c, w);
     let cap = p.cap();
+    let (vs, ms) = (p.freq_stride(g.c), p.freq_stride(g.o));
     let par = inner_par(g.n.div_ceil(p.spb), g.o, cap, g.c);
     let fill = |r: usize| bias.map_or(T::ZERO, |b| b[r % g.o]);
     build_chunks(
@@ -401,17 +402,17 @@ pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Optio
                     let xs = &x[(n0 + sl) * chw..(n0 + sl + 1) * chw];
                     for c in 0..g.c {
                         let plane = &xs[c * g.h * g.w..(c + 1) * g.h * g.w];
-                        input_tiles(&p, s, plane, (y0, nr), c * cap + sl * cols, g.c * cap);
+                        input_tiles(&p, s, plane, (y0, nr), c * cap + sl * cols, vs);
                     }
                 }
                 for xi in 0..A * A {
                     gemm(
                         (g.o, ns * cols, g.c),
-                        &mut s.mm[xi * g.o * cap..],
+                        &mut s.mm[xi * ms..],
                         cap,
                         &u[xi * g.o * g.c..],
                         (g.c, 1),
-                        &s.v[xi * g.c * cap..],
+                        &s.v[xi * vs..],
                         (cap, 1),
                         false,
                         par,
