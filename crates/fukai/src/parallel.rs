@@ -138,3 +138,20 @@ pub fn build_chunks<T: Copy + Send + Sync, S>(
     unsafe { v.set_len(len) };
     v
 }
+
+/// [`build_chunks`] without scratch, each `chunk`-sized piece starting at `T::default()` (zero
+/// for numbers) before `f(index, piece)` writes it: the zeroing happens on the thread that fills
+/// the piece, while it sits in cache, not in one cold serial pass by the allocator.
+pub fn build_default<T: Copy + Default + Send + Sync>(
+    len: usize,
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) -> Vec<T> {
+    build_chunks(
+        len,
+        (chunk, chunk),
+        |_| T::default(),
+        || (),
+        |_, i, o| f(i, o),
+    )
+}

@@ -221,7 +221,60 @@ fn sequential_fuses_batch_norm_and_relu_with_the_same_result() {
     assert_eq!(a, b);
     // The running statistics were updated the same way.
     let (sa, sb) = (fused_net.state_dict(), bn.state_dict());
+    assert_eq!(sa.len(), sb.len());
+    assert!(sa.iter().any(|(n, _)| n.ends_with("running_var")));
     for ((na, ta), (_, tb)) in sa.iter().zip(&sb) {
         assert_eq!(bits(ta, &[]), bits(tb, &[]), "{na}");
     }
+}
+
+/// A module that counts how often a container asks it for its fused forward + ReLU.
+struct Probe(
+    fukai::nn::BatchNorm,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+);
+
+impl fukai::nn::Module for Probe {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.0.forward(x)
+    }
+    fn forward_relu(&self, x: &Tensor) -> Option<Result<Tensor>> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.forward_relu(x)
+    }
+    fn set_training(&mut self, on: bool) {
+        self.0.set_training(on);
+    }
+}
+
+/// `Sequential` offers the fused op to a layer followed by a ReLU and to no other layer. In
+/// eval mode batch norm declines it, and the two run separately.
+#[test]
+fn sequential_asks_only_a_layer_before_a_relu_to_fuse() {
+    use fukai::nn::{Activation, BatchNorm, Module, Sequential};
+    use std::sync::{atomic::AtomicUsize, atomic::Ordering, Arc};
+    let x = inputs(&[4, 3, 5, 5], 17)[0]
+        .to_dtype(fukai::DType::F32)
+        .unwrap();
+    let (before, alone) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let net = Sequential::new()
+        .add(Probe(BatchNorm::new(3).unwrap(), before.clone()))
+        .add(Activation::Relu)
+        .add(Probe(BatchNorm::new(3).unwrap(), alone.clone()));
+    net.forward(&x).unwrap();
+    assert_eq!(before.load(Ordering::Relaxed), 1);
+    assert_eq!(alone.load(Ordering::Relaxed), 0);
+
+    let mut pair = Sequential::new()
+        .add(Probe(BatchNorm::new(3).unwrap(), before.clone()))
+        .add(Activation::Relu);
+    pair.set_training(false);
+    let mut bn = BatchNorm::new(3).unwrap();
+    bn.set_training(false);
+    let separate = bn.forward(&x).unwrap().relu().unwrap();
+    assert_eq!(
+        max_abs_diff(&pair.forward(&x).unwrap(), &separate).unwrap(),
+        0.0
+    );
+    assert_eq!(before.load(Ordering::Relaxed), 2);
 }

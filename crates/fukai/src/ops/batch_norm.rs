@@ -11,7 +11,7 @@ use super::lanes::lane_sum2;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::{build_chunks, map_range_if, MIN_PAR_ELEMS};
+use crate::parallel::{build_default, map_range_if, MIN_PAR_ELEMS};
 use crate::tensor::Tensor;
 
 /// Elements per parallel chunk of the elementwise passes (whole planes, at least one).
@@ -80,23 +80,17 @@ fn stats<T: Float>(d: Dims, x: &[T]) -> Vec<(f64, f64)> {
 fn per_plane<T: Float>(d: Dims, f: impl Fn(usize, usize, &mut [T]) + Sync + Send) -> Vec<T> {
     let (chunk, s) = (d.chunk(), d.s.max(1));
     let planes_per_chunk = chunk / s;
-    build_chunks(
-        d.n * d.c * d.s,
-        (chunk, chunk),
-        |_| T::ZERO,
-        || (),
-        |_, ci, part| {
-            crate::simd::run(
-                #[inline(always)]
-                || {
-                    for (k, o) in part.chunks_mut(s).enumerate() {
-                        let plane = ci * planes_per_chunk + k;
-                        f(plane, plane % d.c, o);
-                    }
-                },
-            )
-        },
-    )
+    build_default(d.n * d.c * d.s, chunk, |ci, part| {
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for (k, o) in part.chunks_mut(s).enumerate() {
+                    let plane = ci * planes_per_chunk + k;
+                    f(plane, plane % d.c, o);
+                }
+            },
+        )
+    })
 }
 
 /// The per-channel affine map `y = x·scale + shift` that normalization is, from the batch

@@ -6,7 +6,7 @@ use super::unary::map2;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::build_chunks;
+use crate::parallel::build_default;
 use crate::rng::{with_default_generator, Generator};
 use crate::tensor::Tensor;
 
@@ -26,32 +26,26 @@ fn check(t: &Tensor, p: f64) -> Result<()> {
 /// product is a power-of-two scaling).
 fn mask<T: Float>(n: usize, p: f64, scale: T, gen: &Generator, start: u64) -> Vec<T> {
     let threshold = (p * 4_294_967_296.0).ceil() as u64;
-    build_chunks(
-        n,
-        (CHUNK, CHUNK),
-        |_| T::ZERO,
-        || (),
-        |_, ci, chunk| {
-            let mut blocks = [[0u32; 4]; 256];
-            let first_block = start + (ci * CHUNK / 4) as u64;
-            for (gi, group) in chunk.chunks_mut(4 * blocks.len()).enumerate() {
-                let used = group.len().div_ceil(4);
-                gen.fill_blocks(
-                    first_block + (gi * blocks.len()) as u64,
-                    &mut blocks[..used],
-                );
-                for (quad, bits) in group.chunks_mut(4).zip(&blocks) {
-                    for (v, &b) in quad.iter_mut().zip(bits) {
-                        *v = if b as u64 >= threshold {
-                            scale
-                        } else {
-                            T::ZERO
-                        };
-                    }
+    build_default(n, CHUNK, |ci, chunk| {
+        let mut blocks = [[0u32; 4]; 256];
+        let first_block = start + (ci * CHUNK / 4) as u64;
+        for (gi, group) in chunk.chunks_mut(4 * blocks.len()).enumerate() {
+            let used = group.len().div_ceil(4);
+            gen.fill_blocks(
+                first_block + (gi * blocks.len()) as u64,
+                &mut blocks[..used],
+            );
+            for (quad, bits) in group.chunks_mut(4).zip(&blocks) {
+                for (v, &b) in quad.iter_mut().zip(bits) {
+                    *v = if b as u64 >= threshold {
+                        scale
+                    } else {
+                        T::ZERO
+                    };
                 }
             }
-        },
-    )
+        }
+    })
 }
 
 impl Tensor {

@@ -4,7 +4,7 @@
 use super::float::{check_float, with_contig, wrap, Float};
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::build_chunks;
+use crate::parallel::build_default;
 use crate::tensor::Tensor;
 
 /// A one-input elementwise function.
@@ -404,7 +404,7 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
             || x.iter().map(|&v| f(v)).collect(),
         );
     }
-    build(x.len(), |i, o| {
+    build_default(x.len(), CHUNK, |i, o| {
         let src = &x[i * CHUNK..i * CHUNK + o.len()];
         crate::simd::run(
             #[inline(always)]
@@ -417,13 +417,6 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
     })
 }
 
-/// A new `len`-element buffer written in parallel `CHUNK`-sized pieces by `f(index, piece)`.
-/// Each piece is zeroed by the thread that then fills it, while it sits in cache, rather than
-/// by the allocator in one cold serial pass.
-fn build<T: Float>(len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
-    build_chunks(len, (CHUNK, CHUNK), |_| T::ZERO, || (), |_, i, o| f(i, o))
-}
-
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
     if a.len() < crate::parallel::ELEMENTWISE_PAR_MIN {
@@ -432,7 +425,7 @@ pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Se
             || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
         );
     }
-    build(a.len(), |i, o| {
+    build_default(a.len(), CHUNK, |i, o| {
         let r = i * CHUNK..i * CHUNK + o.len();
         crate::simd::run(
             #[inline(always)]
