@@ -32,21 +32,44 @@ fn main() -> Result<()> {
         .filter_map(|a| a.parse().ok())
         .collect();
     if let [c, o, hw] = args[..] {
-        return layer(c, o, hw, false);
+        return layer(c, o, hw, Path::Default);
     }
     for (c, o, hw) in [(1, 32, 28), (32, 32, 28), (32, 64, 14), (64, 64, 14)] {
-        // Both paths in turn, so both see the same machine load.
-        layer(c, o, hw, true)?;
-        layer(c, o, hw, false)?;
+        // Every path in turn, so all see the same machine load.
+        for path in [Path::Im2col, Path::Tile(2), Path::Tile(4), Path::Default] {
+            layer(c, o, hw, path)?;
+        }
     }
     Ok(())
 }
 
-/// Times one layer, by im2col + gemm when `im2col`, else by the default path.
-fn layer(c: usize, o: usize, hw: usize, im2col: bool) -> Result<()> {
-    if im2col {
-        return fukai::testing::without_winograd(|| layer(c, o, hw, false));
+/// How a layer's convolutions run.
+#[derive(Clone, Copy)]
+enum Path {
+    Im2col,
+    /// Winograd with this output tile size (where the layer takes Winograd at all).
+    Tile(usize),
+    /// Whatever the shapes pick.
+    Default,
+}
+
+/// Times one layer along `path`.
+fn layer(c: usize, o: usize, hw: usize, path: Path) -> Result<()> {
+    let label = match path {
+        Path::Im2col => "im2col ",
+        Path::Tile(2) => "F(2x2) ",
+        Path::Tile(_) => "F(4x4) ",
+        Path::Default => "default",
+    };
+    match path {
+        Path::Im2col => fukai::testing::without_winograd(|| timed(c, o, hw, label)),
+        Path::Tile(m) => fukai::testing::with_winograd_tile(m, || timed(c, o, hw, label)),
+        Path::Default => timed(c, o, hw, label),
     }
+}
+
+/// Times forward, input gradient and weight gradient of one layer and prints them.
+fn timed(c: usize, o: usize, hw: usize, label: &str) -> Result<()> {
     {
         let x = Tensor::randn(&[64, c, hw, hw], DType::F32)?;
         let w = Tensor::randn(&[o, c, 3, 3], DType::F32)?;
@@ -72,12 +95,7 @@ fn layer(c: usize, o: usize, hw: usize, im2col: bool) -> Result<()> {
         let dx = backward(true)?;
         let dw = backward(false)?;
         println!(
-            "{c:>2}->{o:<2} @{hw:<2} {}  {:6.2} / {:6.2}    {:6.2} / {:6.2}   {:6.2} / {:6.2}",
-            if fukai::testing::winograd_enabled() {
-                "default"
-            } else {
-                "im2col "
-            },
+            "{c:>2}->{o:<2} @{hw:<2} {label}  {:6.2} / {:6.2}    {:6.2} / {:6.2}   {:6.2} / {:6.2}",
             fwd.0,
             fwd.1,
             dx.0 - fwd.0,

@@ -70,6 +70,12 @@ pub fn without_winograd<R>(f: impl FnOnce() -> R) -> R {
     crate::ops::without_winograd(f)
 }
 
+/// Runs `f` with every Winograd convolution on this thread using output tiles of `m` (2 or 4)
+/// instead of the size the shapes pick: for checking and timing each variant.
+pub fn with_winograd_tile<R>(m: usize, f: impl FnOnce() -> R) -> R {
+    crate::ops::with_winograd_tile(m, f)
+}
+
 /// False inside [`without_winograd`].
 pub fn winograd_enabled() -> bool {
     crate::ops::winograd_enabled()

@@ -1,11 +1,13 @@
 //! Winograd convolution (3x3, stride 1) against im2col + gemm: forward and gradients in f64 and
 //! f32, a finite-difference gradient check, and the same bits at any thread count.
 
-use fukai::testing::{gradcheck, max_abs_diff, output_and_grads, randn64, without_winograd};
+use fukai::testing::{
+    gradcheck, max_abs_diff, output_and_grads, randn64, with_winograd_tile, without_winograd,
+};
 use fukai::{DType, Result, Tensor};
 
 /// (batch, in channels, out channels, height, width, padding) of shapes Winograd takes.
-const SHAPES: [(usize, usize, usize, usize, usize, [usize; 2]); 8] = [
+const SHAPES: [(usize, usize, usize, usize, usize, [usize; 2]); 9] = [
     (2, 16, 16, 8, 8, [1, 1]),
     // Odd sizes and sizes that are not multiples of the tile.
     (3, 16, 20, 7, 9, [1, 1]),
@@ -13,6 +15,8 @@ const SHAPES: [(usize, usize, usize, usize, usize, [usize; 2]); 8] = [
     (2, 16, 17, 6, 5, [2, 2]),
     (2, 17, 16, 9, 6, [0, 2]),
     (1, 32, 64, 14, 14, [1, 1]),
+    // The plane where the shapes pick F(4x4).
+    (1, 16, 16, 28, 28, [1, 1]),
     // Tiny planes: one tile, and an output of 1x1.
     (4, 16, 16, 2, 3, [1, 1]),
     (2, 16, 16, 3, 3, [0, 0]),
@@ -66,14 +70,24 @@ fn compare(dtype: DType, tol: f64) {
     }
 }
 
+/// Each tile size on every shape, whatever the shapes would pick. F(4x4)'s points 0, ±1, ±2
+/// round about ten times worse than F(2x2)'s.
 #[test]
 fn winograd_equals_im2col_f64() {
-    compare(DType::F64, 1e-12);
+    with_winograd_tile(2, || compare(DType::F64, 1e-12));
+    with_winograd_tile(4, || compare(DType::F64, 1e-12));
 }
 
 #[test]
 fn winograd_equals_im2col_f32() {
-    compare(DType::F32, 2e-6);
+    with_winograd_tile(2, || compare(DType::F32, 2e-6));
+    with_winograd_tile(4, || compare(DType::F32, 2e-5));
+}
+
+/// The shapes' own pick (F(4x4) at 28x28, F(2x2) at 14x14) at the tolerance its tile allows.
+#[test]
+fn default_tile_equals_im2col_f32() {
+    compare(DType::F32, 2e-5);
 }
 
 /// The im2col switch really changes the path, forward and backward: F(2x2) rounds
@@ -95,13 +109,15 @@ fn winograd_gradcheck_f64() {
         randn64(&[16, 16, 3, 3], 2).unwrap(),
         randn64(&[16], 3).unwrap(),
     ];
-    for pad in [[1, 1], [0, 2]] {
-        gradcheck(
-            |t| t[0].conv2d(&t[1], Some(&t[2]), [1, 1], pad, [1, 1], 1),
-            &inputs,
-            1e-6,
-            1e-6,
-        )
+    for (pad, tile) in [([1, 1], 2), ([0, 2], 2), ([1, 1], 4), ([0, 2], 4)] {
+        with_winograd_tile(tile, || {
+            gradcheck(
+                |t| t[0].conv2d(&t[1], Some(&t[2]), [1, 1], pad, [1, 1], 1),
+                &inputs,
+                1e-6,
+                1e-6,
+            )
+        })
         .unwrap();
     }
 }

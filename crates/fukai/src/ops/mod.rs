@@ -30,4 +30,4 @@ pub use batch_norm::BatchStats;
 pub use binary::Binary;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;
-pub(crate) use winograd::{winograd_enabled, without_winograd};
+pub(crate) use winograd::{winograd_enabled, with_winograd_tile, without_winograd};

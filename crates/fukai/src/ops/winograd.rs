@@ -1,19 +1,22 @@
-//! Winograd convolution F(2x2, 3x3) (Lavin and Gray, 2016) for 3x3, stride-1 kernels: each
-//! 2x2 output tile is `A^T [(G g G^T) ⊙ (B^T d B)] A` of its 4x4 input tile `d`, so the channel
-//! sums become 16 independent gemms `[O × C]·[C × tiles]`, with 2.25x fewer multiplies than
-//! the direct sum. The input gradient is the same operation on `gy` with the kernel rotated
-//! 180° and its channel axes swapped (a "full" convolution, padding `2 - p`).
+//! Winograd convolution F(m x m, 3x3) (Lavin and Gray, 2016) for 3x3, stride-1 kernels, with
+//! output tiles of m = 2 or 4: each m x m output tile is `A^T [(G g G^T) ⊙ (B^T d B)] A` of
+//! its (m+2)² input tile `d`, so the channel sums become (m+2)² independent gemms
+//! `[O × C]·[C × tiles]`, with 2.25x (m = 2) or 4x (m = 4) fewer multiplies than the direct
+//! sum. The input gradient is the same operation on `gy` with the kernel rotated 180° and its
+//! channel axes swapped (a "full" convolution, padding `2 - p`).
 //!
-//! Tried and dropped: F(4x4, 3x3) (36 gemms, 4x fewer multiplies) was slower at the 14x14 and
-//! 28x28 planes measured, its transforms costing more than the gemm work saved, with about ten
-//! times the rounding error; a Winograd weight gradient (16 gemms over all tiles) was no
-//! faster than im2col's, its input and output-gradient transforms eating the gain.
+//! F(4x4) also moves 44% fewer transformed values through memory per output, but its points
+//! 0, ±1, ±2 round about ten times worse in f32 and pad planes to multiples of 4, so it is
+//! used where it pays: see [`WinoGeom::tile`].
+//!
+//! Tried and dropped: a Winograd weight gradient (16 gemms over all tiles) was no faster than
+//! im2col's, its input and output-gradient transforms eating the gain.
 //!
 //! Transforms run on whole planes, 16 tiles per step, so they vectorize: the padded input is
-//! stored split by row and column parity, which turns each of a tile's 16 inputs, taken over
-//! consecutive tiles, into a contiguous run. Each tile row carries one extra, unused tile (its
-//! columns read the next row), which costs 1/(tiles per row) more gemm work but keeps every
-//! transform a flat loop. Work is split by fixed-size chunks of samples, and every output
+//! stored split by row and column phase (index mod m), which turns each of a tile's inputs,
+//! taken over consecutive tiles, into a contiguous run. Each tile row carries one extra, unused
+//! tile (its columns read the next row), which costs 1/(tiles per row) more gemm work but keeps
+//! every transform a flat loop. Work is split by fixed-size chunks of samples, and every output
 //! element comes from one gemm whose threading is chosen from the shapes, so the bits never
 //! depend on the thread count.
 
@@ -28,37 +31,56 @@ const MIN_CHANNELS: usize = 16;
 /// Elements of transformed input plus gemm output held per block (about 1 MiB of f32,
 /// the size of one core's L2).
 const BLOCK_ELEMS: usize = 1 << 18;
-
-/// Output tile size and input tile size.
-const M: usize = 2;
-const A: usize = 4;
 /// Tiles per transform step: one 512-bit vector of f32.
 const L: usize = 16;
-/// Column pairs per deinterleave step.
+/// Column groups (of m columns) per deinterleave step.
 const P: usize = 8;
 
 /// G of F(2x2, 3x3): the kernel transform `G g G^T`.
-const G: [[f64; 3]; 4] = [
+const G2: [[f64; 3]; 4] = [
     [1., 0., 0.],
     [0.5, 0.5, 0.5],
     [0.5, -0.5, 0.5],
     [0., 0., 1.],
 ];
+/// G of F(4x4, 3x3), points 0, 1, -1, 2, -2 and infinity.
+const G4: [[f64; 3]; 6] = [
+    [0.25, 0., 0.],
+    [-1. / 6., -1. / 6., -1. / 6.],
+    [-1. / 6., 1. / 6., -1. / 6.],
+    [1. / 24., 1. / 12., 1. / 6.],
+    [1. / 24., -1. / 12., 1. / 6.],
+    [0., 0., 1.],
+];
 
 thread_local! {
     static DISABLED: Cell<bool> = const { Cell::new(false) };
+    static FORCED_TILE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Restores a thread-local cell when dropped.
+struct Restore<T: Copy + 'static>(&'static std::thread::LocalKey<Cell<T>>, T);
+impl<T: Copy + 'static> Drop for Restore<T> {
+    fn drop(&mut self) {
+        self.0.with(|d| d.set(self.1));
+    }
 }
 
 /// Runs `f` with Winograd turned off on this thread, so convolutions take im2col + gemm:
 /// lets tests compare the two paths.
 pub fn without_winograd<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            DISABLED.with(|d| d.set(self.0));
-        }
-    }
-    let _restore = Restore(DISABLED.with(|d| d.replace(true)));
+    let _restore = Restore(&DISABLED, DISABLED.with(|d| d.replace(true)));
+    f()
+}
+
+/// Runs `f` with every Winograd convolution on this thread using output tiles of `m` (2 or 4),
+/// whatever the shapes would pick: lets tests and benchmarks check each variant.
+pub fn with_winograd_tile<R>(m: usize, f: impl FnOnce() -> R) -> R {
+    assert!(
+        m == 2 || m == 4,
+        "Winograd output tiles are 2 or 4, not {m}"
+    );
+    let _restore = Restore(&FORCED_TILE, FORCED_TILE.with(|d| d.replace(m)));
     f()
 }
 
@@ -95,11 +117,31 @@ impl WinoGeom {
     fn ow(&self) -> usize {
         self.w + 2 * self.pad[1] - 2
     }
+    /// Output tile size: 4 where its tiles, counted with each row's extra one, cover the
+    /// plane with at least 30% fewer transformed values than 2's would.
+    fn tile(&self) -> usize {
+        let forced = FORCED_TILE.with(Cell::get);
+        if forced != 0 {
+            return forced;
+        }
+        let values = |m: usize| {
+            let a = m + 2;
+            a * a * self.oh().div_ceil(m) * (self.ow().div_ceil(m) + 1)
+        };
+        if 10 * values(4) <= 7 * values(2) {
+            4
+        } else {
+            2
+        }
+    }
 }
 
 /// Sizes shared by every block of one call.
 struct Plan {
     g: WinoGeom,
+    /// Output tile size m, and input tile size m + 2.
+    m: usize,
+    a: usize,
     /// Tiles per tile row (without the extra one) and tile rows per sample.
     tx: usize,
     ty: usize,
@@ -110,9 +152,10 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(g: WinoGeom) -> Self {
-        let (tx, ty) = (g.ow().div_ceil(M), g.oh().div_ceil(M));
-        let cols_budget = (BLOCK_ELEMS / (A * A * (g.c + g.o))).max(1);
+    fn new(g: WinoGeom, m: usize) -> Self {
+        let a = m + 2;
+        let (tx, ty) = (g.ow().div_ceil(m), g.oh().div_ceil(m));
+        let cols_budget = (BLOCK_ELEMS / (a * a * (g.c + g.o))).max(1);
         let per_sample = ty * (tx + 1);
         let (band, spb) = if per_sample <= cols_budget {
             (ty, (cols_budget / per_sample).min(g.n).max(1))
@@ -121,6 +164,8 @@ impl Plan {
         };
         Plan {
             g,
+            m,
+            a,
             tx,
             ty,
             band,
@@ -135,22 +180,32 @@ impl Plan {
     fn cap(&self) -> usize {
         self.spb * self.band_cols()
     }
-    /// Distance between the 16 frequency planes of `rows` rows of `cap` columns: an odd
-    /// number of 16-element (64-byte for f32) steps, so the planes that each transform step
-    /// reads or writes together fall in different cache sets. At a multiple of 4 KiB they all
-    /// share one (64 channels at 14x14 did): the transforms took 40-60% longer.
+    /// Distance between the rows (channels) of the transformed input and of the gemm output:
+    /// one vector more than the columns, so transforms store whole vectors past a row's end.
+    fn row_len(&self) -> usize {
+        self.cap() + L
+    }
+    /// Distance between the frequency planes of `rows` rows of `cap` columns: an odd number
+    /// of 16-element (64-byte for f32) steps, so the planes that each transform step reads or
+    /// writes together fall in different cache sets. At a multiple of 4 KiB they all share one
+    /// (64 channels at 14x14 did): the transforms took 40-60% longer.
     fn freq_stride(&self, rows: usize) -> usize {
-        let steps = (rows * self.cap()).div_ceil(L);
+        let steps = (rows * self.row_len()).div_ceil(L);
         (steps | 1) * L
     }
-    /// Length of one parity plane of the padded input: tile rows + 1, and one more element
+    /// Distance between the output rows of one band in `Scratch::z`, with room for whole
+    /// vector stores past the end.
+    fn z_row(&self) -> usize {
+        self.m * (self.band_cols() + L)
+    }
+    /// Length of one phase plane of the padded input: tile rows + 1, and one more element
     /// read by the last tile row's extra tile.
     fn pr_plane(&self) -> usize {
         (self.band + 1) * (self.tx + 1) + 1 + P
     }
     /// Length of the zero-padded input row that [`deinterleave`] reads whole chunks of.
     fn padded_row(&self) -> usize {
-        (2 * (self.tx + 1)).next_multiple_of(2 * P)
+        (self.m * (self.tx + 1)).next_multiple_of(self.m * P)
     }
 }
 
@@ -166,62 +221,112 @@ struct Scratch<T> {
 
 impl<T: Float> Scratch<T> {
     fn new(p: &Plan) -> Self {
+        let aa = p.a * p.a;
         Scratch {
-            v: vec![T::ZERO; A * A * p.freq_stride(p.g.c)],
+            v: vec![T::ZERO; aa * p.freq_stride(p.g.c)],
             // Transforms read whole vectors of L tiles: the last may run past the data.
-            mm: vec![T::ZERO; A * A * p.freq_stride(p.g.o) + L],
-            pr: vec![T::ZERO; M * M * p.pr_plane() + L],
-            rows: vec![T::ZERO; (p.band * M + A - M) * p.padded_row()],
-            z: vec![T::ZERO; M * M * p.band_cols()],
+            mm: vec![T::ZERO; aa * p.freq_stride(p.g.o) + L],
+            pr: vec![T::ZERO; p.m * p.m * p.pr_plane() + L],
+            rows: vec![T::ZERO; (p.band * p.m + p.a - p.m) * p.padded_row()],
+            z: vec![T::ZERO; p.m * p.z_row()],
         }
     }
 }
 
 /// `U[ξ][o][c] = (G w[o][c] G^T)[ξ]` for the weight `w` [O, C, 3, 3].
-fn kernel_transform<T: Float>(o: usize, c: usize, w: &[T]) -> Vec<T> {
-    let g = G.map(|r| r.map(T::c));
-    let mut u = vec![T::ZERO; A * A * o * c];
+fn kernel_transform<T: Float>(m: usize, o: usize, c: usize, w: &[T]) -> Vec<T> {
+    let g: Vec<[T; 3]> = match m {
+        2 => G2.iter().map(|r| r.map(T::c)).collect(),
+        _ => G4.iter().map(|r| r.map(T::c)).collect(),
+    };
+    let a = g.len();
+    let mut u = vec![T::ZERO; a * a * o * c];
     for (oc, k) in w.chunks_exact(9).enumerate() {
-        // tmp = G k: 4 x 3.
-        let mut tmp = [[T::ZERO; 3]; A];
-        for (t, gr) in tmp.iter_mut().zip(&g) {
-            for (col, tv) in t.iter_mut().enumerate() {
-                *tv = gr[0] * k[col] + gr[1] * k[3 + col] + gr[2] * k[6 + col];
-            }
-        }
+        // tmp = G k: a x 3.
+        let tmp: Vec<[T; 3]> = g
+            .iter()
+            .map(|gr| {
+                std::array::from_fn(|col| gr[0] * k[col] + gr[1] * k[3 + col] + gr[2] * k[6 + col])
+            })
+            .collect();
         for (r, t) in tmp.iter().enumerate() {
             for (s, gs) in g.iter().enumerate() {
-                u[(r * A + s) * o * c + oc] = t[0] * gs[0] + t[1] * gs[1] + t[2] * gs[2];
+                u[(r * a + s) * o * c + oc] = t[0] * gs[0] + t[1] * gs[1] + t[2] * gs[2];
             }
         }
     }
     u
 }
 
-/// Stores the first `n <= K` lanes of `v` into `d` at `at`.
+/// `B^T d` for an input column `d` of F(M x M, 3x3), `A` = M + 2.
 #[inline(always)]
-fn store<T: Float, const K: usize>(d: &mut [T], at: usize, n: usize, v: &[T; K]) {
-    if n == K {
-        d[at..at + K].copy_from_slice(v);
+fn input_1d<T: Float, const A: usize>(d: [T; A]) -> [T; A] {
+    let mut r = [T::ZERO; A];
+    if A == 4 {
+        r[0] = d[0] - d[2];
+        r[1] = d[1] + d[2];
+        r[2] = d[2] - d[1];
+        r[3] = d[1] - d[3];
     } else {
-        d[at..at + n].copy_from_slice(&v[..n]);
+        let (two, four, five) = (T::c(2.), T::c(4.), T::c(5.));
+        let (p, q) = (d[4] - four * d[2], d[3] - four * d[1]);
+        let (u, v) = (d[4] - d[2], two * (d[3] - d[1]));
+        r[0] = four * d[0] - five * d[2] + d[4];
+        r[1] = p + q;
+        r[2] = p - q;
+        r[3] = u + v;
+        r[4] = u - v;
+        r[5] = four * d[1] - five * d[3] + d[5];
     }
+    r
 }
 
-/// Splits a zero-padded input row by column parity: `even[k]` and `odd[k]` are padded columns
-/// 2k and 2k+1, for k in `0..n` rounded up to whole chunks of `P` pairs (so the loop has no
-/// scalar tail; callers leave room for the extra pairs).
+/// `A^T m` for a column `m` of the gemm output, `A` = M + 2.
 #[inline(always)]
-fn deinterleave<T: Float>(padded: &[T], n: usize, even: &mut [T], odd: &mut [T]) {
-    for (k, ch) in (0..n).step_by(P).zip(padded.chunks_exact(2 * P)) {
-        let mut e = [T::ZERO; P];
-        let mut o = [T::ZERO; P];
-        for q in 0..P {
-            e[q] = ch[2 * q];
-            o[q] = ch[2 * q + 1];
+fn output_1d<T: Float, const A: usize, const M: usize>(m: [T; A]) -> [T; M] {
+    let mut r = [T::ZERO; M];
+    if M == 2 {
+        r[0] = m[0] + m[1] + m[2];
+        r[1] = m[1] - m[2] - m[3];
+    } else {
+        let (two, four, eight) = (T::c(2.), T::c(4.), T::c(8.));
+        let (s1, d1, s2, d2) = (m[1] + m[2], m[1] - m[2], m[3] + m[4], m[3] - m[4]);
+        r[0] = m[0] + s1 + s2;
+        r[1] = d1 + two * d2;
+        r[2] = s1 + four * s2;
+        r[3] = d1 + eight * d2 + m[5];
+    }
+    r
+}
+
+/// `dst.copy_from_slice(src)` in whole vectors, the last one overlapping: rows are a few
+/// vectors long, and a `memcpy` call per row cost 8% of the forward pass.
+#[inline(always)]
+fn copy_row<T: Float>(dst: &mut [T], src: &[T]) {
+    let n = src.len();
+    if n < L {
+        dst.copy_from_slice(src);
+        return;
+    }
+    for k in (0..n - L).step_by(L) {
+        dst[k..k + L].copy_from_slice(&src[k..k + L]);
+    }
+    dst[n - L..].copy_from_slice(&src[n - L..]);
+}
+
+/// Splits a zero-padded input row by column phase: `phases[q][k]` is padded column `M*k + q`,
+/// for k in `0..n` rounded up to whole chunks of `P` (so the loop has no scalar tail; callers
+/// leave room for the extra groups). `phases` starts each phase `stride` apart.
+#[inline(always)]
+fn deinterleave<T: Float, const M: usize>(padded: &[T], n: usize, phases: &mut [T], stride: usize) {
+    for (k, ch) in (0..n).step_by(P).zip(padded.chunks_exact(M * P)) {
+        for q in 0..M {
+            let mut e = [T::ZERO; P];
+            for (i, e) in e.iter_mut().enumerate() {
+                *e = ch[M * i + q];
+            }
+            phases[q * stride + k..q * stride + k + P].copy_from_slice(&e);
         }
-        even[k..k + P].copy_from_slice(&e);
-        odd[k..k + P].copy_from_slice(&o);
     }
 }
 
@@ -230,7 +335,7 @@ fn deinterleave<T: Float>(padded: &[T], n: usize, even: &mut [T], odd: &mut [T])
 /// `v[v_off + ξ*stride + f]`.
 // The lane loops index several arrays by the same lane and tile position.
 #[allow(clippy::needless_range_loop)]
-fn input_tiles<T: Float>(
+fn input_tiles<T: Float, const M: usize, const A: usize, const AA: usize>(
     p: &Plan,
     s: &mut Scratch<T>,
     x: &[T],
@@ -238,6 +343,7 @@ fn input_tiles<T: Float>(
     v_off: usize,
     stride: usize,
 ) {
+    assert!(p.m == M && A == M + 2 && AA == A * A);
     let (h, w, [ph, pw]) = (p.g.h, p.g.w, p.g.pad);
     let prp = p.pr_plane();
     let row = p.tx + 1;
@@ -251,52 +357,56 @@ fn input_tiles<T: Float>(
                 let iy = (y0 * M + prow).wrapping_sub(ph);
                 let dst = &mut s.rows[prow * pl..(prow + 1) * pl];
                 if iy < h {
-                    dst[pw..pw + w].copy_from_slice(&x[iy * w..(iy + 1) * w]);
+                    copy_row(&mut dst[pw..pw + w], &x[iy * w..(iy + 1) * w]);
                 } else {
                     dst.fill(T::ZERO);
                 }
             }
-            // pr[rq][cq][rr*row + k] holds padded element (2rr + rq, 2k + cq) of the band.
+            // pr[rq][cq][rr*row + k] holds padded element (M*rr + rq, M*k + cq) of the band.
             for (prow, padded) in s.rows[..rows * pl].chunks_exact(pl).enumerate() {
                 let base = (prow % M) * M * prp + (prow / M) * row;
-                let (even, odd) = s.pr[base..].split_at_mut(prp);
-                deinterleave(padded, row, even, odd);
+                deinterleave::<T, M>(padded, row, &mut s.pr[base..], prp);
             }
-            // Input (i, j) of the tiles from f on: parity plane (i%2, j%2), shifted by whole
+            // Input (i, j) of the tiles from f on: phase plane (i%M, j%M), shifted by whole
             // rows and columns.
             let mut off = [[0; A]; A];
-            for (i, oi) in off.iter_mut().enumerate() {
-                for (j, o) in oi.iter_mut().enumerate() {
-                    *o = ((i % 2) * 2 + j % 2) * prp + (i / 2) * row + j / 2;
+            for i in 0..A {
+                for j in 0..A {
+                    off[i][j] = ((i % M) * M + j % M) * prp + (i / M) * row + j / M;
                 }
             }
             let len = nr * row;
             assert!(off[A - 1][A - 1] + len.next_multiple_of(L) <= s.pr.len());
             let src = s.pr.as_ptr();
             for f in (0..len).step_by(L) {
-                let mut out = [[T::ZERO; L]; A * A];
+                let mut out = [[T::ZERO; L]; AA];
                 for l in 0..L {
-                    // SAFETY: below off[3][3] + f + L, inside pr by the assert above.
+                    // SAFETY: below off[A-1][A-1] + f + L, inside pr by the assert above.
                     let d = |i: usize, j: usize| unsafe { *src.add(off[i][j] + f + l) };
                     // B^T d B: along rows, then along columns.
                     let mut t = [[T::ZERO; A]; A];
                     for j in 0..A {
-                        let (d0, d1, d2, d3) = (d(0, j), d(1, j), d(2, j), d(3, j));
-                        t[0][j] = d0 - d2;
-                        t[1][j] = d1 + d2;
-                        t[2][j] = d2 - d1;
-                        t[3][j] = d1 - d3;
+                        let mut col = [T::ZERO; A];
+                        for i in 0..A {
+                            col[i] = d(i, j);
+                        }
+                        let col = input_1d(col);
+                        for r in 0..A {
+                            t[r][j] = col[r];
+                        }
                     }
-                    for (r, &[t0, t1, t2, t3]) in t.iter().enumerate() {
-                        out[r * A][l] = t0 - t2;
-                        out[r * A + 1][l] = t1 + t2;
-                        out[r * A + 2][l] = t2 - t1;
-                        out[r * A + 3][l] = t1 - t3;
+                    for r in 0..A {
+                        let v = input_1d(t[r]);
+                        for c in 0..A {
+                            out[r * A + c][l] = v[c];
+                        }
                     }
                 }
-                let n = L.min(len - f);
+                // Whole vectors: the lanes past the band land in the row's spare vector, or in
+                // the next sample's columns, which are written after.
                 for (xi, v) in out.iter().enumerate() {
-                    store(&mut s.v, v_off + xi * stride + f, n, v);
+                    let at = v_off + xi * stride + f;
+                    s.v[at..at + L].copy_from_slice(v);
                 }
             }
         },
@@ -304,10 +414,10 @@ fn input_tiles<T: Float>(
 }
 
 /// Adds the inverse transform of gemm columns `col0..` (tile rows `y0..y0+nr`) of output
-/// channel `o` onto its plane `y` [OH, OW].
+/// channel `o` onto its plane `y` [OH, OW]. `ML` is M * L.
 // The lane loops index several arrays by the same lane and tile position.
 #[allow(clippy::needless_range_loop)]
-fn output_tiles<T: Float>(
+fn output_tiles<T: Float, const M: usize, const A: usize, const MM: usize, const ML: usize>(
     p: &Plan,
     s: &mut Scratch<T>,
     o: usize,
@@ -315,47 +425,56 @@ fn output_tiles<T: Float>(
     (y0, nr): (usize, usize),
     y: &mut [T],
 ) {
-    let (tx, cap) = (p.tx, p.cap());
+    assert!(p.m == M && A == M + 2 && MM == M * M && ML == M * L);
+    let (tx, rl) = (p.tx, p.row_len());
     let (oh, ow, oc) = (p.g.oh(), p.g.ow(), p.g.o);
     let row = tx + 1;
     let len = nr * row;
-    let zs = M * p.band_cols();
+    let zs = p.z_row();
     crate::simd::run(
         #[inline(always)]
         || {
             // z[i][M*f + j]: output (i, j) of tile f.
-            let base = o * cap + col0;
+            let base = o * rl + col0;
             let plane = p.freq_stride(oc);
             assert!((A * A - 1) * plane + base + len.next_multiple_of(L) <= s.mm.len());
             let src = s.mm.as_ptr();
             for f in (0..len).step_by(L) {
-                let mut out = [[T::ZERO; L]; M * M];
+                let mut out = [[T::ZERO; L]; MM];
                 for l in 0..L {
-                    // SAFETY: below 15*plane + base + f + L, inside mm by the assert above.
+                    // SAFETY: below (A²-1)*plane + base + f + L, inside mm by the assert above.
                     let m = |r: usize, sc: usize| unsafe {
                         *src.add((r * A + sc) * plane + base + f + l)
                     };
                     // A^T m A: along rows, then along columns.
                     let mut t = [[T::ZERO; A]; M];
                     for sc in 0..A {
-                        let (m0, m1, m2, m3) = (m(0, sc), m(1, sc), m(2, sc), m(3, sc));
-                        t[0][sc] = m0 + m1 + m2;
-                        t[1][sc] = m1 - m2 - m3;
+                        let mut col = [T::ZERO; A];
+                        for r in 0..A {
+                            col[r] = m(r, sc);
+                        }
+                        let col: [T; M] = output_1d(col);
+                        for i in 0..M {
+                            t[i][sc] = col[i];
+                        }
                     }
-                    for (i, &[t0, t1, t2, t3]) in t.iter().enumerate() {
-                        out[i * M][l] = t0 + t1 + t2;
-                        out[i * M + 1][l] = t1 - t2 - t3;
+                    for i in 0..M {
+                        let v: [T; M] = output_1d(t[i]);
+                        for j in 0..M {
+                            out[i * M + j][l] = v[j];
+                        }
                     }
                 }
-                // Outputs (i, 0) and (i, 1) of consecutive tiles are neighbours in output row
-                // i: interleaved here, in registers, each output row is one contiguous run of z.
+                // Outputs (i, 0..M) of consecutive tiles are neighbours in output row i:
+                // interleaved here, in registers, each output row is one contiguous run of z.
                 for i in 0..M {
-                    let mut both = [T::ZERO; M * L];
+                    let mut all = [T::ZERO; ML];
                     for l in 0..L {
-                        both[M * l] = out[i * M][l];
-                        both[M * l + 1] = out[i * M + 1][l];
+                        for j in 0..M {
+                            all[M * l + j] = out[i * M + j][l];
+                        }
                     }
-                    store(&mut s.z, i * zs + M * f, M * L.min(len - f), &both);
+                    s.z[i * zs + M * f..][..ML].copy_from_slice(&all);
                 }
             }
             for rr in 0..nr {
@@ -376,16 +495,36 @@ fn output_tiles<T: Float>(
 
 /// Forward Winograd convolution: `x` [N, C, H, W], `w` [O, C, 3, 3], optional `bias` [O].
 pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
+    match g.tile() {
+        2 => forward_m::<T, 2, 4, 16, 4, 32>(g, x, w, bias),
+        _ => forward_m::<T, 4, 6, 36, 16, 64>(g, x, w, bias),
+    }
+}
+
+/// [`wino_forward`] with output tiles of M (`ML` = M * 16).
+fn forward_m<
+    T: Float,
+    const M: usize,
+    const A: usize,
+    const AA: usize,
+    const MM: usize,
+    const ML: usize,
+>(
+    g: &WinoGeom,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
     let (oh, ow) = (g.oh(), g.ow());
     let (chw, l) = (g.c * g.h * g.w, oh * ow);
     if g.n * g.o * l == 0 {
         return Vec::new();
     }
-    let p = Plan::new(*g);
-    let u = kernel_transform(g.o, g.c, w);
-    let cap = p.cap();
+    let p = Plan::new(*g, M);
+    let u = kernel_transform(M, g.o, g.c, w);
+    let rl = p.row_len();
     let (vs, ms) = (p.freq_stride(g.c), p.freq_stride(g.o));
-    let par = inner_par(g.n.div_ceil(p.spb), g.o, cap, g.c);
+    let par = inner_par(g.n.div_ceil(p.spb), g.o, p.cap(), g.c);
     let fill = |r: usize| bias.map_or(T::ZERO, |b| b[r % g.o]);
     build_chunks(
         g.n * g.o * l,
@@ -402,18 +541,18 @@ pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Optio
                     let xs = &x[(n0 + sl) * chw..(n0 + sl + 1) * chw];
                     for c in 0..g.c {
                         let plane = &xs[c * g.h * g.w..(c + 1) * g.h * g.w];
-                        input_tiles(&p, s, plane, (y0, nr), c * cap + sl * cols, vs);
+                        input_tiles::<T, M, A, AA>(&p, s, plane, (y0, nr), c * rl + sl * cols, vs);
                     }
                 }
-                for xi in 0..A * A {
+                for xi in 0..p.a * p.a {
                     gemm(
                         (g.o, ns * cols, g.c),
                         &mut s.mm[xi * ms..],
-                        cap,
+                        rl,
                         &u[xi * g.o * g.c..],
                         (g.c, 1),
                         &s.v[xi * vs..],
-                        (cap, 1),
+                        (rl, 1),
                         false,
                         par,
                     );
@@ -421,13 +560,21 @@ pub(crate) fn wino_forward<T: Float>(g: &WinoGeom, x: &[T], w: &[T], bias: Optio
                 for sl in 0..ns {
                     let ys = &mut y[sl * g.o * l..(sl + 1) * g.o * l];
                     for o in 0..g.o {
-                        output_tiles(&p, s, o, sl * cols, (y0, nr), &mut ys[o * l..(o + 1) * l]);
+                        output_tiles::<T, M, A, MM, ML>(
+                            &p,
+                            s,
+                            o,
+                            sl * cols,
+                            (y0, nr),
+                            &mut ys[o * l..(o + 1) * l],
+                        );
                     }
                 }
             }
         },
     )
 }
+
 /// Input gradient of a Winograd-eligible convolution with padding `pad`: a full convolution of
 /// `gy` [N, O, OH, OW] with `w` [O, C, 3, 3] rotated 180° and transposed to [C, O, 3, 3].
 pub(crate) fn wino_input_grad<T: Float>(g: &WinoGeom, w: &[T], gy: &[T]) -> Vec<T> {
