@@ -5,7 +5,7 @@
 
 use super::float::Float;
 use super::matmul::{gemm_raw, parallelism};
-use super::winograd::{wino_forward, wino_input_grad, WinoGeom};
+use super::winograd::{wino_forward, wino_input_grad, wino_weight_grad, WinoGeom};
 use crate::parallel::{build_chunks, map_range};
 use gemm::Parallelism;
 
@@ -359,6 +359,9 @@ fn weight_partials(g: &ConvGeom) -> usize {
 
 /// Weight gradient: gy · col^T summed over samples, as per-chunk partials added in order.
 pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
+    if let Some(dw) = g.winograd().and_then(|wg| wino_weight_grad(&wg, x, gy)) {
+        return dw;
+    }
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     let per = g.n.div_ceil(weight_partials(g)).max(1);
     let parts = g.n.div_ceil(per);
