@@ -405,38 +405,75 @@ fn input_tiles<T: Float, const M: usize, const A: usize, const AA: usize>(
             assert!(off[A - 1][A - 1] + len.next_multiple_of(L) <= s.pr.len());
             let src = s.pr.as_ptr();
             for f in (0..len).step_by(L) {
-                let mut out = [[T::ZERO; L]; AA];
-                for l in 0..L {
-                    // SAFETY: below off[A-1][A-1] + f + L, inside pr by the assert above.
-                    let d = |i: usize, j: usize| unsafe { *src.add(off[i][j] + f + l) };
-                    // B^T d B: along rows, then along columns.
-                    let mut t = [[T::ZERO; A]; A];
-                    for j in 0..A {
-                        let mut col = [T::ZERO; A];
-                        for i in 0..A {
-                            col[i] = d(i, j);
-                        }
-                        let col = input_1d(col);
-                        for r in 0..A {
-                            t[r][j] = col[r];
-                        }
+                let at = v_off + f;
+                // SAFETY (each call): reads below off[A-1][A-1] + f + L, inside pr.
+                if M == 2 {
+                    unsafe { input_rows::<T, M, A, 0, 4, 16>(src, &off, f, &mut s.v, at, stride) };
+                } else {
+                    // Rows of B^T grouped by the inputs they share, so each group's lane loop
+                    // keeps its values in registers (all 36 at once spilled).
+                    unsafe {
+                        input_rows::<T, M, A, 0, 1, 6>(src, &off, f, &mut s.v, at, stride);
+                        input_rows::<T, M, A, 1, 2, 12>(src, &off, f, &mut s.v, at, stride);
+                        input_rows::<T, M, A, 3, 2, 12>(src, &off, f, &mut s.v, at, stride);
+                        input_rows::<T, M, A, 5, 1, 6>(src, &off, f, &mut s.v, at, stride);
                     }
-                    for r in 0..A {
-                        let v = input_1d(t[r]);
-                        for c in 0..A {
-                            out[r * A + c][l] = v[c];
-                        }
-                    }
-                }
-                // Whole vectors: the lanes past the band land in the row's spare vector, or in
-                // the next sample's columns, which are written after.
-                for (xi, v) in out.iter().enumerate() {
-                    let at = v_off + xi * stride + f;
-                    s.v[at..at + L].copy_from_slice(v);
                 }
             }
         },
     );
+}
+
+/// Rows `R0..R0+NR` of `B^T d B` for the L tiles from `f` on (`NA` = NR * A): frequency
+/// (r, c) goes to `v[at + (r*A + c)*stride..][..L]`, a whole vector (the lanes past the band
+/// land in the row's spare vector, or in the next sample's columns, which are written after).
+///
+/// # Safety
+/// `src` must be readable at `off[i][j] + f + l` for every i, j < A and l < L.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn input_rows<
+    T: Float,
+    const M: usize,
+    const A: usize,
+    const R0: usize,
+    const NR: usize,
+    const NA: usize,
+>(
+    src: *const T,
+    off: &[[usize; A]; A],
+    f: usize,
+    v: &mut [T],
+    at: usize,
+    stride: usize,
+) {
+    let mut out = [[T::ZERO; L]; NA];
+    for l in 0..L {
+        // SAFETY: by the caller's contract.
+        let d = |i: usize, j: usize| unsafe { *src.add(off[i][j] + f + l) };
+        // B^T d B: along columns (only the rows wanted), then along rows.
+        let mut t = [[T::ZERO; A]; NR];
+        for j in 0..A {
+            let mut col = [T::ZERO; A];
+            for i in 0..A {
+                col[i] = d(i, j);
+            }
+            let col = input_1d(col);
+            for k in 0..NR {
+                t[k][j] = col[R0 + k];
+            }
+        }
+        for k in 0..NR {
+            let r = input_1d(t[k]);
+            for c in 0..A {
+                out[k * A + c][l] = r[c];
+            }
+        }
+    }
+    for (i, o) in out.iter().enumerate() {
+        let at = at + (R0 * A + i) * stride;
+        v[at..at + L].copy_from_slice(o);
+    }
 }
 
 /// Adds the inverse transform of gemm columns `col0..` (tile rows `y0..y0+nr`) of output
