@@ -359,8 +359,8 @@ fn weight_partials(g: &ConvGeom) -> usize {
 
 /// Weight gradient: gy · col^T summed over samples, as per-chunk partials added in order.
 pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
-    if let Some(dw) = g.winograd().and_then(|wg| wino_weight_grad(&wg, x, gy)) {
-        return dw;
+    if let Some(wg) = g.winograd() {
+        return wino_weight_grad(&wg, x, gy);
     }
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     let per = g.n.div_ceil(weight_partials(g)).max(1);

@@ -735,20 +735,16 @@ fn grad_tiles<T: Float, const M: usize, const A: usize, const AA: usize>(
     );
 }
 
-/// Weight gradient [O, C, 3, 3] of a Winograd-eligible convolution, when the Winograd form
-/// pays: per frequency ξ, `dU[ξ] = Q[ξ] · V[ξ]^T` summed over all tiles (gemms whose inner
-/// dimension is the tiles), then `dW = G^T dU G`. Sums over fixed chunks of samples are kept
-/// apart and added in order.
-///
-/// None where im2col + gemm is as fast: with F(4x4) tiles (28x28 planes, 32 channels, batch
-/// 64: 6.6 ms either way, the input transform eating the 3.5x fewer multiplies), while with
-/// F(2x2) at 14x14 it takes 4.3 instead of 5.8 ms (64 channels) and 2.6 instead of 3.0 ms
-/// (32 -> 64).
-pub(crate) fn wino_weight_grad<T: Float>(g: &WinoGeom, x: &[T], gy: &[T]) -> Option<Vec<T>> {
+/// Weight gradient [O, C, 3, 3] of a Winograd-eligible convolution: per frequency ξ,
+/// `dU[ξ] = Q[ξ] · V[ξ]^T` summed over all tiles (gemms whose inner dimension is the tiles),
+/// then `dW = G^T dU G`. Sums over fixed chunks of samples are kept apart and added in order.
+/// Batch 64 at 1 thread, against im2col + gemm: 64 -> 64 @ 14x14 (F(2x2)) 4.3 instead of
+/// 5.8 ms, 32 -> 64 @ 14x14 2.6 instead of 3.0 ms, 32 -> 32 @ 28x28 (F(4x4)) 5.1-5.7 instead
+/// of 5.9-6.1 ms.
+pub(crate) fn wino_weight_grad<T: Float>(g: &WinoGeom, x: &[T], gy: &[T]) -> Vec<T> {
     match g.tile() {
-        2 => Some(weight_grad_m::<T, 2, 4, 16>(g, x, gy)),
-        _ if FORCED_TILE.with(Cell::get) == 4 => Some(weight_grad_m::<T, 4, 6, 36>(g, x, gy)),
-        _ => None,
+        2 => weight_grad_m::<T, 2, 4, 16>(g, x, gy),
+        _ => weight_grad_m::<T, 4, 6, 36>(g, x, gy),
     }
 }
 
