@@ -764,63 +764,69 @@ fn weight_grad_m<T: Float, const M: usize, const A: usize, const AA: usize>(
     p.spb = p.spb.min(per);
     let (rl, vs, ms) = (p.row_len(), p.freq_stride(g.c), p.freq_stride(g.o));
     let par = inner_par(parts, g.o, g.c, p.cap());
-    let partials = crate::parallel::map_range(parts, |part| {
-        let mut s = Scratch::new(&p);
-        let mut du = vec![T::ZERO; AA * oc];
-        let (first, end) = (part * per, ((part + 1) * per).min(g.n));
-        let mut started = false;
-        for n0 in (first..end).step_by(p.spb) {
-            let ns = p.spb.min(end - n0);
-            for y0 in (0..p.ty).step_by(p.band) {
-                let nr = p.band.min(p.ty - y0);
-                let cols = nr * (p.tx + 1);
-                for sl in 0..ns {
-                    let n = n0 + sl;
-                    for c in 0..g.c {
-                        let plane = &x[n * chw + c * g.h * g.w..][..g.h * g.w];
-                        input_tiles::<T, M, A, AA>(
-                            &p,
-                            &mut s,
-                            plane,
-                            (y0, nr),
-                            c * rl + sl * cols,
-                            vs,
+    // One partial dU per chunk of samples, side by side; scratch is per worker, not per chunk.
+    let partials = build_chunks(
+        parts * AA * oc,
+        (AA * oc, AA * oc),
+        |_| T::ZERO,
+        || Scratch::new(&p),
+        |s, part, du| {
+            let (first, end) = (part * per, ((part + 1) * per).min(g.n));
+            let mut started = false;
+            for n0 in (first..end).step_by(p.spb) {
+                let ns = p.spb.min(end - n0);
+                for y0 in (0..p.ty).step_by(p.band) {
+                    let nr = p.band.min(p.ty - y0);
+                    let cols = nr * (p.tx + 1);
+                    for sl in 0..ns {
+                        let n = n0 + sl;
+                        for c in 0..g.c {
+                            let plane = &x[n * chw + c * g.h * g.w..][..g.h * g.w];
+                            input_tiles::<T, M, A, AA>(
+                                &p,
+                                s,
+                                plane,
+                                (y0, nr),
+                                c * rl + sl * cols,
+                                vs,
+                            );
+                        }
+                        for o in 0..g.o {
+                            let plane = &gy[(n * g.o + o) * l..][..l];
+                            grad_tiles::<T, M, A, AA>(
+                                &p,
+                                s,
+                                plane,
+                                (y0, nr),
+                                o * rl + sl * cols,
+                                ms,
+                            );
+                        }
+                    }
+                    for xi in 0..AA {
+                        gemm(
+                            (g.o, g.c, ns * cols),
+                            &mut du[xi * oc..],
+                            g.c,
+                            &s.mm[xi * ms..],
+                            (rl, 1),
+                            &s.v[xi * vs..],
+                            (1, rl),
+                            started,
+                            par,
                         );
                     }
-                    for o in 0..g.o {
-                        let plane = &gy[(n * g.o + o) * l..][..l];
-                        grad_tiles::<T, M, A, AA>(
-                            &p,
-                            &mut s,
-                            plane,
-                            (y0, nr),
-                            o * rl + sl * cols,
-                            ms,
-                        );
-                    }
+                    started = true;
                 }
-                for xi in 0..AA {
-                    gemm(
-                        (g.o, g.c, ns * cols),
-                        &mut du[xi * oc..],
-                        g.c,
-                        &s.mm[xi * ms..],
-                        (rl, 1),
-                        &s.v[xi * vs..],
-                        (1, rl),
-                        started,
-                        par,
-                    );
-                }
-                started = true;
             }
-        }
-        du
-    });
-    let mut parts = partials.into_iter();
-    let mut du = parts.next().unwrap_or_else(|| vec![T::ZERO; AA * oc]);
+        },
+    );
+    let mut parts = partials.chunks_exact(AA * oc);
+    let mut du = parts
+        .next()
+        .map_or_else(|| vec![T::ZERO; AA * oc], <[T]>::to_vec);
     for part in parts {
-        for (a, b) in du.iter_mut().zip(part) {
+        for (a, &b) in du.iter_mut().zip(part) {
             *a += b;
         }
     }
