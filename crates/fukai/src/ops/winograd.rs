@@ -239,21 +239,23 @@ impl<T: Float> Scratch<T> {
 
 /// `U[ξ][o][c] = (G w[o][c] G^T)[ξ]` for the weight `w` [O, C, 3, 3].
 fn kernel_transform<T: Float>(m: usize, o: usize, c: usize, w: &[T]) -> Vec<T> {
-    let g: Vec<[T; 3]> = match m {
-        2 => G2.iter().map(|r| r.map(T::c)).collect(),
-        _ => G4.iter().map(|r| r.map(T::c)).collect(),
-    };
+    let rows: &[[f64; 3]] = if m == 2 { &G2 } else { &G4 };
+    let mut g = [[T::ZERO; 3]; 6];
+    for (d, r) in g.iter_mut().zip(rows) {
+        *d = r.map(T::c);
+    }
+    let g = &g[..rows.len()];
     let a = g.len();
     let mut u = vec![T::ZERO; a * a * o * c];
     for (oc, k) in w.chunks_exact(9).enumerate() {
         // tmp = G k: a x 3.
-        let tmp: Vec<[T; 3]> = g
-            .iter()
-            .map(|gr| {
-                std::array::from_fn(|col| gr[0] * k[col] + gr[1] * k[3 + col] + gr[2] * k[6 + col])
-            })
-            .collect();
-        for (r, t) in tmp.iter().enumerate() {
+        let mut tmp = [[T::ZERO; 3]; 6];
+        for (t, gr) in tmp.iter_mut().zip(g) {
+            for (col, tv) in t.iter_mut().enumerate() {
+                *tv = gr[0] * k[col] + gr[1] * k[3 + col] + gr[2] * k[6 + col];
+            }
+        }
+        for (r, t) in tmp[..a].iter().enumerate() {
             for (s, gs) in g.iter().enumerate() {
                 u[(r * a + s) * o * c + oc] = t[0] * gs[0] + t[1] * gs[1] + t[2] * gs[2];
             }
