@@ -35,15 +35,19 @@ fn mask<T: Float>(n: usize, p: f64, scale: T, gen: &Generator, start: u64) -> Ve
                 first_block + (gi * blocks.len()) as u64,
                 &mut blocks[..used],
             );
-            for (quad, bits) in group.chunks_mut(4).zip(&blocks) {
-                for (v, &b) in quad.iter_mut().zip(bits) {
-                    *v = if b as u64 >= threshold {
-                        scale
-                    } else {
-                        T::ZERO
-                    };
-                }
-            }
+            // One flat select over the group's draws, so it vectorizes.
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (v, &b) in group.iter_mut().zip(blocks.as_flattened()) {
+                        *v = if b as u64 >= threshold {
+                            scale
+                        } else {
+                            T::ZERO
+                        };
+                    }
+                },
+            );
         }
     })
 }
