@@ -237,30 +237,53 @@ impl<T: Float> Scratch<T> {
     }
 }
 
-/// `U[ξ][o][c] = (G w[o][c] G^T)[ξ]` for the weight `w` [O, C, 3, 3].
+/// `U[ξ][o][c] = (G w[o][c] G^T)[ξ]` for the weight `w` [O, C, 3, 3], L kernels per step so
+/// the arithmetic and the stores into each frequency plane are whole vectors (one kernel at a
+/// time, this took 5% of a 32-channel forward pass).
+#[allow(clippy::needless_range_loop)]
 fn kernel_transform<T: Float>(m: usize, o: usize, c: usize, w: &[T]) -> Vec<T> {
     let rows: &[[f64; 3]] = if m == 2 { &G2 } else { &G4 };
     let mut g = [[T::ZERO; 3]; 6];
     for (d, r) in g.iter_mut().zip(rows) {
         *d = r.map(T::c);
     }
-    let g = &g[..rows.len()];
-    let a = g.len();
-    let mut u = vec![T::ZERO; a * a * o * c];
-    for (oc, k) in w.chunks_exact(9).enumerate() {
-        // tmp = G k: a x 3.
-        let mut tmp = [[T::ZERO; 3]; 6];
-        for (t, gr) in tmp.iter_mut().zip(g) {
-            for (col, tv) in t.iter_mut().enumerate() {
-                *tv = gr[0] * k[col] + gr[1] * k[3 + col] + gr[2] * k[6 + col];
+    let a = rows.len();
+    let oc = o * c;
+    let mut u = vec![T::ZERO; a * a * oc];
+    crate::simd::run(
+        #[inline(always)]
+        || {
+            for k0 in (0..oc).step_by(L) {
+                let n = L.min(oc - k0);
+                // kern[t][l]: tap t of kernel k0 + l.
+                let mut kern = [[T::ZERO; L]; 9];
+                for l in 0..n {
+                    for t in 0..9 {
+                        kern[t][l] = w[(k0 + l) * 9 + t];
+                    }
+                }
+                for r in 0..a {
+                    // tmp[col] = (G k)[r][col].
+                    let mut tmp = [[T::ZERO; L]; 3];
+                    for col in 0..3 {
+                        for l in 0..L {
+                            tmp[col][l] = g[r][0] * kern[col][l]
+                                + g[r][1] * kern[3 + col][l]
+                                + g[r][2] * kern[6 + col][l];
+                        }
+                    }
+                    for sc in 0..a {
+                        let mut out = [T::ZERO; L];
+                        for l in 0..L {
+                            out[l] =
+                                tmp[0][l] * g[sc][0] + tmp[1][l] * g[sc][1] + tmp[2][l] * g[sc][2];
+                        }
+                        u[(r * a + sc) * oc + k0..][..n].copy_from_slice(&out[..n]);
+                    }
+                }
             }
-        }
-        for (r, t) in tmp[..a].iter().enumerate() {
-            for (s, gs) in g.iter().enumerate() {
-                u[(r * a + s) * o * c + oc] = t[0] * gs[0] + t[1] * gs[1] + t[2] * gs[2];
-            }
-        }
-    }
+        },
+    );
     u
 }
 
