@@ -505,7 +505,14 @@ unsafe fn input_rows<
 /// channel `o` onto its plane `y` [OH, OW]. `ML` is M * L.
 // The lane loops index several arrays by the same lane and tile position.
 #[allow(clippy::needless_range_loop)]
-fn output_tiles<T: Float, const M: usize, const A: usize, const MM: usize, const ML: usize>(
+fn output_tiles<
+    T: Float,
+    const M: usize,
+    const A: usize,
+    const AA: usize,
+    const MM: usize,
+    const ML: usize,
+>(
     p: &Plan,
     s: &mut Scratch<T>,
     o: usize,
@@ -513,7 +520,7 @@ fn output_tiles<T: Float, const M: usize, const A: usize, const MM: usize, const
     (y0, nr): (usize, usize),
     y: &mut [T],
 ) {
-    assert!(p.m == M && A == M + 2 && MM == M * M && ML == M * L);
+    assert!(p.m == M && A == M + 2 && AA == A * A && MM == M * M && ML == M * L);
     let (tx, rl) = (p.tx, p.row_len());
     let (oh, ow, oc) = (p.g.oh(), p.g.ow(), p.g.o);
     let row = tx + 1;
@@ -528,12 +535,16 @@ fn output_tiles<T: Float, const M: usize, const A: usize, const MM: usize, const
             assert!((A * A - 1) * plane + base + len.next_multiple_of(L) <= s.mm.len());
             let src = s.mm.as_ptr();
             for f in (0..len).step_by(L) {
+                // Whole-vector loads first: read lane by lane inside the loop below, LLVM built
+                // each vector from 16 scalar loads.
+                let mut mv = [[T::ZERO; L]; AA];
+                for (xi, v) in mv.iter_mut().enumerate() {
+                    // SAFETY: below (A²-1)*plane + base + f + L, inside mm by the assert above.
+                    *v = unsafe { std::ptr::read_unaligned(src.add(xi * plane + base + f).cast()) };
+                }
                 let mut out = [[T::ZERO; L]; MM];
                 for l in 0..L {
-                    // SAFETY: below (A²-1)*plane + base + f + L, inside mm by the assert above.
-                    let m = |r: usize, sc: usize| unsafe {
-                        *src.add((r * A + sc) * plane + base + f + l)
-                    };
+                    let m = |r: usize, sc: usize| mv[r * A + sc][l];
                     // A^T m A: along rows, then along columns.
                     let mut t = [[T::ZERO; A]; M];
                     for sc in 0..A {
@@ -648,7 +659,7 @@ fn forward_m<
                 for sl in 0..ns {
                     let ys = &mut y[sl * g.o * l..(sl + 1) * g.o * l];
                     for o in 0..g.o {
-                        output_tiles::<T, M, A, MM, ML>(
+                        output_tiles::<T, M, A, AA, MM, ML>(
                             &p,
                             s,
                             o,
