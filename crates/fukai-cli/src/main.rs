@@ -241,7 +241,9 @@ fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        None => train_cmd(None, None, None, None, None, None, None, None),
+        None => {
+            fukai::parallel::on_pool(|| train_cmd(None, None, None, None, None, None, None, None))
+        }
         Some(Cmd::Train {
             preset,
             config,
@@ -251,7 +253,9 @@ fn main() -> ExitCode {
             seed,
             resume,
             steps,
-        }) => train_cmd(preset, config, data, out, epochs, seed, resume, steps),
+        }) => fukai::parallel::on_pool(move || {
+            train_cmd(preset, config, data, out, epochs, seed, resume, steps)
+        }),
         Some(Cmd::Generate {
             checkpoint,
             prompt,
