@@ -3,14 +3,12 @@
 //! its (m+2)² input tile `d`, so the channel sums become (m+2)² independent gemms
 //! `[O × C]·[C × tiles]`, with 2.25x (m = 2) or 4x (m = 4) fewer multiplies than the direct
 //! sum. The input gradient is the same operation on `gy` with the kernel rotated 180° and its
-//! channel axes swapped (a "full" convolution, padding `2 - p`).
+//! channel axes swapped (a "full" convolution, padding `2 - p`). The weight gradient
+//! transforms both `x` and `gy` into tiles and sums per-frequency gemms over the tiles.
 //!
 //! F(4x4) also moves 44% fewer transformed values through memory per output, but its points
 //! 0, ±1, ±2 round about ten times worse in f32 and pad planes to multiples of 4, so it is
 //! used where it pays: see [`WinoGeom::tile`].
-//!
-//! Tried and dropped: a Winograd weight gradient (16 gemms over all tiles) was no faster than
-//! im2col's, its input and output-gradient transforms eating the gain.
 //!
 //! Transforms run on whole planes, 16 tiles per step, so they vectorize: the padded input is
 //! stored split by row and column phase (index mod m), which turns each of a tile's inputs,
