@@ -357,7 +357,8 @@ fn weight_partials(g: &ConvGeom) -> usize {
     g.n.min(MAX_PARTIALS).min(by_memory).max(1)
 }
 
-/// Weight gradient: gy · col^T summed over samples, as per-chunk partials added in order.
+/// Weight gradient: by Winograd where the convolution takes it, else gy · col^T summed over
+/// samples, as per-chunk partials added in order.
 pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     if let Some(wg) = g.winograd() {
         return wino_weight_grad(&wg, x, gy);

@@ -51,6 +51,15 @@ const G4: [[f64; 3]; 6] = [
     [0., 0., 1.],
 ];
 
+/// G of F(m x m, 3x3), m = 2 or 4.
+fn g_matrix(m: usize) -> &'static [[f64; 3]] {
+    if m == 2 {
+        &G2
+    } else {
+        &G4
+    }
+}
+
 thread_local! {
     static DISABLED: Cell<bool> = const { Cell::new(false) };
     static FORCED_TILE: Cell<usize> = const { Cell::new(0) };
@@ -137,9 +146,8 @@ impl WinoGeom {
 /// Sizes shared by every block of one call.
 struct Plan {
     g: WinoGeom,
-    /// Output tile size m, and input tile size m + 2.
+    /// Output tile size m (input tiles are m + 2).
     m: usize,
-    a: usize,
     /// Tiles per tile row (without the extra one) and tile rows per sample.
     tx: usize,
     ty: usize,
@@ -164,12 +172,15 @@ impl Plan {
         Plan {
             g,
             m,
-            a,
             tx,
             ty,
             band,
             spb,
         }
+    }
+    /// Input tile size.
+    fn a(&self) -> usize {
+        self.m + 2
     }
     /// Gemm columns of one band: its tiles plus one extra per tile row.
     fn band_cols(&self) -> usize {
@@ -215,22 +226,30 @@ struct Scratch<T> {
     pr: Vec<T>,
     /// A band's padded input rows: zero but for the image columns, which each band overwrites.
     rows: Vec<T>,
-    /// The weight gradient's output-gradient rows: zero past the plane's width.
+    /// The weight gradient's output-gradient rows (empty in the forward pass): zero past the
+    /// plane's width.
     grows: Vec<T>,
     z: Vec<T>,
 }
 
 impl<T: Float> Scratch<T> {
     fn new(p: &Plan) -> Self {
-        let aa = p.a * p.a;
+        let aa = p.a() * p.a();
         Scratch {
             v: vec![T::ZERO; aa * p.freq_stride(p.g.c)],
             // Transforms read whole vectors of L tiles: the last may run past the data.
             mm: vec![T::ZERO; aa * p.freq_stride(p.g.o) + L],
             pr: vec![T::ZERO; p.m * p.m * p.pr_plane() + L],
-            rows: vec![T::ZERO; (p.band * p.m + p.a - p.m) * p.padded_row()],
+            rows: vec![T::ZERO; (p.band * p.m + 2) * p.padded_row()],
             grows: Vec::new(),
             z: vec![T::ZERO; p.m * p.z_row()],
+        }
+    }
+    /// [`Scratch::new`] plus the weight gradient's output-gradient rows.
+    fn with_grad_rows(p: &Plan) -> Self {
+        Scratch {
+            grows: vec![T::ZERO; p.band * p.m * p.padded_row()],
+            ..Scratch::new(p)
         }
     }
 }
@@ -240,7 +259,7 @@ impl<T: Float> Scratch<T> {
 /// time, this took 5% of a 32-channel forward pass).
 #[allow(clippy::needless_range_loop)]
 fn kernel_transform<T: Float>(m: usize, o: usize, c: usize, w: &[T]) -> Vec<T> {
-    let rows: &[[f64; 3]] = if m == 2 { &G2 } else { &G4 };
+    let rows = g_matrix(m);
     let mut g = [[T::ZERO; 3]; 6];
     for (d, r) in g.iter_mut().zip(rows) {
         *d = r.map(T::c);
@@ -379,6 +398,41 @@ fn deinterleave<T: Float, const M: usize>(padded: &[T], n: usize, phases: &mut [
     }
 }
 
+/// Splits `count` rows of a plane `[height, width]`, from row `first` (which wraps below zero
+/// for top padding; rows outside the plane are zero), into the phase planes `pr`: placed at
+/// column `col` of zero-padded rows in `buf`, padded element (M*rr + rq, M*k + cq) goes to
+/// `pr[(rq*M + cq)*prp + rr*row + k]`. All rows are copied before any is split: splitting a row
+/// right after copying it would read across the copy's stores before they retire. `buf` must be
+/// zero outside columns `col..col + width`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn split_band<T: Float, const M: usize>(
+    p: &Plan,
+    buf: &mut [T],
+    pr: &mut [T],
+    plane: &[T],
+    (height, width, col): (usize, usize, usize),
+    first: usize,
+    count: usize,
+) {
+    let (pl, prp, row) = (p.padded_row(), p.pr_plane(), p.tx + 1);
+    for (prow, dst) in buf[..count * pl].chunks_exact_mut(pl).enumerate() {
+        let iy = first.wrapping_add(prow);
+        if iy < height {
+            copy_row(
+                &mut dst[col..col + width],
+                &plane[iy * width..(iy + 1) * width],
+            );
+        } else {
+            dst.fill(T::ZERO);
+        }
+    }
+    for (prow, padded) in buf[..count * pl].chunks_exact(pl).enumerate() {
+        let base = (prow % M) * M * prp + (prow / M) * row;
+        deinterleave::<T, M>(padded, row, &mut pr[base..], prp);
+    }
+}
+
 /// Transforms tile rows `y0..y0+nr` of one input plane `x` [H, W] into `v`: element `f` of
 /// the band (tile row `f / (tx+1)`, tile `f % (tx+1)`) of frequency ξ goes to
 /// `v[v_off + ξ*stride + f]`.
@@ -399,23 +453,8 @@ fn input_tiles<T: Float, const M: usize, const A: usize, const AA: usize>(
     crate::simd::run(
         #[inline(always)]
         || {
-            // The band's padded rows, all copied before any is split: splitting a row right
-            // after copying it would read across the copy's stores before they retire.
-            let (rows, pl) = (nr * M + A - M, p.padded_row());
-            for prow in 0..rows {
-                let iy = (y0 * M + prow).wrapping_sub(ph);
-                let dst = &mut s.rows[prow * pl..(prow + 1) * pl];
-                if iy < h {
-                    copy_row(&mut dst[pw..pw + w], &x[iy * w..(iy + 1) * w]);
-                } else {
-                    dst.fill(T::ZERO);
-                }
-            }
-            // pr[rq][cq][rr*row + k] holds padded element (M*rr + rq, M*k + cq) of the band.
-            for (prow, padded) in s.rows[..rows * pl].chunks_exact(pl).enumerate() {
-                let base = (prow % M) * M * prp + (prow / M) * row;
-                deinterleave::<T, M>(padded, row, &mut s.pr[base..], prp);
-            }
+            let first = (y0 * M).wrapping_sub(ph);
+            split_band::<T, M>(p, &mut s.rows, &mut s.pr, x, (h, w, pw), first, nr * M + 2);
             // Input (i, j) of the tiles from f on: phase plane (i%M, j%M), shifted by whole
             // rows and columns.
             let mut off = [[0; A]; A];
@@ -641,7 +680,7 @@ fn forward_m<
                         input_tiles::<T, M, A, AA>(&p, s, plane, (y0, nr), c * rl + sl * cols, vs);
                     }
                 }
-                for xi in 0..p.a * p.a {
+                for xi in 0..AA {
                     gemm(
                         (g.o, ns * cols, g.c),
                         &mut s.mm[xi * ms..],
@@ -712,28 +751,12 @@ fn grad_tiles<T: Float, const M: usize, const A: usize, const AA: usize>(
     assert!(p.m == M && A == M + 2 && AA == A * A);
     let (oh, ow) = (p.g.oh(), p.g.ow());
     let prp = p.pr_plane();
-    let (row, pl) = (p.tx + 1, p.padded_row());
-    let len = nr * row;
-    if s.grows.is_empty() {
-        s.grows = vec![T::ZERO; p.band * M * pl];
-    }
+    let len = nr * (p.tx + 1);
     crate::simd::run(
         #[inline(always)]
         || {
-            for prow in 0..nr * M {
-                let oy = (y0 * M + prow).min(oh);
-                let dst = &mut s.grows[prow * pl..(prow + 1) * pl];
-                if oy < oh {
-                    copy_row(&mut dst[..ow], &gy[oy * ow..(oy + 1) * ow]);
-                } else {
-                    dst.fill(T::ZERO);
-                }
-            }
             // pr[i][j][rr*row + k] = gy(M*(y0+rr) + i, M*k + j).
-            for (prow, padded) in s.grows[..nr * M * pl].chunks_exact(pl).enumerate() {
-                let base = (prow % M) * M * prp + (prow / M) * row;
-                deinterleave::<T, M>(padded, row, &mut s.pr[base..], prp);
-            }
+            split_band::<T, M>(p, &mut s.grows, &mut s.pr, gy, (oh, ow, 0), y0 * M, nr * M);
             assert!((M * M - 1) * prp + len.next_multiple_of(L) <= s.pr.len());
             let src = s.pr.as_ptr();
             for f in (0..len).step_by(L) {
@@ -803,7 +826,7 @@ fn weight_grad_m<T: Float, const M: usize, const A: usize, const AA: usize>(
         parts * AA * oc,
         (AA * oc, AA * oc),
         |_| T::ZERO,
-        || Scratch::new(&p),
+        || Scratch::with_grad_rows(&p),
         |s, part, du| {
             let (first, end) = (part * per, ((part + 1) * per).min(g.n));
             let mut started = false;
@@ -865,10 +888,7 @@ fn weight_grad_m<T: Float, const M: usize, const A: usize, const AA: usize>(
         }
     }
     // dW[a][b] = Σ_{r,s} G[r][a] dU[r][s] G[s][b], per (o, c).
-    let gm: Vec<[T; 3]> = match M {
-        2 => G2.iter().map(|r| r.map(T::c)).collect(),
-        _ => G4.iter().map(|r| r.map(T::c)).collect(),
-    };
+    let gm: Vec<[T; 3]> = g_matrix(M).iter().map(|r| r.map(T::c)).collect();
     let mut dw = vec![T::ZERO; oc * 9];
     for (k, d) in dw.chunks_exact_mut(9).enumerate() {
         let dm = |r: usize, sc: usize| du[(r * A + sc) * oc + k];
