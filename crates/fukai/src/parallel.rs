@@ -152,19 +152,22 @@ pub fn build_chunks<T: Copy + Send + Sync, S>(
     v
 }
 
-/// [`build_chunks`] without scratch, each `chunk`-sized piece starting at `T::default()` (zero
-/// for numbers) before `f(index, piece)` writes it: the zeroing happens on the thread that fills
-/// the piece, while it sits in cache, not in one cold serial pass by the allocator.
-pub fn build_default<T: Copy + Default + Send + Sync>(
+/// A Vec of `len` elements built in `chunk`-sized pieces by `f(index, piece)`, in parallel,
+/// each piece handed over uninitialized: for elementwise kernels, which write every element
+/// once, clearing the piece first was a second full write pass (1.2% of a CNN training step in
+/// batch norm alone).
+///
+/// # Safety
+/// `f` must initialize every element of every piece it is given.
+pub unsafe fn build_uninit<T: Copy + Send + Sync>(
     len: usize,
     chunk: usize,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
+    f: impl Fn(usize, &mut [std::mem::MaybeUninit<T>]) + Sync + Send,
 ) -> Vec<T> {
-    build_chunks(
-        len,
-        (chunk, chunk),
-        |_| T::default(),
-        || (),
-        |_, i, o| f(i, o),
-    )
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    for_each_chunk_mut(&mut v.spare_capacity_mut()[..len], chunk, f);
+    // SAFETY: the pieces cover `0..len` and `f` initialized each (the caller's promise); a
+    // panic in `f` unwinds past this line, leaving the length at 0.
+    unsafe { v.set_len(len) };
+    v
 }

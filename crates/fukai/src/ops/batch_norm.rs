@@ -11,8 +11,9 @@ use super::lanes::lane_sum2;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::{build_default, map_range_if, MIN_PAR_ELEMS};
+use crate::parallel::{build_uninit, map_range_if, MIN_PAR_ELEMS};
 use crate::tensor::Tensor;
+use std::mem::MaybeUninit;
 
 /// Elements per parallel chunk of the elementwise passes (whole planes, at least one).
 const CHUNK_ELEMS: usize = 1 << 14;
@@ -76,21 +77,28 @@ fn stats<T: Float>(d: Dims, x: &[T]) -> Vec<(f64, f64)> {
 }
 
 /// A new `[N, C, S]` buffer with `out[n, c, :] = f(plane, c, out plane)`, built in parallel
-/// chunks of whole planes (each zeroed by the thread that fills it, while it is in cache).
-fn per_plane<T: Float>(d: Dims, f: impl Fn(usize, usize, &mut [T]) + Sync + Send) -> Vec<T> {
+/// chunks of whole planes. `f` must write its whole plane: it gets it uninitialized.
+fn per_plane<T: Float>(
+    d: Dims,
+    f: impl Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
     let (chunk, s) = (d.chunk(), d.s.max(1));
     let planes_per_chunk = chunk / s;
-    build_default(d.n * d.c * d.s, chunk, |ci, part| {
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                for (k, o) in part.chunks_mut(s).enumerate() {
-                    let plane = ci * planes_per_chunk + k;
-                    f(plane, plane % d.c, o);
-                }
-            },
-        )
-    })
+    // SAFETY: the chunks are whole planes, and both callers write every element of a plane
+    // (zipped with the equally long input planes).
+    unsafe {
+        build_uninit(d.n * d.c * d.s, chunk, |ci, part| {
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (k, o) in part.chunks_mut(s).enumerate() {
+                        let plane = ci * planes_per_chunk + k;
+                        f(plane, plane % d.c, o);
+                    }
+                },
+            )
+        })
+    }
 }
 
 /// The per-channel affine map `y = x·scale + shift` that normalization is, from the batch
@@ -127,11 +135,11 @@ fn forward<T: Float>(
         if relu {
             for (o, &v) in o.iter_mut().zip(src) {
                 let y = v * scale + shift;
-                *o = if y > T::ZERO { y } else { T::ZERO };
+                o.write(if y > T::ZERO { y } else { T::ZERO });
             }
         } else {
             for (o, &v) in o.iter_mut().zip(src) {
-                *o = v * scale + shift;
+                o.write(v * scale + shift);
             }
         }
     });
@@ -192,7 +200,7 @@ fn backward<T: Float>(
         let ((a, bx, c0), gy) = (lin[ch], live(ch));
         let r = plane * d.s..(plane + 1) * d.s;
         for ((o, &gv), &xv) in o.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
-            *o = gy(xv, gv) * a + xv * bx + c0;
+            o.write(gy(xv, gv) * a + xv * bx + c0);
         }
     });
     let gw = (0..d.c).map(|ch| T::c(sums[ch].1 * stats[ch][2])).collect();

@@ -6,7 +6,7 @@ use super::unary::map2;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::build_default;
+use crate::parallel::build_uninit;
 use crate::rng::{with_default_generator, Generator};
 use crate::tensor::Tensor;
 
@@ -26,30 +26,34 @@ fn check(t: &Tensor, p: f64) -> Result<()> {
 /// product is a power-of-two scaling).
 fn mask<T: Float>(n: usize, p: f64, scale: T, gen: &Generator, start: u64) -> Vec<T> {
     let threshold = (p * 4_294_967_296.0).ceil() as u64;
-    build_default(n, CHUNK, |ci, chunk| {
-        let mut blocks = [[0u32; 4]; 256];
-        let first_block = start + (ci * CHUNK / 4) as u64;
-        for (gi, group) in chunk.chunks_mut(4 * blocks.len()).enumerate() {
-            let used = group.len().div_ceil(4);
-            gen.fill_blocks(
-                first_block + (gi * blocks.len()) as u64,
-                &mut blocks[..used],
-            );
-            // One flat select over the group's draws, so it vectorizes.
-            crate::simd::run(
-                #[inline(always)]
-                || {
-                    for (v, &b) in group.iter_mut().zip(blocks.as_flattened()) {
-                        *v = if b as u64 >= threshold {
-                            scale
-                        } else {
-                            T::ZERO
-                        };
-                    }
-                },
-            );
-        }
-    })
+    // SAFETY: each group of at most 4·256 elements is zipped with its 1024 draws, so every
+    // element is written.
+    unsafe {
+        build_uninit(n, CHUNK, |ci, chunk| {
+            let mut blocks = [[0u32; 4]; 256];
+            let first_block = start + (ci * CHUNK / 4) as u64;
+            for (gi, group) in chunk.chunks_mut(4 * blocks.len()).enumerate() {
+                let used = group.len().div_ceil(4);
+                gen.fill_blocks(
+                    first_block + (gi * blocks.len()) as u64,
+                    &mut blocks[..used],
+                );
+                // One flat select over the group's draws, so it vectorizes.
+                crate::simd::run(
+                    #[inline(always)]
+                    || {
+                        for (v, &b) in group.iter_mut().zip(blocks.as_flattened()) {
+                            v.write(if b as u64 >= threshold {
+                                scale
+                            } else {
+                                T::ZERO
+                            });
+                        }
+                    },
+                );
+            }
+        })
+    }
 }
 
 impl Tensor {

@@ -4,7 +4,7 @@
 use super::float::{check_float, with_contig, wrap, Float};
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::build_default;
+use crate::parallel::build_uninit;
 use crate::tensor::Tensor;
 
 /// A one-input elementwise function.
@@ -404,17 +404,20 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
             || x.iter().map(|&v| f(v)).collect(),
         );
     }
-    build_default(x.len(), CHUNK, |i, o| {
-        let src = &x[i * CHUNK..i * CHUNK + o.len()];
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                for (o, &v) in o.iter_mut().zip(src) {
-                    *o = f(v);
-                }
-            },
-        )
-    })
+    // SAFETY: each piece is written whole (zipped with its equally long input).
+    unsafe {
+        build_uninit(x.len(), CHUNK, |i, o| {
+            let src = &x[i * CHUNK..i * CHUNK + o.len()];
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (o, &v) in o.iter_mut().zip(src) {
+                        o.write(f(v));
+                    }
+                },
+            )
+        })
+    }
 }
 
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
@@ -425,17 +428,20 @@ pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Se
             || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
         );
     }
-    build_default(a.len(), CHUNK, |i, o| {
-        let r = i * CHUNK..i * CHUNK + o.len();
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
-                    *o = f(x, y);
-                }
-            },
-        )
-    })
+    // SAFETY: each piece is written whole (zipped with its equally long inputs).
+    unsafe {
+        build_uninit(a.len(), CHUNK, |i, o| {
+            let r = i * CHUNK..i * CHUNK + o.len();
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for ((o, &x), &y) in o.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                        o.write(f(x, y));
+                    }
+                },
+            )
+        })
+    }
 }
 
 impl Tensor {
