@@ -21,6 +21,7 @@ mod pool;
 mod recurrence;
 mod reduce;
 mod softmax;
+mod transpose;
 mod unary;
 mod view;
 mod winograd;

@@ -20,6 +20,7 @@
 
 use super::conv_kernel::{gemm, inner_par};
 use super::float::Float;
+use super::transpose::transpose;
 use crate::parallel::build_chunks;
 use std::cell::Cell;
 
@@ -229,6 +230,9 @@ struct Scratch<T> {
     /// The weight gradient's output-gradient rows (empty in the forward pass): zero past the
     /// plane's width.
     grows: Vec<T>,
+    /// The weight gradient's transposed input tiles of one frequency, [tiles, C] (empty in the
+    /// forward pass).
+    vt: Vec<T>,
     z: Vec<T>,
 }
 
@@ -242,6 +246,7 @@ impl<T: Float> Scratch<T> {
             pr: vec![T::ZERO; p.m * p.m * p.pr_plane() + L],
             rows: vec![T::ZERO; (p.band * p.m + 2) * p.padded_row()],
             grows: Vec::new(),
+            vt: Vec::new(),
             z: vec![T::ZERO; p.m * p.z_row()],
         }
     }
@@ -249,6 +254,7 @@ impl<T: Float> Scratch<T> {
     fn with_grad_rows(p: &Plan) -> Self {
         Scratch {
             grows: vec![T::ZERO; p.band * p.m * p.padded_row()],
+            vt: vec![T::ZERO; p.cap() * p.g.c],
             ..Scratch::new(p)
         }
     }
@@ -869,15 +875,19 @@ fn weight_grad_m<T: Float, const M: usize, const A: usize, const AA: usize>(
                             );
                         }
                     }
+                    let k = ns * cols;
                     for xi in 0..AA {
+                        // V[ξ]ᵀ, so the gemm reads both operands along their rows (see
+                        // `transpose`).
+                        transpose((g.c, k), &s.v[xi * vs..], rl, &mut s.vt, g.c);
                         gemm(
-                            (g.o, g.c, ns * cols),
+                            (g.o, g.c, k),
                             &mut du[xi * oc..],
                             g.c,
                             &s.mm[xi * ms..],
                             (rl, 1),
-                            &s.v[xi * vs..],
-                            (1, rl),
+                            &s.vt,
+                            (g.c, 1),
                             started,
                             par,
                         );
