@@ -72,25 +72,32 @@ impl Optimizer for Adam {
         for_each_grad(&self.params, |i, w, g| {
             let m = ms.get(i, w.len());
             let v = vs.get(i, w.len());
-            update_chunks(w, g, m, v, |w, g, m, v| {
-                let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                };
-                // Two loops rather than a branch per element, so both vectorize.
-                let zipped = w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-                if decoupled {
-                    for (((w, &g), m), v) in zipped {
-                        *w *= 1.0 - lr * wd;
-                        moments(w, g, m, v);
+            update_chunks(
+                w,
+                g,
+                m,
+                v,
+                #[inline(always)]
+                |w, g, m, v| {
+                    let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
+                        *m = b1 * *m + (1.0 - b1) * g;
+                        *v = b2 * *v + (1.0 - b2) * g * g;
+                        *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                    };
+                    // Two loops rather than a branch per element, so both vectorize.
+                    let zipped = w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+                    if decoupled {
+                        for (((w, &g), m), v) in zipped {
+                            *w *= 1.0 - lr * wd;
+                            moments(w, g, m, v);
+                        }
+                    } else {
+                        for (((w, &g), m), v) in zipped {
+                            moments(w, g + wd * *w, m, v);
+                        }
                     }
-                } else {
-                    for (((w, &g), m), v) in zipped {
-                        moments(w, g + wd * *w, m, v);
-                    }
-                }
-            })
+                },
+            )
         })
     }
     fn params(&self) -> &[Tensor] {

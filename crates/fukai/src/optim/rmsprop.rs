@@ -66,19 +66,26 @@ impl Optimizer for RmsProp {
             } else {
                 &mut none
             };
-            update_chunks(w, g, sq, buf, |w, g, sq, b| {
-                for (k, (w, &g)) in w.iter_mut().zip(g).enumerate() {
-                    let g = g + wd * *w;
-                    sq[k] = a * sq[k] + (1.0 - a) * g * g;
-                    let upd = g / (sq[k].sqrt() + eps);
-                    if b.is_empty() {
-                        *w -= lr * upd;
-                    } else {
-                        b[k] = mom * b[k] + upd;
-                        *w -= lr * b[k];
+            update_chunks(
+                w,
+                g,
+                sq,
+                buf,
+                #[inline(always)]
+                |w, g, sq, b| {
+                    for (k, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                        let g = g + wd * *w;
+                        sq[k] = a * sq[k] + (1.0 - a) * g * g;
+                        let upd = g / (sq[k].sqrt() + eps);
+                        if b.is_empty() {
+                            *w -= lr * upd;
+                        } else {
+                            b[k] = mom * b[k] + upd;
+                            *w -= lr * b[k];
+                        }
                     }
-                }
-            })
+                },
+            )
         })
     }
     fn params(&self) -> &[Tensor] {

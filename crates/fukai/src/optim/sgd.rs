@@ -61,19 +61,26 @@ impl Optimizer for Sgd {
             } else {
                 &mut none
             };
-            update_chunks(w, g, buf, &mut [], |w, g, b, _| {
-                if b.is_empty() {
-                    w.iter_mut()
-                        .zip(g)
-                        .for_each(|(w, &g)| *w -= lr * (g + wd * *w));
-                    return;
-                }
-                for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
-                    let d = g + wd * *w;
-                    *b = if fresh { d } else { mom * *b + d };
-                    *w -= lr * if nest { d + mom * *b } else { *b };
-                }
-            })
+            update_chunks(
+                w,
+                g,
+                buf,
+                &mut [],
+                #[inline(always)]
+                |w, g, b, _| {
+                    if b.is_empty() {
+                        w.iter_mut()
+                            .zip(g)
+                            .for_each(|(w, &g)| *w -= lr * (g + wd * *w));
+                        return;
+                    }
+                    for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
+                        let d = g + wd * *w;
+                        *b = if fresh { d } else { mom * *b + d };
+                        *w -= lr * if nest { d + mom * *b } else { *b };
+                    }
+                },
+            )
         })
     }
     fn params(&self) -> &[Tensor] {
