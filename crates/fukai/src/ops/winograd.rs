@@ -20,7 +20,7 @@
 
 use super::conv_kernel::{gemm, inner_par};
 use super::float::Float;
-use super::transpose::transpose;
+use super::transpose::{interleave, transpose};
 use crate::parallel::build_chunks;
 use std::cell::Cell;
 
@@ -619,13 +619,7 @@ fn output_tiles<
                 // Outputs (i, 0..M) of consecutive tiles are neighbours in output row i:
                 // interleaved here, in registers, each output row is one contiguous run of z.
                 for i in 0..M {
-                    let mut all = [T::ZERO; ML];
-                    for l in 0..L {
-                        for j in 0..M {
-                            all[M * l + j] = out[i * M + j][l];
-                        }
-                    }
-                    s.z[i * zs + M * f..][..ML].copy_from_slice(&all);
+                    interleave::<T, M>(&out[i * M..(i + 1) * M], &mut s.z[i * zs + M * f..][..ML]);
                 }
             }
             for rr in 0..nr {
