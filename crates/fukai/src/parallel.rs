@@ -1,6 +1,8 @@
 //! The one place that decides how work is split across threads. Splits are by fixed chunk size,
 //! never by thread count, so every result is the same at any RAYON_NUM_THREADS.
 
+use std::mem::MaybeUninit;
+
 /// Work below this many elements runs on the calling thread: spawning costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
@@ -31,8 +33,8 @@ pub fn num_threads() -> usize {
 /// Runs `f` on a worker of the thread pool (waiting for it), so the kernels it calls hand work
 /// to the other workers directly: from a thread outside the pool, every parallel kernel is a
 /// futex round trip to wake the pool and another to wake the caller (500 fashion-cnn training
-/// steps at two threads took 12.5 s from the main thread, 11.0-11.6 s on a worker). Inline
-/// with one thread, or without the `threads` feature.
+/// steps at two threads: 12.3 s from the main thread, 11.0 s on a worker). Inline with one
+/// thread, or without the `threads` feature.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "threads")]
     if num_threads() > 1 && rayon::current_thread_index().is_none() {
@@ -128,28 +130,21 @@ pub fn build_chunks<T: Copy + Send + Sync, S>(
     init: impl Fn() -> S + Sync + Send,
     f: impl Fn(&mut S, usize, &mut [T]) + Sync + Send,
 ) -> Vec<T> {
-    let mut v: Vec<T> = Vec::with_capacity(len);
-    for_each_chunk_mut_with(
-        &mut v.spare_capacity_mut()[..len],
-        chunk,
-        init,
-        |s, i, c| {
-            for (r, part) in c.chunks_mut(row.max(1)).enumerate() {
-                let x = fill(r);
-                for e in part {
-                    e.write(x);
-                }
+    let filled = |s: &mut S, i: usize, c: &mut [MaybeUninit<T>]| {
+        for (r, part) in c.chunks_mut(row.max(1)).enumerate() {
+            let x = fill(r);
+            for e in part {
+                e.write(x);
             }
-            // SAFETY: every element of `c` was initialized just above, and `MaybeUninit<T>` has
-            // the layout of `T`.
-            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<T>] as *mut [T]) };
-            f(s, i, c);
-        },
-    );
-    // SAFETY: the chunks cover `0..len` and each was initialized before `f` ran; a panic in `f`
-    // unwinds past this line, leaving the length at 0.
-    unsafe { v.set_len(len) };
-    v
+        }
+        // SAFETY: every element of `c` was initialized just above, and `MaybeUninit<T>` has
+        // the layout of `T`.
+        f(s, i, unsafe {
+            &mut *(c as *mut [MaybeUninit<T>] as *mut [T])
+        });
+    };
+    // SAFETY: `filled` writes every element of its piece.
+    unsafe { build_uninit_with(len, chunk, init, filled) }
 }
 
 /// A Vec of `len` elements built in `chunk`-sized pieces by `f(index, piece)`, in parallel,
@@ -162,10 +157,24 @@ pub fn build_chunks<T: Copy + Send + Sync, S>(
 pub unsafe fn build_uninit<T: Copy + Send + Sync>(
     len: usize,
     chunk: usize,
-    f: impl Fn(usize, &mut [std::mem::MaybeUninit<T>]) + Sync + Send,
+    f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync + Send,
+) -> Vec<T> {
+    // SAFETY: forwarded from the caller.
+    unsafe { build_uninit_with(len, chunk, || (), |_, i, c| f(i, c)) }
+}
+
+/// [`build_uninit`] with a scratch value per worker (as in [`for_each_chunk_mut_with`]).
+///
+/// # Safety
+/// `f` must initialize every element of every piece it is given.
+unsafe fn build_uninit_with<T: Copy + Send + Sync, S>(
+    len: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [MaybeUninit<T>]) + Sync + Send,
 ) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(len);
-    for_each_chunk_mut(&mut v.spare_capacity_mut()[..len], chunk, f);
+    for_each_chunk_mut_with(&mut v.spare_capacity_mut()[..len], chunk, init, f);
     // SAFETY: the pieces cover `0..len` and `f` initialized each (the caller's promise); a
     // panic in `f` unwinds past this line, leaving the length at 0.
     unsafe { v.set_len(len) };

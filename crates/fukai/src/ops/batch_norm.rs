@@ -77,9 +77,9 @@ fn stats<T: Float>(d: Dims, x: &[T]) -> Vec<(f64, f64)> {
 }
 
 /// A new `[N, C, S]` buffer with `out[n, c, :] = f(plane, c, out plane)`, built in parallel
-/// chunks of whole planes. `f` must write its whole plane: it gets it uninitialized. `f` runs
-/// its loop inside `simd::run` itself: a closure this size is not inlined into the wrapper
-/// here, and compiled out of line it ran on baseline SSE2 (2-4 lanes).
+/// chunks of whole planes. `f` must write its whole plane: it gets it uninitialized. Callers
+/// mark `f` `#[inline(always)]`: it runs inside `simd::run` here, and a closure this size,
+/// compiled out of line, ran on baseline SSE2 (2-4 lanes).
 fn per_plane<T: Float>(
     d: Dims,
     f: impl Fn(usize, usize, &mut [MaybeUninit<T>]) + Sync + Send,
@@ -90,10 +90,15 @@ fn per_plane<T: Float>(
     // (zipped with the equally long input planes).
     unsafe {
         build_uninit(d.n * d.c * d.s, chunk, |ci, part| {
-            for (k, o) in part.chunks_mut(s).enumerate() {
-                let plane = ci * planes_per_chunk + k;
-                f(plane, plane % d.c, o);
-            }
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    for (k, o) in part.chunks_mut(s).enumerate() {
+                        let plane = ci * planes_per_chunk + k;
+                        f(plane, plane % d.c, o);
+                    }
+                },
+            )
         })
     }
 }
@@ -126,25 +131,24 @@ fn forward<T: Float>(
         .map(|(m, v)| [m, v, 1.0 / (v + eps).sqrt()])
         .collect();
     let coef = affine(&stats, w, b);
-    let out = per_plane(d, |plane, ch, o| {
-        let (scale, shift) = coef[ch];
-        let src = &x[plane * d.s..(plane + 1) * d.s];
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                if relu {
-                    for (o, &v) in o.iter_mut().zip(src) {
-                        let y = v * scale + shift;
-                        o.write(if y > T::ZERO { y } else { T::ZERO });
-                    }
-                } else {
-                    for (o, &v) in o.iter_mut().zip(src) {
-                        o.write(v * scale + shift);
-                    }
+    let out = per_plane(
+        d,
+        #[inline(always)]
+        |plane, ch, o| {
+            let (scale, shift) = coef[ch];
+            let src = &x[plane * d.s..(plane + 1) * d.s];
+            if relu {
+                for (o, &v) in o.iter_mut().zip(src) {
+                    let y = v * scale + shift;
+                    o.write(if y > T::ZERO { y } else { T::ZERO });
                 }
-            },
-        )
-    });
+            } else {
+                for (o, &v) in o.iter_mut().zip(src) {
+                    o.write(v * scale + shift);
+                }
+            }
+        },
+    );
     (out, stats)
 }
 
@@ -198,18 +202,17 @@ fn backward<T: Float>(
             (T::c(a), T::c(bx), T::c(c0))
         })
         .collect();
-    let gx = per_plane(d, |plane, ch, o| {
-        let ((a, bx, c0), gy) = (lin[ch], live(ch));
-        let r = plane * d.s..(plane + 1) * d.s;
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                for ((o, &gv), &xv) in o.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
-                    o.write(gy(xv, gv) * a + xv * bx + c0);
-                }
-            },
-        )
-    });
+    let gx = per_plane(
+        d,
+        #[inline(always)]
+        |plane, ch, o| {
+            let ((a, bx, c0), gy) = (lin[ch], live(ch));
+            let r = plane * d.s..(plane + 1) * d.s;
+            for ((o, &gv), &xv) in o.iter_mut().zip(&g[r.clone()]).zip(&x[r]) {
+                o.write(gy(xv, gv) * a + xv * bx + c0);
+            }
+        },
+    );
     let gw = (0..d.c).map(|ch| T::c(sums[ch].1 * stats[ch][2])).collect();
     let gb = sums.iter().map(|s| T::c(s.0)).collect();
     (gx, gw, gb)

@@ -805,9 +805,10 @@ fn grad_tiles<T: Float, const M: usize, const A: usize, const AA: usize>(
 /// `dU[ξ] = Q[ξ] · V[ξ]^T` summed over all tiles (gemms whose inner dimension is the tiles),
 /// then `dW = G^T dU G`. Sums over fixed chunks of samples are kept apart and added in order.
 /// Each frequency's input tiles are transposed first (see `transpose`), so the gemm reads both
-/// operands along their rows. Batch 64 at 1 thread: 64 -> 64 @ 14x14 (F(2x2)) 3.4-3.6 ms,
-/// 32 -> 64 @ 14x14 2.0-2.3 ms, 32 -> 32 @ 28x28 (F(4x4)) 3.6-4.1 ms. Earlier measurements of
-/// im2col + gemm gave 5.8, 3.0 and 5.9-6.1 ms.
+/// operands along their rows. Batch 64 at 1 thread, one `conv_layers` run with im2col + gemm
+/// beside it: 64 -> 64 @ 14x14 (F(2x2)) 4.4 against 5.9 ms, 32 -> 64 @ 14x14 2.3 against
+/// 3.2 ms, 32 -> 32 @ 28x28 (F(4x4)) 5.2 against 6.6 ms (on a quieter machine the Winograd
+/// path took 3.4-3.6, 2.0-2.3 and 3.6-4.1 ms).
 pub(crate) fn wino_weight_grad<T: Float>(g: &WinoGeom, x: &[T], gy: &[T]) -> Vec<T> {
     match g.tile() {
         2 => weight_grad_m::<T, 2, 4, 16>(g, x, gy),

@@ -107,8 +107,9 @@ pub(crate) fn for_each_grad(
 }
 
 /// Runs an elementwise update `f(weights, grads, state1, state2)` over matching fixed-size
-/// chunks, in parallel and vectorized ([`crate::simd`]). A state slice is either as long as the
-/// weights or empty (then every chunk gets an empty slice). Each element's arithmetic is the
+/// chunks, in parallel and vectorized ([`crate::simd`]; callers mark `f` `#[inline(always)]`,
+/// or it is compiled out of line without the wide instructions). A state slice is either as
+/// long as the weights or empty (then every chunk gets an empty slice). Each element's arithmetic is the
 /// same however the work is split, so results never depend on the thread count.
 pub(crate) fn update_chunks(
     mut w: &mut [f32],
