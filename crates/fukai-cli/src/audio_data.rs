@@ -119,7 +119,7 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
         )
     } else {
         let labels: Vec<i64> = manifest.rows.iter().map(|r| r.label).collect();
-        let (tr, te) = data::stratified_split(&labels, cfg.test_fraction, seed);
+        let (tr, te) = data::stratified_split(&labels, cfg.test_fraction, seed)?;
         let pick = |ix: Vec<usize>| {
             ix.into_iter()
                 .map(|i| &manifest.rows[i])

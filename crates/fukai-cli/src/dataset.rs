@@ -1,7 +1,7 @@
 //! Loads a config's data into train and test sets.
 
 use crate::config::DataConfig;
-use fukai::data::{self, InMemory};
+use fukai::data::{self, Dataset, InMemory};
 use fukai::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -49,8 +49,27 @@ fn missing(path: &Path) -> Error {
     }
 }
 
-/// Loads and splits the data.
+/// Loads and splits the data; refuses a split with no samples, so no run trains on nothing or
+/// reports a score measured on nothing.
 pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
+    let splits = load_any(cfg, path, seed)?;
+    for (name, set) in [("training", &splits.train), ("test", &splits.test)] {
+        if set.is_empty() {
+            return Err(Error::Format {
+                file: path.display().to_string(),
+                msg: format!(
+                    "the {name} split is empty ({} training and {} test samples; data.test_fraction = {})",
+                    splits.train.len(),
+                    splits.test.len(),
+                    cfg.test_fraction
+                ),
+            });
+        }
+    }
+    Ok(splits)
+}
+
+fn load_any(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
     if !path.exists() {
         return Err(missing(path));
     }
@@ -59,7 +78,7 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
         "mnist-csv" => {
             let (x, y) = data::read_mnist_csv(path)?;
             let all = InMemory::new(x, y.clone(), &[1, 28, 28], 10)?;
-            let (tr, te) = data::stratified_split(&y, cfg.test_fraction, seed);
+            let (tr, te) = data::stratified_split(&y, cfg.test_fraction, seed)?;
             Ok(Splits {
                 train: all.subset(tr)?,
                 test: all.subset(te)?,
@@ -109,7 +128,7 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
             let t = data::read_table(path)?;
             let classes = t.class_names.len();
             let all = InMemory::new(t.x, t.y.clone(), &[t.features], classes)?;
-            let (tr, te) = data::stratified_split(&t.y, cfg.test_fraction, seed);
+            let (tr, te) = data::stratified_split(&t.y, cfg.test_fraction, seed)?;
             Ok(Splits {
                 train: all.subset(tr)?,
                 test: all.subset(te)?,

@@ -311,6 +311,7 @@ pub struct Loaded {
 /// Loads a checkpoint written by [`run`].
 pub fn load(path: &Path) -> Result<Loaded> {
     let file = load_safetensors(path)?;
+    file.check_finite()?;
     let err = |msg: String| Error::Format {
         file: path.display().to_string(),
         msg,
@@ -328,9 +329,13 @@ pub fn load(path: &Path) -> Result<Loaded> {
     };
     let cfg: Config = serde_json::from_str(field("config")?)
         .map_err(|e| err(format!("metadata field \"config\": {e}")))?;
+    crate::limits::check(&cfg).map_err(|e| err(format!("metadata field \"config\": {e}")))?;
     let tokenizer = CharTokenizer::from_vocab(field("vocab")?).map_err(|e| err(e.to_string()))?;
     let (gc, _) = parts(&cfg)?;
-    let model = Gpt::new(tokenizer.vocab_size(), gc)?;
+    let model = fukai::tensor::with_alloc_limit(file.build_limit(), || {
+        Gpt::new(tokenizer.vocab_size(), gc)
+    })
+    .map_err(|e| crate::train::mismatch(path, e))?;
     let state: Vec<(String, Tensor)> = file
         .tensors()
         .iter()

@@ -6,6 +6,7 @@ mod dataset;
 mod embed;
 mod generate;
 mod gpt;
+mod limits;
 mod lm;
 mod model;
 mod plot;
@@ -181,6 +182,7 @@ fn train_cmd(
     if let Some(s) = seed {
         cfg.train.seed = s;
     }
+    limits::check(&cfg)?;
     if cfg.model.kind == "gpt" {
         return lm::train_cmd(&cfg, data.as_deref(), out, steps);
     }
@@ -227,6 +229,33 @@ fn eval_cmd(checkpoint: PathBuf, data: Option<PathBuf>) -> fukai::Result<()> {
     let mut t = train::load_trained(&checkpoint)?;
     let path = dataset::resolve(&t.cfg.data, data.as_deref())?;
     let splits = dataset::load(&t.cfg.data, &path, t.cfg.train.seed)?;
+    let found = fukai::data::Dataset::sample_shape(&splits.test);
+    if found != t.input_shape.as_slice() {
+        let what = |s: &[usize]| match s {
+            [n] => format!("{n} features"),
+            s => format!("samples of shape {s:?}"),
+        };
+        return Err(fukai::Error::Format {
+            file: path.display().to_string(),
+            msg: format!(
+                "the data has {}, the model in {} expects {}",
+                what(found),
+                checkpoint.display(),
+                what(&t.input_shape)
+            ),
+        });
+    }
+    if splits.class_names.len() > t.classes.len() {
+        return Err(fukai::Error::Format {
+            file: path.display().to_string(),
+            msg: format!(
+                "the data has {} classes, the model in {} knows {}",
+                splits.class_names.len(),
+                checkpoint.display(),
+                t.classes.len()
+            ),
+        });
+    }
     let ev = train::evaluate(&mut t.model, std::sync::Arc::new(splits.test), &t.norm)?;
     println!("{}", report::confusion_table(&ev.confusion, &t.classes));
     println!(

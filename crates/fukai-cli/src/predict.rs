@@ -12,10 +12,18 @@ pub fn read_input(input: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let img = image_input(p, shape)?;
         return Ok(img);
     }
+    let n: usize = shape.iter().product();
     let text = if p.exists() {
-        std::fs::read_to_string(p).map_err(|e| Error::Io {
+        let bytes = std::fs::read(p).map_err(|e| Error::Io {
             path: input.into(),
             source: e,
+        })?;
+        String::from_utf8(bytes).map_err(|_| Error::Format {
+            file: input.into(),
+            msg: format!(
+                "not a text file (an image or other binary?): this model takes a row of {n} \
+                 comma-separated numbers"
+            ),
         })?
     } else {
         input.to_string()
@@ -29,7 +37,14 @@ pub fn read_input(input: &str, shape: &[usize]) -> Result<Vec<f32>> {
             "input {input:?} is neither an existing image file nor a row of numbers"
         )
     };
-    let n: usize = shape.iter().product();
+    if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "predict",
+            "feature {} of the input is {} (every feature must be a finite number)",
+            i + 1,
+            vals[i]
+        );
+    }
     if vals.len() != n {
         bail!(
             "predict",
@@ -74,6 +89,13 @@ pub fn run(checkpoint: &Path, input: &str) -> Result<()> {
     let x = t.batch_of_one(raw)?;
     let _g = fukai::no_grad();
     let probs = t.model.forward(&x)?.softmax(-1)?.to_vec::<f32>()?;
+    if probs.iter().any(|p| !p.is_finite()) {
+        bail!(
+            "predict",
+            "the model's output is not finite for this input (is the input far outside the \
+             training data?)"
+        );
+    }
     let best = probs
         .iter()
         .enumerate()

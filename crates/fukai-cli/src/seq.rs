@@ -348,6 +348,17 @@ pub fn run(cfg: &Config, data_path: &Path, out: &PathBuf) -> Result<()> {
     validate(cfg)?;
     // Bad data fails before the run directory is touched.
     let task = Task::load(cfg, data_path)?;
+    if task.train_len() == 0 || task.test_len() == 0 {
+        return Err(Error::Format {
+            file: data_path.display().to_string(),
+            msg: format!(
+                "{} training and {} test samples: neither split may be empty (data.test_fraction = {})",
+                task.train_len(),
+                task.test_len(),
+                cfg.data.test_fraction
+            ),
+        });
+    }
     std::fs::create_dir_all(out).map_err(|e| Error::Io {
         path: out.display().to_string(),
         source: e,

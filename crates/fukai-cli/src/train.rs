@@ -26,6 +26,13 @@ pub struct Norm {
     pub std: Vec<f32>,
 }
 
+impl Norm {
+    /// The transform applying these statistics.
+    pub fn transform(&self) -> Result<Normalize> {
+        Normalize::new(self.mean.clone(), self.std.clone())
+    }
+}
+
 /// Mean/std over the training set: one value for grey images, per feature for tables.
 pub fn fit_norm(cfg: &Config, train: &InMemory) -> Norm {
     let (m, s) = train.feature_stats();
@@ -230,10 +237,7 @@ pub fn evaluate(model: &mut Sequential, data: Arc<dyn Dataset>, norm: &Norm) -> 
     model.set_training(false);
     let _g = fukai::no_grad();
     let classes = data.classes();
-    let loader = DataLoader::new(data, 500).transforms(vec![Box::new(Normalize {
-        mean: norm.mean.clone(),
-        std: norm.std.clone(),
-    })]);
+    let loader = DataLoader::new(data, 500).transforms(vec![Box::new(norm.transform()?)]);
     let mut ev = Evaluation::new(classes);
     for b in loader.epoch(0) {
         let b = b?;
@@ -286,14 +290,14 @@ pub fn run(cfg: &Config, splits: Splits, opts: &RunOptions) -> Result<report::Su
         tfm.push(Box::new(RandomHorizontalFlip { p: 0.5 }));
     }
     tfm.extend(crate::audio_data::train_transforms(&cfg.data));
-    tfm.push(Box::new(Normalize {
-        mean: norm.mean.clone(),
-        std: norm.std.clone(),
-    }));
+    tfm.push(Box::new(norm.transform()?));
     let train_set: Arc<dyn Dataset> = Arc::new(splits.train.clone());
     let test_set: Arc<dyn Dataset> = Arc::new(splits.test.clone());
+    // A last batch of one sample has no batch statistics (PyTorch refuses it too): drop it.
+    let lone_last = cfg.model.batch_norm && train_set.len() % cfg.train.batch_size == 1;
     let loader = DataLoader::new(train_set.clone(), cfg.train.batch_size)
         .shuffle(cfg.train.seed)
+        .drop_last(lone_last)
         .transforms(tfm);
     let steps_per_epoch = loader.num_batches().div_ceil(cfg.train.accumulate);
     let sched = schedule(cfg, steps_per_epoch * cfg.train.epochs)?;
@@ -462,10 +466,7 @@ pub struct Trained {
 impl Trained {
     /// One raw sample, normalized as in training, as a batch of one `[1, ...input_shape]`.
     pub fn batch_of_one(&self, mut x: Vec<f32>) -> Result<Tensor> {
-        let norm = Normalize {
-            mean: self.norm.mean.clone(),
-            std: self.norm.std.clone(),
-        };
+        let norm = self.norm.transform()?;
         norm.apply(&mut x, &self.input_shape, &mut fukai::Generator::new(0));
         let mut shape = vec![1];
         shape.extend_from_slice(&self.input_shape);
@@ -473,10 +474,59 @@ impl Trained {
     }
 }
 
+/// Checks what a checkpoint's metadata says about the data before anything is built from it.
+fn check_metadata(path: &Path, norm: &Norm, classes: &[String], shape: &[usize]) -> Result<()> {
+    let bad = |msg: String| fukai::Error::Format {
+        file: path.display().to_string(),
+        msg: format!("metadata field {msg}"),
+    };
+    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    if shape.is_empty() || shape.contains(&0) || numel.is_none_or(|n| n > MAX_SAMPLE_VALUES) {
+        return Err(bad(format!(
+            "\"input_shape\": {shape:?} is not a sample shape (positive dims, at most \
+             {MAX_SAMPLE_VALUES} values)"
+        )));
+    }
+    if classes.is_empty() {
+        return Err(bad("\"classes\": no class names".into()));
+    }
+    // One statistic for all channels, one per channel (images) or one per feature (tables).
+    let n = norm.mean.len();
+    if n == 0 || norm.std.len() != n || !(n == 1 || n == shape[0] || n == numel.unwrap_or(0)) {
+        return Err(bad(format!(
+            "\"norm\": {} means and {} standard deviations for samples of shape {shape:?} \
+             (expected 1, one per channel or one per feature)",
+            n,
+            norm.std.len()
+        )));
+    }
+    if norm.mean.iter().chain(&norm.std).any(|v| !v.is_finite())
+        || norm.std.iter().any(|&s| s <= 0.0)
+    {
+        return Err(bad(
+            "\"norm\": means and standard deviations must be finite, deviations positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The most values one input sample may have (a 4096x4096 RGB image is 50M).
+pub const MAX_SAMPLE_VALUES: usize = 1 << 26;
+
+/// The error for a checkpoint whose metadata describes a model that cannot be built, or not
+/// within what its tensors hold.
+pub fn mismatch(path: &Path, e: fukai::Error) -> fukai::Error {
+    fukai::Error::Format {
+        file: path.display().to_string(),
+        msg: format!("the model its metadata describes cannot be built from its tensors: {e}"),
+    }
+}
+
 /// Loads a checkpoint written by `run`: the model (eval mode), its config, normalization and
 /// class names.
 pub fn load_trained(path: &Path) -> Result<Trained> {
     let file = fukai::io::load_safetensors(path)?;
+    file.check_finite()?;
     let get = |k: &str| -> Result<String> {
         file.metadata()
             .get(k)
@@ -491,12 +541,17 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
         msg: format!("metadata field {k:?}: {e}"),
     };
     let cfg: Config = serde_json::from_str(&get("config")?).map_err(|e| bad("config", e))?;
+    crate::limits::check(&cfg).map_err(|e| mismatch(path, e))?;
     let norm: Norm = serde_json::from_str(&get("norm")?).map_err(|e| bad("norm", e))?;
     let classes: Vec<String> =
         serde_json::from_str(&get("classes")?).map_err(|e| bad("classes", e))?;
     let shape: Vec<usize> =
         serde_json::from_str(&get("input_shape")?).map_err(|e| bad("input_shape", e))?;
-    let mut model = model_for(&cfg, &shape, classes.len())?;
+    check_metadata(path, &norm, &classes, &shape)?;
+    let mut model = fukai::tensor::with_alloc_limit(file.build_limit(), || {
+        model_for(&cfg, &shape, classes.len())
+    })
+    .map_err(|e| mismatch(path, e))?;
     checkpoint::load(path, &model, None)?;
     model.set_training(false);
     Ok(Trained {

@@ -175,7 +175,9 @@ fn audio_manifest_trains_predicts_and_names_bad_rows() {
 #[test]
 #[ignore = "needs FUKAI_ASSETS (audio/spoken-digits) and about 10 minutes of CPU"]
 fn spoken_digits_preset_reaches_95_percent() {
-    let assets = PathBuf::from(std::env::var("FUKAI_ASSETS").expect("FUKAI_ASSETS is set"));
+    let Some(assets) = fukai::testing::assets("audio/spoken-digits") else {
+        return;
+    };
     let dir = scratch("spoken-digits");
     let out = dir.join("run");
     fukai_ok(&[

@@ -11,7 +11,7 @@ fn main() -> fukai::Result<()> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_5k.csv.gz");
     let (x, y) = read_mnist_csv(&path)?;
     let all = InMemory::new(x, y.clone(), &[784], 10)?;
-    let (train_rows, test_rows) = stratified_split(&y, 0.2, 0);
+    let (train_rows, test_rows) = stratified_split(&y, 0.2, 0)?;
     let train = DataLoader::new(Arc::new(all.subset(train_rows)?), 64).shuffle(0);
     let test = DataLoader::new(Arc::new(all.subset(test_rows)?), 500);
 

@@ -125,6 +125,29 @@ pub fn output_and_grads(
     Ok((out, grads))
 }
 
+/// The shared assets folder for a test that needs `what` (a path under it), from
+/// `$FUKAI_ASSETS`. Without that variable the test should skip: this prints why and returns
+/// `None`, so the README's test command passes on a machine without the assets — unless
+/// `FUKAI_REQUIRE_ASSETS=1` (set by CI, which has them), where a missing folder is a failure.
+/// A set `$FUKAI_ASSETS` that lacks `what` always fails: the assets are incomplete.
+pub fn assets(what: &str) -> Option<std::path::PathBuf> {
+    let Some(root) = std::env::var_os("FUKAI_ASSETS").map(std::path::PathBuf::from) else {
+        assert!(
+            std::env::var_os("FUKAI_REQUIRE_ASSETS").is_none(),
+            "FUKAI_REQUIRE_ASSETS is set but FUKAI_ASSETS is not (this test needs {what})"
+        );
+        eprintln!("skipped: needs {what} under $FUKAI_ASSETS, which is not set");
+        return None;
+    };
+    let path = root.join(what);
+    assert!(
+        path.exists(),
+        "FUKAI_ASSETS={} has no {what}",
+        root.display()
+    );
+    Some(root)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

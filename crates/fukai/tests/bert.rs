@@ -319,7 +319,9 @@ fn forward_rejects_bad_inputs() {
 #[test]
 #[ignore = "needs FUKAI_ASSETS (models/all-MiniLM-L6-v2)"]
 fn minilm_reproduces_sentence_transformers() {
-    let assets = PathBuf::from(std::env::var("FUKAI_ASSETS").expect("FUKAI_ASSETS is not set"));
+    let Some(assets) = fukai::testing::assets("models/all-MiniLM-L6-v2") else {
+        return;
+    };
     let models = assets.join("models");
     let reference = read_json(&models.join("all-MiniLM-L6-v2.reference.json"));
     let emb = SentenceEmbedder::from_dir(models.join("all-MiniLM-L6-v2")).unwrap();

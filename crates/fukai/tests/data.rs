@@ -115,10 +115,7 @@ fn augmenting(data: Arc<dyn Dataset>, prefetch: usize) -> DataLoader {
     let t: Vec<Box<dyn Transform>> = vec![
         Box::new(RandomCrop { padding: 1 }),
         Box::new(RandomHorizontalFlip { p: 0.5 }),
-        Box::new(Normalize {
-            mean: vec![0.5],
-            std: vec![2.0],
-        }),
+        Box::new(Normalize::new(vec![0.5], vec![2.0]).unwrap()),
     ];
     DataLoader::new(data, 6)
         .shuffle(3)
@@ -196,22 +193,20 @@ fn transforms_on_their_own() {
     RandomHorizontalFlip { p: 0.0 }.apply(&mut kept, &shape, &mut Generator::new(0));
     assert_eq!(kept, src);
     let mut rgb = vec![1.0f32, 1.0, 2.0, 2.0, 3.0, 3.0];
-    Normalize {
-        mean: vec![1.0, 2.0, 0.0],
-        std: vec![1.0, 0.5, 3.0],
-    }
-    .apply(&mut rgb, &[3, 1, 2], &mut Generator::new(0));
+    Normalize::new(vec![1.0, 2.0, 0.0], vec![1.0, 0.5, 3.0])
+        .unwrap()
+        .apply(&mut rgb, &[3, 1, 2], &mut Generator::new(0));
     assert_eq!(rgb, vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
 }
 
 #[test]
 fn stratified_split_keeps_class_balance() {
     let labels: Vec<i64> = (0..100).map(|i| if i < 60 { 0 } else { 1 }).collect();
-    let (train, test) = stratified_split(&labels, 0.25, 5);
+    let (train, test) = stratified_split(&labels, 0.25, 5).unwrap();
     assert_eq!((train.len(), test.len()), (75, 25));
     assert_eq!(test.iter().filter(|&&i| labels[i] == 0).count(), 15);
     assert_eq!(
-        stratified_split(&labels, 0.25, 5),
+        stratified_split(&labels, 0.25, 5).unwrap(),
         (train.clone(), test.clone())
     );
     let mut all: Vec<usize> = train.into_iter().chain(test).collect();
@@ -289,7 +284,7 @@ fn idx_reader_rejects_bad_files_naming_them() {
         (
             "extra-data",
             [good.clone(), vec![0]].concat(),
-            "need 12 data bytes, file has 13",
+            "need 12 data bytes, file has more",
         ),
         ("truncated-header", good[..9].to_vec(), "truncated"),
         (
@@ -414,20 +409,12 @@ fn read_table_sklearn_layout_and_plain_tables() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The assets folder from $FUKAI_ASSETS; `None` (the test skips) when it is not set, so
-/// `--include-ignored` runs pass on machines without the assets.
-fn assets() -> Option<PathBuf> {
-    let dir = std::env::var_os("FUKAI_ASSETS").map(PathBuf::from);
-    if dir.is_none() {
-        eprintln!("FUKAI_ASSETS is not set: skipping");
-    }
-    dir
-}
-
 #[test]
 #[ignore = "needs FUKAI_ASSETS"]
 fn read_table_on_the_sklearn_files() {
-    let Some(root) = assets() else { return };
+    let Some(root) = fukai::testing::assets("tabular") else {
+        return;
+    };
     for (file, n, features, classes) in [
         ("iris.csv", 150, 4, 3),
         ("wine_data.csv", 178, 13, 3),
@@ -454,7 +441,9 @@ fn read_table_on_the_sklearn_files() {
 #[test]
 #[ignore = "needs FUKAI_ASSETS"]
 fn idx_reader_on_fashion_mnist() {
-    let Some(root) = assets() else { return };
+    let Some(root) = fukai::testing::assets("fashion-mnist") else {
+        return;
+    };
     let dir = root.join("fashion-mnist");
     let find = |stem: &str| -> PathBuf {
         [dir.join(stem), dir.join(format!("{stem}.gz"))]

@@ -145,21 +145,20 @@ fn windows_fit_normalization_on_train_only() {
     assert!(Windows::new(&s, 0, 3, 1, 3).is_err());
 }
 
-fn assets() -> PathBuf {
-    PathBuf::from(std::env::var("FUKAI_ASSETS").expect("FUKAI_ASSETS"))
-}
-
 #[test]
 #[ignore = "needs FUKAI_ASSETS (timeseries/uea)"]
 fn japanese_vowels_loads() {
-    let train = read_ts(assets().join("timeseries/uea/JapaneseVowels_TRAIN.ts")).unwrap();
-    let test = read_ts(assets().join("timeseries/uea/JapaneseVowels_TEST.ts")).unwrap();
+    let Some(assets) = fukai::testing::assets("timeseries/uea") else {
+        return;
+    };
+    let train = read_ts(assets.join("timeseries/uea/JapaneseVowels_TRAIN.ts")).unwrap();
+    let test = read_ts(assets.join("timeseries/uea/JapaneseVowels_TEST.ts")).unwrap();
     assert_eq!((train.len(), test.len()), (270, 370));
     assert_eq!(train.dims, 12);
     assert_eq!(train.class_names.len(), 9);
     let lens = train.lengths.iter().chain(&test.lengths);
     assert_eq!(lens.clone().min(), Some(&7));
     assert_eq!(lens.max(), Some(&29));
-    let s = read_series_csv(assets().join("timeseries/sunspots.csv"), &["SUNACTIVITY"]).unwrap();
+    let s = read_series_csv(assets.join("timeseries/sunspots.csv"), &["SUNACTIVITY"]).unwrap();
     assert_eq!(s.rows(), 309);
 }

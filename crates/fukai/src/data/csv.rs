@@ -12,7 +12,8 @@ pub struct Table {
     pub y: Vec<i64>,
     /// Columns of features.
     pub features: usize,
-    /// Class names when the file gives them (else "0", "1", ...).
+    /// Class names when the file gives them; else the labels' values ("0", "1", ...). Labels
+    /// outside `0..rows` are renumbered densely in increasing order (see `y`).
     pub class_names: Vec<String>,
 }
 
@@ -61,10 +62,11 @@ fn parse_rows(
         let l: f64 = label
             .parse()
             .map_err(|_| err(ln, format!("label {label:?} is not an integer")))?;
-        if l.fract() != 0.0 || l < 0.0 {
+        // Beyond 2^53 an f64 no longer holds every integer: two labels could collide.
+        if l.fract() != 0.0 || l.abs() > MAX_EXACT_LABEL {
             return Err(err(
                 ln,
-                format!("label {label:?} is not a non-negative integer"),
+                format!("label {label:?} is not an integer of at most 2^53 in magnitude"),
             ));
         }
         y.push(l as i64);
@@ -72,6 +74,8 @@ fn parse_rows(
     let w = width.unwrap_or(1);
     Ok((x, y, w - 1))
 }
+
+const MAX_EXACT_LABEL: f64 = (1u64 << 53) as f64;
 
 /// Non-blank lines with their 1-based line numbers (for error messages).
 pub(crate) fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
@@ -105,7 +109,7 @@ pub fn read_table(path: &Path) -> Result<Table> {
         &lines[1..]
     };
     let cols = if sk {
-        Some(head[1].parse::<usize>().expect("checked") + 1)
+        Some(head[1].parse::<usize>().expect("checked").saturating_add(1))
     } else {
         None
     };
@@ -119,12 +123,16 @@ pub fn read_table(path: &Path) -> Result<Table> {
             });
         }
     }
-    let classes = y.iter().max().map_or(0, |&m| m as usize + 1);
-    let class_names = if sk && head.len() - 2 >= classes {
-        head[2..].iter().map(|s| s.to_string()).collect()
-    } else {
-        (0..classes).map(|c| c.to_string()).collect()
-    };
+    let (y, mut class_names) = super::class_indices(y);
+    let named = sk && head.len() - 2 >= class_names.len();
+    if named
+        && class_names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| *n == i.to_string())
+    {
+        class_names = head[2..].iter().map(|s| s.to_string()).collect();
+    }
     Ok(Table {
         x,
         y,

@@ -2,6 +2,7 @@
 //! element type and rank, big-endian dims, then the raw array.
 
 use crate::error::{Error, Result};
+use std::io::Read;
 use std::path::Path;
 
 /// A decoded IDX file of bytes.
@@ -19,56 +20,70 @@ fn fmt_err(path: &Path, msg: String) -> Error {
     }
 }
 
-/// Reads an IDX file of unsigned bytes (`.gz` is decompressed). The header's sizes are checked
-/// against the bytes actually present before anything is allocated from them.
+/// Reads an IDX file of unsigned bytes (`.gz` is decompressed). The data is read as a stream
+/// and capped at the size the header promises, so neither a lying header nor a gzip bomb can
+/// make it allocate more than the bytes actually present.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let bytes = super::read_maybe_gz(path)?;
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+    let mut src = super::open_maybe_gz(path)?;
+    let mut head = [0u8; 4];
+    let got = read_up_to(path, &mut src, &mut head)?;
+    if got < 4 || head[0] != 0 || head[1] != 0 {
         return Err(fmt_err(
             path,
             "not an IDX file: the magic number must start with two zero bytes".into(),
         ));
     }
-    if bytes[2] != 0x08 {
+    if head[2] != 0x08 {
         return Err(fmt_err(
             path,
             format!(
                 "element type 0x{:02x} is not supported (expected 0x08, unsigned byte)",
-                bytes[2]
+                head[2]
             ),
         ));
     }
-    let rank = bytes[3] as usize;
-    let header = 4 + 4 * rank;
-    if rank == 0 || bytes.len() < header {
+    let rank = head[3] as usize;
+    let mut raw_dims = vec![0u8; 4 * rank];
+    let got = read_up_to(path, &mut src, &mut raw_dims)?;
+    if rank == 0 || got < raw_dims.len() {
         return Err(fmt_err(
             path,
             format!(
                 "header of rank {rank} is truncated ({} bytes in file)",
-                bytes.len()
+                4 + got
             ),
         ));
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| {
-            u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize
-        })
+    let dims: Vec<usize> = raw_dims
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize)
         .collect();
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    match n {
-        Some(n) if header + n == bytes.len() => Ok(IdxArray {
-            data: bytes[header..].to_vec(),
-            dims,
-        }),
-        Some(n) => Err(fmt_err(
+    let Some(n) = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) else {
+        return Err(fmt_err(path, format!("dims {dims:?} overflow")));
+    };
+    let what = format!("data: dims {dims:?} need {n} data bytes, file has more");
+    let data = super::read_capped(path, &mut src, n as u64, &what)?;
+    if data.len() != n {
+        return Err(fmt_err(
             path,
-            format!(
-                "dims {dims:?} need {n} data bytes, file has {}",
-                bytes.len() - header
-            ),
-        )),
-        None => Err(fmt_err(path, format!("dims {dims:?} overflow"))),
+            format!("dims {dims:?} need {n} data bytes, file has {}", data.len()),
+        ));
     }
+    Ok(IdxArray { dims, data })
+}
+
+/// Fills as much of `buf` as the stream has; returns how many bytes were read.
+fn read_up_to(path: &Path, src: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match src.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(super::read_err(path, e)),
+        }
+    }
+    Ok(got)
 }
 
 /// Images `[N, rows, cols]` scaled to [0, 1].

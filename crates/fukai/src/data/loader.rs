@@ -2,10 +2,20 @@
 //! order and contents depend only on (seed, epoch), never on timing.
 
 use super::{Dataset, Transform};
+use crate::bail;
 use crate::error::Result;
 use crate::rng::Generator;
 use crate::tensor::Tensor;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+/// The text of a caught panic's payload.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
 
 /// One batch: features `[B, ...]` (f32) and labels `[B]` (i64).
 pub struct Batch {
@@ -102,12 +112,25 @@ impl DataLoader {
         let mut y = Vec::with_capacity(rows.len());
         for (k, &r) in rows.iter().enumerate() {
             let out = &mut x[k * per..(k + 1) * per];
-            y.push(self.data.get(r, out)?);
-            if !self.transforms.is_empty() {
-                let mut g = Generator::new(self.seed ^ 0x5EED).fork(epoch, r as u64);
-                for t in self.transforms.iter() {
-                    t.apply(out, &shape, &mut g);
+            // A panic in user code (a Dataset or Transform) becomes this batch's error: on the
+            // prefetch thread it would otherwise end the epoch early and silently.
+            let sample = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<i64> {
+                let label = self.data.get(r, out)?;
+                if !self.transforms.is_empty() {
+                    let mut g = Generator::new(self.seed ^ 0x5EED).fork(epoch, r as u64);
+                    for t in self.transforms.iter() {
+                        t.apply(out, &shape, &mut g);
+                    }
                 }
+                Ok(label)
+            }));
+            match sample {
+                Ok(label) => y.push(label?),
+                Err(panic) => bail!(
+                    "DataLoader",
+                    "sample {r}: the dataset or a transform panicked: {}",
+                    panic_message(&*panic)
+                ),
             }
         }
         let mut bshape = vec![rows.len()];
@@ -138,7 +161,24 @@ impl DataLoader {
                     }
                 }
             });
-            return Box::new(rx.into_iter());
+            // Should the worker die anyway, the epoch reports it instead of ending short.
+            let mut left = nb;
+            return Box::new(std::iter::from_fn(move || match rx.recv() {
+                Ok(b) => {
+                    left -= 1;
+                    Some(b)
+                }
+                Err(_) if left > 0 => {
+                    let missing = std::mem::take(&mut left);
+                    Some(Err(crate::error::op_err(
+                        "DataLoader",
+                        format!(
+                            "the prefetch thread stopped with {missing} batches of the epoch left"
+                        ),
+                    )))
+                }
+                Err(_) => None,
+            }));
         }
         let me = self.clone();
         Box::new(

@@ -28,8 +28,8 @@ pub struct Manifest {
     pub path: PathBuf,
     /// Rows in file order.
     pub rows: Vec<ManifestRow>,
-    /// Label names: `0..=max` when every label is a non-negative integer, else the distinct
-    /// labels sorted.
+    /// Label names: `0..=max` when every label is an integer in `0..rows`, else the distinct
+    /// labels sorted (numerically when all are integers).
     pub class_names: Vec<String>,
     /// Whether the manifest has a `split` column.
     pub has_split: bool,
@@ -114,15 +114,9 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
         let split = sc.map(|s| c[s].clone()).unwrap_or_default();
         raw.push((ln, file, c[lc].clone(), split));
     }
-    let numeric: Option<Vec<i64>> = raw
-        .iter()
-        .map(|r| r.2.parse::<i64>().ok().filter(|&v| v >= 0))
-        .collect();
+    let numeric: Option<Vec<i64>> = raw.iter().map(|r| r.2.parse::<i64>().ok()).collect();
     let (labels, class_names) = match numeric {
-        Some(v) => {
-            let n = v.iter().max().map_or(0, |&m| m as usize + 1);
-            (v, (0..n).map(|i| i.to_string()).collect())
-        }
+        Some(v) => super::class_indices(v),
         None => {
             let mut names: Vec<String> = raw.iter().map(|r| r.2.clone()).collect();
             names.sort();

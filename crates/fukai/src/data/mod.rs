@@ -23,23 +23,97 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A file's bytes, gunzipped when its name ends in `.gz`; errors name the file.
-pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::Io {
+/// The most bytes a `.gz` input may inflate to (1 GiB). Gzip can expand 1000-fold, so a few MB
+/// file could otherwise fill the memory before its contents are checked; for larger data,
+/// decompress it first. IDX files are capped by their own header instead.
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
         path: path.display().to_string(),
         source: e,
-    })?;
-    if path.extension().is_none_or(|e| e != "gz") {
-        return Ok(raw);
     }
+}
+
+/// A read failure: for a `.gz` file, almost always a damaged stream.
+pub(crate) fn read_err(path: &Path, e: std::io::Error) -> Error {
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    Error::Format {
+        file: path.display().to_string(),
+        msg: if gz {
+            format!("corrupt gzip stream: {e}")
+        } else {
+            format!("cannot read: {e}")
+        },
+    }
+}
+
+/// A reader of the file's bytes, gunzipped when its name ends in `.gz`.
+pub(crate) fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let file = std::io::BufReader::new(file);
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Reads `src` to its end, refusing more than `cap` bytes. Memory grows with the bytes that
+/// actually arrive, never with `cap`, so a header-derived cap cannot size an allocation.
+pub(crate) fn read_capped(
+    path: &Path,
+    src: &mut dyn Read,
+    cap: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(&raw[..])
+    src.take(cap.saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| Error::Format {
+        .map_err(|e| read_err(path, e))?;
+    if out.len() as u64 > cap {
+        return Err(Error::Format {
             file: path.display().to_string(),
-            msg: format!("corrupt gzip stream: {e}"),
-        })?;
+            msg: format!("more than {cap} bytes of {what}"),
+        });
+    }
     Ok(out)
+}
+
+/// A file's bytes, gunzipped when its name ends in `.gz` (at most [`MAX_INFLATED_BYTES`]);
+/// errors name the file.
+pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    if path.extension().is_none_or(|e| e != "gz") {
+        return std::fs::read(path).map_err(|e| io_err(path, e));
+    }
+    let mut src = open_maybe_gz(path)?;
+    read_capped(
+        path,
+        &mut src,
+        MAX_INFLATED_BYTES,
+        "decompressed data (the limit for .gz inputs; gunzip larger files first)",
+    )
+}
+
+/// Class indices and names for integer labels. Labels that all lie below the number of rows keep
+/// their values (`0..k` files mean what they say, with names "0".."k-1"); otherwise the distinct
+/// labels seen are numbered in increasing order and named by their values. Either way the class
+/// count is at most the row count, never a label's value (a label of 1e18 must not size a
+/// vector).
+pub(crate) fn class_indices(labels: Vec<i64>) -> (Vec<i64>, Vec<String>) {
+    let rows = labels.len() as u64;
+    if labels.iter().all(|&l| l >= 0 && (l as u64) < rows) {
+        let n = labels.iter().max().map_or(0, |&m| m as usize + 1);
+        return (labels, (0..n).map(|c| c.to_string()).collect());
+    }
+    let mut seen = labels.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    let y = labels
+        .iter()
+        .map(|l| seen.binary_search(l).expect("every label was seen") as i64)
+        .collect();
+    (y, seen.iter().map(i64::to_string).collect())
 }
 
 /// A labelled collection of fixed-shape f32 samples.
@@ -164,22 +238,40 @@ impl Dataset for InMemory {
 }
 
 /// A stratified split: the first `test_fraction` of each class (after a seeded shuffle) goes to
-/// test, so both sides keep the class balance. Returns (train rows, test rows).
-pub fn stratified_split(labels: &[i64], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+/// test, so both sides keep the class balance. Returns (train rows, test rows); `test_fraction`
+/// must lie in `[0, 1]`.
+///
+/// ```
+/// let labels = [0, 0, 0, 0, 1, 1, 1, 1];
+/// let (train, test) = fukai::data::stratified_split(&labels, 0.25, 7)?;
+/// assert_eq!((train.len(), test.len()), (6, 2));
+/// # Ok::<(), fukai::Error>(())
+/// ```
+pub fn stratified_split(
+    labels: &[i64],
+    test_fraction: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    if !(0.0..=1.0).contains(&test_fraction) {
+        bail!(
+            "stratified_split",
+            "test_fraction must lie in [0, 1], got {test_fraction}"
+        );
+    }
     let mut order: Vec<usize> = (0..labels.len()).collect();
     loader::shuffle(&mut order, seed);
-    let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
-    let mut per_class = vec![Vec::new(); classes];
+    // Grouped by label value, not indexed by it: labels are user data.
+    let mut per_class = std::collections::BTreeMap::<i64, Vec<usize>>::new();
     for &i in &order {
-        per_class[labels[i] as usize].push(i);
+        per_class.entry(labels[i]).or_default().push(i);
     }
     let (mut train, mut test) = (Vec::new(), Vec::new());
-    for rows in per_class {
+    for rows in per_class.into_values() {
         let k = (rows.len() as f64 * test_fraction).round() as usize;
         test.extend_from_slice(&rows[..k]);
         train.extend_from_slice(&rows[k..]);
     }
     train.sort_unstable();
     test.sort_unstable();
-    (train, test)
+    Ok((train, test))
 }

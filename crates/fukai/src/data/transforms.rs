@@ -1,6 +1,8 @@
 //! Per-sample transforms. Randomness comes from a generator seeded per (epoch, sample), so
 //! augmentation is identical whatever the thread or prefetch schedule.
 
+use crate::bail;
+use crate::error::Result;
 use crate::rng::Generator;
 
 /// Changes one sample in place; `shape` is the sample's `[C, H, W]` (or other) shape.
@@ -10,11 +12,43 @@ pub trait Transform: Send + Sync {
 }
 
 /// `(x - mean[c]) / std[c]` per channel (one value applies to all channels).
+///
+/// ```
+/// use fukai::data::{Normalize, Transform};
+/// let norm = Normalize::new(vec![0.5], vec![0.25])?;
+/// let mut x = [0.0, 1.0];
+/// norm.apply(&mut x, &[1, 2], &mut fukai::Generator::new(0));
+/// assert_eq!(x, [-2.0, 2.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Normalize {
-    /// Per-channel means.
-    pub mean: Vec<f32>,
-    /// Per-channel standard deviations.
-    pub std: Vec<f32>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl Normalize {
+    /// Per-channel means and standard deviations (one each to apply to all channels). Both
+    /// must be non-empty, of equal length and finite, and the deviations positive.
+    pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Result<Self> {
+        if mean.is_empty() || mean.len() != std.len() {
+            bail!(
+                "Normalize",
+                "need as many standard deviations as means (at least one), found {} and {}",
+                mean.len(),
+                std.len()
+            );
+        }
+        if let Some(v) = mean.iter().chain(&std).find(|v| !v.is_finite()) {
+            bail!("Normalize", "statistics must be finite, found {v}");
+        }
+        if let Some(s) = std.iter().find(|&&s| s <= 0.0) {
+            bail!(
+                "Normalize",
+                "standard deviations must be positive, found {s}"
+            );
+        }
+        Ok(Normalize { mean, std })
+    }
 }
 
 impl Transform for Normalize {

@@ -54,6 +54,40 @@ impl SafetensorsFile {
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+    /// Bytes of tensor data the file holds.
+    pub fn data_bytes(&self) -> u64 {
+        self.tensors
+            .iter()
+            .map(|(_, t)| (t.numel() * t.dtype().size_in_bytes()) as u64)
+            .sum()
+    }
+    /// A bound for [`crate::tensor::with_alloc_limit`] while building the model these tensors
+    /// belong to from metadata: room for the parameters with their f64 initialization scratch
+    /// (12 bytes per weight, 6x the bytes of a 16-bit weight in the file), plus 64 MiB for
+    /// buffers a model computes itself (masks, position tables).
+    pub fn build_limit(&self) -> u64 {
+        self.data_bytes().saturating_mul(6).saturating_add(64 << 20)
+    }
+    /// Errors, naming the tensor and the element, unless every float value is finite: a model
+    /// with a NaN or infinite weight answers every input with garbage, so it is refused at load.
+    pub fn check_finite(&self) -> Result<()> {
+        for (name, t) in &self.tensors {
+            if !t.dtype().is_float() {
+                continue;
+            }
+            let v = t.to_vec_f64()?;
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Format {
+                    file: self.source.clone(),
+                    msg: format!(
+                        "tensor {name:?}: element {i} is {} (weights must be finite)",
+                        v[i]
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
     /// The tensors (in file order) and the metadata, by value.
     pub fn into_parts(self) -> (Vec<(String, Tensor)>, HashMap<String, String>) {
         (self.tensors, self.metadata)

@@ -231,6 +231,7 @@ impl BertModel {
     /// Builds the encoder from a config and the tensors of a `BertModel` (names as saved by
     /// `transformers`, optionally under a `bert.` prefix as task heads save them).
     pub fn from_weights(cfg: BertConfig, file: &SafetensorsFile) -> Result<Self> {
+        file.check_finite()?;
         let act = cfg.act().map_err(|msg| Error::Format {
             file: "config.json".into(),
             msg,
@@ -249,7 +250,9 @@ impl BertModel {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let head_dim = h / cfg.num_attention_heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        // Grown layer by layer, not reserved from the config: a missing tensor ends a lying
+        // layer count at the first layer the file lacks.
+        let mut layers = Vec::new();
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
             let q = w.dense(&format!("{p}.attention.self.query"), h, h)?;

@@ -26,6 +26,7 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// PyTorch defaults: eps 1e-5, momentum 0.1.
     pub fn new(channels: usize) -> Result<Self> {
+        positive("BatchNorm", channels)?;
         Ok(BatchNorm {
             weight: Tensor::ones(&[channels], DType::F32)?.with_grad()?,
             bias: Tensor::zeros(&[channels], DType::F32)?.with_grad()?,
@@ -37,6 +38,14 @@ impl BatchNorm {
             training: true,
         })
     }
+}
+
+/// Normalizing over nothing has no statistics: refused at construction.
+fn positive(layer: &'static str, features: usize) -> Result<()> {
+    if features == 0 {
+        bail!(layer, "needs at least one feature to normalize, found 0");
+    }
+    Ok(())
 }
 
 impl BatchNorm {
@@ -62,6 +71,13 @@ impl BatchNorm {
             x.batch_norm_train(&self.weight, &self.bias, self.eps)?
         };
         let n = x.numel() / c;
+        if n < 2 {
+            bail!(
+                "BatchNorm",
+                "input shape {:?}: training needs more than one value per channel",
+                x.shape()
+            );
+        }
         let _g = crate::no_grad();
         let m = self.momentum;
         // Running variance is the unbiased estimate, as in PyTorch.
@@ -146,6 +162,7 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Normalizes over a last dim of size `dim` (eps 1e-5 like PyTorch).
     pub fn new(dim: usize) -> Result<Self> {
+        positive("LayerNorm", dim)?;
         Ok(LayerNorm {
             weight: Tensor::ones(&[dim], DType::F32)?.with_grad()?,
             bias: Tensor::zeros(&[dim], DType::F32)?.with_grad()?,
@@ -193,6 +210,7 @@ impl RmsNorm {
     /// Normalizes over a last dim of size `dim` with `eps` (PyTorch's default is f32 epsilon;
     /// LLaMA uses 1e-5 or 1e-6).
     pub fn new(dim: usize, eps: f64) -> Result<Self> {
+        positive("RmsNorm", dim)?;
         Ok(RmsNorm {
             weight: Tensor::ones(&[dim], DType::F32)?.with_grad()?,
             eps,

@@ -182,6 +182,13 @@ impl Tensor {
         let Some(&d) = self.shape().last() else {
             bail!(name, "needs at least 1 dim, found a scalar");
         };
+        if d == 0 {
+            bail!(
+                name,
+                "the normalized last dim has size 0 (shape {:?})",
+                self.shape()
+            );
+        }
         for (what, p) in [("weight", weight), ("bias", bias)] {
             if let Some(p) = p {
                 check_same_dtype(name, self, p)?;

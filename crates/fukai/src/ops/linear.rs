@@ -63,7 +63,9 @@ impl Tensor {
                 bail!("linear", "bias must be [{n}], found {:?}", b.shape());
             }
         }
-        let m = self.numel() / k.max(1);
+        // The rows are the leading dims' product, not numel / k: with k = 0 there are still
+        // rows, each just the bias.
+        let m: usize = self.shape()[..self.rank() - 1].iter().product();
         let mut shape = self.shape().to_vec();
         *shape.last_mut().expect("rank >= 1") = n;
         let (x, w, b) = (

@@ -8,7 +8,8 @@ use crate::error::Result;
 use crate::rng::{with_default_generator, Generator};
 use std::sync::Arc;
 
-/// The element count of a new `dtype` buffer of `shape`, or an error when it cannot exist.
+/// The element count of a new `dtype` buffer of `shape`, or an error when it cannot exist or
+/// would pass the thread's allocation limit (see [`super::with_alloc_limit`]).
 fn alloc_len(op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
     let n = checked_numel(op, shape)?;
     if n.checked_mul(dtype.size_in_bytes())
@@ -19,6 +20,7 @@ fn alloc_len(op: &'static str, shape: &[usize], dtype: DType) -> Result<usize> {
             "shape {shape:?}: {n} {dtype} elements need more than isize::MAX bytes"
         );
     }
+    super::alloc_limit::charge(op, shape, n * dtype.size_in_bytes())?;
     Ok(n)
 }
 

@@ -1,12 +1,14 @@
 //! The n-dimensional tensor: a cheap handle to shared storage, a layout, and (when it takes part
 //! in autodiff) a link to the operation that produced it.
 
+mod alloc_limit;
 mod creation;
 mod device;
 mod dtype;
 mod layout;
 mod storage;
 
+pub use alloc_limit::with_alloc_limit;
 pub use device::Device;
 pub use dtype::{DType, WithDType};
 pub(crate) use layout::normalize_dim_nonscalar;

@@ -1,0 +1,227 @@
+//! Bounds on every size a config can set, checked before anything is allocated from it. Each
+//! limit says what the number means; a value past it is an error naming the field, the value
+//! and the limit, never a multi-terabyte allocation or a million layers.
+
+use crate::config::Config;
+use fukai::{bail, Result};
+
+/// `field` must lie in `lo..=hi` (`what` says what the number is).
+fn within(field: &str, v: usize, lo: usize, hi: usize, what: &str) -> Result<()> {
+    if v < lo || v > hi {
+        bail!("config", "{field} = {v} is outside {lo}..={hi} ({what})");
+    }
+    Ok(())
+}
+
+fn within_f(field: &str, v: f64, lo: f64, hi: f64, what: &str) -> Result<()> {
+    if !(lo..=hi).contains(&v) {
+        bail!("config", "{field} = {v} is outside {lo}..={hi} ({what})");
+    }
+    Ok(())
+}
+
+/// Checks every numeric field of `cfg` against its limit.
+pub fn check(cfg: &Config) -> Result<()> {
+    let (d, m, t) = (&cfg.data, &cfg.model, &cfg.train);
+    within(
+        "data.crop_padding",
+        d.crop_padding,
+        0,
+        1024,
+        "pixels of padding",
+    )?;
+    if let Some([h, w]) = d.image_size {
+        within("data.image_size[0]", h, 1, 8192, "image height in pixels")?;
+        within("data.image_size[1]", w, 1, 8192, "image width in pixels")?;
+    }
+    within("data.channels", d.channels, 1, 4, "colour channels")?;
+    within("data.lookback", d.lookback, 0, 1 << 20, "steps per window")?;
+    within("data.horizon", d.horizon, 1, 1 << 16, "steps predicted")?;
+    if let Some(a) = &d.audio {
+        let sr = a.sample_rate as usize;
+        within("data.audio.sample_rate", sr, 1000, 384_000, "Hz")?;
+        within_f(
+            "data.audio.clip_seconds",
+            a.clip_seconds,
+            0.01,
+            600.0,
+            "seconds per clip",
+        )?;
+        within_f("data.audio.trim_db", a.trim_db, 0.0, 200.0, "dB")?;
+        within_f("data.audio.top_db", a.top_db as f64, 0.0, 200.0, "dB")?;
+        within_f(
+            "data.audio.target_rms",
+            a.target_rms as f64,
+            0.0,
+            1.0,
+            "RMS of a clip",
+        )?;
+        within(
+            "data.audio.n_fft",
+            a.n_fft,
+            2,
+            1 << 16,
+            "samples per STFT frame",
+        )?;
+        within(
+            "data.audio.hop_length",
+            a.hop_length,
+            1,
+            a.n_fft,
+            "at most n_fft",
+        )?;
+        within("data.audio.n_mels", a.n_mels, 1, 512, "mel bands")?;
+        within("data.audio.n_mfcc", a.n_mfcc, 0, a.n_mels, "at most n_mels")?;
+        let nyquist = sr as f64 / 2.0;
+        within_f(
+            "data.audio.f_min",
+            a.f_min,
+            0.0,
+            nyquist,
+            "Hz, below Nyquist",
+        )?;
+        within_f("data.audio.f_max", a.f_max, 0.0, nyquist, "Hz, 0 = Nyquist")?;
+        within(
+            "data.audio.freq_masks",
+            a.freq_masks,
+            0,
+            64,
+            "masks per sample",
+        )?;
+        within(
+            "data.audio.freq_width",
+            a.freq_width,
+            0,
+            a.n_mels,
+            "at most n_mels",
+        )?;
+        within(
+            "data.audio.time_masks",
+            a.time_masks,
+            0,
+            64,
+            "masks per sample",
+        )?;
+        within("data.audio.time_width", a.time_width, 0, 1 << 16, "frames")?;
+        within("data.audio.time_shift", a.time_shift, 0, 1 << 16, "frames")?;
+    }
+    within("len(model.hidden)", m.hidden.len(), 0, 256, "hidden layers")?;
+    for (i, &h) in m.hidden.iter().enumerate() {
+        within(
+            &format!("model.hidden[{i}]"),
+            h,
+            1,
+            1 << 16,
+            "a layer's width",
+        )?;
+    }
+    within(
+        "len(model.channels)",
+        m.channels.len(),
+        0,
+        16,
+        "conv stages, each halving the image",
+    )?;
+    for (i, &c) in m.channels.iter().enumerate() {
+        within(
+            &format!("model.channels[{i}]"),
+            c,
+            1,
+            1 << 13,
+            "a stage's channels",
+        )?;
+    }
+    within(
+        "model.convs_per_stage",
+        m.convs_per_stage,
+        1,
+        64,
+        "convolutions per stage",
+    )?;
+    if let Some(g) = &m.gpt {
+        within("model.gpt.layers", g.layers, 1, 512, "transformer blocks")?;
+        within("model.gpt.heads", g.heads, 1, 1024, "attention heads")?;
+        within("model.gpt.width", g.width, 1, 1 << 15, "model width")?;
+        within("model.gpt.context", g.context, 1, 1 << 17, "positions")?;
+        if g.width % g.heads != 0 {
+            bail!(
+                "config",
+                "model.gpt.heads = {} does not divide model.gpt.width = {}",
+                g.heads,
+                g.width
+            );
+        }
+    }
+    within("train.epochs", t.epochs, 1, 1 << 20, "passes over the data")?;
+    within(
+        "train.batch_size",
+        t.batch_size,
+        1,
+        1 << 20,
+        "samples per step",
+    )?;
+    within(
+        "train.accumulate",
+        t.accumulate,
+        1,
+        1 << 16,
+        "micro-batches per step",
+    )?;
+    within("train.warmup_steps", t.warmup_steps, 0, 1 << 40, "steps")?;
+    if let Some(l) = &t.lm {
+        within("train.lm.steps", l.steps, 1, 1 << 40, "optimizer steps")?;
+        within(
+            "train.lm.eval_windows",
+            l.eval_windows,
+            1,
+            1 << 20,
+            "windows per evaluation",
+        )?;
+        within("train.lm.eval_every", l.eval_every, 1, 1 << 40, "steps")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preset(name: &str) -> Config {
+        crate::presets::preset(name).expect("preset")
+    }
+
+    #[test]
+    fn every_preset_is_within_the_limits() {
+        for name in crate::presets::NAMES {
+            check(&preset(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_huge_number_names_its_field_and_limit() {
+        let mut c = preset("iris-mlp");
+        c.model.hidden = vec![16, 100_000_000_000];
+        let e = check(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("model.hidden[1] = 100000000000") && e.contains("1..=65536"),
+            "{e}"
+        );
+        let mut c = preset("shakespeare-gpt");
+        c.train.lm.as_mut().unwrap().eval_windows = 100_000_000_000;
+        let e = check(&c).unwrap_err().to_string();
+        assert!(e.contains("train.lm.eval_windows"), "{e}");
+        let mut c = preset("spoken-digits");
+        c.data
+            .audio
+            .get_or_insert_with(Default::default)
+            .clip_seconds = 1e9;
+        let e = check(&c).unwrap_err().to_string();
+        assert!(e.contains("data.audio.clip_seconds = 1000000000"), "{e}");
+        c.data.audio.as_mut().unwrap().clip_seconds = 1.0;
+        c.data.audio.as_mut().unwrap().freq_masks = 1_000_000_000;
+        assert!(check(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("data.audio.freq_masks"));
+    }
+}
