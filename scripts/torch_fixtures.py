@@ -12,7 +12,8 @@ each case name to the PyTorch call it records.
 
 Inputs are drawn in f32 with a fixed seed; the op and its gradients are then computed by PyTorch
 in float64 and rounded to f32, so the reference carries no f32 rounding of its own and the
-tests measure fukai's error alone.
+tests measure fukai's error alone. Families built with `store=torch.float64` (`nn_f64`) keep
+every float tensor in float64 instead, for the tests that replay fukai in f64.
 
 The Rust tests (crates/fukai/tests/torch_crosscheck*.rs) never run Python: regenerate and
 commit the files only when a case is added or changed. To set up an environment:

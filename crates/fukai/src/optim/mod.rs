@@ -1,5 +1,10 @@
 //! Optimizers, learning-rate schedules and gradient clipping. Updates run in place on the
 //! parameters' storage, outside the autograd graph.
+//!
+//! Each parameter is updated in its own dtype (f32 or f64) with its state kept in that dtype:
+//! an optimizer's update is written once, generic over the float type, and the hyperparameters are
+//! rounded to the parameter's type once per step, so the f32 path performs exactly the f32
+//! operations it always did.
 
 mod adam;
 mod rmsprop;
