@@ -12,7 +12,8 @@ each case name to the PyTorch call it records.
 
 Inputs are drawn in f32 with a fixed seed; the op and its gradients are then computed by PyTorch
 in float64 and rounded to f32, so the reference carries no f32 rounding of its own and the
-tests measure fukai's error alone.
+tests measure fukai's error alone. Families built with `store=torch.float64` (`nn_f64`) keep
+every float tensor in float64 instead, for the tests that replay fukai in f64.
 
 The Rust tests (crates/fukai/tests/torch_crosscheck*.rs) never run Python: regenerate and
 commit the files only when a case is added or changed. To set up an environment:
@@ -41,10 +42,13 @@ INF = float("inf")
 class Family:
     """Collects the cases of one fixture file."""
 
-    def __init__(self, name, seed, file=None):
+    def __init__(self, name, seed, file=None, store=torch.float32):
         self.name = name
         self.file = file or f"ops_{name}.safetensors"
         self.gen = torch.Generator().manual_seed(seed)
+        # The dtype float tensors are written in: f32, or f64 for the cases fukai replays in
+        # f64 (the reference then keeps all of PyTorch's float64 digits).
+        self.store = store
         self.tensors = {}
         self.meta = {}
 
@@ -92,16 +96,17 @@ class Family:
                 w = self.randn(*out.shape)
                 term = (out * w.to(torch.float64)).sum()
                 loss = term if loss is None else loss + term
-                self.put(f"{name}.w{suffix}", w)
-                self.put(f"{name}.out{suffix}", out.detach().to(torch.float32))
+                self.put(f"{name}.w{suffix}", w.to(self.store))
+                self.put(f"{name}.out{suffix}", out.detach().to(self.store))
             else:
                 self.put(f"{name}.out{suffix}", out.detach().to(torch.int64))
         if loss is not None:
             loss.backward()
         for k, v in inputs.items():
-            self.put(f"{name}.{k}", v.to(torch.float32))
+            self.put(f"{name}.{k}", v.to(self.store))
             g = leaves[k].grad
-            g = torch.zeros_like(v) if g is None else g.to(torch.float32)
+            g = torch.zeros_like(v) if g is None else g
+            g = g.to(self.store)
             self.put(f"{name}.grad_{k}", g)
         for k, v in aux.items():
             self.put(f"{name}.{k}", v)
@@ -126,10 +131,10 @@ class Family:
             losses.append(loss.item())
             opt.step()
             for p, v in leaves.items():
-                self.put(f"{name}.{p}_step{k}", v.detach().to(torch.float32))
+                self.put(f"{name}.{p}_step{k}", v.detach().to(self.store))
         for p, v in params.items():
-            self.put(f"{name}.{p}", v.to(torch.float32))
-        self.put(f"{name}.loss", torch.tensor(losses, dtype=torch.float32))
+            self.put(f"{name}.{p}", v.to(self.store))
+        self.put(f"{name}.loss", torch.tensor(losses, dtype=self.store))
         self.meta[name] = desc
 
     def put(self, key, t):
@@ -139,9 +144,10 @@ class Family:
     def save(self):
         path = os.path.join(OUT_DIR, self.file)
         meta = dict(self.meta)
+        rounded = "rounded to float32" if self.store == torch.float32 else "kept in float64"
         meta["__generator__"] = (
             f"scripts/torch_fixtures.py with torch {torch.__version__}; float64 reference "
-            "rounded to float32; loss = sum(out * w)"
+            f"{rounded}; loss = sum(out * w)"
         )
         write_safetensors(path, self.tensors, meta)
         size = os.path.getsize(path)
@@ -153,7 +159,7 @@ def write_safetensors(path, tensors, metadata):
     """Writes a safetensors file with tensors and metadata in sorted order, so regenerating
     unchanged cases gives identical bytes (safetensors.torch.save_file orders the metadata
     randomly). Checked by reading it back with the safetensors package."""
-    dtypes = {torch.float32: "F32", torch.int64: "I64", torch.uint8: "U8"}
+    dtypes = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}
     header = {"__metadata__": dict(sorted(metadata.items()))}
     blobs, offset = [], 0
     for name in sorted(tensors):
@@ -553,6 +559,39 @@ def conv():
     return f
 
 
+def optimizer_trajectories(f):
+    """Every optimizer's first 5 steps on one problem (cases `opt_<name>`), stored in f.store."""
+    # ---- optimizers: 5 steps on loss = mean((x @ w + b - y)^2) + 0.05 * sum(w^4) ----
+    x, y = f.randn(8, 4), f.randn(8, 3)
+    w0, b0 = f.randn(4, 3), f.randn(3, scale=0.5)
+
+    def problem(w, b):
+        return ((x.double() @ w + b - y.double()) ** 2).mean() + 0.05 * (w ** 4).sum()
+
+    optims = [
+        ("sgd", "SGD(lr=0.1)", lambda p: torch.optim.SGD(p, lr=0.1)),
+        ("sgd_momentum", "SGD(lr=0.05, momentum=0.9)",
+         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+        ("sgd_nesterov_wd", "SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)",
+         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        ("sgd_wd", "SGD(lr=0.1, weight_decay=0.1)",
+         lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.1)),
+        ("adam", "Adam(lr=0.1)", lambda p: torch.optim.Adam(p, lr=0.1)),
+        ("adam_wd", "Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)",
+         lambda p: torch.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+        ("adamw", "AdamW(lr=0.1, weight_decay=0.1)",
+         lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1)),
+        ("rmsprop", "RMSprop(lr=0.01)", lambda p: torch.optim.RMSprop(p, lr=0.01)),
+        ("rmsprop_momentum_wd", "RMSprop(lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.1)",
+         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.1)),
+    ]
+    for name, desc, make in optims:
+        f.put(f"opt_{name}.x", x.to(f.store))
+        f.put(f"opt_{name}.y", y.to(f.store))
+        f.trajectory(f"opt_{name}", f"torch.optim.{desc}, 5 steps on mean((x @ w + b - y)^2) "
+                     "+ 0.05 * sum(w^4)", problem, {"w": w0, "b": b0}, make)
+
+
 def nn():
     """Modules (with their parameters as differentiated inputs), losses and optimizers."""
     f = Family("nn", 8, file="nn.safetensors")
@@ -627,42 +666,18 @@ def nn():
                {"input": f.randn(3, 4, scale=scale), "target": f.uniform(0, 1, 3, 4)},
                F.binary_cross_entropy_with_logits)
 
-    # ---- optimizers: 5 steps on loss = mean((x @ w + b - y)^2) + 0.05 * sum(w^4) ----
-    x, y = f.randn(8, 4), f.randn(8, 3)
-    w0, b0 = f.randn(4, 3), f.randn(3, scale=0.5)
-
-    def problem(w, b):
-        return ((x.double() @ w + b - y.double()) ** 2).mean() + 0.05 * (w ** 4).sum()
-
-    optims = [
-        ("sgd", "SGD(lr=0.1)", lambda p: torch.optim.SGD(p, lr=0.1)),
-        ("sgd_momentum", "SGD(lr=0.05, momentum=0.9)",
-         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
-        ("sgd_nesterov_wd", "SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)",
-         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
-        ("sgd_wd", "SGD(lr=0.1, weight_decay=0.1)",
-         lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.1)),
-        ("adam", "Adam(lr=0.1)", lambda p: torch.optim.Adam(p, lr=0.1)),
-        ("adam_wd", "Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)",
-         lambda p: torch.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
-        ("adamw", "AdamW(lr=0.1, weight_decay=0.1)",
-         lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1)),
-        ("rmsprop", "RMSprop(lr=0.01)", lambda p: torch.optim.RMSprop(p, lr=0.01)),
-        ("rmsprop_momentum_wd", "RMSprop(lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.1)",
-         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.1)),
-    ]
-    for name, desc, make in optims:
-        f.put(f"opt_{name}.x", x)
-        f.put(f"opt_{name}.y", y)
-        f.trajectory(f"opt_{name}", f"torch.optim.{desc}, 5 steps on mean((x @ w + b - y)^2) "
-                     "+ 0.05 * sum(w^4)", problem, {"w": w0, "b": b0}, make)
+    optimizer_trajectories(f)
     return f
 
 
 def rnn():
     """nn.RNN (tanh, relu), nn.GRU, nn.LSTM with parameters as differentiated inputs; variable
     lengths through pack_padded_sequence; outputs (padded with zeros), h_n and c_n."""
-    f = Family("rnn", 11, file="rnn.safetensors")
+    return recurrent_cases(Family("rnn", 11, file="rnn.safetensors"))
+
+
+def recurrent_cases(f):
+    """The cases of `rnn` into `f`."""
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     def run(kind, feat, hidden, layers, bidir, batch_first, with_state):
@@ -710,6 +725,9 @@ def rnn():
                    f"batch_first={bf}) over a packed sequence with lengths {lens}; "
                    "outputs (out, h_n[, c_n])",
                    inputs, fn, {"lengths": torch.tensor(lens, dtype=torch.int64)})
+    return f
+
+
 def audio():
     """Audio front end against torch.stft (f64) and librosa (mel filters, power_to_db, MFCC):
     `<case>.x` the input, `<case>.out` the reference. Needs librosa (in scripts/requirements.txt)."""
@@ -1007,10 +1025,80 @@ def transformer():
     return f
 
 
+def nn_f64():
+    """The recurrent layers and the optimizer trajectories again, kept in float64, for fukai's
+    f64 parameters (compared to about 1e-10 rather than f32's 1e-5)."""
+    f = Family("nn_f64", 12, file="nn_f64.safetensors", store=torch.float64)
+    recurrent_cases(f)
+    optimizer_trajectories(f)
+    return f
+
+
+def pool():
+    """nn.AvgPool2d modules with and without count_include_pad."""
+    f = Family("pool", 13, file="nn_pool.safetensors")
+    for include in (True, False):
+        tag = "include" if include else "exclude"
+        for name, xs, k, s, p in [("k3s2p1", (2, 3, 7, 6), 3, 2, 1),
+                                  ("k3x2s1p1", (1, 2, 5, 6), (3, 2), 1, 1),
+                                  ("k2s2p1", (2, 2, 5, 5), 2, 2, 1)]:
+            mod = torch.nn.AvgPool2d(k, s, p, count_include_pad=include)
+            f.case(f"avgpool_{name}_{tag}", f"nn.AvgPool2d({k}, {s}, {p}, "
+                   f"count_include_pad={include}) on x{list(xs)}", {"x": f.randn(*xs)}, mod)
+    return f
+
+
+def attn_mask():
+    """nn.MultiheadAttention with boolean attn_masks (True = may not attend), 2-D [L, S] and
+    3-D [N*heads, L, S], and a 3-D float mask. No row is fully masked (PyTorch gives NaN there
+    and fukai zeros)."""
+    f = Family("attn_mask", 14, file="attn_mask.safetensors")
+    d, h, n, t, s = 8, 2, 2, 4, 5
+    mha = torch.nn.MultiheadAttention(d, h, batch_first=True)
+    for prm in mha.parameters():
+        with torch.no_grad():
+            prm.copy_(f.randn(*prm.shape, scale=0.4))
+    ps = {k.replace(".", "__"): v.detach().float() for k, v in mha.named_parameters()}
+    names = list(ps)
+
+    def bool_mask(*shape):
+        m = f.mask(*shape, p=0.4)
+        m[..., 0] = 0  # every query sees key 0
+        return m
+
+    def run(kv_from_x, float_mask=False):
+        def fn(*a):
+            p = {k.replace("__", "."): v for k, v in zip(names, a[:len(names)])}
+            rest = a[len(names):]
+            x, mem = (rest[0], rest[0]) if kv_from_x else rest[:2]
+            mask = rest[-1]
+            if float_mask:
+                mask = mask.double()
+            return torch.func.functional_call(mha.double(), p, (x, mem, mem),
+                                              {"attn_mask": mask, "need_weights": False})[0]
+        return fn
+
+    x, mem = f.randn(n, t, d), f.randn(n, s, d)
+    f.case("mha_bool_2d_self", f"nn.MultiheadAttention({d}, {h}, batch_first) self-attention on "
+           f"x[{n}, {t}, {d}], bool attn_mask [{t}, {t}]", {**ps, "x": x}, run(True),
+           {"mask": bool_mask(t, t)})
+    f.case("mha_bool_2d_cross", f"nn.MultiheadAttention({d}, {h}, batch_first) from x[{n}, {t}, {d}] "
+           f"over memory[{n}, {s}, {d}], bool attn_mask [{t}, {s}]", {**ps, "x": x, "memory": mem},
+           run(False), {"mask": bool_mask(t, s)})
+    f.case("mha_bool_3d_cross", f"nn.MultiheadAttention({d}, {h}, batch_first) from x[{n}, {t}, {d}] "
+           f"over memory[{n}, {s}, {d}], bool attn_mask [{n * h}, {t}, {s}]",
+           {**ps, "x": x, "memory": mem}, run(False), {"mask": bool_mask(n * h, t, s)})
+    f.case("mha_float_3d_cross", f"nn.MultiheadAttention({d}, {h}, batch_first) from x[{n}, {t}, {d}] "
+           f"over memory[{n}, {s}, {d}], float attn_mask [{n * h}, {t}, {s}]",
+           {**ps, "x": x, "memory": mem}, run(False, float_mask=True),
+           {"mask": f.randn(n * h, t, s)})
+    return f
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert,
-                transformer)
+                transformer, nn_f64, pool, attn_mask)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

@@ -1,6 +1,7 @@
 //! Convolution, pooling and dropout: finite-difference gradient checks (f64), known values,
 //! bitwise determinism across thread counts, and argument errors.
 
+use fukai::nn::{AvgPool2d, Module};
 use fukai::testing::{gradcheck, randn64};
 use fukai::{DType, Generator, Result, Tensor};
 
@@ -109,6 +110,17 @@ fn pool_gradients() {
     check(|t| t[0].avg_pool2d([3, 3], [2, 2], [1, 1], true), &[x()]);
     check(|t| t[0].avg_pool2d([3, 2], [1, 3], [1, 1], false), &[x()]);
     check(|t| t[0].adaptive_avg_pool2d([3, 4]), &[x()]);
+    // The module, with padding counted (PyTorch's default) and not.
+    for include in [true, false] {
+        let m = AvgPool2d {
+            kernel: [3, 2],
+            stride: [2, 1],
+            padding: [1, 1],
+            ..AvgPool2d::new(1)
+        }
+        .count_include_pad(include);
+        check(|t| m.forward(&t[0]), &[x()]);
+    }
     check(|t| t[0].adaptive_avg_pool2d([9, 5]), &[x()]);
     let x1 = || randn64(&[2, 3, 10], 81).unwrap();
     check(|t| t[0].max_pool1d(3, 2, 1), &[x1()]);

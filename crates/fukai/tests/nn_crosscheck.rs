@@ -5,16 +5,18 @@
 //! every parameter, within `|fukai - torch| <= 1e-5 * max(1, |torch|)`. Batch norm in train mode
 //! also compares the running statistics after one step. Optimizers: 5 steps on a small
 //! quadratic-plus-quartic problem, the parameters after every step and the loss before it,
-//! within the same bound (absolute for parameters below 1).
+//! within the same bound (absolute for parameters below 1). The optimizers again on f64
+//! parameters (`nn_f64.safetensors`, PyTorch's float64 run kept in float64), within 1e-10.
+//! `nn.AvgPool2d` with and without `count_include_pad` from `nn_pool.safetensors`.
 
 mod common;
 
-use common::Fixtures;
+use common::{Fixtures, TOL_F64};
 use fukai::nn::loss::{
     binary_cross_entropy_with_logits, cross_entropy_composite, cross_entropy_with, l1_loss,
     mse_loss, nll_loss, CrossEntropyOpts,
 };
-use fukai::nn::{BatchNorm, Conv2d, LayerNorm, Linear, Module};
+use fukai::nn::{AvgPool2d, BatchNorm, Conv2d, LayerNorm, Linear, Module};
 use fukai::optim::{Adam, Optimizer, RmsProp, Sgd};
 use fukai::{Result, Tensor};
 
@@ -57,6 +59,37 @@ fn linear_and_conv_modules() {
         m.forward(&t[0])
     });
     fx.finish();
+}
+
+#[test]
+fn avg_pool_module_with_and_without_padding_counted() {
+    let fx = Fixtures::open("nn_pool.safetensors");
+    // (case, kernel, stride, padding)
+    let cases = [
+        ("k3s2p1", [3, 3], [2, 2], [1, 1]),
+        ("k3x2s1p1", [3, 2], [1, 1], [1, 1]),
+        ("k2s2p1", [2, 2], [2, 2], [1, 1]),
+    ];
+    for (name, kernel, stride, padding) in cases {
+        for (tag, include) in [("include", true), ("exclude", false)] {
+            fx.check1(&format!("avgpool_{name}_{tag}"), &["x"], |t, _| {
+                let m = AvgPool2d {
+                    kernel,
+                    stride,
+                    padding,
+                    ..AvgPool2d::new(1)
+                }
+                .count_include_pad(include);
+                m.forward(&t[0])
+            });
+        }
+    }
+    fx.finish();
+}
+
+#[test]
+fn avg_pool_module_counts_padding_by_default() {
+    assert!(AvgPool2d::new(2).count_include_pad);
 }
 
 fn batch_norm(t: &[Tensor]) -> Result<BatchNorm> {
@@ -189,7 +222,19 @@ fn trajectory(
 
 #[test]
 fn optimizer_trajectories() {
-    let fx = Fixtures::open_subset(FILE, OPTIMIZERS);
+    replay_trajectories(Fixtures::open_subset(FILE, OPTIMIZERS), OPT_TOL);
+}
+
+/// The same trajectories with f64 parameters: every optimizer keeps its state in the
+/// parameters' dtype and matches PyTorch's float64 run.
+#[test]
+fn optimizer_trajectories_in_f64() {
+    let fx = Fixtures::open_subset("nn_f64.safetensors", OPTIMIZERS);
+    replay_trajectories(fx, TOL_F64);
+}
+
+/// Replays every optimizer case of `fx` in the dtype its tensors are stored in.
+fn replay_trajectories(fx: Fixtures, tol: f64) {
     type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
     let cases: &[(&str, Make)] = &[
         ("opt_sgd", |p| Box::new(Sgd::new(p, 0.1))),
@@ -230,7 +275,7 @@ fn optimizer_trajectories() {
         }),
     ];
     for &(case, make) in cases {
-        fx.record(case, trajectory(&fx, case, make), OPT_TOL);
+        fx.record(case, trajectory(&fx, case, make), tol);
     }
     fx.finish();
 }
@@ -245,4 +290,19 @@ fn every_case_has_a_test() {
         .filter(|c| !prefixes.iter().any(|p| c.starts_with(p)))
         .collect();
     assert!(orphans.is_empty(), "cases no test replays: {orphans:?}");
+}
+
+/// Clipping reads and scales f64 gradients as it does f32 ones.
+#[test]
+fn clip_grad_norm_in_f64() {
+    let p = Tensor::from_vec(vec![1.0f64, 2.0], &[2])
+        .unwrap()
+        .with_grad()
+        .unwrap();
+    p.set_grad(Some(Tensor::from_vec(vec![3.0f64, 4.0], &[2]).unwrap()));
+    let norm = fukai::optim::clip_grad_norm(std::slice::from_ref(&p), 1.0).unwrap();
+    assert_eq!(norm, 5.0);
+    let g = p.grad().unwrap().to_vec::<f64>().unwrap();
+    let scale = 1.0 / (5.0 + 1e-6);
+    assert!((g[0] - 3.0 * scale).abs() < 1e-15 && (g[1] - 4.0 * scale).abs() < 1e-15);
 }

@@ -92,6 +92,42 @@ fn causal_float(t: usize) -> Result<Tensor> {
     Tensor::from_vec(v, &[t, t])
 }
 
+/// `nn.MultiheadAttention` with PyTorch's boolean `attn_mask` (u8 here, nonzero = may not
+/// attend), 2-D `[L, S]` and 3-D `[N·heads, L, S]`, and a 3-D float mask
+/// (`attn_mask.safetensors`, family `attn_mask`).
+#[test]
+fn attention_takes_pytorch_attn_masks() {
+    let fx = Fixtures::open("attn_mask.safetensors");
+    let mut names: Vec<String> = MHA.iter().map(|s| s.to_string()).collect();
+    names.push("x".into());
+    for (case, cross) in [
+        ("mha_bool_2d_self", false),
+        ("mha_bool_2d_cross", true),
+        ("mha_bool_3d_cross", true),
+        ("mha_float_3d_cross", true),
+    ] {
+        let mut ins = names.clone();
+        if cross {
+            ins.push("memory".into());
+        }
+        let ins_ref: Vec<&str> = ins.iter().map(String::as_str).collect();
+        fx.check1(case, &ins_ref, |t, c| {
+            let p = by_name(&ins, t);
+            let m = attn_from(&p, "", 2, 2)?;
+            let mask = c.aux("mask")?;
+            if case.contains("bool") {
+                assert_eq!(mask.dtype(), fukai::DType::U8);
+            }
+            let mask = Mask {
+                attn_mask: Some(mask),
+                ..Mask::default()
+            };
+            m.attend(&p["x"], cross.then(|| &p["memory"]), &mask, None)
+        });
+    }
+    fx.finish();
+}
+
 #[test]
 fn attention_and_blocks_match_pytorch() {
     let fx = Fixtures::open("transformer.safetensors");

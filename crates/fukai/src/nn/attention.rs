@@ -17,7 +17,9 @@ pub struct Mask {
     pub causal: bool,
     /// `[B, S]`, nonzero where a key is padding.
     pub key_padding: Option<Tensor>,
-    /// Added to the scores; broadcastable to `[B, H, Tq, S]`.
+    /// As PyTorch's `attn_mask`: a float mask added to the scores, or a u8 boolean mask that
+    /// is nonzero where a query may not attend; `[Tq, S]`, `[B·heads, Tq, S]` (batch-major, as
+    /// PyTorch lays it out), or anything broadcastable to `[B, heads, Tq, S]`.
     pub attn_mask: Option<Tensor>,
 }
 
@@ -151,6 +153,17 @@ impl MultiHeadAttention {
         x.linear(&self.in_proj_weight.narrow(0, start, len)?, b.as_ref())
     }
 
+    /// PyTorch's 3-D `[B·heads, Tq, S]` mask as the `[B, heads, Tq, S]` the kernel broadcasts
+    /// (the same memory; any other shape is left to broadcasting).
+    fn per_head_mask(&self, m: &Tensor, batch: usize) -> Result<Tensor> {
+        let s = m.shape();
+        if m.rank() == 3 && batch > 1 && s[0] == batch * self.heads {
+            m.reshape(&[batch, self.heads, s[1], s[2]])
+        } else {
+            Ok(m.clone())
+        }
+    }
+
     /// Attention of `x: [B, T, d]` over `memory: [B, S, d]` (cross-attention) or over itself
     /// (`memory: None`). With a `cache` (self-attention only), the new keys and values are
     /// appended to it and the queries see every cached position too.
@@ -186,7 +199,10 @@ impl MultiHeadAttention {
             causal: mask.causal,
             scale: None,
             key_padding: mask.key_padding.clone(),
-            attn_mask: mask.attn_mask.clone(),
+            attn_mask: match &mask.attn_mask {
+                Some(m) => Some(self.per_head_mask(m, x.shape()[0])?),
+                None => None,
+            },
         };
         let input = |src, col| AttnInput { src, col };
         let out = match (memory, &self.rope, cache) {

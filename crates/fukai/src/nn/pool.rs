@@ -34,7 +34,7 @@ impl Module for MaxPool2d {
     }
 }
 
-/// Average pooling over `[N, C, H, W]` (padding counted, like PyTorch's default).
+/// Average pooling over `[N, C, H, W]`.
 pub struct AvgPool2d {
     /// Window (h, w).
     pub kernel: [usize; 2],
@@ -42,6 +42,10 @@ pub struct AvgPool2d {
     pub stride: [usize; 2],
     /// Zero padding (h, w).
     pub padding: [usize; 2],
+    /// Whether padded positions count toward a window's divisor (PyTorch's
+    /// `count_include_pad`; true by default, as there). When false, a window straddling the
+    /// border averages only the input elements it covers.
+    pub count_include_pad: bool,
 }
 
 impl AvgPool2d {
@@ -51,13 +55,24 @@ impl AvgPool2d {
             kernel: [k, k],
             stride: [k, k],
             padding: [0, 0],
+            count_include_pad: true,
         }
+    }
+    /// Sets [`AvgPool2d::count_include_pad`].
+    pub fn count_include_pad(mut self, on: bool) -> Self {
+        self.count_include_pad = on;
+        self
     }
 }
 
 impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.avg_pool2d(self.kernel, self.stride, self.padding, true)
+        x.avg_pool2d(
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.count_include_pad,
+        )
     }
     fn describe(&self) -> String {
         format!("AvgPool2d({}x{})", self.kernel[0], self.kernel[1])

@@ -144,6 +144,23 @@ impl Rnn {
         &self.opts
     }
 
+    /// The stack with every parameter converted to `dtype` (f32 or f64; PyTorch's `.double()`),
+    /// as fresh leaves requiring grad: what an f64 state dict loads into. Inputs and states
+    /// must then come in `dtype` too.
+    pub fn to_dtype(mut self, dtype: DType) -> Result<Self> {
+        if !dtype.is_compute_float() {
+            bail!("Rnn", "parameters must be f32 or f64, asked for {dtype}");
+        }
+        let conv = |t: &Tensor| t.detach().to_dtype(dtype)?.with_grad();
+        for p in &mut self.params {
+            p.w_ih = conv(&p.w_ih)?;
+            p.w_hh = conv(&p.w_hh)?;
+            p.b_ih = p.b_ih.as_ref().map(conv).transpose()?;
+            p.b_hh = p.b_hh.as_ref().map(conv).transpose()?;
+        }
+        Ok(self)
+    }
+
     /// Swaps in `t` as the parameter called `name` (PyTorch's name, e.g. `weight_hh_l1_reverse`)
     /// without copying, so gradients reach `t` itself; shape and dtype must match.
     pub fn replace_parameter(&mut self, name: &str, t: Tensor) -> Result<()> {

@@ -12,7 +12,7 @@ use super::matmul::SendPtr as Ptr;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::tensor::{Storage, StorageSlice, Tensor};
+use crate::tensor::{DType, Storage, StorageSlice, Tensor};
 use std::sync::Arc;
 
 /// One of q, k, v: the `[B, T, W]` tensor it is read from and its first column. Head `h` of it
@@ -40,7 +40,9 @@ pub struct AttnOptions {
     pub scale: Option<f64>,
     /// `[B, S]`, nonzero where a key is padding (never attended to).
     pub key_padding: Option<Tensor>,
-    /// Added to the scores; broadcastable to `[B, H, Tq, S]` (e.g. `[Tq, S]` with -inf).
+    /// Broadcastable to `[B, H, Tq, S]` (e.g. `[Tq, S]`): a float mask is added to the scores
+    /// (-inf hides a key); a u8 boolean mask hides the keys where it is nonzero (PyTorch's
+    /// `True` = may not attend).
     pub attn_mask: Option<Tensor>,
 }
 
@@ -475,14 +477,24 @@ fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
     };
     let add = match &o.attn_mask {
         Some(m) => {
-            if !m.dtype().is_float() {
+            let bool_mask = m.dtype() == DType::U8;
+            if !bool_mask && !m.dtype().is_float() {
                 bail!(
                     "attention",
-                    "attn_mask is added to the scores and must be a float tensor, found {}",
+                    "attn_mask must be a float tensor (added to the scores) or a u8 boolean one \
+                     (nonzero = may not attend), found {}",
                     m.dtype()
                 );
             }
-            Some(m.expand(&[geo.b, geo.h, geo.tq, geo.s])?.to_vec_f64()?)
+            let v = m.expand(&[geo.b, geo.h, geo.tq, geo.s])?.to_vec_f64()?;
+            // A boolean mask is the additive mask that is -inf where it is set.
+            Some(if bool_mask {
+                v.into_iter()
+                    .map(|x| if x != 0.0 { f64::NEG_INFINITY } else { 0.0 })
+                    .collect()
+            } else {
+                v
+            })
         }
         None => None,
     };

@@ -1,7 +1,8 @@
 //! Adam and AdamW (decoupled weight decay), with PyTorch's bias-corrected update.
 
-use super::{for_each_grad, read_scalar, scalar_state, update_chunks, Optimizer, Slots};
+use super::{for_each_grad, read_scalar, scalar_state, update_chunks, Optimizer, Slots, Update};
 use crate::error::Result;
+use crate::ops::float::Float;
 use crate::tensor::Tensor;
 
 /// Adam / AdamW. Defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
@@ -57,48 +58,73 @@ impl Adam {
     }
 }
 
+/// One Adam step's settings (bias corrections folded in) and moment buffers.
+struct AdamStep<'a> {
+    step_size: f64,
+    bc2_sqrt: f64,
+    lr: f64,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    m: &'a mut Slots,
+    v: &'a mut Slots,
+}
+
+impl Update for AdamStep<'_> {
+    fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]) {
+        let step_size = T::c(self.step_size);
+        let (b1, b2, eps) = (T::c(self.betas.0), T::c(self.betas.1), T::c(self.eps));
+        let (bc2_sqrt, lr) = (T::c(self.bc2_sqrt), T::c(self.lr));
+        let (wd, decoupled) = (T::c(self.weight_decay), self.decoupled);
+        let m = self.m.get(i, w.len());
+        let v = self.v.get(i, w.len());
+        update_chunks(
+            w,
+            g,
+            m,
+            v,
+            #[inline(always)]
+            |w, g, m, v| {
+                let moments = |w: &mut T, g: T, m: &mut T, v: &mut T| {
+                    *m = b1 * *m + (T::ONE - b1) * g;
+                    *v = b2 * *v + (T::ONE - b2) * g * g;
+                    *w = *w - step_size * *m / (v.sqrt() / bc2_sqrt + eps);
+                };
+                // Two loops rather than a branch per element, so both vectorize.
+                let zipped = w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+                if decoupled {
+                    for (((w, &g), m), v) in zipped {
+                        *w = *w * (T::ONE - lr * wd);
+                        moments(w, g, m, v);
+                    }
+                } else {
+                    for (((w, &g), m), v) in zipped {
+                        moments(w, g + wd * *w, m, v);
+                    }
+                }
+            },
+        )
+    }
+}
+
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = self.betas;
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2_sqrt = (1.0 - b2.powi(t)).sqrt();
-        let step_size = (self.lr / bc1) as f32;
-        let (b1, b2, eps) = (b1 as f32, b2 as f32, self.eps as f32);
-        let (bc2_sqrt, lr) = (bc2_sqrt as f32, self.lr as f32);
-        let (wd, decoupled) = (self.weight_decay as f32, self.decoupled);
-        let (ms, vs) = (&mut self.m, &mut self.v);
-        for_each_grad(&self.params, |i, w, g| {
-            let m = ms.get(i, w.len());
-            let v = vs.get(i, w.len());
-            update_chunks(
-                w,
-                g,
-                m,
-                v,
-                #[inline(always)]
-                |w, g, m, v| {
-                    let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
-                        *m = b1 * *m + (1.0 - b1) * g;
-                        *v = b2 * *v + (1.0 - b2) * g * g;
-                        *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                    };
-                    // Two loops rather than a branch per element, so both vectorize.
-                    let zipped = w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
-                    if decoupled {
-                        for (((w, &g), m), v) in zipped {
-                            *w *= 1.0 - lr * wd;
-                            moments(w, g, m, v);
-                        }
-                    } else {
-                        for (((w, &g), m), v) in zipped {
-                            moments(w, g + wd * *w, m, v);
-                        }
-                    }
-                },
-            )
-        })
+        let mut step = AdamStep {
+            step_size: self.lr / (1.0 - b1.powi(t)),
+            bc2_sqrt: (1.0 - b2.powi(t)).sqrt(),
+            lr: self.lr,
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decoupled: self.decoupled,
+            m: &mut self.m,
+            v: &mut self.v,
+        };
+        for_each_grad(&self.params, &mut step)
     }
     fn params(&self) -> &[Tensor] {
         &self.params

@@ -1,5 +1,10 @@
 //! Optimizers, learning-rate schedules and gradient clipping. Updates run in place on the
 //! parameters' storage, outside the autograd graph.
+//!
+//! Each parameter is updated in its own dtype (f32 or f64) with its state kept in that dtype:
+//! an optimizer's update is written once, generic over the float type, and the hyperparameters are
+//! rounded to the parameter's type once per step, so the f32 path performs exactly the f32
+//! operations it always did.
 
 mod adam;
 mod rmsprop;
@@ -13,7 +18,10 @@ pub use sgd::Sgd;
 
 use crate::bail;
 use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::float_dispatch;
+use crate::ops::float::{check_float, check_same_dtype, with_contig, Float};
+use crate::tensor::{CpuStorage, Layout, Storage, Tensor};
+use std::sync::Arc;
 
 /// Something that updates parameters from their gradients.
 pub trait Optimizer: Send {
@@ -37,10 +45,11 @@ pub trait Optimizer: Send {
     }
 }
 
-/// Per-parameter f32 buffers (moments), saved as `"{prefix}.{i}"` tensors.
+/// Per-parameter state buffers (moments) in their parameter's dtype, saved as
+/// `"{prefix}.{i}"` tensors.
 pub(crate) struct Slots {
     name: &'static str,
-    bufs: Vec<Option<Vec<f32>>>,
+    bufs: Vec<Option<CpuStorage>>,
 }
 
 impl Slots {
@@ -50,9 +59,10 @@ impl Slots {
             bufs: vec![None; n],
         }
     }
-    /// The buffer for parameter `i`, zero-initialized on first use.
-    pub(crate) fn get(&mut self, i: usize, len: usize) -> &mut Vec<f32> {
-        self.bufs[i].get_or_insert_with(|| vec![0.0; len])
+    /// The buffer for parameter `i` as `T`, zero-initialized on first use.
+    pub(crate) fn get<T: Float>(&mut self, i: usize, len: usize) -> &mut [T] {
+        let buf = self.bufs[i].get_or_insert_with(|| T::wrap(vec![T::ZERO; len]));
+        T::slice_mut(buf).expect("state kept in its parameter's dtype")
     }
     pub(crate) fn is_set(&self, i: usize) -> bool {
         self.bufs[i].is_some()
@@ -60,19 +70,24 @@ impl Slots {
     pub(crate) fn save(&self, params: &[Tensor], out: &mut Vec<(String, Tensor)>) -> Result<()> {
         for (i, b) in self.bufs.iter().enumerate() {
             if let Some(b) = b {
+                let storage = Arc::new(Storage::new(b.clone()));
                 out.push((
                     format!("{}.{i}", self.name),
-                    Tensor::from_vec(b.clone(), params[i].shape())?,
+                    Tensor::from_parts(storage, Layout::contiguous(params[i].shape())),
                 ));
             }
         }
         Ok(())
     }
+    /// Restores the buffers saved by [`Slots::save`], converted to each parameter's dtype.
     pub(crate) fn load(&mut self, params: &[Tensor], state: &[(String, Tensor)]) -> Result<()> {
         for (i, p) in params.iter().enumerate() {
             let key = format!("{}.{i}", self.name);
             self.bufs[i] = match state.iter().find(|(n, _)| *n == key) {
-                Some((_, t)) if t.shape() == p.shape() => Some(t.to_vec::<f32>()?),
+                Some((_, t)) if t.shape() == p.shape() => {
+                    check_float("load_state", p)?;
+                    Some(t.to_dtype(p.dtype())?.copy_contiguous_storage())
+                }
                 Some((_, t)) => bail!(
                     "load_state",
                     "{key}: shape {:?} does not match parameter {:?}",
@@ -86,11 +101,15 @@ impl Slots {
     }
 }
 
-/// Runs `f(param_index, weights, grad)` for every parameter that has a gradient.
-pub(crate) fn for_each_grad(
-    params: &[Tensor],
-    mut f: impl FnMut(usize, &mut [f32], &[f32]),
-) -> Result<()> {
+/// One optimizer's update of one parameter, generic over the float type the parameter holds
+/// (closures cannot be generic, hence a trait).
+pub(crate) trait Update {
+    /// Updates the weights `w` of parameter `i` from its gradient `g` in place.
+    fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]);
+}
+
+/// Runs `u` on every parameter that has a gradient, in the parameter's own dtype.
+pub(crate) fn for_each_grad(params: &[Tensor], u: &mut impl Update) -> Result<()> {
     for (i, p) in params.iter().enumerate() {
         let Some(g) = p.grad() else { continue };
         if g.shape() != p.shape() {
@@ -101,7 +120,11 @@ pub(crate) fn for_each_grad(
                 p.shape()
             );
         }
-        g.with_f32(|gs| p.update_f32(|w| f(i, w, gs)))??;
+        check_float("optimizer", p)?;
+        check_same_dtype("optimizer", p, &g)?;
+        float_dispatch!(p.dtype(), T => {
+            with_contig::<T, _>(&g, |gs| p.update_as::<T>("optimizer", |w| u.apply(i, w, gs)))
+        })?;
     }
     Ok(())
 }
@@ -111,12 +134,12 @@ pub(crate) fn for_each_grad(
 /// or it is compiled out of line without the wide instructions). A state slice is either as
 /// long as the weights or empty (then every chunk gets an empty slice). Each element's arithmetic is the
 /// same however the work is split, so results never depend on the thread count.
-pub(crate) fn update_chunks(
-    mut w: &mut [f32],
-    mut g: &[f32],
-    mut s1: &mut [f32],
-    mut s2: &mut [f32],
-    f: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync + Send,
+pub(crate) fn update_chunks<T: Float>(
+    mut w: &mut [T],
+    mut g: &[T],
+    mut s1: &mut [T],
+    mut s2: &mut [T],
+    f: impl Fn(&mut [T], &[T], &mut [T], &mut [T]) + Sync + Send,
 ) {
     const CHUNK: usize = 1 << 14;
     let mut parts = Vec::with_capacity(w.len().div_ceil(CHUNK));
@@ -156,7 +179,7 @@ pub(crate) fn read_scalar(state: &[(String, Tensor)], name: &str, default: f64) 
 
 /// Σ x² in f64, in 8 fixed lanes (vectorized; a single running sum was a ~1 ms serial chain
 /// per step for an 800k-parameter model).
-fn sum_squares(v: &[f32]) -> f64 {
+fn sum_squares<T: Float>(v: &[T]) -> f64 {
     crate::simd::run(
         #[inline(always)]
         || {
@@ -165,12 +188,12 @@ fn sum_squares(v: &[f32]) -> f64 {
             let tail = chunks.remainder();
             for c in chunks {
                 for k in 0..8 {
-                    lanes[k] += c[k] as f64 * c[k] as f64;
+                    lanes[k] += c[k].to_f64() * c[k].to_f64();
                 }
             }
             let mut s = lanes.into_iter().fold(0.0, |a, b| a + b);
             for &x in tail {
-                s += x as f64 * x as f64;
+                s += x.to_f64() * x.to_f64();
             }
             s
         },
@@ -183,7 +206,8 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
     let mut sq = 0.0f64;
     for p in params {
         if let Some(g) = p.grad() {
-            sq += g.with_f32(sum_squares)?;
+            check_float("clip_grad_norm", &g)?;
+            sq += float_dispatch!(g.dtype(), T => with_contig::<T, _>(&g, sum_squares));
         }
     }
     let norm = sq.sqrt();

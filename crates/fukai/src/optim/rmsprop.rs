@@ -1,17 +1,18 @@
 //! RMSprop (PyTorch's variant: eps outside the square root, optional momentum).
 
-use super::{for_each_grad, update_chunks, Optimizer, Slots};
+use super::{for_each_grad, update_chunks, Optimizer, Slots, Update};
 use crate::error::Result;
+use crate::ops::float::Float;
 use crate::tensor::Tensor;
 
 /// RMSprop. Defaults: alpha 0.99, eps 1e-8, no momentum, no weight decay.
 pub struct RmsProp {
     params: Vec<Tensor>,
     lr: f64,
-    alpha: f32,
-    eps: f32,
-    momentum: f32,
-    weight_decay: f32,
+    alpha: f64,
+    eps: f64,
+    momentum: f64,
+    weight_decay: f64,
     sq: Slots,
     buf: Slots,
 }
@@ -33,60 +34,77 @@ impl RmsProp {
     }
     /// Smoothing constant of the squared-gradient average.
     pub fn alpha(mut self, a: f64) -> Self {
-        self.alpha = a as f32;
+        self.alpha = a;
         self
     }
     /// Momentum factor.
     pub fn momentum(mut self, m: f64) -> Self {
-        self.momentum = m as f32;
+        self.momentum = m;
         self
     }
     /// L2 penalty added to the gradient.
     pub fn weight_decay(mut self, wd: f64) -> Self {
-        self.weight_decay = wd as f32;
+        self.weight_decay = wd;
         self
+    }
+}
+
+/// One RMSprop step's settings and buffers.
+struct RmsStep<'a> {
+    lr: f64,
+    alpha: f64,
+    eps: f64,
+    momentum: f64,
+    weight_decay: f64,
+    sq: &'a mut Slots,
+    buf: &'a mut Slots,
+}
+
+impl Update for RmsStep<'_> {
+    fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]) {
+        let (lr, a, eps) = (T::c(self.lr), T::c(self.alpha), T::c(self.eps));
+        let (mom, wd) = (T::c(self.momentum), T::c(self.weight_decay));
+        let sq = self.sq.get(i, w.len());
+        let buf: &mut [T] = if mom != T::ZERO {
+            self.buf.get(i, w.len())
+        } else {
+            &mut []
+        };
+        update_chunks(
+            w,
+            g,
+            sq,
+            buf,
+            #[inline(always)]
+            |w, g, sq, b| {
+                for (k, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                    let g = g + wd * *w;
+                    sq[k] = a * sq[k] + (T::ONE - a) * g * g;
+                    let upd = g / (sq[k].sqrt() + eps);
+                    if b.is_empty() {
+                        *w = *w - lr * upd;
+                    } else {
+                        b[k] = mom * b[k] + upd;
+                        *w = *w - lr * b[k];
+                    }
+                }
+            },
+        )
     }
 }
 
 impl Optimizer for RmsProp {
     fn step(&mut self) -> Result<()> {
-        let (lr, a, eps, mom, wd) = (
-            self.lr as f32,
-            self.alpha,
-            self.eps,
-            self.momentum,
-            self.weight_decay,
-        );
-        let (sqs, bufs) = (&mut self.sq, &mut self.buf);
-        for_each_grad(&self.params, |i, w, g| {
-            let sq = sqs.get(i, w.len());
-            let mut none = Vec::new();
-            let buf = if mom != 0.0 {
-                bufs.get(i, w.len())
-            } else {
-                &mut none
-            };
-            update_chunks(
-                w,
-                g,
-                sq,
-                buf,
-                #[inline(always)]
-                |w, g, sq, b| {
-                    for (k, (w, &g)) in w.iter_mut().zip(g).enumerate() {
-                        let g = g + wd * *w;
-                        sq[k] = a * sq[k] + (1.0 - a) * g * g;
-                        let upd = g / (sq[k].sqrt() + eps);
-                        if b.is_empty() {
-                            *w -= lr * upd;
-                        } else {
-                            b[k] = mom * b[k] + upd;
-                            *w -= lr * b[k];
-                        }
-                    }
-                },
-            )
-        })
+        let mut step = RmsStep {
+            lr: self.lr,
+            alpha: self.alpha,
+            eps: self.eps,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            sq: &mut self.sq,
+            buf: &mut self.buf,
+        };
+        for_each_grad(&self.params, &mut step)
     }
     fn params(&self) -> &[Tensor] {
         &self.params

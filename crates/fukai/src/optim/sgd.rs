@@ -1,16 +1,17 @@
 //! Stochastic gradient descent with momentum, Nesterov and weight decay (PyTorch's update).
 
-use super::{for_each_grad, update_chunks, Optimizer, Slots};
+use super::{for_each_grad, update_chunks, Optimizer, Slots, Update};
 use crate::error::Result;
+use crate::ops::float::Float;
 use crate::tensor::Tensor;
 
 /// SGD; build with [`Sgd::new`] and the `momentum`/`nesterov`/`weight_decay` setters.
 pub struct Sgd {
     params: Vec<Tensor>,
     lr: f64,
-    momentum: f32,
+    momentum: f64,
     nesterov: bool,
-    weight_decay: f32,
+    weight_decay: f64,
     bufs: Slots,
 }
 
@@ -29,7 +30,7 @@ impl Sgd {
     }
     /// Heavy-ball momentum factor.
     pub fn momentum(mut self, m: f64) -> Self {
-        self.momentum = m as f32;
+        self.momentum = m;
         self
     }
     /// Nesterov momentum.
@@ -39,49 +40,63 @@ impl Sgd {
     }
     /// L2 penalty added to the gradient.
     pub fn weight_decay(mut self, wd: f64) -> Self {
-        self.weight_decay = wd as f32;
+        self.weight_decay = wd;
         self
+    }
+}
+
+/// One SGD step's settings and momentum buffers.
+struct SgdStep<'a> {
+    lr: f64,
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
+    bufs: &'a mut Slots,
+}
+
+impl Update for SgdStep<'_> {
+    fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]) {
+        let (lr, mom, wd) = (T::c(self.lr), T::c(self.momentum), T::c(self.weight_decay));
+        let nest = self.nesterov;
+        let fresh = !self.bufs.is_set(i);
+        let buf: &mut [T] = if mom != T::ZERO {
+            self.bufs.get(i, w.len())
+        } else {
+            &mut []
+        };
+        update_chunks(
+            w,
+            g,
+            buf,
+            &mut [],
+            #[inline(always)]
+            |w, g, b, _| {
+                if b.is_empty() {
+                    w.iter_mut()
+                        .zip(g)
+                        .for_each(|(w, &g)| *w = *w - lr * (g + wd * *w));
+                    return;
+                }
+                for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
+                    let d = g + wd * *w;
+                    *b = if fresh { d } else { mom * *b + d };
+                    *w = *w - lr * if nest { d + mom * *b } else { *b };
+                }
+            },
+        )
     }
 }
 
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
-        let (lr, mom, nest, wd) = (
-            self.lr as f32,
-            self.momentum,
-            self.nesterov,
-            self.weight_decay,
-        );
-        let bufs = &mut self.bufs;
-        for_each_grad(&self.params, |i, w, g| {
-            let fresh = !bufs.is_set(i);
-            let mut none = Vec::new();
-            let buf = if mom != 0.0 {
-                bufs.get(i, w.len())
-            } else {
-                &mut none
-            };
-            update_chunks(
-                w,
-                g,
-                buf,
-                &mut [],
-                #[inline(always)]
-                |w, g, b, _| {
-                    if b.is_empty() {
-                        w.iter_mut()
-                            .zip(g)
-                            .for_each(|(w, &g)| *w -= lr * (g + wd * *w));
-                        return;
-                    }
-                    for ((w, &g), b) in w.iter_mut().zip(g).zip(b.iter_mut()) {
-                        let d = g + wd * *w;
-                        *b = if fresh { d } else { mom * *b + d };
-                        *w -= lr * if nest { d + mom * *b } else { *b };
-                    }
-                },
-            )
-        })
+        let mut step = SgdStep {
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            bufs: &mut self.bufs,
+        };
+        for_each_grad(&self.params, &mut step)
     }
     fn params(&self) -> &[Tensor] {
         &self.params

@@ -274,16 +274,21 @@ impl Tensor {
     }
     /// Runs `f` on the f32 elements in place (contiguous tensors only): the optimizer fast path.
     pub fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
+        self.update_as::<f32>("update_f32", f)
+    }
+    /// Runs `f` on the elements in place as `T` (contiguous tensors of dtype `T` only; errors
+    /// are reported as `op`).
+    pub(crate) fn update_as<T: StorageSlice>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut [T]),
+    ) -> Result<()> {
         let Some(r) = self.layout().contiguous_range() else {
-            bail!(
-                "update_f32",
-                "tensor of shape {:?} is a strided view",
-                self.shape()
-            );
+            bail!(op, "tensor of shape {:?} is a strided view", self.shape());
         };
         let mut data = self.storage().write();
-        let Some(s) = f32::slice_mut(&mut data) else {
-            bail!("update_f32", "tensor is {}, expected f32", self.dtype());
+        let Some(s) = T::slice_mut(&mut data) else {
+            bail!(op, "tensor is {}, expected {}", self.dtype(), T::DTYPE);
         };
         f(&mut s[r]);
         Ok(())

@@ -1,6 +1,7 @@
 //! Harness for the PyTorch cross-check tests: loads a fixture file written by
-//! `scripts/torch_fixtures.py` and replays its cases in fukai (f32), comparing outputs and the
-//! gradients of `sum(out * w)` against PyTorch's (computed in f64, stored as f32).
+//! `scripts/torch_fixtures.py` and replays its cases in fukai, comparing outputs and the
+//! gradients of `sum(out * w)` against PyTorch's (computed in f64, stored as f32, or as f64
+//! for the files fukai replays in f64).
 //!
 //! Each test names every case of its file once; `finish` fails if a case was not replayed, so a
 //! fixture added in Python cannot go unchecked.
@@ -15,12 +16,17 @@ use std::path::Path;
 /// Largest accepted `|fukai - torch| / max(1, |torch|)`.
 pub const TOL: f64 = 1e-5;
 
+/// [`TOL`] for cases replayed in f64 against f64 references.
+pub const TOL_F64: f64 = 1e-10;
+
 /// One fixture file being replayed.
 pub struct Fixtures {
     name: String,
     file: SafetensorsFile,
     /// Case-name prefixes this test replays (all cases when empty).
     only: Vec<String>,
+    /// Largest accepted error of [`Fixtures::check`].
+    tol: f64,
     done: RefCell<BTreeSet<String>>,
     /// (case, worst relative error over outputs and gradients)
     worst: RefCell<Vec<(String, f64)>>,
@@ -63,8 +69,8 @@ fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(f64, String), St
             Some(i) => Err(format!("element {i}: {} vs {}", g[i], w[i])),
         };
     }
-    if got.dtype() != DType::F32 {
-        return Err(format!("dtype {}, expected f32", got.dtype()));
+    if got.dtype() != want.dtype() {
+        return Err(format!("dtype {}, expected {}", got.dtype(), want.dtype()));
     }
     let mut worst = (0.0f64, String::new());
     for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
@@ -94,6 +100,7 @@ impl Fixtures {
             name: name.to_string(),
             file,
             only: Vec::new(),
+            tol: TOL,
             done: RefCell::default(),
             worst: RefCell::default(),
             failures: RefCell::default(),
@@ -106,6 +113,12 @@ impl Fixtures {
         let mut fx = Fixtures::open(name);
         fx.only = prefixes.iter().map(|p| p.to_string()).collect();
         fx
+    }
+
+    /// Sets the largest error [`Fixtures::check`] accepts ([`TOL`] unless set).
+    pub fn with_tol(mut self, tol: f64) -> Fixtures {
+        self.tol = tol;
+        self
     }
 
     fn get(&self, case: &str, field: &str) -> Result<Tensor> {
@@ -134,6 +147,7 @@ impl Fixtures {
             .unwrap_or_else(|e| panic!("{}: {e}", self.name));
         let copy = match t.dtype() {
             DType::F32 => Tensor::from_vec(t.to_vec::<f32>().expect("f32"), t.shape()),
+            DType::F64 => Tensor::from_vec(t.to_vec::<f64>().expect("f64"), t.shape()),
             DType::I64 => Tensor::from_vec(t.to_vec::<i64>().expect("i64"), t.shape()),
             other => panic!("{case}.{field}: unexpected dtype {other}"),
         };
@@ -181,9 +195,10 @@ impl Fixtures {
         self.check(case, inputs, |t, c| f(t, c).map(|o| vec![o]))
     }
 
-    /// Replays `case`: the stored tensors named in `inputs` become f32 leaves requiring grad
-    /// and are passed to `f` in that order; its outputs are compared with `<case>.out` (or
-    /// `out0`, `out1`, ...) and the gradients of `sum(out_k * w_k)` with `<case>.grad_<input>`.
+    /// Replays `case`: the stored tensors named in `inputs` become leaves requiring grad, in
+    /// their stored dtype (f32 or f64), and are passed to `f` in that order; its outputs are
+    /// compared with `<case>.out` (or `out0`, `out1`, ...) and the gradients of
+    /// `sum(out_k * w_k)` with `<case>.grad_<input>`.
     pub fn check(
         &self,
         case: &str,
@@ -196,10 +211,10 @@ impl Fixtures {
         }
         match self.replay(case, inputs, f) {
             Ok(worst) => {
-                if worst.0.is_nan() || worst.0 > TOL {
+                if worst.0.is_nan() || worst.0 > self.tol {
                     self.fail(
                         case,
-                        format!("error {:.3e} > {TOL:e} at {}", worst.0, worst.1),
+                        format!("error {:.3e} > {:e} at {}", worst.0, self.tol, worst.1),
                     );
                 }
                 self.worst.borrow_mut().push((case.to_string(), worst.0));
@@ -222,8 +237,11 @@ impl Fixtures {
         let mut leaves = Vec::with_capacity(inputs.len());
         for name in inputs {
             let t = self.get(case, name).map_err(s)?;
-            if t.dtype() != DType::F32 {
-                return Err(format!("input {name} is {}, expected f32", t.dtype()));
+            if !t.dtype().is_compute_float() {
+                return Err(format!(
+                    "input {name} is {}, expected f32 or f64",
+                    t.dtype()
+                ));
             }
             leaves.push(t.with_grad().map_err(s)?);
         }
