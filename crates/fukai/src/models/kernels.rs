@@ -5,11 +5,11 @@
 //!
 //! Rows are independent, so results do not depend on how rows are split across threads. Sums
 //! run in 8 fixed lanes (the same order on every machine) so that the compiler can vectorize
-//! them, and `exp`/`erf` are the branch-free polynomials of `ops::fastmath` for the same reason.
+//! them, and `exp`/`erfc` are the branch-free polynomials of `ops::fastmath` for the same reason.
 
 use crate::bail;
 use crate::error::Result;
-use crate::ops::fastmath::{erf, exp};
+use crate::ops::fastmath::{erfc_pos, exp};
 use crate::parallel::for_each_chunk_mut;
 use crate::tensor::{DType, Tensor};
 
@@ -32,7 +32,11 @@ pub enum Act {
 #[inline(always)]
 fn activate(act: Act, x: f32) -> f32 {
     match act {
-        Act::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
+        Act::Gelu => {
+            // Φ(x) from erfc(|x|/√2), as `Tensor::gelu`: accurate in the negative tail.
+            let tail = 0.5 * erfc_pos(x.abs() * std::f32::consts::FRAC_1_SQRT_2);
+            x * if x < 0.0 { tail } else { 1.0 - tail }
+        }
         Act::GeluTanh => {
             // tanh(u) = 1 - 2 / (e^{2u} + 1), saturating cleanly at both ends.
             let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);

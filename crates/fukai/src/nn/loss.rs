@@ -4,7 +4,7 @@
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::ops::float::{check_float, with_contig, wrap, Float};
+use crate::ops::float::{check_float, check_same_dtype, with_contig, wrap, Float};
 use crate::tensor::{DType, Tensor, WithDType};
 
 /// Options of [`cross_entropy_with`].
@@ -83,9 +83,12 @@ pub fn cross_entropy_with(
                 let inv = T::ONE / s;
                 probs[i * c..(i + 1) * c].iter_mut().for_each(|p| *p *= inv);
                 if valid[i] {
-                    let lse = (s.ln() + m).to_f64();
-                    let mean_x = row.iter().map(|v| v.to_f64()).sum::<f64>() / c as f64;
-                    total += lse - (1.0 - eps) * row[y[i] as usize].to_f64() - eps * mean_x;
+                    // Shifted logits x - m throughout, as log_softmax: ln s + m would round to
+                    // m's precision for large logits.
+                    let ls = s.ln().to_f64();
+                    let shifted = |v: T| (v - m).to_f64();
+                    let mean_x = row.iter().map(|&v| shifted(v)).sum::<f64>() / c as f64;
+                    total += ls - (1.0 - eps) * shifted(row[y[i] as usize]) - eps * mean_x;
                 }
             }
             (total / n_valid as f64, probs)
@@ -154,7 +157,13 @@ pub fn cross_entropy_composite(
     let per_row = nll.mul_scalar(1.0 - eps)?.add(&smooth.mul_scalar(eps)?)?;
     let mask = Tensor::from_vec(keep.clone(), &[n])?.to_dtype(logits.dtype())?;
     let count: f64 = keep.iter().sum();
-    per_row.mul(&mask)?.sum_all()?.mul_scalar(1.0 / count)
+    let total = per_row.mul(&mask)?.sum_all()?;
+    if count == 0.0 {
+        // PyTorch: the mean over no rows is NaN, its gradient 0 (scaling by 1/0 would make
+        // the gradient 0·inf = NaN too).
+        return total.mul_scalar(0.0)?.add_scalar(f64::NAN);
+    }
+    total.mul_scalar(1.0 / count)
 }
 
 /// Negative log-likelihood of log-probabilities `[N, C]` at class indices `[N]`.
@@ -188,13 +197,56 @@ pub fn l1_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     pred.sub(target)?.abs()?.mean_all()
 }
 
-/// Binary cross-entropy on logits, in the stable form max(x,0) - x·y + log(1 + e^-|x|).
+/// Binary cross-entropy on logits, mean over all elements: `max(x,0) - x·t + log1p(e^-|x|)`
+/// per element. One op with the exact gradients `sigmoid(x) - t` and `-x` (a relu/abs
+/// composite has gradient 0 at x = 0 for its kinks, giving `-t` there instead of `1/2 - t`).
 pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
-    same_shape("binary_cross_entropy_with_logits", logits, target)?;
-    let softplus = logits.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?;
-    logits
-        .relu()?
-        .sub(&logits.mul(target)?)?
-        .add(&softplus)?
-        .mean_all()
+    const OP: &str = "binary_cross_entropy_with_logits";
+    same_shape(OP, logits, target)?;
+    check_float(OP, logits)?;
+    check_same_dtype(OP, logits, target)?;
+    let n = logits.numel();
+    let (x, t) = (logits.detach(), target.detach());
+    let (storage, layout) = float_dispatch!(logits.dtype(), T => {
+        let total = with_contig::<T, _>(&x, |x| with_contig::<T, _>(&t, |t| {
+            x.iter().zip(t).map(|(&x, &t)| {
+                let (x, t) = (x.to_f64(), t.to_f64());
+                // log1p: 1 + e^-|x| rounds to 1 once e^-|x| < ulp(1) / 2 (|x| > 17 in f32).
+                x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
+            }).sum::<f64>()
+        }));
+        wrap(vec![T::c(total / n as f64)], &[])
+    });
+    Ok(Tensor::op_result(
+        OP,
+        storage,
+        layout,
+        &[logits, target],
+        move || {
+            Box::new(move |g, needs| {
+                let scale = g.item()? / n as f64;
+                let shape = x.shape();
+                let (gx, gt) = float_dispatch!(x.dtype(), T => {
+                    let s = T::c(scale);
+                    let (gx, gt) = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&t, |tv| {
+                        let gx: Vec<T> = xv.iter().zip(tv).map(|(&x, &t)| (sigmoid(x) - t) * s).collect();
+                        let gt: Vec<T> = xv.iter().map(|&x| -x * s).collect();
+                        (gx, gt)
+                    }));
+                    (Tensor::from_vec(gx, shape)?, Tensor::from_vec(gt, shape)?)
+                });
+                Ok(vec![needs[0].then_some(gx), needs[1].then_some(gt)])
+            })
+        },
+    ))
+}
+
+/// 1/(1+e^-x) without overflow: e^x/(1+e^x) for negative x keeps e^-x from reaching inf.
+fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::ONE + e)
+    }
 }

@@ -31,10 +31,9 @@ pub trait Float:
     /// e^x through a vectorizable polynomial for f32 (3e-7 relative; see `fastmath`), exact
     /// for f64: for hot activation loops where libm's scalar call dominates.
     fn fast_exp(self) -> Self;
-    /// erf(x), vectorizable for f32 (4e-7 absolute; see `fastmath`), exact for f64.
-    fn fast_erf(self) -> Self;
-    /// `(erf(x), e^(-x²))` with the f32 path sharing one exponential (see `fastmath`).
-    fn fast_erf_exp(self) -> (Self, Self);
+    /// erfc(x) for x ≥ 0, accurate in relative terms; vectorizable for f32 (see `fastmath`),
+    /// libm's for f64.
+    fn fast_erfc(self) -> Self;
     /// tanh(x), vectorizable for f32 (see `fastmath`), exact for f64.
     fn fast_tanh(self) -> Self;
     /// Natural log.
@@ -74,7 +73,7 @@ pub trait Float:
 }
 
 macro_rules! float_impl {
-    ($t:ty, $fexp:path, $ferf:path, $ferfexp:expr, $ftanh:expr) => {
+    ($t:ty, $fexp:path, $ferfc:path, $ftanh:expr) => {
         impl Float for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -108,12 +107,8 @@ macro_rules! float_impl {
                 $fexp(self)
             }
             #[inline(always)]
-            fn fast_erf(self) -> Self {
-                $ferf(self)
-            }
-            #[inline(always)]
-            fn fast_erf_exp(self) -> (Self, Self) {
-                $ferfexp(self)
+            fn fast_erfc(self) -> Self {
+                $ferfc(self)
             }
             #[inline(always)]
             fn fast_tanh(self) -> Self {
@@ -141,17 +136,10 @@ macro_rules! float_impl {
 float_impl!(
     f32,
     super::fastmath::exp,
-    super::fastmath::erf,
-    super::fastmath::erf_exp,
+    super::fastmath::erfc_pos,
     super::fastmath::tanh
 );
-float_impl!(
-    f64,
-    f64::exp,
-    libm::erf,
-    |x: f64| (libm::erf(x), (-x * x).exp()),
-    f64::tanh
-);
+float_impl!(f64, f64::exp, libm::erfc, f64::tanh);
 
 /// Errors unless `t` has a dtype kernels compute in.
 pub fn check_float(op: &'static str, t: &Tensor) -> Result<()> {

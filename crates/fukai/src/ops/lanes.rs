@@ -35,3 +35,26 @@ pub(crate) fn lane_sum<T: Float>(a: &[T], f: impl Fn(T) -> T) -> T {
 pub(crate) fn lane_dot<T: Float>(a: &[T], b: &[T]) -> T {
     lane_sum2(a, b, |x, y| x * y)
 }
+
+/// `(Σ (a_i - m), Σ (a_i - m)²)` in one pass, each in 8 lanes then the tail in order.
+#[inline(always)]
+pub(crate) fn lane_centered<T: Float>(a: &[T], m: T) -> (T, T) {
+    let (mut l1, mut l2) = ([T::ZERO; LANES], [T::ZERO; LANES]);
+    let c = a.chunks_exact(LANES);
+    let rest = c.remainder();
+    for x in c {
+        for k in 0..LANES {
+            let v = x[k] - m;
+            l1[k] += v;
+            l2[k] += v * v;
+        }
+    }
+    let mut s1 = l1.into_iter().fold(T::ZERO, |a, v| a + v);
+    let mut s2 = l2.into_iter().fold(T::ZERO, |a, v| a + v);
+    for &x in rest {
+        let v = x - m;
+        s1 += v;
+        s2 += v * v;
+    }
+    (s1, s2)
+}

@@ -3,7 +3,7 @@
 //! / mean / rsqrt / mul / mul / add chain (eight tensors per call in the composite).
 
 use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
-use super::lanes::{lane_sum, lane_sum2};
+use super::lanes::{lane_centered, lane_sum, lane_sum2};
 use super::matmul::SendPtr as Ptr;
 use crate::bail;
 use crate::error::Result;
@@ -15,15 +15,22 @@ use crate::tensor::{StorageSlice, Tensor};
 /// Rows per parallel chunk: fixed, so results do not depend on the thread count.
 const ROWS: usize = 64;
 
-/// `(mean, 1/sqrt(var + eps))` of one row; `rms` skips the centering (mean 0).
+/// `(mean, 1/sqrt(var + eps))` of one row of length `d`; `rms` skips the centering (mean 0).
+///
+/// The mean is corrected by the mean of the residuals `x - m0` (the corrected two-pass
+/// algorithm): a constant row then gets its value back exactly, so its output and gradient are
+/// exactly 0, where `sum · (1/d)` alone is off by an ulp and `(x - mean) · rstd` magnifies that
+/// by up to 1/sqrt(eps). The residual sums share the pass that computes the variance.
 #[inline(always)]
-fn row_stats<T: Float>(row: &[T], inv_d: T, eps: T, rms: bool) -> (T, T) {
-    let mean = if rms {
-        T::ZERO
+fn row_stats<T: Float>(row: &[T], d: T, eps: T, rms: bool) -> (T, T) {
+    let (mean, var) = if rms {
+        (T::ZERO, lane_sum(row, |v| v * v) / d)
     } else {
-        lane_sum(row, |v| v) * inv_d
+        let m0 = lane_sum(row, |v| v) / d;
+        let (s1, s2) = lane_centered(row, m0);
+        let var = (s2 - s1 * s1 / d) / d;
+        (m0 + s1 / d, if var > T::ZERO { var } else { T::ZERO })
     };
-    let var = lane_sum(row, |v| (v - mean) * (v - mean)) * inv_d;
     (mean, T::ONE / (var + eps).sqrt())
 }
 
@@ -74,7 +81,7 @@ fn forward<T: Float>(
     let n = x.len() / d.max(1);
     let mut out = vec![T::ZERO; x.len()];
     let mut stats = vec![T::ZERO; 2 * n];
-    let (inv_d, eps) = (T::c(1.0 / d as f64), T::c(eps));
+    let (dt, eps) = (T::c(d as f64), T::c(eps));
     let st = Ptr(stats.as_mut_ptr());
     for_each_chunk_mut(&mut out, ROWS * d, |ci, chunk| {
         simd::run(
@@ -83,7 +90,7 @@ fn forward<T: Float>(
                 for (k, o) in chunk.chunks_mut(d).enumerate() {
                     let r = ci * ROWS + k;
                     let row = &x[r * d..(r + 1) * d];
-                    let s = row_stats(row, inv_d, eps, rms);
+                    let s = row_stats(row, dt, eps, rms);
                     // SAFETY: row r's two statistics belong to this chunk alone.
                     unsafe {
                         *st.get().add(2 * r) = s.0;
@@ -105,7 +112,7 @@ fn grad_row<T: Float>(
     o: &mut [T],
     (mean, rstd): (T, T),
     w: Option<&[T]>,
-    inv_d: T,
+    d: T,
     rms: bool,
 ) {
     // gw first, into the output row, so the two sums and the final pass read it once each.
@@ -119,7 +126,8 @@ fn grad_row<T: Float>(
     }
     let s1 = if rms { T::ZERO } else { lane_sum(o, |v| v) };
     let s2 = lane_sum2(o, x, |gw, x| gw * ((x - mean) * rstd));
-    let (m1, m2) = (s1 * inv_d, s2 * inv_d);
+    // Divided rather than scaled by 1/d: a uniform gradient then has m1 == g exactly.
+    let (m1, m2) = (s1 / d, s2 / d);
     for (o, &x) in o.iter_mut().zip(x) {
         let xhat = (x - mean) * rstd;
         *o = rstd * (*o - m1 - xhat * m2);
@@ -137,7 +145,7 @@ fn backward<T: Float>(
     rms: bool,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let mut gx = vec![T::ZERO; x.len()];
-    let inv_d = T::c(1.0 / d as f64);
+    let dt = T::c(d as f64);
     for_each_chunk_mut(&mut gx, ROWS * d, |ci, chunk| {
         simd::run(
             #[inline(always)]
@@ -146,7 +154,7 @@ fn backward<T: Float>(
                     let r = ci * ROWS + k;
                     let s = (stats[2 * r], stats[2 * r + 1]);
                     let (xr, gr) = (&x[r * d..(r + 1) * d], &g[r * d..(r + 1) * d]);
-                    grad_row(xr, gr, o, s, w, inv_d, rms);
+                    grad_row(xr, gr, o, s, w, dt, rms);
                 }
             },
         )

@@ -291,13 +291,47 @@ impl Tensor {
     pub fn min(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.min_dim(dim, keepdim)?.0)
     }
-    /// Largest element of the whole tensor (0-dim).
-    pub fn max_all(&self) -> Result<Tensor> {
-        self.flatten_all()?.max(0, false)
+    /// Max or min of all elements. The gradient is split evenly among the elements equal to
+    /// the result (the NaNs when it is NaN), as PyTorch's full reduction `x.max()` does, rather
+    /// than given whole to one of them as `max_dim`'s index does.
+    fn extreme_all(&self, op: &'static str, want_max: bool) -> Result<Tensor> {
+        check_float(op, self)?;
+        if self.numel() == 0 {
+            bail!(
+                op,
+                "cannot reduce an empty tensor of shape {:?}",
+                self.shape()
+            );
+        }
+        let x = self.detach();
+        let (storage, layout) = float_dispatch!(self.dtype(), T => {
+            let v = super::float::with_contig::<T, _>(&x, |xs| arg_kernel::<T>(xs, 1, xs.len(), 1, want_max).0);
+            wrap(v, &[])
+        });
+        let y = Tensor::from_parts(storage.clone(), layout.clone());
+        Ok(Tensor::op_result(op, storage, layout, &[self], move || {
+            Box::new(move |g, _| {
+                let scale = g.item()?;
+                let gi = float_dispatch!(x.dtype(), T => {
+                    let best = y.to_vec::<T>()?[0];
+                    let tied = |v: T| v == best || (best.is_nan() && v.is_nan());
+                    let xs = x.to_vec::<T>()?;
+                    let count = xs.iter().filter(|&&v| tied(v)).count();
+                    let share = T::c(scale / count as f64);
+                    let gv: Vec<T> = xs.iter().map(|&v| if tied(v) { share } else { T::ZERO }).collect();
+                    Tensor::from_vec(gv, x.shape())?
+                });
+                Ok(vec![Some(gi)])
+            })
+        }))
     }
-    /// Smallest element of the whole tensor (0-dim).
+    /// Largest element of the whole tensor (0-dim); ties share the gradient evenly.
+    pub fn max_all(&self) -> Result<Tensor> {
+        self.extreme_all("max", true)
+    }
+    /// Smallest element of the whole tensor (0-dim); ties share the gradient evenly.
     pub fn min_all(&self) -> Result<Tensor> {
-        self.flatten_all()?.min(0, false)
+        self.extreme_all("min", false)
     }
     /// Index of the maximum along `dim` (i64).
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {

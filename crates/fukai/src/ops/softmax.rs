@@ -45,9 +45,11 @@ fn forward<T: Float>(x: &[T], outer: usize, r: usize, inner: usize, log: bool) -
             s += (a(0, k) - m).exp();
         }
         if log {
-            let ls = s.ln() + m;
+            // (x - m) - ln s, not x - (m + ln s): for large logits m + ln s rounds to m's
+            // precision (ulp(1e4) is 1e-3 in f32), losing ln s's digits; this is PyTorch's order.
+            let ls = s.ln();
             for k in 0..r {
-                put(k, a(0, k) - ls);
+                put(k, (a(0, k) - m) - ls);
             }
         } else {
             let inv = T::ONE / s;

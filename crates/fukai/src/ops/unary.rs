@@ -61,6 +61,23 @@ fn sigmoid<T: Float>(x: T) -> T {
     T::ONE / (T::ONE + (-x).exp())
 }
 
+/// Φ(x) as `erfc(|x|/√2)/2` or its complement: exact in relative terms in the negative tail,
+/// where `(1 + erf(x/√2))/2` is all rounding error (GELU(-6) came out -0 in f32, not -5.9e-9).
+#[inline(always)]
+fn normal_cdf<T: Float>(x: T) -> T {
+    let tail = T::c(0.5) * (x.abs() * T::c(FRAC_1_SQRT_2)).fast_erfc();
+    if x < T::ZERO {
+        tail
+    } else {
+        T::ONE - tail
+    }
+}
+
+#[inline(always)]
+fn gelu<T: Float>(x: T) -> T {
+    x * normal_cdf(x)
+}
+
 impl Unary {
     fn name(self) -> &'static str {
         match self {
@@ -144,11 +161,7 @@ impl Unary {
                 #[inline(always)]
                 |x| if x > T::ZERO { x } else { T::ZERO },
             ),
-            Unary::Gelu => map(
-                x,
-                #[inline(always)]
-                |x| T::c(0.5) * x * (T::ONE + (x * T::c(FRAC_1_SQRT_2)).fast_erf()),
-            ),
+            Unary::Gelu => map(x, gelu),
             Unary::GeluTanh => map(
                 x,
                 #[inline(always)]
@@ -297,10 +310,8 @@ impl Unary {
                 g,
                 #[inline(always)]
                 |x, g| {
-                    // e^(-z²) with z = x/√2 is the density's e^(-x²/2).
-                    let (erf, e) = (x * T::c(FRAC_1_SQRT_2)).fast_erf_exp();
-                    let cdf = T::c(0.5) * (T::ONE + erf);
-                    g * (cdf + x * T::c(INV_SQRT_2PI) * e)
+                    let pdf = T::c(INV_SQRT_2PI) * (T::c(-0.5) * x * x).fast_exp();
+                    g * (normal_cdf(x) + x * pdf)
                 },
             ),
             Unary::GeluTanh => map2(
@@ -378,7 +389,8 @@ impl Unary {
                     s,
                     g,
                     #[inline(always)]
-                    |x, g| if x >= lo && x <= hi { g } else { T::ZERO },
+                    // Strictly inside only: PyTorch (2.x) gives 0 at x == lo and x == hi.
+                    |x, g| if x > lo && x < hi { g } else { T::ZERO },
                 )
             }
             Unary::LeakyRelu(sl) => {
@@ -555,7 +567,8 @@ impl Tensor {
     pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
         self.affine(s, 0.0)
     }
-    /// Clamps into [lo, hi]; the gradient passes where lo ≤ x ≤ hi.
+    /// Clamps into [lo, hi]; the gradient passes where lo < x < hi (0 at the bounds, as in
+    /// PyTorch).
     pub fn clamp(&self, lo: f64, hi: f64) -> Result<Tensor> {
         self.unary(Unary::Clamp(lo, hi))
     }
