@@ -272,6 +272,30 @@ fn bad_config_fields_are_named() {
     assert_mentions(&d.error(), &["config.json", "not valid JSON"]);
 }
 
+/// Found by fuzz_loaders: the layer list was sized from the config before any weight was read.
+#[test]
+fn huge_layer_count_fails_on_the_weights() {
+    let d = BrokenDir::new("layers", |d| {
+        edit_config(d, |c| {
+            c.insert("num_hidden_layers".into(), u64::MAX.into());
+        })
+    });
+    assert_mentions(
+        &d.error(),
+        &["model.safetensors", "missing tensor", "encoder.layer.2."],
+    );
+}
+
+/// Found by fuzz_loaders: `tokenizers` panicked on a file cut inside its "decoder" object.
+#[test]
+fn tokenizer_cut_inside_the_decoder_is_an_error() {
+    let err = HfTokenizer::from_bytes(br#"{"decoder": {"type": "ByteLevel""#, "cut.json")
+        .err()
+        .expect("a cut file loads")
+        .to_string();
+    assert_mentions(&err, &["cut.json", "not a valid", "EOF"]);
+}
+
 #[test]
 fn broken_tokenizer_is_named() {
     let d = BrokenDir::new("tok-truncated", |d| {

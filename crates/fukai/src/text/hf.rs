@@ -25,6 +25,12 @@ impl HfTokenizer {
 
     /// Parses the JSON text of a tokenizer; `source` names it in errors.
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
+        // `tokenizers` panics (an `expect` in its decoder deserializer) on some syntax errors,
+        // e.g. a file cut inside "decoder"; checking the syntax first turns those into errors.
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|e| Error::Format {
+            file: source.to_string(),
+            msg: format!("not a valid Hugging Face tokenizer.json: {e}"),
+        })?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Format {
             file: source.to_string(),
             msg: format!("not a valid Hugging Face tokenizer.json: {e}"),
