@@ -296,6 +296,31 @@ fn tokenizer_cut_inside_the_decoder_is_an_error() {
     assert_mentions(&err, &["cut.json", "not a valid", "EOF"]);
 }
 
+/// Found by fuzz_loaders: `tokenizers` loaded these templates, then panicked when encoding.
+#[test]
+fn templates_that_would_panic_are_rejected_at_load() {
+    let base = read_json(&tiny_dir().join("tokenizer.json"));
+    let load = |v: &Value| {
+        HfTokenizer::from_bytes(v.to_string().as_bytes(), "tpl.json")
+            .err()
+            .expect("the template loads")
+            .to_string()
+    };
+    let mut renamed = base.clone();
+    let specials = renamed["post_processor"]["special_tokens"]
+        .as_object_mut()
+        .unwrap();
+    let cls = specials.remove("[CLS]").unwrap();
+    specials.insert("[CinfLS]".into(), cls);
+    assert_mentions(
+        &load(&renamed),
+        &["tpl.json", "post_processor.single", "\"[CLS]\""],
+    );
+    let mut single_b = base.clone();
+    single_b["post_processor"]["single"][1] = serde_json::json!({"Sequence": {"id": "B", "type_id": 0}});
+    assert_mentions(&load(&single_b), &["tpl.json", "sequence B"]);
+}
+
 #[test]
 fn broken_tokenizer_is_named() {
     let d = BrokenDir::new("tok-truncated", |d| {
