@@ -144,7 +144,6 @@ fn csv_label_of_1e18() {
 }
 
 #[test]
-#[ignore = "fails until gzip decompression is capped (issue 16)"]
 fn gzip_bomb() {
     let root = scratch("ulimit-gzip");
     let data = root.join("bomb.csv.gz");
@@ -160,6 +159,8 @@ fn gzip_bomb() {
     e.finish().unwrap();
     let cfg = root.join("bomb.toml");
     std::fs::write(&cfg, table_config("bomb", &data, &[4], "")).unwrap();
+    // Today the cap itself stops it (read_to_end's reservation fails, an error naming the file);
+    // a decompression limit gives the same clean exit without the cap.
     fails_cleanly(
         "gzip bomb",
         &["train", "--config", s(&cfg), "--out", s(&root.join("run"))],
