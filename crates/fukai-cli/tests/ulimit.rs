@@ -35,10 +35,7 @@ fn trained(root: &Path) -> PathBuf {
     let cfg = root.join("good.toml");
     std::fs::write(&cfg, table_config("good", &data, &[6], "")).unwrap();
     let run = root.join("good-run");
-    let out = fukai_limited(
-        &["train", "--config", s(&cfg), "--out", s(&run)],
-        LIMIT_S,
-    );
+    let out = fukai_limited(&["train", "--config", s(&cfg), "--out", s(&run)], LIMIT_S);
     assert!(
         out.status.success(),
         "training under the cap failed ({}):\n{}",
@@ -115,7 +112,11 @@ fn idx_header_claiming_2_pow_31_images() {
     for prefix in ["train", "t10k"] {
         let images = idx(&[1 << 31, 28, 28], 784);
         std::fs::write(data.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
-        std::fs::write(data.join(format!("{prefix}-labels-idx1-ubyte")), idx(&[1], 1)).unwrap();
+        std::fs::write(
+            data.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx(&[1], 1),
+        )
+        .unwrap();
     }
     let cfg = root.join("idx.toml");
     std::fs::write(&cfg, format!("name = \"idx\"\n[data]\nformat = \"idx\"\npath = \"{}\"\n[model]\nkind = \"mlp\"\nhidden = [8]\n[train]\nepochs = 1\nbatch_size = 8\nlr = 0.01\n", data.display())).unwrap();

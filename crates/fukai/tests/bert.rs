@@ -317,8 +317,27 @@ fn templates_that_would_panic_are_rejected_at_load() {
         &["tpl.json", "post_processor.single", "\"[CLS]\""],
     );
     let mut single_b = base.clone();
-    single_b["post_processor"]["single"][1] = serde_json::json!({"Sequence": {"id": "B", "type_id": 0}});
+    single_b["post_processor"]["single"][1] =
+        serde_json::json!({"Sequence": {"id": "B", "type_id": 0}});
     assert_mentions(&load(&single_b), &["tpl.json", "sequence B"]);
+}
+
+/// Found by fuzz_loaders: a padding length from the file sized every encoding (40 GB here).
+#[test]
+fn huge_padding_is_rejected_at_load() {
+    let base = read_json(&tiny_dir().join("tokenizer.json"));
+    for (field, edit) in [
+        ("padding.strategy.Fixed", "/padding/strategy/Fixed"),
+        ("padding.pad_to_multiple_of", "/padding/pad_to_multiple_of"),
+    ] {
+        let mut v = base.clone();
+        *v.pointer_mut(edit).unwrap() = 9_999_999_999u64.into();
+        let err = HfTokenizer::from_bytes(v.to_string().as_bytes(), "pad.json")
+            .err()
+            .expect("the padding loads")
+            .to_string();
+        assert_mentions(&err, &["pad.json", field, "9999999999"]);
+    }
 }
 
 #[test]

@@ -141,4 +141,3 @@ fn fuzz_bert_config() {
         load: &|p| ok(fukai::models::BertModel::from_dir(p.parent().unwrap())),
     });
 }
-

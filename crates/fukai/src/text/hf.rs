@@ -37,6 +37,7 @@ impl HfTokenizer {
         if let Some(p) = json.get("post_processor") {
             check_post_processor(p).map_err(fmt_err)?;
         }
+        check_padding(&json).map_err(fmt_err)?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Format {
             file: source.to_string(),
             msg: format!("not a valid Hugging Face tokenizer.json: {e}"),
@@ -114,6 +115,29 @@ impl HfTokenizer {
     }
 }
 
+/// Longest padding a tokenizer.json may ask for: every encoding allocates its padded length
+/// several times over, so `"Fixed": 9999999999` would ask for tens of GB per text.
+const MAX_PADDING: u64 = 1 << 20;
+
+fn check_padding(json: &Value) -> std::result::Result<(), String> {
+    let padding = json.get("padding");
+    let fields = [
+        ("padding.strategy.Fixed", "/strategy/Fixed"),
+        ("padding.pad_to_multiple_of", "/pad_to_multiple_of"),
+    ];
+    for (name, pointer) in fields {
+        let n = padding
+            .and_then(|p| p.pointer(pointer))
+            .and_then(Value::as_u64);
+        if let Some(n) = n.filter(|&n| n > MAX_PADDING) {
+            return Err(format!(
+                "field \"{name}\": pads to {n} tokens; at most {MAX_PADDING} are supported"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `tokenizers` loads a template that its encoder then panics on (indexing by the template's
 /// names): a special token missing from `special_tokens`, or sequence B in the single template.
 fn check_post_processor(p: &Value) -> std::result::Result<(), String> {
@@ -121,7 +145,10 @@ fn check_post_processor(p: &Value) -> std::result::Result<(), String> {
     match p.get("type").and_then(Value::as_str) {
         Some("Sequence") => {
             let steps = p.get("processors").and_then(Value::as_array);
-            steps.into_iter().flatten().try_for_each(check_post_processor)
+            steps
+                .into_iter()
+                .flatten()
+                .try_for_each(check_post_processor)
         }
         Some("TemplateProcessing") => {
             let defined = p.get("special_tokens").and_then(Value::as_object);

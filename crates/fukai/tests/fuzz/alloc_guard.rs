@@ -4,15 +4,29 @@
 //! would go unnoticed by a memory check).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 
 /// Above this a request is not even attempted: it would risk the machine rather than the test.
-/// Refusing makes Rust abort the process, so the message below is all that is left to read.
+/// Refusing makes Rust abort the process, so the message below (naming the case and its input
+/// file) is all that is left to read.
 const REFUSE: usize = 4 << 30;
 
 thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// What this thread is running, for the refusal message (a fixed buffer: the allocator
+    /// must not allocate to report).
+    static CASE: RefCell<([u8; 512], usize)> = const { RefCell::new(([0; 512], 0)) };
+}
+
+/// Records the case this thread runs next, for the refusal message.
+pub fn set_case(desc: &str) {
+    CASE.with(|c| {
+        let mut c = c.borrow_mut();
+        let n = desc.len().min(c.0.len());
+        c.0[..n].copy_from_slice(&desc.as_bytes()[..n]);
+        c.1 = n;
+    });
 }
 
 pub struct Guard;
@@ -22,11 +36,14 @@ impl Guard {
         // try_with: allocations during thread teardown find the slot gone; they are not ours.
         let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
         if size > REFUSE {
-            // Stderr is unbuffered and this message is static, so nothing here allocates.
-            let _ = std::io::stderr().write_all(
-                b"fuzz alloc guard: refused an allocation over 4 GiB; the input is the newest \
-                  file in the fuzz scratch folder (target/tmp/fuzz-*)\n",
-            );
+            // Stderr is unbuffered and the text is in fixed buffers, so nothing here allocates.
+            let mut err = std::io::stderr();
+            let _ = err.write_all(b"fuzz alloc guard: refused an allocation over 4 GiB in ");
+            let _ = CASE.try_with(|c| {
+                let c = c.borrow();
+                let _ = err.write_all(&c.0[..c.1]);
+            });
+            let _ = err.write_all(b"\n");
             return false;
         }
         true

@@ -6,7 +6,7 @@
 //! `FUKAI_FUZZ_SECONDS` sets the budget per target (default 2, CI 30); `FUKAI_FUZZ_SEED` picks
 //! another deterministic sequence of inputs.
 
-use super::alloc_guard::take_largest;
+use super::alloc_guard::{set_case, take_largest};
 use super::mutate::{mutate, Rng};
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -120,6 +120,11 @@ pub fn run(t: Target) -> u64 {
             }
         }
         std::fs::write(path, &bytes).unwrap();
+        set_case(&format!(
+            "fuzz target {:?}, FUKAI_FUZZ_SEED={base}, iteration {iter}: input {}",
+            t.corpus,
+            path.display()
+        ));
         take_largest();
         let result = catch_unwind(AssertUnwindSafe(|| (t.load)(path)));
         let largest = take_largest();
