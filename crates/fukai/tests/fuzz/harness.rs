@@ -1,7 +1,9 @@
 //! Runs one loader over mutations of its seed corpus for a time budget, and fails on a panic, an
 //! error that does not name the file, a single allocation over [`MAX_ALLOC`] or peak memory
 //! growing by more than [`MAX_RSS_GROWTH`]. A failure reports the seed and iteration and keeps
-//! the input under `target/tmp/fuzz-failures/` for replay.
+//! the input under `target/tmp/fuzz-failures/` for replay. A request over 4 GiB cannot be let
+//! through to be reported later: the guard refuses it, which aborts the test binary after
+//! printing the case and its input file (see `alloc_guard`).
 //!
 //! `FUKAI_FUZZ_SECONDS` sets the budget per target (default 2, CI 30); `FUKAI_FUZZ_SEED` picks
 //! another deterministic sequence of inputs.
@@ -151,7 +153,7 @@ pub fn run(t: Target) -> u64 {
                 bytes.len()
             ));
         }
-        if problem.is_none() && iter % 64 == 0 {
+        if problem.is_none() && iter.is_multiple_of(64) {
             if let (Some(a), Some(b)) = (rss0, peak_rss()) {
                 if b > a + MAX_RSS_GROWTH {
                     problem = Some(format!("peak RSS grew from {a} to {b} bytes"));
