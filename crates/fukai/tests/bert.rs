@@ -272,6 +272,74 @@ fn bad_config_fields_are_named() {
     assert_mentions(&d.error(), &["config.json", "not valid JSON"]);
 }
 
+/// Found by fuzz_loaders: the layer list was sized from the config before any weight was read.
+#[test]
+fn huge_layer_count_fails_on_the_weights() {
+    let d = BrokenDir::new("layers", |d| {
+        edit_config(d, |c| {
+            c.insert("num_hidden_layers".into(), u64::MAX.into());
+        })
+    });
+    assert_mentions(
+        &d.error(),
+        &["model.safetensors", "missing tensor", "encoder.layer.2."],
+    );
+}
+
+/// Found by fuzz_loaders: `tokenizers` panicked on a file cut inside its "decoder" object.
+#[test]
+fn tokenizer_cut_inside_the_decoder_is_an_error() {
+    let err = HfTokenizer::from_bytes(br#"{"decoder": {"type": "ByteLevel""#, "cut.json")
+        .err()
+        .expect("a cut file loads")
+        .to_string();
+    assert_mentions(&err, &["cut.json", "not a valid", "EOF"]);
+}
+
+/// Found by fuzz_loaders: `tokenizers` loaded these templates, then panicked when encoding.
+#[test]
+fn templates_that_would_panic_are_rejected_at_load() {
+    let base = read_json(&tiny_dir().join("tokenizer.json"));
+    let load = |v: &Value| {
+        HfTokenizer::from_bytes(v.to_string().as_bytes(), "tpl.json")
+            .err()
+            .expect("the template loads")
+            .to_string()
+    };
+    let mut renamed = base.clone();
+    let specials = renamed["post_processor"]["special_tokens"]
+        .as_object_mut()
+        .unwrap();
+    let cls = specials.remove("[CLS]").unwrap();
+    specials.insert("[CinfLS]".into(), cls);
+    assert_mentions(
+        &load(&renamed),
+        &["tpl.json", "post_processor.single", "\"[CLS]\""],
+    );
+    let mut single_b = base.clone();
+    single_b["post_processor"]["single"][1] =
+        serde_json::json!({"Sequence": {"id": "B", "type_id": 0}});
+    assert_mentions(&load(&single_b), &["tpl.json", "sequence B"]);
+}
+
+/// Found by fuzz_loaders: a padding length from the file sized every encoding (40 GB here).
+#[test]
+fn huge_padding_is_rejected_at_load() {
+    let base = read_json(&tiny_dir().join("tokenizer.json"));
+    for (field, edit) in [
+        ("padding.strategy.Fixed", "/padding/strategy/Fixed"),
+        ("padding.pad_to_multiple_of", "/padding/pad_to_multiple_of"),
+    ] {
+        let mut v = base.clone();
+        *v.pointer_mut(edit).unwrap() = 9_999_999_999u64.into();
+        let err = HfTokenizer::from_bytes(v.to_string().as_bytes(), "pad.json")
+            .err()
+            .expect("the padding loads")
+            .to_string();
+        assert_mentions(&err, &["pad.json", field, "9999999999"]);
+    }
+}
+
 #[test]
 fn broken_tokenizer_is_named() {
     let d = BrokenDir::new("tok-truncated", |d| {

@@ -1,6 +1,8 @@
 //! Helpers for the CLI tests: run the `fukai` binary, scratch folders, small generated data.
 #![allow(dead_code)]
 
+pub mod limited;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -250,8 +250,8 @@ impl BertModel {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let head_dim = h / cfg.num_attention_heads;
         let scale = 1.0 / (head_dim as f64).sqrt();
-        // Grown layer by layer, not reserved from the config: a missing tensor ends a lying
-        // layer count at the first layer the file lacks.
+        // Not sized from the config: a num_hidden_layers of 2^64-1 must fail on the first
+        // missing layer's tensor, not on the allocation.
         let mut layers = Vec::new();
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{l}");

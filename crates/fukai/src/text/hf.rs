@@ -2,6 +2,7 @@
 //! pre-tokenizers and special-token templates) through the `tokenizers` crate.
 
 use crate::error::{Error, Result};
+use serde_json::Value;
 use std::path::Path;
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -25,6 +26,18 @@ impl HfTokenizer {
 
     /// Parses the JSON text of a tokenizer; `source` names it in errors.
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<Self> {
+        // `tokenizers` panics (an `expect` in its decoder deserializer) on some syntax errors,
+        // e.g. a file cut inside "decoder"; checking the syntax first turns those into errors.
+        let fmt_err = |msg: String| Error::Format {
+            file: source.to_string(),
+            msg: format!("not a valid Hugging Face tokenizer.json: {msg}"),
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| fmt_err(e.to_string()))?;
+        if let Some(p) = json.get("post_processor") {
+            check_post_processor(p).map_err(fmt_err)?;
+        }
+        check_padding(&json).map_err(fmt_err)?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Format {
             file: source.to_string(),
             msg: format!("not a valid Hugging Face tokenizer.json: {e}"),
@@ -99,6 +112,67 @@ impl HfTokenizer {
             file: self.source.clone(),
             msg,
         }
+    }
+}
+
+/// Longest padding a tokenizer.json may ask for: every encoding allocates its padded length
+/// several times over, so `"Fixed": 9999999999` would ask for tens of GB per text.
+const MAX_PADDING: u64 = 1 << 20;
+
+fn check_padding(json: &Value) -> std::result::Result<(), String> {
+    let padding = json.get("padding");
+    let fields = [
+        ("padding.strategy.Fixed", "/strategy/Fixed"),
+        ("padding.pad_to_multiple_of", "/pad_to_multiple_of"),
+    ];
+    for (name, pointer) in fields {
+        let n = padding
+            .and_then(|p| p.pointer(pointer))
+            .and_then(Value::as_u64);
+        if let Some(n) = n.filter(|&n| n > MAX_PADDING) {
+            return Err(format!(
+                "field \"{name}\": pads to {n} tokens; at most {MAX_PADDING} are supported"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `tokenizers` loads a template that its encoder then panics on (indexing by the template's
+/// names): a special token missing from `special_tokens`, or sequence B in the single template.
+fn check_post_processor(p: &Value) -> std::result::Result<(), String> {
+    let pieces = |field: &str| p.get(field).and_then(Value::as_array).into_iter().flatten();
+    match p.get("type").and_then(Value::as_str) {
+        Some("Sequence") => {
+            let steps = p.get("processors").and_then(Value::as_array);
+            steps
+                .into_iter()
+                .flatten()
+                .try_for_each(check_post_processor)
+        }
+        Some("TemplateProcessing") => {
+            let defined = p.get("special_tokens").and_then(Value::as_object);
+            for field in ["single", "pair"] {
+                for piece in pieces(field) {
+                    if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) {
+                        if !defined.is_some_and(|d| d.contains_key(id)) {
+                            return Err(format!(
+                                "field \"post_processor.{field}\": special token {id:?} is not \
+                                 defined in post_processor.special_tokens"
+                            ));
+                        }
+                    }
+                }
+            }
+            let b = |piece: &Value| piece.pointer("/Sequence/id") == Some(&Value::from("B"));
+            if pieces("single").any(b) {
+                return Err("field \"post_processor.single\": uses sequence B, which a \
+                            single-text template does not have"
+                    .into());
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
