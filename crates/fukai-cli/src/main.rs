@@ -160,10 +160,13 @@ fn train_cmd(
                 path: path.display().to_string(),
                 source: e,
             })?;
-            config::parse(&text).map_err(|msg| fukai::Error::Format {
+            let in_file = |msg: String| fukai::Error::Format {
                 file: path.display().to_string(),
                 msg,
-            })?
+            };
+            let cfg = config::parse(&text).map_err(in_file)?;
+            limits::check(&cfg).map_err(|e| in_file(e.to_string()))?;
+            cfg
         }
         (p, None) => {
             let name = p.unwrap_or_else(|| "mnist-cnn".into());
