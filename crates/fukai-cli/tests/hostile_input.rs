@@ -223,3 +223,70 @@ fn checkpoints_with_lying_metadata_or_broken_weights() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A GPT checkpoint whose config claims far more layers, width or context than its tensors.
+#[test]
+fn gpt_checkpoint_with_lying_metadata() {
+    let dir = scratch("hostile-gpt");
+    std::fs::write(dir.join("text.txt"), "the cat sat on the mat. ".repeat(20)).unwrap();
+    let cfg = config(
+        &dir,
+        "gpt",
+        r#"name = "tiny-gpt"
+[data]
+format = "text"
+test_fraction = 0.2
+[model]
+kind = "gpt"
+[model.gpt]
+layers = 1
+heads = 2
+width = 16
+context = 8
+[train]
+epochs = 1
+batch_size = 4
+lr = 0.01
+[train.lm]
+steps = 2
+min_lr = 0.001
+eval_windows = 2
+eval_every = 2
+"#,
+    );
+    let run = dir.join("run");
+    fukai_ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--data",
+        s(&dir.join("text.txt")),
+        "--out",
+        s(&run),
+    ]);
+    let ckpt = run.join("checkpoint.safetensors");
+    let meta = fukai::io::load_safetensors(&ckpt).unwrap().into_parts().1;
+    let bad = dir.join("bad.safetensors");
+    for (from, to, needle) in [
+        // Small enough to build: the tensors' names and shapes then disagree.
+        ("\"layers\":1", "\"layers\":500", "bad.safetensors"),
+        ("\"context\":8", "\"context\":131072", "bad.safetensors"),
+        // 12.9 GB of weights per layer: refused before building.
+        ("\"width\":16", "\"width\":32768", "allocation limit"),
+        ("\"layers\":1", "\"layers\":1000000", "model.gpt.layers"),
+    ] {
+        assert!(
+            meta["config"].contains(from),
+            "{from} in {}",
+            meta["config"]
+        );
+        let text = meta["config"].replace(from, to);
+        rewrite(&ckpt, &bad, Some(("config", &text)), |_| {});
+        fails(
+            to,
+            &["generate", "--checkpoint", s(&bad)],
+            &["bad.safetensors", needle],
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
