@@ -216,6 +216,21 @@ fn misshaped_tensor_is_named() {
 }
 
 #[test]
+fn non_finite_weights_are_rejected() {
+    let name = "encoder.layer.0.output.dense.weight";
+    let d = BrokenDir::new("nan", |d| {
+        edit_weights(d, |n, t| {
+            Some(if n == name {
+                t.mul_scalar(f64::NAN).unwrap()
+            } else {
+                t.clone()
+            })
+        })
+    });
+    assert_mentions(&d.error(), &["model.safetensors", name, "NaN", "finite"]);
+}
+
+#[test]
 fn integer_weights_are_rejected() {
     let name = "embeddings.LayerNorm.bias";
     let d = BrokenDir::new("dtype", |d| {
