@@ -141,3 +141,31 @@ fn fuzz_bert_config() {
         load: &|p| ok(fukai::models::BertModel::from_dir(p.parent().unwrap())),
     });
 }
+
+#[test]
+fn fuzz_table_csv() {
+    let dir = scratch("table");
+    run(Target {
+        corpus: "table",
+        paths: raw_and_gz(&dir, "table.csv"),
+        load: &|p| ok(fukai::data::read_table(p)),
+    });
+}
+
+#[test]
+fn fuzz_manifest() {
+    let dir = scratch("manifest");
+    // The files the corpus manifests name; read_manifest only checks that they exist.
+    for f in ["a.wav", "b.wav", "c d.wav"] {
+        std::fs::write(dir.join(f), b"").unwrap();
+    }
+    run(Target {
+        corpus: "manifest",
+        paths: raw_and_gz(&dir, "manifest.csv"),
+        load: &|p| {
+            let m = fukai::data::read_manifest(p)?;
+            // Loading builds the dataset from the labels: the class count must be sane too.
+            ok(m.load(&m.rows_in(None), &[1], &|_| Ok(vec![0.0])))
+        },
+    });
+}
