@@ -12,6 +12,8 @@
 //! test fails, so one broken op shows its whole footprint rather than its first case.
 //! Regenerate the fixture with `python scripts/diff_fixtures.py`.
 
+mod common;
+
 use fukai::io::load_safetensors;
 use fukai::nn::loss::{
     binary_cross_entropy_with_logits, cross_entropy_composite, cross_entropy_with, l1_loss,
@@ -120,34 +122,6 @@ fn run(op: &str, p: &Value, x: &[Tensor], aux: &[Tensor]) -> Result<Tensor> {
     })
 }
 
-/// Worst `|got - want| / max(1, |want|)` over the elements, and where.
-fn error(got: &Tensor, want: &Tensor) -> std::result::Result<(f64, String), String> {
-    if got.shape() != want.shape() || got.dtype() != want.dtype() {
-        return Err(format!(
-            "{:?} {}, expected {:?} {}",
-            got.shape(),
-            got.dtype(),
-            want.shape(),
-            want.dtype()
-        ));
-    }
-    let (g, w) = (got.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
-    let mut worst = (0.0f64, String::new());
-    for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
-        let err = if a == b || (a.is_nan() && b.is_nan()) {
-            0.0
-        } else if a.is_finite() && b.is_finite() {
-            (a - b).abs() / b.abs().max(1.0)
-        } else {
-            f64::INFINITY
-        };
-        if err > worst.0 {
-            worst = (err, format!("element {i}: fukai {a:e}, torch {b:e}"));
-        }
-    }
-    Ok(worst)
-}
-
 struct Outcome {
     worst: f64,
     at: String,
@@ -190,7 +164,7 @@ fn replay(
     };
     keep(
         "out",
-        error(&out, &get("out")?).map_err(|e| format!("out: {e}"))?,
+        common::compare(&out, &get("out")?).map_err(|e| format!("out: {e}"))?,
     );
     out.mul(&get("w")?)
         .and_then(|t| t.sum_all())
@@ -204,7 +178,7 @@ fn replay(
         let what = format!("grad{i}");
         keep(
             &what,
-            error(&got, &get(&what)?).map_err(|e| format!("{what}: {e}"))?,
+            common::compare(&got, &get(&what)?).map_err(|e| format!("{what}: {e}"))?,
         );
     }
     Ok(worst)

@@ -48,7 +48,7 @@ impl Case<'_> {
 
 /// Worst relative error of `got` against `want` and where it is; an error for a mismatch in
 /// shape or kind (float vs index).
-fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(f64, String), String> {
+pub fn compare(got: &Tensor, want: &Tensor) -> std::result::Result<(f64, String), String> {
     if got.shape() != want.shape() {
         return Err(format!(
             "shape {:?}, expected {:?}",
