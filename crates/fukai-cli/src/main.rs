@@ -1,19 +1,12 @@
-//! `fukai`: train, evaluate and inspect models from the command line.
+//! `fukai`: train, evaluate and inspect models from the command line. Argument parsing,
+//! presets and printing only: the work happens in the library (`fukai::run`, `fukai::train`).
 
-mod audio_data;
 mod config;
-mod dataset;
 mod embed;
+mod eval;
 mod generate;
-mod gpt;
-mod limits;
-mod lm;
-mod model;
-mod plot;
 mod predict;
 mod presets;
-mod report;
-mod seq;
 mod train;
 mod viz;
 
@@ -44,42 +37,52 @@ fn keep_freed_pages() {
     about = "Deep learning in Rust: train, evaluate, predict, visualize."
 )]
 struct Cli {
+    /// Worker threads (default: every core; RAYON_NUM_THREADS works too).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Train a model from a preset or a TOML config.
-    Train {
-        /// Preset name (mnist-cnn, fashion-mlp, fashion-cnn, iris-mlp, wine-mlp, breast-cancer-mlp, vowels-lstm, sunspots-lstm, spoken-digits, shakespeare-gpt).
-        #[arg(long, conflicts_with = "config")]
-        preset: Option<String>,
-        /// TOML config file (see README).
+    /// Train a model from a preset or a TOML config, or resume a run.
+    Train(train::TrainArgs),
+    /// List the presets, or print one as a TOML config to copy.
+    Presets {
+        #[command(subcommand)]
+        cmd: Option<PresetsCmd>,
+    },
+    /// Evaluate a checkpoint on its test set (language models: validation and test loss).
+    Eval {
+        /// A checkpoint.safetensors.
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data file or folder (overrides the config).
+        checkpoint: PathBuf,
+        /// Data file or folder (default: where the run trained).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// Run directory (default runs/<name>).
+        /// Print JSON.
         #[arg(long)]
-        out: Option<PathBuf>,
-        /// Override the number of epochs.
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Override the seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Continue from a checkpoint written by an earlier run.
-        #[arg(long)]
-        resume: Option<PathBuf>,
-        /// Override the number of optimizer steps (language models); image and table models stop after this many steps (smoke runs).
-        #[arg(long)]
-        steps: Option<usize>,
+        json: bool,
     },
-    /// Sample text from a language-model checkpoint (e.g. the shakespeare-gpt preset's).
+    /// Run inputs through a model: images, WAV, .ts or CSV files, folders, a CSV row, text, or - (paths on stdin).
+    Predict {
+        /// A checkpoint.safetensors.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Classes (or next characters) shown per input.
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+        /// One JSON object per input.
+        #[arg(long)]
+        json: bool,
+        /// The inputs.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+    /// Sample text from a language-model checkpoint.
     Generate {
-        /// checkpoint.safetensors of a gpt run.
+        /// A checkpoint.safetensors of a gpt run.
         #[arg(long)]
         checkpoint: PathBuf,
         /// Text to continue (every character must be in the model's vocabulary).
@@ -101,34 +104,22 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Evaluate a checkpoint on its test set.
-    Eval {
-        /// checkpoint.safetensors from a run directory.
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Data file or folder (default: where the run trained).
-        #[arg(long)]
-        data: Option<PathBuf>,
-    },
-    /// Classify one input: an image file, or a CSV row of features.
-    Predict {
-        /// checkpoint.safetensors from a run directory.
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// An image path, or comma-separated feature values.
-        input: String,
-    },
-    /// Draw the first conv layer's filters and every conv layer's feature maps for one input.
+    /// Draw a CNN's first-layer filters and every conv layer's feature maps for one input.
     Viz {
-        /// checkpoint.safetensors of a CNN run.
+        /// A checkpoint.safetensors of a CNN run.
         #[arg(long)]
         checkpoint: PathBuf,
-        /// An image file (default: the first test image).
+        /// An image, or a WAV file for audio models (default: the first test sample).
         #[arg(long)]
         input: Option<PathBuf>,
         /// Output folder (default: the checkpoint's folder).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Show what a checkpoint holds: kind, config, parameters, progress, last metrics.
+    Info {
+        /// A checkpoint.safetensors.
+        checkpoint: PathBuf,
     },
     /// Sentence embeddings (mean pooling, L2-normalized) from a Hugging Face BERT model directory.
     Embed {
@@ -143,151 +134,49 @@ enum Cmd {
     },
 }
 
-#[allow(clippy::too_many_arguments)]
-fn train_cmd(
-    preset: Option<String>,
-    config: Option<PathBuf>,
-    data: Option<PathBuf>,
-    out: Option<PathBuf>,
-    epochs: Option<usize>,
-    seed: Option<u64>,
-    resume: Option<PathBuf>,
-    steps: Option<usize>,
-) -> fukai::Result<()> {
-    let mut cfg = match (preset, config) {
-        (_, Some(path)) => {
-            let text = std::fs::read_to_string(&path).map_err(|e| fukai::Error::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
-            let in_file = |msg: String| fukai::Error::Format {
-                file: path.display().to_string(),
-                msg,
-            };
-            let cfg = config::parse(&text).map_err(in_file)?;
-            limits::check(&cfg).map_err(|e| in_file(e.to_string()))?;
-            cfg
-        }
-        (p, None) => {
-            let name = p.unwrap_or_else(|| "mnist-cnn".into());
-            presets::preset(&name).ok_or_else(|| fukai::Error::Format {
-                file: "--preset".into(),
-                msg: format!(
-                    "unknown preset {name:?}; available: {}",
-                    presets::NAMES.join(", ")
-                ),
-            })?
-        }
-    };
-    if let Some(e) = epochs {
-        cfg.train.epochs = e;
-    }
-    if let Some(s) = seed {
-        cfg.train.seed = s;
-    }
-    limits::check(&cfg)?;
-    if cfg.model.kind == "gpt" {
-        return lm::train_cmd(&cfg, data.as_deref(), out, steps);
-    }
-    train::validate(&cfg)?;
-    let data_path = dataset::resolve(&cfg.data, data.as_deref())?;
-    if seq::is_sequence_model(&cfg.model) {
-        if let Some(r) = &resume {
-            return Err(fukai::Error::Format {
-                file: r.display().to_string(),
-                msg: "--resume is not supported for sequence models yet".into(),
-            });
-        }
-        let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-        return seq::run(&cfg, &data_path, &out);
-    }
-    let splits = dataset::load(&cfg.data, &data_path, cfg.train.seed)?;
-    let out = out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
-    let summary = train::run(
-        &cfg,
-        splits,
-        &train::RunOptions {
-            out: out.clone(),
-            resume,
-            data_path,
-            max_steps: steps,
-        },
-    )?;
-    println!("\nrun directory: {}", out.display());
-    println!("  summary.json, metrics.jsonl, curves.png, checkpoint.safetensors");
-    println!("next:");
-    println!("  fukai eval --checkpoint {}", summary.checkpoint);
-    println!(
-        "  fukai viz --checkpoint {}        # filters and feature maps",
-        summary.checkpoint
-    );
-    println!(
-        "  fukai train --preset fashion-cnn --data <fashion-mnist folder>   # presets: {}",
-        presets::NAMES.join(", ")
-    );
-    Ok(())
+#[derive(Subcommand)]
+enum PresetsCmd {
+    /// Print a preset as a TOML config.
+    Show {
+        /// Preset name.
+        name: String,
+    },
 }
 
-fn eval_cmd(checkpoint: PathBuf, data: Option<PathBuf>) -> fukai::Result<()> {
-    let mut t = train::load_trained(&checkpoint)?;
-    let path = dataset::resolve(&t.cfg.data, data.as_deref())?;
-    let splits = dataset::load(&t.cfg.data, &path, t.cfg.train.seed)?;
-    let found = fukai::data::Dataset::sample_shape(&splits.test);
-    if found != t.input_shape.as_slice() {
-        let what = |s: &[usize]| match s {
-            [n] => format!("{n} features"),
-            s => format!("samples of shape {s:?}"),
-        };
-        return Err(fukai::Error::Format {
-            file: path.display().to_string(),
-            msg: format!(
-                "the data has {}, the model in {} expects {}",
-                what(found),
-                checkpoint.display(),
-                what(&t.input_shape)
-            ),
-        });
+fn presets_cmd(cmd: Option<PresetsCmd>) -> fukai::Result<()> {
+    match cmd {
+        None => {
+            for (name, about, _) in presets::PRESETS {
+                println!("{name:<18} {about}");
+            }
+            println!("\nfukai presets show NAME   # the preset as a config to copy");
+        }
+        Some(PresetsCmd::Show { name }) => {
+            let text = presets::PRESETS.iter().find(|p| p.0 == name).map(|p| p.2);
+            match text {
+                Some(t) => print!("{t}"),
+                None => fukai::bail!(
+                    "presets",
+                    "unknown preset {name:?}; available: {}",
+                    presets::names()
+                ),
+            }
+        }
     }
-    if splits.class_names.len() > t.classes.len() {
-        return Err(fukai::Error::Format {
-            file: path.display().to_string(),
-            msg: format!(
-                "the data has {} classes, the model in {} knows {}",
-                splits.class_names.len(),
-                checkpoint.display(),
-                t.classes.len()
-            ),
-        });
-    }
-    let ev = train::evaluate(&mut t.model, std::sync::Arc::new(splits.test), &t.norm)?;
-    println!("{}", report::confusion_table(&ev.confusion, &t.classes));
-    println!(
-        "test accuracy {:.2}% | test loss {:.4}",
-        100.0 * ev.accuracy(),
-        ev.loss()
-    );
     Ok(())
 }
 
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        // Read once when the thread pool starts, which has not happened yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
+    }
     let result = match cli.cmd {
-        None => {
-            fukai::parallel::on_pool(|| train_cmd(None, None, None, None, None, None, None, None))
-        }
-        Some(Cmd::Train {
-            preset,
-            config,
-            data,
-            out,
-            epochs,
-            seed,
-            resume,
-            steps,
-        }) => fukai::parallel::on_pool(move || {
-            train_cmd(preset, config, data, out, epochs, seed, resume, steps)
-        }),
+        None => fukai::parallel::on_pool(|| train::run(train::TrainArgs::default())),
+        Some(Cmd::Train(a)) => fukai::parallel::on_pool(move || train::run(a)),
+        Some(Cmd::Presets { cmd }) => presets_cmd(cmd),
         Some(Cmd::Generate {
             checkpoint,
             prompt,
@@ -300,20 +189,30 @@ fn main() -> ExitCode {
             &checkpoint,
             &prompt.replace("\\n", "\n"),
             max_tokens,
-            &generate::Sampling {
+            &fukai::models::Sampling {
                 temperature,
                 top_k,
                 top_p,
             },
             seed,
         ),
-        Some(Cmd::Eval { checkpoint, data }) => eval_cmd(checkpoint, data),
-        Some(Cmd::Predict { checkpoint, input }) => predict::run(&checkpoint, &input),
+        Some(Cmd::Eval {
+            checkpoint,
+            data,
+            json,
+        }) => fukai::parallel::on_pool(move || eval::eval(&checkpoint, data, json)),
+        Some(Cmd::Predict {
+            checkpoint,
+            top_k,
+            json,
+            inputs,
+        }) => predict::run(&checkpoint, &inputs, top_k, json),
         Some(Cmd::Viz {
             checkpoint,
             input,
             out,
         }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
+        Some(Cmd::Info { checkpoint }) => eval::info(&checkpoint),
         Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
     };
     match result {

@@ -1,10 +1,11 @@
 //! `fukai viz`: what a CNN learned. The first conv layer's filters (edge and blob detectors) and
 //! every conv layer's feature maps for one input (edges, then textures, then parts), as PNG grids.
 
-use crate::train::{load_trained, Trained};
 use fukai::data::Dataset;
+use fukai::models::{Cnn, ModelConfig};
 use fukai::nn::Module;
-use fukai::{bail, Error, Result};
+use fukai::run::{load_trained, Trained};
+use fukai::{bail, Error, Result, Tensor};
 use image::{GrayImage, Luma};
 use std::path::{Path, PathBuf};
 
@@ -41,22 +42,63 @@ fn save(img: &GrayImage, path: &Path) -> Result<()> {
     })
 }
 
-fn input_sample(t: &Trained, input: Option<&Path>) -> Result<Vec<f32>> {
-    match input {
-        Some(p) => crate::predict::read_input(&p.display().to_string(), &t.input_shape),
-        None => {
-            let path = crate::dataset::resolve(&t.cfg.data, None)?;
-            let splits = crate::dataset::load(&t.cfg.data, &path, t.cfg.train.seed)?;
-            let mut x = vec![0.0; t.input_shape.iter().product()];
-            splits.test.get(0, &mut x)?;
-            Ok(x)
+/// One input as a normalized batch of one: an image (or, for audio models, a WAV file), or by
+/// default the first test sample.
+fn input_batch(t: &Trained, shape: &[usize], input: Option<&Path>) -> Result<Tensor> {
+    let run = t.run.as_ref();
+    let mut x = match input {
+        Some(p) => {
+            let audio = run
+                .map(|r| fukai::run::audio_features(&r.data, &p.display().to_string(), shape))
+                .transpose()?
+                .flatten();
+            match audio {
+                Some(f) => f,
+                None => crate::predict::image_input(p, shape)?,
+            }
         }
+        None => {
+            let Some(r) = run else {
+                bail!("viz", "the checkpoint holds no run config: pass --input");
+            };
+            let path = match &t.data {
+                Some(d) => d.clone(),
+                None => fukai::run::resolve(&r.data, None, None)?,
+            };
+            let splits = fukai::run::load(&r.data, &path, r.train.seed)?;
+            let mut x = vec![0.0; shape.iter().product()];
+            splits.test.get(0, &mut x)?;
+            x
+        }
+    };
+    if let Some(n) = &t.norm {
+        fukai::data::Transform::apply(
+            &n.transform()?,
+            &mut x,
+            shape,
+            &mut fukai::Generator::new(0),
+        );
     }
+    let mut s = vec![1];
+    s.extend_from_slice(shape);
+    Tensor::from_vec(x, &s)
 }
 
 /// Writes filters.png and features_<layer>.png into `out` (default: the checkpoint's folder).
 pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Result<()> {
     let t = load_trained(checkpoint)?;
+    let ModelConfig::Cnn(cfg) = &t.config else {
+        bail!(
+            "viz",
+            "{}: a {} checkpoint; viz draws CNN filters and feature maps",
+            checkpoint.display(),
+            t.config.kind()
+        )
+    };
+    // The generic loader gives a `dyn Model`; the layers come from the CNN itself.
+    let cnn = Cnn::new(cfg.clone())?;
+    cnn.load_state_dict(&t.model.state_dict())?;
+    let model = cnn.layers();
     let out: PathBuf = out
         .map(Path::to_path_buf)
         .unwrap_or_else(|| checkpoint.parent().unwrap_or(Path::new(".")).to_path_buf());
@@ -64,8 +106,7 @@ pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Resul
         path: out.display().to_string(),
         source: e,
     })?;
-    let convs: Vec<usize> = t
-        .model
+    let convs: Vec<usize> = model
         .layers()
         .iter()
         .enumerate()
@@ -80,8 +121,7 @@ pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Resul
         )
     };
 
-    let w = t
-        .model
+    let w = model
         .state_dict()
         .into_iter()
         .find(|(n, _)| *n == format!("{first}.weight"))
@@ -99,13 +139,13 @@ pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Resul
     save(&grid(&filters, kh, kw, 12), &fpath)?;
     println!("wrote {} ({o} filters of {c}x{kh}x{kw})", fpath.display());
 
-    let x = t.batch_of_one(input_sample(&t, input)?)?;
+    let x = input_batch(&t, &cfg.input_shape, input)?;
     let _g = fukai::no_grad();
-    let outs = t.model.forward_all(&x)?;
+    let outs = model.forward_all(&x)?;
     for (stage, &i) in convs.iter().enumerate() {
         // The map after the conv's activation (ReLU follows conv, or BN then ReLU).
         let act = (i..outs.len())
-            .find(|&j| t.model.layers()[j].describe().starts_with("Relu"))
+            .find(|&j| model.layers()[j].describe().starts_with("Relu"))
             .unwrap_or(i);
         let f = &outs[act];
         let (ch, h, w) = (f.shape()[1], f.shape()[2], f.shape()[3]);

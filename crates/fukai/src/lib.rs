@@ -26,10 +26,12 @@ pub mod ops;
 pub mod optim;
 pub mod parallel;
 pub mod rng;
+pub mod run;
 pub mod simd;
 pub mod tensor;
 pub mod testing;
 pub mod text;
+pub mod train;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};

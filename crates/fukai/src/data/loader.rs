@@ -17,12 +17,38 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-/// One batch: features `[B, ...]` (f32) and labels `[B]` (i64).
+/// One batch: inputs `[B, ...]` and targets (class labels `[B]` as i64, or values).
+#[derive(Clone)]
 pub struct Batch {
     /// Inputs.
     pub x: Tensor,
-    /// Class labels.
+    /// Targets.
     pub y: Tensor,
+    /// Valid steps of each row of a padded sequence batch `[B, T, F]`.
+    pub lengths: Option<Vec<usize>>,
+    /// A reference prediction, shaped like the model's output, that evaluation compares the
+    /// model with (forecasting: the naive "same as the last step" forecast).
+    pub baseline: Option<Tensor>,
+}
+
+impl Batch {
+    /// Inputs and targets, no lengths, no baseline.
+    pub fn new(x: Tensor, y: Tensor) -> Self {
+        Batch {
+            x,
+            y,
+            lengths: None,
+            baseline: None,
+        }
+    }
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.x.shape().first().copied().unwrap_or(0)
+    }
+    /// True for a batch of no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Fisher-Yates shuffle driven by the counter-based generator.
@@ -84,6 +110,10 @@ impl DataLoader {
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
         &self.data
     }
+    /// Samples per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
     /// Batches per epoch.
     pub fn num_batches(&self) -> usize {
         let n = self.data.len();
@@ -135,18 +165,28 @@ impl DataLoader {
         }
         let mut bshape = vec![rows.len()];
         bshape.extend_from_slice(&shape);
-        Ok(Batch {
-            x: Tensor::from_vec(x, &bshape)?,
-            y: Tensor::from_vec(y, &[rows.len()])?,
-        })
+        Ok(Batch::new(
+            Tensor::from_vec(x, &bshape)?,
+            Tensor::from_vec(y, &[rows.len()])?,
+        ))
     }
 
     /// The batches of epoch `epoch` (0-based).
     pub fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + Send> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of epoch `epoch` from batch `start` on: what a run resumed mid-epoch reads,
+    /// the same batches an uninterrupted epoch would have given from there.
+    pub fn epoch_from(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send> {
         let order = self.order(epoch);
         let bs = self.batch_size;
-        let nb = self.num_batches();
-        let chunks: Vec<Vec<usize>> = (0..nb)
+        let nb = self.num_batches().saturating_sub(start);
+        let chunks: Vec<Vec<usize>> = (start..start + nb)
             .map(|b| order[b * bs..((b + 1) * bs).min(order.len())].to_vec())
             .collect();
         #[cfg(feature = "threads")]

@@ -355,8 +355,8 @@ impl Series {
     }
 }
 
-/// Reads the named columns of a CSV file whose first row is a header (names may be quoted).
-/// Errors name the file, line and column.
+/// Reads the named columns (every column when `columns` is empty) of a CSV file whose first
+/// row is a header (names may be quoted). Errors name the file, line and column.
 pub fn read_series_csv(path: impl AsRef<Path>, columns: &[&str]) -> Result<Series> {
     let path = path.as_ref();
     let bytes = super::read_maybe_gz(path)?;
@@ -375,6 +375,12 @@ pub fn read_series_csv(path: impl AsRef<Path>, columns: &[&str]) -> Result<Serie
     };
     let unq = |s: &str| s.trim().trim_matches('"').to_string();
     let head: Vec<String> = header.split(',').map(unq).collect();
+    let all: Vec<&str> = head.iter().map(String::as_str).collect();
+    let columns = if columns.is_empty() {
+        &all[..]
+    } else {
+        columns
+    };
     let mut idx = Vec::with_capacity(columns.len());
     for c in columns {
         match head.iter().position(|h| h.eq_ignore_ascii_case(c)) {

@@ -72,6 +72,37 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     sync_dir(dir).map_err(|e| io_err(dir, "syncing the directory", e))
 }
 
+/// Makes `link` name the same file as `target` atomically: a hard link to a temporary name,
+/// renamed over `link`, so `link` is at every moment either its old file or `target`'s. Where
+/// hard links are not supported, falls back to an atomic copy.
+pub fn link_atomic(target: impl AsRef<Path>, link: impl AsRef<Path>) -> Result<()> {
+    let (target, link) = (target.as_ref(), link.as_ref());
+    let dir = match link.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = link.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir.join(format!(
+        ".{}.{}.link.tmp",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(target, &tmp).is_err() {
+        let bytes = fs::read(target).map_err(|e| io_err(target, "reading", e))?;
+        return write_atomic(link, &bytes);
+    }
+    if let Err(e) = fs::rename(&tmp, link) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(
+            link,
+            &format!("renaming {} over it", tmp.display()),
+            e,
+        ));
+    }
+    sync_dir(dir).map_err(|e| io_err(dir, "syncing the directory", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,9 @@ mod rmsprop;
 mod schedule;
 mod sgd;
 
+mod groups;
 pub use adam::Adam;
+pub use groups::Groups;
 pub use rmsprop::RmsProp;
 pub use schedule::LrSchedule;
 pub use sgd::Sgd;

@@ -2,17 +2,32 @@
 //! position embeddings, pre-norm causal blocks, a final LayerNorm and a linear head (optionally
 //! tied to the token embedding).
 
-use fukai::nn::{
-    BlockConfig, Embedding, FeedForward, FfnKind, KvCache, LayerNorm, LearnedPositions, Linear,
-    Mask, Module, TensorKind, TransformerEncoderLayer,
+use super::{Model, ModelConfig, Task};
+use crate::bail;
+use crate::error::Result;
+use crate::nn::{
+    join, BlockConfig, Embedding, FeedForward, FfnKind, KvCache, LayerNorm, LearnedPositions,
+    Linear, Mask, Module, TensorKind, TransformerEncoderLayer,
 };
-use fukai::{bail, DType, Result, Tensor};
+use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Shape of the model.
+///
+/// ```
+/// use fukai::models::{Gpt, GptConfig};
+/// let cfg = GptConfig { vocab: 65, layers: 2, heads: 2, width: 32, context: 16, tie_weights: true };
+/// let gpt = Gpt::new(cfg)?;
+/// let ids = fukai::Tensor::from_vec(vec![1i64, 2, 3], &[1, 3])?;
+/// assert_eq!(gpt.logits(&ids, None)?.shape(), &[1, 3, 65]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct GptConfig {
+    /// Vocabulary size (0 in a run config: taken from the data's tokenizer).
+    #[serde(default)]
+    pub vocab: usize,
     /// Transformer blocks.
     pub layers: usize,
     /// Attention heads.
@@ -34,7 +49,7 @@ pub struct Gpt {
     ln_f: LayerNorm,
     /// `None` when tied to `wte`.
     lm_head: Option<Linear>,
-    context: usize,
+    cfg: GptConfig,
 }
 
 /// An f32 parameter drawn from N(0, std²) with the default generator.
@@ -47,7 +62,8 @@ fn normal(shape: &[usize], std: f64) -> Result<Tensor> {
 impl Gpt {
     /// nanoGPT's initialization: N(0, 0.02) weights and embeddings, zero biases, and the
     /// residual projections scaled by 1/sqrt(2·layers).
-    pub fn new(vocab: usize, c: &GptConfig) -> Result<Self> {
+    pub fn new(cfg: GptConfig) -> Result<Self> {
+        let (c, vocab) = (&cfg, cfg.vocab);
         if c.layers == 0 || c.context == 0 || vocab == 0 {
             bail!(
                 "gpt",
@@ -95,13 +111,13 @@ impl Gpt {
                     bias: None,
                 })
             },
-            context: c.context,
+            cfg: cfg.clone(),
         })
     }
 
     /// Context length.
     pub fn context(&self) -> usize {
-        self.context
+        self.cfg.context
     }
 
     /// Fresh caches, one per block.
@@ -120,12 +136,12 @@ impl Gpt {
             .and_then(|c| c.first())
             .map_or(0, |c| c.len());
         let t = ids.shape()[1];
-        if offset + t > self.context {
+        if offset + t > self.cfg.context {
             bail!(
                 "gpt",
                 "{} positions exceed the context of {}",
                 offset + t,
-                self.context
+                self.cfg.context
             );
         }
         let mut x = self.wpe.forward_at(&self.wte.forward(ids)?, offset)?;
@@ -156,7 +172,6 @@ impl Module for Gpt {
         self.logits(ids, None)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
-        use fukai::nn::join;
         self.wte.visit(&join(prefix, "wte"), f);
         self.wpe.visit(&join(prefix, "wpe"), f);
         for (i, b) in self.blocks.iter().enumerate() {
@@ -171,8 +186,17 @@ impl Module for Gpt {
         format!(
             "GPT({} blocks, width {}, context {})",
             self.blocks.len(),
-            self.wte.weight.shape()[1],
-            self.context
+            self.cfg.width,
+            self.cfg.context
         )
+    }
+}
+
+impl Model for Gpt {
+    fn config(&self) -> Option<ModelConfig> {
+        Some(ModelConfig::Gpt(self.cfg.clone()))
+    }
+    fn task(&self) -> Task {
+        Task::LanguageModel
     }
 }

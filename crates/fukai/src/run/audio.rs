@@ -1,18 +1,19 @@
 //! The `audio-manifest` data format: a manifest CSV (`file,label[,split]`, see
-//! `fukai::data::read_manifest`) of WAV files, turned into fixed-size log-mel (or MFCC) images
+//! `crate::data::read_manifest`) of WAV files, turned into fixed-size log-mel (or MFCC) images
 //! `[1, bands, frames]` for the CNN, with SpecAugment and time shifts while training. `predict`
 //! reads a WAV file through the same front end.
 
-use crate::config::{Config, DataConfig};
-use crate::dataset::Splits;
-use fukai::audio::{FeatureConfig, SpecAugment, TimeShift};
-use fukai::data::{self, Manifest, Transform};
-use fukai::{bail, Error, Result};
+use super::data::Splits;
+use super::DataConfig;
+use crate::audio::{FeatureConfig, SpecAugment, TimeShift};
+use crate::bail;
+use crate::data::{self, Manifest, Transform};
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// `[data.audio]`: the feature front end and the augmentation.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioConfig {
     /// Recordings are resampled to this rate (Hz).
@@ -137,12 +138,6 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
             ),
         });
     }
-    println!(
-        "audio: {} train / {} test files from {} -> log-mel {shape:?}",
-        train_rows.len(),
-        test_rows.len(),
-        manifest.path.display()
-    );
     Ok(Splits {
         train: manifest.load(&train_rows, &shape, &extract)?,
         test: manifest.load(&test_rows, &shape, &extract)?,
@@ -188,43 +183,4 @@ pub fn predict_input(cfg: &DataConfig, input: &str, shape: &[usize]) -> Result<O
         );
     }
     Ok(Some(feats.extract_file(Path::new(input))?))
-}
-
-/// The `spoken-digits` preset (its own text is a valid `--config` file).
-pub const SPOKEN_DIGITS: &str = r#"
-name = "spoken-digits"
-[data]
-format = "audio-manifest"
-path = "audio/spoken-digits"       # manifest.csv with its train/test split column
-[data.audio]
-sample_rate = 8000
-clip_seconds = 1.0
-n_fft = 256                        # 32 ms windows
-hop_length = 80                    # every 10 ms: [1, 40, 101] log-mel images
-n_mels = 40
-f_min = 20.0
-freq_masks = 2
-freq_width = 6
-time_masks = 2
-time_width = 12
-time_shift = 10
-[model]
-kind = "cnn"
-channels = [16, 32, 64]
-batch_norm = true
-hidden = [128]
-dropout = 0.3
-[train]
-epochs = 24
-batch_size = 32
-lr = 0.002
-optimizer = "adamw"
-weight_decay = 0.0005
-schedule = "onecycle"
-label_smoothing = 0.05
-"#;
-
-/// [`SPOKEN_DIGITS`] parsed.
-pub fn spoken_digits_preset() -> Config {
-    crate::config::parse(SPOKEN_DIGITS).expect("the spoken-digits preset parses")
 }

@@ -1,0 +1,121 @@
+//! A run's configuration: what `fukai train --config FILE.toml` holds and what presets are made
+//! of. Unknown keys are errors, so a typo never silently falls back to a default.
+
+use crate::models::GptConfig;
+use crate::train::TrainConfig;
+use serde::{Deserialize, Serialize};
+
+/// A whole training run.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name shown in summaries (the preset name for presets).
+    pub name: String,
+    /// Where the data comes from.
+    pub data: DataConfig,
+    /// The network.
+    pub model: ModelSpec,
+    /// Optimization.
+    pub train: TrainConfig,
+}
+
+/// Data source and preprocessing.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `mnist-csv`, `idx` (a folder with MNIST-style train/t10k files), `table` (CSV),
+    /// `image-folder` (a folder with train/ and test/ class folders) or `audio-manifest` (a
+    /// manifest CSV of WAV files and labels, or its folder).
+    pub format: String,
+    /// Share of the training samples held out for validation (monitoring, best model, early
+    /// stopping); series and text hold out the end of their training part instead.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+    /// Windows averaged for a language model's validation and test loss.
+    #[serde(default = "default_eval_windows")]
+    pub eval_windows: usize,
+    /// File or folder; a relative path is resolved against the config file's folder, then
+    /// against `$FUKAI_ASSETS`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Share of samples held out for testing when the source has no split.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
+    /// Standardize features with train-set mean/std (tables).
+    #[serde(default)]
+    pub standardize: bool,
+    /// Random crop with this much padding during training (images; 0 = off).
+    #[serde(default)]
+    pub crop_padding: usize,
+    /// Random horizontal flips during training (not for digits).
+    #[serde(default)]
+    pub hflip: bool,
+    /// Resize images to this (h, w) for `image-folder`.
+    #[serde(default)]
+    pub image_size: Option<[usize; 2]>,
+    /// 1 (grey) or 3 (RGB) for `image-folder`.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// Front end and augmentation for `audio-manifest` (defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<super::audio::AudioConfig>,
+    /// Target column of a `series-csv` file (forecasting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Input steps per forecasting window (`series-csv`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lookback: usize,
+    /// Steps ahead predicted per window (`series-csv`; 1 = one step ahead).
+    #[serde(default = "one")]
+    pub horizon: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+fn default_val_fraction() -> f64 {
+    0.1
+}
+fn default_eval_windows() -> usize {
+    200
+}
+fn default_test_fraction() -> f64 {
+    0.2
+}
+fn default_channels() -> usize {
+    3
+}
+
+/// Network architecture; input and output sizes come from the data.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// `mlp`, `cnn`, `lstm`, `gru`, `rnn` or `gpt`.
+    pub kind: String,
+    /// Hidden widths of the MLP, or of the classifier head after the CNN's convolutions.
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    /// Output channels of each 3x3 conv stage (each followed by 2x2 max pooling).
+    #[serde(default)]
+    pub channels: Vec<usize>,
+    /// Convolutions per stage.
+    #[serde(default = "one")]
+    pub convs_per_stage: usize,
+    /// Batch normalization after each conv / hidden layer.
+    #[serde(default)]
+    pub batch_norm: bool,
+    /// Dropout before each hidden linear layer.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Recurrent models (`lstm`, `gru`, `rnn`): also run each sequence backwards.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bidirectional: bool,
+    /// Language models (`kind = "gpt"`): layers, heads, width and context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpt: Option<GptConfig>,
+}
+
+fn one() -> usize {
+    1
+}

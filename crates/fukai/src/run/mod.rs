@@ -1,0 +1,389 @@
+//! Config-driven runs: what `fukai train` does, as a library call. A [`RunConfig`] (data,
+//! model, training) is prepared against its data ([`Run::prepare`]), then trained through the
+//! one [`Trainer`](crate::train::Trainer) into a run directory: checkpoints, `metrics.jsonl`,
+//! `curves.png`, `summary.json`. [`load_trained`] reads any such checkpoint back with what
+//! using it needs (class names, normalization, vocabulary, series scaling).
+//!
+//! ```no_run
+//! use fukai::run::{Existing, Run, RunConfig};
+//! let cfg: RunConfig = serde_json::from_str(r#"{"name": "iris",
+//!     "data": {"format": "table", "path": "iris.csv", "standardize": true},
+//!     "model": {"kind": "mlp", "hidden": [64, 64]},
+//!     "train": {"epochs": 60, "batch_size": 16, "lr": 0.01}}"#)?;
+//! let run = Run::prepare(&cfg, "iris.csv".as_ref(), "runs/iris".as_ref(), Existing::Refuse)?;
+//! let outcome = run.train(None, true)?;
+//! println!("{:?}", outcome.test.map(|t| t.accuracy()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod audio;
+mod config;
+mod data;
+mod limits;
+
+pub use audio::{predict_input as audio_features, AudioConfig};
+pub use config::{DataConfig, ModelSpec, RunConfig};
+pub use data::{
+    fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo, Splits,
+};
+
+use crate::error::{Error, Result};
+use crate::models::{self, Model, ModelConfig};
+use crate::text::CharTokenizer;
+use crate::train::{Evaluation, FitReport, MetricsJsonl, Stop, SummaryJson, TrainConfig, Trainer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Checks every field of a run config: sizes within their limits, rates in range, names known.
+pub fn validate(cfg: &RunConfig) -> Result<()> {
+    limits::check(cfg)?;
+    cfg.train.validate()?;
+    let bad = |msg: String| crate::error::op_err("config", msg);
+    if !(0.0..1.0).contains(&cfg.model.dropout) {
+        return Err(bad(format!(
+            "model.dropout must be in [0, 1), found {}",
+            cfg.model.dropout
+        )));
+    }
+    for (name, v) in [
+        ("data.test_fraction", cfg.data.test_fraction),
+        ("data.val_fraction", cfg.data.val_fraction),
+    ] {
+        if !(0.0..1.0).contains(&v) {
+            return Err(bad(format!("{name} must be in [0, 1), found {v}")));
+        }
+    }
+    let formats = [
+        "mnist-csv",
+        "idx",
+        "table",
+        "image-folder",
+        "audio-manifest",
+        "ts",
+        "series-csv",
+        "text",
+    ];
+    if !formats.contains(&cfg.data.format.as_str()) {
+        return Err(bad(format!(
+            "data.format {:?} is unknown; expected one of {}",
+            cfg.data.format,
+            formats.join(", ")
+        )));
+    }
+    let kinds = ["mlp", "cnn", "lstm", "gru", "rnn", "gpt"];
+    if !kinds.contains(&cfg.model.kind.as_str()) {
+        return Err(bad(format!(
+            "model.kind {:?} is unknown; expected one of {}",
+            cfg.model.kind,
+            kinds.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// What to do when the run directory already holds a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse (the default: a run is never overwritten unasked).
+    Refuse,
+    /// Replace the earlier run's files.
+    Overwrite,
+    /// Continue the run from its newest checkpoint.
+    Resume,
+}
+
+/// The files a run writes into its directory.
+pub const RUN_FILES: &[&str] = &[
+    "checkpoint.safetensors",
+    "best.safetensors",
+    "checkpoints",
+    "metrics.jsonl",
+    "summary.json",
+    "curves.png",
+];
+
+/// Makes `out` ready for a run: refuses an existing run unless told otherwise, and proves the
+/// folder writable before any training time is spent.
+pub fn prepare_dir(out: &Path, existing: Existing) -> Result<()> {
+    let io = |e: std::io::Error| Error::Io {
+        path: out.display().to_string(),
+        source: e,
+    };
+    let has_run = RUN_FILES.iter().any(|f| out.join(f).exists());
+    match existing {
+        Existing::Refuse if has_run => {
+            return Err(Error::Format {
+                file: out.display().to_string(),
+                msg: format!(
+                    "the run directory already holds a run; pass --resume {} to continue it, --force to overwrite it, or --out for a new one",
+                    out.display()
+                ),
+            })
+        }
+        Existing::Resume if !out.join("checkpoint.safetensors").exists() => {
+            return Err(Error::Format {
+                file: out.display().to_string(),
+                msg: "no checkpoint.safetensors to resume from".into(),
+            })
+        }
+        Existing::Overwrite => {
+            for f in RUN_FILES {
+                let p = out.join(f);
+                let r = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else if p.exists() {
+                    std::fs::remove_file(&p)
+                } else {
+                    Ok(())
+                };
+                r.map_err(io)?;
+            }
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(out).map_err(io)?;
+    let probe = out.join(format!(".fukai-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io)?;
+    std::fs::remove_file(&probe).map_err(io)
+}
+
+/// A run ready to train: data prepared, directory checked.
+pub struct Run {
+    /// The config.
+    pub cfg: RunConfig,
+    /// The data, prepared.
+    pub data: Prepared,
+    /// Where the data was read.
+    pub data_path: PathBuf,
+    /// The run directory.
+    pub out: PathBuf,
+    existing: Existing,
+}
+
+/// How a run ended.
+pub struct RunOutcome {
+    /// The trainer's report.
+    pub report: FitReport,
+    /// The test set's evaluation (none when the session stopped at a step limit).
+    pub test: Option<Evaluation>,
+    /// The newest checkpoint.
+    pub checkpoint: PathBuf,
+}
+
+impl Run {
+    /// Validates `cfg`, loads and splits the data at `data_path`, then prepares `out` (bad data
+    /// or config fails before the directory is touched).
+    pub fn prepare(
+        cfg: &RunConfig,
+        data_path: &Path,
+        out: &Path,
+        existing: Existing,
+    ) -> Result<Run> {
+        validate(cfg)?;
+        let data = prepare(cfg, data_path)?;
+        prepare_dir(out, existing)?;
+        Ok(Run {
+            cfg: cfg.clone(),
+            data,
+            data_path: data_path.to_path_buf(),
+            out: out.to_path_buf(),
+            existing,
+        })
+    }
+
+    /// Trains (continuing the directory's run for [`Existing::Resume`]) until done or
+    /// `max_steps` optimizer steps, then evaluates the test set once. `progress` adds the
+    /// progress bar and per-epoch lines (feature `report`).
+    pub fn train(self, max_steps: Option<u64>, progress: bool) -> Result<RunOutcome> {
+        let Run {
+            cfg,
+            data,
+            data_path,
+            out,
+            existing,
+        } = self;
+        crate::manual_seed(cfg.train.seed);
+        let model = data.model.build()?;
+        let task = model.task();
+        let mut extra = serde_json::Map::new();
+        extra.insert("name".into(), cfg.name.clone().into());
+        extra.insert("data".into(), data_path.display().to_string().into());
+        let ckpt = out.join("checkpoint.safetensors");
+        extra.insert("checkpoint".into(), ckpt.display().to_string().into());
+        extra.insert(
+            "config".into(),
+            serde_json::to_value(&cfg).expect("configs serialize"),
+        );
+        let mut trainer = Trainer::new(model, cfg.train.clone())?
+            .checkpoint_dir(&out)
+            .max_steps(max_steps)
+            .metadata(
+                "run",
+                serde_json::to_string(&cfg).expect("configs serialize"),
+            )
+            .metadata("data", data_path.display().to_string())
+            .hook(MetricsJsonl(out.join("metrics.jsonl")))
+            .hook(SummaryJson {
+                path: out.join("summary.json"),
+                extra,
+            });
+        for (k, v) in &data.metadata {
+            trainer = trainer.metadata(k, v.clone());
+        }
+        #[cfg(feature = "report")]
+        {
+            trainer = trainer.hook(crate::train::Curves::new(out.join("curves.png"), task));
+            if progress {
+                trainer = trainer.hook(crate::train::Progress::new());
+            }
+        }
+        let _ = (task, progress);
+        if existing == Existing::Resume {
+            trainer.resume(&ckpt)?;
+        }
+        let report = trainer.fit(&*data.train, data.val.as_deref())?;
+        let test = match report.stop {
+            Stop::StepLimit => None,
+            _ => Some(trainer.test(&*data.test, &report)?),
+        };
+        Ok(RunOutcome {
+            report,
+            test,
+            checkpoint: ckpt,
+        })
+    }
+}
+
+/// A trained model read back from any run's checkpoint, with what using it needs.
+pub struct Trained {
+    /// The model, in eval mode.
+    pub model: Box<dyn Model>,
+    /// Its config.
+    pub config: ModelConfig,
+    /// The run's config (absent for a model saved by library code without one).
+    pub run: Option<RunConfig>,
+    /// Where the run read its data.
+    pub data: Option<PathBuf>,
+    /// Class names (classifiers).
+    pub classes: Vec<String>,
+    /// Input normalization (image, table, audio and sequence classifiers).
+    pub norm: Option<Norm>,
+    /// Shape of one input sample.
+    pub input_shape: Option<Vec<usize>>,
+    /// Character vocabulary (language models).
+    pub tokenizer: Option<CharTokenizer>,
+    /// Series scaling (forecasters).
+    pub series: Option<SeriesInfo>,
+    /// Every metadata field of the file.
+    pub metadata: HashMap<String, String>,
+}
+
+impl Trained {
+    /// The training config the run used.
+    pub fn train_config(&self) -> Option<TrainConfig> {
+        self.run.as_ref().map(|r| r.train.clone())
+    }
+    /// Optimizer steps the checkpoint had taken.
+    pub fn step(&self) -> Option<u64> {
+        self.metadata.get("step").and_then(|s| s.parse().ok())
+    }
+}
+
+/// Loads a checkpoint written by a run (or by [`models::save`]), checking every metadata field
+/// it reads before anything is built from it.
+pub fn load_trained(path: &Path) -> Result<Trained> {
+    let loaded = models::load_checkpoint(path)?;
+    let meta = loaded.metadata;
+    let bad = |k: &str, msg: String| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("metadata field {k:?}: {msg}"),
+    };
+    fn field<T: serde::de::DeserializeOwned>(
+        meta: &HashMap<String, String>,
+        k: &str,
+        bad: &dyn Fn(&str, String) -> Error,
+    ) -> Result<Option<T>> {
+        meta.get(k)
+            .map(|v| serde_json::from_str(v).map_err(|e| bad(k, e.to_string())))
+            .transpose()
+    }
+    let run: Option<RunConfig> = field(&meta, "run", &bad)?;
+    if let Some(r) = &run {
+        validate(r).map_err(|e| bad("run", e.to_string()))?;
+    }
+    let classes: Vec<String> = field(&meta, "classes", &bad)?.unwrap_or_default();
+    let norm: Option<Norm> = field(&meta, "norm", &bad)?;
+    let input_shape: Option<Vec<usize>> = field(&meta, "input_shape", &bad)?;
+    let series: Option<SeriesInfo> = field(&meta, "series", &bad)?;
+    if let Some(n) = &norm {
+        n.transform().map_err(|e| bad("norm", e.to_string()))?;
+        let per = input_shape
+            .as_ref()
+            .map(|s| (s[0], s.iter().product::<usize>()));
+        let k = n.mean.len();
+        if let Some((c, all)) = per {
+            if !(k == 1 || k == c || k == all) {
+                return Err(bad(
+                    "norm",
+                    format!("{k} statistics for samples of shape {input_shape:?} (expected 1, one per channel or one per feature)"),
+                ));
+            }
+        }
+    }
+    let (task_classes, is_classifier) = match &loaded.config {
+        ModelConfig::Mlp(c) => (c.classes, true),
+        ModelConfig::Cnn(c) => (c.classes, true),
+        ModelConfig::SeqClassifier(c) => (c.outputs, true),
+        _ => (0, false),
+    };
+    if is_classifier && !classes.is_empty() && classes.len() > task_classes {
+        return Err(bad(
+            "classes",
+            format!(
+                "{} names for a model with {task_classes} outputs",
+                classes.len()
+            ),
+        ));
+    }
+    let tokenizer = match meta.get("vocab") {
+        Some(v) => Some(CharTokenizer::from_vocab(v).map_err(|e| bad("vocab", e.to_string()))?),
+        None => None,
+    };
+    if let (Some(t), ModelConfig::Gpt(g)) = (&tokenizer, &loaded.config) {
+        if t.vocab_size() != g.vocab {
+            return Err(bad(
+                "vocab",
+                format!(
+                    "{} characters for a model with a vocabulary of {}",
+                    t.vocab_size(),
+                    g.vocab
+                ),
+            ));
+        }
+    }
+    Ok(Trained {
+        model: loaded.model,
+        config: loaded.config,
+        run,
+        data: meta.get("data").map(PathBuf::from),
+        classes,
+        norm,
+        input_shape,
+        tokenizer,
+        series,
+        metadata: meta,
+    })
+}
+
+/// Every field where two configs differ, as `field: checkpoint A, now B`.
+pub fn config_differences(stored: &RunConfig, now: &RunConfig) -> Vec<String> {
+    let (a, b) = (
+        serde_json::to_value(stored).expect("configs serialize"),
+        serde_json::to_value(now).expect("configs serialize"),
+    );
+    let mut out = Vec::new();
+    for section in ["name", "data", "model", "train"] {
+        out.extend(crate::train::differences(section, &a[section], &b[section]));
+    }
+    out
+}

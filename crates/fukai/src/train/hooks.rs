@@ -1,0 +1,187 @@
+//! Callbacks a [`Trainer`](super::Trainer) calls as a run goes. The progress bar, the
+//! `metrics.jsonl`, `curves.png` and `summary.json` writers are hooks too, so library code gets
+//! the same run directory the CLI writes.
+
+use super::metrics::{EpochMetrics, Evaluation};
+use crate::error::Result;
+use crate::models::Task;
+use std::path::{Path, PathBuf};
+
+/// What a run is about to do.
+#[derive(Clone, Debug)]
+pub struct FitInfo {
+    /// What the model's outputs are.
+    pub task: Task,
+    /// The model, e.g. `"Sequential(...)"`.
+    pub model: String,
+    /// Trainable scalars.
+    pub parameters: usize,
+    /// Training samples (windows for language models).
+    pub train_samples: usize,
+    /// Validation samples, when there is a validation set.
+    pub val_samples: Option<usize>,
+    /// Epochs configured.
+    pub epochs: usize,
+    /// Micro-batches per epoch.
+    pub batches_per_epoch: usize,
+    /// Optimizer steps per epoch.
+    pub steps_per_epoch: usize,
+    /// Where the run starts: epoch (0-based), batch within it, optimizer step.
+    pub start: (u64, u64, u64),
+}
+
+/// One optimizer step, as it happened.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// 0-based epoch.
+    pub epoch: u64,
+    /// Micro-batches of this epoch done.
+    pub batch: usize,
+    /// Micro-batches per epoch.
+    pub batches: usize,
+    /// Optimizer steps taken in the run.
+    pub step: u64,
+    /// This step's mean loss over its micro-batches.
+    pub loss: f64,
+    /// Mean loss over the epoch so far.
+    pub epoch_loss: f64,
+    /// Running training accuracy of the epoch (classification).
+    pub epoch_accuracy: Option<f64>,
+    /// Learning rate used for the step.
+    pub lr: f64,
+    /// Training samples per second in this epoch so far.
+    pub samples_per_second: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct FitReport {
+    /// One entry per completed epoch (including those before a resume).
+    pub history: Vec<EpochMetrics>,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// The last validation pass.
+    pub val: Option<Evaluation>,
+    /// 1-based epoch with the lowest validation loss.
+    pub best_epoch: Option<usize>,
+    /// Why training ended.
+    pub stop: Stop,
+    /// Seconds spent training (evaluation excluded), over every session of the run.
+    pub train_seconds: f64,
+    /// Samples trained on per second of training.
+    pub samples_per_second: f64,
+    /// Trainable scalars.
+    pub parameters: usize,
+}
+
+/// Why training ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stop {
+    /// Every configured epoch ran.
+    Finished,
+    /// The validation loss stopped improving for `patience` epochs.
+    EarlyStopped,
+    /// The step limit of this session was reached (the run can be resumed).
+    StepLimit,
+}
+
+/// Called by the trainer at each stage; every method defaults to doing nothing. An error
+/// stops the run.
+pub trait Hook {
+    /// Before the first step (also after a resume).
+    fn on_fit_start(&mut self, _info: &FitInfo) -> Result<()> {
+        Ok(())
+    }
+    /// After each optimizer step.
+    fn on_step(&mut self, _step: &StepInfo) -> Result<()> {
+        Ok(())
+    }
+    /// After each epoch's validation; `history` holds every epoch so far, this one last.
+    fn on_epoch_end(&mut self, _history: &[EpochMetrics], _val: Option<&Evaluation>) -> Result<()> {
+        Ok(())
+    }
+    /// After a checkpoint was written.
+    fn on_checkpoint(&mut self, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+    /// When training ends (not on error).
+    fn on_fit_end(&mut self, _report: &FitReport) -> Result<()> {
+        Ok(())
+    }
+    /// After the test set was evaluated.
+    fn on_test(&mut self, _report: &FitReport, _test: &Evaluation) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Rewrites `metrics.jsonl` (one JSON object per epoch) after each epoch.
+pub struct MetricsJsonl(pub PathBuf);
+
+impl Hook for MetricsJsonl {
+    fn on_epoch_end(&mut self, history: &[EpochMetrics], _: Option<&Evaluation>) -> Result<()> {
+        let mut s = String::new();
+        for m in history {
+            s.push_str(&serde_json::to_string(m).expect("metrics serialize"));
+            s.push('\n');
+        }
+        crate::io::write_atomic(&self.0, s.as_bytes())
+    }
+}
+
+/// Writes `summary.json` once the test set is evaluated: the run's outcome, its config and
+/// whatever `extra` fields the caller adds (e.g. the data path).
+pub struct SummaryJson {
+    /// The file.
+    pub path: PathBuf,
+    /// Fields merged into the summary.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The summary object for a finished run.
+pub fn summary(
+    report: &FitReport,
+    test: &Evaluation,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::json;
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        m.insert(k.to_string(), v);
+    };
+    put("task", json!(test.task));
+    put("test_loss", json!(test.loss()));
+    if let Some(a) = test.accuracy() {
+        put("test_accuracy", json!(a));
+        put("confusion", json!(test.confusion));
+    }
+    if let Some(r) = test.rmse() {
+        put("test_rmse", json!(r));
+    }
+    if let Some(r) = test.baseline_rmse() {
+        put("naive_rmse", json!(r));
+    }
+    if let Some(p) = test.perplexity() {
+        put("test_perplexity", json!(p));
+    }
+    if let Some(v) = &report.val {
+        put("val_loss", json!(v.loss()));
+    }
+    put("best_epoch", json!(report.best_epoch));
+    put("epochs", json!(report.history.len()));
+    put("steps", json!(report.steps));
+    put("stop", json!(report.stop));
+    put("train_seconds", json!(report.train_seconds));
+    put("samples_per_second", json!(report.samples_per_second));
+    put("parameters", json!(report.parameters));
+    put("threads", json!(crate::parallel::num_threads()));
+    m
+}
+
+impl Hook for SummaryJson {
+    fn on_test(&mut self, report: &FitReport, test: &Evaluation) -> Result<()> {
+        let mut m = summary(report, test);
+        m.extend(self.extra.clone());
+        let text = serde_json::to_string_pretty(&m).expect("summary serializes");
+        crate::io::write_atomic(&self.path, text.as_bytes())
+    }
+}
