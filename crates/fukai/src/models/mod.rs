@@ -6,9 +6,9 @@
 //! - [`BertModel`]: pretrained BERT encoders read from Hugging Face model directories.
 //!
 //! ```
-//! use fukai::models::{self, Mlp, MlpConfig};
+//! use fukai::models::{self, Mlp, MlpConfig, Model};
 //! let dir = std::env::temp_dir().join(format!("fukai-doc-models-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir)?;
+//! std::fs::create_dir_all(&dir).unwrap();
 //! let mlp = Mlp::new(MlpConfig::new(&[4], &[8], 3))?;
 //! models::save(&mlp, dir.join("mlp.safetensors"), &[])?;
 //! let back = models::load(dir.join("mlp.safetensors"))?;
