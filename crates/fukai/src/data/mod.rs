@@ -19,6 +19,7 @@ pub use transforms::{Normalize, RandomCrop, RandomHorizontalFlip, Transform};
 
 use crate::bail;
 use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -170,6 +171,62 @@ impl InMemory {
             classes,
             rows: None,
         })
+    }
+    /// The largest class count [`InMemory::from_tensors`] infers: labels are data, and the
+    /// class count sizes per-class tables (output layers, confusion matrices) downstream.
+    pub const MAX_INFERRED_CLASSES: usize = 1 << 24;
+
+    /// A dataset from a feature tensor `x: [N, ...]` (any float dtype, converted to f32) and a
+    /// label tensor `y: [N]` (i64, u32 or u8 class indices), PyTorch's
+    /// `TensorDataset(x, y)`. The class count is the largest label + 1, at most
+    /// [`InMemory::MAX_INFERRED_CLASSES`]; use [`InMemory::new`] to set it yourself.
+    pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<Self> {
+        const OP: &str = "InMemory::from_tensors";
+        if x.rank() == 0 {
+            bail!(OP, "features must be [N, ...], found a scalar");
+        }
+        if !x.dtype().is_float() {
+            bail!(
+                OP,
+                "features must be a float tensor, found {} (convert with to_dtype, scaling as needed)",
+                x.dtype()
+            );
+        }
+        let n = x.shape()[0];
+        if y.shape() != [n] {
+            bail!(
+                OP,
+                "labels must be [{n}] to match features {:?}, found {:?}",
+                x.shape(),
+                y.shape()
+            );
+        }
+        if !matches!(y.dtype(), DType::I64 | DType::U32 | DType::U8) {
+            bail!(
+                OP,
+                "labels must be integer class indices (i64, u32 or u8), found {}",
+                y.dtype()
+            );
+        }
+        let labels = y.to_dtype(DType::I64)?.to_vec::<i64>()?;
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
+            bail!(
+                OP,
+                "label {l} of sample {i} is negative; expected a class index"
+            );
+        }
+        let classes = labels.iter().max().map_or(0, |&m| m as u64 + 1);
+        if classes > Self::MAX_INFERRED_CLASSES as u64 {
+            bail!(
+                OP,
+                "largest label {} implies more than {} classes; renumber the labels densely \
+                 or pass the class count to InMemory::new",
+                classes - 1,
+                Self::MAX_INFERRED_CLASSES
+            );
+        }
+        let features = x.to_dtype(DType::F32)?.to_vec::<f32>()?;
+        InMemory::new(features, labels, &x.shape()[1..], classes as usize)
     }
     /// The samples at `rows` (indices into this dataset), sharing memory.
     pub fn subset(&self, rows: Vec<usize>) -> Result<Self> {

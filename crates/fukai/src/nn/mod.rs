@@ -29,8 +29,9 @@ pub use transformer::{
 };
 
 use crate::bail;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use std::path::Path;
 
 /// Whether a named tensor is trained (parameter) or only tracked (buffer, e.g. running stats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,16 @@ pub trait Module: Send + Sync {
     fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
     /// Switches train/eval behaviour (dropout, batch norm). Containers forward it to children.
     fn set_training(&mut self, _on: bool) {}
+    /// Training mode, as PyTorch's `model.train()`: dropout drops, batch norm uses and updates
+    /// batch statistics. Layers start in this mode.
+    fn train(&mut self) {
+        self.set_training(true);
+    }
+    /// Inference mode, as PyTorch's `model.eval()`: dropout passes values through, batch norm
+    /// uses its running statistics.
+    fn eval(&mut self) {
+        self.set_training(false);
+    }
     /// `forward(x)` followed by ReLU as one fused op, when this module has one in its current
     /// mode (batch norm in training); `None` means "run the two separately". Containers such
     /// as [`Sequential`] call it for a layer followed by a ReLU; the result must equal the two
@@ -132,6 +143,23 @@ pub trait Module: Send + Sync {
             t.copy_from(src)?;
         }
         Ok(())
+    }
+    /// Writes [`Module::state_dict`] to `path` as safetensors (PyTorch's
+    /// `save_file(model.state_dict(), path)`), atomically: a crash mid-save leaves any previous
+    /// file intact. Takes `&Path` rather than `impl AsRef<Path>` so `dyn Module` keeps working.
+    fn save(&self, path: &Path) -> Result<()> {
+        crate::io::save_safetensors(path, &self.state_dict(), None)
+    }
+    /// Loads weights written by [`Module::save`] (or any safetensors file with exactly this
+    /// module's names, shapes and dtypes) in place. Errors name the file; a failed load leaves
+    /// the module untouched.
+    fn load(&self, path: &Path) -> Result<()> {
+        let file = crate::io::load_safetensors(path)?;
+        self.load_state_dict(file.tensors())
+            .map_err(|e| Error::Format {
+                file: path.display().to_string(),
+                msg: e.to_string(),
+            })
     }
 }
 

@@ -34,6 +34,32 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The base rate throughout: [`LrSchedule::Constant`].
+    pub fn constant() -> Self {
+        LrSchedule::Constant
+    }
+    /// Linear warmup over `warmup_steps`, then cosine decay to `min_lr` at `total_steps`
+    /// ([`LrSchedule::WarmupCosine`]); `warmup_steps = 0` is PyTorch's `CosineAnnealingLR`.
+    pub fn cosine(total_steps: usize, warmup_steps: usize, min_lr: f64) -> Self {
+        LrSchedule::WarmupCosine {
+            warmup: warmup_steps,
+            total: total_steps,
+            min_lr,
+        }
+    }
+    /// PyTorch's `OneCycleLR` over `total_steps`, rising for the fraction `pct_start` of them
+    /// ([`LrSchedule::OneCycle`]; PyTorch's default is 0.3).
+    pub fn one_cycle(total_steps: usize, pct_start: f64) -> Self {
+        LrSchedule::OneCycle {
+            total: total_steps,
+            pct_start,
+        }
+    }
+    /// PyTorch's `StepLR`: the rate times `gamma` every `step_size` steps
+    /// ([`LrSchedule::Step`]).
+    pub fn step(step_size: usize, gamma: f64) -> Self {
+        LrSchedule::Step { step_size, gamma }
+    }
     /// The rate at `step` (0-based) for base rate `base`.
     pub fn lr(&self, base: f64, step: usize) -> f64 {
         let cos = |from: f64, to: f64, frac: f64| {
