@@ -60,6 +60,22 @@ fn train_and_eval_work_through_dyn_module() {
     assert_ne!(bits(&a), bits(&boxed.forward(&x).unwrap()));
 }
 
+#[test]
+fn module_zero_grad_clears_every_parameter() {
+    let model = linear_dropout();
+    let x = Tensor::ones(&[2, 8], DType::F32).unwrap();
+    model
+        .forward(&x)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(model.parameters().iter().all(|p| p.grad().is_some()));
+    model.zero_grad();
+    assert!(model.parameters().iter().all(|p| p.grad().is_none()));
+}
+
 fn linear_batchnorm() -> Sequential {
     Sequential::new()
         .add(Linear::new(3, 4, true).unwrap())
