@@ -118,6 +118,31 @@ pub(crate) fn class_indices(labels: Vec<i64>) -> (Vec<i64>, Vec<String>) {
 }
 
 /// A labelled collection of fixed-shape f32 samples.
+///
+/// Any indexable source of fixed-shape samples can feed a [`DataLoader`]:
+///
+/// ```
+/// use fukai::data::{DataLoader, Dataset};
+/// use std::sync::Arc;
+///
+/// /// Sample i is the pair (i, -i), labelled by parity.
+/// struct Pairs;
+/// impl Dataset for Pairs {
+///     fn len(&self) -> usize { 10 }
+///     fn sample_shape(&self) -> &[usize] { &[2] }
+///     fn get(&self, i: usize, out: &mut [f32]) -> fukai::Result<i64> {
+///         out.copy_from_slice(&[i as f32, -(i as f32)]);
+///         Ok(i as i64 % 2)
+///     }
+///     fn classes(&self) -> usize { 2 }
+/// }
+///
+/// let loader = DataLoader::new(Arc::new(Pairs), 4);
+/// let first = loader.epoch(0).next().unwrap()?;
+/// assert_eq!(first.x.shape(), &[4, 2]);
+/// assert_eq!(first.y.to_vec::<i64>()?, [0, 1, 0, 1]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub trait Dataset: Send + Sync {
     /// Number of samples.
     fn len(&self) -> usize;
@@ -136,6 +161,21 @@ pub trait Dataset: Send + Sync {
 
 /// Samples held in memory: features `[N, ...shape]` and class labels, optionally viewed through
 /// an index list (a split) without copying.
+///
+/// ```
+/// use fukai::data::{Dataset, InMemory};
+/// // Four samples of shape [2], three classes.
+/// let data = InMemory::new(vec![0., 1., 2., 3., 4., 5., 6., 7.], vec![0, 2, 1, 2], &[2], 3)?;
+/// let mut out = [0f32; 2];
+/// assert_eq!(data.get(2, &mut out)?, 1);
+/// assert_eq!(out, [4.0, 5.0]);
+/// // A split views rows of the same memory.
+/// let test = data.subset(vec![3, 0])?;
+/// assert_eq!((test.len(), test.label(0)), (2, 2));
+/// let (mean, _std) = data.feature_stats();
+/// assert_eq!(mean, [3.0, 4.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct InMemory {
     x: Arc<Vec<f32>>,
@@ -180,6 +220,24 @@ impl InMemory {
     /// label tensor `y: [N]` (i64, u32 or u8 class indices), PyTorch's
     /// `TensorDataset(x, y)`. The class count is the largest label + 1, at most
     /// [`InMemory::MAX_INFERRED_CLASSES`]; use [`InMemory::new`] to set it yourself.
+    ///
+    /// ```
+    /// use fukai::data::{DataLoader, Dataset, InMemory};
+    /// use fukai::{DType, Tensor};
+    /// use std::sync::Arc;
+    /// let x = Tensor::randn(&[6, 3], DType::F64)?;
+    /// let y = Tensor::from_vec(vec![0i64, 1, 2, 0, 1, 2], &[6])?;
+    /// let data = InMemory::from_tensors(&x, &y)?;
+    /// assert_eq!((data.len(), data.classes(), data.sample_shape()), (6, 3, &[3][..]));
+    /// let batch = DataLoader::new(Arc::new(data), 4).epoch(0).next().unwrap()?;
+    /// assert_eq!(batch.x.dtype(), DType::F32);
+    /// assert_eq!(batch.x.shape(), &[4, 3]);
+    ///
+    /// // Labels must match the sample count.
+    /// let err = InMemory::from_tensors(&x, &Tensor::zeros(&[5], DType::I64)?).err().unwrap();
+    /// assert!(err.to_string().contains("labels must be [6]"), "{err}");
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<Self> {
         const OP: &str = "InMemory::from_tensors";
         if x.rank() == 0 {
