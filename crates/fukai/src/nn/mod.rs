@@ -58,7 +58,9 @@ pub enum TensorKind {
 /// A layer or model: a forward function plus named parameters and buffers.
 ///
 /// A custom module implements `forward` and reports its tensors through `visit`; parameters,
-/// state dicts, `train`/`eval` and `save`/`load` then come for free:
+/// state dicts, `zero_grad` and `save`/`load` then come for free. One holding layers that
+/// behave differently in training (dropout, batch norm) also forwards `set_training` to them,
+/// as [`Sequential`] does: `train()` and `eval()` reach children only through it.
 ///
 /// ```
 /// use fukai::nn::{join, Linear, Module, TensorKind};
