@@ -105,6 +105,17 @@ fn cells(line: &str) -> std::result::Result<Vec<String>, String> {
 }
 
 /// Reads a manifest and checks that every file it names exists.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("fukai-doc-{}-missing", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("manifest.csv");
+/// std::fs::write(&path, "file,label\nclip.wav,0\n").unwrap();
+/// // Every named file must exist; the error names the manifest line and the file.
+/// let err = fukai::data::read_manifest(&path).err().unwrap().to_string();
+/// assert!(err.contains("line 2") && err.contains("clip.wav"), "{err}");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
     let name = path.display().to_string();
     let bytes = super::read_maybe_gz(path)?;

@@ -75,6 +75,18 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
 
 /// Cross-entropy with label smoothing and ignore_index, fused: one pass computes the loss and
 /// keeps softmax for a one-pass backward.
+///
+/// ```
+/// use fukai::nn::loss::{cross_entropy, cross_entropy_with, CrossEntropyOpts};
+/// use fukai::Tensor;
+/// let logits = Tensor::from_vec(vec![10.0f32, 0.0], &[1, 2])?;
+/// let target = Tensor::from_vec(vec![0i64], &[1])?;
+/// assert!(cross_entropy(&logits, &target)?.item()? < 1e-4);
+/// // Smoothing 0.2 also charges 0.2 x the mean of -log p over all classes: about 0.2 * 10 / 2.
+/// let opts = CrossEntropyOpts { label_smoothing: 0.2, ..CrossEntropyOpts::default() };
+/// assert!((cross_entropy_with(&logits, &target, opts)?.item()? - 1.0).abs() < 1e-3);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn cross_entropy_with(
     logits: &Tensor,
     target: &Tensor,
