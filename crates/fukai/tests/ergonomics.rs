@@ -188,6 +188,11 @@ fn in_memory_from_tensors_errors() {
     assert!(msg.contains("-1") && msg.contains("sample 1"), "{msg}");
     let msg = err(&x, &labels(vec![0, 1 << 40, 1]));
     assert!(msg.contains(&(1i64 << 40).to_string()), "{msg}");
+    let msg = err(
+        &Tensor::zeros(&[3, 0], DType::F32).unwrap(),
+        &labels(vec![0, 1, 2]),
+    );
+    assert!(msg.contains("[3, 0]") && msg.contains("no values"), "{msg}");
     let msg = err(&Tensor::scalar(1.0, DType::F32), &labels(vec![0]));
     assert!(msg.contains("scalar"), "{msg}");
     let msg = err(

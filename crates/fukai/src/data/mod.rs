@@ -251,6 +251,13 @@ impl InMemory {
             );
         }
         let n = x.shape()[0];
+        if x.shape()[1..].contains(&0) {
+            bail!(
+                OP,
+                "features {:?} hold no values per sample; expected [N, ...] with non-zero sample dims",
+                x.shape()
+            );
+        }
         if y.shape() != [n] {
             bail!(
                 OP,
