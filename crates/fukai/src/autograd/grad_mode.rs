@@ -18,6 +18,20 @@ pub struct NoGradGuard {
 }
 
 /// Disables graph recording on this thread until the returned guard drops.
+///
+/// ```
+/// use fukai::{DType, Tensor};
+/// let w = Tensor::ones(&[2], DType::F32)?.with_grad()?;
+/// {
+///     let _guard = fukai::no_grad(); // as `with torch.no_grad():`
+///     assert!(!fukai::is_grad_enabled());
+///     let y = w.mul_scalar(2.0)?;
+///     assert!(!y.requires_grad()); // nothing recorded: inference without graph memory
+/// }
+/// assert!(fukai::is_grad_enabled());
+/// assert!(w.mul_scalar(2.0)?.requires_grad());
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn no_grad() -> NoGradGuard {
     let prev = GRAD_ENABLED.with(|g| g.replace(false));
     NoGradGuard { prev }

@@ -43,6 +43,19 @@ impl Tensor {
 
     /// Backpropagates from a single-element tensor (the loss): gradients accumulate into the
     /// `grad()` of every leaf that requires grad.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?;
+    /// let w = Tensor::from_vec(vec![3.0f32, 4.0], &[2, 1])?.with_grad()?;
+    /// let loss = x.matmul(&w)?.relu()?.sum_all()?; // 1·3 + 2·4 = 11
+    /// assert_eq!(loss.item()?, 11.0);
+    /// loss.backward()?;
+    /// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, [1.0, 2.0]);
+    /// // backward needs a single-element output (or an explicit gradient, see backward_with).
+    /// assert!(x.matmul(&w)?.t()?.matmul(&x)?.backward().is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn backward(&self) -> Result<()> {
         if self.numel() != 1 {
             return Err(Error::Autograd(format!(
@@ -55,6 +68,15 @@ impl Tensor {
     }
 
     /// Backpropagates with an explicit upstream gradient of this tensor's shape.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?.with_grad()?;
+    /// let y = x.mul_scalar(3.0)?;
+    /// y.backward_with(&Tensor::from_vec(vec![1.0f32, 10.0], &[2])?)?;
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, [3.0, 30.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
         if grad.shape() != self.shape() || grad.dtype() != self.dtype() {
             return Err(Error::Autograd(format!(

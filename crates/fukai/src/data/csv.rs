@@ -5,6 +5,18 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 /// A table of numeric features with integer class labels.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-table.csv", std::process::id()));
+/// std::fs::write(&path, "height,weight,label\n1.5,50,0\n1.8,80,1\n1.7,65,1\n").unwrap();
+/// let table = fukai::data::read_table(&path)?;
+/// assert_eq!((table.features, table.y.len()), (2, 3));
+/// assert_eq!(&table.x[..2], &[1.5, 50.0]);
+/// assert_eq!(table.y, [0, 1, 1]);
+/// assert_eq!(table.class_names, ["0", "1"]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Table {
     /// Row-major `[rows, features]`.
     pub x: Vec<f32>,
@@ -87,6 +99,22 @@ pub(crate) fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
 }
 
 /// Reads a numeric table whose last column is the class label.
+///
+/// A header row is optional; labels that are not `0..rows` are renumbered densely:
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-labels.csv", std::process::id()));
+/// std::fs::write(&path, "0.5,10\n0.25,30\n0.75,10\n").unwrap();
+/// let table = fukai::data::read_table(&path)?;
+/// assert_eq!(table.y, [0, 1, 0]);
+/// assert_eq!(table.class_names, ["10", "30"]);
+/// // Errors name the file and the line.
+/// std::fs::write(&path, "0.5,1\nabc,0\n").unwrap();
+/// let err = fukai::data::read_table(&path).err().unwrap().to_string();
+/// assert!(err.contains("labels.csv") && err.contains("line 2"), "{err}");
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_table(path: &Path) -> Result<Table> {
     let text = read_text(path)?;
     let lines = numbered_lines(&text);
@@ -142,6 +170,17 @@ pub fn read_table(path: &Path) -> Result<Table> {
 }
 
 /// MNIST as CSV (784 pixel values 0-255, then the label, no header), scaled to [0, 1].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-mnist.csv", std::process::id()));
+/// let row = |label: u8| format!("{}{label}\n", "255,".repeat(784));
+/// std::fs::write(&path, row(7) + &row(3)).unwrap();
+/// let (x, y) = fukai::data::read_mnist_csv(&path)?;
+/// assert_eq!((x.len(), y), (2 * 784, vec![7, 3]));
+/// assert_eq!(x[0], 1.0);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_mnist_csv(path: &Path) -> Result<(Vec<f32>, Vec<i64>)> {
     let text = read_text(path)?;
     let lines = numbered_lines(&text);

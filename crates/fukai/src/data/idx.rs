@@ -6,6 +6,19 @@ use std::io::Read;
 use std::path::Path;
 
 /// A decoded IDX file of bytes.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-labels.idx", std::process::id()));
+/// // IDX: two zero bytes, type 0x08 (u8), the rank, big-endian u32 dims, then the data.
+/// let mut bytes = vec![0, 0, 8, 1];
+/// bytes.extend_from_slice(&3u32.to_be_bytes());
+/// bytes.extend_from_slice(&[4, 0, 9]);
+/// std::fs::write(&path, bytes).unwrap();
+/// let a = fukai::data::read_idx(&path)?;
+/// assert_eq!((a.dims, a.data), (vec![3], vec![4, 0, 9]));
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct IdxArray {
     /// Dims from the header.
     pub dims: Vec<usize>,
@@ -87,6 +100,23 @@ fn read_up_to(path: &Path, src: &mut dyn Read, buf: &mut [u8]) -> Result<usize> 
 }
 
 /// Images `[N, rows, cols]` scaled to [0, 1].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-images.idx", std::process::id()));
+/// let mut bytes = vec![0, 0, 8, 3];
+/// for d in [2u32, 2, 2] {
+///     bytes.extend_from_slice(&d.to_be_bytes());
+/// }
+/// bytes.extend_from_slice(&[0, 255, 51, 0, 255, 255, 255, 255]);
+/// std::fs::write(&path, bytes).unwrap();
+/// let (pixels, shape) = fukai::data::read_idx_images(&path)?;
+/// assert_eq!(shape, [2, 2, 2]);
+/// assert_eq!(&pixels[..3], &[0.0, 1.0, 0.2]);
+/// // A labels file is refused as images, naming the file.
+/// assert!(fukai::data::read_idx_labels(&path).is_err());
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_idx_images(path: &Path) -> Result<(Vec<f32>, [usize; 3])> {
     let a = read_idx(path)?;
     if a.dims.len() != 3 {
@@ -105,6 +135,18 @@ pub fn read_idx_images(path: &Path) -> Result<(Vec<f32>, [usize; 3])> {
 }
 
 /// Labels `[N]`.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-train-labels.idx", std::process::id()));
+/// // IDX: two zero bytes, type 0x08 (u8), the rank, big-endian u32 dims, then the data.
+/// let mut bytes = vec![0, 0, 8, 1];
+/// bytes.extend_from_slice(&3u32.to_be_bytes());
+/// bytes.extend_from_slice(&[4, 0, 9]);
+/// std::fs::write(&path, bytes).unwrap();
+/// assert_eq!(fukai::data::read_idx_labels(&path)?, [4, 0, 9]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_idx_labels(path: &Path) -> Result<Vec<i64>> {
     let a = read_idx(path)?;
     if a.dims.len() != 1 {

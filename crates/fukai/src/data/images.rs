@@ -15,6 +15,25 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
 /// Reads every PNG/JPEG under `root/<class>/`, resized to `size` (h, w) with `channels` 1
 /// (grey) or 3 (RGB), scaled to [0, 1], as `[C, H, W]` samples. Returns the dataset and the
 /// class names.
+///
+/// ```
+/// use fukai::data::Dataset;
+/// let root = std::env::temp_dir().join(format!("fukai-doc-{}-images", std::process::id()));
+/// for (class, value) in [("cat", 0u8), ("dog", 255u8)] {
+///     std::fs::create_dir_all(root.join(class)).unwrap();
+///     // One 4x4 grey image per class, written with the `image` crate.
+///     let img = image::GrayImage::from_pixel(4, 4, image::Luma([value]));
+///     img.save(root.join(class).join("a.png")).unwrap();
+/// }
+/// let (data, classes) = fukai::data::read_image_folder(&root, [2, 2], 1)?;
+/// assert_eq!(classes, ["cat", "dog"]);
+/// assert_eq!((data.len(), data.sample_shape()), (2, &[1, 2, 2][..]));
+/// let mut x = [0f32; 4];
+/// assert_eq!(data.get(1, &mut x)?, 1);
+/// assert_eq!(x, [1.0; 4]); // resized and scaled to [0, 1]
+/// # std::fs::remove_dir_all(&root).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_image_folder(
     root: &Path,
     size: [usize; 2],

@@ -18,6 +18,17 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// One batch: inputs `[B, ...]` and targets (class labels `[B]` as i64, or values).
+///
+/// ```
+/// use fukai::data::{DataLoader, InMemory};
+/// use std::sync::Arc;
+/// let data = InMemory::new((0..10).map(|v| v as f32).collect(), vec![0, 1, 0, 1, 1], &[2], 2)?;
+/// let batches: Vec<_> = DataLoader::new(Arc::new(data), 2).epoch(0).collect::<Result<_, _>>()?;
+/// assert_eq!(batches.len(), 3); // the last batch keeps the leftover sample
+/// assert_eq!(batches[2].x.to_vec::<f32>()?, [8.0, 9.0]);
+/// assert_eq!(batches[2].y.to_vec::<i64>()?, [1]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Batch {
     /// Inputs.
@@ -61,6 +72,22 @@ pub(crate) fn shuffle(v: &mut [usize], seed: u64) {
 }
 
 /// Iterates a dataset in batches.
+///
+/// ```
+/// use fukai::data::{DataLoader, InMemory};
+/// use std::sync::Arc;
+/// let data = InMemory::new((0..100).map(|v| v as f32).collect(), vec![0; 100], &[1], 1)?;
+/// let loader = DataLoader::new(Arc::new(data), 32).shuffle(7).drop_last(true);
+/// assert_eq!(loader.num_batches(), 3);
+/// let firsts = |epoch| -> fukai::Result<Vec<f32>> {
+///     let batch = loader.epoch(epoch).next().unwrap()?;
+///     batch.x.to_vec::<f32>()
+/// };
+/// // The order depends only on the seed and the epoch.
+/// assert_eq!(firsts(0)?, firsts(0)?);
+/// assert_ne!(firsts(0)?, firsts(1)?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct DataLoader {
     data: Arc<dyn Dataset>,

@@ -9,6 +9,22 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// One manifest row.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("fukai-doc-{}-manifest", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// for (name, text) in [("a.txt", "1 2"), ("b.txt", "3 4"), ("c.txt", "5 6")] {
+///     std::fs::write(dir.join(name), text).unwrap();
+/// }
+/// let path = dir.join("manifest.csv");
+/// std::fs::write(&path, "file,label,split\na.txt,cat,train\nb.txt,dog,train\nc.txt,cat,test\n").unwrap();
+/// let manifest = fukai::data::read_manifest(&path)?;
+/// let row = &manifest.rows[1];
+/// assert_eq!((row.line, row.label, row.split.as_str()), (3, 1, "train"));
+/// assert_eq!(row.file, dir.join("b.txt"));
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ManifestRow {
     /// 1-based line in the manifest.
@@ -22,6 +38,31 @@ pub struct ManifestRow {
 }
 
 /// A parsed manifest.
+///
+/// ```
+/// use fukai::data::Dataset;
+/// let dir = std::env::temp_dir().join(format!("fukai-doc-{}-manifest", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// for (name, text) in [("a.txt", "1 2"), ("b.txt", "3 4"), ("c.txt", "5 6")] {
+///     std::fs::write(dir.join(name), text).unwrap();
+/// }
+/// let path = dir.join("manifest.csv");
+/// std::fs::write(&path, "file,label,split\na.txt,cat,train\nb.txt,dog,train\nc.txt,cat,test\n").unwrap();
+/// let manifest = fukai::data::read_manifest(&path)?;
+/// assert_eq!(manifest.class_names, ["cat", "dog"]);
+/// // Each file becomes a sample through a feature function of your choice.
+/// let parse = |p: &std::path::Path| -> fukai::Result<Vec<f32>> {
+///     let text = std::fs::read_to_string(p).unwrap();
+///     Ok(text.split(' ').map(|v| v.parse().unwrap()).collect())
+/// };
+/// let train = manifest.load(&manifest.rows_in(Some("train")), &[2], &parse)?;
+/// assert_eq!((train.len(), train.label(1)), (2, 1));
+/// let mut x = [0f32; 2];
+/// train.get(1, &mut x)?;
+/// assert_eq!(x, [3.0, 4.0]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Manifest {
     /// The manifest file.
@@ -64,6 +105,17 @@ fn cells(line: &str) -> std::result::Result<Vec<String>, String> {
 }
 
 /// Reads a manifest and checks that every file it names exists.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("fukai-doc-{}-missing", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("manifest.csv");
+/// std::fs::write(&path, "file,label\nclip.wav,0\n").unwrap();
+/// // Every named file must exist; the error names the manifest line and the file.
+/// let err = fukai::data::read_manifest(&path).err().unwrap().to_string();
+/// assert!(err.contains("line 2") && err.contains("clip.wav"), "{err}");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
     let name = path.display().to_string();
     let bytes = super::read_maybe_gz(path)?;

@@ -19,6 +19,7 @@ pub use transforms::{Normalize, RandomCrop, RandomHorizontalFlip, Transform};
 
 use crate::bail;
 use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -117,6 +118,31 @@ pub(crate) fn class_indices(labels: Vec<i64>) -> (Vec<i64>, Vec<String>) {
 }
 
 /// A labelled collection of fixed-shape f32 samples.
+///
+/// Any indexable source of fixed-shape samples can feed a [`DataLoader`]:
+///
+/// ```
+/// use fukai::data::{DataLoader, Dataset};
+/// use std::sync::Arc;
+///
+/// /// Sample i is the pair (i, -i), labelled by parity.
+/// struct Pairs;
+/// impl Dataset for Pairs {
+///     fn len(&self) -> usize { 10 }
+///     fn sample_shape(&self) -> &[usize] { &[2] }
+///     fn get(&self, i: usize, out: &mut [f32]) -> fukai::Result<i64> {
+///         out.copy_from_slice(&[i as f32, -(i as f32)]);
+///         Ok(i as i64 % 2)
+///     }
+///     fn classes(&self) -> usize { 2 }
+/// }
+///
+/// let loader = DataLoader::new(Arc::new(Pairs), 4);
+/// let first = loader.epoch(0).next().unwrap()?;
+/// assert_eq!(first.x.shape(), &[4, 2]);
+/// assert_eq!(first.y.to_vec::<i64>()?, [0, 1, 0, 1]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub trait Dataset: Send + Sync {
     /// Number of samples.
     fn len(&self) -> usize;
@@ -135,6 +161,21 @@ pub trait Dataset: Send + Sync {
 
 /// Samples held in memory: features `[N, ...shape]` and class labels, optionally viewed through
 /// an index list (a split) without copying.
+///
+/// ```
+/// use fukai::data::{Dataset, InMemory};
+/// // Four samples of shape [2], three classes.
+/// let data = InMemory::new(vec![0., 1., 2., 3., 4., 5., 6., 7.], vec![0, 2, 1, 2], &[2], 3)?;
+/// let mut out = [0f32; 2];
+/// assert_eq!(data.get(2, &mut out)?, 1);
+/// assert_eq!(out, [4.0, 5.0]);
+/// // A split views rows of the same memory.
+/// let test = data.subset(vec![3, 0])?;
+/// assert_eq!((test.len(), test.label(0)), (2, 2));
+/// let (mean, _std) = data.feature_stats();
+/// assert_eq!(mean, [3.0, 4.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct InMemory {
     x: Arc<Vec<f32>>,
@@ -170,6 +211,87 @@ impl InMemory {
             classes,
             rows: None,
         })
+    }
+    /// The largest class count [`InMemory::from_tensors`] infers: labels are data, and the
+    /// class count sizes per-class tables (output layers, confusion matrices) downstream.
+    pub const MAX_INFERRED_CLASSES: usize = 1 << 24;
+
+    /// A dataset from a feature tensor `x: [N, ...]` (any float dtype, converted to f32) and a
+    /// label tensor `y: [N]` (i64, u32 or u8 class indices), PyTorch's
+    /// `TensorDataset(x, y)`. The class count is the largest label + 1, at most
+    /// [`InMemory::MAX_INFERRED_CLASSES`]; use [`InMemory::new`] to set it yourself.
+    ///
+    /// ```
+    /// use fukai::data::{DataLoader, Dataset, InMemory};
+    /// use fukai::{DType, Tensor};
+    /// use std::sync::Arc;
+    /// let x = Tensor::randn(&[6, 3], DType::F64)?;
+    /// let y = Tensor::from_vec(vec![0i64, 1, 2, 0, 1, 2], &[6])?;
+    /// let data = InMemory::from_tensors(&x, &y)?;
+    /// assert_eq!((data.len(), data.classes(), data.sample_shape()), (6, 3, &[3][..]));
+    /// let batch = DataLoader::new(Arc::new(data), 4).epoch(0).next().unwrap()?;
+    /// assert_eq!(batch.x.dtype(), DType::F32);
+    /// assert_eq!(batch.x.shape(), &[4, 3]);
+    ///
+    /// // Labels must match the sample count.
+    /// let err = InMemory::from_tensors(&x, &Tensor::zeros(&[5], DType::I64)?).err().unwrap();
+    /// assert!(err.to_string().contains("labels must be [6]"), "{err}");
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
+    pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<Self> {
+        const OP: &str = "InMemory::from_tensors";
+        if x.rank() == 0 {
+            bail!(OP, "features must be [N, ...], found a scalar");
+        }
+        if !x.dtype().is_float() {
+            bail!(
+                OP,
+                "features must be a float tensor, found {} (convert with to_dtype, scaling as needed)",
+                x.dtype()
+            );
+        }
+        let n = x.shape()[0];
+        if x.shape()[1..].contains(&0) {
+            bail!(
+                OP,
+                "features {:?} hold no values per sample; expected [N, ...] with non-zero sample dims",
+                x.shape()
+            );
+        }
+        if y.shape() != [n] {
+            bail!(
+                OP,
+                "labels must be [{n}] to match features {:?}, found {:?}",
+                x.shape(),
+                y.shape()
+            );
+        }
+        if !matches!(y.dtype(), DType::I64 | DType::U32 | DType::U8) {
+            bail!(
+                OP,
+                "labels must be integer class indices (i64, u32 or u8), found {}",
+                y.dtype()
+            );
+        }
+        let labels = y.to_dtype(DType::I64)?.to_vec::<i64>()?;
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l < 0) {
+            bail!(
+                OP,
+                "label {l} of sample {i} is negative; expected a class index"
+            );
+        }
+        let classes = labels.iter().max().map_or(0, |&m| m as u64 + 1);
+        if classes > Self::MAX_INFERRED_CLASSES as u64 {
+            bail!(
+                OP,
+                "largest label {} implies more than {} classes; renumber the labels densely \
+                 or pass the class count to InMemory::new",
+                classes - 1,
+                Self::MAX_INFERRED_CLASSES
+            );
+        }
+        let features = x.to_dtype(DType::F32)?.to_vec::<f32>()?;
+        InMemory::new(features, labels, &x.shape()[1..], classes as usize)
     }
     /// The samples at `rows` (indices into this dataset), sharing memory.
     pub fn subset(&self, rows: Vec<usize>) -> Result<Self> {

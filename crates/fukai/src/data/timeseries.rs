@@ -8,6 +8,24 @@ use crate::tensor::Tensor;
 use std::path::Path;
 
 /// Labelled multivariate sequences of varying length.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-toy.ts", std::process::id()));
+/// std::fs::write(
+///     &path,
+///     "@problemName toy\n@univariate false\n@dimensions 2\n@equalLength false\n\
+///      @classLabel true up down\n@data\n1,2,3:4,5,6:up\n7,8:9,10:down\n",
+/// )
+/// .unwrap();
+/// let seqs = fukai::data::read_ts(&path)?;
+/// assert_eq!((seqs.len(), seqs.dims, seqs.max_len()), (2, 2, 3));
+/// let (x, lengths, y) = seqs.batch(&[0, 1])?;
+/// assert_eq!(x.shape(), &[2, 3, 2]); // padded to the longest sample, time-major per sample
+/// assert_eq!(lengths, [3, 2]);
+/// assert_eq!(y.to_vec::<i64>()?, [0, 1]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sequences {
     /// Per sample, `[len, dims]` time-major values.
@@ -113,6 +131,21 @@ fn parse_bool(path: &Path, line: usize, tag: &str, v: Option<&str>) -> Result<bo
 /// per line, its dimensions separated by `:` (each a comma list of values) and the class label
 /// last. Series may differ in length between samples but not between one sample's dimensions.
 /// Errors name the file and line.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-read.ts", std::process::id()));
+/// std::fs::write(
+///     &path,
+///     "@problemName toy\n@univariate false\n@dimensions 2\n@equalLength false\n\
+///      @classLabel true up down\n@data\n1,2,3:4,5,6:up\n7,8:9,10:down\n",
+/// )
+/// .unwrap();
+/// let seqs = fukai::data::read_ts(&path)?;
+/// assert_eq!(seqs.class_names, ["up", "down"]);
+/// assert_eq!(seqs.series[1], [7.0, 9.0, 8.0, 10.0]); // [len, dims], time-major
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_ts(path: impl AsRef<Path>) -> Result<Sequences> {
     let path = path.as_ref();
     let bytes = super::read_maybe_gz(path)?;
@@ -340,6 +373,17 @@ pub fn read_ts(path: impl AsRef<Path>) -> Result<Sequences> {
 }
 
 /// Numeric columns of a CSV file with a header row, chosen by name.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-series.csv", std::process::id()));
+/// let csv: String = (0..20).map(|t| format!("{t},{}\n", t * 2)).collect();
+/// std::fs::write(&path, format!("time,\"load\"\n{csv}")).unwrap();
+/// let series = fukai::data::read_series_csv(&path, &["load"])?;
+/// assert_eq!((series.rows(), series.names.clone()), (20, vec!["load".to_string()]));
+/// assert_eq!(&series.values[..3], &[0.0, 2.0, 4.0]);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Series {
     /// Column names, in the order asked for.
@@ -357,6 +401,18 @@ impl Series {
 
 /// Reads the named columns (every column when `columns` is empty) of a CSV file whose first
 /// row is a header (names may be quoted). Errors name the file, line and column.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-two.csv", std::process::id()));
+/// let csv: String = (0..20).map(|t| format!("{t},{}\n", t * 2)).collect();
+/// std::fs::write(&path, format!("time,\"load\"\n{csv}")).unwrap();
+/// let series = fukai::data::read_series_csv(&path, &["load", "time"])?;
+/// assert_eq!(&series.values[2..4], &[2.0, 1.0]); // row 1: load, then time
+/// let err = fukai::data::read_series_csv(&path, &["price"]).unwrap_err().to_string();
+/// assert!(err.contains("\"price\""), "{err}");
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn read_series_csv(path: impl AsRef<Path>, columns: &[&str]) -> Result<Series> {
     let path = path.as_ref();
     let bytes = super::read_maybe_gz(path)?;
@@ -423,6 +479,23 @@ pub fn read_series_csv(path: impl AsRef<Path>, columns: &[&str]) -> Result<Serie
 
 /// Forecasting windows over a standardized series: input `lookback` steps of every column,
 /// target the next `horizon` values of one column.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("fukai-doc-{}-windows.csv", std::process::id()));
+/// let csv: String = (0..20).map(|t| format!("{t},{}\n", t * 2)).collect();
+/// std::fs::write(&path, format!("time,\"load\"\n{csv}")).unwrap();
+/// let series = fukai::data::read_series_csv(&path, &["time", "load"])?;
+/// // Predict the next 2 loads from 4 steps of both columns; rows 0..15 are training data.
+/// let w = fukai::data::Windows::new(&series, 1, 4, 2, 15)?;
+/// assert_eq!(w.train, (0..=9).collect::<Vec<_>>());
+/// let (x, y) = w.batch(&w.train[..3])?;
+/// assert_eq!((x.shape(), y.shape()), (&[3, 4, 2][..], &[3, 2][..]));
+/// // Targets are standardized with the training statistics; unscale undoes that.
+/// let first = y.to_vec::<f32>()?[0];
+/// assert!((w.unscale(first) - 8.0).abs() < 1e-4); // load at row 4
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Windows {
     /// Standardized values, `[rows, cols]`.

@@ -6,6 +6,29 @@ use crate::error::Result;
 use crate::rng::Generator;
 
 /// Changes one sample in place; `shape` is the sample's `[C, H, W]` (or other) shape.
+///
+/// ```
+/// use fukai::data::{DataLoader, InMemory, Transform};
+/// use fukai::Generator;
+/// use std::sync::Arc;
+///
+/// /// Shifts all of a sample by one random offset in [0, 0.1).
+/// struct Jitter;
+/// impl Transform for Jitter {
+///     fn apply(&self, x: &mut [f32], _shape: &[usize], gen: &mut Generator) {
+///         let shift = gen.below(1000) as f32 / 10_000.0;
+///         x.iter_mut().for_each(|v| *v += shift);
+///     }
+/// }
+///
+/// let data = InMemory::new(vec![1.0; 8], vec![0; 4], &[2], 1)?;
+/// let loader = DataLoader::new(Arc::new(data), 4).transforms(vec![Box::new(Jitter)]);
+/// let x = loader.epoch(0).next().unwrap()?.x.to_vec::<f32>()?;
+/// assert!(x.iter().all(|&v| (1.0..1.1).contains(&v)));
+/// // Seeded per (epoch, sample): the same epoch is augmented the same way again.
+/// assert_eq!(x, loader.epoch(0).next().unwrap()?.x.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub trait Transform: Send + Sync {
     /// Applies the transform.
     fn apply(&self, x: &mut [f32], shape: &[usize], gen: &mut Generator);
@@ -67,6 +90,15 @@ impl Transform for Normalize {
 
 /// Zero-pads by `padding` on each side, then crops back to the original size at a random
 /// offset (the classic CIFAR/MNIST augmentation).
+///
+/// ```
+/// use fukai::data::{RandomCrop, Transform};
+/// let mut img: Vec<f32> = (1..=16).map(|v| v as f32).collect(); // [1, 4, 4]
+/// RandomCrop { padding: 1 }.apply(&mut img, &[1, 4, 4], &mut fukai::Generator::new(3));
+/// // Shifted by at most one pixel each way: every value is an input pixel or padding.
+/// assert!(img.iter().all(|&v| v == 0.0 || (1.0..=16.0).contains(&v)));
+/// assert_eq!(img.len(), 16);
+/// ```
 pub struct RandomCrop {
     /// Pixels of zero padding on each border.
     pub padding: usize,
@@ -99,6 +131,13 @@ impl Transform for RandomCrop {
 }
 
 /// Mirrors left-right with probability `p`.
+///
+/// ```
+/// use fukai::data::{RandomHorizontalFlip, Transform};
+/// let mut img = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [1, 2, 3]
+/// RandomHorizontalFlip { p: 1.0 }.apply(&mut img, &[1, 2, 3], &mut fukai::Generator::new(0));
+/// assert_eq!(img, [3.0, 2.0, 1.0, 6.0, 5.0, 4.0]);
+/// ```
 pub struct RandomHorizontalFlip {
     /// Flip probability.
     pub p: f64,

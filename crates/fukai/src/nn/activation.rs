@@ -5,6 +5,16 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// An elementwise activation as a layer.
+///
+/// ```
+/// use fukai::nn::{Activation, Module};
+/// use fukai::Tensor;
+/// let x = Tensor::from_vec(vec![-2.0f32, 0.0, 3.0], &[3])?;
+/// assert_eq!(Activation::Relu.forward(&x)?.to_vec::<f32>()?, [0.0, 0.0, 3.0]);
+/// assert_eq!(Activation::LeakyRelu(0.5).forward(&x)?.to_vec::<f32>()?, [-1.0, 0.0, 3.0]);
+/// assert_eq!(Activation::Sigmoid.forward(&x)?.to_vec::<f32>()?[1], 0.5);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
     /// max(x, 0)
@@ -44,6 +54,20 @@ impl Module for Activation {
 }
 
 /// Zeroes elements with probability `p` in training (scaling the rest by 1/(1-p)).
+///
+/// ```
+/// use fukai::nn::{Dropout, Module};
+/// use fukai::{DType, Tensor};
+/// let mut dropout = Dropout::new(0.5);
+/// let x = Tensor::ones(&[1000], DType::F32)?;
+/// // Training: each element is dropped or scaled by 1 / (1 - p).
+/// let y = dropout.forward(&x)?.to_vec::<f32>()?;
+/// assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+/// assert!(y.contains(&0.0) && y.contains(&2.0));
+/// dropout.eval();
+/// assert_eq!(dropout.forward(&x)?.to_vec::<f32>()?, vec![1.0; 1000]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Dropout {
     p: f64,
     training: bool,
@@ -69,6 +93,14 @@ impl Module for Dropout {
 }
 
 /// Flattens all dims after the first (batch) dim.
+///
+/// ```
+/// use fukai::nn::{Flatten, Module};
+/// use fukai::{DType, Tensor};
+/// let y = Flatten.forward(&Tensor::zeros(&[2, 3, 4], DType::F32)?)?;
+/// assert_eq!(y.shape(), &[2, 12]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Flatten;
 
 impl Module for Flatten {

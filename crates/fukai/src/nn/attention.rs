@@ -11,6 +11,22 @@ use crate::ops::{attention, AttnInput, AttnOptions};
 use crate::tensor::{DType, Tensor};
 
 /// Which keys each query may see.
+///
+/// ```
+/// use fukai::nn::{Mask, MultiHeadAttention};
+/// use fukai::{DType, Tensor};
+/// let attn = MultiHeadAttention::new(8, 2, 2, true)?;
+/// let x = Tensor::randn(&[1, 4, 8], DType::F32)?;
+/// // Two batch rows, the second with its last two keys marked as padding (nonzero).
+/// let xs = Tensor::cat(&[x.clone(), x.clone()], 0)?;
+/// let pad = Tensor::from_vec(vec![0u8, 0, 0, 0, 0, 0, 1, 1], &[2, 4])?;
+/// let mask = Mask { key_padding: Some(pad), ..Mask::default() };
+/// let y = attn.attend(&xs, None, &mask, None)?;
+/// assert_eq!(y.shape(), &[2, 4, 8]);
+/// // The padded row attends to fewer keys, so it differs from the unpadded one.
+/// assert_ne!(y.narrow(0, 0, 1)?.to_vec::<f32>()?, y.narrow(0, 1, 1)?.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct Mask {
     /// Query `i` sees keys up to its own position (cached keys included).
@@ -34,6 +50,26 @@ impl Mask {
 }
 
 /// Keys and values of the positions seen so far, `[B, S, kv_heads·head_dim]` each.
+///
+/// Decoding one position at a time with a cache gives what one causal pass over the whole
+/// sequence gives:
+///
+/// ```
+/// use fukai::nn::{KvCache, Mask, MultiHeadAttention};
+/// use fukai::{DType, Tensor};
+/// let attn = MultiHeadAttention::new(8, 2, 1, true)?;
+/// let x = Tensor::randn(&[1, 3, 8], DType::F32)?;
+/// let full = attn.attend(&x, None, &Mask::causal(), None)?;
+/// let mut cache = KvCache::new();
+/// let mut last = None;
+/// for t in 0..3 {
+///     last = Some(attn.attend(&x.narrow(1, t, 1)?, None, &Mask::causal(), Some(&mut cache))?);
+/// }
+/// assert_eq!(cache.len(), 3);
+/// let diff = fukai::testing::max_abs_diff(&last.unwrap(), &full.narrow(1, 2, 1)?)?;
+/// assert!(diff < 1e-5, "{diff}");
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct KvCache {
     k: Option<Tensor>,
@@ -73,6 +109,20 @@ impl KvCache {
 
 /// Multi-head attention with `heads` query heads and `kv_heads` key/value heads (grouped-query
 /// attention when fewer) of width `d_model / heads`.
+///
+/// ```
+/// use fukai::nn::{Mask, Module, MultiHeadAttention};
+/// use fukai::{DType, Tensor};
+/// let attn = MultiHeadAttention::new(16, 4, 4, true)?;
+/// let x = Tensor::randn(&[2, 5, 16], DType::F32)?;
+/// assert_eq!(attn.forward(&x)?.shape(), &[2, 5, 16]);
+/// // Causal: changing the last position leaves the first position's output as it was.
+/// let y = attn.attend(&x, None, &Mask::causal(), None)?;
+/// let x2 = Tensor::cat(&[x.narrow(1, 0, 4)?, Tensor::zeros(&[2, 1, 16], DType::F32)?], 1)?;
+/// let y2 = attn.attend(&x2, None, &Mask::causal(), None)?;
+/// assert_eq!(y.narrow(1, 0, 1)?.to_vec::<f32>()?, y2.narrow(1, 0, 1)?.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct MultiHeadAttention {
     /// `[d + 2·kv_dim, d]`: the q, k and v projections stacked (q rows first).
     pub in_proj_weight: Tensor,

@@ -5,6 +5,20 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// 2-D convolution over `[N, C, H, W]`; weight `[out, in/groups, kh, kw]`.
+///
+/// ```
+/// use fukai::nn::{Conv2d, Module};
+/// use fukai::{DType, Tensor};
+/// // A 3x3 box filter with zero padding 1: each output sums the inputs it covers.
+/// let conv = Conv2d::new(1, 1, 3, 1)?;
+/// conv.weight.copy_from(&Tensor::ones(&[1, 1, 3, 3], DType::F32)?)?;
+/// conv.bias.as_ref().unwrap().copy_from(&Tensor::zeros(&[1], DType::F32)?)?;
+/// let y = conv.forward(&Tensor::ones(&[1, 1, 4, 4], DType::F32)?)?;
+/// assert_eq!(y.shape(), &[1, 1, 4, 4]);
+/// let v = y.to_vec::<f32>()?;
+/// assert_eq!((v[0], v[1], v[5]), (4.0, 6.0, 9.0));
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Conv2d {
     /// `[out, in/groups, kh, kw]`.
     pub weight: Tensor,
@@ -96,6 +110,16 @@ impl Module for Conv2d {
 }
 
 /// 1-D convolution over `[N, C, L]`; weight `[out, in/groups, k]`.
+///
+/// ```
+/// use fukai::nn::{Conv1d, Module};
+/// use fukai::{DType, Tensor};
+/// let conv = Conv1d::new(2, 3, 3, 0)?;
+/// assert_eq!(conv.weight.shape(), &[3, 2, 3]);
+/// let y = conv.forward(&Tensor::randn(&[4, 2, 10], DType::F32)?)?;
+/// assert_eq!(y.shape(), &[4, 3, 8]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Conv1d {
     /// `[out, in/groups, k]`.
     pub weight: Tensor,

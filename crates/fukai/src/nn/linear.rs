@@ -6,6 +6,17 @@ use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 
 /// `y = x Wᵀ + b` with `W: [out, in]` (PyTorch's layout, so state dicts load as-is).
+///
+/// ```
+/// use fukai::nn::{Linear, Module};
+/// use fukai::Tensor;
+/// let layer = Linear::new(2, 1, true)?;
+/// layer.weight.copy_from(&Tensor::from_vec(vec![1.0f32, 2.0], &[1, 2])?)?;
+/// layer.bias.as_ref().unwrap().copy_from(&Tensor::from_vec(vec![0.5f32], &[1])?)?;
+/// let y = layer.forward(&Tensor::from_vec(vec![3.0f32, 4.0], &[1, 2])?)?;
+/// assert_eq!(y.to_vec::<f32>()?, [3.0 + 8.0 + 0.5]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Linear {
     /// `[out, in]`.
     pub weight: Tensor,
@@ -57,6 +68,17 @@ impl Module for Linear {
 }
 
 /// A lookup table of `[vocab, dim]` vectors, initialized N(0, 1) like PyTorch.
+///
+/// ```
+/// use fukai::nn::{Embedding, Module};
+/// use fukai::Tensor;
+/// let table = Embedding::new(10, 4)?;
+/// let ids = Tensor::from_vec(vec![3i64, 7, 3], &[3])?;
+/// let out = table.forward(&ids)?;
+/// assert_eq!(out.shape(), &[3, 4]);
+/// assert_eq!(out.narrow(0, 0, 1)?.to_vec::<f32>()?, table.weight.narrow(0, 3, 1)?.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Embedding {
     /// `[vocab, dim]`.
     pub weight: Tensor,

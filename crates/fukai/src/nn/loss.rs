@@ -8,6 +8,18 @@ use crate::ops::float::{check_float, check_same_dtype, with_contig, wrap, Float}
 use crate::tensor::{DType, Tensor, WithDType};
 
 /// Options of [`cross_entropy_with`].
+///
+/// ```
+/// use fukai::nn::loss::{cross_entropy_with, CrossEntropyOpts};
+/// use fukai::{DType, Tensor};
+/// let logits = Tensor::zeros(&[3, 4], DType::F32)?;
+/// let target = Tensor::from_vec(vec![1i64, -100, 2], &[3])?;
+/// let opts = CrossEntropyOpts { ignore_index: Some(-100), ..CrossEntropyOpts::default() };
+/// // Uniform logits: the loss is ln 4 over the two rows that count.
+/// let loss = cross_entropy_with(&logits, &target, opts)?.item()?;
+/// assert!((loss - 4f64.ln()).abs() < 1e-6);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CrossEntropyOpts {
     /// Mixes the one-hot target with the uniform distribution (0 = off).
@@ -45,12 +57,36 @@ fn targets(op: &'static str, logits: &Tensor, t: &Tensor, ignore: Option<i64>) -
 }
 
 /// Mean cross-entropy of `logits [N, C]` against class indices `[N]`.
+///
+/// ```
+/// use fukai::{DType, Tensor};
+/// let logits = Tensor::from_vec(vec![0.0f32, 0.0, 0.0, 0.0], &[2, 2])?.with_grad()?;
+/// let target = Tensor::from_vec(vec![0i64, 1], &[2])?;
+/// let loss = fukai::nn::loss::cross_entropy(&logits, &target)?;
+/// assert!((loss.item()? - 2f64.ln()).abs() < 1e-6);
+/// loss.backward()?;
+/// // d loss / d logits = (softmax - one_hot) / N.
+/// assert_eq!(logits.grad().unwrap().to_vec::<f32>()?, [-0.25, 0.25, 0.25, -0.25]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     cross_entropy_with(logits, target, CrossEntropyOpts::default())
 }
 
 /// Cross-entropy with label smoothing and ignore_index, fused: one pass computes the loss and
 /// keeps softmax for a one-pass backward.
+///
+/// ```
+/// use fukai::nn::loss::{cross_entropy, cross_entropy_with, CrossEntropyOpts};
+/// use fukai::Tensor;
+/// let logits = Tensor::from_vec(vec![10.0f32, 0.0], &[1, 2])?;
+/// let target = Tensor::from_vec(vec![0i64], &[1])?;
+/// assert!(cross_entropy(&logits, &target)?.item()? < 1e-4);
+/// // Smoothing 0.2 also charges 0.2 x the mean of -log p over all classes: about 0.2 * 10 / 2.
+/// let opts = CrossEntropyOpts { label_smoothing: 0.2, ..CrossEntropyOpts::default() };
+/// assert!((cross_entropy_with(&logits, &target, opts)?.item()? - 1.0).abs() < 1e-3);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn cross_entropy_with(
     logits: &Tensor,
     target: &Tensor,
@@ -167,6 +203,14 @@ pub fn cross_entropy_composite(
 }
 
 /// Negative log-likelihood of log-probabilities `[N, C]` at class indices `[N]`.
+///
+/// ```
+/// use fukai::Tensor;
+/// let log_probs = Tensor::from_vec(vec![-1.0f32, -2.0, -3.0, -4.0], &[2, 2])?;
+/// let target = Tensor::from_vec(vec![1i64, 0], &[2])?;
+/// assert_eq!(fukai::nn::loss::nll_loss(&log_probs, &target)?.item()?, 2.5);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn nll_loss(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
     let y = targets("nll_loss", log_probs, target, None)?;
     let idx = Tensor::from_vec(y, &[log_probs.shape()[0], 1])?;
@@ -186,6 +230,15 @@ fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
 }
 
 /// Mean squared error.
+///
+/// ```
+/// use fukai::Tensor;
+/// let pred = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+/// let target = Tensor::from_vec(vec![1.0f32, 4.0], &[2])?;
+/// assert_eq!(fukai::nn::loss::mse_loss(&pred, &target)?.item()?, 2.0);
+/// assert_eq!(fukai::nn::loss::l1_loss(&pred, &target)?.item()?, 1.0);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     same_shape("mse_loss", pred, target)?;
     pred.sub(target)?.square()?.mean_all()
@@ -200,6 +253,15 @@ pub fn l1_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 /// Binary cross-entropy on logits, mean over all elements: `max(x,0) - x·t + log1p(e^-|x|)`
 /// per element. One op with the exact gradients `sigmoid(x) - t` and `-x` (a relu/abs
 /// composite has gradient 0 at x = 0 for its kinks, giving `-t` there instead of `1/2 - t`).
+///
+/// ```
+/// use fukai::{DType, Tensor};
+/// let logits = Tensor::zeros(&[4], DType::F32)?;
+/// let target = Tensor::ones(&[4], DType::F32)?;
+/// let loss = fukai::nn::loss::binary_cross_entropy_with_logits(&logits, &target)?.item()?;
+/// assert!((loss - 2f64.ln()).abs() < 1e-6);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     const OP: &str = "binary_cross_entropy_with_logits";
     same_shape(OP, logits, target)?;

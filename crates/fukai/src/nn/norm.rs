@@ -7,6 +7,20 @@ use crate::tensor::{DType, Tensor};
 
 /// Batch normalization over the channel dim 1 of `[N, C]`, `[N, C, L]` or `[N, C, H, W]`
 /// (PyTorch's BatchNorm1d/2d): batch statistics in training, running ones in eval.
+///
+/// ```
+/// use fukai::nn::{BatchNorm, Module};
+/// use fukai::Tensor;
+/// let mut bn = BatchNorm::new(1)?;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1])?;
+/// // Training: normalized with the batch's statistics, which also update the running ones.
+/// let y = bn.forward(&x)?.to_vec::<f32>()?;
+/// assert!((y[0] + 1.0).abs() < 1e-4 && (y[1] - 1.0).abs() < 1e-4);
+/// assert!((bn.running_mean.item()? - 0.2).abs() < 1e-6); // 0.9 * 0 + 0.1 * 2
+/// bn.eval();
+/// assert_eq!(bn.forward(&x)?.shape(), &[2, 1]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct BatchNorm {
     /// Scale `[C]` (init 1).
     pub weight: Tensor,
@@ -151,6 +165,17 @@ impl Module for BatchNorm {
 }
 
 /// Layer normalization over the last dims (`normalized_shape`), with learned scale and shift.
+///
+/// ```
+/// use fukai::nn::{LayerNorm, Module};
+/// use fukai::Tensor;
+/// let ln = LayerNorm::new(2)?;
+/// let y = ln.forward(&Tensor::from_vec(vec![1.0f32, 3.0, 10.0, 10.0], &[2, 2])?)?;
+/// let v = y.to_vec::<f32>()?;
+/// assert!((v[0] + 1.0).abs() < 1e-4 && (v[1] - 1.0).abs() < 1e-4);
+/// assert_eq!(&v[2..], &[0.0, 0.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct LayerNorm {
     /// Scale (init 1).
     pub weight: Tensor,
@@ -200,6 +225,18 @@ impl Module for LayerNorm {
 
 /// RMS normalization over the last dim with a learned scale (no centering, no shift), as in
 /// LLaMA and PyTorch's `nn.RMSNorm`.
+///
+/// ```
+/// use fukai::nn::{Module, RmsNorm};
+/// use fukai::Tensor;
+/// let norm = RmsNorm::new(2, 1e-6)?;
+/// let y = norm.forward(&Tensor::from_vec(vec![3.0f32, 4.0], &[1, 2])?)?;
+/// // The root mean square of (3, 4) is √12.5.
+/// let rms = 12.5f32.sqrt();
+/// let v = y.to_vec::<f32>()?;
+/// assert!((v[0] - 3.0 / rms).abs() < 1e-5 && (v[1] - 4.0 / rms).abs() < 1e-5);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct RmsNorm {
     /// Scale (init 1).
     pub weight: Tensor,

@@ -5,6 +5,16 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Max pooling over `[N, C, H, W]` (stride defaults to the kernel size, as in PyTorch).
+///
+/// ```
+/// use fukai::nn::{MaxPool2d, Module};
+/// use fukai::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 2.0], &[1, 1, 2, 2])?;
+/// let y = MaxPool2d::new(2).forward(&x)?;
+/// assert_eq!(y.shape(), &[1, 1, 1, 1]);
+/// assert_eq!(y.to_vec::<f32>()?, [5.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct MaxPool2d {
     /// Window (h, w).
     pub kernel: [usize; 2],
@@ -35,6 +45,14 @@ impl Module for MaxPool2d {
 }
 
 /// Average pooling over `[N, C, H, W]`.
+///
+/// ```
+/// use fukai::nn::{AvgPool2d, Module};
+/// use fukai::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f32, 5.0, 3.0, 2.0], &[1, 1, 2, 2])?;
+/// assert_eq!(AvgPool2d::new(2).forward(&x)?.to_vec::<f32>()?, [2.75]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct AvgPool2d {
     /// Window (h, w).
     pub kernel: [usize; 2],
@@ -80,6 +98,16 @@ impl Module for AvgPool2d {
 }
 
 /// Average pooling to a fixed output size, whatever the input size.
+///
+/// ```
+/// use fukai::nn::{AdaptiveAvgPool2d, Module};
+/// use fukai::{DType, Tensor};
+/// let pool = AdaptiveAvgPool2d { output: [1, 1] };
+/// let y = pool.forward(&Tensor::full(&[2, 3, 7, 5], 2.0, DType::F32)?)?;
+/// assert_eq!(y.shape(), &[2, 3, 1, 1]);
+/// assert_eq!(y.to_vec::<f32>()?, vec![2.0; 6]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct AdaptiveAvgPool2d {
     /// Output (h, w).
     pub output: [usize; 2],

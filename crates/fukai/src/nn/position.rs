@@ -30,6 +30,15 @@ fn check_seq(
 }
 
 /// A learned `[max_len, d]` table added to `[B, T, d]` inputs (position `offset + t`).
+///
+/// ```
+/// use fukai::nn::{LearnedPositions, Module};
+/// use fukai::{DType, Tensor};
+/// let pos = LearnedPositions::new(16, 4)?;
+/// let y = pos.forward(&Tensor::zeros(&[1, 3, 4], DType::F32)?)?;
+/// assert_eq!(y.to_vec::<f32>()?, pos.weight.narrow(0, 0, 3)?.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct LearnedPositions {
     /// `[max_len, d]`, N(0, 1) like `nn.Embedding`.
     pub weight: Tensor,
@@ -68,6 +77,14 @@ impl Module for LearnedPositions {
 
 /// The fixed sinusoidal table `[max_len, d]`: `sin(p / 10000^(2i/d))` in even columns and the
 /// matching cosine in odd ones (`d` must be even).
+///
+/// ```
+/// let table = fukai::nn::sinusoidal_table(10, 4)?;
+/// assert_eq!(table.shape(), &[10, 4]);
+/// let v = table.to_vec::<f32>()?;
+/// assert!((v[4] - 1f32.sin()).abs() < 1e-6); // position 1, column 0
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn sinusoidal_table(max_len: usize, d: usize) -> Result<Tensor> {
     if !d.is_multiple_of(2) {
         bail!("sinusoidal_table", "width must be even, found {d}");
@@ -84,6 +101,16 @@ pub fn sinusoidal_table(max_len: usize, d: usize) -> Result<Tensor> {
 }
 
 /// Adds the fixed sinusoidal table to `[B, T, d]` inputs; no parameters.
+///
+/// ```
+/// use fukai::nn::{Module, SinusoidalPositions};
+/// use fukai::{DType, Tensor};
+/// let pos = SinusoidalPositions::new(8, 4)?;
+/// let y = pos.forward(&Tensor::zeros(&[1, 2, 4], DType::F32)?)?;
+/// // Position 0: sin(0) in even columns, cos(0) in odd ones.
+/// assert_eq!(&y.to_vec::<f32>()?[..4], &[0.0, 1.0, 0.0, 1.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct SinusoidalPositions {
     table: Tensor,
 }
@@ -115,6 +142,19 @@ impl Module for SinusoidalPositions {
 /// Rotary position embedding in the "rotate half" convention (GPT-NeoX, LLaMA in Hugging Face):
 /// each head's first and second halves are rotated as pairs `(x_i, x_{i+hd/2})` by the angle
 /// `p · base^(-2i/hd)`.
+///
+/// ```
+/// use fukai::nn::Rope;
+/// use fukai::{DType, Tensor};
+/// let rope = Rope::new(4, 16, 10000.0)?;
+/// let x = Tensor::randn(&[1, 3, 8], DType::F32)?; // two heads of width 4
+/// let y = rope.apply(&x, 0)?;
+/// // Position 0 is rotated by angle 0; rotations keep each pair's length.
+/// assert_eq!(y.narrow(1, 0, 1)?.to_vec::<f32>()?, x.narrow(1, 0, 1)?.to_vec::<f32>()?);
+/// let norm = |t: &Tensor| -> fukai::Result<f64> { t.square()?.sum_all()?.item() };
+/// assert!((norm(&y)? - norm(&x)?).abs() < 1e-4);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,

@@ -10,6 +10,17 @@ use crate::ops::{recurrence, CellKind};
 use crate::tensor::{DType, Tensor};
 
 /// Layer options; `Default` is PyTorch's (1 layer, unidirectional, time-major, biases, no dropout).
+///
+/// ```
+/// use fukai::nn::{Rnn, RnnOptions};
+/// use fukai::{DType, Tensor};
+/// let opts = RnnOptions { bidirectional: true, batch_first: true, ..RnnOptions::default() };
+/// let gru = Rnn::gru(3, 5, opts)?;
+/// let out = gru.forward_seq(&Tensor::randn(&[2, 7, 3], DType::F32)?, None, None)?;
+/// assert_eq!(out.output.shape(), &[2, 7, 10]); // both directions side by side
+/// assert_eq!(out.h_n.shape(), &[2, 2, 5]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct RnnOptions {
     /// Stacked layers.
@@ -47,6 +58,19 @@ struct DirParams {
 }
 
 /// What a recurrent layer returns.
+///
+/// ```
+/// use fukai::nn::{Rnn, RnnOptions};
+/// use fukai::{DType, Tensor};
+/// let lstm = Rnn::lstm(3, 4, RnnOptions { batch_first: true, ..RnnOptions::default() })?;
+/// let out = lstm.forward_seq(&Tensor::randn(&[2, 5, 3], DType::F32)?, None, Some(&[5, 2]))?;
+/// assert_eq!(out.c_n.as_ref().unwrap().shape(), &[1, 2, 4]);
+/// // Steps after a row's length are zeros; its final state is the one at its last valid step.
+/// let row1 = out.output.narrow(0, 1, 1)?;
+/// assert!(row1.narrow(1, 2, 3)?.to_vec::<f32>()?.iter().all(|&v| v == 0.0));
+/// assert_eq!(row1.narrow(1, 1, 1)?.to_vec::<f32>()?, out.h_n.narrow(1, 1, 1)?.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct RnnOutput {
     /// `[T, B, D·H]` (or `[B, T, D·H]` when batch-first); zeros at padded steps.
     pub output: Tensor,
@@ -58,6 +82,19 @@ pub struct RnnOutput {
 }
 
 /// A stack of recurrent layers running one [`CellKind`].
+///
+/// ```
+/// use fukai::nn::{Module, Rnn, RnnOptions};
+/// use fukai::{DType, Tensor};
+/// let lstm = Rnn::lstm(3, 5, RnnOptions::default())?;
+/// let names: Vec<String> = lstm.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"]);
+/// // Time-major by default: [T, B, F] in, [T, B, H] out.
+/// let out = lstm.forward_seq(&Tensor::randn(&[7, 2, 3], DType::F32)?, None, None)?;
+/// assert_eq!(out.output.shape(), &[7, 2, 5]);
+/// assert_eq!(out.output.narrow(0, 6, 1)?.to_vec::<f32>()?, out.h_n.to_vec::<f32>()?);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Rnn {
     cell: CellKind,
     input_size: usize,
@@ -303,6 +340,15 @@ impl Rnn {
 
 /// Valid lengths from a `[B, T]` padding mask (non-zero = valid). Each row must be a run of
 /// valid steps followed only by padding.
+///
+/// ```
+/// use fukai::Tensor;
+/// let mask = Tensor::from_vec(vec![1u8, 1, 1, 1, 0, 0], &[2, 3])?;
+/// assert_eq!(fukai::nn::lengths_from_mask(&mask)?, [3, 1]);
+/// let gap = Tensor::from_vec(vec![1u8, 0, 1], &[1, 3])?;
+/// assert!(fukai::nn::lengths_from_mask(&gap).is_err());
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn lengths_from_mask(mask: &Tensor) -> Result<Vec<usize>> {
     if mask.rank() != 2 {
         bail!(

@@ -5,6 +5,20 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Modules applied one after another.
+///
+/// ```
+/// use fukai::nn::{Activation, Linear, Module, Sequential};
+/// use fukai::{DType, Tensor};
+/// let model = Sequential::new()
+///     .add(Linear::new(4, 8, true)?)
+///     .add(Activation::Relu)
+///     .add(Linear::new(8, 3, true)?);
+/// assert_eq!(model.forward(&Tensor::randn(&[5, 4], DType::F32)?)?.shape(), &[5, 3]);
+/// let names: Vec<String> = model.state_dict().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// assert_eq!(model.describe(), "Sequential[Linear(4 -> 8), Relu, Linear(8 -> 3)]");
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Default)]
 pub struct Sequential {
     layers: Vec<Box<dyn Module>>,

@@ -8,6 +8,19 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// The feed-forward half of a block.
+///
+/// ```
+/// use fukai::nn::{FeedForward, Linear, Module};
+/// use fukai::{DType, Tensor};
+/// let ffn = FeedForward::Mlp {
+///     linear1: Linear::new(8, 32, true)?,
+///     linear2: Linear::new(32, 8, true)?,
+///     gelu: true,
+/// };
+/// assert_eq!(ffn.forward(&Tensor::randn(&[2, 3, 8], DType::F32)?)?.shape(), &[2, 3, 8]);
+/// assert_eq!(ffn.num_parameters(), 8 * 32 + 32 + 32 * 8 + 8);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub enum FeedForward {
     /// `linear2(act(linear1(x)))`.
     Mlp {
@@ -63,6 +76,14 @@ impl Module for FeedForward {
 }
 
 /// Feed-forward kind of a block.
+///
+/// ```
+/// use fukai::nn::{BlockConfig, FfnKind, Module, TransformerEncoderLayer};
+/// let c = BlockConfig { ffn: FfnKind::SwiGlu, bias: false, ..BlockConfig::new(8, 2) };
+/// let block = TransformerEncoderLayer::new(&c)?;
+/// assert!(block.state_dict().iter().any(|(n, _)| n == "w3.weight"));
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FfnKind {
     /// MLP with exact GELU.
@@ -74,6 +95,13 @@ pub enum FfnKind {
 }
 
 /// Shape of a block.
+///
+/// ```
+/// use fukai::nn::{BlockConfig, FfnKind};
+/// // A pre-norm GPT-style block: GELU MLP, norms before the sublayers.
+/// let c = BlockConfig { ffn: FfnKind::Gelu, norm_first: true, ..BlockConfig::new(64, 4) };
+/// assert_eq!((c.kv_heads, c.ffn_hidden), (4, 256));
+/// ```
 #[derive(Clone, Debug)]
 pub struct BlockConfig {
     /// Model width.
@@ -136,6 +164,18 @@ impl BlockConfig {
 }
 
 /// Self-attention then feed-forward, each with a residual connection.
+///
+/// ```
+/// use fukai::nn::{BlockConfig, Mask, Module, TransformerEncoderLayer};
+/// use fukai::{DType, Tensor};
+/// let mut block = TransformerEncoderLayer::new(&BlockConfig::new(16, 4))?;
+/// block.eval();
+/// let x = Tensor::randn(&[2, 5, 16], DType::F32)?;
+/// assert_eq!(block.forward(&x)?.shape(), &[2, 5, 16]);
+/// let causal = block.forward_masked(&x, &Mask::causal(), None)?;
+/// assert_eq!(causal.shape(), &[2, 5, 16]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct TransformerEncoderLayer {
     /// Self-attention.
     pub self_attn: MultiHeadAttention,
@@ -199,6 +239,17 @@ impl Module for TransformerEncoderLayer {
 }
 
 /// Masked self-attention, cross-attention over an encoder's output, then feed-forward.
+///
+/// ```
+/// use fukai::nn::{BlockConfig, Mask, TransformerDecoderLayer};
+/// use fukai::{DType, Tensor};
+/// let block = TransformerDecoderLayer::new(&BlockConfig::new(16, 4))?;
+/// let x = Tensor::randn(&[2, 5, 16], DType::F32)?;
+/// let memory = Tensor::randn(&[2, 9, 16], DType::F32)?;
+/// let y = block.forward_with(&x, &memory, &Mask::causal(), &Mask::default())?;
+/// assert_eq!(y.shape(), &[2, 5, 16]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct TransformerDecoderLayer {
     /// Self-attention.
     pub self_attn: MultiHeadAttention,

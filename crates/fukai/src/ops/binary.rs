@@ -84,18 +84,52 @@ impl Tensor {
     }
 
     /// a + b (broadcasting).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let m = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// let row = Tensor::from_vec(vec![10.0f32, 20.0, 30.0], &[3])?;
+    /// // Broadcasting as in PyTorch: the row is added to every row.
+    /// assert_eq!(m.add(&row)?.to_vec::<f32>()?, [11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+    /// assert!(m.add(&Tensor::zeros(&[2], DType::F32)?).is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, Binary::Add)
     }
     /// a - b (broadcasting).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let a = Tensor::from_vec(vec![5.0f32, 7.0], &[2])?;
+    /// let b = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// assert_eq!(a.sub(&b)?.to_vec::<f32>()?, [4.0, 5.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, Binary::Sub)
     }
     /// a · b elementwise (broadcasting).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let col = Tensor::from_vec(vec![10.0f32, 100.0], &[2, 1])?;
+    /// assert_eq!(a.mul(&col)?.to_vec::<f32>()?, [10.0, 20.0, 300.0, 400.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, Binary::Mul)
     }
     /// a / b elementwise (broadcasting).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f32, 9.0], &[2])?;
+    /// let b = Tensor::from_vec(vec![4.0f32, 3.0], &[2])?;
+    /// assert_eq!(a.div(&b)?.to_vec::<f32>()?, [0.25, 3.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary(rhs, Binary::Div)
     }

@@ -49,6 +49,17 @@ impl Tensor {
         Ok(Tensor::from_storage(CpuStorage::U8(out), &shape))
     }
     /// Elementwise `a == b` as a u8 mask.
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let pred = Tensor::from_vec(vec![1i64, 0, 2, 2], &[4])?;
+    /// let target = Tensor::from_vec(vec![1i64, 1, 2, 0], &[4])?;
+    /// // Accuracy: the mean of a u8 mask.
+    /// let hits = pred.eq(&target)?;
+    /// assert_eq!(hits.to_vec::<u8>()?, [1, 0, 1, 0]);
+    /// assert_eq!(hits.to_dtype(fukai::DType::F32)?.mean_all()?.item()?, 0.5);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn eq(&self, rhs: &Tensor) -> Result<Tensor> {
         self.compare(rhs, Cmp::Eq, "eq")
     }

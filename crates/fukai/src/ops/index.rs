@@ -119,6 +119,17 @@ fn scatter_positions(
 
 impl Tensor {
     /// Concatenates along `dim`; all other dims must match.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let a = Tensor::ones(&[2, 3], DType::F32)?;
+    /// let b = Tensor::zeros(&[1, 3], DType::F32)?;
+    /// let c = Tensor::cat(&[a.clone(), b], 0)?;
+    /// assert_eq!(c.shape(), &[3, 3]);
+    /// assert_eq!(c.sum_all()?.item()?, 6.0);
+    /// assert_eq!(Tensor::cat(&[a.clone(), a], 1)?.shape(), &[2, 6]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn cat(parts: &[Tensor], dim: isize) -> Result<Tensor> {
         let Some(first) = parts.first() else {
             bail!("cat", "needs at least one tensor")
@@ -178,6 +189,16 @@ impl Tensor {
         ))
     }
     /// Stacks equal-shaped tensors along a new dim.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// let b = Tensor::from_vec(vec![3.0f32, 4.0], &[2])?;
+    /// let s = Tensor::stack(&[a.clone(), b.clone()], 0)?;
+    /// assert_eq!(s.shape(), &[2, 2]);
+    /// assert_eq!(Tensor::stack(&[a, b], 1)?.to_vec::<f32>()?, [1.0, 3.0, 2.0, 4.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn stack(parts: &[Tensor], dim: isize) -> Result<Tensor> {
         let Some(first) = parts.first() else {
             bail!("stack", "needs at least one tensor")
@@ -196,6 +217,16 @@ impl Tensor {
         Tensor::cat(&un?, dim)
     }
     /// Splits into pieces of `size` along `dim` (the last may be smaller); views.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::arange(0.0, 5.0, 1.0, DType::F32)?;
+    /// let parts = t.split(2, 0)?;
+    /// let sizes: Vec<usize> = parts.iter().map(|p| p.numel()).collect();
+    /// assert_eq!(sizes, [2, 2, 1]);
+    /// assert_eq!(t.chunk(2, 0)?[0].to_vec::<f32>()?, [0.0, 1.0, 2.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn split(&self, size: usize, dim: isize) -> Result<Vec<Tensor>> {
         let d = normalize_dim_nonscalar("split", dim, self.shape())?;
         if size == 0 {
@@ -217,6 +248,14 @@ impl Tensor {
     }
 
     /// Rows (entries along `dim`) picked by a 1-D index tensor, in index order.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2])?;
+    /// let rows = t.index_select(0, &Tensor::from_vec(vec![2i64, 0], &[2])?)?;
+    /// assert_eq!(rows.to_vec::<f32>()?, [5.0, 6.0, 1.0, 2.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         let d = normalize_dim_nonscalar("index_select", dim, self.shape())?;
         if index.rank() != 1 {
@@ -310,6 +349,14 @@ impl Tensor {
         ))
     }
     /// `out[i][j] = self[index[i][j]][j]` for `dim = 0` (and likewise for other dims).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let probs = Tensor::from_vec(vec![0.1f32, 0.9, 0.7, 0.3], &[2, 2])?;
+    /// let picked = probs.gather(1, &Tensor::from_vec(vec![1i64, 0], &[2, 1])?)?;
+    /// assert_eq!(picked.to_vec::<f32>()?, [0.9, 0.7]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         check_float("gather", self)?;
         let d = normalize_dim_nonscalar("gather", dim, self.shape())?;

@@ -302,6 +302,19 @@ fn is_transposed_2d(t: &Tensor) -> bool {
 impl Tensor {
     /// Matrix product with PyTorch's rules: 1-D operands are promoted (and the added dim
     /// removed), batch dims broadcast, the last two dims multiply.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// let b = Tensor::from_vec(vec![5.0f32, 6.0, 7.0, 8.0], &[2, 2])?;
+    /// assert_eq!(a.matmul(&b)?.to_vec::<f32>()?, [19.0, 22.0, 43.0, 50.0]);
+    /// // Batched, with the batch dims broadcast: [4, 2, 3] @ [3, 5] -> [4, 2, 5].
+    /// let x = Tensor::randn(&[4, 2, 3], DType::F32)?;
+    /// assert_eq!(x.matmul(&Tensor::randn(&[3, 5], DType::F32)?)?.shape(), &[4, 2, 5]);
+    /// // The inner dims must agree.
+    /// assert!(a.matmul(&Tensor::zeros(&[3, 2], DType::F32)?).is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         check_float("matmul", self)?;
         check_same_dtype("matmul", self, rhs)?;

@@ -194,6 +194,15 @@ impl Tensor {
     }
 
     /// Sum over `dims` (negative dims count from the end).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(t.sum(&[0], false)?.to_vec::<f32>()?, [5.0, 7.0, 9.0]);
+    /// assert_eq!(t.sum(&[-1], true)?.shape(), &[2, 1]);
+    /// assert_eq!(t.sum_all()?.item()?, 21.0);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn sum(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("sum", dims)?;
         self.sum_dims(&d, keepdim)
@@ -204,6 +213,14 @@ impl Tensor {
         self.sum_dims(&d, false)
     }
     /// Mean over `dims` (NaN over an empty dim, as in PyTorch).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(t.mean(&[1], false)?.to_vec::<f32>()?, [2.0, 5.0]);
+    /// assert_eq!(t.mean_all()?.item()?, 3.5);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn mean(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         let d = self.norm_dims("mean", dims)?;
         let n = self.reduced_count(&d);
@@ -284,6 +301,14 @@ impl Tensor {
         self.arg_reduce("min", dim, keepdim, false)
     }
     /// Maximum values along `dim`.
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0f32, 8.0, 3.0, 4.0, 2.0, 6.0], &[2, 3])?;
+    /// assert_eq!(t.max(1, false)?.to_vec::<f32>()?, [8.0, 6.0]);
+    /// assert_eq!(t.max_all()?.item()?, 8.0);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn max(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.max_dim(dim, keepdim)?.0)
     }
@@ -334,6 +359,14 @@ impl Tensor {
         self.extreme_all("min", false)
     }
     /// Index of the maximum along `dim` (i64).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let logits = Tensor::from_vec(vec![0.1f32, 2.0, -1.0, 5.0, 0.0, 1.0], &[2, 3])?;
+    /// // Predicted classes, as i64 indices.
+    /// assert_eq!(logits.argmax(-1, false)?.to_vec::<i64>()?, [1, 0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn argmax(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
         Ok(self.detach().max_dim(dim, keepdim)?.1)
     }

@@ -119,10 +119,28 @@ impl Tensor {
         ))
     }
     /// Softmax along `dim`.
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let logits = Tensor::from_vec(vec![0.0f32, 0.0, 1000.0, 1000.0], &[2, 2])?;
+    /// // Numerically stable: huge logits do not overflow.
+    /// assert_eq!(logits.softmax(-1)?.to_vec::<f32>()?, [0.5, 0.5, 0.5, 0.5]);
+    /// let p = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?.softmax(0)?;
+    /// assert!((p.sum_all()?.item()? - 1.0).abs() < 1e-6);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
         self.softmax_impl(dim, false)
     }
     /// Log-softmax along `dim` (stable).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f32, 0.0], &[2])?;
+    /// let v = x.log_softmax(0)?.to_vec::<f32>()?;
+    /// assert!(v.iter().all(|&l| (l + 2f32.ln()).abs() < 1e-6));
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
         self.softmax_impl(dim, true)
     }

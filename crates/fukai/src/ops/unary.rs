@@ -492,6 +492,14 @@ impl Tensor {
         self.unary(Unary::Neg)
     }
     /// e^x
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0], &[2])?;
+    /// assert_eq!(x.exp()?.to_vec::<f64>()?, [1.0, std::f64::consts::E]);
+    /// assert_eq!(x.exp()?.log()?.to_vec::<f64>()?, [0.0, 1.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn exp(&self) -> Result<Tensor> {
         self.unary(Unary::Exp)
     }
@@ -520,6 +528,16 @@ impl Tensor {
         self.unary(Unary::Sigmoid)
     }
     /// max(x, 0)
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let x = Tensor::from_vec(vec![-1.0f32, 0.0, 2.0], &[3])?.with_grad()?;
+    /// let y = x.relu()?;
+    /// assert_eq!(y.to_vec::<f32>()?, [0.0, 0.0, 2.0]);
+    /// y.sum_all()?.backward()?;
+    /// assert_eq!(x.grad().unwrap().to_vec::<f32>()?, [0.0, 0.0, 1.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn relu(&self) -> Result<Tensor> {
         self.unary(Unary::Relu)
     }
@@ -564,11 +582,25 @@ impl Tensor {
         self.affine(1.0, s)
     }
     /// x · s
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f32, 2.0], &[2])?;
+    /// assert_eq!(x.mul_scalar(3.0)?.add_scalar(1.0)?.to_vec::<f32>()?, [4.0, 7.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
         self.affine(s, 0.0)
     }
     /// Clamps into [lo, hi]; the gradient passes where lo < x < hi (0 at the bounds, as in
     /// PyTorch).
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let x = Tensor::from_vec(vec![-5.0f32, 0.5, 5.0], &[3])?;
+    /// assert_eq!(x.clamp(0.0, 1.0)?.to_vec::<f32>()?, [0.0, 0.5, 1.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn clamp(&self, lo: f64, hi: f64) -> Result<Tensor> {
         self.unary(Unary::Clamp(lo, hi))
     }

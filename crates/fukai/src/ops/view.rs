@@ -22,6 +22,16 @@ impl Tensor {
     }
 
     /// Same elements, new shape. A view when contiguous, a copy otherwise.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::arange(0.0, 6.0, 1.0, DType::F32)?;
+    /// let m = t.reshape(&[2, 3])?;
+    /// assert_eq!(m.shape(), &[2, 3]);
+    /// assert_eq!(m.to_vec::<f32>()?, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    /// assert!(t.reshape(&[4, 2]).is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let Ok(n) = checked_numel("reshape", shape) else {
             bail!(
@@ -55,6 +65,13 @@ impl Tensor {
         Ok(src.view_as("reshape", layout, move |g| g.reshape(&orig)))
     }
     /// Reshape where one dim may be -1 (inferred), as in PyTorch's `view(-1, n)`.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::zeros(&[2, 3, 4], DType::F32)?;
+    /// assert_eq!(t.reshape_infer(&[-1, 4])?.shape(), &[6, 4]); // PyTorch's view(-1, 4)
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn reshape_infer(&self, shape: &[isize]) -> Result<Tensor> {
         let known = shape
             .iter()
@@ -131,6 +148,15 @@ impl Tensor {
         Ok(self.view_as("permute", layout, move |g| g.permute_usize(&inv)))
     }
     /// Reorders dims (a view).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let img = Tensor::zeros(&[8, 32, 32, 3], DType::F32)?; // NHWC
+    /// let nchw = img.permute(&[0, 3, 1, 2])?;
+    /// assert_eq!(nchw.shape(), &[8, 3, 32, 32]);
+    /// assert!(!nchw.is_contiguous() && nchw.contiguous()?.is_contiguous());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn permute(&self, perm: &[isize]) -> Result<Tensor> {
         let p: Result<Vec<usize>> = perm
             .iter()
@@ -139,6 +165,16 @@ impl Tensor {
         self.permute_usize(&p?)
     }
     /// Swaps two dims (a view).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// let tt = t.transpose(0, 1)?;
+    /// assert_eq!(tt.shape(), &[3, 2]);
+    /// assert_eq!(tt.to_vec::<f32>()?, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// assert_eq!(t.transpose(-1, -2)?.to_vec::<f32>()?, t.t()?.to_vec::<f32>()?);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn transpose(&self, d0: isize, d1: isize) -> Result<Tensor> {
         let (a, b) = (
             normalize_dim("transpose", d0, self.rank())?,
@@ -159,6 +195,16 @@ impl Tensor {
         self.transpose(-2, -1)
     }
     /// `len` elements of `dim` starting at `start` (a view).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::arange(0.0, 10.0, 1.0, DType::F32)?;
+    /// // PyTorch's t[2:5]: a view, no copy.
+    /// let part = t.narrow(0, 2, 3)?;
+    /// assert_eq!(part.to_vec::<f32>()?, [2.0, 3.0, 4.0]);
+    /// assert!(part.shares_storage(&t));
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
         let d = normalize_dim_nonscalar("narrow", dim, self.shape())?;
         let size = self.shape()[d];
@@ -207,6 +253,15 @@ impl Tensor {
         Ok(self.view_as("expand", layout, move |g| g.sum_to_shape(&orig)))
     }
     /// Inserts a size-1 dim at `dim` (a view).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let v = Tensor::zeros(&[3], DType::F32)?;
+    /// assert_eq!(v.unsqueeze(0)?.shape(), &[1, 3]);
+    /// assert_eq!(v.unsqueeze(-1)?.shape(), &[3, 1]);
+    /// assert_eq!(v.unsqueeze(0)?.squeeze(0)?.shape(), &[3]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn unsqueeze(&self, dim: isize) -> Result<Tensor> {
         let r = self.rank() as isize + 1;
         let d = if dim < 0 { dim + r } else { dim };
@@ -258,6 +313,14 @@ impl Tensor {
         Ok(self.view_as("reshape", layout, move |g| g.reshape(&orig)))
     }
     /// Merges dims `start..=end` into one.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::zeros(&[2, 3, 4, 5], DType::F32)?;
+    /// assert_eq!(t.flatten(1, -1)?.shape(), &[2, 60]);
+    /// assert_eq!(t.flatten(1, 2)?.shape(), &[2, 12, 5]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn flatten(&self, start: isize, end: isize) -> Result<Tensor> {
         if self.rank() == 0 {
             return self.reshape(&[1]);

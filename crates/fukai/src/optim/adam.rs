@@ -6,6 +6,20 @@ use crate::ops::float::Float;
 use crate::tensor::Tensor;
 
 /// Adam / AdamW. Defaults: betas (0.9, 0.999), eps 1e-8, no weight decay.
+///
+/// ```
+/// use fukai::optim::{Adam, Optimizer};
+/// use fukai::Tensor;
+/// let w = Tensor::from_vec(vec![1.0f32, -1.0], &[2])?.with_grad()?;
+/// let mut opt = Adam::new(vec![w.clone()], 0.1);
+/// let slope = Tensor::from_vec(vec![3.0f32, -0.5], &[2])?;
+/// w.mul(&slope)?.sum_all()?.backward()?;
+/// opt.step()?;
+/// // Adam's first step moves every weight by about `lr`, against its gradient's sign.
+/// let v = w.to_vec::<f32>()?;
+/// assert!((v[0] - 0.9).abs() < 1e-6 && (v[1] + 0.9).abs() < 1e-6);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Adam {
     params: Vec<Tensor>,
     lr: f64,

@@ -26,6 +26,25 @@ use crate::tensor::{CpuStorage, Layout, Storage, Tensor};
 use std::sync::Arc;
 
 /// Something that updates parameters from their gradients.
+///
+/// The PyTorch loop: `zero_grad`, forward, `backward`, `step`:
+///
+/// ```
+/// use fukai::optim::{Optimizer, Sgd};
+/// use fukai::{DType, Tensor};
+/// let w = Tensor::zeros(&[1], DType::F32)?.with_grad()?;
+/// let mut opt = Sgd::new(vec![w.clone()], 0.1);
+/// for _ in 0..100 {
+///     opt.zero_grad();
+///     let loss = w.add_scalar(-3.0)?.square()?.sum_all()?; // (w - 3)²
+///     loss.backward()?;
+///     opt.step()?;
+/// }
+/// assert!((w.item()? - 3.0).abs() < 1e-4);
+/// opt.set_lr(0.01);
+/// assert_eq!(opt.lr(), 0.01);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub trait Optimizer: Send {
     /// Applies one update to every parameter that has a gradient.
     fn step(&mut self) -> Result<()>;
@@ -204,6 +223,17 @@ fn sum_squares<T: Float>(v: &[T]) -> f64 {
 
 /// Scales all gradients so their global L2 norm is at most `max_norm`; returns the norm
 /// before clipping. The norm is summed in parameter order, so it is reproducible.
+///
+/// ```
+/// use fukai::Tensor;
+/// let w = Tensor::from_vec(vec![0.0f32, 0.0], &[2])?.with_grad()?;
+/// w.set_grad(Some(Tensor::from_vec(vec![3.0f32, 4.0], &[2])?));
+/// let norm = fukai::optim::clip_grad_norm(&[w.clone()], 1.0)?;
+/// assert_eq!(norm, 5.0);
+/// let g = w.grad().unwrap().to_vec::<f32>()?;
+/// assert!((g[0] - 0.6).abs() < 1e-5 && (g[1] - 0.8).abs() < 1e-5);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
     let mut sq = 0.0f64;
     for p in params {

@@ -6,6 +6,18 @@ use crate::ops::float::Float;
 use crate::tensor::Tensor;
 
 /// RMSprop. Defaults: alpha 0.99, eps 1e-8, no momentum, no weight decay.
+///
+/// ```
+/// use fukai::optim::{Optimizer, RmsProp};
+/// use fukai::Tensor;
+/// let w = Tensor::from_vec(vec![1.0f32], &[1])?.with_grad()?;
+/// let mut opt = RmsProp::new(vec![w.clone()], 0.01);
+/// w.mul_scalar(2.0)?.sum_all()?.backward()?;
+/// opt.step()?;
+/// // First step: lr · g / √((1 - alpha) · g²) = 0.01 / √0.01 = 0.1.
+/// assert!((w.item()? - 0.9).abs() < 1e-5);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct RmsProp {
     params: Vec<Tensor>,
     lr: f64,

@@ -3,6 +3,16 @@
 use std::f64::consts::PI;
 
 /// How the learning rate evolves over `total` steps from a base rate.
+///
+/// ```
+/// use fukai::optim::LrSchedule;
+/// let warm = LrSchedule::cosine(110, 10, 0.0);
+/// assert_eq!(warm.lr(1.0, 4), 0.5); // halfway through the warmup
+/// assert!((warm.lr(1.0, 60) - 0.5).abs() < 1e-12); // halfway down the cosine
+/// assert_eq!(LrSchedule::step(10, 0.1).lr(1.0, 25), 0.1f64.powi(2));
+/// assert_eq!(LrSchedule::constant().lr(3e-4, 1000), 3e-4);
+/// assert!(LrSchedule::one_cycle(100, 0.3).lr(1.0, 29) > 0.99);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum LrSchedule {
     /// The base rate throughout.
@@ -34,7 +44,50 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The base rate throughout: [`LrSchedule::Constant`].
+    pub fn constant() -> Self {
+        LrSchedule::Constant
+    }
+    /// Linear warmup over `warmup_steps`, then cosine decay to `min_lr` at `total_steps`
+    /// ([`LrSchedule::WarmupCosine`]); `warmup_steps = 0` is PyTorch's `CosineAnnealingLR`.
+    pub fn cosine(total_steps: usize, warmup_steps: usize, min_lr: f64) -> Self {
+        LrSchedule::WarmupCosine {
+            warmup: warmup_steps,
+            total: total_steps,
+            min_lr,
+        }
+    }
+    /// PyTorch's `OneCycleLR` over `total_steps`, rising for the fraction `pct_start` of them
+    /// ([`LrSchedule::OneCycle`]; PyTorch's default is 0.3).
+    pub fn one_cycle(total_steps: usize, pct_start: f64) -> Self {
+        LrSchedule::OneCycle {
+            total: total_steps,
+            pct_start,
+        }
+    }
+    /// PyTorch's `StepLR`: the rate times `gamma` every `step_size` steps
+    /// ([`LrSchedule::Step`]).
+    pub fn step(step_size: usize, gamma: f64) -> Self {
+        LrSchedule::Step { step_size, gamma }
+    }
     /// The rate at `step` (0-based) for base rate `base`.
+    ///
+    /// Driving an optimizer: set the rate before each step.
+    ///
+    /// ```
+    /// use fukai::optim::{LrSchedule, Optimizer, Sgd};
+    /// use fukai::{DType, Tensor};
+    /// let w = Tensor::zeros(&[1], DType::F32)?.with_grad()?;
+    /// let mut opt = Sgd::new(vec![w], 0.1);
+    /// let schedule = LrSchedule::step(2, 0.5);
+    /// let mut seen = Vec::new();
+    /// for step in 0..6 {
+    ///     opt.set_lr(schedule.lr(0.1, step));
+    ///     seen.push(opt.lr());
+    /// }
+    /// assert_eq!(seen, [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn lr(&self, base: f64, step: usize) -> f64 {
         let cos = |from: f64, to: f64, frac: f64| {
             to + (from - to) * 0.5 * (1.0 + (PI * frac.clamp(0.0, 1.0)).cos())

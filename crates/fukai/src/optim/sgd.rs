@@ -6,6 +6,18 @@ use crate::ops::float::Float;
 use crate::tensor::Tensor;
 
 /// SGD; build with [`Sgd::new`] and the `momentum`/`nesterov`/`weight_decay` setters.
+///
+/// ```
+/// use fukai::optim::{Optimizer, Sgd};
+/// use fukai::Tensor;
+/// let w = Tensor::from_vec(vec![1.0f32], &[1])?.with_grad()?;
+/// let mut opt = Sgd::new(vec![w.clone()], 0.1).momentum(0.9);
+/// w.mul_scalar(2.0)?.sum_all()?.backward()?; // gradient 2
+/// opt.step()?;
+/// assert!((w.item()? - 0.8).abs() < 1e-6); // 1 - 0.1 * 2
+/// assert_eq!(opt.state()?.len(), 1); // the momentum buffer
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct Sgd {
     params: Vec<Tensor>,
     lr: f64,

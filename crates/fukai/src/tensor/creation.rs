@@ -48,28 +48,72 @@ fn from_f64s(v: Vec<f64>, shape: &[usize], dtype: DType) -> Tensor {
 
 impl Tensor {
     /// A tensor owning `data` with the given shape.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// assert_eq!(t.shape(), &[2, 3]);
+    /// let labels = Tensor::from_vec(vec![0i64, 2], &[2])?;
+    /// assert_eq!(labels.dtype(), DType::I64);
+    /// // The data must fill the shape exactly.
+    /// assert!(Tensor::from_vec(vec![1.0f32, 2.0], &[3]).is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn from_vec<T: StorageSlice>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         check_len("from_vec", data.len(), shape)?;
         Ok(Tensor::from_storage(T::wrap(data), shape))
     }
     /// A tensor copying `data`.
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let t = Tensor::from_slice(&[1.0f64, 2.0, 3.0], &[3, 1])?;
+    /// assert_eq!(t.to_vec::<f64>()?, [1.0, 2.0, 3.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn from_slice<T: StorageSlice>(data: &[T], shape: &[usize]) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape)
     }
     /// A 0-dim tensor.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let s = Tensor::scalar(2.5, DType::F64);
+    /// assert_eq!((s.rank(), s.item()?), (0, 2.5));
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn scalar(v: f64, dtype: DType) -> Tensor {
         Tensor::from_storage(CpuStorage::full(dtype, 1, v), &[])
     }
     /// All zeros.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let z = Tensor::zeros(&[2, 3], DType::F32)?;
+    /// assert_eq!(z.to_vec::<f32>()?, vec![0.0; 6]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
         let n = alloc_len("zeros", shape, dtype)?;
         Ok(Tensor::from_storage(CpuStorage::zeros(dtype, n), shape))
     }
     /// All ones.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// assert_eq!(Tensor::ones(&[3], DType::I64)?.to_vec::<i64>()?, [1, 1, 1]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Tensor::full(shape, 1.0, dtype)
     }
     /// Every element `v`.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// assert_eq!(Tensor::full(&[2], 7.5, DType::F64)?.to_vec::<f64>()?, [7.5, 7.5]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn full(shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
         let n = alloc_len("full", shape, dtype)?;
         Ok(Tensor::from_storage(CpuStorage::full(dtype, n, v), shape))
@@ -83,6 +127,13 @@ impl Tensor {
         Tensor::ones(self.shape(), self.dtype())
     }
     /// `start, start + step, ...` up to (not including) `end`.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// assert_eq!(Tensor::arange(0.0, 5.0, 1.0, DType::I64)?.to_vec::<i64>()?, [0, 1, 2, 3, 4]);
+    /// assert_eq!(Tensor::arange(1.0, 0.0, -0.25, DType::F32)?.to_vec::<f32>()?, [1.0, 0.75, 0.5, 0.25]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn arange(start: f64, end: f64, step: f64, dtype: DType) -> Result<Tensor> {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
             bail!(
@@ -98,6 +149,13 @@ impl Tensor {
         Ok(from_f64s(v, &[n], dtype))
     }
     /// Uniform in [0, 1) from the default generator.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let u = Tensor::rand(&[1000], DType::F32)?;
+    /// assert!(u.to_vec::<f32>()?.iter().all(|v| (0.0..1.0).contains(v)));
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn rand(shape: &[usize], dtype: DType) -> Result<Tensor> {
         with_default_generator(|g| Tensor::uniform_with(shape, 0.0, 1.0, dtype, g))
     }
@@ -106,6 +164,16 @@ impl Tensor {
         with_default_generator(|g| Tensor::uniform_with(shape, lo, hi, dtype, g))
     }
     /// Standard normal from the default generator.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// fukai::manual_seed(42); // reproducible draws, as torch.manual_seed
+    /// let a = Tensor::randn(&[10_000], DType::F64)?;
+    /// fukai::manual_seed(42);
+    /// assert_eq!(a.to_vec::<f64>()?, Tensor::randn(&[10_000], DType::F64)?.to_vec::<f64>()?);
+    /// assert!(a.mean_all()?.item()?.abs() < 0.05);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn randn(shape: &[usize], dtype: DType) -> Result<Tensor> {
         with_default_generator(|g| Tensor::normal_with(shape, 0.0, 1.0, dtype, g))
     }
@@ -157,6 +225,17 @@ impl Tensor {
     }
 
     /// The elements in row-major order, as `T` (which must be this tensor's dtype).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// // Row-major order of the logical layout, also for a transposed view.
+    /// assert_eq!(t.t()?.to_vec::<f32>()?, [1.0, 3.0, 2.0, 4.0]);
+    /// // The element type must match the dtype; convert first otherwise.
+    /// assert!(t.to_vec::<f64>().is_err());
+    /// assert_eq!(t.to_dtype(DType::F64)?.to_vec::<f64>()?, [1.0, 2.0, 3.0, 4.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn to_vec<T: StorageSlice>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
             bail!(
@@ -174,12 +253,27 @@ impl Tensor {
         })
     }
     /// The elements converted to f64, whatever the dtype.
+    ///
+    /// ```
+    /// use fukai::Tensor;
+    /// let t = Tensor::from_vec(vec![3u8, 4], &[2])?;
+    /// assert_eq!(t.to_vec_f64()?, [3.0, 4.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
         let data = self.storage().read();
         let idx = self.layout().indices();
         Ok(match_storage!(&*data, v => idx.map(|i| v[i].to_f64()).collect()))
     }
     /// The single element as f64 (PyTorch's `item()`).
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let loss = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], &[3])?.mean_all()?;
+    /// assert_eq!(loss.item()?, 2.0);
+    /// assert!(Tensor::zeros(&[2], DType::F32)?.item().is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn item(&self) -> Result<f64> {
         if self.numel() != 1 {
             bail!(
@@ -218,6 +312,17 @@ impl Tensor {
         }
     }
     /// Converts to `dtype` (a copy). Differentiable between float types.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.5f32, -2.25], &[2])?;
+    /// let h = x.to_dtype(DType::BF16)?;
+    /// assert_eq!(h.dtype(), DType::BF16);
+    /// assert_eq!(h.to_dtype(DType::F32)?.to_vec::<f32>()?, [1.5, -2.25]);
+    /// // Float to integer truncates toward zero, like PyTorch's `.long()`.
+    /// assert_eq!(x.to_dtype(DType::I64)?.to_vec::<i64>()?, [1, -2]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return Ok(self.clone());
@@ -239,6 +344,14 @@ impl Tensor {
     }
     /// Overwrites this tensor's elements with `src`'s (same shape and dtype), without recording
     /// a graph: how optimizers and checkpoint loading update parameters in place.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let w = Tensor::zeros(&[2], DType::F32)?;
+    /// w.copy_from(&Tensor::from_vec(vec![5.0f32, 6.0], &[2])?)?;
+    /// assert_eq!(w.to_vec::<f32>()?, [5.0, 6.0]);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
         if src.shape() != self.shape() || src.dtype() != self.dtype() {
             bail!(

@@ -50,6 +50,16 @@ pub(crate) struct Inner {
 }
 
 /// An n-dimensional array with optional gradient tracking. Cloning is cheap (a reference count).
+///
+/// ```
+/// use fukai::{DType, Tensor};
+/// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+/// let b = a.clone(); // another handle to the same data, not a copy
+/// assert!(a.shares_storage(&b));
+/// assert_eq!((a.shape(), a.dtype(), a.numel()), (&[2, 2][..], DType::F32, 4));
+/// assert_eq!(format!("{a:?}"), "Tensor[[2, 2], f32, [1.0, 2.0, 3.0, 4.0]]");
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Arc<Inner>);
 
@@ -160,6 +170,14 @@ impl Tensor {
         Ok(self)
     }
     /// Consuming form of [`Tensor::set_requires_grad`]`(true)`.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let w = Tensor::from_vec(vec![2.0f32, 3.0], &[2])?.with_grad()?;
+    /// w.square()?.sum_all()?.backward()?;
+    /// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, [4.0, 6.0]); // d/dw Σw² = 2w
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn with_grad(self) -> Result<Tensor> {
         self.set_requires_grad(true)?;
         Ok(self)
@@ -169,6 +187,19 @@ impl Tensor {
         self.0.is_leaf
     }
     /// The accumulated gradient of a leaf, if backward reached it.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let w = Tensor::ones(&[2], DType::F32)?.with_grad()?;
+    /// assert!(w.grad().is_none());
+    /// // Gradients accumulate over backward calls until cleared, as in PyTorch.
+    /// w.sum_all()?.backward()?;
+    /// w.sum_all()?.backward()?;
+    /// assert_eq!(w.grad().unwrap().to_vec::<f32>()?, [2.0, 2.0]);
+    /// w.zero_grad();
+    /// assert!(w.grad().is_none());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn grad(&self) -> Option<Tensor> {
         self.0.grad.lock().clone()
     }
@@ -181,6 +212,16 @@ impl Tensor {
         self.set_grad(None);
     }
     /// A new leaf sharing this tensor's memory, cut from the graph.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let w = Tensor::ones(&[2], DType::F32)?.with_grad()?;
+    /// let y = w.mul_scalar(3.0)?;
+    /// assert!(y.requires_grad());
+    /// let frozen = y.detach();
+    /// assert!(!frozen.requires_grad() && frozen.shares_storage(&y));
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
     pub fn detach(&self) -> Tensor {
         Tensor::from_parts(self.0.storage.clone(), self.0.layout.clone())
     }
