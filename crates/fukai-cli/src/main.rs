@@ -2,6 +2,7 @@
 
 mod audio_data;
 mod config;
+mod data_get;
 mod dataset;
 mod embed;
 mod generate;
@@ -140,6 +141,11 @@ enum Cmd {
         json: bool,
         /// Texts to embed (default: one per line from standard input).
         texts: Vec<String>,
+    },
+    /// Download public data sets (fashion-mnist, mnist, ...) into a cache folder.
+    Data {
+        #[command(subcommand)]
+        cmd: data_get::DataCmd,
     },
 }
 
@@ -315,6 +321,7 @@ fn main() -> ExitCode {
             out,
         }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
         Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
+        Some(Cmd::Data { cmd }) => data_get::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
