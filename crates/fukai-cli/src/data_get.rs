@@ -175,6 +175,7 @@ fn get(name: &str, dir: Option<PathBuf>, base_url: Option<String>) -> Result<()>
         }
     }
     println!("\nthe presets find the data with:");
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     println!("  export FUKAI_ASSETS={}", shell_path(&dir));
     Ok(())
 }

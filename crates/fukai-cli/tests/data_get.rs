@@ -357,3 +357,95 @@ fn the_registry_is_consistent() {
     dests.dedup();
     assert_eq!(dests.len(), n, "two files share a destination");
 }
+
+/// Zalando's original gzip header for a Fashion-MNIST file: the Debian package ships the same
+/// deflate stream under a 10-byte header without the file name, re-timestamped. The originals
+/// were written 2017-08-31 (train files at 10:50:06 UTC, test files at 10:50:27).
+fn zalando_original(debian: &[u8], name: &str) -> Option<Vec<u8>> {
+    let flags_none = debian.len() > 10 && debian[..4] == [0x1f, 0x8b, 8, 0];
+    if !flags_none {
+        return None;
+    }
+    let mtime: u32 = if name.starts_with("train") {
+        1_504_176_606
+    } else {
+        1_504_176_627
+    };
+    let stem = name.strip_suffix(".gz")?;
+    let mut out = vec![0x1f, 0x8b, 8, 8];
+    out.extend_from_slice(&mtime.to_le_bytes());
+    out.extend_from_slice(&[0, 3]);
+    out.extend_from_slice(stem.as_bytes());
+    out.push(0);
+    out.extend_from_slice(&debian[10..]);
+    Some(out)
+}
+
+#[test]
+fn fashion_mnist_through_a_mirror_matches_the_registry() {
+    let Some(root) = assets("fashion-mnist/train-labels-idx1-ubyte.gz") else {
+        return;
+    };
+    let url = serve(Arc::new(move |path: &str| {
+        let name = path.strip_prefix("fashion-mnist/").unwrap_or("");
+        let original = std::fs::read(root.join(path))
+            .ok()
+            .and_then(|b| zalando_original(&b, name));
+        original.map_or(Reply::Missing, Reply::Body)
+    }));
+    let dir = scratch("data-get-fashion");
+    let out = data_get("fashion-mnist", &dir, &url);
+    assert!(out.status.success(), "{}", text(&out));
+    let set = fukai::data::download::dataset("fashion-mnist").unwrap();
+    for f in set.files {
+        let got = dir.join(f.dest);
+        assert_eq!(std::fs::metadata(&got).unwrap().len(), f.size, "{}", f.dest);
+        assert_eq!(Some(sha256(&got).as_str()), f.sha256, "{}", f.dest);
+    }
+    // The presets read what was downloaded.
+    let images = fukai::data::read_idx_images(&dir.join("fashion-mnist/t10k-images-idx3-ubyte.gz"));
+    assert!(images.is_ok(), "{:?}", images.err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_file_without_a_known_hash_is_kept_unverified() {
+    use fukai::data::download::{fetch_file, RemoteFile, Status};
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let served = body.clone();
+    let url = serve(Arc::new(move |path: &str| {
+        if path == "extra/blob.bin" {
+            Reply::Body(served.clone())
+        } else {
+            Reply::Missing
+        }
+    }));
+    let file = RemoteFile {
+        url: "https://example.invalid/blob.bin",
+        dest: "extra/blob.bin",
+        size: body.len() as u64,
+        sha256: None,
+    };
+    let dir = scratch("data-get-unverified");
+    let mut seen = Vec::new();
+    let got = fetch_file(&file, &dir, Some(&url), &mut |done, total| {
+        seen.push((done, total))
+    })
+    .unwrap();
+    assert_eq!(got.status, Status::Downloaded);
+    assert!(!got.verified);
+    assert_eq!(got.size, body.len() as u64);
+    assert_eq!(got.sha256, sha256(&got.path));
+    assert_eq!(std::fs::read(&got.path).unwrap(), body);
+    assert_eq!(
+        got.url.as_deref(),
+        Some(format!("{url}/extra/blob.bin").as_str())
+    );
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(body.len() as u64, body.len() as u64)));
+    // Present again: kept (size matches), still unverified, nothing fetched.
+    let again = fetch_file(&file, &dir, Some("http://127.0.0.1:9"), &mut |_, _| {}).unwrap();
+    assert_eq!((again.status, again.verified), (Status::Present, false));
+    assert_eq!(again.sha256, got.sha256);
+    let _ = std::fs::remove_dir_all(&dir);
+}
