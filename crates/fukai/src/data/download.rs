@@ -317,10 +317,11 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-fn net_err(url: &str, msg: String) -> Error {
+/// A transfer failure: names the URL and the file it was fetching.
+fn net_err(url: &str, file: &RemoteFile, msg: String) -> Error {
     Error::Io {
         path: url.to_string(),
-        source: std::io::Error::other(msg),
+        source: std::io::Error::other(format!("{msg} (fetching {})", file.dest)),
     }
 }
 
@@ -457,15 +458,20 @@ fn download(
     let resp = agent
         .get(url)
         .call()
-        .map_err(|e| net_err(url, format!("request failed: {e}")))?;
+        .map_err(|e| net_err(url, file, format!("request failed: {e}")))?;
     let status = resp.status();
     if !status.is_success() {
-        return Err(net_err(url, format!("the server answered HTTP {status}")));
+        return Err(net_err(
+            url,
+            file,
+            format!("the server answered HTTP {status}"),
+        ));
     }
     let length = resp.body().content_length();
     if let Some(n) = length.filter(|&n| n > cap) {
         return Err(net_err(
             url,
+            file,
             format!(
                 "the server announces {n} bytes, more than the {cap} allowed for {} \
                  (expected {} bytes); refusing to download",
@@ -488,6 +494,7 @@ fn download(
             Err(e) => {
                 return Err(net_err(
                     url,
+                    file,
                     format!("download failed after {done} bytes: {e}"),
                 ))
             }
@@ -496,6 +503,7 @@ fn download(
         if done > cap {
             return Err(net_err(
                 url,
+                file,
                 format!(
                     "the server sent more than the {cap} bytes allowed for {} (expected {} \
                      bytes); download aborted",
@@ -510,6 +518,7 @@ fn download(
     if let Some(n) = length.filter(|&n| n != done) {
         return Err(net_err(
             url,
+            file,
             format!("the connection closed after {done} of {n} bytes"),
         ));
     }
