@@ -2,6 +2,7 @@
 //! presets and printing only: the work happens in the library (`fukai::run`, `fukai::train`).
 
 mod config;
+mod data_get;
 mod embed;
 mod eval;
 mod generate;
@@ -132,6 +133,11 @@ enum Cmd {
         /// Texts to embed (default: one per line from standard input).
         texts: Vec<String>,
     },
+    /// Download public data sets (fashion-mnist, mnist, ...) into a cache folder.
+    Data {
+        #[command(subcommand)]
+        cmd: data_get::DataCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,6 +220,7 @@ fn main() -> ExitCode {
         }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
         Some(Cmd::Info { checkpoint }) => eval::info(&checkpoint),
         Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
+        Some(Cmd::Data { cmd }) => data_get::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,8 @@
 //! image folders), per-sample transforms, and a deterministic, prefetching [`DataLoader`].
 
 mod csv;
+#[cfg(feature = "download")]
+pub mod download;
 mod idx;
 mod images;
 mod loader;
