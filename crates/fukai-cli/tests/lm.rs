@@ -19,6 +19,7 @@ name = "tiny-gpt"
 [data]
 format = "text"
 test_fraction = 0.2
+eval_windows = 10
 [model]
 kind = "gpt"
 [model.gpt]
@@ -28,17 +29,16 @@ width = 16
 context = 8
 tie_weights = true
 [train]
-epochs = 1
+epochs = 3
+steps_per_epoch = 10
 batch_size = 4
 lr = 0.01
+min_lr = 0.001
 weight_decay = 0.1
+decay_matrices_only = true
+schedule = "cosine"
 warmup_steps = 2
 clip_grad_norm = 1.0
-[train.lm]
-steps = 30
-min_lr = 0.001
-eval_windows = 10
-eval_every = 10
 "#;
 
 #[test]
