@@ -15,7 +15,14 @@ pub fn run(
     s: &Sampling,
     seed: u64,
 ) -> Result<()> {
-    s.validate()?;
+    // The library names the fields (`top_p`); here they are flags (`--top-p`).
+    s.validate().map_err(|e| match e {
+        fukai::Error::Op { op, msg } => fukai::Error::Op {
+            op,
+            msg: format!("--{}", msg.replacen('_', "-", 1)),
+        },
+        e => e,
+    })?;
     let t = fukai::run::load_trained(checkpoint)?;
     let (ModelConfig::Gpt(cfg), Some(tok)) = (&t.config, &t.tokenizer) else {
         bail!(

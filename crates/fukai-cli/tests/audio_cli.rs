@@ -121,7 +121,35 @@ fn audio_manifest_trains_predicts_and_names_bad_rows() {
     let wav = dir.join("probe.wav");
     write_wav(&wav, 16000, &burst(905.0, 16000, 0.4, 0.25, 0.3));
     let stdout = fukai_ok(&["predict", "--checkpoint", s(&ckpt), s(&wav)]);
-    assert!(stdout.contains("prediction: mid"), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{}: mid  [mid ", s(&wav))),
+        "{stdout}"
+    );
+    // Many inputs: a folder of WAVs (sorted), one line each, --top-k classes per line.
+    let probes = dir.join("probes");
+    std::fs::create_dir_all(&probes).unwrap();
+    for (i, (name, f)) in FREQS.iter().enumerate() {
+        let p = probes.join(format!("{i}-{name}.wav"));
+        write_wav(&p, 8000, &burst(*f, 8000, 0.1, 0.3, 0.4));
+    }
+    let stdout = fukai_ok(&[
+        "predict",
+        "--checkpoint",
+        s(&ckpt),
+        "--top-k",
+        "2",
+        s(&probes),
+    ]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for (line, (i, (name, _))) in lines.iter().zip(FREQS.iter().enumerate()) {
+        let file = probes.join(format!("{i}-{name}.wav"));
+        assert!(
+            line.starts_with(&format!("{}: {name}  [{name} ", s(&file))),
+            "{stdout}"
+        );
+        assert_eq!(line.matches('%').count(), 2, "--top-k 2: {line}");
+    }
     // A truncated WAV for predict: named, not a panic.
     let bytes = std::fs::read(&wav).unwrap();
     std::fs::write(&wav, &bytes[..bytes.len() - 1001]).unwrap();
@@ -201,7 +229,7 @@ fn spoken_digits_preset_reaches_95_percent() {
         let wav = assets.join(format!("audio/asterisk-digits-en/{d}.wav"));
         let stdout = fukai_ok(&["predict", "--checkpoint", s(&ckpt), s(&wav)]);
         let first = stdout.lines().next().unwrap_or_default().to_string();
-        right += usize::from(first.starts_with(&format!("prediction: {d} ")));
+        right += usize::from(first.contains(&format!(".wav: {d}  [")));
         println!("asterisk {d}.wav: {first}");
     }
     println!("asterisk recordings: {right}/10 right");

@@ -323,37 +323,51 @@ fn bad_configs_and_presets() {
         (
             "unknown optimizer",
             table_config("c", &data, &[4], "").replace("\"adam\"", "\"adamx\""),
-            vec!["train.optimizer", "adamx"],
+            vec!["cfg.toml", "train: optimizer \"adamx\" is unknown"],
         ),
         (
             "unknown schedule",
             table_config("c", &data, &[4], "").replace("\"constant\"", "\"linear\""),
-            vec!["train.schedule", "linear"],
+            vec!["cfg.toml", "train: schedule \"linear\" is unknown"],
         ),
         (
             "unknown model kind",
             table_config("c", &data, &[4], "").replace("\"mlp\"", "\"capsnet\""),
-            vec!["model.kind", "capsnet"],
+            vec!["cfg.toml", "model.kind \"capsnet\" is unknown"],
         ),
         (
             "unknown data format",
             table_config("c", &data, &[4], "").replace("\"table\"", "\"parquet\""),
-            vec!["data.format", "parquet"],
+            vec!["cfg.toml", "data.format \"parquet\" is unknown"],
         ),
         (
             "negative lr",
             table_config("c", &data, &[4], "").replace("lr = 0.01", "lr = -0.01"),
-            vec!["train.lr"],
+            vec![
+                "cfg.toml",
+                "train: lr must be a positive number, found -0.01",
+            ],
         ),
         (
             "dropout of 1",
             table_config("c", &data, &[4], "").replace("dropout = 0.3", "dropout = 1.0"),
-            vec!["model.dropout"],
+            vec!["cfg.toml", "model.dropout must be in [0, 1), found 1"],
+        ),
+        (
+            "val_fraction of 1",
+            table_config("c", &data, &[4], "").replace(
+                "test_fraction = 0.25",
+                "test_fraction = 0.25\nval_fraction = 1.0",
+            ),
+            vec!["cfg.toml", "data.val_fraction must be in [0, 1), found 1"],
         ),
         (
             "label smoothing of 2",
             table_config("c", &data, &[4], "label_smoothing = 2.0"),
-            vec!["train.label_smoothing"],
+            vec![
+                "cfg.toml",
+                "train: label_smoothing must be in [0, 1], found 2",
+            ],
         ),
     ];
     let cfg = root.join("cfg.toml");
@@ -419,9 +433,10 @@ fn checkpoints_that_do_not_fit() {
     let ckpt = trained.join("checkpoint.safetensors");
     fukai_ok(&["eval", "--checkpoint", s(&ckpt)]);
 
-    // eval: the config stored in the checkpoint builds other widths than its tensors.
+    // eval: the model config stored in the checkpoint builds other widths than its tensors.
     let edited = root.join("edited.safetensors");
-    edit_metadata(&ckpt, &edited, "config", |c| {
+    edit_metadata(&ckpt, &edited, "model", |c| {
+        assert!(c.contains("\"hidden\":[6]"), "{c}");
         c.replace("\"hidden\":[6]", "\"hidden\":[10]")
     });
     let err = fails(
@@ -437,13 +452,26 @@ fn checkpoints_that_do_not_fit() {
     );
     // Broken metadata and a file that is not a checkpoint.
     let broken = root.join("broken-meta.safetensors");
-    edit_metadata(&ckpt, &broken, "config", |c| {
+    edit_metadata(&ckpt, &broken, "model", |c| {
+        c.replace("\"kind\"", "\"knid\"")
+    });
+    fails(
+        "eval with broken model metadata",
+        &["eval", "--checkpoint", s(&broken)],
+        &[
+            "broken-meta.safetensors",
+            "metadata field \"model\"",
+            "kind",
+        ],
+    );
+    let broken_run = root.join("broken-run.safetensors");
+    edit_metadata(&ckpt, &broken_run, "run", |c| {
         c.replace("\"train\"", "\"trian\"")
     });
     fails(
-        "eval with broken config metadata",
-        &["eval", "--checkpoint", s(&broken)],
-        &["broken-meta.safetensors", "config"],
+        "eval with broken run metadata",
+        &["eval", "--checkpoint", s(&broken_run)],
+        &["broken-run.safetensors", "metadata field \"run\"", "train"],
     );
     let junk = root.join("junk.safetensors");
     std::fs::write(&junk, b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}").unwrap();
@@ -461,41 +489,108 @@ fn checkpoints_that_do_not_fit() {
         &["cut.safetensors"],
     );
 
-    // train --resume with a checkpoint of another width into an existing run: refused, and the
-    // run directory (the checkpoint's own) keeps its files.
-    let run = ExistingRun::new(&root);
-    let foreign = run.dir.join("foreign.safetensors");
-    std::fs::copy(&ckpt, &foreign).unwrap();
-    let mut run = run;
-    run.files
-        .push((foreign.clone(), std::fs::read(&foreign).unwrap()));
-    fails(
+    // train --resume of a run directory whose checkpoint does not fit: refused, and the run
+    // directory keeps its files.
+    let resume_into = |what: &str, ckpt_file: &Path, extra: &[&str], needles: &[&str]| {
+        let mut run = ExistingRun::new(&root);
+        let c = run.dir.join("checkpoint.safetensors");
+        std::fs::copy(ckpt_file, &c).unwrap();
+        run.files.push((c.clone(), std::fs::read(&c).unwrap()));
+        let mut args = vec!["train", "--resume", s(&run.dir)];
+        args.extend_from_slice(extra);
+        fails(what, &args, needles);
+        run.check_untouched(what);
+        std::fs::remove_dir_all(&run.dir).unwrap();
+    };
+    resume_into(
         "resume with mismatched shapes",
-        &[
-            "train",
-            "--config",
-            s(&wide),
-            "--out",
-            s(&run.dir),
-            "--resume",
-            s(&foreign),
-        ],
-        &["foreign.safetensors", "0.weight", "[10, 4]", "[6, 4]"],
+        &edited,
+        &[],
+        &["checkpoint.safetensors", "0.weight", "[10, 4]", "[6, 4]"],
     );
-    run.check_untouched("resume with mismatched shapes");
+    // The run config says 10 wide, the model and its tensors 6.
+    let lying = root.join("lying-run.safetensors");
+    edit_metadata(&ckpt, &lying, "run", |c| {
+        c.replace("\"hidden\":[6]", "\"hidden\":[10]")
+    });
+    resume_into(
+        "resume with a run config of another width",
+        &lying,
+        &[],
+        &[
+            "checkpoint.safetensors",
+            "different model",
+            "model.hidden: checkpoint [6], now [10]",
+        ],
+    );
+    resume_into(
+        "resume with another config file",
+        &ckpt,
+        &["--config", s(&wide)],
+        &[
+            "checkpoint.safetensors",
+            "different config",
+            "model.hidden: checkpoint [6], now [10]",
+        ],
+    );
+    let gone = root.join("gone");
     fails(
-        "resume from a missing file",
-        &[
-            "train",
-            "--config",
-            s(&small),
-            "--out",
-            s(&run.dir),
-            "--resume",
-            s(&root.join("gone.safetensors")),
-        ],
-        &["gone.safetensors"],
+        "resume from a missing run",
+        &["train", "--resume", s(&gone)],
+        &["gone", "checkpoint.safetensors"],
     );
-    run.check_untouched("resume from a missing file");
+    assert!(!gone.exists(), "resuming a missing run created its folder");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn out_on_an_existing_run() {
+    let root = scratch("existing-out");
+    let data = root.join("data.csv");
+    write_table(&data, 60);
+    let cfg = root.join("run.toml");
+    std::fs::write(&cfg, table_config("first", &data, &[6], "")).unwrap();
+    let run = ExistingRun::new(&root);
+    let out = s(&run.dir).to_string();
+    // Good data and config: only the earlier run stands in the way.
+    let err = fails(
+        "--out on an existing run",
+        &["train", "--config", s(&cfg), "--out", &out],
+        &[&out, "already holds a run", "--force", "--resume"],
+    );
+    assert!(!err.contains("epoch"), "{err}");
+    run.check_untouched("--out on an existing run");
+    // --force replaces it: the new run's files, none of the old ones' contents.
+    let stdout = fukai_ok(&["train", "--config", s(&cfg), "--out", &out, "--force"]);
+    assert!(stdout.contains("test loss"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["name"], "first", "{summary}");
+    let metrics = std::fs::read_to_string(run.dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2, "old lines kept: {metrics}");
+    // A real run is refused as well, and --force with --resume is a usage error.
+    fails(
+        "--out on a trained run",
+        &["train", "--config", s(&cfg), "--out", &out],
+        &[&out, "already holds a run"],
+    );
+    fails(
+        "--force with --resume",
+        &["train", "--resume", &out, "--force"],
+        &["--force"],
+    );
+    // An --out that cannot be created fails before any training.
+    let file = root.join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let under = file.join("run");
+    let r = common::fukai(&["train", "--config", s(&cfg), "--out", s(&under)]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "trained into {}", under.display());
+    assert!(stderr.contains(s(&under)), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&r.stdout).contains("epoch"),
+        "trained before finding --out unwritable"
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }

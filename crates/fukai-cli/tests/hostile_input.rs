@@ -126,13 +126,19 @@ fn checkpoints_with_lying_metadata_or_broken_weights() {
     let ckpt = run.join("checkpoint.safetensors");
     let meta = fukai::io::load_safetensors(&ckpt).unwrap().into_parts().1;
 
-    // A config describing 2 x 4 billion weights: refused before allocating them.
+    // A model config describing 2 x 4 billion weights: refused before allocating them.
     let huge = dir.join("huge.safetensors");
-    let text = meta["config"].replace("\"hidden\":[6]", "\"hidden\":[65536,65536,65536]");
-    rewrite(&ckpt, &huge, Some(("config", &text)), |_| {});
+    assert!(
+        meta["model"].contains("\"hidden\":[6]"),
+        "{}",
+        meta["model"]
+    );
+    let text = meta["model"].replace("\"hidden\":[6]", "\"hidden\":[65536,65536,65536]");
+    rewrite(&ckpt, &huge, Some(("model", &text)), |_| {});
     for cmd in [
         &["eval", "--checkpoint", s(&huge)][..],
         &["predict", "--checkpoint", s(&huge), "1,2,3,4"],
+        &["info", s(&huge)],
     ] {
         fails(
             "huge hidden widths",
@@ -144,12 +150,24 @@ fn checkpoints_with_lying_metadata_or_broken_weights() {
             ],
         );
     }
-    let text = meta["config"].replace("\"hidden\":[6]", "\"hidden\":[100000000000]");
-    rewrite(&ckpt, &huge, Some(("config", &text)), |_| {});
+    let text = meta["model"].replace("\"hidden\":[6]", "\"hidden\":[100000000000]");
+    rewrite(&ckpt, &huge, Some(("model", &text)), |_| {});
     fails(
         "width past the limit",
         &["eval", "--checkpoint", s(&huge)],
-        &["huge.safetensors", "model.hidden[0]"],
+        &["huge.safetensors", "[100000000000, 4]", "allocation limit"],
+    );
+    // The run config stored beside it is validated too.
+    let text = meta["run"].replace("\"hidden\":[6]", "\"hidden\":[100000000000]");
+    rewrite(&ckpt, &huge, Some(("run", &text)), |_| {});
+    fails(
+        "run config width past the limit",
+        &["eval", "--checkpoint", s(&huge)],
+        &[
+            "huge.safetensors",
+            "metadata field \"run\"",
+            "model.hidden[0]",
+        ],
     );
     // Input shape and normalization that cannot be.
     let bad = dir.join("bad.safetensors");
@@ -162,7 +180,7 @@ fn checkpoints_with_lying_metadata_or_broken_weights() {
     fails(
         "huge input shape",
         &["eval", "--checkpoint", s(&bad)],
-        &["bad.safetensors", "input_shape"],
+        &["bad.safetensors", "[1000000000000]"],
     );
     rewrite(
         &ckpt,
@@ -219,7 +237,13 @@ fn checkpoints_with_lying_metadata_or_broken_weights() {
     fails(
         "eval on a wider table",
         &["eval", "--checkpoint", s(&ckpt), "--data", s(&wide)],
-        &["wide.csv", "the data has 5 features", "expects 4 features"],
+        &[
+            "wide.csv",
+            "this data fits the model",
+            "\"input_shape\":[5]",
+            "checkpoint.safetensors holds",
+            "\"input_shape\":[4]",
+        ],
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -236,6 +260,7 @@ fn gpt_checkpoint_with_lying_metadata() {
 [data]
 format = "text"
 test_fraction = 0.2
+eval_windows = 2
 [model]
 kind = "gpt"
 [model.gpt]
@@ -245,13 +270,10 @@ width = 16
 context = 8
 [train]
 epochs = 1
+steps_per_epoch = 2
 batch_size = 4
 lr = 0.01
-[train.lm]
-steps = 2
 min_lr = 0.001
-eval_windows = 2
-eval_every = 2
 "#,
     );
     let run = dir.join("run");
@@ -273,15 +295,11 @@ eval_every = 2
         ("\"context\":8", "\"context\":131072", "bad.safetensors"),
         // 12.9 GB of weights per layer: refused before building.
         ("\"width\":16", "\"width\":32768", "allocation limit"),
-        ("\"layers\":1", "\"layers\":1000000", "model.gpt.layers"),
+        ("\"layers\":1", "\"layers\":1000000", "allocation limit"),
     ] {
-        assert!(
-            meta["config"].contains(from),
-            "{from} in {}",
-            meta["config"]
-        );
-        let text = meta["config"].replace(from, to);
-        rewrite(&ckpt, &bad, Some(("config", &text)), |_| {});
+        assert!(meta["model"].contains(from), "{from} in {}", meta["model"]);
+        let text = meta["model"].replace(from, to);
+        rewrite(&ckpt, &bad, Some(("model", &text)), |_| {});
         fails(
             to,
             &["generate", "--checkpoint", s(&bad)],

@@ -71,7 +71,15 @@ fn ts_classifier_trains_and_reports() {
     let cfg = ts_config(&dir, &dir.join("ramps"));
     let out = dir.join("run");
     let stdout = fukai_ok(&["train", "--config", s(&cfg), "--out", s(&out)]);
-    assert!(stdout.contains("test accuracy"), "{stdout}");
+    assert!(
+        stdout.contains("\ntest loss ") && stdout.contains(" acc "),
+        "{stdout}"
+    );
+    // 40 training sequences, 4 of them (one in ten, per class) carved off for validation.
+    assert!(
+        stdout.contains("36 train / 4 validation / 20 test sequences"),
+        "{stdout}"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let acc = summary["test_accuracy"].as_f64().unwrap();
@@ -79,6 +87,25 @@ fn ts_classifier_trains_and_reports() {
     for f in ["metrics.jsonl", "curves.png", "checkpoint.safetensors"] {
         assert!(out.join(f).exists(), "{f}");
     }
+    // predict on a .ts file: one line per sequence, in order, named FILE #i.
+    let ckpt = out.join("checkpoint.safetensors");
+    let test = dir.join("ramps_TEST.ts");
+    let stdout = fukai_ok(&["predict", "--checkpoint", s(&ckpt), s(&test)]);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 20, "{stdout}");
+    let mut right = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let prefix = format!("{} #{}: ", s(&test), i + 1);
+        assert!(l.starts_with(&prefix), "{l}");
+        let truth = if i % 2 == 0 { "up" } else { "down" };
+        right += usize::from(l[prefix.len()..].starts_with(&format!("{truth}  [")));
+    }
+    assert!(right >= 16, "{right}/20 right:\n{stdout}");
+    // eval --json agrees with the summary.
+    let ev: serde_json::Value =
+        serde_json::from_str(&fukai_ok(&["eval", "--checkpoint", s(&ckpt), "--json"])).unwrap();
+    assert_eq!(ev["test"]["samples"], 20, "{ev}");
+    assert_eq!(ev["test"]["accuracy"].as_f64().unwrap(), acc, "{ev}");
 }
 
 #[test]
@@ -113,6 +140,31 @@ fn series_forecaster_reports_rmse_and_naive() {
         rmse < naive,
         "a sine is predictable: rmse {rmse} vs naive {naive}"
     );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    // val_metric of a forecaster: RMSE relative to the naive forecast.
+    let rel = last["val_metric"].as_f64().unwrap();
+    assert!(rel > 0.0 && rel < 1.0, "{last}");
+    let ckpt = out.join("checkpoint.safetensors");
+    let ev: serde_json::Value =
+        serde_json::from_str(&fukai_ok(&["eval", "--checkpoint", s(&ckpt), "--json"])).unwrap();
+    assert_eq!(ev["test"]["rmse"].as_f64().unwrap(), rmse, "{ev}");
+    assert_eq!(ev["test"]["naive_rmse"].as_f64().unwrap(), naive, "{ev}");
+    // predict the next value after the whole series: nearer the sine at t = 120 than the naive
+    // forecast typically is.
+    let stdout = fukai_ok(&["predict", "--checkpoint", s(&ckpt), s(&csv)]);
+    let prefix = format!("{}: next 1 of V: ", s(&csv));
+    assert!(stdout.starts_with(&prefix), "{stdout}");
+    let next: f64 = stdout[prefix.len()..].trim().parse().unwrap();
+    let truth = 50.0 + 40.0 * (120.0 * 2.0 * std::f64::consts::PI / 11.0).sin();
+    assert!(
+        (next - truth).abs() < naive,
+        "next {next}, truth {truth}, naive rmse {naive}"
+    );
+    let json = fukai_ok(&["predict", "--checkpoint", s(&ckpt), "--json", s(&csv)]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["column"], "V");
+    assert_eq!(v["forecast"].as_array().unwrap().len(), 1, "{v}");
 }
 
 #[test]

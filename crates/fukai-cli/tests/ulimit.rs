@@ -189,8 +189,9 @@ fn checkpoint_metadata_claiming_huge_widths() {
     let root = scratch("ulimit-checkpoint");
     let ckpt = trained(&root);
     let wide = root.join("wide.safetensors");
-    edit_metadata(&ckpt, &wide, "config", |c| {
-        c["model"]["hidden"] = serde_json::json!([100_000_000_000u64]);
+    edit_metadata(&ckpt, &wide, "model", |c| {
+        assert_eq!(c["hidden"], serde_json::json!([6]), "{c}");
+        c["hidden"] = serde_json::json!([100_000_000_000u64]);
     });
     let shape = root.join("shape.safetensors");
     edit_metadata(&ckpt, &shape, "input_shape", |v| {

@@ -185,7 +185,8 @@ impl Run {
         Ok(Run {
             cfg: cfg.clone(),
             data,
-            data_path: data_path.to_path_buf(),
+            // Stored in the checkpoint for eval and --resume, which may run elsewhere.
+            data_path: std::path::absolute(data_path).unwrap_or_else(|_| data_path.into()),
             out: out.to_path_buf(),
             existing,
         })

@@ -245,15 +245,17 @@ impl Trainer {
         let mut last_val = None;
         let mut last_save = Instant::now();
         let stop = 'run: loop {
-            if self.limit_reached() {
-                self.save_checkpoint()?;
-                break Stop::StepLimit;
-            }
             if self.state.stopped_early {
                 break Stop::EarlyStopped;
             }
             if self.state.epoch as usize >= cfg.epochs {
                 break Stop::Finished;
+            }
+            // After the epoch checks: a limit reached on an epoch's last step still ends the
+            // epoch (validation, metrics), and one reached on the run's last step finishes it.
+            if self.limit_reached() {
+                self.save_checkpoint()?;
+                break Stop::StepLimit;
             }
             let epoch = self.state.epoch;
             let start = self.state.batch as usize;
@@ -325,7 +327,7 @@ impl Trainer {
                     .checkpoint_steps
                     .is_some_and(|n| self.state.step % n == 0);
                 let due_time = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_seconds;
-                if self.limit_reached() {
+                if self.limit_reached() && i + 1 < batches_per_epoch {
                     continue 'run;
                 }
                 if (due_steps || due_time) && i + 1 < batches_per_epoch {
