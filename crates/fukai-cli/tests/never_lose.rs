@@ -18,27 +18,49 @@ fn state_bits(ckpt: &Path) -> Vec<(String, Vec<u64>)> {
         .tensors()
         .iter()
         .map(|(n, t)| {
-            let bits = t.to_vec_f64().unwrap().iter().map(|v| v.to_bits()).collect();
+            let bits = t
+                .to_vec_f64()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
             (n.clone(), bits)
         })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(out.iter().any(|(n, _)| n.starts_with("optim.")), "no optimizer state in {}", ckpt.display());
+    assert!(
+        out.iter().any(|(n, _)| n.starts_with("optim.")),
+        "no optimizer state in {}",
+        ckpt.display()
+    );
     out
 }
 
 fn assert_same_run(a: &Path, b: &Path) {
-    let (x, y) = (state_bits(&a.join("checkpoint.safetensors")), state_bits(&b.join("checkpoint.safetensors")));
+    let (x, y) = (
+        state_bits(&a.join("checkpoint.safetensors")),
+        state_bits(&b.join("checkpoint.safetensors")),
+    );
     assert_eq!(x.len(), y.len());
     for ((n, u), (m, v)) in x.iter().zip(&y) {
         assert_eq!(n, m);
-        assert!(u == v, "tensor {n} differs between the uninterrupted run and the resumed one");
+        assert!(
+            u == v,
+            "tensor {n} differs between the uninterrupted run and the resumed one"
+        );
     }
     let summary = |d: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
     };
     let (sa, sb) = (summary(a), summary(b));
-    for k in ["test_loss", "test_accuracy", "test_rmse", "val_loss", "steps", "best_epoch"] {
+    for k in [
+        "test_loss",
+        "test_accuracy",
+        "test_rmse",
+        "val_loss",
+        "steps",
+        "best_epoch",
+    ] {
         assert_eq!(sa[k], sb[k], "summary field {k}");
     }
 }
@@ -68,7 +90,14 @@ fn steps_then_resume_is_bit_exact_for_a_table_mlp() {
     let cfg = dir.join("run.toml");
     // Accumulation, clipping, dropout, a cosine schedule: every piece of state must travel.
     let extra = "accumulate = 2\nclip_grad_norm = 1.0\nschedule = \"cosine\"\nepochs = 3";
-    std::fs::write(&cfg, table_config("nl", &data, &[16, 12], "").replace("epochs = 2\n", "").replace("schedule = \"constant\"\n", "") + extra).unwrap();
+    std::fs::write(
+        &cfg,
+        table_config("nl", &data, &[16, 12], "")
+            .replace("epochs = 2\n", "")
+            .replace("schedule = \"constant\"\n", "")
+            + extra,
+    )
+    .unwrap();
     // 300 rows: 225 train, 203 after validation, batch 8: 26 batches = 13 steps per epoch.
     stop_and_resume(&dir, &["--config", s(&cfg)], &[5, 13, 20]);
 }
@@ -97,7 +126,10 @@ fn steps_then_resume_is_bit_exact_for_a_forecaster_and_a_gpt() {
     let series = dir.join("s.csv");
     let mut text = String::from("year,value\n");
     for i in 0..200 {
-        text += &format!("{i},{:.3}\n", (i as f64 * 0.3).sin() * 10.0 + (i % 7) as f64);
+        text += &format!(
+            "{i},{:.3}\n",
+            (i as f64 * 0.3).sin() * 10.0 + (i % 7) as f64
+        );
     }
     std::fs::write(&series, text).unwrap();
     let cfg = dir.join("f.toml");
@@ -113,7 +145,11 @@ fn steps_then_resume_is_bit_exact_for_a_forecaster_and_a_gpt() {
     stop_and_resume(&dir.join("f"), &["--config", s(&cfg)], &[4, 9]);
 
     let corpus = dir.join("c.txt");
-    std::fs::write(&corpus, "to be or not to be, that is the question. ".repeat(60)).unwrap();
+    std::fs::write(
+        &corpus,
+        "to be or not to be, that is the question. ".repeat(60),
+    )
+    .unwrap();
     let gpt = dir.join("g.toml");
     std::fs::write(
         &gpt,
@@ -142,7 +178,14 @@ fn kill_9_at_random_moments_then_resume_is_bit_exact() {
     let cfg = dir.join("run.toml");
     // A checkpoint every 3 steps: kills land between, during and right after writes.
     let extra = "checkpoint_steps = 3\nkeep_checkpoints = 2\nschedule = \"cosine\"\nepochs = 3";
-    std::fs::write(&cfg, table_config("kill", &data, &[64, 64], "").replace("epochs = 2\n", "").replace("schedule = \"constant\"\n", "") + extra).unwrap();
+    std::fs::write(
+        &cfg,
+        table_config("kill", &data, &[64, 64], "")
+            .replace("epochs = 2\n", "")
+            .replace("schedule = \"constant\"\n", "")
+            + extra,
+    )
+    .unwrap();
     let (a, b) = (dir.join("A"), dir.join("B"));
     let started = Instant::now();
     fukai_ok(&["train", "--config", s(&cfg), "--out", s(&a)]);
@@ -166,7 +209,14 @@ fn kill_9_at_random_moments_then_resume_is_bit_exact() {
         let args: Vec<String> = if has_checkpoint(&b) {
             vec!["train".into(), "--resume".into(), s(&b).into()]
         } else {
-            vec!["train".into(), "--config".into(), s(&cfg).into(), "--out".into(), s(&b).into(), "--force".into()]
+            vec![
+                "train".into(),
+                "--config".into(),
+                s(&cfg).into(),
+                "--out".into(),
+                s(&b).into(),
+                "--force".into(),
+            ]
         };
         let mut child = Command::new(env!("CARGO_BIN_EXE_fukai"))
             .args(&args)
@@ -188,16 +238,26 @@ fn kill_9_at_random_moments_then_resume_is_bit_exact() {
         }
     }
     println!("{kills} kills; full run {full:?}");
-    assert!(kills >= 1, "the run always finished before the kill: nothing was tested");
+    assert!(
+        kills >= 1,
+        "the run always finished before the kill: nothing was tested"
+    );
     if !b.join("summary.json").exists() {
         let out = fukai(&["train", "--resume", s(&b)]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_same_run(&a, &b);
     // The run directory holds whole files only: no temporary leftovers from killed writes
     // beyond the checkpoints kept.
     let kept = std::fs::read_dir(b.join("checkpoints")).unwrap().count();
-    assert!(kept <= 3, "{kept} step checkpoints kept, expected at most keep_checkpoints + 1");
+    assert!(
+        kept <= 3,
+        "{kept} step checkpoints kept, expected at most keep_checkpoints + 1"
+    );
 }
 
 #[test]
@@ -210,17 +270,46 @@ fn an_existing_run_is_never_overwritten_unasked() {
     let run = dir.join("run");
     fukai_ok(&["train", "--config", s(&cfg), "--out", s(&run)]);
     let before = std::fs::read(run.join("summary.json")).unwrap();
-    let again = fukai(&["train", "--config", s(&cfg), "--out", s(&run), "--seed", "5"]);
+    let again = fukai(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&run),
+        "--seed",
+        "5",
+    ]);
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("already holds a run") && err.contains("--force") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("already holds a run") && err.contains("--force") && err.contains("--resume"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(run.join("summary.json")).unwrap(), before);
-    fukai_ok(&["train", "--config", s(&cfg), "--out", s(&run), "--seed", "5", "--force"]);
+    fukai_ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&run),
+        "--seed",
+        "5",
+        "--force",
+    ]);
     // An unwritable --out fails before any training.
     let blocker = dir.join("file");
     std::fs::write(&blocker, b"x").unwrap();
-    let bad = fukai(&["train", "--config", s(&cfg), "--out", s(&blocker.join("run"))]);
+    let bad = fukai(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&blocker.join("run")),
+    ]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("file") && !String::from_utf8_lossy(&bad.stdout).contains("epoch"), "{err}");
+    assert!(
+        err.contains("file") && !String::from_utf8_lossy(&bad.stdout).contains("epoch"),
+        "{err}"
+    );
 }

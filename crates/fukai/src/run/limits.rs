@@ -168,9 +168,9 @@ pub fn check(cfg: &RunConfig) -> Result<()> {
         1 << 16,
         "micro-batches per step",
     )?;
-    within("train.warmup_steps", t.warmup_steps, 0, 1 << 40, "steps")?;
+    within("train.warmup_steps", t.warmup_steps, 0, 1 << 30, "steps")?;
     if let Some(s) = t.steps_per_epoch {
-        within("train.steps_per_epoch", s, 1, 1 << 40, "optimizer steps")?;
+        within("train.steps_per_epoch", s, 1, 1 << 30, "optimizer steps")?;
     }
     within(
         "train.keep_checkpoints",

@@ -1,6 +1,6 @@
 //! Config-driven runs: what `fukai train` does, as a library call. A [`RunConfig`] (data,
 //! model, training) is prepared against its data ([`Run::prepare`]), then trained through the
-//! one [`Trainer`](crate::train::Trainer) into a run directory: checkpoints, `metrics.jsonl`,
+//! one [`Trainer`] into a run directory: checkpoints, `metrics.jsonl`,
 //! `curves.png`, `summary.json`. [`load_trained`] reads any such checkpoint back with what
 //! using it needs (class names, normalization, vocabulary, series scaling).
 //!

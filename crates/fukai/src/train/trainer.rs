@@ -292,7 +292,7 @@ impl Trainer {
                 }
                 step_loss += l;
                 step_n += 1;
-                if (i + 1) % cfg.accumulate != 0 && i + 1 != batches_per_epoch {
+                if !(i + 1).is_multiple_of(cfg.accumulate) && i + 1 != batches_per_epoch {
                     continue;
                 }
                 let lr = sched.lr(cfg.lr, self.state.step as usize);
@@ -325,7 +325,7 @@ impl Trainer {
                 (step_loss, step_n) = (0.0, 0);
                 let due_steps = cfg
                     .checkpoint_steps
-                    .is_some_and(|n| self.state.step % n == 0);
+                    .is_some_and(|n| self.state.step.is_multiple_of(n));
                 let due_time = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_seconds;
                 if self.limit_reached() && i + 1 < batches_per_epoch {
                     continue 'run;
@@ -525,7 +525,7 @@ impl Trainer {
             epoch: self.state.epoch,
         };
         checkpoint::save(&path, &*self.model, &*self.opt, &progress, &extra)?;
-        crate::io::link_atomic(&path, &dir.join("checkpoint.safetensors"))?;
+        crate::io::link_atomic(&path, dir.join("checkpoint.safetensors"))?;
         let mut old: Vec<PathBuf> = std::fs::read_dir(&sub)
             .map_err(|e| Error::Io {
                 path: sub.display().to_string(),
