@@ -313,3 +313,18 @@ fn gradcheck_changed_ops_at_their_edge_cases() {
     )
     .unwrap();
 }
+
+/// ReLU passes NaN through (as PyTorch does) instead of hiding it as 0, plain and fused with
+/// batch norm, so a NaN input surfaces as a non-finite loss.
+#[test]
+fn relu_keeps_nan() {
+    let x = fukai::Tensor::from_vec(vec![f32::NAN, -1.0, 2.0, 0.5], &[2, 2, 1, 1]).unwrap();
+    let v = x.relu().unwrap().to_vec::<f32>().unwrap();
+    assert!(v[0].is_nan() && v[1] == 0.0 && v[2] == 2.0, "{v:?}");
+    let mut bn = fukai::nn::BatchNorm::new(2).unwrap();
+    fukai::nn::Module::set_training(&mut bn, false);
+    let fused = fukai::nn::Module::forward_relu(&bn, &x);
+    if let Some(y) = fused {
+        assert!(y.unwrap().to_vec::<f32>().unwrap()[0].is_nan());
+    }
+}

@@ -140,7 +140,8 @@ fn forward<T: Float>(
             if relu {
                 for (o, &v) in o.iter_mut().zip(src) {
                     let y = v * scale + shift;
-                    o.write(if y > T::ZERO { y } else { T::ZERO });
+                    // NaN passes through, as in the unfused ReLU.
+                    o.write(if y <= T::ZERO { T::ZERO } else { y });
                 }
             } else {
                 for (o, &v) in o.iter_mut().zip(src) {

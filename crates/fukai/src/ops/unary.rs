@@ -158,8 +158,9 @@ impl Unary {
             Unary::Sigmoid => map(x, sigmoid),
             Unary::Relu => map(
                 x,
+                // Written so NaN passes through, as in PyTorch: a NaN must not become a silent 0.
                 #[inline(always)]
-                |x| if x > T::ZERO { x } else { T::ZERO },
+                |x| if x <= T::ZERO { T::ZERO } else { x },
             ),
             Unary::Gelu => map(x, gelu),
             Unary::GeluTanh => map(

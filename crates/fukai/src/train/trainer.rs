@@ -239,6 +239,12 @@ impl Trainer {
             steps_per_epoch,
             start: (self.state.epoch, self.state.batch, self.state.step),
         };
+        if let Some(dir) = &self.dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+        }
         for h in &mut self.hooks {
             h.on_fit_start(&info)?;
         }
@@ -423,7 +429,9 @@ impl Trainer {
         }
     }
 
-    /// Stops a run whose loss climbs far above where it started.
+    /// Stops a run whose loss climbs far above where it started: the mean of the last 10 steps
+    /// against the lowest single-step loss of the first 10 (a run that diverges at once must
+    /// not poison its own reference).
     fn watch_divergence(&mut self, loss: f64) -> Result<()> {
         let s = &mut self.state;
         if s.first_losses.len() < WINDOW {
@@ -434,15 +442,15 @@ impl Trainer {
             s.recent_losses.pop_front();
         }
         let f = self.cfg.divergence_factor;
-        if f == 0.0 || s.first_losses.len() < WINDOW || (s.step as usize) < 2 * WINDOW {
+        if f == 0.0 || s.recent_losses.len() < WINDOW {
             return Ok(());
         }
-        let start = s.first_losses.iter().sum::<f64>() / WINDOW as f64;
-        let now = s.recent_losses.iter().sum::<f64>() / s.recent_losses.len() as f64;
+        let start = s.first_losses.iter().copied().fold(f64::INFINITY, f64::min);
+        let now = s.recent_losses.iter().sum::<f64>() / WINDOW as f64;
         if now > f * start.max(1e-8) {
             bail!(
                 "train",
-                "diverged at step {}: the mean loss of the last {WINDOW} steps, {now:.4e}, is more than {f} times that of the first {WINDOW}, {start:.4e}; lower train.lr (now {})",
+                "diverged at step {}: the mean loss of the last {WINDOW} steps, {now:.4e}, is more than {f} times the lowest of the first {WINDOW}, {start:.4e}; lower train.lr (now {})",
                 s.step,
                 self.cfg.lr
             );
