@@ -4,7 +4,6 @@
 
 use fukai::data::{DataLoader, InMemory};
 use fukai::models::{self, Mlp, MlpConfig, Model};
-use fukai::nn::Module;
 use fukai::train::{Stop, TrainConfig, Trainer};
 use std::sync::Arc;
 
