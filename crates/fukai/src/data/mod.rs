@@ -310,6 +310,14 @@ impl InMemory {
             ..self.clone()
         })
     }
+    /// Number of samples (also [`Dataset::len`], without importing the trait).
+    pub fn len(&self) -> usize {
+        Dataset::len(self)
+    }
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Label of sample `i`.
     pub fn label(&self, i: usize) -> i64 {
         self.y[self.row(i)]
