@@ -2,9 +2,10 @@
 //! `fukai train --preset fashion-mlp --epochs 1 --out <tmp>` in a child process (the `fukai`
 //! binary next to this one, or `$FUKAI_CLI`), so the bench times exactly what users run
 //! (model, init, optimizer, schedule, batch size, augmentation, label smoothing, the data
-//! loader and its prefetch thread). The time is the epoch's `seconds` from the run's
-//! `metrics.jsonl`: the training pass only, without reading the IDX files and without the test
-//! evaluation that follows. The PyTorch side runs the twins in `bench/twins/`, timed the same
+//! loader and its prefetch thread). The time is the epoch's training pass from the run's
+//! `metrics.jsonl`, scaled to the 60,000 training images the twins train on (the CLI holds
+//! 10% of them out for validation): 60,000 / `samples_per_second`, without reading the IDX
+//! files and without the evaluations that follow. The PyTorch side runs the twins in `bench/twins/`, timed the same
 //! way. Goals: MLP epoch ≤ 0.9×, CNN epoch ≤ 0.8× PyTorch's, peak RSS ≤ PyTorch's.
 
 use crate::harness::{Line, Stats};
@@ -42,7 +43,8 @@ fn cli_path() -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Per-epoch training seconds (and the last epoch's loss) from a run's metrics.jsonl.
+/// Per-epoch training seconds for 60,000 images (and the last epoch's loss) from a run's
+/// metrics.jsonl.
 fn read_metrics(path: &Path) -> Result<(Vec<f64>, f64)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
         path: path.display().to_string(),
@@ -60,7 +62,8 @@ fn read_metrics(path: &Path) -> Result<(Vec<f64>, f64)> {
                 )
             })
         };
-        seconds.push(field("seconds")?);
+        // Per 60,000 images, whatever share the run held out for validation.
+        seconds.push(60_000.0 / field("samples_per_second")?);
         loss = field("train_loss")?;
     }
     if seconds.is_empty() {
@@ -146,14 +149,14 @@ mod tests {
         let p = dir.join("metrics.jsonl");
         std::fs::write(
             &p,
-            "{\"epoch\":1,\"train_loss\":0.9,\"seconds\":2.5}\n{\"epoch\":2,\"train_loss\":0.5,\"seconds\":2.0}\n",
+            "{\"epoch\":1,\"train_loss\":0.9,\"samples_per_second\":24000}\n{\"epoch\":2,\"train_loss\":0.5,\"samples_per_second\":30000}\n",
         )
         .unwrap();
         assert_eq!(read_metrics(&p).unwrap(), (vec![2.5, 2.0], 0.5));
         std::fs::write(&p, "{\"epoch\":1,\"train_loss\":0.9}\n").unwrap();
         let e = read_metrics(&p).unwrap_err().to_string();
         assert!(
-            e.contains("metrics.jsonl:1") && e.contains("seconds"),
+            e.contains("metrics.jsonl:1") && e.contains("samples_per_second"),
             "{e}"
         );
         std::fs::write(&p, "").unwrap();

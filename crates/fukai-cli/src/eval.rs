@@ -116,22 +116,7 @@ pub fn eval(ckpt: &Path, data: Option<PathBuf>, as_json: bool) -> Result<()> {
         let mut m = serde_json::Map::new();
         m.insert("checkpoint".into(), json!(ckpt.display().to_string()));
         for (name, ev) in &results {
-            let mut r = json!({"loss": ev.loss(), "samples": ev.count});
-            let o = r.as_object_mut().expect("an object");
-            if let Some(a) = ev.accuracy() {
-                o.insert("accuracy".into(), json!(a));
-                o.insert("confusion".into(), json!(ev.confusion));
-            }
-            if let Some(v) = ev.rmse() {
-                o.insert("rmse".into(), json!(v));
-            }
-            if let Some(v) = ev.baseline_rmse() {
-                o.insert("naive_rmse".into(), json!(v));
-            }
-            if let Some(v) = ev.perplexity() {
-                o.insert("perplexity".into(), json!(v));
-            }
-            m.insert(name.to_string(), r);
+            m.insert(name.to_string(), ev.to_json().into());
         }
         println!("{}", serde_json::to_string_pretty(&m).expect("json"));
         return Ok(());

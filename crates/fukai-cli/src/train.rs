@@ -168,16 +168,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         r.train_seconds,
         r.samples_per_second
     );
-    println!("\nrun directory: {}", out.display());
-    println!("  checkpoint.safetensors, best.safetensors, metrics.jsonl, curves.png, summary.json");
-    println!("next:\n  fukai eval --checkpoint {ckpt}\n  fukai info {ckpt}");
-    match cfg.model.kind.as_str() {
-        "gpt" => {
-            println!("  fukai generate --checkpoint {ckpt} --prompt \"ROMEO:\" --max-tokens 300")
-        }
-        "cnn" => println!("  fukai viz --checkpoint {ckpt}        # filters and feature maps"),
-        _ => {}
-    }
-    println!("  fukai presets                        # other presets");
+    let extra = match cfg.model.kind.as_str() {
+        "gpt" => format!("\n  fukai generate --checkpoint {ckpt} --prompt \"ROMEO:\""),
+        "cnn" => format!("\n  fukai viz --checkpoint {ckpt}   # filters and feature maps"),
+        _ => String::new(),
+    };
+    println!(
+        "\nrun directory: {} (checkpoints, metrics.jsonl, curves.png, summary.json)\nnext:\n  fukai eval --checkpoint {ckpt}\n  fukai info {ckpt}{extra}\n  fukai presets   # other presets",
+        out.display()
+    );
     Ok(())
 }

@@ -54,7 +54,7 @@ fn input_batch(t: &Trained, shape: &[usize], input: Option<&Path>) -> Result<Ten
                 .flatten();
             match audio {
                 Some(f) => f,
-                None => crate::predict::image_input(p, shape)?,
+                None => fukai::run::image_input(p, shape)?.0,
             }
         }
         None => {

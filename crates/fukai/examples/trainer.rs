@@ -9,10 +9,16 @@ use std::sync::Arc;
 
 fn main() -> fukai::Result<()> {
     // 600 samples of 4 features in 3 classes; from_tensors takes [N, ...] and [N] tensors too.
-    let x: Vec<f32> = (0..2400).map(|i| ((i * 7919) % 100) as f32 / 100.0 + (i / 4 % 3) as f32).collect();
+    let x: Vec<f32> = (0..2400)
+        .map(|i| ((i * 7919) % 100) as f32 / 100.0 + (i / 4 % 3) as f32)
+        .collect();
     let y: Vec<i64> = (0..600).map(|i| (i % 3) as i64).collect();
     let data = InMemory::new(x, y, &[4], 3)?;
-    let (train_rows, val_rows) = fukai::data::stratified_split(&(0..600).map(|i| (i % 3) as i64).collect::<Vec<_>>(), 0.2, 0)?;
+    let (train_rows, val_rows) = fukai::data::stratified_split(
+        &(0..600).map(|i| (i % 3) as i64).collect::<Vec<_>>(),
+        0.2,
+        0,
+    )?;
     let train = DataLoader::new(Arc::new(data.subset(train_rows)?), 32).shuffle(0);
     let val = DataLoader::new(Arc::new(data.subset(val_rows)?), 256);
 
@@ -25,7 +31,10 @@ fn main() -> fukai::Result<()> {
         .hook(Progress::new())
         .hook(MetricsJsonl("runs/my-mlp/metrics.jsonl".into()));
     let report = trainer.fit(&train, Some(&val))?;
-    println!("validation accuracy {:?}", report.val.and_then(|v| v.accuracy()));
+    println!(
+        "validation accuracy {:?}",
+        report.val.and_then(|v| v.accuracy())
+    );
     let model = fukai::models::load("runs/my-mlp/checkpoint.safetensors")?; // config + weights
     println!("{} parameters", model.num_parameters());
     Ok(())

@@ -20,12 +20,14 @@ mod audio;
 mod config;
 mod data;
 mod limits;
+mod predict;
 
 pub use audio::{predict_input as audio_features, AudioConfig};
 pub use config::{DataConfig, ModelSpec, RunConfig};
 pub use data::{
     fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo, Splits,
 };
+pub use predict::{image as image_input, numbers, predict, Prediction};
 
 use crate::error::{Error, Result};
 use crate::models::{self, Model, ModelConfig};

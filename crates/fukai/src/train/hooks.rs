@@ -149,19 +149,13 @@ pub fn summary(
         m.insert(k.to_string(), v);
     };
     put("task", json!(test.task));
-    put("test_loss", json!(test.loss()));
-    if let Some(a) = test.accuracy() {
-        put("test_accuracy", json!(a));
-        put("confusion", json!(test.confusion));
-    }
-    if let Some(r) = test.rmse() {
-        put("test_rmse", json!(r));
-    }
-    if let Some(r) = test.baseline_rmse() {
-        put("naive_rmse", json!(r));
-    }
-    if let Some(p) = test.perplexity() {
-        put("test_perplexity", json!(p));
+    for (k, v) in test.to_json() {
+        // `test_loss`, `test_accuracy`, ...; the confusion matrix and naive RMSE keep their names.
+        let key = match k.as_str() {
+            "confusion" | "naive_rmse" => k,
+            _ => format!("test_{k}"),
+        };
+        put(&key, v);
     }
     if let Some(v) = &report.val {
         put("val_loss", json!(v.loss()));

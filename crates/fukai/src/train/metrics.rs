@@ -138,6 +138,29 @@ impl Evaluation {
             Task::LanguageModel => self.perplexity(),
         }
     }
+    /// The numbers as a JSON object: `loss`, `samples`, and per task `accuracy` + `confusion`,
+    /// `rmse` (+ `naive_rmse`), or `perplexity`.
+    pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let mut m = serde_json::Map::new();
+        m.insert("loss".into(), json!(self.loss()));
+        m.insert("samples".into(), json!(self.count));
+        if let Some(a) = self.accuracy() {
+            m.insert("accuracy".into(), json!(a));
+            m.insert("confusion".into(), json!(self.confusion));
+        }
+        let more = [
+            ("rmse", self.rmse()),
+            ("naive_rmse", self.baseline_rmse()),
+            ("perplexity", self.perplexity()),
+        ];
+        for (k, v) in more {
+            if let Some(v) = v {
+                m.insert(k.into(), json!(v));
+            }
+        }
+        m
+    }
     /// One line for people: `loss 0.3121 acc 91.20%`, `mse 0.21 rmse 16.3 (naive 20.1)`, ...
     pub fn describe(&self) -> String {
         match self.task {
