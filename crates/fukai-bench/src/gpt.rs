@@ -4,80 +4,38 @@
 //! ≥ 1.25× PyTorch's (bench/torch_bench.py builds the same model).
 
 use crate::harness::{fixed, Line};
+use fukai::models::{Gpt, GptConfig};
 use fukai::nn::loss::cross_entropy;
-use fukai::nn::{
-    BlockConfig, Embedding, FfnKind, LayerNorm, LearnedPositions, Linear, Mask, Module,
-    TransformerEncoderLayer,
-};
-use fukai::optim::{clip_grad_norm, Adam, Optimizer};
+use fukai::nn::Module;
+use fukai::optim::clip_grad_norm;
+use fukai::train::TrainConfig;
 use fukai::{Generator, Result, Tensor};
 
 const VOCAB: usize = 84;
-const WIDTH: usize = 128;
-const LAYERS: usize = 4;
-const HEADS: usize = 4;
 const CONTEXT: usize = 64;
 const BATCH: usize = 12;
 /// Steps per measured sample.
 pub const STEPS: usize = 200;
 
-struct Gpt {
-    wte: Embedding,
-    wpe: LearnedPositions,
-    blocks: Vec<TransformerEncoderLayer>,
-    ln_f: LayerNorm,
-    head: Linear,
-}
-
-impl Gpt {
-    fn new() -> Result<Gpt> {
-        let mut c = BlockConfig::new(WIDTH, HEADS);
-        c.ffn = FfnKind::Gelu;
-        c.norm_first = true;
-        Ok(Gpt {
-            wte: Embedding::new(VOCAB, WIDTH)?,
-            wpe: LearnedPositions::new(CONTEXT, WIDTH)?,
-            blocks: (0..LAYERS)
-                .map(|_| TransformerEncoderLayer::new(&c))
-                .collect::<Result<_>>()?,
-            ln_f: LayerNorm::new(WIDTH)?,
-            head: Linear::new(WIDTH, VOCAB, false)?,
-        })
-    }
-    fn params(&self) -> Vec<Tensor> {
-        let mut p = self.wte.parameters();
-        p.extend(self.wpe.parameters());
-        for b in &self.blocks {
-            p.extend(b.parameters());
-        }
-        p.extend(self.ln_f.parameters());
-        p.extend(self.head.parameters());
-        p
-    }
-    fn loss(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let mut h = self.wpe.forward(&self.wte.forward(x)?)?;
-        for b in &self.blocks {
-            h = b.forward_masked(&h, &Mask::causal(), None)?;
-        }
-        let logits = self.head.forward(&self.ln_f.forward(&h)?)?;
-        let n = BATCH * CONTEXT;
-        cross_entropy(&logits.reshape(&[n, VOCAB])?, &y.reshape(&[n])?)
-    }
-}
-
 /// Times `STEPS` steps per sample and prints ms per step and tokens/s.
 pub fn run(threads: usize, reps: usize) -> Result<()> {
     fukai::manual_seed(0);
-    let model = Gpt::new()?;
-    let params = model.params();
-    let (decay, no_decay): (Vec<Tensor>, Vec<Tensor>) =
-        params.iter().cloned().partition(|p| p.rank() >= 2);
-    let mut opts = [
-        Adam::adamw(decay, 1e-3).betas(0.9, 0.99).weight_decay(0.1),
-        Adam::adamw(no_decay, 1e-3)
-            .betas(0.9, 0.99)
-            .weight_decay(0.0),
-    ];
+    // The library's model and the preset's optimizer (AdamW, decay on matrices only).
+    let model = Gpt::new(GptConfig {
+        vocab: VOCAB,
+        layers: 4,
+        heads: 4,
+        width: 128,
+        context: CONTEXT,
+        tie_weights: false,
+    })?;
+    let params = model.parameters();
+    let mut cfg = TrainConfig::new(1, BATCH, 1e-3);
+    cfg.optimizer = "adamw".into();
+    cfg.beta2 = 0.99;
+    cfg.weight_decay = 0.1;
+    cfg.decay_matrices_only = true;
+    let mut opt = cfg.optimizer_for(params.clone())?;
     // A stream with structure to learn: each token mostly follows from the previous one.
     let mut g = Generator::new(7);
     let noise = g.uniform_f64(100_000);
@@ -99,16 +57,13 @@ pub fn run(threads: usize, reps: usize) -> Result<()> {
             x.extend_from_slice(&stream[s..s + CONTEXT]);
             y.extend_from_slice(&stream[s + 1..s + CONTEXT + 1]);
         }
-        let loss = model.loss(
-            &Tensor::from_vec(x, &[BATCH, CONTEXT])?,
-            &Tensor::from_vec(y, &[BATCH, CONTEXT])?,
-        )?;
+        let logits = model.logits(&Tensor::from_vec(x, &[BATCH, CONTEXT])?, None)?;
+        let n = BATCH * CONTEXT;
+        let loss = cross_entropy(&logits.reshape(&[n, VOCAB])?, &Tensor::from_vec(y, &[n])?)?;
         loss.backward()?;
         clip_grad_norm(&params, 1.0)?;
-        for o in opts.iter_mut() {
-            o.step()?;
-            o.zero_grad();
-        }
+        opt.step()?;
+        opt.zero_grad();
         losses.push(loss.item()?);
         Ok(())
     };
