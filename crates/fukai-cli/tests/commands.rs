@@ -289,3 +289,83 @@ fn relative_paths_work_from_elsewhere() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A config's relative data path is found next to the config file first, then under
+/// `$FUKAI_ASSETS`, whatever the working directory.
+#[test]
+fn config_paths_resolve_against_the_config_folder_then_assets() {
+    let dir = scratch("config-relative");
+    let sub = dir.join("project");
+    std::fs::create_dir_all(&sub).unwrap();
+    write_table(&sub.join("data.csv"), 60);
+    let cfg = sub.join("run.toml");
+    std::fs::write(
+        &cfg,
+        table_config("cfgrel", std::path::Path::new("data.csv"), &[6], ""),
+    )
+    .unwrap();
+    let go = |args: &[&str], assets: Option<&std::path::Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fukai"));
+        c.args(args)
+            .current_dir(std::env::temp_dir())
+            .env_remove("FUKAI_ASSETS");
+        if let Some(a) = assets {
+            c.env("FUKAI_ASSETS", a);
+        }
+        c.output().unwrap()
+    };
+    let out = go(
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--steps",
+            "2",
+            "--out",
+            s(&dir.join("a")),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Not next to the config: the assets folder is next.
+    let assets = dir.join("assets");
+    std::fs::create_dir_all(&assets).unwrap();
+    std::fs::rename(sub.join("data.csv"), assets.join("data.csv")).unwrap();
+    let out = go(
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--steps",
+            "2",
+            "--out",
+            s(&dir.join("b")),
+        ],
+        Some(&assets),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // In neither place: an error naming the path.
+    let out = go(
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--steps",
+            "2",
+            "--out",
+            s(&dir.join("c")),
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data.csv"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
