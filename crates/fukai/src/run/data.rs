@@ -80,7 +80,8 @@ pub struct SeriesInfo {
 
 /// The MNIST-5k CSV that ships with this repository (the default job's data).
 pub fn shipped_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_5k.csv.gz")
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_5k.csv.gz");
+    p.canonicalize().unwrap_or(p)
 }
 
 /// Resolves the data path: `override_path` (`--data`) wins; an absolute config path is used as

@@ -29,6 +29,10 @@ impl Progress {
 impl Hook for Progress {
     fn on_fit_start(&mut self, info: &FitInfo) -> Result<()> {
         let (e, b, s) = info.start;
+        println!(
+            "{} | {} parameters | {} epochs x {} batches ({} steps each)",
+            info.model, info.parameters, info.epochs, info.batches_per_epoch, info.steps_per_epoch
+        );
         if s > 0 {
             println!("resuming at epoch {}, batch {b}, step {s}", e + 1);
         }
