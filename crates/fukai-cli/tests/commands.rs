@@ -369,3 +369,58 @@ fn config_paths_resolve_against_the_config_folder_then_assets() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("data.csv"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `predict` on an image says how it was preprocessed, and warns when its polarity is the
+/// opposite of the training images' (a dark digit on white, for a model of light-on-dark MNIST).
+#[test]
+fn predict_names_preprocessing_and_warns_on_inverted_images() {
+    let dir = scratch("polarity");
+    let cfg = dir.join("cnn.toml");
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_5k.csv.gz");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"p\"\n[data]\nformat = \"mnist-csv\"\npath = \"{}\"\n[model]\nkind = \"cnn\"\nchannels = [4]\nhidden = [8]\n[train]\nepochs = 1\nbatch_size = 64\nlr = 0.002\n",
+            shipped.display()
+        ),
+    )
+    .unwrap();
+    let run = dir.join("run");
+    fukai_ok(&[
+        "train",
+        "--config",
+        s(&cfg),
+        "--out",
+        s(&run),
+        "--steps",
+        "5",
+    ]);
+    // A 56x56 colour image, dark strokes on white.
+    let img = image::RgbImage::from_fn(56, 56, |x, y| {
+        let stroke = (20..36).contains(&x) && (8..48).contains(&y);
+        if stroke {
+            image::Rgb([10, 10, 10])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
+    let png = dir.join("dark-on-light.png");
+    img.save(&png).unwrap();
+    let ckpt = run.join("checkpoint.safetensors");
+    let out = fukai(&["predict", "--checkpoint", s(&ckpt), s(&png)]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("resized 56x56 to 28x28") && err.contains("converted colour to grey"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: the image is mostly light but the training images were mostly dark"),
+        "{err}"
+    );
+    let json = fukai_ok(&["predict", "--checkpoint", s(&ckpt), s(&png), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["preprocessing"].as_array().unwrap().len(), 3, "{v}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
