@@ -10,6 +10,28 @@ use std::sync::Arc;
 
 /// A source of batches. Batch `i` of epoch `e` must depend only on `(e, i)` and the source's
 /// own seed, never on what was read before.
+///
+/// ```
+/// use fukai::data::Batch;
+/// use fukai::train::Batches;
+/// use fukai::Tensor;
+/// /// y = 2x on batches of 4 consecutive integers.
+/// struct Doubling;
+/// impl Batches for Doubling {
+///     fn len(&self) -> usize { 3 }
+///     fn samples(&self) -> usize { 12 }
+///     fn epoch(&self, _epoch: u64, start: usize) -> Box<dyn Iterator<Item = fukai::Result<Batch>> + Send + '_> {
+///         Box::new((start..3).map(|i| {
+///             let x: Vec<f32> = (0..4).map(|k| (4 * i + k) as f32).collect();
+///             let y = x.iter().map(|v| 2.0 * v).collect();
+///             Ok(Batch::new(Tensor::from_vec(x, &[4, 1])?, Tensor::from_vec(y, &[4, 1])?))
+///         }))
+///     }
+/// }
+/// let second = Doubling.epoch(0, 1).next().unwrap()?;
+/// assert_eq!(second.y.to_vec::<f32>()?, [8.0, 10.0, 12.0, 14.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub trait Batches: Send + Sync {
     /// Batches per epoch (`usize::MAX` for an endless sampler, whose epochs the trainer's
     /// `steps_per_epoch` defines).
@@ -153,6 +175,19 @@ impl Batches for SequenceBatches {
 
 /// Forecasting windows; each batch carries the naive forecast (the last input value of the
 /// target column, repeated) as its baseline.
+///
+/// ```
+/// use fukai::data::{Series, Windows};
+/// use fukai::train::{Batches, WindowBatches};
+/// use std::sync::Arc;
+/// let series = Series { names: vec!["v".into()], values: (0..30).map(|v| v as f32).collect() };
+/// let w = Windows::new(&series, 0, 5, 1, 24)?; // 5 steps in, 1 out; rows from 24 on are test
+/// let train = WindowBatches::new(Arc::new(w.clone()), w.train.clone(), 8).shuffle(0);
+/// let b = train.epoch(0, 0).next().unwrap()?;
+/// assert_eq!((b.x.shape(), b.y.shape()), (&[8, 5, 1][..], &[8, 1][..]));
+/// assert_eq!(b.baseline.unwrap().shape(), &[8, 1]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct WindowBatches {
     data: Arc<Windows>,

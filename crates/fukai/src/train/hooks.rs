@@ -88,6 +88,33 @@ pub enum Stop {
 
 /// Called by the trainer at each stage; every method defaults to doing nothing. An error
 /// stops the run.
+///
+/// ```
+/// use fukai::data::{DataLoader, InMemory};
+/// use fukai::models::{Mlp, MlpConfig};
+/// use fukai::train::{EpochMetrics, Evaluation, Hook, StepInfo, TrainConfig, Trainer};
+/// use std::sync::{Arc, Mutex};
+/// /// Counts steps and keeps each epoch's validation loss.
+/// struct Log(Arc<Mutex<(u64, Vec<f64>)>>);
+/// impl Hook for Log {
+///     fn on_step(&mut self, _: &StepInfo) -> fukai::Result<()> {
+///         self.0.lock().unwrap().0 += 1;
+///         Ok(())
+///     }
+///     fn on_epoch_end(&mut self, h: &[EpochMetrics], _: Option<&Evaluation>) -> fukai::Result<()> {
+///         self.0.lock().unwrap().1.push(h.last().unwrap().val_loss.unwrap());
+///         Ok(())
+///     }
+/// }
+/// let data = Arc::new(InMemory::new(vec![0.0, 1.0, 1.0, 0.0], vec![0, 1], &[2], 2)?);
+/// let seen = Arc::new(Mutex::new((0, Vec::new())));
+/// let mut t = Trainer::new(Mlp::new(MlpConfig::new(&[2], &[4], 2))?, TrainConfig::new(3, 1, 0.1))?
+///     .hook(Log(seen.clone()));
+/// t.fit(&DataLoader::new(data.clone(), 1), Some(&DataLoader::new(data, 2)))?;
+/// let seen = seen.lock().unwrap();
+/// assert_eq!((seen.0, seen.1.len()), (6, 3)); // 2 steps per epoch, 3 epochs
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub trait Hook {
     /// Before the first step (also after a resume).
     fn on_fit_start(&mut self, _info: &FitInfo) -> Result<()> {
@@ -116,6 +143,27 @@ pub trait Hook {
 }
 
 /// Rewrites `metrics.jsonl` (one JSON object per epoch) after each epoch.
+///
+/// ```
+/// use fukai::data::{DataLoader, InMemory};
+/// use fukai::models::{Mlp, MlpConfig};
+/// use fukai::train::{MetricsJsonl, SummaryJson, TrainConfig, Trainer};
+/// use std::sync::Arc;
+/// let dir = std::env::temp_dir().join(format!("fukai-doc-hooks-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let data = Arc::new(InMemory::new(vec![0.0, 1.0, 1.0, 0.0], vec![0, 1], &[2], 2)?);
+/// let (train, test) = (DataLoader::new(data.clone(), 2), DataLoader::new(data, 2));
+/// let mut t = Trainer::new(Mlp::new(MlpConfig::new(&[2], &[4], 2))?, TrainConfig::new(2, 2, 0.1))?
+///     .hook(MetricsJsonl(dir.join("metrics.jsonl")))
+///     .hook(SummaryJson { path: dir.join("summary.json"), extra: Default::default() });
+/// let report = t.fit(&train, None)?;
+/// t.test(&test, &report)?;
+/// assert_eq!(std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap().lines().count(), 2);
+/// let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+/// assert_eq!(summary["steps"], 2);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), fukai::Error>(())
+/// ```
 pub struct MetricsJsonl(pub PathBuf);
 
 impl Hook for MetricsJsonl {
