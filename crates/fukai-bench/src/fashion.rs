@@ -95,17 +95,37 @@ pub fn run(workload: &str, threads: usize, epochs: usize, max_steps: Option<usiz
     };
     let out = std::env::temp_dir().join(format!("fukai-bench-{}-{workload}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut cmd = Command::new(cli_path()?);
-    cmd.args(["train", "--preset", preset, "--epochs"])
+    let cli = cli_path()?;
+    let mut cmd = Command::new(&cli);
+    cmd.arg("train");
+    match max_steps {
+        // Smoke runs: the preset with epochs of `s` steps, so each still ends with its line in
+        // metrics.jsonl (`--steps` would end the session mid-epoch, before that line).
+        Some(s) => {
+            let shown = Command::new(&cli)
+                .args(["presets", "show", preset])
+                .output()
+                .map_err(|e| err("fukai presets show", e.to_string()))?;
+            let toml = String::from_utf8_lossy(&shown.stdout)
+                .replace("[train]\n", &format!("[train]\nsteps_per_epoch = {s}\n"));
+            let cfg = std::env::temp_dir().join(format!(
+                "fukai-bench-{}-{workload}.toml",
+                std::process::id()
+            ));
+            std::fs::write(&cfg, toml).map_err(|e| err("fukai-bench", e.to_string()))?;
+            cmd.arg("--config").arg(cfg);
+        }
+        None => {
+            cmd.args(["--preset", preset]);
+        }
+    }
+    cmd.arg("--epochs")
         .arg(epochs.to_string())
         .arg("--data")
         .arg(&data)
         .arg("--out")
         .arg(&out)
         .env("RAYON_NUM_THREADS", threads.to_string());
-    if let Some(s) = max_steps {
-        cmd.arg("--steps").arg(s.to_string());
-    }
     let output = cmd
         .output()
         .map_err(|e| err("fukai train", e.to_string()))?;
