@@ -184,6 +184,17 @@ pub fn fit_norm(cfg: &DataConfig, train: &InMemory) -> Norm {
     Norm { mean, std }
 }
 
+/// The samples of a split view as one contiguous set (same order, same values).
+fn compact(set: &InMemory) -> Result<InMemory> {
+    let per: usize = set.sample_shape().iter().product();
+    let mut x = vec![0f32; set.len() * per];
+    let mut y = Vec::with_capacity(set.len());
+    for (i, out) in x.chunks_mut(per.max(1)).enumerate() {
+        y.push(set.get(i, out)?);
+    }
+    InMemory::new(x, y, set.sample_shape(), set.classes())
+}
+
 /// Seed offset of the validation carve, so it differs from the train/test split's draw.
 const VAL_SEED: u64 = 0x7a1_da7e;
 
@@ -242,7 +253,7 @@ fn fixed_shape(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
             .collect();
         let (tr, va) = data::stratified_split(&labels, d.val_fraction, t.seed ^ VAL_SEED)?;
         (
-            splits.train.subset(tr)?,
+            compact(&splits.train.subset(tr)?)?,
             Some(splits.train.subset(va)?).filter(|v| !v.is_empty()),
         )
     } else {
