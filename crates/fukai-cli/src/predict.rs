@@ -88,6 +88,26 @@ fn print(t: &Trained, what: &str, p: &Prediction, k: usize, as_json: bool) -> Re
                 );
             }
         }
+        Prediction::Value {
+            column,
+            value,
+            notes,
+        } => {
+            if !value.is_finite() {
+                bail!("predict", "{what}: the model's output is not finite");
+            }
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"input": what, "column": column, "prediction": value, "notes": notes})
+                );
+            } else {
+                for n in notes {
+                    eprintln!("{what}: {n}");
+                }
+                println!("{what}: {column} = {value:.3}");
+            }
+        }
         Prediction::NextToken { probs } => {
             let tok = t
                 .tokenizer

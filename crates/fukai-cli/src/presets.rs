@@ -37,6 +37,16 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         BREAST_CANCER,
     ),
     (
+        "penguins-mlp",
+        "MLP: penguin species from island, measurements and sex (strings, NA cells)",
+        PENGUINS,
+    ),
+    (
+        "penguins-mass",
+        "MLP regression: a penguin's body mass from species, island, measurements and sex",
+        PENGUINS_MASS,
+    ),
+    (
         "vowels-lstm",
         "bidirectional LSTM: speaker id from Japanese vowels (UEA .ts)",
         VOWELS,
@@ -147,6 +157,48 @@ macro_rules! table {
 const IRIS: &str = table!("iris-mlp", "iris.csv", 60);
 const WINE: &str = table!("wine-mlp", "wine_data.csv", 60);
 const BREAST_CANCER: &str = table!("breast-cancer-mlp", "breast_cancer.csv", 40);
+
+// The Palmer penguins as published: species, island and sex are strings; 2 rows lack every
+// measurement and 11 the sex ("NA"). Measurements are imputed with the training mean, a missing
+// sex is its own category; the two rows without measurements then still carry island and sex.
+const PENGUINS: &str = r#"name = "penguins-mlp"
+[data]
+format = "table"
+path = "tabular/penguins.csv"
+label = "species"
+standardize = true
+test_fraction = 0.2
+[model]
+kind = "mlp"
+hidden = [32, 32]
+dropout = 0.1
+[train]
+epochs = 60
+batch_size = 16
+lr = 0.005
+schedule = "cosine"
+"#;
+
+// Body mass in grams (mean 4,200, std 800) from everything else; rows without a mass are
+// dropped. RMSE and R² are reported beside predicting the training mean and beside linear
+// regression on the same inputs.
+const PENGUINS_MASS: &str = r#"name = "penguins-mass"
+[data]
+format = "table"
+path = "tabular/penguins.csv"
+label = "body_mass_g"
+task = "regression"
+standardize = true
+test_fraction = 0.2
+[model]
+kind = "mlp"
+hidden = [32, 32]
+[train]
+epochs = 100
+batch_size = 16
+lr = 0.003
+schedule = "cosine"
+"#;
 
 // Speaker id from 12 LPC cepstra per frame, 7-29 frames; reading the LSTM's final states in
 // both directions beat one direction (97.3-97.6% against 95.9%).

@@ -43,6 +43,11 @@ pub struct TrainArgs {
     /// --resume continues); the schedule still spans the configured epochs.
     #[arg(long)]
     pub steps: Option<u64>,
+    /// k-fold cross-validation (tables): each fold in turn is the test set; prints the mean and
+    /// standard deviation of the test metric, the baseline's beside it (runs in OUT/fold-I,
+    /// summary in OUT/cv.json).
+    #[arg(long, value_name = "K", conflicts_with_all = ["resume", "steps"])]
+    pub cv: Option<usize>,
 }
 
 fn read_config(path: &Path) -> Result<RunConfig> {
@@ -137,6 +142,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         (None, Some(d)) => d,
         (None, None) => run::resolve(&cfg.data, None, base.as_deref())?,
     };
+    if let Some(k) = a.cv {
+        return cross_validate(&cfg, &data, &out, k, existing);
+    }
     let prepared = Run::prepare(&cfg, &data, &out, existing)?;
     println!(
         "fukai train: {} | {} | {}",
@@ -144,6 +152,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         prepared.data.describe,
         data.display()
     );
+    for n in &prepared.data.notes {
+        println!("  note: {n}");
+    }
     let classes = prepared.data.class_names.clone();
     let outcome = prepared.train(a.steps, true)?;
     let ckpt = outcome.checkpoint.display();
@@ -168,6 +179,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         r.train_seconds,
         r.samples_per_second
     );
+    if let Some((name, b)) = &outcome.baseline {
+        println!(
+            "baseline ({name}, the same pipeline without hidden layers): test {}",
+            b.describe()
+        );
+    }
     let extra = match cfg.model.kind.as_str() {
         "gpt" => format!("\n  fukai generate --checkpoint {ckpt} --prompt \"ROMEO:\""),
         "cnn" => format!("\n  fukai viz --checkpoint {ckpt}   # filters and feature maps"),
@@ -175,6 +192,73 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     println!(
         "\nrun directory: {} (checkpoints, metrics.jsonl, curves.png, summary.json)\nnext:\n  fukai eval --checkpoint {ckpt}\n  fukai info {ckpt}{extra}\n  fukai presets   # other presets",
+        out.display()
+    );
+    Ok(())
+}
+
+fn cross_validate(
+    cfg: &RunConfig,
+    data: &Path,
+    out: &Path,
+    k: usize,
+    existing: Existing,
+) -> Result<()> {
+    println!(
+        "fukai train: {} | {k}-fold cross-validation | {}",
+        cfg.name,
+        data.display()
+    );
+    let show = |ev: &fukai::train::Evaluation| -> String {
+        run::headline(ev)
+            .iter()
+            .map(|(n, v)| match *n {
+                "accuracy" => format!("accuracy {:.2}%", 100.0 * v),
+                n => format!("{n} {v:.4}"),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let folds = run::cross_validate(cfg, data, out, k, existing, false, |f| {
+        let base = f
+            .baseline
+            .as_ref()
+            .map(|(n, b)| format!(" | {n}: {}", show(b)))
+            .unwrap_or_default();
+        println!("fold {}/{k}: test {}{base}", f.index + 1, show(&f.test));
+    })?;
+    let line = |evs: Vec<&fukai::train::Evaluation>| -> String {
+        let names = run::headline(evs[0]);
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| {
+                let v: Vec<f64> = evs.iter().map(|e| run::headline(e)[i].1).collect();
+                let (m, s) = run::mean_std(&v);
+                match *n {
+                    "accuracy" => format!("accuracy {:.2}% ± {:.2}", 100.0 * m, 100.0 * s),
+                    n => format!("{n} {m:.4} ± {s:.4}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("\n{k}-fold cross-validation (mean ± std over folds):");
+    println!(
+        "  {:<20} {}",
+        cfg.model.kind.to_uppercase(),
+        line(folds.iter().map(|f| &f.test).collect())
+    );
+    if let Some((name, _)) = &folds[0].baseline {
+        let b = folds
+            .iter()
+            .filter_map(|f| f.baseline.as_ref().map(|b| &b.1))
+            .collect();
+        println!("  {name:<20} {}", line(b));
+    }
+    println!(
+        "\nruns: {}/fold-1 .. fold-{k}; summary: {}/cv.json",
+        out.display(),
         out.display()
     );
     Ok(())

@@ -8,6 +8,7 @@ mod idx;
 mod images;
 mod loader;
 mod manifest;
+mod tabular;
 mod timeseries;
 mod transforms;
 
@@ -16,6 +17,11 @@ pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray};
 pub use images::read_image_folder;
 pub use loader::{Batch, DataLoader};
 pub use manifest::{read_manifest, Manifest, ManifestRow};
+pub use tabular::{
+    parse_csv, read_csv, Column, ColumnKind, ColumnRef, CsvOptions, Encoding, Impute, Layout,
+    RawTable, Schema, TableSpec, Target, DEFAULT_MISSING, MAX_CATEGORIES, MAX_COLUMNS,
+    MISSING_CATEGORY,
+};
 pub use timeseries::{read_series_csv, read_ts, Sequences, Series, Windows};
 pub use transforms::{Normalize, RandomCrop, RandomHorizontalFlip, Transform};
 
@@ -406,4 +412,37 @@ pub fn stratified_split(
     train.sort_unstable();
     test.sort_unstable();
     Ok((train, test))
+}
+
+/// Stratified k-fold assignment: the fold (`0..k`) of each row. Rows are shuffled from `seed`,
+/// then dealt to the folds class by class, so every fold keeps the class balance and fold
+/// sizes differ by at most one.
+///
+/// ```
+/// let labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1];
+/// let folds = fukai::data::stratified_folds(&labels, 2, 3)?;
+/// let in_first: Vec<i64> = (0..10).filter(|&i| folds[i] == 0).map(|i| labels[i]).collect();
+/// assert_eq!(in_first.iter().filter(|&&l| l == 1).count(), 3);
+/// assert_eq!(in_first.len(), 5);
+/// # Ok::<(), fukai::Error>(())
+/// ```
+pub fn stratified_folds(labels: &[i64], k: usize, seed: u64) -> Result<Vec<usize>> {
+    if k < 2 || k > labels.len() {
+        bail!(
+            "stratified_folds",
+            "k must lie in 2..={} (one row per fold at least), got {k}",
+            labels.len()
+        );
+    }
+    let mut order: Vec<usize> = (0..labels.len()).collect();
+    loader::shuffle(&mut order, seed);
+    let mut per_class = std::collections::BTreeMap::<i64, Vec<usize>>::new();
+    for &i in &order {
+        per_class.entry(labels[i]).or_default().push(i);
+    }
+    let mut fold = vec![0; labels.len()];
+    for (n, i) in per_class.into_values().flatten().enumerate() {
+        fold[i] = n % k;
+    }
+    Ok(fold)
 }

@@ -6,8 +6,8 @@ use super::{Model, ModelConfig};
 use crate::bail;
 use crate::error::Result;
 use crate::nn::{
-    Activation, BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, Sequential,
-    TensorKind,
+    Activation, BatchNorm, Conv2d, Dropout, Embedding, Flatten, Linear, MaxPool2d, Module,
+    Sequential, TensorKind,
 };
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,14 @@ pub struct MlpConfig {
     /// Dropout after each hidden activation.
     #[serde(default)]
     pub dropout: f64,
+    /// Predict `classes` numbers (mean squared error) instead of class logits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub regression: bool,
+    /// Learned embeddings `[table size, width]` of categorical inputs: the last
+    /// `embeddings.len()` input features are category indices into these tables (tabular data
+    /// with `model.categorical = "embedding"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeddings: Vec<[usize; 2]>,
 }
 
 impl MlpConfig {
@@ -50,6 +58,8 @@ impl MlpConfig {
             classes,
             batch_norm: false,
             dropout: 0.0,
+            regression: false,
+            embeddings: Vec::new(),
         }
     }
 }
@@ -113,6 +123,7 @@ impl CnnConfig {
 /// The MLP model.
 pub struct Mlp {
     net: Sequential,
+    embed: Vec<Embedding>,
     cfg: MlpConfig,
 }
 
@@ -150,7 +161,31 @@ impl Mlp {
         if cfg.input_shape.len() > 1 {
             net = net.add(Flatten);
         }
-        let mut features = cfg.input_shape.iter().product();
+        let inputs: usize = cfg.input_shape.iter().product();
+        let cats = cfg.embeddings.len();
+        if cats > 0 && (cfg.input_shape.len() != 1 || cats > inputs) {
+            bail!(
+                "Mlp",
+                "{cats} embedded inputs need flat samples of at least {cats} features, found {:?}",
+                cfg.input_shape
+            );
+        }
+        let mut embed = Vec::new();
+        for &[n, d] in &cfg.embeddings {
+            if n == 0 || d == 0 || n > crate::data::MAX_CATEGORIES + 1 || d > 4096 {
+                bail!(
+                    "Mlp",
+                    "embedding [{n}, {d}] must have 1..=65537 rows and 1..=4096 columns"
+                );
+            }
+            let mut e = Embedding::new(n, d)?;
+            // Row 0 is "unknown": never seen in training, so it must contribute nothing.
+            let mut w = e.weight.to_vec::<f32>()?;
+            w[..d].fill(0.0);
+            e.weight = Tensor::from_vec(w, &[n, d])?.with_grad()?;
+            embed.push(e);
+        }
+        let mut features = inputs - cats + cfg.embeddings.iter().map(|e| e[1]).sum::<usize>();
         for &width in &cfg.hidden {
             net = net.add(Linear::new(features, width, !cfg.batch_norm)?);
             if cfg.batch_norm {
@@ -163,7 +198,7 @@ impl Mlp {
             features = width;
         }
         let net = net.add(Linear::new(features, cfg.classes, true)?);
-        Ok(Mlp { net, cfg })
+        Ok(Mlp { net, embed, cfg })
     }
 }
 
@@ -263,5 +298,58 @@ macro_rules! sequential_model {
         }
     };
 }
-sequential_model!(Mlp, Mlp);
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.embed.is_empty() {
+            return self.net.forward(x);
+        }
+        let n = x.shape().last().copied().unwrap_or(0);
+        let cats = self.embed.len();
+        if x.rank() != 2 || n != self.cfg.input_shape[0] {
+            bail!(
+                "Mlp",
+                "input must be [batch, {}], found {:?}",
+                self.cfg.input_shape[0],
+                x.shape()
+            );
+        }
+        let mut parts = vec![x.narrow(1, 0, n - cats)?];
+        for (j, e) in self.embed.iter().enumerate() {
+            let ids = x.narrow(1, n - cats + j, 1)?.reshape(&[x.shape()[0]])?;
+            parts.push(e.forward(&ids.to_dtype(crate::DType::I64)?)?);
+        }
+        self.net.forward(&Tensor::cat(&parts, 1)?)
+    }
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
+        self.net.visit(prefix, f);
+        for (j, e) in self.embed.iter().enumerate() {
+            e.visit(&crate::nn::join(prefix, &format!("embed.{j}")), f);
+        }
+    }
+    fn set_training(&mut self, on: bool) {
+        self.net.set_training(on)
+    }
+    fn describe(&self) -> String {
+        let e: Vec<String> = self.embed.iter().map(|e| e.describe()).collect();
+        if e.is_empty() {
+            self.net.describe()
+        } else {
+            format!("[{}] -> {}", e.join(", "), self.net.describe())
+        }
+    }
+}
+
+impl Model for Mlp {
+    fn config(&self) -> Option<ModelConfig> {
+        Some(ModelConfig::Mlp(self.cfg.clone()))
+    }
+    fn task(&self) -> super::Task {
+        if self.cfg.regression {
+            super::Task::Regression
+        } else {
+            super::Task::Classification
+        }
+    }
+}
 sequential_model!(Cnn, Cnn);

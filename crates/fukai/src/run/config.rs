@@ -1,6 +1,7 @@
 //! A run's configuration: what `fukai train --config FILE.toml` holds and what presets are made
 //! of. Unknown keys are errors, so a typo never silently falls back to a default.
 
+use crate::data::{ColumnRef, Encoding, Impute};
 use crate::models::GptConfig;
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,50 @@ pub struct DataConfig {
     /// Steps ahead predicted per window (`series-csv`; 1 = one step ahead).
     #[serde(default = "one")]
     pub horizon: usize,
+    /// Tables: the target column, by name or 0-based index (default: the last column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<ColumnRef>,
+    /// Tables: `"classification"` (the default) or `"regression"` (mean squared error; RMSE
+    /// and R² reported against predicting the training mean).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Tables: the only feature columns to use (default: every column but the label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<ColumnRef>>,
+    /// Tables: columns read as categories even if they hold numbers (or many strings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categorical: Vec<ColumnRef>,
+    /// Tables: columns that must hold numbers (a non-number is an error naming its line).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numeric: Vec<ColumnRef>,
+    /// Tables: columns left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<ColumnRef>,
+    /// Tables: cells meaning "missing" (default: pandas' list: "", NA, N/A, NaN, null, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<String>>,
+    /// Tables: missing features become the training `"mean"` (strings: a "missing"
+    /// category), the `"median"`, or their rows are dropped (`"drop"`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub impute: Impute,
+    /// Tables: the field delimiter, one character (default: a comma, a tab for `.tsv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// Tables: whether the first row names the columns (default: inferred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<bool>,
+    /// Tables: a string column with more distinct values is ignored unless named in
+    /// `categorical` (free text, identifiers, dates).
+    #[serde(default = "default_max_categories")]
+    pub max_categories: usize,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn default_max_categories() -> usize {
+    50
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -111,6 +156,14 @@ pub struct ModelSpec {
     /// Recurrent models (`lstm`, `gru`, `rnn`): also run each sequence backwards.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bidirectional: bool,
+    /// Tables: categorical columns enter as `"onehot"` vectors (the default) or learned
+    /// `"embedding"`s.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub categorical: Encoding,
+    /// Tables with embeddings: the width of every embedding (default: by category count,
+    /// `round(1.6 n^0.56)`, at most 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_dim: Option<usize>,
     /// Language models (`kind = "gpt"`): layers, heads, width and context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpt: Option<GptConfig>,

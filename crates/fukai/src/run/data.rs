@@ -43,6 +43,11 @@ pub struct Prepared {
     pub class_names: Vec<String>,
     /// One line about the data, e.g. `3,600 train / 400 validation / 1,000 test samples`.
     pub describe: String,
+    /// What was inferred or left out while reading (tables: ignored columns, dropped rows).
+    pub notes: Vec<String>,
+    /// A simpler model trained beside this one and reported next to it (tables: the same
+    /// pipeline without hidden layers, i.e. logistic or linear regression).
+    pub baseline: Option<ModelConfig>,
 }
 
 /// Feature normalization fitted on the training split, stored in checkpoints for `predict`.
@@ -150,18 +155,9 @@ pub fn load(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
 }
 
 /// Mean/std over the training set: one value for grey images, per channel for colour images
-/// and spectrograms, per feature for standardized tables.
-pub fn fit_norm(cfg: &DataConfig, train: &InMemory) -> Norm {
+/// and spectrograms.
+pub fn fit_norm(train: &InMemory) -> Norm {
     let (m, s) = train.feature_stats();
-    if cfg.format == "table" {
-        if cfg.standardize {
-            return Norm { mean: m, std: s };
-        }
-        return Norm {
-            mean: vec![0.0],
-            std: vec![1.0],
-        };
-    }
     let c = train.sample_shape()[0];
     let plane = m.len() / c;
     let mut mean = Vec::new();
@@ -196,9 +192,9 @@ fn compact(set: &InMemory) -> Result<InMemory> {
 }
 
 /// Seed offset of the validation carve, so it differs from the train/test split's draw.
-const VAL_SEED: u64 = 0x7a1_da7e;
+pub(super) const VAL_SEED: u64 = 0x7a1_da7e;
 
-fn json<T: Serialize>(v: &T) -> String {
+pub(super) fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("metadata serializes")
 }
 
@@ -214,7 +210,7 @@ fn count(n: usize) -> String {
     out
 }
 
-fn describe(train: usize, val: Option<usize>, test: usize, what: &str) -> String {
+pub(super) fn describe(train: usize, val: Option<usize>, test: usize, what: &str) -> String {
     match val {
         Some(v) => format!(
             "{} train / {} validation / {} test {what}",
@@ -230,6 +226,9 @@ fn describe(train: usize, val: Option<usize>, test: usize, what: &str) -> String
 pub fn prepare(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
     let m = &cfg.model;
     match m.kind.as_str() {
+        "mlp" if cfg.data.format == "table" => {
+            super::table::prepare_table(cfg, path, super::table::Holdout::Fraction)
+        }
         "mlp" | "cnn" => fixed_shape(cfg, path),
         "lstm" | "gru" | "rnn" if cfg.data.format == "ts" => sequences(cfg, path),
         "lstm" | "gru" | "rnn" if cfg.data.format == "series-csv" => series(cfg, path),
@@ -265,7 +264,7 @@ fn fixed_shape(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
             msg: format!("no training samples are left after holding out data.val_fraction = {} for validation", d.val_fraction),
         });
     }
-    let norm = fit_norm(d, &train);
+    let norm = fit_norm(&train);
     let mut tfm: Vec<Box<dyn Transform>> = Vec::new();
     if d.crop_padding > 0 {
         tfm.push(Box::new(RandomCrop {
@@ -311,6 +310,8 @@ fn fixed_shape(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
             classes,
             batch_norm: m.batch_norm,
             dropout: m.dropout,
+            regression: false,
+            embeddings: Vec::new(),
         })
     };
     Ok(Prepared {
@@ -325,6 +326,8 @@ fn fixed_shape(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         ],
         class_names: splits.class_names,
         describe,
+        notes: Vec::new(),
+        baseline: None,
     })
 }
 
@@ -428,6 +431,8 @@ fn sequences(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         ],
         class_names: names,
         describe,
+        notes: Vec::new(),
+        baseline: None,
     })
 }
 
@@ -482,6 +487,8 @@ fn series(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         metadata: vec![("series".into(), json(&info))],
         class_names: Vec::new(),
         describe,
+        notes: Vec::new(),
+        baseline: None,
     })
 }
 
@@ -554,6 +561,8 @@ fn text(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         metadata: vec![("vocab".into(), tok.vocab_string())],
         class_names: Vec::new(),
         describe,
+        notes: Vec::new(),
+        baseline: None,
     })
 }
 
@@ -612,17 +621,6 @@ fn load_any(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
                 class_names: names,
             })
         }
-        "table" => {
-            let t = data::read_table(path)?;
-            let classes = t.class_names.len();
-            let all = InMemory::new(t.x, t.y.clone(), &[t.features], classes)?;
-            let (tr, te) = data::stratified_split(&t.y, cfg.test_fraction, seed)?;
-            Ok(Splits {
-                train: all.subset(tr)?,
-                test: all.subset(te)?,
-                class_names: t.class_names,
-            })
-        }
         "image-folder" => {
             let size = cfg.image_size.unwrap_or([64, 64]);
             let (train, names) = data::read_image_folder(&path.join("train"), size, cfg.channels)?;
@@ -644,7 +642,7 @@ fn load_any(cfg: &DataConfig, path: &Path, seed: u64) -> Result<Splits> {
         other => Err(Error::Format {
             file: path.display().to_string(),
             msg: format!(
-                "unknown data format {other:?}; expected mnist-csv, idx, table, image-folder or audio-manifest"
+                "data format {other:?} has no fixed-shape loader; expected mnist-csv, idx, image-folder or audio-manifest (tables go through run::prepare)"
             ),
         }),
     }

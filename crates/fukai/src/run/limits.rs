@@ -38,6 +38,22 @@ pub fn check(cfg: &RunConfig) -> Result<()> {
     within("data.channels", d.channels, 1, 4, "colour channels")?;
     within("data.lookback", d.lookback, 0, 1 << 20, "steps per window")?;
     within("data.horizon", d.horizon, 1, 1 << 16, "steps predicted")?;
+    within(
+        "data.max_categories",
+        d.max_categories,
+        1,
+        crate::data::MAX_CATEGORIES,
+        "distinct strings of a categorical column",
+    )?;
+    if let Some(e) = m.embedding_dim {
+        within(
+            "model.embedding_dim",
+            e,
+            1,
+            4096,
+            "values per category embedding",
+        )?;
+    }
     if let Some(a) = &d.audio {
         let sr = a.sample_rate as usize;
         within("data.audio.sample_rate", sr, 1000, 384_000, "Hz")?;

@@ -18,16 +18,22 @@
 
 mod audio;
 mod config;
+mod cv;
 mod data;
 mod limits;
 mod predict;
+mod table;
 
 pub use audio::{predict_input as audio_features, AudioConfig};
 pub use config::{DataConfig, ModelSpec, RunConfig};
+pub use cv::{cross_validate, headline, mean_std, Fold};
 pub use data::{
     fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo, Splits,
 };
 pub use predict::{image as image_input, numbers, predict, Prediction};
+pub use table::{
+    csv_options, encode_file, encode_input, prepare_table, table_model, table_spec, Holdout,
+};
 
 use crate::error::{Error, Result};
 use crate::models::{self, Model, ModelConfig};
@@ -71,6 +77,10 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
             cfg.data.format,
             formats.join(", ")
         )));
+    }
+    if cfg.data.format == "table" {
+        table_spec(cfg)?;
+        csv_options(cfg)?;
     }
     let kinds = ["mlp", "cnn", "lstm", "gru", "rnn", "gpt"];
     if !kinds.contains(&cfg.model.kind.as_str()) {
@@ -170,6 +180,28 @@ pub struct RunOutcome {
     pub test: Option<Evaluation>,
     /// The newest checkpoint.
     pub checkpoint: PathBuf,
+    /// The baseline model's test evaluation (tables: logistic or linear regression), with its
+    /// name.
+    pub baseline: Option<(String, Evaluation)>,
+}
+
+/// Trains `model` (a simpler model reported beside the run's) on the run's data, without
+/// checkpoints or hooks, and evaluates it on the test set.
+fn train_baseline(
+    model: &ModelConfig,
+    cfg: &RunConfig,
+    data: &Prepared,
+) -> Result<(String, Evaluation)> {
+    // Its own stream of initial weights; the run's model is seeded afresh afterwards.
+    crate::manual_seed(cfg.train.seed ^ 0xba5e_11e0);
+    let m = model.build()?;
+    let name = match m.task() {
+        models::Task::Regression => "linear regression",
+        _ => "logistic regression",
+    };
+    let mut t = Trainer::new(m, cfg.train.clone())?;
+    let report = t.fit(&*data.train, data.val.as_deref())?;
+    Ok((name.to_string(), t.test(&*data.test, &report)?))
 }
 
 impl Run {
@@ -181,8 +213,22 @@ impl Run {
         out: &Path,
         existing: Existing,
     ) -> Result<Run> {
+        Run::prepare_holdout(cfg, data_path, out, existing, Holdout::Fraction)
+    }
+
+    /// [`Run::prepare`] with a chosen test holdout; a fold ([`Holdout::Fold`]) is for tables.
+    pub fn prepare_holdout(
+        cfg: &RunConfig,
+        data_path: &Path,
+        out: &Path,
+        existing: Existing,
+        holdout: Holdout,
+    ) -> Result<Run> {
         validate(cfg)?;
-        let data = prepare(cfg, data_path)?;
+        let data = match holdout {
+            Holdout::Fraction => prepare(cfg, data_path)?,
+            fold => prepare_table(cfg, data_path, fold)?,
+        };
         prepare_dir(out, existing)?;
         Ok(Run {
             cfg: cfg.clone(),
@@ -205,6 +251,11 @@ impl Run {
             out,
             existing,
         } = self;
+        // A session cut short by --steps leaves the baseline to the session that finishes.
+        let baseline = match (&data.baseline, max_steps) {
+            (Some(b), None) => Some(train_baseline(b, &cfg, &data)?),
+            _ => None,
+        };
         crate::manual_seed(cfg.train.seed);
         let model = data.model.build()?;
         let task = model.task();
@@ -217,6 +268,11 @@ impl Run {
             "config".into(),
             serde_json::to_value(&cfg).expect("configs serialize"),
         );
+        if let Some((name, ev)) = &baseline {
+            let mut b = ev.to_json();
+            b.insert("model".into(), name.clone().into());
+            extra.insert("baseline".into(), b.into());
+        }
         let mut trainer = Trainer::new(model, cfg.train.clone())?
             .checkpoint_dir(&out)
             .max_steps(max_steps)
@@ -253,6 +309,7 @@ impl Run {
             report,
             test,
             checkpoint: ckpt,
+            baseline,
         })
     }
 }
@@ -277,6 +334,8 @@ pub struct Trained {
     pub tokenizer: Option<CharTokenizer>,
     /// Series scaling (forecasters).
     pub series: Option<SeriesInfo>,
+    /// The fitted table schema (table models): how raw rows become inputs.
+    pub table: Option<crate::data::Schema>,
     /// Every metadata field of the file.
     pub metadata: HashMap<String, String>,
 }
@@ -318,6 +377,23 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     let norm: Option<Norm> = field(&meta, "norm", &bad)?;
     let input_shape: Option<Vec<usize>> = field(&meta, "input_shape", &bad)?;
     let series: Option<SeriesInfo> = field(&meta, "series", &bad)?;
+    let table: Option<crate::data::Schema> = field(&meta, "table", &bad)?;
+    if let Some(sc) = &table {
+        sc.validate().map_err(|e| bad("table", e.to_string()))?;
+        let width = match &loaded.config {
+            ModelConfig::Mlp(c) => Some(c.input_shape.iter().product::<usize>()),
+            _ => None,
+        };
+        if width != Some(sc.width()) {
+            return Err(bad(
+                "table",
+                format!(
+                    "the schema encodes {} inputs, the model reads {width:?}",
+                    sc.width()
+                ),
+            ));
+        }
+    }
     if let Some(n) = &norm {
         n.transform().map_err(|e| bad("norm", e.to_string()))?;
         let per = input_shape
@@ -374,6 +450,7 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
         input_shape,
         tokenizer,
         series,
+        table,
         metadata: meta,
     })
 }

@@ -28,6 +28,15 @@ pub enum Prediction {
         /// The next `horizon` values.
         values: Vec<f32>,
     },
+    /// A regression table model's prediction, in the target's units.
+    Value {
+        /// The predicted column.
+        column: String,
+        /// The value.
+        value: f32,
+        /// Imputed cells and unseen categories.
+        notes: Vec<String>,
+    },
     /// The distribution of the next token after a text.
     NextToken {
         /// Probability per vocabulary id.
@@ -35,7 +44,8 @@ pub enum Prediction {
     },
 }
 
-/// Runs `input` (a path or, for tables, a row of numbers; text for language models) through
+/// Runs `input` (a path or, for tables, a row of cells or a JSON object; text for language
+/// models) through
 /// the model, in eval mode without a graph.
 pub fn predict(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
     let _g = crate::no_grad();
@@ -43,6 +53,7 @@ pub fn predict(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
         ModelConfig::SeqForecaster(_) => forecast(t, input),
         ModelConfig::Gpt(_) => next_token(t, input),
         ModelConfig::SeqClassifier(_) => sequences(t, input),
+        ModelConfig::Mlp(_) if t.table.is_some() => table(t, input),
         _ => classify(t, input),
     }
 }
@@ -181,6 +192,47 @@ fn classify(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
         .softmax(-1)?
         .to_vec::<f32>()?;
     Ok(vec![Prediction::Classes { probs, notes }])
+}
+
+/// A table row (CSV cells or a JSON object by column name), or every row of a CSV file with a
+/// header.
+fn table(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
+    let schema = t.table.as_ref().expect("called for table models");
+    let p = Path::new(input);
+    let rows = if !input.trim_start().starts_with('{') && p.is_file() {
+        super::encode_file(schema, p)?
+    } else {
+        vec![super::encode_input(schema, input)?]
+    };
+    if rows.is_empty() {
+        bail!("predict", "{input}: no rows");
+    }
+    let w = schema.width();
+    let n = rows.len();
+    let x: Vec<f32> = rows.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+    let out = t.model.forward(&Tensor::from_vec(x, &[n, w])?)?;
+    Ok(match &schema.target {
+        data::Target::Value { mean, std } => out
+            .to_vec::<f32>()?
+            .into_iter()
+            .zip(rows)
+            .map(|(v, (_, notes))| Prediction::Value {
+                column: schema.label.clone(),
+                value: (v as f64 * std + mean) as f32,
+                notes,
+            })
+            .collect(),
+        data::Target::Classes { names } => out
+            .softmax(-1)?
+            .to_vec::<f32>()?
+            .chunks(names.len().max(1))
+            .zip(rows)
+            .map(|(p, (_, notes))| Prediction::Classes {
+                probs: p.to_vec(),
+                notes,
+            })
+            .collect(),
+    })
 }
 
 /// A `.ts` file (every sequence in it) or a CSV of one sequence (a row per step).

@@ -246,6 +246,136 @@ impl Batches for WindowBatches {
     }
 }
 
+/// Targets of an encoded table: class indices, or standardized values (regression).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TableTargets {
+    /// One class index per row, below `classes`.
+    Classes {
+        /// The indices.
+        y: Vec<i64>,
+        /// Class count.
+        classes: usize,
+    },
+    /// One value per row, in units of `scale`; the baseline is 0 (the training mean).
+    Values {
+        /// The standardized values.
+        y: Vec<f32>,
+        /// The target's standard deviation (RMSE is reported in the target's units).
+        scale: f64,
+    },
+}
+
+/// Rows of an encoded table (`[rows, width]` values, e.g. from
+/// [`Schema::encode_rows`](crate::data::Schema::encode_rows)). Regression batches carry the
+/// predict-the-training-mean baseline.
+///
+/// ```
+/// use fukai::train::{Batches, TableBatches, TableTargets};
+/// use std::sync::Arc;
+/// let x = Arc::new(vec![0.0f32, 1.0, 2.0, 3.0, 4.0, 5.0]);
+/// let y = Arc::new(TableTargets::Values { y: vec![-1.0, 0.0, 1.0], scale: 10.0 });
+/// let b = TableBatches::new(x, 2, y, vec![2, 0], 8).epoch(0, 0).next().unwrap()?;
+/// assert_eq!(b.x.to_vec::<f32>()?, [4.0, 5.0, 0.0, 1.0]);
+/// assert_eq!((b.y.shape(), b.baseline.unwrap().to_vec::<f32>()?), (&[2, 1][..], vec![0.0, 0.0]));
+/// # Ok::<(), fukai::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TableBatches {
+    x: Arc<Vec<f32>>,
+    width: usize,
+    y: Arc<TableTargets>,
+    rows: Vec<usize>,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    drop_single: bool,
+}
+
+impl TableBatches {
+    /// Batches of `rows` (indices into `x` and `y`) in order.
+    pub fn new(
+        x: Arc<Vec<f32>>,
+        width: usize,
+        y: Arc<TableTargets>,
+        rows: Vec<usize>,
+        batch_size: usize,
+    ) -> Self {
+        TableBatches {
+            x,
+            width,
+            y,
+            rows,
+            batch_size,
+            shuffle: None,
+            drop_single: false,
+        }
+    }
+    /// Reshuffles the rows every epoch from `seed`.
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.shuffle = Some(seed);
+        self
+    }
+    /// Drops a last batch of one row (batch norm has no statistics for it).
+    pub fn drop_single_last(mut self, on: bool) -> Self {
+        self.drop_single = on;
+        self
+    }
+    fn lone(&self) -> bool {
+        self.drop_single && self.rows.len() % self.batch_size.max(1) == 1
+    }
+}
+
+impl Batches for TableBatches {
+    fn len(&self) -> usize {
+        self.rows.len().div_ceil(self.batch_size.max(1)) - usize::from(self.lone())
+    }
+    fn samples(&self) -> usize {
+        self.rows.len()
+    }
+    fn epoch(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        let mut parts = chunks(&self.rows, self.batch_size, self.shuffle, epoch, start);
+        if self.lone() && parts.last().is_some_and(|p| p.len() == 1) {
+            parts.pop();
+        }
+        let w = self.width;
+        Box::new(parts.into_iter().map(move |rows| {
+            let n = rows.len();
+            let x: Vec<f32> = rows
+                .iter()
+                .flat_map(|&r| self.x[r * w..(r + 1) * w].iter().copied())
+                .collect();
+            let x = Tensor::from_vec(x, &[n, w])?;
+            Ok(match &*self.y {
+                TableTargets::Classes { y, .. } => Batch::new(
+                    x,
+                    Tensor::from_vec(rows.iter().map(|&r| y[r]).collect(), &[n])?,
+                ),
+                TableTargets::Values { y, .. } => {
+                    let t = Tensor::from_vec(rows.iter().map(|&r| y[r]).collect(), &[n, 1])?;
+                    let mut b = Batch::new(x, t);
+                    b.baseline = Some(Tensor::from_vec(vec![0f32; n], &[n, 1])?);
+                    b
+                }
+            })
+        }))
+    }
+    fn classes(&self) -> usize {
+        match &*self.y {
+            TableTargets::Classes { classes, .. } => *classes,
+            TableTargets::Values { .. } => 0,
+        }
+    }
+    fn scale(&self) -> f64 {
+        match &*self.y {
+            TableTargets::Values { scale, .. } => *scale,
+            TableTargets::Classes { .. } => 1.0,
+        }
+    }
+}
+
 /// Next-token windows of a token stream: random windows (an endless sampler) for training,
 /// or a fixed list for evaluation.
 ///

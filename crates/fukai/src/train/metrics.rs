@@ -36,6 +36,8 @@ pub struct Evaluation {
     se_baseline: f64,
     has_baseline: bool,
     values: usize,
+    sum_t: f64,
+    sum_t2: f64,
     /// Regression targets are in units of this (RMSE is reported times it).
     pub scale: f64,
 }
@@ -57,6 +59,8 @@ impl Evaluation {
             se_baseline: 0.0,
             has_baseline: false,
             values: 0,
+            sum_t: 0.0,
+            sum_t2: 0.0,
             scale: 1.0,
         }
     }
@@ -86,6 +90,8 @@ impl Evaluation {
                     self.has_baseline = true;
                 }
                 self.values += t.len();
+                self.sum_t += t.iter().sum::<f64>();
+                self.sum_t2 += t.iter().map(|v| v * v).sum::<f64>();
                 let rows = batch.len();
                 self.loss_sum += mean_loss * rows as f64;
                 self.count += rows;
@@ -122,6 +128,13 @@ impl Evaluation {
         (self.task == Task::Regression && self.has_baseline)
             .then(|| (self.se_baseline / self.values.max(1) as f64).sqrt() * self.scale)
     }
+    /// The coefficient of determination, `1 - SSE / SST` around the evaluated targets' own
+    /// mean (regression only; 0 is "predicts the mean", 1 is perfect).
+    pub fn r2(&self) -> Option<f64> {
+        let n = self.values as f64;
+        let sst = self.sum_t2 - self.sum_t * self.sum_t / n.max(1.0);
+        (self.task == Task::Regression && self.values > 1 && sst > 0.0).then(|| 1.0 - self.se / sst)
+    }
     /// Perplexity, `exp(loss)` (language models only).
     pub fn perplexity(&self) -> Option<f64> {
         (self.task == Task::LanguageModel).then(|| self.loss().exp())
@@ -139,7 +152,7 @@ impl Evaluation {
         }
     }
     /// The numbers as a JSON object: `loss`, `samples`, and per task `accuracy` + `confusion`,
-    /// `rmse` (+ `naive_rmse`), or `perplexity`.
+    /// `rmse` (+ `naive_rmse`, `r2`), or `perplexity`.
     pub fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
         use serde_json::json;
         let mut m = serde_json::Map::new();
@@ -152,6 +165,7 @@ impl Evaluation {
         let more = [
             ("rmse", self.rmse()),
             ("naive_rmse", self.baseline_rmse()),
+            ("r2", self.r2()),
             ("perplexity", self.perplexity()),
         ];
         for (k, v) in more {
@@ -177,6 +191,9 @@ impl Evaluation {
                 );
                 if let Some(b) = self.baseline_rmse() {
                     s += &format!(" (naive {b:.3})");
+                }
+                if let Some(r2) = self.r2() {
+                    s += &format!(" R² {r2:.3}");
                 }
                 s
             }

@@ -13,7 +13,9 @@ mod metrics;
 mod report;
 mod trainer;
 
-pub use batches::{Batches, SequenceBatches, TokenBatches, WindowBatches};
+pub use batches::{
+    Batches, SequenceBatches, TableBatches, TableTargets, TokenBatches, WindowBatches,
+};
 pub use config::TrainConfig;
 pub use hooks::{summary, FitInfo, FitReport, Hook, MetricsJsonl, StepInfo, Stop, SummaryJson};
 pub use metrics::{EpochMetrics, Evaluation};
