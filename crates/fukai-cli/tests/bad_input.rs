@@ -197,12 +197,17 @@ fn bad_data_files() {
         (
             "csv word",
             "1.0,2.0,0\n1.5,abc,1\n",
-            vec!["bad.csv", "line 3", "column 2", "\"abc\" is not a number"],
+            vec![
+                "bad.csv",
+                "line 3",
+                "column 2",
+                "\"abc\" is not a finite number",
+            ],
         ),
         (
             "csv ragged",
             "1.0,2.0,0\n1.5,2.5,3.5,1\n",
-            vec!["bad.csv", "line 3", "4 columns, expected 3"],
+            vec!["bad.csv", "line 3", "4 fields, expected 3"],
         ),
         (
             "csv label",

@@ -15,6 +15,8 @@ const PRESETS: &[&str] = &[
     "iris-mlp",
     "wine-mlp",
     "breast-cancer-mlp",
+    "penguins-mlp",
+    "penguins-mass",
     "vowels-lstm",
     "sunspots-lstm",
     "spoken-digits",

@@ -370,27 +370,22 @@ fn read_table_sklearn_layout_and_plain_tables() {
         (
             "count.csv",
             "3,2,a,b\n1,2,0\n3,4,1\n",
-            "header says 3 samples, found 2",
+            "header says 3 samples of 2 features, found 2 rows",
         ),
         (
             "ragged.csv",
             "2,2,a,b\n1,2,0\n3,4,5,1\n",
-            "line 3: 4 columns, expected 3",
+            "line 3: 4 fields, expected 3",
         ),
         (
             "word.csv",
             "2,2,a,b\n1,2,0\n3,x,1\n",
-            "line 3: column 2: \"x\" is not a number",
-        ),
-        (
-            "label.csv",
-            "2,2,a,b\n1,2,0\n3,4,1.5\n",
-            "line 3: label \"1.5\"",
+            "line 3, column 2 (\"feature_2\"): \"x\" is not a finite number",
         ),
         (
             "nan.csv",
             "2,2,a,b\n1,NaN,0\n3,4,1\n",
-            "line 2: column 2: \"NaN\" is not finite",
+            "line 2, column 2 (\"feature_2\"): \"NaN\" is not a finite number",
         ),
         ("empty.csv", "\n\n", "empty file"),
     ];

@@ -152,6 +152,23 @@ fn fuzz_table_csv() {
     });
 }
 
+/// The table pipeline: read, type the columns (label last), fit a schema on every row, encode.
+#[test]
+fn fuzz_table_schema() {
+    let dir = scratch("table_schema");
+    run(Target {
+        corpus: "table_schema",
+        paths: raw_and_gz(&dir, "table.csv"),
+        load: &|p| {
+            let raw = fukai::data::read_csv(p, &Default::default())?;
+            let spec = fukai::data::TableSpec::default();
+            let layout = spec.layout(&raw)?;
+            let schema = fukai::data::Schema::fit(&spec, &raw, &layout, &layout.rows)?;
+            ok(schema.encode_rows(&raw, &layout.rows))
+        },
+    });
+}
+
 #[test]
 fn fuzz_manifest() {
     let dir = scratch("manifest");

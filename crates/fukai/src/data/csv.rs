@@ -98,7 +98,9 @@ pub(crate) fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
         .collect()
 }
 
-/// Reads a numeric table whose last column is the class label.
+/// Reads a numeric table whose last column is the class label (through the same reader and
+/// schema as every table, with every feature column required to hold numbers and no cell
+/// read as missing).
 ///
 /// A header row is optional; labels that are not `0..rows` are renumbered densely:
 ///
@@ -116,56 +118,38 @@ pub(crate) fn numbered_lines(text: &str) -> Vec<(usize, &str)> {
 /// # Ok::<(), fukai::Error>(())
 /// ```
 pub fn read_table(path: &Path) -> Result<Table> {
-    let text = read_text(path)?;
-    let lines = numbered_lines(&text);
-    let Some(&(_, first)) = lines.first() else {
+    use super::{ColumnKind, ColumnRef, TableSpec};
+    let raw = super::read_csv(path, &Default::default())?;
+    if raw.is_empty() {
         return Err(Error::Format {
             file: path.display().to_string(),
-            msg: "empty file".into(),
+            msg: "empty file: no data rows".into(),
         });
-    };
-    let head: Vec<&str> = first.split(',').map(str::trim).collect();
-    // scikit-learn layout: "n_samples,n_features,name0,name1,..."
-    let sk = head.len() >= 2
-        && head[0].parse::<usize>().is_ok()
-        && head[1].parse::<usize>().is_ok()
-        && head[2..].iter().any(|c| c.parse::<f64>().is_err());
-    let numeric_header = head.iter().all(|c| c.parse::<f64>().is_ok());
-    let body = if numeric_header && !sk {
-        &lines[..]
-    } else {
-        &lines[1..]
-    };
-    let cols = if sk {
-        Some(head[1].parse::<usize>().expect("checked").saturating_add(1))
-    } else {
-        None
-    };
-    let (x, y, features) = parse_rows(path, body, cols)?;
-    if sk {
-        let n: usize = head[0].parse().expect("checked");
-        if n != y.len() {
-            return Err(Error::Format {
-                file: path.display().to_string(),
-                msg: format!("header says {n} samples, found {}", y.len()),
-            });
-        }
     }
-    let (y, mut class_names) = super::class_indices(y);
-    let named = sk && head.len() - 2 >= class_names.len();
-    if named
-        && class_names
-            .iter()
-            .enumerate()
-            .all(|(i, n)| *n == i.to_string())
-    {
-        class_names = head[2..].iter().map(|s| s.to_string()).collect();
+    let w = raw.names.len();
+    let spec = TableSpec {
+        kinds: (0..w.saturating_sub(1))
+            .map(|c| (ColumnRef::Index(c), ColumnKind::Numeric))
+            .collect(),
+        missing: Vec::new(),
+        standardize: false,
+        ..TableSpec::default()
+    };
+    let layout = spec.layout(&raw)?;
+    let mut x = Vec::with_capacity(layout.rows.len() * (w - 1));
+    for &r in &layout.rows {
+        // Checked numeric by the layout.
+        x.extend((0..w - 1).map(|c| raw.cell(r, c).parse::<f64>().unwrap_or(f64::NAN) as f32));
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        let (r, c) = (i / (w - 1), i % (w - 1));
+        return Err(raw.err_at(layout.rows[r], c, "the value does not fit in an f32"));
     }
     Ok(Table {
         x,
-        y,
-        features,
-        class_names,
+        y: layout.classes,
+        features: w - 1,
+        class_names: layout.class_names,
     })
 }
 

@@ -377,6 +377,19 @@ pub fn load_trained(path: &Path) -> Result<Trained> {
     let norm: Option<Norm> = field(&meta, "norm", &bad)?;
     let input_shape: Option<Vec<usize>> = field(&meta, "input_shape", &bad)?;
     let series: Option<SeriesInfo> = field(&meta, "series", &bad)?;
+    let model_shape = match &loaded.config {
+        ModelConfig::Mlp(c) => Some(&c.input_shape),
+        ModelConfig::Cnn(c) => Some(&c.input_shape),
+        _ => None,
+    };
+    if let (Some(given), Some(model)) = (&input_shape, model_shape) {
+        if given != model {
+            return Err(bad(
+                "input_shape",
+                format!("{given:?}, but the model reads samples of shape {model:?}"),
+            ));
+        }
+    }
     let table: Option<crate::data::Schema> = field(&meta, "table", &bad)?;
     if let Some(sc) = &table {
         sc.validate().map_err(|e| bad("table", e.to_string()))?;

@@ -268,6 +268,14 @@ pub fn encode_input(schema: &Schema, input: &str) -> Result<(Vec<f32>, Vec<Strin
         );
     }
     let cells: Vec<String> = raw.rows[0].iter().map(str::to_string).collect();
+    encode_cells(schema, &cells)
+}
+
+/// A row given as cells by position: every column but the label, or the used columns only.
+fn encode_cells(schema: &Schema, cells: &[String]) -> Result<(Vec<f32>, Vec<String>)> {
+    let names: Vec<&str> = schema.columns.iter().map(|c| c.name()).collect();
+    let at =
+        |i: usize, msg: String| crate::error::op_err("predict", format!("{:?}: {msg}", names[i]));
     let used: Vec<usize> = (0..names.len())
         .filter(|&i| !matches!(schema.columns[i], data::Column::Ignored { .. }))
         .collect();
@@ -295,25 +303,39 @@ pub fn encode_input(schema: &Schema, input: &str) -> Result<(Vec<f32>, Vec<Strin
         );
     };
     let cell = |i: usize| index.iter().position(|&j| j == i).map(|p| cells[p].clone());
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
     schema.encode(&cell, &at, &mut out, &mut notes)?;
     Ok((out, notes))
 }
 
-/// Every row of a CSV file with a header, columns matched by name (the label column may be
-/// there and is ignored).
+/// Every row of a CSV file: with a header naming the model's columns, matched by name (the
+/// label column may be there and is ignored); without one, cells by position as for one row.
 pub fn encode_file(schema: &Schema, path: &Path) -> Result<Vec<(Vec<f32>, Vec<String>)>> {
-    let raw: RawTable = data::read_csv(
-        path,
-        &CsvOptions {
-            delimiter: None,
-            header: Some(true),
-        },
-    )?;
+    let raw: RawTable = data::read_csv(path, &CsvOptions::default())?;
     let pos: Vec<Option<usize>> = schema
         .columns
         .iter()
         .map(|c| raw.names.iter().position(|n| n == c.name()))
         .collect();
+    if pos.iter().all(Option::is_none) {
+        // No header of the model's columns: the first line is data too.
+        let raw = data::read_csv(
+            path,
+            &CsvOptions {
+                delimiter: None,
+                header: Some(false),
+            },
+        )?;
+        return (0..raw.len())
+            .map(|r| {
+                let cells: Vec<String> = raw.rows[r].iter().map(str::to_string).collect();
+                encode_cells(schema, &cells).map_err(|e| Error::Format {
+                    file: raw.file.clone(),
+                    msg: format!("line {}: {e}", raw.lines[r]),
+                })
+            })
+            .collect();
+    }
     let mut rows = Vec::new();
     for r in 0..raw.len() {
         let (mut out, mut notes) = (Vec::new(), Vec::new());

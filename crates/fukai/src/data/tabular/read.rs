@@ -70,6 +70,57 @@ impl RawTable {
     }
 }
 
+/// A reader that notes where every line break is, since the `csv` crate's own line count skips
+/// blank lines and miscounts CRLF files; a record's line is found from its byte offset.
+/// (A record's byte offset is where the reader began looking for it, before any blank lines.)
+struct LineBreaks<R> {
+    inner: R,
+    offset: u64,
+    blank: bool,
+    lines: std::rc::Rc<std::cell::RefCell<Lines>>,
+}
+
+/// Where each line ends, and whether it was blank (nothing or only a `\r`).
+#[derive(Default)]
+struct Lines {
+    ends: Vec<u64>,
+    blank: Vec<bool>,
+}
+
+impl<R: Read> Read for LineBreaks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut l = self.lines.borrow_mut();
+        for (i, &c) in buf[..n].iter().enumerate() {
+            if c == b'\n' {
+                l.ends.push(self.offset + i as u64);
+                l.blank.push(self.blank);
+                self.blank = true;
+            } else if c != b'\r' {
+                self.blank = false;
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl Lines {
+    /// The 1-based line of the first non-blank line from byte `at` on.
+    fn line_of(&self, at: u64) -> u64 {
+        let mut i = self.ends.partition_point(|&b| b < at);
+        // At a line break itself: the `\n` of a CRLF (the `\r` ended the last record) or a
+        // blank line; the record starts after it.
+        if self.ends.get(i) == Some(&at) {
+            i += 1;
+        }
+        while self.blank.get(i) == Some(&true) {
+            i += 1;
+        }
+        i as u64 + 1
+    }
+}
+
 fn is_number(s: &str) -> bool {
     s.trim().parse::<f64>().is_ok()
 }
@@ -116,11 +167,18 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<RawTable> {
 /// # Ok::<(), fukai::Error>(())
 /// ```
 pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<RawTable> {
+    let lines = std::rc::Rc::new(std::cell::RefCell::new(Lines::default()));
     let mut rdr = ::csv::ReaderBuilder::new()
         .delimiter(opts.delimiter.unwrap_or(b','))
         .has_headers(false)
         .flexible(true)
-        .from_reader(reader);
+        .from_reader(LineBreaks {
+            inner: reader,
+            offset: 0,
+            blank: true,
+            lines: lines.clone(),
+        });
+    let line_at = |p: Option<&::csv::Position>| p.map_or(0, |p| lines.borrow().line_of(p.byte()));
     let err = |line: u64, msg: String| Error::Format {
         file: file.to_string(),
         msg: if line > 0 {
@@ -140,10 +198,10 @@ pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<Raw
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = line_at(e.position());
                 let msg = match e.kind() {
                     ::csv::ErrorKind::Utf8 { err, .. } => format!(
-                        "field {} is not UTF-8 text (a binary file, or another encoding: convert it to UTF-8)",
+                        "field {} is not UTF-8: not a text file (an image or other binary?), or text in another encoding (convert it to UTF-8)",
                         err.field() + 1
                     ),
                     ::csv::ErrorKind::Io(io) => format!("cannot read: {io}"),
@@ -152,7 +210,7 @@ pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<Raw
                 return Err(err(line, msg));
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
+        let line = line_at(record.position());
         if record.len() == 1 && record[0].trim().is_empty() {
             continue;
         }

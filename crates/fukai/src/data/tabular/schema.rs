@@ -193,6 +193,8 @@ impl TableSpec {
         for c in (0..ncol).filter(|&c| c != label) {
             kinds[c] = match forced[c] {
                 Some(k) => k,
+                // A scikit-learn header declares numeric features.
+                None if raw.class_names.is_some() => ColumnKind::Numeric,
                 None => self.infer(raw, c, &mut notes),
             };
             if kinds[c] == ColumnKind::Numeric {
@@ -268,6 +270,19 @@ impl TableSpec {
             }
         } else {
             let cells: Vec<&str> = out.rows.iter().map(|&r| raw.cell(r, label)).collect();
+            if raw.class_names.is_some() {
+                let not_index = |c: &&str| c.parse::<u64>().is_err();
+                if let Some(i) = cells.iter().position(not_index) {
+                    return Err(raw.err_at(
+                        out.rows[i],
+                        label,
+                        format!(
+                            "label {:?} is not a class index (a scikit-learn header names the classes 0..k-1)",
+                            cells[i]
+                        ),
+                    ));
+                }
+            }
             (out.classes, out.class_names) = classes(&cells);
             if let Some(names) = &raw.class_names {
                 let plain = out.class_names.iter().enumerate();
@@ -413,6 +428,9 @@ pub struct Schema {
     /// Cells meaning "missing".
     pub missing: Vec<String>,
 }
+
+/// The most values an encoded table may hold (1 GiB of f32).
+pub const MAX_ENCODED_VALUES: usize = 1 << 28;
 
 /// The most categories one column may bring (its one-hot block sizes the input layer).
 pub const MAX_CATEGORIES: usize = 1 << 16;
@@ -651,9 +669,8 @@ impl Schema {
                         None => return Err(at(i, format!("{s:?} is not a finite number"))),
                     },
                     cell => {
-                        if cell.is_none() {
-                            notes.push(format!("{name:?} is absent: imputed {fill:.4}"));
-                        }
+                        let how = if cell.is_none() { "absent" } else { "missing" };
+                        notes.push(format!("{name:?} is {how}: imputed {fill:.4}"));
                         *fill
                     }
                 };
@@ -692,6 +709,17 @@ impl Schema {
     /// Encodes rows of `raw` (its columns must be the schema's, label included) into
     /// `[rows, width]` values.
     pub fn encode_rows(&self, raw: &RawTable, rows: &[usize]) -> Result<Vec<f32>> {
+        let values = rows.len().checked_mul(self.width());
+        if values.is_none_or(|v| v > MAX_ENCODED_VALUES) {
+            return Err(Error::Format {
+                file: raw.file.clone(),
+                msg: format!(
+                    "{} rows of {} inputs exceed the {MAX_ENCODED_VALUES} values a table may encode to (many categories? try model.categorical = \"embedding\")",
+                    rows.len(),
+                    self.width()
+                ),
+            });
+        }
         let mut out = Vec::with_capacity(rows.len() * self.width());
         let mut notes = Vec::new();
         for &r in rows {
