@@ -181,7 +181,9 @@ schedule = "cosine"
 
 // Body mass in grams (mean 4,200, std 800) from everything else; rows without a mass are
 // dropped. RMSE and R² are reported beside predicting the training mean and beside linear
-// regression on the same inputs.
+// regression on the same inputs. Mass is nearly linear in the rest: in 5-fold CV one hidden
+// layer of 16 edged out linear regression (R² 0.860 vs 0.850) where [32, 32] for 100 epochs
+// fell behind it (0.840).
 const PENGUINS_MASS: &str = r#"name = "penguins-mass"
 [data]
 format = "table"
@@ -192,9 +194,9 @@ standardize = true
 test_fraction = 0.2
 [model]
 kind = "mlp"
-hidden = [32, 32]
+hidden = [16]
 [train]
-epochs = 100
+epochs = 60
 batch_size = 16
 lr = 0.003
 schedule = "cosine"
