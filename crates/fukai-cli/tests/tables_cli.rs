@@ -26,10 +26,15 @@ fn write_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     }
     std::fs::write(&data, text).unwrap();
     let cfg = dir.join("shop.toml");
+    let label = if extra.starts_with("label") {
+        ""
+    } else {
+        "label = \"segment\"\n"
+    };
     std::fs::write(
         &cfg,
         format!(
-            "name = \"shop\"\n[data]\nformat = \"table\"\npath = \"shop.csv\"\nlabel = \"segment\"\nstandardize = true\n{extra}[model]\nkind = \"mlp\"\nhidden = [16]\n[train]\nepochs = 40\nbatch_size = 16\nlr = 0.01\n"
+            "name = \"shop\"\n[data]\nformat = \"table\"\npath = \"shop.csv\"\n{label}standardize = true\n{extra}[model]\nkind = \"mlp\"\nhidden = [16]\n[train]\nepochs = 40\nbatch_size = 16\nlr = 0.01\n"
         ),
     )
     .unwrap();

@@ -11,6 +11,14 @@ use std::path::Path;
 /// "table" is a wrong delimiter or a binary file, not data.
 pub const MAX_COLUMNS: usize = 1 << 16;
 
+/// The most bytes one line may have (16 MiB): a longer "line" is a binary file or a
+/// decompression bomb, and would grow the record buffer without bound.
+pub const MAX_LINE_BYTES: u64 = 1 << 24;
+
+/// The most data rows a table may have in memory (about 4M); larger tables are for streaming
+/// pipelines, not this reader.
+pub const MAX_ROWS: usize = 1 << 22;
+
 /// How to read a CSV file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CsvOptions {
@@ -76,6 +84,7 @@ impl RawTable {
 struct LineBreaks<R> {
     inner: R,
     offset: u64,
+    line_start: u64,
     blank: bool,
     lines: std::rc::Rc<std::cell::RefCell<Lines>>,
 }
@@ -96,11 +105,27 @@ impl<R: Read> Read for LineBreaks<R> {
                 l.ends.push(self.offset + i as u64);
                 l.blank.push(self.blank);
                 self.blank = true;
+                self.line_start = self.offset + i as u64 + 1;
             } else if c != b'\r' {
                 self.blank = false;
             }
         }
         self.offset += n as u64;
+        if self.offset - self.line_start > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {MAX_LINE_BYTES} bytes (a binary file, a decompression bomb, or no line breaks?)"),
+            ));
+        }
+        if self.offset > super::super::MAX_INFLATED_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "more than {} bytes of text",
+                    super::super::MAX_INFLATED_BYTES
+                ),
+            ));
+        }
         Ok(n)
     }
 }
@@ -175,6 +200,7 @@ pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<Raw
         .from_reader(LineBreaks {
             inner: reader,
             offset: 0,
+            line_start: 0,
             blank: true,
             lines: lines.clone(),
         });
@@ -256,6 +282,12 @@ pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<Raw
             width = Some(record.len());
         }
         record.trim();
+        if rows.len() == MAX_ROWS {
+            return Err(err(
+                line,
+                format!("more than {MAX_ROWS} rows, the most a table read into memory may have"),
+            ));
+        }
         rows.push(std::mem::take(&mut record));
         lines.push(line);
     }
