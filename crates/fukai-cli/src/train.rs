@@ -219,7 +219,7 @@ fn cross_validate(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let folds = run::cross_validate(cfg, data, out, k, existing, false, |f| {
+    let cv = run::cross_validate(cfg, data, out, k, existing, false, |f| {
         let base = f
             .baseline
             .as_ref()
@@ -227,18 +227,12 @@ fn cross_validate(
             .unwrap_or_default();
         println!("fold {}/{k}: test {}{base}", f.index + 1, show(&f.test));
     })?;
-    let line = |evs: Vec<&fukai::train::Evaluation>| -> String {
-        let names = run::headline(evs[0]);
-        names
+    let line = |spreads: &[run::Spread]| -> String {
+        spreads
             .iter()
-            .enumerate()
-            .map(|(i, (n, _))| {
-                let v: Vec<f64> = evs.iter().map(|e| run::headline(e)[i].1).collect();
-                let (m, s) = run::mean_std(&v);
-                match *n {
-                    "accuracy" => format!("accuracy {:.2}% ± {:.2}", 100.0 * m, 100.0 * s),
-                    n => format!("{n} {m:.4} ± {s:.4}"),
-                }
+            .map(|s| match s.metric {
+                "accuracy" => format!("accuracy {:.2}% ± {:.2}", 100.0 * s.mean, 100.0 * s.std),
+                n => format!("{n} {:.4} ± {:.4}", s.mean, s.std),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -247,14 +241,10 @@ fn cross_validate(
     println!(
         "  {:<20} {}",
         cfg.model.kind.to_uppercase(),
-        line(folds.iter().map(|f| &f.test).collect())
+        line(&cv.model)
     );
-    if let Some((name, _)) = &folds[0].baseline {
-        let b = folds
-            .iter()
-            .filter_map(|f| f.baseline.as_ref().map(|b| &b.1))
-            .collect();
-        println!("  {name:<20} {}", line(b));
+    if let Some((name, spreads)) = &cv.baseline {
+        println!("  {name:<20} {}", line(spreads));
     }
     println!(
         "\nruns: {}/fold-1 .. fold-{k}; summary: {}/cv.json",

@@ -416,7 +416,10 @@ fn manifests_load_and_report_bad_rows_by_line() {
         "{e}"
     );
     let e = bad("file,label\nwav/a.wav,0,extra\n");
-    assert!(e.contains("line 2") && e.contains("3 cells"), "{e}");
+    assert!(
+        e.contains("line 2") && e.contains("3 fields, expected 2"),
+        "{e}"
+    );
     let e = bad("name,class\nwav/a.wav,0\n");
     assert!(e.contains("line 1") && e.contains("label"), "{e}");
     let e = bad("file,label\n\nwav/a.wav,\n");

@@ -163,7 +163,8 @@ fn fuzz_table_schema() {
             let raw = fukai::data::read_csv(p, &Default::default())?;
             let spec = fukai::data::TableSpec::default();
             let layout = spec.layout(&raw)?;
-            let schema = fukai::data::Schema::fit(&spec, &raw, &layout, &layout.rows)?;
+            let all: Vec<usize> = (0..layout.rows.len()).collect();
+            let schema = fukai::data::Schema::fit(&spec, &raw, &layout, &all)?;
             ok(schema.encode_rows(&raw, &layout.rows))
         },
     });

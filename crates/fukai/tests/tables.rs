@@ -28,6 +28,11 @@ fn by_name(n: &str) -> Option<ColumnRef> {
     Some(ColumnRef::Name(n.into()))
 }
 
+/// Every usable row of a layout (`Schema::fit` takes indices into `layout.rows`).
+fn all(l: &fukai::data::Layout) -> Vec<usize> {
+    (0..l.rows.len()).collect()
+}
+
 fn err(r: fukai::Result<impl Sized>) -> String {
     r.err().expect("an error").to_string()
 }
@@ -185,7 +190,7 @@ fn column_kinds_are_inferred_and_overridable() {
         l.kinds,
         [Ignored, Numeric, Ignored, Categorical, Ignored, Ignored]
     );
-    let schema = Schema::fit(&spec, &t, &l, &l.rows).unwrap();
+    let schema = Schema::fit(&spec, &t, &l, &all(&l)).unwrap();
     // size, then code one-hot over its three values.
     assert_eq!(schema.width(), 1 + 3);
     assert_eq!(schema.used().count(), 2);
@@ -237,6 +242,17 @@ fn imputation_statistics_come_from_the_training_rows_only() {
         .layout(&parse("a,label\n1,p\n2,NA\n3,\n"))
         .unwrap();
     assert_eq!(l.rows, [0]);
+    // Training rows are indices into the usable rows, not the file's: usable row 1 is line 4.
+    let t = parse("a,label\n1,p\nNA,NA\n3,q\n");
+    let l = TableSpec::default().layout(&t).unwrap();
+    assert_eq!(l.rows, [0, 2]);
+    let s = Schema::fit(&TableSpec::default(), &t, &l, &[1]).unwrap();
+    assert!(matches!(s.columns[0], Column::Numeric { fill, .. } if fill == 3.0));
+    let e = err(Schema::fit(&TableSpec::default(), &t, &l, &[2]));
+    assert!(
+        e.contains("training row 2 is outside the 2 usable rows"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -248,7 +264,7 @@ fn unseen_categories_are_unknown_with_a_warning() {
             ..TableSpec::default()
         };
         let l = spec.layout(&t).unwrap();
-        let schema = Schema::fit(&spec, &t, &l, &l.rows).unwrap();
+        let schema = Schema::fit(&spec, &t, &l, &all(&l)).unwrap();
         let (x, notes) = run::encode_input(&schema, "Atlantis,1.5").unwrap();
         assert!(
             notes[0].contains("\"Atlantis\" was not seen in training"),
@@ -276,7 +292,7 @@ fn hostile_schemas_and_inputs_are_refused() {
     let t = parse("c,n,label\nx,1,a\ny,2,b\n");
     let spec = TableSpec::default();
     let l = spec.layout(&t).unwrap();
-    let schema = Schema::fit(&spec, &t, &l, &l.rows).unwrap();
+    let schema = Schema::fit(&spec, &t, &l, &all(&l)).unwrap();
     let mut bad = schema.clone();
     bad.columns[1] = Column::Numeric {
         name: "n".into(),
@@ -456,11 +472,20 @@ fn cross_validation_trains_every_fold_and_writes_the_summary() {
     cfg.train.epochs = 15;
     let mut seen = 0;
     let out = dir.join("cv");
-    let folds =
+    let run_cv =
         run::cross_validate(&cfg, &data, &out, 3, Existing::Refuse, false, |_| seen += 1).unwrap();
-    assert_eq!((folds.len(), seen), (3, 3));
-    let tested: usize = folds.iter().map(|f| f.test.count).sum();
+    assert_eq!((run_cv.folds.len(), seen), (3, 3));
+    let tested: usize = run_cv.folds.iter().map(|f| f.test.count).sum();
     assert_eq!(tested, 240, "each row is tested exactly once");
+    // The summary is the folds' own numbers.
+    let accs: Vec<f64> = run_cv
+        .folds
+        .iter()
+        .map(|f| f.test.accuracy().unwrap())
+        .collect();
+    assert_eq!(run_cv.model[0].metric, "accuracy");
+    assert_eq!(run_cv.model[0].folds, accs);
+    assert_eq!(run_cv.model[0].mean, accs.iter().sum::<f64>() / 3.0);
     let cv: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("cv.json")).unwrap()).unwrap();
     assert_eq!(

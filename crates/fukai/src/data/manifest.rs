@@ -76,34 +76,6 @@ pub struct Manifest {
     pub has_split: bool,
 }
 
-/// Splits one CSV line into cells; `"..."` quotes may hold commas, `""` is a literal quote.
-fn cells(line: &str) -> std::result::Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if cur.trim().is_empty() => {
-                cur.clear();
-                quoted = true;
-            }
-            (',', false) => out.push(std::mem::take(&mut cur).trim().to_string()),
-            _ => cur.push(c),
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    out.push(cur.trim().to_string());
-    Ok(out)
-}
-
 /// Reads a manifest and checks that every file it names exists.
 ///
 /// ```
@@ -117,73 +89,56 @@ fn cells(line: &str) -> std::result::Result<Vec<String>, String> {
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let name = path.display().to_string();
-    let bytes = super::read_maybe_gz(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| Error::Format {
-        file: name.clone(),
-        msg: format!("not UTF-8 text: {e}"),
-    })?;
-    let at = |line: usize, msg: String| Error::Format {
-        file: name.clone(),
+    let csv = super::read_csv(
+        path,
+        &super::CsvOptions {
+            delimiter: None,
+            header: Some(true),
+        },
+    )?;
+    let at = |line: u64, msg: String| Error::Format {
+        file: csv.file.clone(),
         msg: format!("line {line}: {msg}"),
     };
-    let lines = super::csv::numbered_lines(&text);
-    let Some(&(hl, header)) = lines.first() else {
+    let head = &csv.names;
+    if head.is_empty() {
         return Err(Error::Format {
-            file: name,
+            file: csv.file.clone(),
             msg: "empty manifest: expected a header with `file` and `label` columns".into(),
         });
-    };
-    let head = cells(header).map_err(|e| at(hl, e))?;
+    }
     let col = |want: &[&str]| head.iter().position(|h| want.contains(&h.as_str()));
     let (Some(fc), Some(lc)) = (col(&["file", "path"]), col(&["label"])) else {
         return Err(at(
-            hl,
+            1,
             format!("header {head:?} needs a `file` (or `path`) column and a `label` column"),
         ));
     };
     let sc = col(&["split"]);
     let base = path.parent().unwrap_or(Path::new("."));
     let mut raw = Vec::new();
-    for &(ln, line) in &lines[1..] {
-        let c = cells(line).map_err(|e| at(ln, e))?;
-        if c.len() != head.len() {
-            return Err(at(
-                ln,
-                format!("{} cells, the header has {}", c.len(), head.len()),
-            ));
-        }
-        if c[fc].is_empty() || c[lc].is_empty() {
+    for r in 0..csv.len() {
+        let ln = csv.lines[r];
+        let (f, label) = (csv.cell(r, fc), csv.cell(r, lc));
+        if f.is_empty() || label.is_empty() {
             return Err(at(ln, "empty file or label".into()));
         }
-        let file = base.join(&c[fc]);
+        let file = base.join(f);
         if !file.is_file() {
             return Err(at(
                 ln,
-                format!("file {:?} not found (looked for {})", c[fc], file.display()),
+                format!("file {f:?} not found (looked for {})", file.display()),
             ));
         }
-        let split = sc.map(|s| c[s].clone()).unwrap_or_default();
-        raw.push((ln, file, c[lc].clone(), split));
+        let split = sc.map(|s| csv.cell(r, s).to_string()).unwrap_or_default();
+        raw.push((ln as usize, file, split));
     }
-    let numeric: Option<Vec<i64>> = raw.iter().map(|r| r.2.parse::<i64>().ok()).collect();
-    let (labels, class_names) = match numeric {
-        Some(v) => super::class_indices(v),
-        None => {
-            let mut names: Vec<String> = raw.iter().map(|r| r.2.clone()).collect();
-            names.sort();
-            names.dedup();
-            let v = raw
-                .iter()
-                .map(|r| names.binary_search(&r.2).expect("present") as i64)
-                .collect();
-            (v, names)
-        }
-    };
+    let labels: Vec<&str> = (0..csv.len()).map(|r| csv.cell(r, lc)).collect();
+    let (labels, class_names) = super::label_classes(&labels);
     let rows = raw
         .into_iter()
         .zip(labels)
-        .map(|((line, file, _, split), label)| ManifestRow {
+        .map(|((line, file, split), label)| ManifestRow {
             line,
             file,
             label,

@@ -18,8 +18,8 @@ pub use images::read_image_folder;
 pub use loader::{Batch, DataLoader};
 pub use manifest::{read_manifest, Manifest, ManifestRow};
 pub use tabular::{
-    parse_csv, read_csv, Column, ColumnKind, ColumnRef, CsvOptions, Encoding, Impute, Layout,
-    RawTable, Schema, TableSpec, Target, DEFAULT_MISSING, MAX_CATEGORIES, MAX_COLUMNS,
+    mean_std, parse_csv, read_csv, Column, ColumnKind, ColumnRef, CsvOptions, Encoding, Impute,
+    Layout, RawTable, Schema, TableSpec, Target, DEFAULT_MISSING, MAX_CATEGORIES, MAX_COLUMNS,
     MISSING_CATEGORY,
 };
 pub use timeseries::{read_series_csv, read_ts, Sequences, Series, Windows};
@@ -123,6 +123,32 @@ pub(crate) fn class_indices(labels: Vec<i64>) -> (Vec<i64>, Vec<String>) {
         .map(|l| seen.binary_search(l).expect("every label was seen") as i64)
         .collect();
     (y, seen.iter().map(i64::to_string).collect())
+}
+
+/// Class indices and names for labels as text (tables, manifests): labels that are all integers
+/// keep their numeric order as in [`class_indices`]; any other labels are named by their text,
+/// in sorted order.
+pub(crate) fn label_classes(cells: &[&str]) -> (Vec<i64>, Vec<String>) {
+    let ints: Option<Vec<i64>> = cells
+        .iter()
+        .map(|c| {
+            c.parse::<f64>()
+                .ok()
+                .filter(|v| v.fract() == 0.0 && v.abs() < (1u64 << 53) as f64)
+                .map(|v| v as i64)
+        })
+        .collect();
+    if let Some(ints) = ints {
+        return class_indices(ints);
+    }
+    let mut names: Vec<&str> = cells.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let y = cells
+        .iter()
+        .map(|c| names.binary_search(c).expect("every label was seen") as i64)
+        .collect();
+    (y, names.into_iter().map(str::to_string).collect())
 }
 
 /// A labelled collection of fixed-shape f32 samples.

@@ -29,6 +29,32 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
     }
 }
 
+/// Removes the temporary files in `dir` that other processes left behind when they were killed
+/// mid-write (`.NAME.PID.N.tmp` and `.NAME.PID.link.tmp` with another PID); a writer that is
+/// still running keeps its own. For a folder with one writer at a time, such as a run's
+/// checkpoints.
+pub(crate) fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        // NAME.PID.N or NAME.PID.link: the PID is the second field from the end.
+        let pid = rest.rsplit('.').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| p != me) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Flushes the directory entry after a rename (POSIX needs this for the rename to be durable;
 /// other platforms have no portable equivalent and make the rename durable themselves).
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -147,6 +173,34 @@ mod tests {
         let missing = dir.join("no/such/dir/f.bin");
         let err = write_atomic(&missing, b"data").unwrap_err().to_string();
         assert!(err.contains("f.bin"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_temps_of_other_writers_go_and_ours_stay() {
+        let dir = scratch("stale");
+        let me = std::process::id();
+        let other = me.wrapping_add(1);
+        let keep = [
+            format!(".step-1.safetensors.{me}.0.tmp"),
+            "step-1.safetensors".to_string(),
+            ".hidden".to_string(),
+            format!(".x.{other}.tmp.bak"),
+        ];
+        let gone = [
+            format!(".step-1.safetensors.{other}.3.tmp"),
+            format!(".checkpoint.safetensors.{other}.link.tmp"),
+        ];
+        for n in keep.iter().chain(&gone) {
+            fs::write(dir.join(n), b"").unwrap();
+        }
+        remove_stale_temps(&dir);
+        for n in &keep {
+            assert!(dir.join(n).exists(), "{n} was removed");
+        }
+        for n in &gone {
+            assert!(!dir.join(n).exists(), "{n} was kept");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,6 +14,7 @@ mod atomic;
 pub mod checkpoint;
 mod safetensors;
 
+pub(crate) use self::atomic::remove_stale_temps;
 pub use self::atomic::{link_atomic, write_atomic};
 pub use self::safetensors::{
     load_safetensors, parse_safetensors, save_safetensors, serialize_safetensors, SafetensorsFile,

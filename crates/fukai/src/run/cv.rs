@@ -19,16 +19,6 @@ pub struct Fold {
     pub baseline: Option<(String, Evaluation)>,
 }
 
-/// Mean and (population) standard deviation.
-pub fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    (
-        m,
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
-    )
-}
-
 /// The metrics cross-validation summarizes: accuracy, or RMSE and R².
 pub fn headline(ev: &Evaluation) -> Vec<(&'static str, f64)> {
     let mut out = Vec::new();
@@ -44,19 +34,58 @@ pub fn headline(ev: &Evaluation) -> Vec<(&'static str, f64)> {
     out
 }
 
-fn summarize(evals: &[&Evaluation]) -> serde_json::Value {
-    let mut m = serde_json::Map::new();
-    if let Some(first) = evals.first() {
-        for (i, (name, _)) in headline(first).iter().enumerate() {
-            let v: Vec<f64> = evals.iter().map(|e| headline(e)[i].1).collect();
-            let (mean, std) = mean_std(&v);
-            m.insert(
-                name.to_string(),
-                json!({"mean": mean, "std": std, "folds": v}),
-            );
-        }
-    }
+/// One metric over the folds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spread {
+    /// `accuracy`, `rmse` or `r2`.
+    pub metric: &'static str,
+    /// Its value in each fold.
+    pub folds: Vec<f64>,
+    /// Mean over the folds.
+    pub mean: f64,
+    /// Population standard deviation over the folds.
+    pub std: f64,
+}
+
+/// The headline metrics of `evals` (one per fold), each as mean and standard deviation.
+pub fn summarize(evals: &[&Evaluation]) -> Vec<Spread> {
+    let per_fold: Vec<Vec<(&'static str, f64)>> = evals.iter().map(|e| headline(e)).collect();
+    let Some(first) = per_fold.first() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|i| {
+            let folds: Vec<f64> = per_fold.iter().map(|h| h[i].1).collect();
+            let (mean, std) = crate::data::mean_std(&folds);
+            Spread {
+                metric: first[i].0,
+                folds,
+                mean,
+                std,
+            }
+        })
+        .collect()
+}
+
+fn to_json(spreads: &[Spread]) -> serde_json::Value {
+    let m: serde_json::Map<String, serde_json::Value> = spreads
+        .iter()
+        .map(|s| {
+            let v = json!({"mean": s.mean, "std": s.std, "folds": s.folds});
+            (s.metric.to_string(), v)
+        })
+        .collect();
     m.into()
+}
+
+/// A finished cross-validation.
+pub struct CrossValidation {
+    /// Each fold's test results.
+    pub folds: Vec<Fold>,
+    /// The network's metrics over the folds.
+    pub model: Vec<Spread>,
+    /// The baseline's name and metrics over the folds.
+    pub baseline: Option<(String, Vec<Spread>)>,
 }
 
 /// Runs `k`-fold cross-validation of a table config into `out`, calling `on_fold` after each
@@ -69,7 +98,7 @@ pub fn cross_validate(
     existing: Existing,
     progress: bool,
     mut on_fold: impl FnMut(&Fold),
-) -> Result<Vec<Fold>> {
+) -> Result<CrossValidation> {
     if cfg.data.format != "table" {
         bail!(
             "config",
@@ -90,20 +119,22 @@ pub fn cross_validate(
             msg: "the directory already holds a cross-validation (cv.json); pass --force to overwrite it or --out for a new one".into(),
         });
     }
-    // Every fold's data is checked (and every directory proven writable) before any training.
-    let mut runs = Vec::new();
-    for i in 0..k {
-        let dir = out.join(format!("fold-{}", i + 1));
-        runs.push(Run::prepare_holdout(
-            cfg,
-            data_path,
-            &dir,
-            existing,
-            Holdout::Fold { k, i },
-        )?);
+    // Every fold directory is checked before any training; each fold's data is prepared when
+    // its turn comes, so only one encoded copy of the table is held at a time.
+    if k < 2 {
+        bail!(
+            "config",
+            "cross-validation needs at least 2 folds, found {k}"
+        );
+    }
+    let dirs: Vec<_> = (1..=k).map(|i| out.join(format!("fold-{i}"))).collect();
+    for d in &dirs {
+        super::prepare_dir(d, existing)?;
     }
     let mut folds = Vec::new();
-    for (index, run) in runs.into_iter().enumerate() {
+    for (index, dir) in dirs.iter().enumerate() {
+        let run =
+            Run::prepare_holdout(cfg, data_path, dir, existing, Holdout::Fold { k, i: index })?;
         let o = run.train(None, progress)?;
         let test = o
             .test
@@ -117,23 +148,34 @@ pub fn cross_validate(
         folds.push(f);
     }
     let nets: Vec<&Evaluation> = folds.iter().map(|f| &f.test).collect();
-    let bases: Vec<&Evaluation> = folds
-        .iter()
-        .filter_map(|f| f.baseline.as_ref().map(|b| &b.1))
-        .collect();
+    let model = summarize(&nets);
+    let baseline = folds
+        .first()
+        .and_then(|f| f.baseline.as_ref())
+        .map(|(name, _)| {
+            let bases: Vec<&Evaluation> = folds
+                .iter()
+                .filter_map(|f| f.baseline.as_ref().map(|b| &b.1))
+                .collect();
+            (name.clone(), summarize(&bases))
+        });
     let mut doc = json!({
         "name": cfg.name,
         "data": data_path.display().to_string(),
         "folds": k,
-        "model": summarize(&nets),
+        "model": to_json(&model),
     });
-    if let Some((name, _)) = folds.first().and_then(|f| f.baseline.as_ref()) {
-        doc["baseline"] = summarize(&bases);
+    if let Some((name, spreads)) = &baseline {
+        doc["baseline"] = to_json(spreads);
         doc["baseline"]["model"] = name.clone().into();
     }
     crate::io::write_atomic(
         &summary,
         serde_json::to_string_pretty(&doc).expect("json").as_bytes(),
     )?;
-    Ok(folds)
+    Ok(CrossValidation {
+        folds,
+        model,
+        baseline,
+    })
 }

@@ -26,7 +26,7 @@ mod table;
 
 pub use audio::{predict_input as audio_features, AudioConfig};
 pub use config::{DataConfig, ModelSpec, RunConfig};
-pub use cv::{cross_validate, headline, mean_std, Fold};
+pub use cv::{cross_validate, headline, summarize, CrossValidation, Fold, Spread};
 pub use data::{
     fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo, Splits,
 };

@@ -157,9 +157,8 @@ pub fn prepare_table(cfg: &RunConfig, path: &Path, holdout: Holdout) -> Result<P
     if test.is_empty() {
         return Err(empty("test"));
     }
-    // Statistics from the training rows only (indices into the file's rows).
-    let file_rows = |idx: &[usize]| idx.iter().map(|&i| layout.rows[i]).collect::<Vec<_>>();
-    let schema = Schema::fit(&spec, &raw, &layout, &file_rows(&train))?;
+    // Statistics from the training rows only.
+    let schema = Schema::fit(&spec, &raw, &layout, &train)?;
     let x = Arc::new(schema.encode_rows(&raw, &layout.rows)?);
     let targets = match &schema.target {
         data::Target::Value { mean, std } => TableTargets::Values {
@@ -242,14 +241,15 @@ pub fn encode_input(schema: &Schema, input: &str) -> Result<(Vec<f32>, Vec<Strin
                 );
             }
         }
-        let cell = |i: usize| -> Option<String> {
-            match obj.get(names[i])? {
+        let vals: Vec<Option<String>> = names
+            .iter()
+            .map(|n| match obj.get(*n)? {
                 serde_json::Value::Null => Some(String::new()),
                 serde_json::Value::String(s) => Some(s.clone()),
                 v => Some(v.to_string()),
-            }
-        };
-        schema.encode(&cell, &at, &mut out, &mut notes)?;
+            })
+            .collect();
+        schema.encode(&|i| vals[i].as_deref(), &at, &mut out, Some(&mut notes))?;
         return Ok((out, notes));
     }
     let raw = data::parse_csv(
@@ -302,9 +302,14 @@ fn encode_cells(schema: &Schema, cells: &[String]) -> Result<(Vec<f32>, Vec<Stri
             }
         );
     };
-    let cell = |i: usize| index.iter().position(|&j| j == i).map(|p| cells[p].clone());
+    let cell = |i: usize| {
+        index
+            .iter()
+            .position(|&j| j == i)
+            .map(|p| cells[p].as_str())
+    };
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    schema.encode(&cell, &at, &mut out, &mut notes)?;
+    schema.encode(&cell, &at, &mut out, Some(&mut notes))?;
     Ok((out, notes))
 }
 
@@ -339,12 +344,12 @@ pub fn encode_file(schema: &Schema, path: &Path) -> Result<Vec<(Vec<f32>, Vec<St
     let mut rows = Vec::new();
     for r in 0..raw.len() {
         let (mut out, mut notes) = (Vec::new(), Vec::new());
-        let cell = |i: usize| pos[i].map(|c| raw.cell(r, c).to_string());
+        let cell = |i: usize| pos[i].map(|c| raw.cell(r, c));
         let at = |i: usize, msg: String| match pos[i] {
             Some(c) => raw.err_at(r, c, msg),
             None => crate::error::op_err("predict", msg),
         };
-        schema.encode(&cell, &at, &mut out, &mut notes)?;
+        schema.encode(&cell, &at, &mut out, Some(&mut notes))?;
         rows.push((out, notes));
     }
     Ok(rows)

@@ -88,26 +88,48 @@ fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
-/// Chunks of `items` (permuted per epoch when `seed` is set) from chunk `start` on.
-fn chunks(
-    items: &[usize],
-    bs: usize,
-    seed: Option<u64>,
-    epoch: u64,
-    start: usize,
-) -> Vec<Vec<usize>> {
-    let order: Vec<usize> = match seed {
-        Some(s) => permutation(items.len(), s, epoch)
-            .into_iter()
-            .map(|i| items[i])
-            .collect(),
-        None => items.to_vec(),
-    };
-    order
-        .chunks(bs.max(1))
-        .skip(start)
-        .map(<[usize]>::to_vec)
-        .collect()
+/// Which items make each batch, shared by the batch sources below: `items` cut into batches of
+/// `batch_size`, reshuffled every epoch when `shuffle` is set, optionally without a last batch
+/// of one item (batch norm has no statistics for it).
+#[derive(Clone)]
+struct Order {
+    items: Vec<usize>,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    drop_single: bool,
+}
+
+impl Order {
+    fn new(items: Vec<usize>, batch_size: usize) -> Self {
+        Order {
+            items,
+            batch_size: batch_size.max(1),
+            shuffle: None,
+            drop_single: false,
+        }
+    }
+    fn lone(&self) -> bool {
+        self.drop_single && self.items.len() % self.batch_size == 1
+    }
+    fn len(&self) -> usize {
+        self.items.len().div_ceil(self.batch_size) - usize::from(self.lone())
+    }
+    /// The batches of `epoch` from batch `start` on.
+    fn batches(&self, epoch: u64, start: usize) -> Vec<Vec<usize>> {
+        let order: Vec<usize> = match self.shuffle {
+            Some(s) => permutation(self.items.len(), s, epoch)
+                .into_iter()
+                .map(|i| self.items[i])
+                .collect(),
+            None => self.items.clone(),
+        };
+        order
+            .chunks(self.batch_size)
+            .take(self.len())
+            .skip(start)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
 }
 
 /// Padded batches of variable-length labelled sequences (e.g. a `.ts` file), with lengths.
@@ -126,9 +148,7 @@ fn chunks(
 #[derive(Clone)]
 pub struct SequenceBatches {
     data: Arc<Sequences>,
-    rows: Vec<usize>,
-    batch_size: usize,
-    shuffle: Option<u64>,
+    order: Order,
 }
 
 impl SequenceBatches {
@@ -136,31 +156,29 @@ impl SequenceBatches {
     pub fn new(data: Arc<Sequences>, rows: Vec<usize>, batch_size: usize) -> Self {
         SequenceBatches {
             data,
-            rows,
-            batch_size,
-            shuffle: None,
+            order: Order::new(rows, batch_size),
         }
     }
     /// Reshuffles the rows every epoch from `seed`.
     pub fn shuffle(mut self, seed: u64) -> Self {
-        self.shuffle = Some(seed);
+        self.order.shuffle = Some(seed);
         self
     }
 }
 
 impl Batches for SequenceBatches {
     fn len(&self) -> usize {
-        self.rows.len().div_ceil(self.batch_size.max(1))
+        self.order.len()
     }
     fn samples(&self) -> usize {
-        self.rows.len()
+        self.order.items.len()
     }
     fn epoch(
         &self,
         epoch: u64,
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
-        let parts = chunks(&self.rows, self.batch_size, self.shuffle, epoch, start);
+        let parts = self.order.batches(epoch, start);
         Box::new(parts.into_iter().map(move |rows| {
             let (x, lengths, y) = self.data.batch(&rows)?;
             let mut b = Batch::new(x, y);
@@ -191,9 +209,7 @@ impl Batches for SequenceBatches {
 #[derive(Clone)]
 pub struct WindowBatches {
     data: Arc<Windows>,
-    starts: Vec<usize>,
-    batch_size: usize,
-    shuffle: Option<u64>,
+    order: Order,
 }
 
 impl WindowBatches {
@@ -201,31 +217,29 @@ impl WindowBatches {
     pub fn new(data: Arc<Windows>, starts: Vec<usize>, batch_size: usize) -> Self {
         WindowBatches {
             data,
-            starts,
-            batch_size,
-            shuffle: None,
+            order: Order::new(starts, batch_size),
         }
     }
     /// Reshuffles the windows every epoch from `seed`.
     pub fn shuffle(mut self, seed: u64) -> Self {
-        self.shuffle = Some(seed);
+        self.order.shuffle = Some(seed);
         self
     }
 }
 
 impl Batches for WindowBatches {
     fn len(&self) -> usize {
-        self.starts.len().div_ceil(self.batch_size.max(1))
+        self.order.len()
     }
     fn samples(&self) -> usize {
-        self.starts.len()
+        self.order.items.len()
     }
     fn epoch(
         &self,
         epoch: u64,
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
-        let parts = chunks(&self.starts, self.batch_size, self.shuffle, epoch, start);
+        let parts = self.order.batches(epoch, start);
         let w = &self.data;
         Box::new(parts.into_iter().map(move |starts| {
             let (x, y) = w.batch(&starts)?;
@@ -284,10 +298,7 @@ pub struct TableBatches {
     x: Arc<Vec<f32>>,
     width: usize,
     y: Arc<TableTargets>,
-    rows: Vec<usize>,
-    batch_size: usize,
-    shuffle: Option<u64>,
-    drop_single: bool,
+    order: Order,
 }
 
 impl TableBatches {
@@ -303,43 +314,34 @@ impl TableBatches {
             x,
             width,
             y,
-            rows,
-            batch_size,
-            shuffle: None,
-            drop_single: false,
+            order: Order::new(rows, batch_size),
         }
     }
     /// Reshuffles the rows every epoch from `seed`.
     pub fn shuffle(mut self, seed: u64) -> Self {
-        self.shuffle = Some(seed);
+        self.order.shuffle = Some(seed);
         self
     }
     /// Drops a last batch of one row (batch norm has no statistics for it).
     pub fn drop_single_last(mut self, on: bool) -> Self {
-        self.drop_single = on;
+        self.order.drop_single = on;
         self
-    }
-    fn lone(&self) -> bool {
-        self.drop_single && self.rows.len() % self.batch_size.max(1) == 1
     }
 }
 
 impl Batches for TableBatches {
     fn len(&self) -> usize {
-        self.rows.len().div_ceil(self.batch_size.max(1)) - usize::from(self.lone())
+        self.order.len()
     }
     fn samples(&self) -> usize {
-        self.rows.len()
+        self.order.items.len()
     }
     fn epoch(
         &self,
         epoch: u64,
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
-        let mut parts = chunks(&self.rows, self.batch_size, self.shuffle, epoch, start);
-        if self.lone() && parts.last().is_some_and(|p| p.len() == 1) {
-            parts.pop();
-        }
+        let parts = self.order.batches(epoch, start);
         let w = self.width;
         Box::new(parts.into_iter().map(move |rows| {
             let n = rows.len();
@@ -405,7 +407,7 @@ enum Source {
         seed: u64,
         per_epoch: usize,
     },
-    Fixed(Vec<usize>),
+    Fixed(Order),
 }
 
 impl TokenBatches {
@@ -426,7 +428,7 @@ impl TokenBatches {
         TokenBatches {
             data: Arc::new(data),
             batch_size,
-            source: Source::Fixed(starts),
+            source: Source::Fixed(Order::new(starts, batch_size)),
         }
     }
     /// The token windows.
@@ -439,13 +441,13 @@ impl Batches for TokenBatches {
     fn len(&self) -> usize {
         match &self.source {
             Source::Random { .. } => usize::MAX,
-            Source::Fixed(s) => s.len().div_ceil(self.batch_size.max(1)),
+            Source::Fixed(o) => o.len(),
         }
     }
     fn samples(&self) -> usize {
         match &self.source {
             Source::Random { .. } => self.data.len(),
-            Source::Fixed(s) => s.len(),
+            Source::Fixed(o) => o.items.len(),
         }
     }
     fn epoch(
@@ -464,14 +466,12 @@ impl Batches for TokenBatches {
                     Ok(Batch::new(x, y))
                 }))
             }
-            Source::Fixed(starts) => Box::new(
-                chunks(starts, bs, None, epoch, start)
-                    .into_iter()
-                    .map(move |s| {
-                        let (x, y) = self.data.batch(&s)?;
-                        Ok(Batch::new(x, y))
-                    }),
-            ),
+            Source::Fixed(order) => {
+                Box::new(order.batches(epoch, start).into_iter().map(move |s| {
+                    let (x, y) = self.data.batch(&s)?;
+                    Ok(Batch::new(x, y))
+                }))
+            }
         }
     }
 }

@@ -534,27 +534,20 @@ impl Trainer {
         };
         checkpoint::save(&path, &*self.model, &*self.opt, &progress, &extra)?;
         crate::io::link_atomic(&path, dir.join("checkpoint.safetensors"))?;
-        let names: Vec<(PathBuf, String)> = std::fs::read_dir(&sub)
+        // A writer killed mid-save leaves a temporary file: never a checkpoint, so it goes.
+        crate::io::remove_stale_temps(&sub);
+        let mut old: Vec<PathBuf> = std::fs::read_dir(&sub)
             .map_err(|e| Error::Io {
                 path: sub.display().to_string(),
                 source: e,
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter_map(|p| Some((p.clone(), p.file_name()?.to_str()?.to_string())))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+            })
             .collect();
-        let mut old: Vec<&PathBuf> = Vec::new();
-        for (p, n) in &names {
-            if n.starts_with("step-") && n.ends_with(".safetensors") {
-                old.push(p);
-            } else if n.starts_with(".step-")
-                && n.ends_with(".tmp")
-                && !n.contains(&format!(".{}.", std::process::id()))
-            {
-                // A temporary file of a writer that was killed mid-save (one run, one writer):
-                // never a checkpoint, never resumed from, so it goes.
-                let _ = std::fs::remove_file(p);
-            }
-        }
         old.sort();
         let excess = old.len().saturating_sub(self.cfg.keep_checkpoints);
         for p in &old[..excess] {

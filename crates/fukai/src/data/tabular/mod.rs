@@ -10,7 +10,8 @@
 //! let spec = TableSpec { label: Some(fukai::data::ColumnRef::Name("species".into())), ..Default::default() };
 //! let layout = spec.layout(&raw)?;
 //! assert_eq!(layout.class_names, ["Adelie", "Gentoo"]);
-//! let schema = Schema::fit(&spec, &raw, &layout, &layout.rows)?;
+//! let all: Vec<usize> = (0..layout.rows.len()).collect();
+//! let schema = Schema::fit(&spec, &raw, &layout, &all)?;
 //! // mass (standardized, the missing one imputed with the mean), then island one-hot.
 //! let x = schema.encode_rows(&raw, &[1])?;
 //! assert_eq!(x, [0.0, 1.0, 0.0]);
@@ -23,6 +24,6 @@ mod schema;
 pub use read::MAX_COLUMNS;
 pub use read::{parse_csv, read_csv, CsvOptions, RawTable};
 pub use schema::{
-    Column, ColumnKind, ColumnRef, Encoding, Impute, Layout, Schema, TableSpec, Target,
+    mean_std, Column, ColumnKind, ColumnRef, Encoding, Impute, Layout, Schema, TableSpec, Target,
     DEFAULT_MISSING, MAX_CATEGORIES, MISSING_CATEGORY,
 };

@@ -179,8 +179,8 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<RawTable> {
 }
 
 /// Parses CSV from any reader; `file` names it in errors. Blank lines are skipped, a UTF-8
-/// byte-order mark is dropped, cells keep their spaces except around numbers. Every record must
-/// have the header's width.
+/// byte-order mark is dropped, cells are trimmed of surrounding spaces. Every record must have
+/// the header's width.
 ///
 /// ```
 /// let text = "a;b\n1;\"x;y\"\n\n2;z\n";
@@ -192,7 +192,7 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<RawTable> {
 /// # Ok::<(), fukai::Error>(())
 /// ```
 pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<RawTable> {
-    let lines = std::rc::Rc::new(std::cell::RefCell::new(Lines::default()));
+    let breaks = std::rc::Rc::new(std::cell::RefCell::new(Lines::default()));
     let mut rdr = ::csv::ReaderBuilder::new()
         .delimiter(opts.delimiter.unwrap_or(b','))
         .has_headers(false)
@@ -202,9 +202,9 @@ pub fn parse_csv(reader: impl Read, file: &str, opts: &CsvOptions) -> Result<Raw
             offset: 0,
             line_start: 0,
             blank: true,
-            lines: lines.clone(),
+            lines: breaks.clone(),
         });
-    let line_at = |p: Option<&::csv::Position>| p.map_or(0, |p| lines.borrow().line_of(p.byte()));
+    let line_at = |p: Option<&::csv::Position>| p.map_or(0, |p| breaks.borrow().line_of(p.byte()));
     let err = |line: u64, msg: String| Error::Format {
         file: file.to_string(),
         msg: if line > 0 {

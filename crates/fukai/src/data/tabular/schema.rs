@@ -154,6 +154,16 @@ pub struct Layout {
     pub notes: Vec<String>,
 }
 
+/// Mean and population standard deviation (0 and 0 for no values).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (
+        m,
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt(),
+    )
+}
+
 fn parse_number(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|v| v.is_finite())
 }
@@ -191,13 +201,15 @@ impl TableSpec {
         let mut notes = Vec::new();
         let mut kinds = vec![ColumnKind::Ignored; ncol];
         for c in (0..ncol).filter(|&c| c != label) {
-            kinds[c] = match forced[c] {
-                Some(k) => k,
+            let declared = match forced[c] {
+                Some(k) => Some(k),
                 // A scikit-learn header declares numeric features.
-                None if raw.class_names.is_some() => ColumnKind::Numeric,
-                None => self.infer(raw, c, &mut notes),
+                None if raw.class_names.is_some() => Some(ColumnKind::Numeric),
+                None => None,
             };
-            if kinds[c] == ColumnKind::Numeric {
+            kinds[c] = declared.unwrap_or_else(|| self.infer(raw, c, &mut notes));
+            // An inferred numeric column holds numbers by construction; a declared one is checked.
+            if declared == Some(ColumnKind::Numeric) {
                 for r in 0..raw.len() {
                     let cell = raw.cell(r, c);
                     if !self.is_missing(cell) && parse_number(cell).is_none() {
@@ -283,7 +295,7 @@ impl TableSpec {
                     ));
                 }
             }
-            (out.classes, out.class_names) = classes(&cells);
+            (out.classes, out.class_names) = crate::data::label_classes(&cells);
             if let Some(names) = &raw.class_names {
                 let plain = out.class_names.iter().enumerate();
                 if names.len() >= out.class_names.len()
@@ -325,30 +337,6 @@ impl TableSpec {
             ColumnKind::Categorical
         }
     }
-}
-
-/// Class indices and names: integer labels keep their numeric order (and `0..k` their
-/// values); any other labels are named by their text, in sorted order.
-fn classes(cells: &[&str]) -> (Vec<i64>, Vec<String>) {
-    let ints: Option<Vec<i64>> = cells
-        .iter()
-        .map(|c| {
-            parse_number(c)
-                .filter(|v| v.fract() == 0.0 && v.abs() < (1u64 << 53) as f64)
-                .map(|v| v as i64)
-        })
-        .collect();
-    if let Some(ints) = ints {
-        return crate::data::class_indices(ints);
-    }
-    let mut names: Vec<&str> = cells.to_vec();
-    names.sort_unstable();
-    names.dedup();
-    let y = cells
-        .iter()
-        .map(|c| names.binary_search(c).expect("every label was seen") as i64)
-        .collect();
-    (y, names.into_iter().map(str::to_string).collect())
 }
 
 /// A feature column with the statistics fitted on the training rows.
@@ -436,20 +424,28 @@ pub const MAX_ENCODED_VALUES: usize = 1 << 28;
 pub const MAX_CATEGORIES: usize = 1 << 16;
 
 impl Schema {
-    /// Fits the statistics of `layout`'s columns on `train` (row indices into `raw`).
+    /// Fits the statistics of `layout`'s columns on `train`: indices into `layout.rows` (the
+    /// usable rows), not into the file.
     pub fn fit(
         spec: &TableSpec,
         raw: &RawTable,
         layout: &Layout,
         train: &[usize],
     ) -> Result<Schema> {
+        if let Some(&i) = train.iter().find(|&&i| i >= layout.rows.len()) {
+            bail!(
+                "Schema::fit",
+                "training row {i} is outside the {} usable rows",
+                layout.rows.len()
+            );
+        }
         let mut columns = Vec::new();
         for (c, &kind) in layout.kinds.iter().enumerate() {
             if c == layout.label {
                 continue;
             }
             let name = raw.names[c].clone();
-            let cells = train.iter().map(|&r| raw.cell(r, c));
+            let cells = train.iter().map(|&i| raw.cell(layout.rows[i], c));
             columns.push(match kind {
                 ColumnKind::Ignored => Column::Ignored { name },
                 ColumnKind::Numeric => {
@@ -463,9 +459,7 @@ impl Schema {
                             msg: format!("column {name:?} has no values in the training rows"),
                         });
                     }
-                    let n = v.len() as f64;
-                    let mean = v.iter().sum::<f64>() / n;
-                    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                    let (mean, std) = mean_std(&v);
                     let fill = match spec.impute {
                         Impute::Median => {
                             v.sort_by(f64::total_cmp);
@@ -479,7 +473,7 @@ impl Schema {
                         _ => mean,
                     };
                     let (mean, std) = if spec.standardize {
-                        (mean, var.sqrt().max(1e-12))
+                        (mean, std.max(1e-12))
                     } else {
                         (0.0, 1.0)
                     };
@@ -517,19 +511,11 @@ impl Schema {
             });
         }
         let target = if spec.regression {
-            let pos: std::collections::HashMap<usize, usize> = layout
-                .rows
-                .iter()
-                .enumerate()
-                .map(|(i, &r)| (r, i))
-                .collect();
-            let v: Vec<f64> = train.iter().map(|r| layout.values[pos[r]]).collect();
-            let n = v.len().max(1) as f64;
-            let mean = v.iter().sum::<f64>() / n;
-            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            let v: Vec<f64> = train.iter().map(|&i| layout.values[i]).collect();
+            let (mean, std) = mean_std(&v);
             Target::Value {
                 mean,
-                std: var.sqrt().max(1e-12),
+                std: std.max(1e-12),
             }
         } else {
             Target::Classes {
@@ -607,12 +593,6 @@ impl Schema {
             .sum()
     }
 
-    /// Numeric inputs (they come first in a row's encoding).
-    pub fn numeric_width(&self) -> usize {
-        let cats = self.embedding_sizes().len();
-        self.width() - cats
-    }
-
     /// Table sizes (categories + 1 for unknown) of the embedded columns, in input order; empty
     /// for one-hot encoding.
     pub fn embedding_sizes(&self) -> Vec<usize> {
@@ -643,16 +623,17 @@ impl Schema {
         }
     }
 
-    /// Encodes one row given as a cell per schema column (`cells(i)` for `columns[i]`): numbers
-    /// first (imputed, standardized), then categories (one-hot blocks, or indices with 0 for
-    /// unknown). Unseen categories and missing cells without a category add a note to `notes`;
-    /// a numeric cell that is not a number is an error (`at(i, msg)` builds it).
-    pub fn encode(
+    /// Encodes one row given as a cell per schema column (`cells(i)` for `columns[i]`, `None`
+    /// when the input lacks the column): numbers first (imputed, standardized), then categories
+    /// (one-hot blocks, or indices with 0 for unknown). Imputed cells and unseen categories add
+    /// a note to `notes` when given; a numeric cell that is not a number is an error (`at(i,
+    /// msg)` builds it).
+    pub fn encode<'a>(
         &self,
-        cells: &dyn Fn(usize) -> Option<String>,
+        cells: &dyn Fn(usize) -> Option<&'a str>,
         at: &dyn Fn(usize, String) -> Error,
         out: &mut Vec<f32>,
-        notes: &mut Vec<String>,
+        mut notes: Option<&mut Vec<String>>,
     ) -> Result<()> {
         let missing = |s: &str| self.missing.iter().any(|m| m == s);
         for (i, c) in self.columns.iter().enumerate() {
@@ -663,14 +644,17 @@ impl Schema {
                 std,
             } = c
             {
-                let v = match cells(i) {
-                    Some(s) if !missing(s.trim()) => match parse_number(s.trim()) {
+                let cell = cells(i).map(str::trim);
+                let v = match cell {
+                    Some(s) if !missing(s) => match parse_number(s) {
                         Some(v) => v,
                         None => return Err(at(i, format!("{s:?} is not a finite number"))),
                     },
-                    cell => {
-                        let how = if cell.is_none() { "absent" } else { "missing" };
-                        notes.push(format!("{name:?} is {how}: imputed {fill:.4}"));
+                    _ => {
+                        if let Some(n) = notes.as_deref_mut() {
+                            let how = if cell.is_none() { "absent" } else { "missing" };
+                            n.push(format!("{name:?} is {how}: imputed {fill:.4}"));
+                        }
                         *fill
                     }
                 };
@@ -679,15 +663,13 @@ impl Schema {
         }
         for (i, c) in self.columns.iter().enumerate() {
             if let Column::Categorical { name, categories } = c {
-                let cell = cells(i).map(|s| s.trim().to_string());
-                let key = match cell.as_deref() {
-                    None => MISSING_CATEGORY,
-                    Some(s) if missing(s) => MISSING_CATEGORY,
-                    Some(s) => s,
+                let key = match cells(i).map(str::trim) {
+                    Some(s) if !missing(s) => s,
+                    _ => MISSING_CATEGORY,
                 };
                 let idx = categories.iter().position(|k| k == key);
-                if idx.is_none() {
-                    notes.push(format!(
+                if let (None, Some(n)) = (idx, notes.as_deref_mut()) {
+                    n.push(format!(
                         "warning: {name:?} = {key:?} was not seen in training: encoded as unknown"
                     ));
                 }
@@ -721,14 +703,13 @@ impl Schema {
             });
         }
         let mut out = Vec::with_capacity(rows.len() * self.width());
-        let mut notes = Vec::new();
+        let col = |i: usize| i + usize::from(i >= self.label_index);
         for &r in rows {
-            let col = |i: usize| i + usize::from(i >= self.label_index);
             self.encode(
-                &|i| Some(raw.cell(r, col(i)).to_string()),
+                &|i| Some(raw.cell(r, col(i))),
                 &|i, msg| raw.err_at(r, col(i), msg),
                 &mut out,
-                &mut notes,
+                None,
             )?;
         }
         Ok(out)
