@@ -18,6 +18,7 @@
 pub mod audio;
 pub mod autograd;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod io;
 pub mod models;

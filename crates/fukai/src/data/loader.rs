@@ -210,12 +210,25 @@ impl DataLoader {
         epoch: u64,
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + Send> {
+        self.batches_at(epoch, (start..self.num_batches()).collect())
+    }
+
+    /// The batches of epoch `epoch` at positions `which` (in that order; positions past the
+    /// epoch's end are skipped): one rank's share of a data-parallel epoch.
+    pub fn batches_at(
+        &self,
+        epoch: u64,
+        which: Vec<usize>,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send> {
         let order = self.order(epoch);
         let bs = self.batch_size;
-        let nb = self.num_batches().saturating_sub(start);
-        let chunks: Vec<Vec<usize>> = (start..start + nb)
+        let total = self.num_batches();
+        let chunks: Vec<Vec<usize>> = which
+            .into_iter()
+            .filter(|&b| b < total)
             .map(|b| order[b * bs..((b + 1) * bs).min(order.len())].to_vec())
             .collect();
+        let nb = chunks.len();
         #[cfg(feature = "threads")]
         if self.prefetch > 0 {
             let (tx, rx) = std::sync::mpsc::sync_channel(self.prefetch);

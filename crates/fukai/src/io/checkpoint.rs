@@ -2,7 +2,7 @@
 //! safetensors file, with JSON run metadata. Writes are atomic, so an interrupted save leaves
 //! the previous checkpoint intact.
 
-use super::{load_safetensors, save_safetensors};
+use super::{load_safetensors, save_safetensors, SafetensorsFile};
 use crate::error::{Error, Result};
 use crate::nn::Module;
 use crate::optim::Optimizer;
@@ -77,7 +77,16 @@ pub fn load(
     model: &dyn Module,
     optimizer: Option<&mut dyn Optimizer>,
 ) -> Result<(Progress, HashMap<String, String>)> {
-    let file = load_safetensors(path)?;
+    load_file(&load_safetensors(path)?, path, model, optimizer)
+}
+
+/// [`load`] from a checkpoint already read (`path` names it in errors).
+pub fn load_file(
+    file: &SafetensorsFile,
+    path: &Path,
+    model: &dyn Module,
+    optimizer: Option<&mut dyn Optimizer>,
+) -> Result<(Progress, HashMap<String, String>)> {
     let meta = file.metadata().clone();
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(Error::Format {

@@ -4,6 +4,7 @@ use super::{join, Module, TensorKind};
 use crate::bail;
 use crate::error::Result;
 use crate::tensor::{DType, Tensor};
+use std::cell::RefCell;
 
 /// Batch normalization over the channel dim 1 of `[N, C]`, `[N, C, L]` or `[N, C, H, W]`
 /// (PyTorch's BatchNorm1d/2d): batch statistics in training, running ones in eval.
@@ -93,26 +94,94 @@ impl BatchNorm {
             );
         }
         let _g = crate::no_grad();
-        let m = self.momentum;
         // Running variance is the unbiased estimate, as in PyTorch.
-        let unbiased = stats.var.mul_scalar(n as f64 / (n - 1) as f64)?;
-        self.running_mean.copy_from(
-            &self
-                .running_mean
-                .mul_scalar(1.0 - m)?
-                .add(&stats.mean.mul_scalar(m)?)?,
-        )?;
-        self.running_var.copy_from(
-            &self
-                .running_var
-                .mul_scalar(1.0 - m)?
-                .add(&unbiased.mul_scalar(m)?)?,
-        )?;
-        let t = self.num_batches_tracked.item()? as i64;
-        self.num_batches_tracked
-            .copy_from(&Tensor::from_vec(vec![t + 1], &[])?)?;
+        let update = RunningUpdate {
+            mean: self.running_mean.clone(),
+            var: self.running_var.clone(),
+            tracked: self.num_batches_tracked.clone(),
+            momentum: self.momentum,
+            batch_mean: stats.mean,
+            batch_var: stats.var.mul_scalar(n as f64 / (n - 1) as f64)?,
+        };
+        DEFERRED.with(|d| match &mut *d.borrow_mut() {
+            Some(list) => {
+                list.push(update);
+                Ok(())
+            }
+            None => update.apply(),
+        })?;
         Ok(y)
     }
+}
+
+thread_local! {
+    /// Running-statistics updates held back by [`defer_running_stats`] on this thread.
+    static DEFERRED: RefCell<Option<Vec<RunningUpdate>>> = const { RefCell::new(None) };
+}
+
+/// One batch-norm layer's update of its running estimates from one training batch:
+/// `running = (1 - momentum) · running + momentum · batch` (the unbiased variance), and one more
+/// batch tracked.
+#[derive(Clone)]
+pub struct RunningUpdate {
+    /// The layer's running mean (the tensor updated).
+    pub mean: Tensor,
+    /// The layer's running variance (the tensor updated).
+    pub var: Tensor,
+    /// The layer's batch counter.
+    pub tracked: Tensor,
+    /// The layer's momentum.
+    pub momentum: f64,
+    /// The batch's per-channel mean.
+    pub batch_mean: Tensor,
+    /// The batch's per-channel unbiased variance.
+    pub batch_var: Tensor,
+}
+
+impl RunningUpdate {
+    /// Applies the update to the layer's buffers.
+    pub fn apply(&self) -> Result<()> {
+        let _g = crate::no_grad();
+        let m = self.momentum;
+        self.mean.copy_from(
+            &self
+                .mean
+                .mul_scalar(1.0 - m)?
+                .add(&self.batch_mean.mul_scalar(m)?)?,
+        )?;
+        self.var.copy_from(
+            &self
+                .var
+                .mul_scalar(1.0 - m)?
+                .add(&self.batch_var.mul_scalar(m)?)?,
+        )?;
+        let t = self.tracked.item()? as i64;
+        self.tracked.copy_from(&Tensor::from_vec(vec![t + 1], &[])?)
+    }
+}
+
+/// Runs `f` with every batch-norm running-statistics update on this thread held back and
+/// returned in the order they happened, for the caller to apply (data-parallel training applies
+/// the updates of every rank's micro-batches in one global order). Normalization itself is
+/// unchanged: training mode normalizes with the batch's own statistics.
+///
+/// ```
+/// use fukai::nn::{defer_running_stats, BatchNorm, Module};
+/// use fukai::Tensor;
+/// let bn = BatchNorm::new(1)?;
+/// let x = Tensor::from_vec(vec![1.0f32, 3.0], &[2, 1])?;
+/// let (y, updates) = defer_running_stats(|| bn.forward(&x));
+/// y?;
+/// assert_eq!(bn.running_mean.item()?, 0.0); // not yet
+/// for u in &updates { u.apply()?; }
+/// assert!((bn.running_mean.item()? - 0.2).abs() < 1e-6);
+/// # Ok::<(), fukai::Error>(())
+/// ```
+pub fn defer_running_stats<R>(f: impl FnOnce() -> R) -> (R, Vec<RunningUpdate>) {
+    let outer = DEFERRED.with(|d| d.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let mine = DEFERRED.with(|d| std::mem::replace(&mut *d.borrow_mut(), outer));
+    (r, mine.unwrap_or_default())
 }
 
 impl Module for BatchNorm {

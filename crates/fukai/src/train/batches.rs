@@ -48,6 +48,24 @@ pub trait Batches: Send + Sync {
         epoch: u64,
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_>;
+    /// The batches of `epoch` at positions `which` (ascending): what one rank of a
+    /// data-parallel run reads. By default it walks the epoch from the first and keeps those;
+    /// sources that can make any batch directly override it.
+    fn select(
+        &self,
+        epoch: u64,
+        which: Vec<usize>,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        let Some(&first) = which.first() else {
+            return Box::new(std::iter::empty());
+        };
+        let mut walk = self.epoch(epoch, first).zip(first..);
+        let mut wanted = which.into_iter();
+        Box::new(std::iter::from_fn(move || {
+            let next = wanted.next()?;
+            walk.by_ref().find(|(_, i)| *i == next).map(|(b, _)| b)
+        }))
+    }
     /// Classes of a classification set (sizes the confusion matrix).
     fn classes(&self) -> usize {
         0
@@ -71,6 +89,13 @@ impl Batches for DataLoader {
         start: usize,
     ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
         self.epoch_from(epoch, start)
+    }
+    fn select(
+        &self,
+        epoch: u64,
+        which: Vec<usize>,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        self.batches_at(epoch, which)
     }
     fn classes(&self) -> usize {
         self.dataset().classes()

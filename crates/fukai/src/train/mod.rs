@@ -7,6 +7,7 @@
 
 mod batches;
 mod config;
+mod exchange;
 mod hooks;
 mod metrics;
 #[cfg(feature = "report")]

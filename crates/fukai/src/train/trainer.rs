@@ -4,10 +4,12 @@
 
 use super::batches::Batches;
 use super::config::TrainConfig;
+use super::exchange::{self, Micro, Targets};
 use super::hooks::{FitInfo, FitReport, Hook, StepInfo, Stop};
 use super::metrics::{EpochMetrics, Evaluation};
 use crate::bail;
 use crate::data::Batch;
+use crate::distributed::{self, Collective};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Progress};
 use crate::models::{Model, Task};
@@ -17,6 +19,7 @@ use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Steps averaged at the start and at the end of the divergence check's windows.
@@ -73,6 +76,7 @@ pub struct Trainer {
     metadata: Vec<(String, String)>,
     max_steps: Option<u64>,
     state: State,
+    group: Arc<dyn Collective>,
 }
 
 impl Trainer {
@@ -91,12 +95,28 @@ impl Trainer {
             metadata: Vec::new(),
             max_steps: None,
             state: State::default(),
+            group: distributed::world(),
         })
     }
 
-    /// Adds a hook (called in the order added).
+    /// Adds a hook (called in the order added). In a data-parallel run only rank 0 reports:
+    /// on the other ranks hooks are not added.
     pub fn hook(mut self, h: impl Hook + 'static) -> Self {
-        self.hooks.push(Box::new(h));
+        if self.group.rank() == 0 {
+            self.hooks.push(Box::new(h));
+        }
+        self
+    }
+
+    /// Trains data-parallel in `group` (default: [`distributed::world`], the MPI world under
+    /// `mpirun`, else one process). Every rank builds the same trainer and calls the same
+    /// methods; rank `r` computes its share of each step's micro-batches (see
+    /// [`distributed`](crate::distributed)); only rank 0 runs hooks and writes checkpoints.
+    pub fn data_parallel(mut self, group: Arc<dyn Collective>) -> Self {
+        if group.rank() != 0 {
+            self.hooks.clear();
+        }
+        self.group = group;
         self
     }
 
@@ -151,7 +171,25 @@ impl Trainer {
     /// equal this trainer's; the error names every field that differs.
     pub fn resume(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let file = crate::io::load_safetensors(path)?;
+        // Rank 0 reads the file and hands it to the others: only it needs to see the run
+        // directory.
+        let read = || {
+            std::fs::read(path).map_err(|e| Error::Io {
+                path: path.display().to_string(),
+                source: e,
+            })
+        };
+        let bytes = if self.group.size() == 1 {
+            read()?
+        } else {
+            let mine = if self.group.rank() == 0 {
+                read()
+            } else {
+                Ok(Vec::new())
+            };
+            self.group.broadcast(mine)?
+        };
+        let file = crate::io::parse_safetensors(&bytes, &path.display().to_string())?;
         let err = |msg: String| Error::Format {
             file: path.display().to_string(),
             msg,
@@ -191,8 +229,7 @@ impl Trainer {
         }
         let state: State = serde_json::from_str(state)
             .map_err(|e| err(format!("metadata field \"trainer_state\": {e}")))?;
-        drop(file);
-        checkpoint::load(path, &*self.model, Some(&mut *self.opt))?;
+        checkpoint::load_file(&file, path, &*self.model, Some(&mut *self.opt))?;
         self.state = state;
         Ok(())
     }
@@ -227,6 +264,28 @@ impl Trainer {
         let steps_per_epoch = batches_per_epoch.div_ceil(cfg.accumulate);
         let sched = cfg.schedule_for(steps_per_epoch * cfg.epochs)?;
         let task = self.model.task();
+        let (rank, ranks) = (self.group.rank(), self.group.size());
+        if !cfg.accumulate.is_multiple_of(ranks) {
+            bail!(
+                "train",
+                "train.accumulate = {} micro-batches per step cannot be shared evenly by {ranks} ranks; \
+                 choose a micro-batch size (--micro-batch) that makes it a multiple of {ranks}",
+                cfg.accumulate
+            );
+        }
+        let per_rank = cfg.accumulate / ranks;
+        let targets = Targets {
+            params: self.model.parameters(),
+            state: self
+                .model
+                .state_dict()
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect(),
+        };
+        if ranks > 1 {
+            self.share_weights(&targets)?;
+        }
         self.model.set_training(true);
         let info = FitInfo {
             task,
@@ -239,7 +298,7 @@ impl Trainer {
             steps_per_epoch,
             start: (self.state.epoch, self.state.batch, self.state.step),
         };
-        if let Some(dir) = &self.dir {
+        if let Some(dir) = self.dir.as_ref().filter(|_| rank == 0) {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io {
                 path: dir.display().to_string(),
                 source: e,
@@ -267,40 +326,60 @@ impl Trainer {
             let start = self.state.batch as usize;
             let t0 = Instant::now();
             let secs_before = self.state.epoch_seconds;
-            let (mut step_loss, mut step_n) = (0.0f64, 0usize);
-            for (k, batch) in train
-                .epoch(epoch, start)
-                .take(batches_per_epoch - start)
-                .enumerate()
-            {
-                let i = start + k;
-                let b = batch?;
-                let out = self.model.forward_batch(&b)?;
-                let loss = self.loss(&out, &b, cfg.label_smoothing)?;
-                let l = loss.item()?;
-                if !l.is_finite() {
-                    return Err(self.diverged(&b, l));
+            // This rank's micro-batches for the rest of the epoch: of each step's run of
+            // `accumulate`, the `per_rank` from `rank · per_rank` on.
+            let mine: Vec<usize> = (start..batches_per_epoch)
+                .filter(|i| (i % cfg.accumulate) / per_rank == rank)
+                .collect();
+            let mut data = train.select(epoch, mine);
+            let mut i = start;
+            while i < batches_per_epoch {
+                let first = i - i % cfg.accumulate;
+                let end = (first + cfg.accumulate).min(batches_per_epoch);
+                let own =
+                    (first + rank * per_rank).max(i)..(first + (rank + 1) * per_rank).min(end);
+                let mut micros = Vec::with_capacity(per_rank);
+                let mut batches = Vec::with_capacity(per_rank);
+                for j in own {
+                    let b = data.next().ok_or_else(|| {
+                        crate::error::op_err(
+                            "train",
+                            format!("the training data ended before batch {j} of epoch {epoch}"),
+                        )
+                    })??;
+                    micros.push(self.micro_batch(&b, epoch, j, task)?);
+                    batches.push((j, b));
                 }
-                if cfg.accumulate > 1 {
-                    loss.mul_scalar(1.0 / cfg.accumulate as f64)?.backward()?;
-                } else {
-                    loss.backward()?;
+                let micros = exchange::gather(&*self.group, micros, &targets)?;
+                if let Some(m) = micros.iter().find(|m| !m.loss.is_finite()) {
+                    return Err(match batches.iter().find(|(j, _)| *j == m.index) {
+                        Some((_, b)) => self.diverged(b, m.loss),
+                        None => crate::error::op_err(
+                            "train",
+                            format!(
+                                "diverged at step {} (epoch {}, batch {}, trained on another rank): the loss is {}",
+                                self.state.step + 1,
+                                epoch + 1,
+                                m.index + 1,
+                                m.loss
+                            ),
+                        ),
+                    });
                 }
-                let rows = b.len() as u64;
-                self.state.loss_sum += l * rows as f64;
-                self.state.count += rows;
-                self.state.seen += rows;
-                if task == Task::Classification {
-                    let pred = out.argmax(-1, false)?.to_vec::<i64>()?;
-                    let truth = b.y.to_vec::<i64>()?;
-                    self.state.correct +=
-                        pred.iter().zip(&truth).filter(|(p, t)| p == t).count() as u64;
+                exchange::combine(&micros, &targets)?;
+                let (mut step_loss, mut step_n) = (0.0f64, 0usize);
+                for m in &micros {
+                    let s = &mut self.state;
+                    s.loss_sum += m.loss * m.rows as f64;
+                    s.count += m.rows;
+                    s.seen += m.rows;
+                    s.correct += m.correct;
+                    step_loss += m.loss;
+                    step_n += 1;
                 }
-                step_loss += l;
-                step_n += 1;
-                if !(i + 1).is_multiple_of(cfg.accumulate) && i + 1 != batches_per_epoch {
-                    continue;
-                }
+                drop(micros);
+                drop(batches);
+                i = end;
                 let lr = sched.lr(cfg.lr, self.state.step as usize);
                 self.opt.set_lr(lr);
                 if let Some(c) = cfg.clip_grad_norm {
@@ -309,13 +388,13 @@ impl Trainer {
                 self.opt.step()?;
                 self.opt.zero_grad();
                 self.state.step += 1;
-                self.state.batch = (i + 1) as u64;
+                self.state.batch = end as u64;
                 self.state.epoch_seconds = secs_before + t0.elapsed().as_secs_f64();
                 self.watch_divergence(step_loss / step_n as f64)?;
                 let s = &self.state;
                 let step = StepInfo {
                     epoch,
-                    batch: i + 1,
+                    batch: end,
                     batches: batches_per_epoch,
                     step: s.step,
                     loss: step_loss / step_n as f64,
@@ -328,15 +407,14 @@ impl Trainer {
                 for h in &mut self.hooks {
                     h.on_step(&step)?;
                 }
-                (step_loss, step_n) = (0.0, 0);
                 let due_steps = cfg
                     .checkpoint_steps
                     .is_some_and(|n| self.state.step.is_multiple_of(n));
                 let due_time = last_save.elapsed().as_secs_f64() >= cfg.checkpoint_seconds;
-                if self.limit_reached() && i + 1 < batches_per_epoch {
+                if self.limit_reached() && end < batches_per_epoch {
                     continue 'run;
                 }
-                if (due_steps || due_time) && i + 1 < batches_per_epoch {
+                if (due_steps || due_time) && end < batches_per_epoch {
                     self.save_checkpoint()?;
                     last_save = Instant::now();
                 }
@@ -382,7 +460,7 @@ impl Trainer {
             for h in &mut self.hooks {
                 h.on_epoch_end(&self.state.history, val_ev.as_ref())?;
             }
-            if improved {
+            if improved && rank == 0 {
                 if let Some(dir) = &self.dir {
                     crate::models::save(
                         &*self.model,
@@ -409,6 +487,81 @@ impl Trainer {
             h.on_test(report, &ev)?;
         }
         Ok(ev)
+    }
+
+    /// Forward and backward on micro-batch `index` of `epoch`, its gradients taken out of the
+    /// parameters (each micro-batch's gradient starts from zero) and its batch-norm statistics
+    /// held back, for [`exchange::combine`].
+    fn micro_batch(&mut self, b: &Batch, epoch: u64, index: usize, task: Task) -> Result<Micro> {
+        // Dropout draws from a stream of this micro-batch's own: the same on any rank.
+        let stream = crate::Generator::new(self.cfg.seed ^ 0x6d69_6372_6f62)
+            .fork(epoch, index as u64)
+            .state();
+        crate::rng::set_default_generator_state(stream.0, 0);
+        let a = self.cfg.accumulate;
+        let smoothing = self.cfg.label_smoothing;
+        let (result, stats) = crate::nn::defer_running_stats(|| -> Result<(Tensor, f64)> {
+            let out = self.model.forward_batch(b)?;
+            let loss = self.loss(&out, b, smoothing)?;
+            let l = loss.item()?;
+            if l.is_finite() {
+                if a > 1 {
+                    loss.mul_scalar(1.0 / a as f64)?.backward()?;
+                } else {
+                    loss.backward()?;
+                }
+            }
+            Ok((out, l))
+        });
+        let (out, loss) = result?;
+        let correct = if task == Task::Classification && loss.is_finite() {
+            let pred = out.argmax(-1, false)?.to_vec::<i64>()?;
+            let truth = b.y.to_vec::<i64>()?;
+            pred.iter().zip(&truth).filter(|(p, t)| p == t).count() as u64
+        } else {
+            0
+        };
+        let grads = self
+            .model
+            .parameters()
+            .iter()
+            .map(|p| {
+                let g = p.grad();
+                p.set_grad(None);
+                g
+            })
+            .collect();
+        Ok(Micro {
+            index,
+            grads,
+            stats,
+            loss,
+            rows: b.len() as u64,
+            correct,
+        })
+    }
+
+    /// Gives every rank rank 0's weights and buffers (they start equal when every rank seeds
+    /// alike; this makes sure, whatever the ranks did before).
+    fn share_weights(&self, targets: &Targets) -> Result<()> {
+        let names: Vec<(String, Tensor)> = targets
+            .state
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i.to_string(), t.clone()))
+            .collect();
+        let mine = if self.group.rank() == 0 {
+            crate::io::serialize_safetensors(&names, None)
+        } else {
+            Ok(Vec::new())
+        };
+        let bytes = self.group.broadcast(mine)?;
+        let file = crate::io::parse_safetensors(&bytes, "the weights of rank 0")?;
+        let _g = crate::no_grad();
+        for (name, t) in &names {
+            t.copy_from(file.tensor(name)?)?;
+        }
+        Ok(())
     }
 
     fn limit_reached(&self) -> bool {
@@ -507,6 +660,9 @@ impl Trainer {
         let Some(dir) = self.dir.clone() else {
             return Ok(());
         };
+        if self.group.rank() != 0 {
+            return Ok(());
+        }
         let sub = dir.join("checkpoints");
         std::fs::create_dir_all(&sub).map_err(|e| Error::Io {
             path: sub.display().to_string(),
