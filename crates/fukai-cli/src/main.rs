@@ -179,6 +179,15 @@ fn main() -> ExitCode {
         // Read once when the thread pool starts, which has not happened yet.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
+    // Under mpirun every rank joins the MPI world before any thread pool starts.
+    #[cfg(feature = "mpi")]
+    let _mpi = match fukai::distributed::init() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.cmd {
         None => fukai::parallel::on_pool(|| train::run(train::TrainArgs::default())),
         Some(Cmd::Train(a)) => fukai::parallel::on_pool(move || train::run(a)),
@@ -225,6 +234,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            let world = fukai::distributed::world();
+            if world.size() > 1 {
+                // The other ranks may be waiting in a collective this one will never join:
+                // end them all now rather than hang.
+                eprintln!("error (rank {} of {}): {e}", world.rank(), world.size());
+                world.abort(1);
+            }
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

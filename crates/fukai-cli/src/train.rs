@@ -48,6 +48,20 @@ pub struct TrainArgs {
     /// summary in OUT/cv.json).
     #[arg(long, value_name = "K", conflicts_with_all = ["resume", "steps"])]
     pub cv: Option<usize>,
+    /// Samples per micro-batch: the global batch (batch_size × accumulate) is kept and split
+    /// into micro-batches of this size, shared by the ranks of a data-parallel run (mpirun).
+    /// One process and N ranks with the same micro-batch train to the same bits.
+    #[arg(long, value_name = "M")]
+    pub micro_batch: Option<usize>,
+}
+
+/// `cfg` as it trains: in micro-batches of `micro`, shared by this run's ranks.
+fn split(mut cfg: RunConfig, micro: Option<usize>) -> Result<RunConfig> {
+    if let Some(m) = micro {
+        cfg.train = cfg.train.with_micro_batch(m)?;
+    }
+    cfg.train = cfg.train.for_ranks(fukai::distributed::world().size())?;
+    Ok(cfg)
 }
 
 fn read_config(path: &Path) -> Result<RunConfig> {
@@ -91,6 +105,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 _ => None,
             };
             if let Some(g) = given {
+                let g = split(g, a.micro_batch)?;
                 let diff = run::config_differences(&stored, &g);
                 if !diff.is_empty() {
                     return Err(Error::Format {
@@ -136,7 +151,13 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(b) = a.batch_size {
         cfg.train.batch_size = b;
     }
+    let cfg = split(cfg, a.micro_batch)?;
     run::validate(&cfg)?;
+    let main = fukai::distributed::is_main();
+    // Only rank 0 of a data-parallel run prints.
+    macro_rules! say {
+        ($($t:tt)*) => { if main { println!($($t)*); } };
+    }
     let data = match (&a.data, stored_data) {
         (Some(d), _) => d.clone(),
         (None, Some(d)) => d,
@@ -146,20 +167,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
         return cross_validate(&cfg, &data, &out, k, existing);
     }
     let prepared = Run::prepare(&cfg, &data, &out, existing)?;
-    println!(
+    say!(
         "fukai train: {} | {} | {}",
         cfg.name,
         prepared.data.describe,
         data.display()
     );
     for n in &prepared.data.notes {
-        println!("  note: {n}");
+        say!("  note: {n}");
     }
     let classes = prepared.data.class_names.clone();
-    let outcome = prepared.train(a.steps, true)?;
+    let outcome = prepared.train(a.steps, main)?;
     let ckpt = outcome.checkpoint.display();
     let Some(test) = outcome.test else {
-        println!(
+        say!(
             "\nstopped after step {} (--steps); continue with: fukai train --resume {}",
             outcome.report.steps,
             out.display()
@@ -168,10 +189,10 @@ pub fn run(a: TrainArgs) -> Result<()> {
     };
     if test.accuracy().is_some() {
         let t = crate::eval::confusion_table(&test.confusion, &classes);
-        println!("\nconfusion matrix (test set):\n{t}");
+        say!("\nconfusion matrix (test set):\n{t}");
     }
     let r = &outcome.report;
-    println!(
+    say!(
         "test {} | {} epochs, {} steps in {:.1}s | {:.0} samples/s",
         test.describe(),
         r.history.len(),
@@ -180,7 +201,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         r.samples_per_second
     );
     if let Some((name, b)) = &outcome.baseline {
-        println!(
+        say!(
             "baseline ({name}, the same pipeline without hidden layers): test {}",
             b.describe()
         );
@@ -190,7 +211,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         "cnn" => format!("\n  fukai viz --checkpoint {ckpt}   # filters and feature maps"),
         _ => String::new(),
     };
-    println!(
+    say!(
         "\nrun directory: {} (checkpoints, metrics.jsonl, curves.png, summary.json)\nnext:\n  fukai eval --checkpoint {ckpt}\n  fukai info {ckpt}{extra}\n  fukai presets   # other presets",
         out.display()
     );

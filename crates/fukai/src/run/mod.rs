@@ -225,11 +225,18 @@ impl Run {
         holdout: Holdout,
     ) -> Result<Run> {
         validate(cfg)?;
+        // Data-parallel ranks (under mpirun) share each step's micro-batches.
+        let mut cfg = cfg.clone();
+        cfg.train = cfg.train.for_ranks(crate::distributed::world().size())?;
+        let cfg = &cfg;
         let data = match holdout {
             Holdout::Fraction => prepare(cfg, data_path)?,
             fold => prepare_table(cfg, data_path, fold)?,
         };
-        prepare_dir(out, existing)?;
+        // Only rank 0 writes the run directory.
+        if crate::distributed::is_main() {
+            prepare_dir(out, existing)?;
+        }
         Ok(Run {
             cfg: cfg.clone(),
             data,

@@ -140,6 +140,51 @@ impl TrainConfig {
         }
     }
 
+    /// The same training in micro-batches of `micro` samples: the global batch of a step
+    /// (`batch_size × accumulate`) is kept and must be a multiple of `micro`. One process and a
+    /// data-parallel run with the same micro-batch give the same bits.
+    ///
+    /// ```
+    /// let cfg = fukai::train::TrainConfig::new(1, 64, 1e-3).with_micro_batch(16)?;
+    /// assert_eq!((cfg.batch_size, cfg.accumulate), (16, 4));
+    /// assert!(fukai::train::TrainConfig::new(1, 64, 1e-3).with_micro_batch(24).is_err());
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
+    pub fn with_micro_batch(&self, micro: usize) -> Result<TrainConfig> {
+        let global = self.batch_size.saturating_mul(self.accumulate);
+        if micro == 0 || !global.is_multiple_of(micro) {
+            bail!(
+                "train",
+                "micro-batch {micro}: the global batch (batch_size {} × accumulate {} = {global}) \
+                 must be a positive multiple of it",
+                self.batch_size,
+                self.accumulate
+            );
+        }
+        let mut c = self.clone();
+        (c.batch_size, c.accumulate) = (micro, global / micro);
+        Ok(c)
+    }
+
+    /// The config `ranks` data-parallel processes train with: unchanged when each step's
+    /// micro-batches share evenly among them, else each batch split into `ranks` micro-batches
+    /// (the global batch kept); an error when neither works.
+    pub fn for_ranks(&self, ranks: usize) -> Result<TrainConfig> {
+        if ranks <= 1 || self.accumulate.is_multiple_of(ranks) {
+            return Ok(self.clone());
+        }
+        if self.batch_size.is_multiple_of(ranks) {
+            return self.with_micro_batch(self.batch_size / ranks);
+        }
+        bail!(
+            "train",
+            "{ranks} ranks cannot share steps of {} micro-batches of {}: choose --micro-batch so \
+             that batch_size × accumulate / micro-batch is a multiple of {ranks}",
+            self.accumulate,
+            self.batch_size
+        )
+    }
+
     /// Checks what serde cannot: positive sizes, rates and factors in range, known names.
     pub fn validate(&self) -> Result<()> {
         let in_range = |name: &str, v: f64, lo: f64, hi: f64, closed: bool| -> Result<()> {
