@@ -1,0 +1,301 @@
+//! Data-parallel training under `mpirun` (built with `--features mpi`; needs Open MPI's
+//! `mpirun`). N ranks train to the same bits as one process with the same micro-batch: model,
+//! batch-norm running statistics and optimizer state, with dropout, shuffling and augmentation
+//! on; a run resumes on another rank count; a killed rank ends the run within seconds.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use common::{s, scratch};
+use fukai::io::load_safetensors;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A small CNN with batch norm and dropout on the MNIST digits the repo ships.
+const CONFIG: &str = r#"name = "mpi-test"
+[data]
+format = "mnist-csv"
+path = "mnist.csv.gz"
+crop_padding = 2
+[model]
+kind = "cnn"
+channels = [8, 16]
+batch_norm = true
+hidden = [32]
+dropout = 0.25
+[train]
+epochs = 1
+batch_size = 32
+lr = 0.002
+schedule = "cosine"
+"#;
+
+fn shipped_mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist_5k.csv.gz")
+}
+
+fn setup(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    (dir, cfg)
+}
+
+/// `mpirun -np N fukai ARGS` (Open MPI; as root too, as in containers and CI), or the plain
+/// binary for `ranks == 0`.
+fn command(ranks: usize, args: &[&str]) -> Command {
+    let exe = env!("CARGO_BIN_EXE_fukai");
+    let mut c = if ranks == 0 {
+        Command::new(exe)
+    } else {
+        let mut c = Command::new("mpirun");
+        c.args(["-np", &ranks.to_string(), "--oversubscribe", exe]);
+        c
+    };
+    c.args(args)
+        .env_remove("FUKAI_ASSETS")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        // One thread per rank: the 2 cores of a CI machine hold 4 ranks without thrashing.
+        .env("RAYON_NUM_THREADS", "1");
+    c
+}
+
+fn run(ranks: usize, args: &[&str]) -> Output {
+    command(ranks, args)
+        .output()
+        .expect("mpirun runs (install openmpi-bin)")
+}
+
+fn run_ok(ranks: usize, args: &[&str]) -> String {
+    let out = run(ranks, args);
+    assert!(
+        out.status.success(),
+        "{ranks} ranks: fukai {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every tensor of a checkpoint (model, buffers, optimizer state) as raw bits, by name.
+fn tensors(run_dir: &Path) -> Vec<(String, Vec<u64>)> {
+    let f = load_safetensors(run_dir.join("checkpoint.safetensors")).unwrap();
+    let mut v: Vec<(String, Vec<u64>)> = f
+        .tensors()
+        .iter()
+        .map(|(n, t)| {
+            let bits = t
+                .to_vec_f64()
+                .unwrap()
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            (n.clone(), bits)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn train_args<'a>(cfg: &'a Path, data: &'a Path, out: &'a Path, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--config",
+        s(cfg),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--micro-batch",
+        "8",
+        "--steps",
+        steps,
+    ]
+}
+
+#[test]
+fn ranks_train_the_same_bits_as_one_process() {
+    let (dir, cfg) = setup("bits");
+    let data = shipped_mnist();
+    let one = dir.join("one");
+    run_ok(0, &train_args(&cfg, &data, &one, "6"));
+    let reference = tensors(&one);
+    assert!(
+        reference.iter().any(|(n, _)| n.contains("running_mean")),
+        "the model must have batch-norm buffers for this test to mean anything"
+    );
+    for ranks in [1, 2, 4] {
+        let out = dir.join(format!("np{ranks}"));
+        let stdout = run_ok(ranks, &train_args(&cfg, &data, &out, "6"));
+        // Only rank 0 prints.
+        assert_eq!(stdout.matches("fukai train:").count(), 1, "{stdout}");
+        let got = tensors(&out);
+        assert_eq!(got.len(), reference.len());
+        for ((n, a), (m, b)) in reference.iter().zip(&got) {
+            assert_eq!(n, m);
+            assert!(a == b, "{ranks} ranks: tensor {n} differs from one process");
+        }
+    }
+    // The comparison can fail: one batch of 32 (not four micro-batches of 8) differs.
+    let whole = dir.join("whole");
+    run_ok(
+        0,
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&data),
+            "--out",
+            s(&whole),
+            "--steps",
+            "6",
+        ],
+    );
+    assert_ne!(tensors(&whole), reference);
+}
+
+#[test]
+fn a_run_resumes_on_another_number_of_ranks() {
+    let (dir, cfg) = setup("resume");
+    let data = shipped_mnist();
+    let (straight, moved) = (dir.join("straight"), dir.join("moved"));
+    run_ok(0, &train_args(&cfg, &data, &straight, "8"));
+    // 3 steps on 4 ranks, 3 on 1 process, the rest on 2 ranks.
+    run_ok(4, &train_args(&cfg, &data, &moved, "3"));
+    let resume = |ranks: usize, steps: &str| {
+        run_ok(ranks, &["train", "--resume", s(&moved), "--steps", steps])
+    };
+    resume(0, "5");
+    resume(2, "8");
+    assert!(tensors(&straight) == tensors(&moved), "resumed run differs");
+}
+
+#[test]
+fn ranks_that_cannot_share_a_step_are_told_why() {
+    let (dir, cfg) = setup("uneven");
+    let data = shipped_mnist();
+    let out = run(
+        3,
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&data),
+            "--out",
+            s(&dir.join("r")),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("3 ranks cannot share steps") && err.contains("--micro-batch"),
+        "{err}"
+    );
+}
+
+/// The PIDs of the processes whose environment says they are MPI rank `rank`.
+fn rank_pids(rank: usize) -> Vec<u32> {
+    let exe = env!("CARGO_BIN_EXE_fukai");
+    let want = format!("OMPI_COMM_WORLD_RANK={rank}");
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        let is_fukai = std::fs::read_link(e.path().join("exe"))
+            .is_ok_and(|p| p == Path::new(exe) || p.ends_with("fukai"));
+        let is_rank = env.split(|&b| b == 0).any(|kv| kv == want.as_bytes());
+        // Only this test's run: the scratch folder names it.
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let mine = String::from_utf8_lossy(&cmdline).contains("fukai-cli-");
+        if is_fukai && is_rank && mine {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_killed_rank_ends_the_run_within_seconds_and_the_checkpoint_resumes() {
+    let (dir, cfg) = setup("kill");
+    let data = shipped_mnist();
+    let out = dir.join("r");
+    let mut child = command(
+        2,
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--micro-batch",
+            "8",
+            "--epochs",
+            "200",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("mpirun runs");
+    // Wait for the first epoch's checkpoint, then kill rank 1 as an outage would.
+    let t0 = Instant::now();
+    while !out.join("checkpoint.safetensors").exists() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pids = rank_pids(1);
+    assert_eq!(pids.len(), 1, "rank 1's process: {pids:?}");
+    let killed = Instant::now();
+    Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "the run still hangs 30 s after rank 1 died"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let waited = killed.elapsed();
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success());
+    assert!(waited < Duration::from_secs(10), "took {waited:?}");
+    assert!(
+        err.contains("rank 1"),
+        "the error names the dead rank: {err}"
+    );
+    // The last checkpoint continues on one process.
+    let before = tensors(&out);
+    let step = load_safetensors(out.join("checkpoint.safetensors"))
+        .unwrap()
+        .metadata()["step"]
+        .parse::<u64>()
+        .unwrap();
+    run_ok(
+        0,
+        &[
+            "train",
+            "--resume",
+            s(&out),
+            "--steps",
+            &(step + 2).to_string(),
+        ],
+    );
+    assert_ne!(tensors(&out), before, "the resumed run trained");
+}
