@@ -179,10 +179,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let classes = prepared.data.class_names.clone();
     let outcome = prepared.train(a.steps, main)?;
     let ckpt = outcome.checkpoint.display();
+    if let Some(line) = data_parallel_line(&outcome.report.data_parallel) {
+        say!("{line}");
+    }
     let Some(test) = outcome.test else {
         say!(
-            "\nstopped after step {} (--steps); continue with: fukai train --resume {}",
+            "\nstopped after step {} (--steps) | {:.0} samples/s; continue with: fukai train --resume {}",
             outcome.report.steps,
+            outcome.report.samples_per_second,
             out.display()
         );
         return Ok(());
@@ -216,6 +220,23 @@ pub fn run(a: TrainArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// What sharing the steps among ranks cost this session.
+fn data_parallel_line(dp: &fukai::train::DataParallel) -> Option<String> {
+    if dp.ranks < 2 || dp.steps == 0 {
+        return None;
+    }
+    let per_step = |x: f64| 1e3 * x / dp.steps as f64;
+    Some(format!(
+        "data-parallel: {} ranks x {} micro-batches per step | exchange {:.2} MB sent per rank and step, {:.1} ms of a {:.1} ms step ({:.1}%)",
+        dp.ranks,
+        dp.micro_batches_per_rank,
+        dp.bytes_sent as f64 / 1e6 / dp.steps as f64,
+        per_step(dp.exchange_seconds),
+        per_step(dp.step_seconds),
+        100.0 * dp.exchange_seconds / dp.step_seconds.max(1e-12)
+    ))
 }
 
 fn cross_validate(

@@ -5,10 +5,8 @@
 
 use crate::distributed::Collective;
 use crate::error::{op_err, Result};
-use crate::io::{parse_safetensors, serialize_safetensors};
 use crate::nn::RunningUpdate;
-use crate::tensor::Tensor;
-use std::collections::HashMap;
+use crate::tensor::{DType, Tensor};
 
 /// What training on one micro-batch produced.
 pub(super) struct Micro {
@@ -44,111 +42,193 @@ impl Targets {
     }
 }
 
-fn f64s(v: &[f64]) -> Result<Tensor> {
-    Tensor::from_vec(v.to_vec(), &[v.len()])
-}
-
-/// `micros` as bytes another rank can decode against its own [`Targets`].
-fn encode(micros: &[Micro], t: &Targets) -> Result<Vec<u8>> {
-    let mut out: Vec<(String, Tensor)> = Vec::new();
-    for (k, m) in micros.iter().enumerate() {
-        out.push((
-            format!("{k}.r"),
-            f64s(&[m.index as f64, m.loss, m.rows as f64, m.correct as f64])?,
-        ));
-        for (i, g) in m.grads.iter().enumerate() {
-            if let Some(g) = g {
-                out.push((format!("{k}.g{i}"), g.clone()));
-            }
+/// Appends a tensor's values: f32 as they are, any other float type widened to f64 (exact,
+/// and narrowed back exactly on decoding).
+fn put_tensor(out: &mut Vec<u8>, t: &Tensor) -> Result<()> {
+    if t.dtype() == DType::F32 {
+        let v = t.to_vec::<f32>()?;
+        let at = out.len();
+        out.resize(at + 4 * v.len(), 0);
+        for (c, x) in out[at..].chunks_exact_mut(4).zip(&v) {
+            c.copy_from_slice(&x.to_le_bytes());
         }
-        for (j, s) in m.stats.iter().enumerate() {
-            let at = [
-                t.state_index(&s.mean)? as f64,
-                t.state_index(&s.var)? as f64,
-                t.state_index(&s.tracked)? as f64,
-                s.momentum,
-            ];
-            out.push((format!("{k}.s{j}.at"), f64s(&at)?));
-            out.push((format!("{k}.s{j}.m"), s.batch_mean.clone()));
-            out.push((format!("{k}.s{j}.v"), s.batch_var.clone()));
+    } else {
+        let v = t.to_vec_f64()?;
+        let at = out.len();
+        out.resize(at + 8 * v.len(), 0);
+        for (c, x) in out[at..].chunks_exact_mut(8).zip(&v) {
+            c.copy_from_slice(&x.to_le_bytes());
         }
     }
-    let mut meta = HashMap::new();
-    meta.insert("micros".to_string(), micros.len().to_string());
-    serialize_safetensors(&out, Some(&meta))
+    Ok(())
+}
+
+fn put(out: &mut Vec<u8>, x: u64) {
+    out.extend_from_slice(&x.to_le_bytes());
+}
+
+/// `micros` as bytes another rank can decode against its own [`Targets`] (same model, so
+/// shapes and dtypes are known to both sides and not sent).
+fn encode(micros: &[Micro], t: &Targets) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    put(&mut out, micros.len() as u64);
+    for m in micros {
+        put(&mut out, m.index as u64);
+        put(&mut out, m.loss.to_bits());
+        put(&mut out, m.rows);
+        put(&mut out, m.correct);
+        put(&mut out, m.stats.len() as u64);
+        for (g, p) in m.grads.iter().zip(&t.params) {
+            match g {
+                Some(g) if g.dtype() == p.dtype() && g.shape() == p.shape() => {
+                    out.push(1);
+                    put_tensor(&mut out, g)?;
+                }
+                Some(g) => {
+                    return Err(op_err(
+                        "train",
+                        format!(
+                            "a gradient is {:?} {} for a parameter {:?} {}",
+                            g.shape(),
+                            g.dtype(),
+                            p.shape(),
+                            p.dtype()
+                        ),
+                    ))
+                }
+                None => out.push(0),
+            }
+        }
+        for s in &m.stats {
+            if s.batch_mean.dtype() != s.mean.dtype() || s.batch_var.dtype() != s.var.dtype() {
+                return Err(op_err(
+                    "train",
+                    format!(
+                        "data-parallel batch norm: batch statistics in {} for running buffers in {}",
+                        s.batch_mean.dtype(),
+                        s.mean.dtype()
+                    ),
+                ));
+            }
+            for b in [&s.mean, &s.var, &s.tracked] {
+                put(&mut out, t.state_index(b)? as u64);
+            }
+            put(&mut out, s.momentum.to_bits());
+            put_tensor(&mut out, &s.batch_mean)?;
+            put_tensor(&mut out, &s.batch_var)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Reads what [`encode`] wrote, checking every length against the receiving model.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    rank: usize,
+}
+
+impl Reader<'_> {
+    fn bad(&self, msg: &str) -> crate::Error {
+        op_err(
+            "train",
+            format!(
+                "micro-batch results from rank {} at byte {}: {msg} (do all ranks run the same model?)",
+                self.rank, self.at
+            ),
+        )
+    }
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| self.bad("the data ends early"))?;
+        let s = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    /// A tensor shaped and typed like `like`.
+    fn tensor(&mut self, like: &Tensor) -> Result<Tensor> {
+        let n = like.numel();
+        if like.dtype() == DType::F32 {
+            let b = self.take(n.checked_mul(4).ok_or_else(|| self.bad("size"))?)?;
+            let v: Vec<f32> = b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            Tensor::from_vec(v, like.shape())
+        } else {
+            let b = self.take(n.checked_mul(8).ok_or_else(|| self.bad("size"))?)?;
+            let v: Vec<f64> = b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            Tensor::from_vec(v, like.shape())?.to_dtype(like.dtype())
+        }
+    }
 }
 
 /// The micro-batch results another rank encoded.
 fn decode(bytes: &[u8], rank: usize, t: &Targets) -> Result<Vec<Micro>> {
-    let src = format!("micro-batch results from rank {rank}");
-    let file = parse_safetensors(bytes, &src)?;
-    let bad = |msg: String| op_err("train", format!("{src}: {msg}"));
-    let n: usize = file
-        .metadata()
-        .get("micros")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| bad("no micro-batch count".into()))?;
-    let f64_at = |name: &str, len: usize| -> Result<Vec<f64>> {
-        let v = file.tensor(name)?.to_vec_f64()?;
-        if v.len() != len {
-            return Err(bad(format!(
-                "{name} has {} values, expected {len}",
-                v.len()
-            )));
-        }
-        Ok(v)
-    };
-    let mut out = Vec::with_capacity(n);
-    for k in 0..n {
-        let r = f64_at(&format!("{k}.r"), 4)?;
+    let mut r = Reader { bytes, at: 0, rank };
+    let n = r.u64()?;
+    if n > bytes.len() as u64 {
+        return Err(r.bad("impossible micro-batch count"));
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let index = r.u64()? as usize;
+        let loss = f64::from_bits(r.u64()?);
+        let (rows, correct, nstats) = (r.u64()?, r.u64()?, r.u64()?);
         let mut grads = Vec::with_capacity(t.params.len());
-        for (i, p) in t.params.iter().enumerate() {
-            let g = file.get(&format!("{k}.g{i}")).cloned();
-            if let Some(g) = &g {
-                if g.shape() != p.shape() || g.dtype() != p.dtype() {
-                    return Err(bad(format!(
-                        "gradient {i} is {:?} {}, the parameter {:?} {}",
-                        g.shape(),
-                        g.dtype(),
-                        p.shape(),
-                        p.dtype()
-                    )));
-                }
-            }
-            grads.push(g);
+        for p in &t.params {
+            grads.push(match r.byte()? {
+                0 => None,
+                1 => Some(r.tensor(p)?),
+                _ => return Err(r.bad("bad gradient marker")),
+            });
         }
         let mut stats = Vec::new();
-        for j in 0.. {
-            let Some(at) = file.get(&format!("{k}.s{j}.at")) else {
-                break;
-            };
-            let at = at.to_vec_f64()?;
-            let buf = |x: f64| -> Result<Tensor> {
+        for _ in 0..nstats {
+            let mut buf = || -> Result<Tensor> {
+                let i = r.u64()? as usize;
                 t.state
-                    .get(x as usize)
+                    .get(i)
                     .cloned()
-                    .ok_or_else(|| bad(format!("buffer index {x} is out of range")))
+                    .ok_or_else(|| r.bad("buffer index out of range"))
             };
-            if at.len() != 4 {
-                return Err(bad(format!("{k}.s{j}.at has {} values", at.len())));
-            }
+            let (mean, var, tracked) = (buf()?, buf()?, buf()?);
+            let momentum = f64::from_bits(r.u64()?);
+            let batch_mean = r.tensor(&mean)?;
+            let batch_var = r.tensor(&var)?;
             stats.push(RunningUpdate {
-                mean: buf(at[0])?,
-                var: buf(at[1])?,
-                tracked: buf(at[2])?,
-                momentum: at[3],
-                batch_mean: file.tensor(&format!("{k}.s{j}.m"))?.clone(),
-                batch_var: file.tensor(&format!("{k}.s{j}.v"))?.clone(),
+                mean,
+                var,
+                tracked,
+                momentum,
+                batch_mean,
+                batch_var,
             });
         }
         out.push(Micro {
-            index: r[0] as usize,
-            loss: r[1],
-            rows: r[2] as u64,
-            correct: r[3] as u64,
+            index,
             grads,
             stats,
+            loss,
+            rows,
+            correct,
         });
+    }
+    if r.at != bytes.len() {
+        return Err(r.bad("bytes left over"));
     }
     Ok(out)
 }

@@ -72,6 +72,26 @@ pub struct FitReport {
     pub samples_per_second: f64,
     /// Trainable scalars.
     pub parameters: usize,
+    /// How this session's steps were shared among data-parallel ranks, and what sharing cost.
+    pub data_parallel: DataParallel,
+}
+
+/// A session's data-parallel figures (one process: 1 rank, nothing exchanged).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct DataParallel {
+    /// Processes training together.
+    pub ranks: usize,
+    /// Micro-batches each rank computes per optimizer step.
+    pub micro_batches_per_rank: usize,
+    /// Optimizer steps this session.
+    pub steps: u64,
+    /// Seconds of those steps (micro-batches, exchange, optimizer update).
+    pub step_seconds: f64,
+    /// Seconds of them spent exchanging and combining micro-batch results (waiting for slower
+    /// ranks included).
+    pub exchange_seconds: f64,
+    /// Bytes this rank sent to the others.
+    pub bytes_sent: u64,
 }
 
 /// Why training ended.

@@ -18,7 +18,9 @@ pub use batches::{
     Batches, SequenceBatches, TableBatches, TableTargets, TokenBatches, WindowBatches,
 };
 pub use config::TrainConfig;
-pub use hooks::{summary, FitInfo, FitReport, Hook, MetricsJsonl, StepInfo, Stop, SummaryJson};
+pub use hooks::{
+    summary, DataParallel, FitInfo, FitReport, Hook, MetricsJsonl, StepInfo, Stop, SummaryJson,
+};
 pub use metrics::{EpochMetrics, Evaluation};
 #[cfg(feature = "report")]
 pub use report::{curves, register_font, Curves, Progress};

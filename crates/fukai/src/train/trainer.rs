@@ -5,7 +5,7 @@
 use super::batches::Batches;
 use super::config::TrainConfig;
 use super::exchange::{self, Micro, Targets};
-use super::hooks::{FitInfo, FitReport, Hook, StepInfo, Stop};
+use super::hooks::{DataParallel, FitInfo, FitReport, Hook, StepInfo, Stop};
 use super::metrics::{EpochMetrics, Evaluation};
 use crate::bail;
 use crate::data::Batch;
@@ -77,6 +77,7 @@ pub struct Trainer {
     max_steps: Option<u64>,
     state: State,
     group: Arc<dyn Collective>,
+    dp: DataParallel,
 }
 
 impl Trainer {
@@ -96,6 +97,7 @@ impl Trainer {
             max_steps: None,
             state: State::default(),
             group: distributed::world(),
+            dp: DataParallel::default(),
         })
     }
 
@@ -274,6 +276,12 @@ impl Trainer {
             );
         }
         let per_rank = cfg.accumulate / ranks;
+        self.dp = DataParallel {
+            ranks,
+            micro_batches_per_rank: per_rank,
+            ..DataParallel::default()
+        };
+        let sent_before = self.group.bytes_sent();
         let targets = Targets {
             params: self.model.parameters(),
             state: self
@@ -338,6 +346,7 @@ impl Trainer {
                 let end = (first + cfg.accumulate).min(batches_per_epoch);
                 let own =
                     (first + rank * per_rank).max(i)..(first + (rank + 1) * per_rank).min(end);
+                let step_start = Instant::now();
                 let mut micros = Vec::with_capacity(per_rank);
                 let mut batches = Vec::with_capacity(per_rank);
                 for j in own {
@@ -350,6 +359,7 @@ impl Trainer {
                     micros.push(self.micro_batch(&b, epoch, j, task)?);
                     batches.push((j, b));
                 }
+                let exchange_start = Instant::now();
                 let micros = exchange::gather(&*self.group, micros, &targets)?;
                 if let Some(m) = micros.iter().find(|m| !m.loss.is_finite()) {
                     return Err(match batches.iter().find(|(j, _)| *j == m.index) {
@@ -367,6 +377,7 @@ impl Trainer {
                     });
                 }
                 exchange::combine(&micros, &targets)?;
+                self.dp.exchange_seconds += exchange_start.elapsed().as_secs_f64();
                 let (mut step_loss, mut step_n) = (0.0f64, 0usize);
                 for m in &micros {
                     let s = &mut self.state;
@@ -387,6 +398,9 @@ impl Trainer {
                 }
                 self.opt.step()?;
                 self.opt.zero_grad();
+                self.dp.steps += 1;
+                self.dp.step_seconds += step_start.elapsed().as_secs_f64();
+                self.dp.bytes_sent = self.group.bytes_sent() - sent_before;
                 self.state.step += 1;
                 self.state.batch = end as u64;
                 self.state.epoch_seconds = secs_before + t0.elapsed().as_secs_f64();
@@ -579,6 +593,7 @@ impl Trainer {
             train_seconds: s.train_seconds + s.epoch_seconds,
             samples_per_second: s.seen as f64 / (s.train_seconds + s.epoch_seconds).max(1e-9),
             parameters: self.model.num_parameters(),
+            data_parallel: self.dp.clone(),
         }
     }
 
