@@ -6,7 +6,7 @@
 //! target/release/examples/data_parallel                  # one process
 //! ```
 use fukai::data::{DataLoader, InMemory};
-use fukai::distributed::{self, Collective};
+use fukai::distributed;
 use fukai::models::{Mlp, MlpConfig};
 use fukai::train::{Progress, TrainConfig, Trainer};
 use std::sync::Arc;
