@@ -53,10 +53,15 @@ pub struct TrainArgs {
     /// One process and N ranks with the same micro-batch train to the same bits.
     #[arg(long, value_name = "M")]
     pub micro_batch: Option<usize>,
+    /// Data-parallel runs: batch norm with statistics over all ranks' micro-batches of a step
+    /// (synchronized batch norm) instead of each micro-batch's own (train.sync_batch_norm).
+    #[arg(long)]
+    pub sync_batch_norm: bool,
 }
 
 /// `cfg` as it trains: in micro-batches of `micro`, shared by this run's ranks.
-fn split(mut cfg: RunConfig, micro: Option<usize>) -> Result<RunConfig> {
+fn split(mut cfg: RunConfig, micro: Option<usize>, sync_bn: bool) -> Result<RunConfig> {
+    cfg.train.sync_batch_norm |= sync_bn;
     if let Some(m) = micro {
         cfg.train = cfg.train.with_micro_batch(m)?;
     }
@@ -105,7 +110,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
                 _ => None,
             };
             if let Some(g) = given {
-                let g = split(g, a.micro_batch)?;
+                let g = split(g, a.micro_batch, a.sync_batch_norm)?;
                 let diff = run::config_differences(&stored, &g);
                 if !diff.is_empty() {
                     return Err(Error::Format {
@@ -151,7 +156,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     if let Some(b) = a.batch_size {
         cfg.train.batch_size = b;
     }
-    let cfg = split(cfg, a.micro_batch)?;
+    let cfg = split(cfg, a.micro_batch, a.sync_batch_norm)?;
     run::validate(&cfg)?;
     let main = fukai::distributed::is_main();
     // Only rank 0 of a data-parallel run prints.

@@ -299,3 +299,72 @@ fn a_killed_rank_ends_the_run_within_seconds_and_the_checkpoint_resumes() {
     );
     assert_ne!(tensors(&out), before, "the resumed run trained");
 }
+
+/// Tensors of a checkpoint as f64 values, by name.
+fn values(run_dir: &Path) -> Vec<(String, Vec<f64>)> {
+    let f = load_safetensors(run_dir.join("checkpoint.safetensors")).unwrap();
+    let mut v: Vec<(String, Vec<f64>)> = f
+        .tensors()
+        .iter()
+        .filter(|(n, _)| n.starts_with("model."))
+        .map(|(n, t)| (n.clone(), t.to_vec_f64().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+fn max_difference(a: &[(String, Vec<f64>)], b: &[(String, Vec<f64>)]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .flat_map(|((_, x), (_, y))| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn synchronized_batch_norm_normalizes_over_all_ranks() {
+    let (dir, _) = setup("syncbn");
+    // No dropout: masks are drawn per micro-batch, and this compares different splits.
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, CONFIG.replace("dropout = 0.25", "dropout = 0.0")).unwrap();
+    let data = shipped_mnist();
+    let go = |ranks: usize, name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec![
+            "train",
+            "--config",
+            s(&cfg),
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "16",
+        ];
+        args.extend_from_slice(extra);
+        run_ok(ranks, &args);
+        values(&out)
+    };
+    // One process, one batch of 16 per step: the statistics of all 16.
+    let whole = go(0, "whole", &[]);
+    // Two ranks with 8 each, synchronized: the statistics of the same 16.
+    let synced = go(2, "synced", &["--micro-batch", "8", "--sync-batch-norm"]);
+    // Two ranks with 8 each, per micro-batch statistics.
+    let split = go(2, "split", &["--micro-batch", "8"]);
+    let (near, far) = (
+        max_difference(&whole, &synced),
+        max_difference(&whole, &split),
+    );
+    assert!(
+        near < 1e-5 && far > 100.0 * near,
+        "synchronized: {near:e} from one batch of 16; per micro-batch: {far:e}"
+    );
+    // Running statistics were updated once per step, from all 16.
+    let tracked = synced
+        .iter()
+        .find(|(n, _)| n.ends_with("num_batches_tracked"))
+        .unwrap();
+    assert_eq!(tracked.1, vec![3.0]);
+}

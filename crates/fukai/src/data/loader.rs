@@ -228,9 +228,9 @@ impl DataLoader {
             .filter(|&b| b < total)
             .map(|b| order[b * bs..((b + 1) * bs).min(order.len())].to_vec())
             .collect();
-        let nb = chunks.len();
         #[cfg(feature = "threads")]
         if self.prefetch > 0 {
+            let nb = chunks.len();
             let (tx, rx) = std::sync::mpsc::sync_channel(self.prefetch);
             let me = self.clone();
             std::thread::spawn(move || {

@@ -26,6 +26,7 @@
 
 #[cfg(feature = "mpi")]
 mod mpi;
+mod reduce;
 
 use crate::error::Result;
 use std::sync::{Arc, OnceLock};

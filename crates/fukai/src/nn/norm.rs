@@ -2,9 +2,11 @@
 
 use super::{join, Module, TensorKind};
 use crate::bail;
+use crate::distributed::Collective;
 use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 use std::cell::RefCell;
+use std::sync::Arc;
 
 /// Batch normalization over the channel dim 1 of `[N, C]`, `[N, C, L]` or `[N, C, H, W]`
 /// (PyTorch's BatchNorm1d/2d): batch statistics in training, running ones in eval.
@@ -79,6 +81,11 @@ impl BatchNorm {
     /// updates the running estimates.
     fn train_forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         self.check(x)?;
+        if let Some(group) = SYNC.with(|s| s.borrow().clone()) {
+            if group.size() > 1 {
+                return self.sync_forward(x, relu, &group);
+            }
+        }
         let c = self.weight.numel();
         let (y, stats) = if relu {
             x.batch_norm_relu_train(&self.weight, &self.bias, self.eps)?
@@ -102,6 +109,7 @@ impl BatchNorm {
             momentum: self.momentum,
             batch_mean: stats.mean,
             batch_var: stats.var.mul_scalar(n as f64 / (n - 1) as f64)?,
+            shared: false,
         };
         DEFERRED.with(|d| match &mut *d.borrow_mut() {
             Some(list) => {
@@ -112,6 +120,75 @@ impl BatchNorm {
         })?;
         Ok(y)
     }
+}
+
+impl BatchNorm {
+    /// Training mode with statistics over the micro-batches of every rank of `group` (each rank
+    /// holds one part of the batch): per-channel sums and sums of squares all-reduced, so the
+    /// gradient flows through the other ranks' parts too.
+    fn sync_forward(&self, x: &Tensor, relu: bool, group: &Arc<dyn Collective>) -> Result<Tensor> {
+        let c = self.weight.numel();
+        let dims: Vec<isize> = (0..x.rank() as isize).filter(|&d| d != 1).collect();
+        let local = (x.numel() / c) as f64;
+        let n = {
+            let _g = crate::no_grad();
+            Tensor::from_vec(vec![local], &[1])?
+                .all_reduce_sum(group)?
+                .item()?
+        };
+        if n < 2.0 {
+            bail!(
+                "BatchNorm",
+                "synchronized batch norm: {n} values per channel over all ranks; training needs more than one"
+            );
+        }
+        let sum = x.sum(&dims, false)?.all_reduce_sum(group)?;
+        let sq = x.mul(x)?.sum(&dims, false)?.all_reduce_sum(group)?;
+        let mean = sum.mul_scalar(1.0 / n)?;
+        // E[x²] − mean², kept from going below zero by rounding.
+        let var = sq.mul_scalar(1.0 / n)?.sub(&mean.mul(&mean)?)?.relu()?;
+        let mut bshape = vec![1; x.rank()];
+        bshape[1] = c;
+        let scale = var.add_scalar(self.eps)?.rsqrt()?.mul(&self.weight)?;
+        let y = x
+            .sub(&mean.reshape(&bshape)?)?
+            .mul(&scale.reshape(&bshape)?)?
+            .add(&self.bias.reshape(&bshape)?)?;
+        let y = if relu { y.relu()? } else { y };
+        let _g = crate::no_grad();
+        let update = RunningUpdate {
+            mean: self.running_mean.clone(),
+            var: self.running_var.clone(),
+            tracked: self.num_batches_tracked.clone(),
+            momentum: self.momentum,
+            batch_mean: mean.detach(),
+            batch_var: var.detach().mul_scalar(n / (n - 1.0))?,
+            shared: true,
+        };
+        DEFERRED.with(|d| match &mut *d.borrow_mut() {
+            Some(list) => {
+                list.push(update);
+                Ok(())
+            }
+            None => update.apply(),
+        })?;
+        Ok(y)
+    }
+}
+
+thread_local! {
+    /// The group whose ranks' statistics batch norm shares, set by [`synchronize_batch_norm`].
+    static SYNC: RefCell<Option<Arc<dyn Collective>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with every batch-norm layer in training mode normalizing with statistics over all
+/// ranks of `group` (synchronized batch norm: PyTorch's `SyncBatchNorm`); every rank must run
+/// the same forward and backward at the same time. In a group of one nothing changes.
+pub fn synchronize_batch_norm<R>(group: Arc<dyn Collective>, f: impl FnOnce() -> R) -> R {
+    let outer = SYNC.with(|s| s.borrow_mut().replace(group));
+    let r = f();
+    SYNC.with(|s| *s.borrow_mut() = outer);
+    r
 }
 
 thread_local! {
@@ -136,6 +213,9 @@ pub struct RunningUpdate {
     pub batch_mean: Tensor,
     /// The batch's per-channel unbiased variance.
     pub batch_var: Tensor,
+    /// Statistics of the whole synchronized batch: every rank records the same update, which
+    /// is applied once.
+    pub shared: bool,
 }
 
 impl RunningUpdate {

@@ -67,6 +67,11 @@ pub struct TrainConfig {
     /// Micro-batches accumulated per optimizer step.
     #[serde(default = "one")]
     pub accumulate: usize,
+    /// Data-parallel runs: batch norm normalizes with statistics over the micro-batches of all
+    /// ranks that run at once (synchronized batch norm) instead of each micro-batch's own.
+    /// Each epoch then ends at its last whole step, so that every rank has a micro-batch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sync_batch_norm: bool,
     /// Seed for initialization, shuffling, augmentation and dropout.
     #[serde(default)]
     pub seed: u64,
@@ -131,6 +136,7 @@ impl TrainConfig {
             label_smoothing: 0.0,
             clip_grad_norm: None,
             accumulate: 1,
+            sync_batch_norm: false,
             seed: 0,
             patience: None,
             divergence_factor: default_divergence(),

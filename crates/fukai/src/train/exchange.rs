@@ -114,6 +114,7 @@ fn encode(micros: &[Micro], t: &Targets) -> Result<Vec<u8>> {
                 put(&mut out, t.state_index(b)? as u64);
             }
             put(&mut out, s.momentum.to_bits());
+            put(&mut out, s.shared as u64);
             put_tensor(&mut out, &s.batch_mean)?;
             put_tensor(&mut out, &s.batch_var)?;
         }
@@ -207,6 +208,7 @@ fn decode(bytes: &[u8], rank: usize, t: &Targets) -> Result<Vec<Micro>> {
             };
             let (mean, var, tracked) = (buf()?, buf()?, buf()?);
             let momentum = f64::from_bits(r.u64()?);
+            let shared = r.u64()? == 1;
             let batch_mean = r.tensor(&mean)?;
             let batch_var = r.tensor(&var)?;
             stats.push(RunningUpdate {
@@ -216,6 +218,7 @@ fn decode(bytes: &[u8], rank: usize, t: &Targets) -> Result<Vec<Micro>> {
                 momentum,
                 batch_mean,
                 batch_var,
+                shared,
             });
         }
         out.push(Micro {
@@ -273,8 +276,9 @@ pub(super) fn combine(micros: &[Micro], t: &Targets) -> Result<()> {
         }
         p.set_grad(acc);
     }
-    for m in micros {
-        for s in &m.stats {
+    // A synchronized layer's update is the same in every micro-batch of the step: once.
+    for (k, m) in micros.iter().enumerate() {
+        for s in m.stats.iter().filter(|s| !s.shared || k == 0) {
             s.apply()?;
         }
     }

@@ -263,6 +263,20 @@ impl Trainer {
                 "an endless batch source needs train.steps_per_epoch to define an epoch"
             );
         }
+        // Synchronized batch norm needs every rank in every step: whole steps only.
+        let sync = cfg.sync_batch_norm && self.group.size() > 1;
+        let batches_per_epoch = if sync {
+            batches_per_epoch - batches_per_epoch % cfg.accumulate
+        } else {
+            batches_per_epoch
+        };
+        if batches_per_epoch == 0 {
+            bail!(
+                "train",
+                "synchronized batch norm: an epoch has fewer batches than one step's {}",
+                cfg.accumulate
+            );
+        }
         let steps_per_epoch = batches_per_epoch.div_ceil(cfg.accumulate);
         let sched = cfg.schedule_for(steps_per_epoch * cfg.epochs)?;
         let task = self.model.task();
@@ -514,18 +528,25 @@ impl Trainer {
         crate::rng::set_default_generator_state(stream.0, 0);
         let a = self.cfg.accumulate;
         let smoothing = self.cfg.label_smoothing;
+        let group: Arc<dyn Collective> = if self.cfg.sync_batch_norm {
+            self.group.clone()
+        } else {
+            Arc::new(distributed::Single)
+        };
         let (result, stats) = crate::nn::defer_running_stats(|| -> Result<(Tensor, f64)> {
-            let out = self.model.forward_batch(b)?;
-            let loss = self.loss(&out, b, smoothing)?;
-            let l = loss.item()?;
-            if l.is_finite() {
+            crate::nn::synchronize_batch_norm(group, || -> Result<(Tensor, f64)> {
+                let out = self.model.forward_batch(b)?;
+                let loss = self.loss(&out, b, smoothing)?;
+                let l = loss.item()?;
+                // Even a non-finite loss goes backward: with synchronized batch norm the other
+                // ranks' backward waits for this one's; the step then stops as diverged.
                 if a > 1 {
                     loss.mul_scalar(1.0 / a as f64)?.backward()?;
                 } else {
                     loss.backward()?;
                 }
-            }
-            Ok((out, l))
+                Ok((out, l))
+            })
         });
         let (out, loss) = result?;
         let correct = if task == Task::Classification && loss.is_finite() {
