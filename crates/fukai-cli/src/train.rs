@@ -234,13 +234,16 @@ fn data_parallel_line(dp: &fukai::train::DataParallel) -> Option<String> {
     }
     let per_step = |x: f64| 1e3 * x / dp.steps as f64;
     Some(format!(
-        "data-parallel: {} ranks x {} micro-batches per step | exchange {:.2} MB sent per rank and step, {:.1} ms of a {:.1} ms step ({:.1}%)",
+        "data-parallel: {} ranks x {} micro-batches per step | exchange {:.2} MB sent per rank and step, {:.1} ms of a {:.1} ms step ({:.1}%): {:.1} ms waiting for the slowest rank, {:.1} ms transfer, {:.1} ms encoding and adding",
         dp.ranks,
         dp.micro_batches_per_rank,
         dp.bytes_sent as f64 / 1e6 / dp.steps as f64,
         per_step(dp.exchange_seconds),
         per_step(dp.step_seconds),
-        100.0 * dp.exchange_seconds / dp.step_seconds.max(1e-12)
+        100.0 * dp.exchange_seconds / dp.step_seconds.max(1e-12),
+        per_step(dp.wait_seconds),
+        per_step(dp.transfer_seconds),
+        per_step(dp.exchange_seconds - dp.wait_seconds - dp.transfer_seconds),
     ))
 }
 

@@ -1,7 +1,7 @@
 //! Data-parallel training: the process group a [`Trainer`](crate::train::Trainer) trains in.
 //!
 //! One process is a group of one ([`Single`]); under `mpirun` (cargo feature `mpi`) every rank
-//! joins the MPI world with [`init`], and trainers built afterwards train data-parallel without
+//! joins the MPI world with `init`, and trainers built afterwards train data-parallel without
 //! further code. What makes N ranks give the same bits as one process:
 //!
 //! - An optimizer step's gradient is defined as the sum, in micro-batch order, of fixed-size
@@ -46,6 +46,8 @@ pub trait Collective: Send + Sync {
     /// other ranks then report as theirs (so nobody waits for data that never comes); the
     /// others pass anything (ignored).
     fn broadcast(&self, root: Result<Vec<u8>>) -> Result<Vec<u8>>;
+    /// Returns when every rank has called it.
+    fn barrier(&self) -> Result<()>;
     /// Ends every process of the group at once (after a rank's error, so none waits forever
     /// in a collective the failed one will never join).
     fn abort(&self, code: i32) -> !;
@@ -72,6 +74,9 @@ impl Collective for Single {
     fn broadcast(&self, root: Result<Vec<u8>>) -> Result<Vec<u8>> {
         root
     }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
     }
@@ -79,8 +84,8 @@ impl Collective for Single {
 
 static WORLD: OnceLock<Arc<dyn Collective>> = OnceLock::new();
 
-/// The group this process trains in: the MPI world after [`init`] under a launcher, else a
-/// group of one. Trainers pick it up when built.
+/// The group this process trains in: the MPI world after `init` (feature `mpi`) under a
+/// launcher, else a group of one. Trainers pick it up when built.
 pub fn world() -> Arc<dyn Collective> {
     WORLD.get().cloned().unwrap_or_else(|| Arc::new(Single))
 }

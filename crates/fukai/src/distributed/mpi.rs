@@ -184,6 +184,11 @@ impl Collective for Mpi {
         }
         Ok(buf)
     }
+    fn barrier(&self) -> Result<()> {
+        let _g = self.lock.lock();
+        world().barrier();
+        Ok(())
+    }
     fn abort(&self, code: i32) -> ! {
         world().abort(code)
     }

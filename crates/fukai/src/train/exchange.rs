@@ -3,10 +3,12 @@
 //! order, loss and accuracy counted in that order. One process and N ranks run this same code
 //! over the same micro-batch results, so they reach the same bits.
 
+use super::hooks::DataParallel;
 use crate::distributed::Collective;
 use crate::error::{op_err, Result};
 use crate::nn::RunningUpdate;
 use crate::tensor::{DType, Tensor};
+use std::time::Instant;
 
 /// What training on one micro-batch produced.
 pub(super) struct Micro {
@@ -46,12 +48,13 @@ impl Targets {
 /// and narrowed back exactly on decoding).
 fn put_tensor(out: &mut Vec<u8>, t: &Tensor) -> Result<()> {
     if t.dtype() == DType::F32 {
-        let v = t.to_vec::<f32>()?;
         let at = out.len();
-        out.resize(at + 4 * v.len(), 0);
-        for (c, x) in out[at..].chunks_exact_mut(4).zip(&v) {
-            c.copy_from_slice(&x.to_le_bytes());
-        }
+        out.resize(at + 4 * t.numel(), 0);
+        crate::ops::float::with_contig::<f32, _>(t, |v| {
+            for (c, x) in out[at..].chunks_exact_mut(4).zip(v) {
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+        });
     } else {
         let v = t.to_vec_f64()?;
         let at = out.len();
@@ -238,11 +241,24 @@ fn decode(bytes: &[u8], rank: usize, t: &Targets) -> Result<Vec<Micro>> {
 
 /// Every rank's micro-batch results of this step, in micro-batch order (this rank's own are
 /// used as they are; a group of one exchanges nothing).
-pub(super) fn gather(group: &dyn Collective, mine: Vec<Micro>, t: &Targets) -> Result<Vec<Micro>> {
+pub(super) fn gather(
+    group: &dyn Collective,
+    mine: Vec<Micro>,
+    t: &Targets,
+    dp: &mut DataParallel,
+) -> Result<Vec<Micro>> {
     if group.size() == 1 {
         return Ok(mine);
     }
-    let blobs = group.all_gather(&encode(&mine, t)?)?;
+    let bytes = encode(&mine, t)?;
+    // The barrier measures how long this rank waits for the slowest: time no overlap of
+    // communication with computation could hide.
+    let t0 = Instant::now();
+    group.barrier()?;
+    let t1 = Instant::now();
+    let blobs = group.all_gather(&bytes)?;
+    dp.wait_seconds += (t1 - t0).as_secs_f64();
+    dp.transfer_seconds += t1.elapsed().as_secs_f64();
     let mut all = Vec::new();
     let mut mine = Some(mine);
     for (r, b) in blobs.iter().enumerate() {

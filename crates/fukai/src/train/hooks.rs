@@ -87,9 +87,13 @@ pub struct DataParallel {
     pub steps: u64,
     /// Seconds of those steps (micro-batches, exchange, optimizer update).
     pub step_seconds: f64,
-    /// Seconds of them spent exchanging and combining micro-batch results (waiting for slower
-    /// ranks included).
+    /// Seconds of them spent exchanging and combining micro-batch results: encoding,
+    /// waiting, transfer, decoding and adding.
     pub exchange_seconds: f64,
+    /// Of those, seconds waiting for the slowest rank to finish its micro-batches.
+    pub wait_seconds: f64,
+    /// Of those, seconds in the transfer itself (MPI all-gather).
+    pub transfer_seconds: f64,
     /// Bytes this rank sent to the others.
     pub bytes_sent: u64,
 }

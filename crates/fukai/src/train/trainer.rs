@@ -374,7 +374,7 @@ impl Trainer {
                     batches.push((j, b));
                 }
                 let exchange_start = Instant::now();
-                let micros = exchange::gather(&*self.group, micros, &targets)?;
+                let micros = exchange::gather(&*self.group, micros, &targets, &mut self.dp)?;
                 if let Some(m) = micros.iter().find(|m| !m.loss.is_finite()) {
                     return Err(match batches.iter().find(|(j, _)| *j == m.index) {
                         Some((_, b)) => self.diverged(b, m.loss),
