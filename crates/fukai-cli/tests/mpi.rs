@@ -198,8 +198,9 @@ fn ranks_that_cannot_share_a_step_are_told_why() {
     );
 }
 
-/// The PIDs of the processes whose environment says they are MPI rank `rank`.
-fn rank_pids(rank: usize) -> Vec<u32> {
+/// The PIDs of the processes whose environment says they are MPI rank `rank` of the run
+/// writing to `out` (other tests run theirs at the same time).
+fn rank_pids(rank: usize, out: &Path) -> Vec<u32> {
     let exe = env!("CARGO_BIN_EXE_fukai");
     let want = format!("OMPI_COMM_WORLD_RANK={rank}");
     let mut pids = Vec::new();
@@ -213,9 +214,11 @@ fn rank_pids(rank: usize) -> Vec<u32> {
         let is_fukai = std::fs::read_link(e.path().join("exe"))
             .is_ok_and(|p| p == Path::new(exe) || p.ends_with("fukai"));
         let is_rank = env.split(|&b| b == 0).any(|kv| kv == want.as_bytes());
-        // Only this test's run: the scratch folder names it.
+        // Only this test's run: its run directory is on the command line.
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let mine = String::from_utf8_lossy(&cmdline).contains("fukai-cli-");
+        let mine = cmdline
+            .split(|&b| b == 0)
+            .any(|arg| arg == s(out).as_bytes());
         if is_fukai && is_rank && mine {
             pids.push(pid);
         }
@@ -254,7 +257,7 @@ fn a_killed_rank_ends_the_run_within_seconds_and_the_checkpoint_resumes() {
         assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let pids = rank_pids(1);
+    let pids = rank_pids(1, &out);
     assert_eq!(pids.len(), 1, "rank 1's process: {pids:?}");
     let killed = Instant::now();
     Command::new("kill")
