@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-150}
 exe=target/release/fukai
+# A fukai without the mpi feature refuses to run under mpirun; build the one this needs.
+cargo build --release -p fukai-cli --features mpi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

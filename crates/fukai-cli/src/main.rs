@@ -179,6 +179,15 @@ fn main() -> ExitCode {
         // Read once when the thread pool starts, which has not happened yet.
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(n) = fukai::distributed::launched_size().filter(|&n| n > 1) {
+        eprintln!(
+            "error: started by an MPI launcher as one of {n} processes, but this fukai was built \
+             without MPI: each would train the whole run alone. Build it with \
+             `cargo build --release -p fukai-cli --features mpi`"
+        );
+        return ExitCode::FAILURE;
+    }
     // Under mpirun every rank joins the MPI world before any thread pool starts.
     #[cfg(feature = "mpi")]
     let _mpi = match fukai::distributed::init() {

@@ -32,7 +32,7 @@ use crate::error::Result;
 use std::sync::{Arc, OnceLock};
 
 #[cfg(feature = "mpi")]
-pub use self::mpi::{init, launched, MpiGuard};
+pub use self::mpi::{init, MpiGuard};
 
 /// The collectives data-parallel training needs. Every rank calls each in the same order.
 pub trait Collective: Send + Sync {
@@ -80,6 +80,24 @@ impl Collective for Single {
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
     }
+}
+
+/// Environment variables a launcher sets for its processes: Open MPI's `mpirun`, MPICH/Hydra
+/// and Intel MPI (PMI), PMIx launchers (Slurm's `srun --mpi=pmix`, PRRTE).
+const LAUNCHER_VARS: &[&str] = &["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
+
+/// True when this process was started by an MPI launcher.
+pub fn launched() -> bool {
+    LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some())
+}
+
+/// How many processes the MPI launcher that started this one started, when its environment
+/// says (Open MPI, PMI); a binary built without the `mpi` feature checks it so that
+/// `mpirun -np 4` does not run 4 independent copies of one run.
+pub fn launched_size() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
 }
 
 static WORLD: OnceLock<Arc<dyn Collective>> = OnceLock::new();

@@ -2,7 +2,7 @@
 //! initialized at `MPI_THREAD_SERIALIZED`), so any one thread at a time may use it: training
 //! runs on a worker of the thread pool, not on `main`.
 
-use super::Collective;
+use super::{launched, Collective};
 use crate::error::{op_err, Result};
 use ::mpi::datatype::PartitionMut;
 use ::mpi::environment::Universe;
@@ -12,15 +12,6 @@ use ::mpi::Threading;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Environment variables a launcher sets for its processes: Open MPI's `mpirun`, MPICH/Hydra
-/// and Intel MPI (PMI), PMIx launchers (Slurm's `srun --mpi=pmix`, PRRTE).
-const LAUNCHER_VARS: &[&str] = &["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"];
-
-/// True when this process was started by an MPI launcher.
-pub fn launched() -> bool {
-    LAUNCHER_VARS.iter().any(|v| std::env::var_os(v).is_some())
-}
 
 /// Keeps MPI initialized; dropping it finalizes MPI (hold it in `main` until the end).
 pub struct MpiGuard {
