@@ -606,12 +606,21 @@ fn out_on_an_existing_run() {
 #[test]
 fn a_binary_without_mpi_refuses_to_run_as_one_of_many_ranks() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fukai"))
-        .args(["train", "--steps", "1", "--out", "/nonexistent/never-written"])
+        .args([
+            "train",
+            "--steps",
+            "1",
+            "--out",
+            "/nonexistent/never-written",
+        ])
         .env("OMPI_COMM_WORLD_SIZE", "4")
         .env("OMPI_COMM_WORLD_RANK", "0")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("one of 4 processes") && err.contains("--features mpi"), "{err}");
+    assert!(
+        err.contains("one of 4 processes") && err.contains("--features mpi"),
+        "{err}"
+    );
 }
