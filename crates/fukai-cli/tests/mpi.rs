@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{s, scratch};
+use common::{checkpoint_bits, expect_success, s, scratch};
 use fukai::io::load_safetensors;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -69,39 +69,17 @@ fn run(ranks: usize, args: &[&str]) -> Output {
 }
 
 fn run_ok(ranks: usize, args: &[&str]) -> String {
-    let out = run(ranks, args);
-    assert!(
-        out.status.success(),
-        "{ranks} ranks: fukai {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    expect_success(&run(ranks, args), &format!("{ranks} ranks: fukai {args:?}"))
 }
 
-/// Every tensor of a checkpoint (model, buffers, optimizer state) as raw bits, by name.
+/// Every tensor of a run's checkpoint (model, buffers, optimizer state) as raw bits, by name.
 fn tensors(run_dir: &Path) -> Vec<(String, Vec<u64>)> {
-    let f = load_safetensors(run_dir.join("checkpoint.safetensors")).unwrap();
-    let mut v: Vec<(String, Vec<u64>)> = f
-        .tensors()
-        .iter()
-        .map(|(n, t)| {
-            let bits = t
-                .to_vec_f64()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect();
-            (n.clone(), bits)
-        })
-        .collect();
-    v.sort();
-    v
+    checkpoint_bits(&run_dir.join("checkpoint.safetensors"))
 }
 
-fn train_args<'a>(cfg: &'a Path, data: &'a Path, out: &'a Path, steps: &'a str) -> Vec<&'a str> {
-    vec![
+/// `train --config CFG --data DATA --out OUT`, then `extra`.
+fn train_args<'a>(cfg: &'a Path, data: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "train",
         "--config",
         s(cfg),
@@ -109,11 +87,14 @@ fn train_args<'a>(cfg: &'a Path, data: &'a Path, out: &'a Path, steps: &'a str) 
         s(data),
         "--out",
         s(out),
-        "--micro-batch",
-        "8",
-        "--steps",
-        steps,
-    ]
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The runs the bitwise tests compare: micro-batches of 8, `steps` steps.
+fn micro8(steps: &str) -> [&str; 4] {
+    ["--micro-batch", "8", "--steps", steps]
 }
 
 #[test]
@@ -121,7 +102,7 @@ fn ranks_train_the_same_bits_as_one_process() {
     let (dir, cfg) = setup("bits");
     let data = shipped_mnist();
     let one = dir.join("one");
-    run_ok(0, &train_args(&cfg, &data, &one, "6"));
+    run_ok(0, &train_args(&cfg, &data, &one, &micro8("6")));
     let reference = tensors(&one);
     assert!(
         reference.iter().any(|(n, _)| n.contains("running_mean")),
@@ -129,7 +110,7 @@ fn ranks_train_the_same_bits_as_one_process() {
     );
     for ranks in [1, 2, 4] {
         let out = dir.join(format!("np{ranks}"));
-        let stdout = run_ok(ranks, &train_args(&cfg, &data, &out, "6"));
+        let stdout = run_ok(ranks, &train_args(&cfg, &data, &out, &micro8("6")));
         // Only rank 0 prints.
         assert_eq!(stdout.matches("fukai train:").count(), 1, "{stdout}");
         let got = tensors(&out);
@@ -141,20 +122,7 @@ fn ranks_train_the_same_bits_as_one_process() {
     }
     // The comparison can fail: one batch of 32 (not four micro-batches of 8) differs.
     let whole = dir.join("whole");
-    run_ok(
-        0,
-        &[
-            "train",
-            "--config",
-            s(&cfg),
-            "--data",
-            s(&data),
-            "--out",
-            s(&whole),
-            "--steps",
-            "6",
-        ],
-    );
+    run_ok(0, &train_args(&cfg, &data, &whole, &["--steps", "6"]));
     assert_ne!(tensors(&whole), reference);
 }
 
@@ -163,9 +131,9 @@ fn a_run_resumes_on_another_number_of_ranks() {
     let (dir, cfg) = setup("resume");
     let data = shipped_mnist();
     let (straight, moved) = (dir.join("straight"), dir.join("moved"));
-    run_ok(0, &train_args(&cfg, &data, &straight, "8"));
+    run_ok(0, &train_args(&cfg, &data, &straight, &micro8("8")));
     // 3 steps on 4 ranks, 3 on 1 process, the rest on 2 ranks.
-    run_ok(4, &train_args(&cfg, &data, &moved, "3"));
+    run_ok(4, &train_args(&cfg, &data, &moved, &micro8("3")));
     let resume = |ranks: usize, steps: &str| {
         run_ok(ranks, &["train", "--resume", s(&moved), "--steps", steps])
     };
@@ -178,18 +146,7 @@ fn a_run_resumes_on_another_number_of_ranks() {
 fn ranks_that_cannot_share_a_step_are_told_why() {
     let (dir, cfg) = setup("uneven");
     let data = shipped_mnist();
-    let out = run(
-        3,
-        &[
-            "train",
-            "--config",
-            s(&cfg),
-            "--data",
-            s(&data),
-            "--out",
-            s(&dir.join("r")),
-        ],
-    );
+    let out = run(3, &train_args(&cfg, &data, &dir.join("r"), &[]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -233,19 +190,12 @@ fn a_killed_rank_ends_the_run_within_seconds_and_the_checkpoint_resumes() {
     let out = dir.join("r");
     let mut child = command(
         2,
-        &[
-            "train",
-            "--config",
-            s(&cfg),
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "--micro-batch",
-            "8",
-            "--epochs",
-            "200",
-        ],
+        &train_args(
+            &cfg,
+            &data,
+            &out,
+            &["--micro-batch", "8", "--epochs", "200"],
+        ),
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -333,19 +283,7 @@ fn synchronized_batch_norm_normalizes_over_all_ranks() {
     let data = shipped_mnist();
     let go = |ranks: usize, name: &str, extra: &[&str]| {
         let out = dir.join(name);
-        let mut args = vec![
-            "train",
-            "--config",
-            s(&cfg),
-            "--data",
-            s(&data),
-            "--out",
-            s(&out),
-            "--steps",
-            "3",
-            "--batch-size",
-            "16",
-        ];
+        let mut args = train_args(&cfg, &data, &out, &["--steps", "3", "--batch-size", "16"]);
         args.extend_from_slice(extra);
         run_ok(ranks, &args);
         values(&out)

@@ -5,29 +5,14 @@
 
 mod common;
 
-use common::{fukai, fukai_ok, s, scratch, table_config, write_table};
-use fukai::io::load_safetensors;
+use common::{checkpoint_bits, fukai, fukai_ok, s, scratch, table_config, write_table};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every model and optimizer tensor of a checkpoint, as raw bits, by name.
 fn state_bits(ckpt: &Path) -> Vec<(String, Vec<u64>)> {
-    let f = load_safetensors(ckpt).unwrap();
-    let mut out: Vec<(String, Vec<u64>)> = f
-        .tensors()
-        .iter()
-        .map(|(n, t)| {
-            let bits = t
-                .to_vec_f64()
-                .unwrap()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect();
-            (n.clone(), bits)
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    let out = checkpoint_bits(ckpt);
     assert!(
         out.iter().any(|(n, _)| n.starts_with("optim.")),
         "no optimizer state in {}",

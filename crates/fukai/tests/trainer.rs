@@ -4,7 +4,7 @@
 
 use fukai::data::{DataLoader, InMemory};
 use fukai::models::{self, Mlp, MlpConfig, Model};
-use fukai::train::{Stop, TrainConfig, Trainer};
+use fukai::train::{Batches, Stop, TrainConfig, Trainer};
 use std::sync::Arc;
 
 /// Three noisy, separable classes in 4 features; `flip` relabels every class (c -> c + 1).
@@ -174,4 +174,38 @@ fn resume_from_a_library_checkpoint_is_bit_exact() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("train.lr: checkpoint 0.005, now 0.001"), "{e}");
+}
+
+/// A data-parallel rank reads only its batches of an epoch: `Batches::select` gives exactly
+/// the batches the whole epoch has at those positions, both the DataLoader's own (which makes
+/// only those) and the trait's default (which walks the epoch).
+#[test]
+fn a_rank_selects_the_batches_the_epoch_has_there() {
+    struct Walk<'a>(&'a DataLoader);
+    impl Batches for Walk<'_> {
+        fn len(&self) -> usize {
+            Batches::len(self.0)
+        }
+        fn samples(&self) -> usize {
+            self.0.samples()
+        }
+        fn epoch(
+            &self,
+            epoch: u64,
+            start: usize,
+        ) -> Box<dyn Iterator<Item = fukai::Result<fukai::data::Batch>> + Send + '_> {
+            Batches::epoch(self.0, epoch, start)
+        }
+    }
+    let loader = DataLoader::new(Arc::new(blobs(42, 1, false)), 4).shuffle(3);
+    let rows = |b: fukai::Result<fukai::data::Batch>| b.unwrap().x.to_vec::<f32>().unwrap();
+    let all: Vec<Vec<f32>> = Batches::epoch(&loader, 2, 0).map(rows).collect();
+    assert_eq!(all.len(), 11);
+    for which in [vec![1, 3, 4, 10], vec![0], vec![5, 6, 7], vec![]] {
+        let want: Vec<Vec<f32>> = which.iter().map(|&i| all[i].clone()).collect();
+        let own: Vec<Vec<f32>> = loader.select(2, which.clone()).map(rows).collect();
+        let walked: Vec<Vec<f32>> = Walk(&loader).select(2, which.clone()).map(rows).collect();
+        assert_eq!(own, want, "{which:?}");
+        assert_eq!(walked, want, "{which:?}");
+    }
 }

@@ -17,15 +17,40 @@ pub fn fukai(args: &[&str]) -> Output {
 
 /// Runs `fukai ARGS` and panics with its output unless it succeeds; returns stdout.
 pub fn fukai_ok(args: &[&str]) -> String {
-    let out = fukai(args);
+    expect_success(&fukai(args), &format!("fukai {args:?}"))
+}
+
+/// `out`'s stdout; a panic showing everything `what` printed when it failed.
+pub fn expect_success(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "fukai {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every tensor of a safetensors file (a checkpoint: model, buffers, optimizer state) as the
+/// raw bits of its values, sorted by name.
+pub fn checkpoint_bits(path: &Path) -> Vec<(String, Vec<u64>)> {
+    let f = fukai::io::load_safetensors(path).unwrap();
+    let mut out: Vec<(String, Vec<u64>)> = f
+        .tensors()
+        .iter()
+        .map(|(n, t)| {
+            let bits = t
+                .to_vec_f64()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            (n.clone(), bits)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// A fresh, empty folder under the system temp dir.

@@ -111,18 +111,10 @@ impl BatchNorm {
             batch_var: stats.var.mul_scalar(n as f64 / (n - 1) as f64)?,
             shared: false,
         };
-        DEFERRED.with(|d| match &mut *d.borrow_mut() {
-            Some(list) => {
-                list.push(update);
-                Ok(())
-            }
-            None => update.apply(),
-        })?;
+        update.apply_or_defer()?;
         Ok(y)
     }
-}
 
-impl BatchNorm {
     /// Training mode with statistics over the micro-batches of every rank of `group` (each rank
     /// holds one part of the batch): per-channel sums and sums of squares all-reduced, so the
     /// gradient flows through the other ranks' parts too.
@@ -165,13 +157,7 @@ impl BatchNorm {
             batch_var: var.detach().mul_scalar(n / (n - 1.0))?,
             shared: true,
         };
-        DEFERRED.with(|d| match &mut *d.borrow_mut() {
-            Some(list) => {
-                list.push(update);
-                Ok(())
-            }
-            None => update.apply(),
-        })?;
+        update.apply_or_defer()?;
         Ok(y)
     }
 }
@@ -219,6 +205,17 @@ pub struct RunningUpdate {
 }
 
 impl RunningUpdate {
+    /// Applies the update now, or holds it back inside [`defer_running_stats`].
+    fn apply_or_defer(self) -> Result<()> {
+        DEFERRED.with(|d| match &mut *d.borrow_mut() {
+            Some(list) => {
+                list.push(self);
+                Ok(())
+            }
+            None => self.apply(),
+        })
+    }
+
     /// Applies the update to the layer's buffers.
     pub fn apply(&self) -> Result<()> {
         let _g = crate::no_grad();

@@ -117,6 +117,7 @@ impl Trainer {
     pub fn data_parallel(mut self, group: Arc<dyn Collective>) -> Self {
         if group.rank() != 0 {
             self.hooks.clear();
+            self.dir = None;
         }
         self.group = group;
         self
@@ -125,7 +126,10 @@ impl Trainer {
     /// Writes checkpoints into `dir`: `checkpoint.safetensors` (the newest), the last
     /// `keep_checkpoints` in `checkpoints/`, and `best.safetensors` (lowest validation loss).
     pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dir = Some(dir.into());
+        // Only rank 0 of a data-parallel run writes.
+        if self.group.rank() == 0 {
+            self.dir = Some(dir.into());
+        }
         self
     }
 
@@ -181,16 +185,12 @@ impl Trainer {
                 source: e,
             })
         };
-        let bytes = if self.group.size() == 1 {
-            read()?
+        let mine = if self.group.rank() == 0 {
+            read()
         } else {
-            let mine = if self.group.rank() == 0 {
-                read()
-            } else {
-                Ok(Vec::new())
-            };
-            self.group.broadcast(mine)?
+            Ok(Vec::new())
         };
+        let bytes = self.group.broadcast(mine)?;
         let file = crate::io::parse_safetensors(&bytes, &path.display().to_string())?;
         let err = |msg: String| Error::Format {
             file: path.display().to_string(),
@@ -234,10 +234,6 @@ impl Trainer {
         checkpoint::load_file(&file, path, &*self.model, Some(&mut *self.opt))?;
         self.state = state;
         Ok(())
-    }
-
-    fn loss(&self, out: &Tensor, b: &Batch, label_smoothing: f64) -> Result<Tensor> {
-        loss(self.model.task(), out, b, label_smoothing)
     }
 
     /// Evaluates the model on every batch of `data` (see [`evaluate`]).
@@ -320,7 +316,7 @@ impl Trainer {
             steps_per_epoch,
             start: (self.state.epoch, self.state.batch, self.state.step),
         };
-        if let Some(dir) = self.dir.as_ref().filter(|_| rank == 0) {
+        if let Some(dir) = &self.dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::Io {
                 path: dir.display().to_string(),
                 source: e,
@@ -370,7 +366,7 @@ impl Trainer {
                             format!("the training data ended before batch {j} of epoch {epoch}"),
                         )
                     })??;
-                    micros.push(self.micro_batch(&b, epoch, j, task)?);
+                    micros.push(self.micro_batch(&b, epoch, j, task, &targets.params)?);
                     batches.push((j, b));
                 }
                 let exchange_start = Instant::now();
@@ -488,7 +484,7 @@ impl Trainer {
             for h in &mut self.hooks {
                 h.on_epoch_end(&self.state.history, val_ev.as_ref())?;
             }
-            if improved && rank == 0 {
+            if improved {
                 if let Some(dir) = &self.dir {
                     crate::models::save(
                         &*self.model,
@@ -520,7 +516,14 @@ impl Trainer {
     /// Forward and backward on micro-batch `index` of `epoch`, its gradients taken out of the
     /// parameters (each micro-batch's gradient starts from zero) and its batch-norm statistics
     /// held back, for [`exchange::combine`].
-    fn micro_batch(&mut self, b: &Batch, epoch: u64, index: usize, task: Task) -> Result<Micro> {
+    fn micro_batch(
+        &self,
+        b: &Batch,
+        epoch: u64,
+        index: usize,
+        task: Task,
+        params: &[Tensor],
+    ) -> Result<Micro> {
         // Dropout draws from a stream of this micro-batch's own: the same on any rank.
         let stream = crate::Generator::new(self.cfg.seed ^ 0x6d69_6372_6f62)
             .fork(epoch, index as u64)
@@ -528,25 +531,24 @@ impl Trainer {
         crate::rng::set_default_generator_state(stream.0, 0);
         let a = self.cfg.accumulate;
         let smoothing = self.cfg.label_smoothing;
-        let group: Arc<dyn Collective> = if self.cfg.sync_batch_norm {
-            self.group.clone()
-        } else {
-            Arc::new(distributed::Single)
+        let sync = self.cfg.sync_batch_norm.then(|| self.group.clone());
+        let model = &*self.model;
+        let step = || -> Result<(Tensor, f64)> {
+            let out = model.forward_batch(b)?;
+            let loss = loss(model.task(), &out, b, smoothing)?;
+            let l = loss.item()?;
+            // Even a non-finite loss goes backward: with synchronized batch norm the other
+            // ranks' backward waits for this one's; the step then stops as diverged.
+            if a > 1 {
+                loss.mul_scalar(1.0 / a as f64)?.backward()?;
+            } else {
+                loss.backward()?;
+            }
+            Ok((out, l))
         };
-        let (result, stats) = crate::nn::defer_running_stats(|| -> Result<(Tensor, f64)> {
-            crate::nn::synchronize_batch_norm(group, || -> Result<(Tensor, f64)> {
-                let out = self.model.forward_batch(b)?;
-                let loss = self.loss(&out, b, smoothing)?;
-                let l = loss.item()?;
-                // Even a non-finite loss goes backward: with synchronized batch norm the other
-                // ranks' backward waits for this one's; the step then stops as diverged.
-                if a > 1 {
-                    loss.mul_scalar(1.0 / a as f64)?.backward()?;
-                } else {
-                    loss.backward()?;
-                }
-                Ok((out, l))
-            })
+        let (result, stats) = crate::nn::defer_running_stats(|| match sync {
+            Some(group) => crate::nn::synchronize_batch_norm(group, step),
+            None => step(),
         });
         let (out, loss) = result?;
         let correct = if task == Task::Classification && loss.is_finite() {
@@ -556,9 +558,7 @@ impl Trainer {
         } else {
             0
         };
-        let grads = self
-            .model
-            .parameters()
+        let grads = params
             .iter()
             .map(|p| {
                 let g = p.grad();
@@ -696,9 +696,6 @@ impl Trainer {
         let Some(dir) = self.dir.clone() else {
             return Ok(());
         };
-        if self.group.rank() != 0 {
-            return Ok(());
-        }
         let sub = dir.join("checkpoints");
         std::fs::create_dir_all(&sub).map_err(|e| Error::Io {
             path: sub.display().to_string(),
