@@ -17,6 +17,7 @@
 
 pub mod audio;
 pub mod autograd;
+mod backend;
 pub mod data;
 pub mod distributed;
 pub mod error;
@@ -37,4 +38,4 @@ pub mod train;
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};
 pub use rng::{manual_seed, Generator};
-pub use tensor::{DType, Device, Tensor};
+pub use tensor::{devices, DType, Device, DeviceInfo, Tensor};

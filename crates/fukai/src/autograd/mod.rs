@@ -63,7 +63,7 @@ impl Tensor {
                 self.shape()
             )));
         }
-        let one = Tensor::ones(self.shape(), self.dtype())?;
+        let one = Tensor::ones_on(self.shape(), self.dtype(), self.device())?;
         self.backward_with(&one)
     }
 

@@ -92,7 +92,7 @@ pub fn cross_entropy_with(
     target: &Tensor,
     opts: CrossEntropyOpts,
 ) -> Result<Tensor> {
-    check_float("cross_entropy", logits)?;
+    crate::ops::float::check_float_on("cross_entropy", logits)?;
     let eps = opts.label_smoothing;
     if !(0.0..=1.0).contains(&eps) {
         bail!(
@@ -104,6 +104,31 @@ pub fn cross_entropy_with(
     let (n, c) = (logits.shape()[0], logits.shape()[1]);
     let valid: Vec<bool> = y.iter().map(|&t| Some(t) != opts.ignore_index).collect();
     let n_valid = valid.iter().filter(|&&v| v).count();
+    #[cfg(feature = "wgpu")]
+    if crate::tensor::on_wgpu(&[logits]) {
+        let marked: Vec<i64> = y
+            .iter()
+            .zip(&valid)
+            .map(|(&t, &v)| if v { t } else { -1 })
+            .collect();
+        let kernels = crate::backend::wgpu::softmax::cross_entropy;
+        let (rows, probs, tgt) = kernels(logits, &marked, eps)?;
+        let inv = 1.0 / n_valid as f64;
+        let loss = rows.sum_all()?.mul_scalar(inv)?;
+        return Ok(Tensor::op_result(
+            "cross_entropy",
+            loss.storage().clone(),
+            loss.layout().clone(),
+            &[logits],
+            move || {
+                Box::new(move |g, _| {
+                    let back = crate::backend::wgpu::softmax::cross_entropy_backward;
+                    Ok(vec![Some(back(&probs, &tgt, g, eps, inv)?)])
+                })
+            },
+        ));
+    }
+    logits.cpu_only("cross_entropy")?;
     let (storage, layout, probs) = float_dispatch!(logits.dtype(), T => {
         let (loss, probs) = with_contig::<T, _>(logits, |x| {
             let mut probs = vec![T::ZERO; n * c];

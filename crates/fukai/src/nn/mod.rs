@@ -97,6 +97,17 @@ pub trait Module: Send + Sync {
     fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
     /// Switches train/eval behaviour (dropout, batch norm). Containers forward it to children.
     fn set_training(&mut self, _on: bool) {}
+    /// Moves every parameter and buffer to `device` in place (PyTorch's `model.to(device)`):
+    /// optimizers built on the parameters keep working, and forward then runs there.
+    fn to_device(&self, device: crate::Device) -> Result<()> {
+        let mut tensors = Vec::new();
+        self.visit("", &mut |_, t, _| tensors.push(t.clone()));
+        for t in tensors {
+            t.zero_grad();
+            t.move_to(device)?;
+        }
+        Ok(())
+    }
     /// Training mode, as PyTorch's `model.train()`: dropout drops, batch norm uses and updates
     /// batch statistics. Layers start in this mode.
     ///

@@ -2,7 +2,7 @@
 //! shape with `sum_to_shape`.
 
 use super::broadcast::zip_map;
-use super::float::{check_float, check_same_dtype, wrap, Float};
+use super::float::{check_float_on, check_same_dtype, wrap, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -56,11 +56,19 @@ impl Tensor {
     /// Applies a [`Binary`] function with broadcasting (differentiable in both inputs).
     pub fn binary(&self, rhs: &Tensor, op: Binary) -> Result<Tensor> {
         let name = op.name();
-        check_float(name, self)?;
+        check_float_on(name, self)?;
         check_same_dtype(name, self, rhs)?;
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
-        let (storage, layout) =
-            float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape));
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self, rhs]) {
+            #[cfg(feature = "wgpu")]
+            {
+                crate::backend::wgpu::elementwise::binary(op as u32, self, rhs, &shape)?
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape))
+        };
         // Plain handles, not detached copies: cheap (no allocation), and backward runs under
         // no_grad so holding graph-carrying inputs records nothing new.
         let (a, b) = (self.clone(), rhs.clone());

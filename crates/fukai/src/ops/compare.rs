@@ -1,7 +1,7 @@
 //! Comparisons (giving u8 masks of 0/1), `where_cond` and `masked_fill`.
 
 use super::broadcast::zip_map;
-use super::float::{check_float, check_same_dtype, wrap, Float};
+use super::float::{check_float_on, check_same_dtype, wrap, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -37,6 +37,10 @@ impl Tensor {
     fn compare(&self, rhs: &Tensor, c: Cmp, name: &'static str) -> Result<Tensor> {
         check_same_dtype(name, self, rhs)?;
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
+        if crate::tensor::on_wgpu(&[self, rhs]) {
+            #[cfg(feature = "wgpu")]
+            return crate::backend::wgpu::elementwise::compare(c as u32, self, rhs, &shape);
+        }
         let out = match self.dtype() {
             DType::F32 => cmp_kernel::<f32>(self, rhs, &shape, c),
             DType::F64 => cmp_kernel::<f64>(self, rhs, &shape, c),
@@ -110,10 +114,38 @@ impl Tensor {
                 self.dtype()
             );
         }
-        check_float("where_cond", a)?;
+        check_float_on("where_cond", a)?;
         check_same_dtype("where_cond", a, b)?;
+        crate::tensor::check_same_device("where_cond", self, a)?;
+        crate::tensor::check_same_device("where_cond", self, b)?;
         let shape = broadcast_shapes("where_cond", self.shape(), a.shape())?;
         let shape = broadcast_shapes("where_cond", &shape, b.shape())?;
+        if crate::tensor::on_wgpu(&[self, a, b]) {
+            #[cfg(feature = "wgpu")]
+            {
+                let (storage, layout) =
+                    crate::backend::wgpu::elementwise::where_cond(self, a, b, &shape)?;
+                let (mask, sa, sb) = (self.clone(), a.shape().to_vec(), b.shape().to_vec());
+                return Ok(Tensor::op_result(
+                    "where_cond",
+                    storage,
+                    layout,
+                    &[a, b],
+                    move || {
+                        Box::new(move |g, needs| {
+                            let zero = Tensor::scalar(0.0, g.dtype());
+                            let ga = needs[0]
+                                .then(|| mask.where_cond(g, &zero)?.sum_to_shape(&sa))
+                                .transpose()?;
+                            let gb = needs[1]
+                                .then(|| mask.where_cond(&zero, g)?.sum_to_shape(&sb))
+                                .transpose()?;
+                            Ok(vec![ga, gb])
+                        })
+                    },
+                ));
+            }
+        }
         let cond = self.layout().broadcast_to("where_cond", &shape)?;
         let cond: Vec<u8> = {
             let d = self.storage().read();

@@ -141,8 +141,16 @@ float_impl!(
 );
 float_impl!(f64, f64::exp, libm::erfc, f64::tanh);
 
-/// Errors unless `t` has a dtype kernels compute in.
+/// Errors unless `t` has a dtype kernels compute in and lives in host memory: the check of
+/// every op that has no device kernel yet.
 pub fn check_float(op: &'static str, t: &Tensor) -> Result<()> {
+    check_float_on(op, t)?;
+    t.cpu_only(op)
+}
+
+/// Errors unless `t` has a dtype kernels compute in, on any device: the check of ops with
+/// kernels for every backend.
+pub fn check_float_on(op: &'static str, t: &Tensor) -> Result<()> {
     if !t.dtype().is_compute_float() {
         bail!(
             op,
@@ -153,12 +161,12 @@ pub fn check_float(op: &'static str, t: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// Errors unless both tensors share a dtype.
+/// Errors unless both tensors share a dtype and a device (or one is a 0-dim CPU scalar).
 pub fn check_same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dtype() != b.dtype() {
         bail!(op, "dtype mismatch: {} vs {}", a.dtype(), b.dtype());
     }
-    Ok(())
+    crate::tensor::check_same_device(op, a, b)
 }
 
 /// Runs `f` on `t`'s elements as a contiguous `&[T]` in logical order, copying only for

@@ -1,7 +1,7 @@
 //! Fused affine map `x Wᵀ + b`: the bias is written into the output rows and the product
 //! accumulated onto it by gemm, so no broadcast add and no second pass over the output.
 
-use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
 use super::matmul::{gemm_raw, parallelism};
 use crate::bail;
 use crate::error::Result;
@@ -45,7 +45,7 @@ impl Tensor {
     /// `self Wᵀ + b` over the last dim (PyTorch's `F.linear`): `self` is `[.., in]`, `weight`
     /// `[out, in]`, `bias` `[out]`. One fused kernel; differentiable in all three.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        check_float("linear", self)?;
+        check_float_on("linear", self)?;
         check_same_dtype("linear", self, weight)?;
         let k = self.shape().last().copied().unwrap_or(0);
         if self.rank() == 0 || weight.rank() != 2 || weight.shape()[1] != k {
@@ -73,11 +73,32 @@ impl Tensor {
             weight.detach().contiguous()?,
             bias.map(|b| b.detach()),
         );
-        let (storage, layout) = float_dispatch!(self.dtype(), T => {
-            let bv = b.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
-            let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(xv, wv, bv.as_deref(), m, k, n)));
-            wrap(out, &shape)
-        });
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self, weight]) {
+            #[cfg(feature = "wgpu")]
+            {
+                // x [m, k] row-major; Wᵀ read through strides, never copied.
+                let la = crate::tensor::Layout::new(vec![m, k], vec![k, 1], x.layout().offset());
+                let lb = crate::tensor::Layout::new(vec![k, n], vec![1, k], w.layout().offset());
+                let s = crate::backend::wgpu::matmul::matmul(
+                    &x,
+                    &la,
+                    &w,
+                    &lb,
+                    &[],
+                    (m, k, n),
+                    b.as_ref(),
+                )?;
+                (s, crate::tensor::Layout::contiguous(&shape))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => {
+                let bv = b.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
+                let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(xv, wv, bv.as_deref(), m, k, n)));
+                wrap(out, &shape)
+            })
+        };
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         let in_shape = self.shape().to_vec();

@@ -1,7 +1,7 @@
 //! Matrix multiplication on the `gemm` crate. Operands are passed by their strides, so
 //! transposed views (the usual case in backward) never get copied.
 
-use super::float::{check_float, check_same_dtype, Float};
+use super::float::{check_float_on, check_same_dtype, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -316,7 +316,7 @@ impl Tensor {
     /// # Ok::<(), fukai::Error>(())
     /// ```
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
-        check_float("matmul", self)?;
+        check_float_on("matmul", self)?;
         check_same_dtype("matmul", self, rhs)?;
         if self.rank() == 0 || rhs.rank() == 0 {
             bail!(
@@ -356,20 +356,29 @@ impl Tensor {
         }
         let (ra, rb) = (self.rank(), rhs.rank());
         let (m, n) = (self.shape()[ra - 2], rhs.shape()[rb - 1]);
-        let (a, b, data, out_shape) =
-            if ra == 2 && rb == 2 && !broadcast_matrix(self) && !broadcast_matrix(rhs) {
-                // A plain 2-D product skips the batch bookkeeping below: its allocations were a
-                // tenth of a 64×64 product's time.
-                let data = float_dispatch!(self.dtype(), T => T::wrap(matmul_kernel::<T>(
-                    self, self.layout(), rhs, rhs.layout(), &[], m, k, n
-                )));
-                (self.clone(), rhs.clone(), data, vec![m, n])
-            } else {
-                self.batched_matmul(rhs, (m, k, n))?
-            };
+        let (a, b, data, out_shape) = if ra == 2
+            && rb == 2
+            && !broadcast_matrix(self)
+            && !broadcast_matrix(rhs)
+            && !crate::tensor::on_wgpu(&[self, rhs])
+        {
+            // A plain 2-D product skips the batch bookkeeping below: its allocations were a
+            // tenth of a 64×64 product's time.
+            let data = float_dispatch!(self.dtype(), T => T::wrap(matmul_kernel::<T>(
+                self, self.layout(), rhs, rhs.layout(), &[], m, k, n
+            )));
+            (
+                self.clone(),
+                rhs.clone(),
+                Arc::new(Storage::new(data)),
+                vec![m, n],
+            )
+        } else {
+            self.batched_matmul(rhs, (m, k, n))?
+        };
         Ok(Tensor::op_result(
             "matmul",
-            Arc::new(Storage::new(data)),
+            data,
             Layout::contiguous(&out_shape),
             &[self, rhs],
             move || {
@@ -405,7 +414,7 @@ impl Tensor {
         &self,
         rhs: &Tensor,
         (m, k, n): (usize, usize, usize),
-    ) -> Result<(Tensor, Tensor, crate::tensor::CpuStorage, Vec<usize>)> {
+    ) -> Result<(Tensor, Tensor, Arc<Storage>, Vec<usize>)> {
         let (ra, rb) = (self.rank(), rhs.rank());
         let (batch_a, batch_b) = (&self.shape()[..ra - 2], &rhs.shape()[..rb - 2]);
         let Ok(batch) = broadcast_shapes("matmul", batch_a, batch_b) else {
@@ -433,7 +442,22 @@ impl Tensor {
         shape_b.extend_from_slice(&[k, n]);
         let la = a.layout().broadcast_to("matmul", &shape_a)?;
         let lb = b.layout().broadcast_to("matmul", &shape_b)?;
+        if crate::tensor::on_wgpu(&[&a, &b]) {
+            #[cfg(feature = "wgpu")]
+            {
+                let data = crate::backend::wgpu::matmul::matmul(
+                    &a,
+                    &la,
+                    &b,
+                    &lb,
+                    &batch,
+                    (m, k, n),
+                    None,
+                )?;
+                return Ok((a, b, data, out_shape));
+            }
+        }
         let data = float_dispatch!(self.dtype(), T => T::wrap(matmul_kernel::<T>(&a, &la, &b, &lb, &batch, m, k, n)));
-        Ok((a, b, data, out_shape))
+        Ok((a, b, Arc::new(Storage::new(data)), out_shape))
     }
 }

@@ -1,7 +1,7 @@
 //! Reductions over dims. Every reduction views its input as [outer, R, inner] and sums (or
 //! scans) R in a fixed order with fixed-size blocks, so results are identical at any thread count.
 
-use super::float::{check_float, wrap, zeroed, Float};
+use super::float::{check_float, check_float_on, wrap, zeroed, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -34,6 +34,27 @@ fn reduce_view<T: Float, R>(
     perm.extend_from_slice(dims);
     let p = t.detach().permute_usize(&perm).expect("valid permutation");
     super::float::with_contig::<T, _>(&p, |x| f(x, outer, r, 1))
+}
+
+/// The input viewed as [outer, R, inner] for a device kernel: itself when the reduced dims are
+/// one run, else permuted so they are innermost.
+#[cfg(feature = "wgpu")]
+fn device_view(t: &Tensor, dims: &[usize]) -> (Tensor, usize, usize, usize) {
+    let shape = t.shape();
+    let r: usize = dims.iter().map(|&d| shape[d]).product();
+    if dims.is_empty() {
+        return (t.clone(), t.numel(), 1, 1);
+    }
+    if dims.windows(2).all(|w| w[1] == w[0] + 1) {
+        let outer: usize = shape[..dims[0]].iter().product();
+        let inner: usize = shape[dims[dims.len() - 1] + 1..].iter().product();
+        return (t.clone(), outer, r, inner);
+    }
+    let mut perm: Vec<usize> = (0..shape.len()).filter(|d| !dims.contains(d)).collect();
+    let outer: usize = perm.iter().map(|&d| shape[d]).product();
+    perm.extend_from_slice(dims);
+    let p = t.detach().permute_usize(&perm).expect("valid permutation");
+    (p, outer, r, 1)
 }
 
 /// Sum of a contiguous run with 8 independent accumulators per block (vectorizes, and the
@@ -175,13 +196,24 @@ impl Tensor {
 
     /// Sum over the given (already normalized, sorted, distinct) dims.
     pub(crate) fn sum_dims(&self, dims: &[usize], keepdim: bool) -> Result<Tensor> {
-        check_float("sum", self)?;
+        check_float_on("sum", self)?;
         let dims: Vec<usize> = dims.iter().copied().filter(|&d| d < self.rank()).collect();
         let out_shape = reduced_shape(self.shape(), &dims, keepdim);
-        let (storage, layout) = float_dispatch!(self.dtype(), T => {
-            let v = reduce_view::<T, _>(self, &dims, sum_kernel::<T>);
-            wrap(v, &out_shape)
-        });
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                use crate::backend::wgpu::reduce::{reduce, Reduce};
+                let (v, o, r, i) = device_view(self, &dims);
+                reduce(&v, o, r, i, Reduce::Sum, &out_shape)?.0
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => {
+                let v = reduce_view::<T, _>(self, &dims, sum_kernel::<T>);
+                wrap(v, &out_shape)
+            })
+        };
         let in_shape = self.shape().to_vec();
         let kept = reduced_shape(&in_shape, &dims, true);
         Ok(Tensor::op_result(
@@ -255,7 +287,7 @@ impl Tensor {
         keepdim: bool,
         want_max: bool,
     ) -> Result<(Tensor, Tensor)> {
-        check_float(op, self)?;
+        check_float_on(op, self)?;
         let d = normalize_dim(op, dim, self.rank())?;
         if self.rank() > 0 && self.shape()[d] == 0 {
             bail!(
@@ -266,12 +298,24 @@ impl Tensor {
         }
         let dims = if self.rank() == 0 { vec![] } else { vec![d] };
         let out_shape = reduced_shape(self.shape(), &dims, keepdim);
-        let (storage, layout, idx) = float_dispatch!(self.dtype(), T => {
-            let (v, i) = reduce_view::<T, _>(self, &dims, |x, o, r, n| arg_kernel::<T>(x, o, r, n, want_max));
-            let (s, l) = wrap(v, &out_shape);
-            (s, l, i)
-        });
-        let indices = Tensor::from_storage(CpuStorage::I64(idx), &out_shape);
+        let (storage, layout, indices) = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                use crate::backend::wgpu::reduce::{reduce, Reduce};
+                let (v, o, r, i) = device_view(self, &dims);
+                let how = if want_max { Reduce::Max } else { Reduce::Min };
+                let ((s, l), idx) = reduce(&v, o, r, i, how, &out_shape)?;
+                (s, l, idx.expect("arg reductions return indices"))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => {
+                let (v, i) = reduce_view::<T, _>(self, &dims, |x, o, r, n| arg_kernel::<T>(x, o, r, n, want_max));
+                let (s, l) = wrap(v, &out_shape);
+                (s, l, Tensor::from_storage(CpuStorage::I64(i), &out_shape))
+            })
+        };
         let saved_idx = indices.clone();
         let in_shape = self.shape().to_vec();
         let kept = reduced_shape(&in_shape, &dims, true);

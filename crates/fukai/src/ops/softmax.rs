@@ -1,7 +1,7 @@
 //! Fused softmax and log-softmax along a dim, forward and backward: one pass per row instead of
 //! the max / sub / exp / sum / div chain.
 
-use super::float::{check_float, with_contig, wrap, Float};
+use super::float::{check_float_on, with_contig, wrap, Float};
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::parallel::for_each_chunk_mut;
@@ -85,7 +85,7 @@ fn backward<T: Float>(y: &[T], g: &[T], outer: usize, r: usize, inner: usize, lo
 impl Tensor {
     fn softmax_impl(&self, dim: isize, log: bool) -> Result<Tensor> {
         let name = if log { "log_softmax" } else { "softmax" };
-        check_float(name, self)?;
+        check_float_on(name, self)?;
         let d = normalize_dim(name, dim, self.rank())?;
         let shape = self.shape().to_vec();
         let (outer, r, inner) = if shape.is_empty() {
@@ -97,10 +97,19 @@ impl Tensor {
                 shape[d + 1..].iter().product(),
             )
         };
-        let (storage, layout) = float_dispatch!(self.dtype(), T => {
-            let out = with_contig::<T, _>(self, |x| forward::<T>(x, outer, r, inner, log));
-            wrap(out, &shape)
-        });
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                crate::backend::wgpu::softmax::softmax(self, (outer, r, inner), log)?
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => {
+                let out = with_contig::<T, _>(self, |x| forward::<T>(x, outer, r, inner, log));
+                wrap(out, &shape)
+            })
+        };
         let y = Tensor::from_parts(storage.clone(), layout.clone());
         Ok(Tensor::op_result(
             name,
@@ -109,6 +118,16 @@ impl Tensor {
             &[self],
             move || {
                 Box::new(move |g, _| {
+                    #[cfg(feature = "wgpu")]
+                    if crate::tensor::on_wgpu(&[&y, g]) {
+                        let gx = crate::backend::wgpu::softmax::softmax_backward(
+                            &y,
+                            g,
+                            (outer, r, inner),
+                            log,
+                        )?;
+                        return Ok(vec![Some(gx)]);
+                    }
                     let (s, l) = float_dispatch!(y.dtype(), T => {
                         let out = with_contig::<T, _>(&y, |yv| with_contig::<T, _>(g, |gv| backward::<T>(yv, gv, outer, r, inner, log)));
                         wrap(out, y.shape())

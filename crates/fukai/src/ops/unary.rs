@@ -1,7 +1,7 @@
 //! Elementwise functions of one tensor, each with its derivative next to it. Backward runs one
 //! fused pass over (saved value, upstream gradient) instead of a chain of tensor ops.
 
-use super::float::{check_float, with_contig, wrap, Float};
+use super::float::{check_float_on, with_contig, wrap, Float};
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::parallel::build_uninit;
@@ -102,6 +102,43 @@ impl Unary {
             Unary::Clamp(..) => "clamp",
             Unary::LeakyRelu(_) => "leaky_relu",
         }
+    }
+
+    /// The op's code in the device kernels (its position in this enum) and parameters.
+    #[cfg(feature = "wgpu")]
+    fn code(self) -> (u32, f64, f64) {
+        let params = match self {
+            Unary::Powf(p) | Unary::LeakyRelu(p) => (p, 0.0),
+            Unary::Affine(a, b) | Unary::Clamp(a, b) => (a, b),
+            _ => (0.0, 0.0),
+        };
+        let code = [
+            Unary::Neg,
+            Unary::Exp,
+            Unary::Log,
+            Unary::Sqrt,
+            Unary::Rsqrt,
+            Unary::Abs,
+            Unary::Tanh,
+            Unary::Sigmoid,
+            Unary::Relu,
+            Unary::Gelu,
+            Unary::GeluTanh,
+            Unary::Silu,
+            Unary::Sin,
+            Unary::Cos,
+            Unary::Square,
+            Unary::Recip,
+        ]
+        .iter()
+        .position(|&u| u == self)
+        .unwrap_or(match self {
+            Unary::Powf(_) => 16,
+            Unary::Affine(..) => 17,
+            Unary::Clamp(..) => 18,
+            _ => 19,
+        });
+        (code as u32, params.0, params.1)
     }
 
     /// Whether backward needs the output (true) or the input (false).
@@ -460,12 +497,22 @@ pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Se
 impl Tensor {
     /// Applies a [`Unary`] function elementwise (differentiable).
     pub fn unary(&self, op: Unary) -> Result<Tensor> {
-        check_float(op.name(), self)?;
+        check_float_on(op.name(), self)?;
         let dtype = self.dtype();
-        let (storage, layout) = float_dispatch!(dtype, T => {
-            let out = with_contig::<T, _>(self, |x| op.forward(x));
-            wrap(out, self.shape())
-        });
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                let (code, p, q) = op.code();
+                crate::backend::wgpu::elementwise::unary(code, p, q, self)?
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(dtype, T => {
+                let out = with_contig::<T, _>(self, |x| op.forward(x));
+                wrap(out, self.shape())
+            })
+        };
         let saved = if op.saves_output() {
             Tensor::from_parts(storage.clone(), layout.clone())
         } else {
@@ -478,6 +525,14 @@ impl Tensor {
             &[self],
             move || {
                 Box::new(move |g, _| {
+                    #[cfg(feature = "wgpu")]
+                    if crate::tensor::on_wgpu(&[&saved, g]) {
+                        let (code, p, q) = op.code();
+                        let gx = crate::backend::wgpu::elementwise::unary_backward(
+                            code, p, q, &saved, g,
+                        )?;
+                        return Ok(vec![Some(gx)]);
+                    }
                     let (st, ly) = float_dispatch!(saved.dtype(), T => {
                         let out = with_contig::<T, _>(&saved, |s| with_contig::<T, _>(g, |g| op.backward(s, g)));
                         wrap(out, saved.shape())

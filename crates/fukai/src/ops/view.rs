@@ -112,11 +112,24 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let data = self.copy_contiguous_storage();
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                crate::backend::wgpu::elementwise::copy(self)?
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            let data = self.copy_contiguous_storage();
+            (
+                Arc::new(Storage::new(data)),
+                Layout::contiguous(self.shape()),
+            )
+        };
         Ok(Tensor::op_result(
             "contiguous",
-            Arc::new(Storage::new(data)),
-            Layout::contiguous(self.shape()),
+            storage,
+            layout,
             &[self],
             || Box::new(|g, _| Ok(vec![Some(g.clone())])),
         ))

@@ -86,6 +86,27 @@ struct AdamStep<'a> {
 }
 
 impl Update for AdamStep<'_> {
+    fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()> {
+        #[cfg(feature = "wgpu")]
+        {
+            let (m, v) = (self.m.on_device(i, w)?, self.v.on_device(i, w)?);
+            let step = crate::backend::wgpu::optim::Step::Adam {
+                decoupled: self.decoupled,
+                step_size: self.step_size,
+                betas: self.betas,
+                eps: self.eps,
+                bc2_sqrt: self.bc2_sqrt,
+                lr: self.lr,
+                weight_decay: self.weight_decay,
+            };
+            crate::backend::wgpu::optim::update(&step, w, g, &m, &v)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let _ = (i, g);
+            w.cpu_only("optimizer")
+        }
+    }
     fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]) {
         let step_size = T::c(self.step_size);
         let (b1, b2, eps) = (T::c(self.betas.0), T::c(self.betas.1), T::c(self.eps));

@@ -70,33 +70,63 @@ pub trait Optimizer: Send {
 /// `"{prefix}.{i}"` tensors.
 pub(crate) struct Slots {
     name: &'static str,
-    bufs: Vec<Option<CpuStorage>>,
+    bufs: Vec<Option<Slot>>,
+}
+
+/// One state buffer: host memory for CPU parameters, a tensor on the parameter's device
+/// otherwise.
+enum Slot {
+    Host(CpuStorage),
+    Device(Tensor),
 }
 
 impl Slots {
     pub(crate) fn new(name: &'static str, n: usize) -> Self {
         Slots {
             name,
-            bufs: vec![None; n],
+            bufs: (0..n).map(|_| None).collect(),
         }
     }
     /// The buffer for parameter `i` as `T`, zero-initialized on first use.
     pub(crate) fn get<T: Float>(&mut self, i: usize, len: usize) -> &mut [T] {
-        let buf = self.bufs[i].get_or_insert_with(|| T::wrap(vec![T::ZERO; len]));
-        T::slice_mut(buf).expect("state kept in its parameter's dtype")
+        if !matches!(self.bufs[i], Some(Slot::Host(_))) {
+            self.bufs[i] = Some(Slot::Host(T::wrap(vec![T::ZERO; len])));
+        }
+        match &mut self.bufs[i] {
+            Some(Slot::Host(b)) => T::slice_mut(b).expect("state kept in its parameter's dtype"),
+            _ => unreachable!("set above"),
+        }
+    }
+    /// The buffer for parameter `p` (index `i`) on `p`'s device, zeros on first use; state
+    /// loaded from a checkpoint moves there on first use.
+    pub(crate) fn on_device(&mut self, i: usize, p: &Tensor) -> Result<Tensor> {
+        let t = match self.bufs[i].take() {
+            Some(Slot::Device(t)) if t.device() == p.device() => t,
+            Some(Slot::Device(t)) => t.to(p.device())?,
+            Some(Slot::Host(h)) => {
+                let storage = Arc::new(Storage::new(h));
+                Tensor::from_parts(storage, Layout::contiguous(p.shape())).to(p.device())?
+            }
+            None => Tensor::zeros_on(p.shape(), p.dtype(), p.device())?,
+        };
+        self.bufs[i] = Some(Slot::Device(t.clone()));
+        Ok(t)
     }
     pub(crate) fn is_set(&self, i: usize) -> bool {
         self.bufs[i].is_some()
     }
     pub(crate) fn save(&self, params: &[Tensor], out: &mut Vec<(String, Tensor)>) -> Result<()> {
         for (i, b) in self.bufs.iter().enumerate() {
-            if let Some(b) = b {
-                let storage = Arc::new(Storage::new(b.clone()));
-                out.push((
-                    format!("{}.{i}", self.name),
-                    Tensor::from_parts(storage, Layout::contiguous(params[i].shape())),
-                ));
-            }
+            let t = match b {
+                Some(Slot::Host(b)) => {
+                    let storage = Arc::new(Storage::new(b.clone()));
+                    Tensor::from_parts(storage, Layout::contiguous(params[i].shape()))
+                }
+                // Checkpoints hold host tensors, so they load on any device.
+                Some(Slot::Device(t)) => t.to(crate::Device::Cpu)?,
+                None => continue,
+            };
+            out.push((format!("{}.{i}", self.name), t));
         }
         Ok(())
     }
@@ -107,7 +137,7 @@ impl Slots {
             self.bufs[i] = match state.iter().find(|(n, _)| *n == key) {
                 Some((_, t)) if t.shape() == p.shape() => {
                     check_float("load_state", p)?;
-                    Some(t.to_dtype(p.dtype())?.copy_contiguous_storage())
+                    Some(Slot::Host(t.to_dtype(p.dtype())?.host_storage()?))
                 }
                 Some((_, t)) => bail!(
                     "load_state",
@@ -127,6 +157,8 @@ impl Slots {
 pub(crate) trait Update {
     /// Updates the weights `w` of parameter `i` from its gradient `g` in place.
     fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]);
+    /// The same update with `w` and `g` on a device, by that device's kernel.
+    fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()>;
 }
 
 /// Runs `u` on every parameter that has a gradient, in the parameter's own dtype.
@@ -141,8 +173,20 @@ pub(crate) fn for_each_grad(params: &[Tensor], u: &mut impl Update) -> Result<()
                 p.shape()
             );
         }
-        check_float("optimizer", p)?;
         check_same_dtype("optimizer", p, &g)?;
+        if !p.device().is_cpu() {
+            crate::ops::float::check_float_on("optimizer", p)?;
+            if !p.is_contiguous() {
+                bail!(
+                    "optimizer",
+                    "parameter {i} is a strided view of shape {:?}",
+                    p.shape()
+                );
+            }
+            u.apply_device(i, p, &g)?;
+            continue;
+        }
+        check_float("optimizer", p)?;
         float_dispatch!(p.dtype(), T => {
             with_contig::<T, _>(&g, |gs| p.update_as::<T>("optimizer", |w| u.apply(i, w, gs)))
         })?;
@@ -238,6 +282,11 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
     let mut sq = 0.0f64;
     for p in params {
         if let Some(g) = p.grad() {
+            if !g.device().is_cpu() {
+                // One readback per parameter; the sum of squares runs on the device.
+                sq += g.square()?.sum_all()?.item()?;
+                continue;
+            }
             check_float("clip_grad_norm", &g)?;
             sq += float_dispatch!(g.dtype(), T => with_contig::<T, _>(&g, sum_squares));
         }

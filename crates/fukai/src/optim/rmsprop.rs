@@ -73,6 +73,32 @@ struct RmsStep<'a> {
 }
 
 impl Update for RmsStep<'_> {
+    fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()> {
+        #[cfg(feature = "wgpu")]
+        {
+            let sq = self.sq.on_device(i, w)?;
+            let with_buf = self.momentum != 0.0;
+            let b = if with_buf {
+                self.buf.on_device(i, w)?
+            } else {
+                Tensor::zeros_on(&[1], w.dtype(), w.device())?
+            };
+            let step = crate::backend::wgpu::optim::Step::RmsProp {
+                momentum_buffer: with_buf,
+                lr: self.lr,
+                alpha: self.alpha,
+                eps: self.eps,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            };
+            crate::backend::wgpu::optim::update(&step, w, g, &sq, &b)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let _ = (i, g);
+            w.cpu_only("optimizer")
+        }
+    }
     fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]) {
         let (lr, a, eps) = (T::c(self.lr), T::c(self.alpha), T::c(self.eps));
         let (mom, wd) = (T::c(self.momentum), T::c(self.weight_decay));

@@ -67,6 +67,33 @@ struct SgdStep<'a> {
 }
 
 impl Update for SgdStep<'_> {
+    fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()> {
+        #[cfg(feature = "wgpu")]
+        {
+            let fresh = !self.bufs.is_set(i);
+            let with_buf = self.momentum != 0.0;
+            let b = if with_buf {
+                self.bufs.on_device(i, w)?
+            } else {
+                Tensor::zeros_on(&[1], w.dtype(), w.device())?
+            };
+            let unused = Tensor::zeros_on(&[1], w.dtype(), w.device())?;
+            let step = crate::backend::wgpu::optim::Step::Sgd {
+                momentum_buffer: with_buf,
+                fresh,
+                nesterov: self.nesterov,
+                lr: self.lr,
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            };
+            crate::backend::wgpu::optim::update(&step, w, g, &b, &unused)
+        }
+        #[cfg(not(feature = "wgpu"))]
+        {
+            let _ = (i, g);
+            w.cpu_only("optimizer")
+        }
+    }
     fn apply<T: Float>(&mut self, i: usize, w: &mut [T], g: &[T]) {
         let (lr, mom, wd) = (T::c(self.lr), T::c(self.momentum), T::c(self.weight_decay));
         let nest = self.nesterov;

@@ -245,6 +245,10 @@ impl Tensor {
                 T::DTYPE
             );
         }
+        if !self.device().is_cpu() {
+            let host = self.host_storage()?;
+            return Ok(T::slice(&host).expect("dtype checked").to_vec());
+        }
         let data = self.storage().read();
         let s = T::slice(&data).expect("dtype checked");
         Ok(match self.layout().contiguous_range() {
@@ -261,6 +265,10 @@ impl Tensor {
     /// # Ok::<(), fukai::Error>(())
     /// ```
     pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        if !self.device().is_cpu() {
+            let host = self.host_storage()?;
+            return Ok(match_storage!(&host, v => v.iter().map(|x| x.to_f64()).collect()));
+        }
         let data = self.storage().read();
         let idx = self.layout().indices();
         Ok(match_storage!(&*data, v => idx.map(|i| v[i].to_f64()).collect()))
@@ -288,6 +296,9 @@ impl Tensor {
     pub fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
         if self.dtype() != DType::F32 {
             bail!("with_f32", "tensor is {}, expected f32", self.dtype());
+        }
+        if !self.device().is_cpu() {
+            return Ok(f(&self.to_vec::<f32>()?));
         }
         let data = self.storage().read();
         let s = f32::slice(&data).expect("dtype checked");
@@ -327,16 +338,25 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let data = {
+        let storage = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                crate::backend::wgpu::elementwise::cast(self, dtype)?.0
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
             let src = self.storage().read();
-            src.convert_gather(self.layout().indices(), dtype)
+            Arc::new(super::Storage::new(
+                src.convert_gather(self.layout().indices(), dtype),
+            ))
         };
         let src_dtype = self.dtype();
         let differentiable = dtype.is_compute_float() && src_dtype.is_compute_float();
         let inputs: &[&Tensor] = if differentiable { &[self] } else { &[] };
         Ok(Tensor::op_result(
             "to_dtype",
-            Arc::new(super::Storage::new(data)),
+            storage,
             Layout::contiguous(self.shape()),
             inputs,
             || Box::new(move |g, _| Ok(vec![Some(g.to_dtype(src_dtype)?)])),
@@ -362,6 +382,11 @@ impl Tensor {
                 src.shape(),
                 src.dtype()
             );
+        }
+        crate::tensor::check_same_device("copy_from", self, src)?;
+        if crate::tensor::on_wgpu(&[self, src]) {
+            #[cfg(feature = "wgpu")]
+            return crate::backend::wgpu::elementwise::copy_into(self, src);
         }
         let values = src.copy_contiguous_storage();
         let mut dst = self.storage().write();
@@ -396,6 +421,7 @@ impl Tensor {
         op: &'static str,
         f: impl FnOnce(&mut [T]),
     ) -> Result<()> {
+        self.cpu_only(op)?;
         let Some(r) = self.layout().contiguous_range() else {
             bail!(op, "tensor of shape {:?} is a strided view", self.shape());
         };

@@ -7,9 +7,11 @@ mod device;
 mod dtype;
 mod layout;
 mod storage;
+mod transfer;
 
 pub use alloc_limit::with_alloc_limit;
-pub use device::Device;
+pub(crate) use device::list_names as device_names;
+pub use device::{devices, Device, DeviceInfo, MemoryStats};
 pub use dtype::{DType, WithDType};
 pub(crate) use layout::normalize_dim_nonscalar;
 pub use layout::{
@@ -17,6 +19,7 @@ pub use layout::{
 };
 pub(crate) use storage::match_storage;
 pub use storage::{CpuStorage, Storage, StorageSlice};
+pub(crate) use transfer::{check_same_device, on_wgpu};
 
 use crate::autograd::Node;
 use crate::bail;

@@ -164,38 +164,100 @@ storage_slice!(i64, I64);
 storage_slice!(u32, U32);
 storage_slice!(u8, U8);
 
-/// Memory on a device, shared by every view of it.
+/// Memory on a device, shared by every view of it. The memory can move to another device in
+/// place ([`crate::Tensor::move_to`]), so a model's parameters change device under the handles
+/// that optimizers and modules already hold.
 #[derive(Debug)]
 pub struct Storage {
-    device: Device,
     dtype: DType,
-    data: RwLock<CpuStorage>,
+    data: RwLock<Data>,
 }
+
+#[derive(Debug)]
+enum Data {
+    Cpu(CpuStorage),
+    #[cfg(feature = "wgpu")]
+    Wgpu(std::sync::Arc<crate::backend::wgpu::GpuBuf>),
+}
+
+/// Read access to host memory.
+pub type HostRead<'a> = parking_lot::MappedRwLockReadGuard<'a, CpuStorage>;
+/// Write access to host memory.
+pub type HostWrite<'a> = parking_lot::MappedRwLockWriteGuard<'a, CpuStorage>;
 
 impl Storage {
     /// Wraps a host buffer.
     pub fn new(data: CpuStorage) -> Self {
         Storage {
-            device: Device::Cpu,
             dtype: data.dtype(),
-            data: RwLock::new(data),
+            data: RwLock::new(Data::Cpu(data)),
+        }
+    }
+    /// Wraps a wgpu buffer holding elements of `dtype`.
+    #[cfg(feature = "wgpu")]
+    pub(crate) fn wgpu(buf: crate::backend::wgpu::GpuBuf, dtype: DType) -> Self {
+        Storage {
+            dtype,
+            data: RwLock::new(Data::Wgpu(std::sync::Arc::new(buf))),
         }
     }
     /// The device the memory lives on.
     pub fn device(&self) -> Device {
-        self.device
+        match &*self.data.read_recursive() {
+            Data::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "wgpu")]
+            Data::Wgpu(b) => Device::Wgpu(b.device_index()),
+        }
     }
     /// The element type.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
-    /// Shared read access. Recursive so that an op reading the same storage twice (x * x) cannot
-    /// deadlock against a waiting writer.
-    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, CpuStorage> {
-        self.data.read_recursive()
+    /// Elements held (by every view together).
+    pub fn len(&self) -> usize {
+        match &*self.data.read_recursive() {
+            Data::Cpu(c) => c.len(),
+            #[cfg(feature = "wgpu")]
+            Data::Wgpu(b) => b.len(),
+        }
     }
-    /// Exclusive access, for in-place updates.
-    pub fn write(&self) -> parking_lot::RwLockWriteGuard<'_, CpuStorage> {
-        self.data.write()
+    /// True when it holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The wgpu buffer, when the memory lives there.
+    #[cfg(feature = "wgpu")]
+    pub(crate) fn gpu(&self) -> Option<std::sync::Arc<crate::backend::wgpu::GpuBuf>> {
+        match &*self.data.read_recursive() {
+            Data::Wgpu(b) => Some(b.clone()),
+            Data::Cpu(_) => None,
+        }
+    }
+    /// Replaces the memory with `other`'s (same dtype and length): how a tensor moves device
+    /// in place.
+    pub(crate) fn replace_with(&self, other: Storage) {
+        debug_assert_eq!(self.dtype, other.dtype);
+        *self.data.write() = other.data.into_inner();
+    }
+    /// Shared read access to host memory. Recursive so that an op reading the same storage
+    /// twice (x * x) cannot deadlock against a waiting writer.
+    ///
+    /// Ops check the device before they reach a CPU kernel (`check_float`,
+    /// `check_same_dtype`, `Tensor::cpu_only`); device memory here is a bug in fukai, not in
+    /// the caller's data.
+    pub fn read(&self) -> HostRead<'_> {
+        parking_lot::RwLockReadGuard::map(self.data.read_recursive(), |d| match d {
+            Data::Cpu(c) => c,
+            #[allow(unreachable_patterns)]
+            _ => panic!("internal error: a CPU kernel was handed device memory"),
+        })
+    }
+    /// Exclusive access to host memory, for in-place updates.
+    pub fn write(&self) -> HostWrite<'_> {
+        parking_lot::RwLockWriteGuard::map(self.data.write(), |d| match d {
+            Data::Cpu(c) => c,
+            #[allow(unreachable_patterns)]
+            _ => panic!("internal error: a CPU kernel was handed device memory"),
+        })
     }
 }

@@ -1,0 +1,202 @@
+//! Launch glue for `elementwise.wgsl`: copies of strided views, broadcasting binary ops, unary
+//! ops and their gradients, comparisons, casts, `where` and fills.
+
+use super::{buf_of, groups, view_meta, word, wrap, Ctx, GpuBuf, Kernel};
+use crate::error::Result;
+use crate::tensor::{DType, Layout, Storage, Tensor};
+use std::sync::Arc;
+
+pub(crate) const SRC: &str = include_str!("elementwise.wgsl");
+
+fn kernel(entry: &'static str) -> Kernel {
+    Kernel {
+        file: "elementwise",
+        src: SRC,
+        entry,
+        access: "rrrw",
+    }
+}
+
+/// A 0-dim CPU operand (a scalar, as PyTorch allows beside device tensors) moved to `ctx`.
+pub(crate) fn operand(ctx: &Arc<Ctx>, t: &Tensor) -> Result<Tensor> {
+    if t.storage().gpu().is_some() {
+        return Ok(t.clone());
+    }
+    let data = t.copy_contiguous_storage();
+    let buf = super::upload(ctx, &data)?;
+    let (s, l) = wrap(buf, t.dtype(), t.shape());
+    Ok(Tensor::from_parts(s, l))
+}
+
+/// Launches an elementwise kernel writing `shape`'s elements from the views of `inputs`
+/// (broadcast to `shape`; up to three).
+fn launch(
+    ctx: &Arc<Ctx>,
+    entry: &'static str,
+    op: u32,
+    params: [u32; 2],
+    inputs: &[&Tensor],
+    shape: &[usize],
+) -> Result<GpuBuf> {
+    let n: usize = shape.iter().product();
+    let out = ctx.alloc(n)?;
+    let rank = shape.len();
+    let mut meta = vec![word(n)?, word(rank)?, op, params[0], params[1]];
+    let mut ops = Vec::with_capacity(3);
+    for t in inputs {
+        let t = operand(ctx, t)?;
+        let l = t.layout().broadcast_to(entry, shape)?;
+        view_meta(&l, rank, &mut meta)?;
+        ops.push(t);
+    }
+    let bufs: Vec<_> = (0..3).map(|i| buf_of(&ops[i.min(ops.len() - 1)])).collect();
+    ctx.launch(
+        &kernel(entry),
+        &meta,
+        &[&bufs[0], &bufs[1], &bufs[2], &out],
+        groups(n)?,
+    );
+    Ok(out)
+}
+
+/// A contiguous copy of a wgpu tensor's view (no graph).
+pub(crate) fn copy(t: &Tensor) -> Result<(Arc<Storage>, Layout)> {
+    let ctx = super::ctx_of(t).clone();
+    let out = launch(&ctx, "copy", 0, [0, 0], &[t], t.shape())?;
+    Ok(wrap(out, t.dtype(), t.shape()))
+}
+
+/// The tensor itself when contiguous, else a contiguous copy (no graph).
+pub(crate) fn contiguous(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() {
+        return Ok(t.clone());
+    }
+    let (s, l) = copy(t)?;
+    Ok(Tensor::from_parts(s, l))
+}
+
+/// `op` of `Binary` (its discriminant order) over the broadcast `shape`.
+pub(crate) fn binary(
+    op: u32,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+) -> Result<(Arc<Storage>, Layout)> {
+    let ctx = device_of(&[a, b]);
+    let out = launch(&ctx, "binary", op, [0, 0], &[a, b], shape)?;
+    Ok(wrap(out, DType::F32, shape))
+}
+
+/// `op` of `Unary` (its discriminant order) with parameters `p`, `q`.
+pub(crate) fn unary(op: u32, p: f64, q: f64, x: &Tensor) -> Result<(Arc<Storage>, Layout)> {
+    let ctx = super::ctx_of(x).clone();
+    let params = [(p as f32).to_bits(), (q as f32).to_bits()];
+    let out = launch(&ctx, "unary", op, params, &[x], x.shape())?;
+    Ok(wrap(out, DType::F32, x.shape()))
+}
+
+/// The gradient of unary `op` from the saved tensor `s` and upstream `g`.
+pub(crate) fn unary_backward(op: u32, p: f64, q: f64, s: &Tensor, g: &Tensor) -> Result<Tensor> {
+    let ctx = device_of(&[s, g]);
+    let params = [(p as f32).to_bits(), (q as f32).to_bits()];
+    let out = launch(&ctx, "unary_backward", op, params, &[s, g], s.shape())?;
+    let (st, l) = wrap(out, DType::F32, s.shape());
+    Ok(Tensor::from_parts(st, l))
+}
+
+/// The element kind code the kernels use for a dtype.
+fn kind(d: DType) -> u32 {
+    match d {
+        DType::F32 => 0,
+        DType::U32 => 1,
+        DType::I64 => 2,
+        _ => 3,
+    }
+}
+
+/// Comparison `op` (eq, ne, lt, le, gt, ge) giving a u8 mask.
+pub(crate) fn compare(op: u32, a: &Tensor, b: &Tensor, shape: &[usize]) -> Result<Tensor> {
+    let ctx = device_of(&[a, b]);
+    let out = launch(&ctx, "compare", op, [kind(a.dtype()), 0], &[a, b], shape)?;
+    let (s, l) = wrap(out, DType::U8, shape);
+    Ok(Tensor::from_parts(s, l))
+}
+
+/// Converts between the dtypes wgpu holds.
+pub(crate) fn cast(t: &Tensor, to: DType) -> Result<(Arc<Storage>, Layout)> {
+    super::check_dtype("to_dtype", to)?;
+    let ctx = super::ctx_of(t).clone();
+    let out = launch(
+        &ctx,
+        "convert",
+        kind(t.dtype()),
+        [kind(to), 0],
+        &[t],
+        t.shape(),
+    )?;
+    Ok(wrap(out, to, t.shape()))
+}
+
+/// `cond ? a : b` with broadcasting (cond u8; a, b of one dtype).
+pub(crate) fn where_cond(
+    cond: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    shape: &[usize],
+) -> Result<(Arc<Storage>, Layout)> {
+    let ctx = device_of(&[cond, a, b]);
+    let out = launch(&ctx, "where_cond", 0, [0, 0], &[a, b, cond], shape)?;
+    Ok(wrap(out, a.dtype(), shape))
+}
+
+/// A tensor of `shape` filled with `v` on `ctx`.
+pub(crate) fn full(ctx: &Arc<Ctx>, shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
+    super::check_dtype("full", dtype)?;
+    let bits = match dtype {
+        DType::F32 => (v as f32).to_bits(),
+        DType::I64 => v as i32 as u32,
+        DType::U8 => v as u8 as u32,
+        _ => v as u32,
+    };
+    let n: usize = shape.iter().product();
+    let out = ctx.alloc(n)?;
+    let meta = [word(n)?, 0, 0, bits];
+    // Read-only bindings must not alias the written buffer.
+    let unused = ctx.upload(&[0]);
+    ctx.launch(
+        &kernel("fill"),
+        &meta,
+        &[&unused, &unused, &unused, &out],
+        groups(n)?,
+    );
+    let (s, l) = wrap(out, dtype, shape);
+    Ok(Tensor::from_parts(s, l))
+}
+
+/// The device of the first wgpu tensor among `ts` (the caller checked they share it).
+pub(crate) fn device_of(ts: &[&Tensor]) -> Arc<Ctx> {
+    ts.iter()
+        .find_map(|t| t.storage().gpu().map(|b| b.ctx().clone()))
+        .expect("an op on wgpu has a wgpu operand")
+}
+
+/// Writes `src`'s elements into the contiguous wgpu tensor `dst` (same shape and dtype).
+pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
+    if !dst.is_contiguous() {
+        crate::bail!(
+            "copy_from",
+            "a wgpu destination must be contiguous, found a strided view of {:?}",
+            dst.shape()
+        );
+    }
+    let ctx = super::ctx_of(dst).clone();
+    let src = contiguous(&operand(&ctx, src)?)?;
+    ctx.copy(
+        &buf_of(&src),
+        src.layout().offset(),
+        &buf_of(dst),
+        dst.layout().offset(),
+        dst.numel(),
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Launch glue for `optim.wgsl`: SGD, Adam(W) and RMSprop updates in place on the device.
+
+use super::{buf_of, elementwise::contiguous, groups, word, Kernel};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+pub(crate) const SRC: &str = include_str!("optim.wgsl");
+
+/// Which update, with its settings as f32 words after (n, weight offset, gradient offset).
+pub(crate) enum Step {
+    Sgd {
+        momentum_buffer: bool,
+        fresh: bool,
+        nesterov: bool,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    },
+    Adam {
+        decoupled: bool,
+        step_size: f64,
+        betas: (f64, f64),
+        eps: f64,
+        bc2_sqrt: f64,
+        lr: f64,
+        weight_decay: f64,
+    },
+    RmsProp {
+        momentum_buffer: bool,
+        lr: f64,
+        alpha: f64,
+        eps: f64,
+        momentum: f64,
+        weight_decay: f64,
+    },
+}
+
+fn f(v: f64) -> u32 {
+    (v as f32).to_bits()
+}
+
+/// Updates the contiguous parameter `w` from gradient `g` and state tensors `s1`, `s2`
+/// (contiguous, from offset 0; unused ones may be any device buffer).
+pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tensor) -> Result<()> {
+    let g = contiguous(g)?;
+    let n = w.numel();
+    let mut meta = vec![
+        word(n)?,
+        word(w.layout().offset())?,
+        word(g.layout().offset())?,
+    ];
+    let entry = match *step {
+        Step::Sgd {
+            momentum_buffer,
+            fresh,
+            nesterov,
+            lr,
+            momentum,
+            weight_decay,
+        } => {
+            meta.extend([
+                momentum_buffer as u32,
+                fresh as u32,
+                nesterov as u32,
+                f(lr),
+                f(momentum),
+                f(weight_decay),
+            ]);
+            "sgd"
+        }
+        Step::Adam {
+            decoupled,
+            step_size,
+            betas,
+            eps,
+            bc2_sqrt,
+            lr,
+            weight_decay,
+        } => {
+            meta.extend([
+                decoupled as u32,
+                f(step_size),
+                f(betas.0),
+                f(betas.1),
+                f(eps),
+                f(bc2_sqrt),
+                f(lr),
+                f(weight_decay),
+            ]);
+            "adam"
+        }
+        Step::RmsProp {
+            momentum_buffer,
+            lr,
+            alpha,
+            eps,
+            momentum,
+            weight_decay,
+        } => {
+            meta.extend([
+                momentum_buffer as u32,
+                f(lr),
+                f(alpha),
+                f(eps),
+                f(momentum),
+                f(weight_decay),
+            ]);
+            "rmsprop"
+        }
+    };
+    let k = Kernel {
+        file: "optim",
+        src: SRC,
+        entry,
+        access: "wrww",
+    };
+    let ctx = super::ctx_of(w).clone();
+    ctx.launch(
+        &k,
+        &meta,
+        &[&buf_of(w), &buf_of(&g), &buf_of(s1), &buf_of(s2)],
+        groups(n)?,
+    );
+    Ok(())
+}

@@ -1,0 +1,566 @@
+//! Every wgpu kernel against the CPU: outputs and gradients within stated f32 tolerances, the
+//! same bits on a rerun, and errors (not panics) for what the device cannot do. Runs on
+//! lavapipe in CI; skips with a printed reason only where wgpu finds no adapter at all (set
+//! FUKAI_REQUIRE_WGPU=1 to make that a failure, as CI does).
+#![cfg(feature = "wgpu")]
+
+use fukai::nn::loss::{cross_entropy, cross_entropy_with, CrossEntropyOpts};
+use fukai::optim::{Adam, Optimizer, RmsProp, Sgd};
+use fukai::{DType, Device, Result, Tensor};
+
+fn gpu() -> Option<Device> {
+    let found = fukai::devices()
+        .into_iter()
+        .find(|d| matches!(d.device, Device::Wgpu(_)));
+    match found {
+        Some(d) => Some(d.device),
+        None if std::env::var_os("FUKAI_REQUIRE_WGPU").is_some() => {
+            panic!("FUKAI_REQUIRE_WGPU is set but wgpu found no adapter (is mesa-vulkan-drivers installed?)")
+        }
+        None => {
+            eprintln!("skipped: wgpu found no adapter on this machine");
+            None
+        }
+    }
+}
+
+/// Deterministic test data in [-2, 2) (no RNG state shared with other tests).
+fn data(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n)
+        .map(|i| {
+            let h = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ seed.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let h = (h ^ (h >> 29)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((h >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape).unwrap()
+}
+
+fn close(what: &str, gpu: &Tensor, cpu: &Tensor, tol: f32) {
+    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
+    assert!(
+        matches!(gpu.device(), Device::Wgpu(_)),
+        "{what}: result left the device"
+    );
+    let (g, c) = (gpu.to_vec_f64().unwrap(), cpu.to_vec_f64().unwrap());
+    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+        let ok =
+            (a - b).abs() <= tol as f64 * (1.0 + b.abs()) || (a.is_nan() && b.is_nan()) || a == b;
+        assert!(ok, "{what}: element {i}: wgpu {a} vs cpu {b} (tol {tol})");
+    }
+}
+
+/// Runs `f` on CPU and on the GPU with the same inputs (gradients on), compares the output and
+/// every input's gradient, and checks a second GPU run gives the same bits.
+fn crosscheck(
+    what: &str,
+    dev: Device,
+    inputs: &[Tensor],
+    tol: f32,
+    f: impl Fn(&[Tensor]) -> Result<Tensor>,
+) {
+    let run = |device: Device| -> (Tensor, Vec<Option<Tensor>>) {
+        let xs: Vec<Tensor> = inputs
+            .iter()
+            .map(|t| {
+                let t = t.detach().to(device).unwrap().detach();
+                if t.dtype() == DType::F32 {
+                    t.with_grad().unwrap()
+                } else {
+                    t
+                }
+            })
+            .collect();
+        let y = f(&xs).unwrap_or_else(|e| panic!("{what} on {device}: {e}"));
+        // A fixed, non-uniform upstream gradient.
+        let up = data(y.shape(), 99).to(device).unwrap();
+        y.mul(&up).unwrap().sum_all().unwrap().backward().unwrap();
+        (y.detach(), xs.iter().map(|x| x.grad()).collect())
+    };
+    let (yc, gc) = run(Device::Cpu);
+    let (yg, gg) = run(dev);
+    close(what, &yg, &yc, tol);
+    for (i, (a, b)) in gg.iter().zip(&gc).enumerate() {
+        match (a, b) {
+            (Some(a), Some(b)) => close(&format!("{what}: gradient of input {i}"), a, b, tol),
+            (None, None) => {}
+            _ => panic!("{what}: gradient of input {i} present on one device only"),
+        }
+    }
+    let (yg2, _) = run(dev);
+    assert_eq!(
+        yg.to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        yg2.to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>(),
+        "{what}: a rerun on the device gave different bits"
+    );
+}
+
+#[test]
+fn devices_lists_the_cpu_first_and_round_trips_every_dtype() {
+    let all = fukai::devices();
+    assert_eq!(all[0].device, Device::Cpu);
+    let Some(dev) = gpu() else { return };
+    let f = Tensor::from_vec(vec![1.5f32, -2.0, f32::INFINITY, 0.1], &[2, 2]).unwrap();
+    assert_eq!(
+        f.to(dev)
+            .unwrap()
+            .to(Device::Cpu)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        f.to_vec::<f32>().unwrap()
+    );
+    let i = Tensor::from_vec(vec![-3i64, 0, 7, 2_000_000_000], &[4]).unwrap();
+    assert_eq!(
+        i.to(dev).unwrap().to_vec::<i64>().unwrap(),
+        [-3, 0, 7, 2_000_000_000]
+    );
+    let u = Tensor::from_vec(vec![0u8, 1, 255], &[3]).unwrap();
+    assert_eq!(u.to(dev).unwrap().to_vec::<u8>().unwrap(), [0, 1, 255]);
+    // A strided view reads back in logical order.
+    let t = data(&[3, 4], 1).to(dev).unwrap();
+    assert_eq!(
+        t.t().unwrap().to_vec::<f32>().unwrap(),
+        data(&[3, 4], 1).t().unwrap().to_vec::<f32>().unwrap()
+    );
+    // What wgpu cannot hold is an error naming the dtype.
+    let big = Tensor::from_vec(vec![1i64 << 40], &[1]).unwrap();
+    assert!(big
+        .to(dev)
+        .unwrap_err()
+        .to_string()
+        .contains("does not fit"));
+    let d = Tensor::from_vec(vec![1.0f64], &[1]).unwrap();
+    assert!(d.to(dev).unwrap_err().to_string().contains("f64"));
+    // An absent adapter is an error listing those found.
+    let e = Tensor::scalar(1.0, DType::F32)
+        .to(Device::Wgpu(999))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("wgpu:999") && e.contains("cpu"), "{e}");
+    // Constructors on the device.
+    let z = Tensor::full_on(&[2, 3], 2.5, DType::F32, dev).unwrap();
+    assert_eq!(z.device(), dev);
+    assert_eq!(z.to_vec::<f32>().unwrap(), [2.5; 6]);
+}
+
+#[test]
+fn binary_ops_broadcast_and_read_strided_views() {
+    let Some(dev) = gpu() else { return };
+    let (a, b) = (data(&[4, 5], 1), data(&[5], 2));
+    crosscheck("add", dev, &[a.clone(), b.clone()], 1e-6, |x| {
+        x[0].add(&x[1])
+    });
+    crosscheck("sub", dev, &[a.clone(), b.clone()], 1e-6, |x| {
+        x[0].sub(&x[1])
+    });
+    crosscheck("mul", dev, &[a.clone(), b.clone()], 1e-6, |x| {
+        x[0].mul(&x[1])
+    });
+    crosscheck(
+        "div",
+        dev,
+        &[a.clone(), b.add_scalar(3.0).unwrap()],
+        1e-5,
+        |x| x[0].div(&x[1]),
+    );
+    crosscheck("maximum", dev, &[a.clone(), b.clone()], 0.0, |x| {
+        x[0].maximum(&x[1])
+    });
+    crosscheck("minimum", dev, &[a.clone(), b.clone()], 0.0, |x| {
+        x[0].minimum(&x[1])
+    });
+    crosscheck(
+        "pow",
+        dev,
+        &[a.abs().unwrap().add_scalar(0.5).unwrap(), b.clone()],
+        1e-5,
+        |x| x[0].pow(&x[1]),
+    );
+    // Transposed and column-broadcast operands.
+    let (c, d) = (data(&[5, 4], 3), data(&[5, 1], 4));
+    crosscheck("add of a transpose", dev, &[c, d], 1e-6, |x| {
+        x[0].t()?.add(&x[1].t()?)
+    });
+    // A 0-dim CPU scalar meets a device tensor, as in PyTorch.
+    let g = data(&[3], 5).to(dev).unwrap();
+    let s = g.mul(&Tensor::scalar(2.0, DType::F32)).unwrap();
+    assert_eq!(s.device(), dev);
+    close(
+        "mul by a cpu scalar",
+        &s,
+        &data(&[3], 5).mul_scalar(2.0).unwrap(),
+        0.0,
+    );
+}
+
+#[test]
+fn unary_ops_and_their_gradients_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let x = data(&[3, 67], 7);
+    let pos = x.abs().unwrap().add_scalar(0.25).unwrap();
+    type F = fn(&Tensor) -> Result<Tensor>;
+    let cases: [(&str, F, bool, f32); 20] = [
+        ("neg", |t| t.neg(), false, 0.0),
+        ("exp", |t| t.exp(), false, 1e-5),
+        ("log", |t| t.log(), true, 1e-5),
+        ("sqrt", |t| t.sqrt(), true, 1e-5),
+        ("rsqrt", |t| t.rsqrt(), true, 1e-5),
+        ("abs", |t| t.abs(), false, 0.0),
+        ("tanh", |t| t.tanh(), false, 1e-5),
+        ("sigmoid", |t| t.sigmoid(), false, 1e-5),
+        ("relu", |t| t.relu(), false, 0.0),
+        ("gelu", |t| t.gelu(), false, 1e-5),
+        ("gelu_tanh", |t| t.gelu_tanh(), false, 1e-5),
+        ("silu", |t| t.silu(), false, 1e-5),
+        ("sin", |t| t.sin(), false, 1e-5),
+        ("cos", |t| t.cos(), false, 1e-5),
+        ("square", |t| t.square(), false, 1e-6),
+        ("recip", |t| t.recip(), true, 1e-5),
+        ("powf", |t| t.powf(1.7), true, 1e-5),
+        ("affine", |t| t.affine(-1.5, 0.25), false, 1e-6),
+        ("clamp", |t| t.clamp(-0.5, 0.75), false, 0.0),
+        ("leaky_relu", |t| t.leaky_relu(0.1), false, 1e-6),
+    ];
+    for (name, f, positive, tol) in cases {
+        let input = if positive { pos.clone() } else { x.clone() };
+        crosscheck(name, dev, &[input], tol, |v| f(&v[0]));
+    }
+}
+
+#[test]
+fn comparisons_where_and_casts() {
+    let Some(dev) = gpu() else { return };
+    let (a, b) = (data(&[6, 7], 11), data(&[7], 12));
+    let (ga, gb) = (a.to(dev).unwrap(), b.to(dev).unwrap());
+    for (name, c, g) in [
+        ("gt", a.gt(&b).unwrap(), ga.gt(&gb).unwrap()),
+        ("lt", a.lt(&b).unwrap(), ga.lt(&gb).unwrap()),
+        ("eq", a.eq(&a).unwrap(), ga.eq(&ga).unwrap()),
+        ("ge", a.ge(&b).unwrap(), ga.ge(&gb).unwrap()),
+        ("le", a.le(&b).unwrap(), ga.le(&gb).unwrap()),
+        ("ne", a.ne(&b).unwrap(), ga.ne(&gb).unwrap()),
+    ] {
+        assert_eq!(g.dtype(), DType::U8, "{name}");
+        assert_eq!(
+            g.to_vec::<u8>().unwrap(),
+            c.to_vec::<u8>().unwrap(),
+            "{name}"
+        );
+    }
+    let mask = a.gt(&b).unwrap();
+    crosscheck("where_cond", dev, &[a.clone(), b.clone()], 0.0, |x| {
+        let m = x[0].detach().gt(&x[1].detach())?;
+        m.where_cond(&x[0], &x[1])
+    });
+    crosscheck("masked_fill", dev, &[a.clone()], 0.0, |x| {
+        x[0].masked_fill(&x[0].detach().gt(&Tensor::scalar(0.0, DType::F32))?, -1.0)
+    });
+    let _ = mask;
+    // Casts between the dtypes the device holds.
+    let f = Tensor::from_vec(vec![2.7f32, -1.2, 0.0, 300.0], &[4]).unwrap();
+    let g = f.to(dev).unwrap();
+    assert_eq!(
+        g.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap(),
+        f.to_dtype(DType::I64).unwrap().to_vec::<i64>().unwrap()
+    );
+    let idx = Tensor::from_vec(vec![3i64, -2, 0], &[3]).unwrap();
+    assert_eq!(
+        idx.to(dev)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [3.0, -2.0, 0.0]
+    );
+}
+
+#[test]
+fn reductions_over_any_dims() {
+    let Some(dev) = gpu() else { return };
+    let x = data(&[3, 300, 5], 21);
+    for dims in [&[0isize][..], &[1], &[2], &[0, 2], &[0, 1, 2], &[1, 2]] {
+        crosscheck(
+            &format!("sum over {dims:?}"),
+            dev,
+            &[x.clone()],
+            1e-5,
+            |v| v[0].sum(dims, false),
+        );
+        crosscheck(
+            &format!("mean over {dims:?}"),
+            dev,
+            &[x.clone()],
+            1e-5,
+            |v| v[0].mean(dims, true),
+        );
+    }
+    crosscheck(
+        "sum of a transpose",
+        dev,
+        &[data(&[40, 70], 22)],
+        1e-5,
+        |v| v[0].t()?.sum(&[1], false),
+    );
+    let g = x.to(dev).unwrap();
+    for dim in [0isize, 1, 2] {
+        let (vc, ic) = x.max_dim(dim, false).unwrap();
+        let (vg, ig) = g.max_dim(dim, false).unwrap();
+        close("max_dim values", &vg, &vc, 0.0);
+        assert_eq!(
+            ig.to_vec::<i64>().unwrap(),
+            ic.to_vec::<i64>().unwrap(),
+            "max_dim indices over {dim}"
+        );
+        assert_eq!(
+            g.argmin(dim, true).unwrap().to_vec::<i64>().unwrap(),
+            x.argmin(dim, true).unwrap().to_vec::<i64>().unwrap()
+        );
+    }
+    // Ties go to the first index, as on the CPU.
+    let t = Tensor::from_vec(vec![1.0f32, 3.0, 3.0, 0.0], &[1, 4]).unwrap();
+    assert_eq!(
+        t.to(dev)
+            .unwrap()
+            .argmax(1, false)
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap(),
+        [1]
+    );
+}
+
+#[test]
+fn matmul_batched_transposed_and_broadcast() {
+    let Some(dev) = gpu() else { return };
+    crosscheck(
+        "matmul 2-D",
+        dev,
+        &[data(&[37, 150], 31), data(&[150, 129], 32)],
+        1e-5,
+        |v| v[0].matmul(&v[1]),
+    );
+    crosscheck(
+        "matmul of transposes",
+        dev,
+        &[data(&[20, 33], 33), data(&[17, 20], 34)],
+        1e-5,
+        |v| v[0].t()?.matmul(&v[1].t()?),
+    );
+    crosscheck(
+        "batched matmul",
+        dev,
+        &[data(&[3, 9, 16], 35), data(&[3, 16, 11], 36)],
+        1e-5,
+        |v| v[0].matmul(&v[1]),
+    );
+    crosscheck(
+        "broadcast batch",
+        dev,
+        &[data(&[2, 3, 9, 16], 37), data(&[16, 5], 38)],
+        1e-5,
+        |v| v[0].matmul(&v[1]),
+    );
+    crosscheck(
+        "4-D batches",
+        dev,
+        &[data(&[2, 1, 4, 8], 39), data(&[1, 3, 8, 4], 40)],
+        1e-5,
+        |v| v[0].matmul(&v[1]),
+    );
+    crosscheck(
+        "matrix-vector",
+        dev,
+        &[data(&[7, 5], 41), data(&[5], 42)],
+        1e-5,
+        |v| v[0].matmul(&v[1]),
+    );
+    crosscheck(
+        "linear",
+        dev,
+        &[data(&[2, 6, 33], 43), data(&[19, 33], 44), data(&[19], 45)],
+        1e-5,
+        |v| v[0].linear(&v[1], Some(&v[2])),
+    );
+    crosscheck(
+        "linear without bias",
+        dev,
+        &[data(&[5, 8], 46), data(&[3, 8], 47)],
+        1e-5,
+        |v| v[0].linear(&v[1], None),
+    );
+}
+
+#[test]
+fn softmax_and_cross_entropy() {
+    let Some(dev) = gpu() else { return };
+    let x = data(&[4, 300, 3], 51);
+    for dim in [1isize, 2, 0] {
+        crosscheck(
+            &format!("softmax over {dim}"),
+            dev,
+            &[x.clone()],
+            1e-5,
+            |v| v[0].softmax(dim),
+        );
+        crosscheck(
+            &format!("log_softmax over {dim}"),
+            dev,
+            &[x.clone()],
+            1e-5,
+            |v| v[0].log_softmax(dim),
+        );
+    }
+    let logits = data(&[9, 13], 52).mul_scalar(3.0).unwrap();
+    let target = Tensor::from_vec(vec![0i64, 12, 5, 5, 1, 2, 3, 11, 7], &[9]).unwrap();
+    let t2 = target.clone();
+    crosscheck("cross_entropy", dev, &[logits.clone()], 1e-5, move |v| {
+        cross_entropy(&v[0], &t2)
+    });
+    let opts = CrossEntropyOpts {
+        label_smoothing: 0.1,
+        ignore_index: Some(5),
+        ..CrossEntropyOpts::default()
+    };
+    crosscheck(
+        "cross_entropy smoothed, ignoring",
+        dev,
+        &[logits],
+        1e-5,
+        move |v| cross_entropy_with(&v[0], &target, opts),
+    );
+}
+
+#[test]
+fn optimizers_update_in_place_on_the_device() {
+    let Some(dev) = gpu() else { return };
+    type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+    let makers: [(&str, Make); 5] = [
+        ("sgd", |p| Box::new(Sgd::new(p, 0.1))),
+        ("sgd momentum nesterov", |p| {
+            Box::new(
+                Sgd::new(p, 0.1)
+                    .momentum(0.9)
+                    .nesterov(true)
+                    .weight_decay(0.01),
+            )
+        }),
+        ("adam", |p| Box::new(Adam::new(p, 0.01).weight_decay(0.1))),
+        ("adamw", |p| Box::new(Adam::adamw(p, 0.01))),
+        ("rmsprop", |p| Box::new(RmsProp::new(p, 0.01).momentum(0.5))),
+    ];
+    for (name, make) in makers {
+        let run = |device: Device| -> (Tensor, Vec<(String, Tensor)>) {
+            let w = data(&[33, 7], 61).to(device).unwrap().with_grad().unwrap();
+            let mut opt = make(vec![w.clone()]);
+            for step in 0..4 {
+                opt.zero_grad();
+                let target = data(&[33, 7], 62 + step).to(device).unwrap();
+                w.sub(&target)
+                    .unwrap()
+                    .square()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                opt.step().unwrap();
+            }
+            (w.detach(), opt.state().unwrap())
+        };
+        let (wc, sc) = run(Device::Cpu);
+        let (wg, sg) = run(dev);
+        close(name, &wg, &wc, 2e-5);
+        // State saved from the device is host memory with the same names.
+        assert_eq!(sc.len(), sg.len(), "{name}: state entries");
+        for ((nc, tc), (ng, tg)) in sc.iter().zip(&sg) {
+            assert_eq!(nc, ng);
+            assert_eq!(tg.device(), Device::Cpu, "{name}: {ng} saved on the host");
+            let d = fukai::testing::max_abs_diff(tc, tg).unwrap();
+            assert!(d < 1e-4, "{name}: state {ng} differs by {d}");
+        }
+    }
+}
+
+#[test]
+fn mixed_devices_and_missing_kernels_are_errors() {
+    let Some(dev) = gpu() else { return };
+    let g = data(&[2, 3], 71).to(dev).unwrap();
+    let c = data(&[2, 3], 72);
+    let e = g.add(&c).unwrap_err().to_string();
+    assert!(
+        e.contains("different devices") && e.contains("wgpu") && e.contains("cpu"),
+        "{e}"
+    );
+    let e = g.matmul(&c.t().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("different devices"), "{e}");
+    // An op without a wgpu kernel says so instead of reading device memory.
+    let img = data(&[1, 1, 5, 5], 73).to(dev).unwrap();
+    let w = data(&[2, 1, 3, 3], 74).to(dev).unwrap();
+    let e = img
+        .conv2d(&w, None, [1, 1], [0, 0], [1, 1], 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("wgpu") && e.contains(".to(Device::Cpu)"), "{e}");
+}
+
+#[test]
+fn an_mlp_trains_on_the_device_as_on_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    use fukai::nn::{Activation, Linear, Module, Sequential};
+    let train = |device: Device| -> Vec<f64> {
+        fukai::manual_seed(5);
+        let model = Sequential::new()
+            .add(Linear::new(16, 32, true).unwrap())
+            .add(Activation::Relu)
+            .add(Linear::new(32, 4, true).unwrap());
+        model.to_device(device).unwrap();
+        let mut opt = Adam::new(model.parameters(), 0.01);
+        let x = data(&[64, 16], 81).to(device).unwrap();
+        // Labels from a fixed rule the model can learn.
+        let y: Vec<i64> = data(&[64, 16], 81)
+            .argmax(1, false)
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap()
+            .iter()
+            .map(|v| v % 4)
+            .collect();
+        let y = Tensor::from_vec(y, &[64]).unwrap().to(device).unwrap();
+        (0..60)
+            .map(|_| {
+                opt.zero_grad();
+                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
+                loss.backward().unwrap();
+                opt.step().unwrap();
+                loss.item().unwrap()
+            })
+            .collect()
+    };
+    let cpu = train(Device::Cpu);
+    let gpu1 = train(dev);
+    let gpu2 = train(dev);
+    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
+    assert!(
+        gpu1[59] < 0.5 * gpu1[0],
+        "the device run did not learn: {:?}",
+        gpu1
+    );
+    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
+        assert!(
+            (a - b).abs() < 1e-3 * (1.0 + b.abs()),
+            "step {i}: wgpu loss {a} vs cpu {b}"
+        );
+    }
+}
