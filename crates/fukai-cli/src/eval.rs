@@ -108,6 +108,7 @@ fn sets(
 /// `fukai eval`.
 pub fn eval(ckpt: &Path, data: Option<PathBuf>, as_json: bool) -> Result<()> {
     let mut t = run::load_trained(ckpt)?;
+    t.model.to_device(crate::device())?;
     let mut results: Vec<(&str, Evaluation)> = Vec::new();
     for (name, set) in sets(&t, ckpt, data)? {
         results.push((name, evaluate(&mut *t.model, &*set)?));

@@ -24,6 +24,7 @@ pub fn run(
         e => e,
     })?;
     let t = fukai::run::load_trained(checkpoint)?;
+    t.model.to_device(crate::device())?;
     let (ModelConfig::Gpt(cfg), Some(tok)) = (&t.config, &t.tokenizer) else {
         bail!(
             "generate",

@@ -41,6 +41,10 @@ struct Cli {
     /// Worker threads (default: every core; RAYON_NUM_THREADS works too).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Where models train and run: cpu, wgpu (wgpu:N for the N-th adapter), cuda or auto (the
+    /// first GPU found, else the CPU). `fukai devices` lists them. Checkpoints load on any.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -117,6 +121,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// List the devices this build and machine can run on (for --device).
+    Devices,
     /// Show what a checkpoint holds: kind, config, parameters, progress, last metrics.
     Info {
         /// A checkpoint.safetensors.
@@ -172,6 +178,13 @@ fn presets_cmd(cmd: Option<PresetsCmd>) -> fukai::Result<()> {
     Ok(())
 }
 
+static DEVICE: std::sync::OnceLock<fukai::Device> = std::sync::OnceLock::new();
+
+/// The device `--device` chose.
+fn device() -> fukai::Device {
+    DEVICE.get().copied().unwrap_or_default()
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
@@ -197,6 +210,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match cli
+        .device
+        .parse::<fukai::Device>()
+        .and_then(|d| d.check().map(|_| d))
+    {
+        Ok(d) => {
+            let _ = DEVICE.set(d);
+        }
+        Err(e) => {
+            eprintln!("error: --device: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.cmd {
         None => fukai::parallel::on_pool(|| train::run(train::TrainArgs::default())),
         Some(Cmd::Train(a)) => fukai::parallel::on_pool(move || train::run(a)),
@@ -237,6 +263,17 @@ fn main() -> ExitCode {
             out,
         }) => viz::run(&checkpoint, input.as_deref(), out.as_deref()),
         Some(Cmd::Info { checkpoint }) => eval::info(&checkpoint),
+        Some(Cmd::Devices) => {
+            for d in fukai::devices() {
+                let soft = if d.software {
+                    " (software: correct, not fast)"
+                } else {
+                    ""
+                };
+                println!("{:<8} {}{soft}", d.device.to_string(), d.name);
+            }
+            Ok(())
+        }
         Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
         Some(Cmd::Data { cmd }) => data_get::run(cmd),
     };

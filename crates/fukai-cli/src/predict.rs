@@ -136,6 +136,7 @@ fn print(t: &Trained, what: &str, p: &Prediction, k: usize, as_json: bool) -> Re
 /// Runs `fukai predict`.
 pub fn run(ckpt: &Path, inputs: &[String], top_k: usize, as_json: bool) -> Result<()> {
     let t = run::load_trained(ckpt)?;
+    t.model.to_device(crate::device())?;
     let inputs = expand(inputs)?;
     if inputs.is_empty() {
         bail!(

@@ -173,16 +173,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let prepared = Run::prepare(&cfg, &data, &out, existing)?;
     say!(
-        "fukai train: {} | {} | {}",
+        "fukai train: {} | {} | {} | {}",
         cfg.name,
         prepared.data.describe,
-        data.display()
+        data.display(),
+        crate::device()
     );
     for n in &prepared.data.notes {
         say!("  note: {n}");
     }
     let classes = prepared.data.class_names.clone();
-    let outcome = prepared.train(a.steps, main)?;
+    let outcome = prepared.device(crate::device()).train(a.steps, main)?;
     let ckpt = outcome.checkpoint.display();
     if let Some(line) = data_parallel_line(&outcome.report.data_parallel) {
         say!("{line}");

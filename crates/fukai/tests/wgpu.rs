@@ -564,3 +564,35 @@ fn an_mlp_trains_on_the_device_as_on_the_cpu() {
         );
     }
 }
+
+#[test]
+fn dropout_masks_are_the_cpus_bit_for_bit() {
+    let Some(dev) = gpu() else { return };
+    let bits = |t: &Tensor| {
+        t.to_vec::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<Vec<_>>()
+    };
+    for (p, offset) in [(0.3, 0u64), (0.5, (1u64 << 32) - 3), (0.9, 12_345)] {
+        let x = data(&[7, 1001], 91);
+        let mut gc = fukai::Generator::new(42);
+        gc.reserve(offset);
+        let mut gg = gc.clone();
+        let c = x.t().unwrap().dropout_with(p, &mut gc).unwrap();
+        let g = x
+            .to(dev)
+            .unwrap()
+            .t()
+            .unwrap()
+            .dropout_with(p, &mut gg)
+            .unwrap();
+        assert_eq!(g.device(), dev);
+        assert_eq!(bits(&g), bits(&c), "p {p}, stream offset {offset}");
+        assert_eq!(gc, gg, "both devices advance the generator alike");
+    }
+    crosscheck("dropout gradient", dev, &[data(&[9, 33], 92)], 0.0, |v| {
+        v[0].dropout_with(0.25, &mut fukai::Generator::new(7))
+    });
+}

@@ -43,6 +43,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The batch with its tensors on `device` (itself, cheaply, when they are there already).
+    pub fn to(&self, device: crate::Device) -> Result<Batch> {
+        Ok(Batch {
+            x: self.x.to(device)?,
+            y: self.y.to(device)?,
+            lengths: self.lengths.clone(),
+            baseline: self.baseline.as_ref().map(|b| b.to(device)).transpose()?,
+        })
+    }
     /// Inputs and targets, no lengths, no baseline.
     pub fn new(x: Tensor, y: Tensor) -> Self {
         Batch {

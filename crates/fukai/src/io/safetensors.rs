@@ -155,7 +155,12 @@ pub fn serialize_safetensors(
             ));
         }
     }
-    let views = tensors.iter().map(|(name, t)| {
+    // Device tensors are read back first: files hold host bytes, so they load anywhere.
+    let host: Vec<Tensor> = tensors
+        .iter()
+        .map(|(_, t)| t.detach().to(crate::Device::Cpu))
+        .collect::<Result<_>>()?;
+    let views = tensors.iter().zip(&host).map(|((name, _), t)| {
         (
             name.as_str(),
             TensorBytes {

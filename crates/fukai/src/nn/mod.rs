@@ -97,6 +97,14 @@ pub trait Module: Send + Sync {
     fn visit(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {}
     /// Switches train/eval behaviour (dropout, batch norm). Containers forward it to children.
     fn set_training(&mut self, _on: bool) {}
+    /// Where the module's first parameter or buffer lives (the CPU for one without any).
+    fn device(&self) -> crate::Device {
+        let mut found = None;
+        self.visit("", &mut |_, t, _| {
+            found.get_or_insert(t.device());
+        });
+        found.unwrap_or_default()
+    }
     /// Moves every parameter and buffer to `device` in place (PyTorch's `model.to(device)`):
     /// optimizers built on the parameters keep working, and forward then runs there.
     fn to_device(&self, device: crate::Device) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Inverted dropout. The keep mask comes from the counter-based generator: element `i` reads
 //! lane `i % 4` of block `start + i / 4`, so the mask is the same at any thread count.
 
-use super::float::{check_float, with_contig, wrap, Float};
+use super::float::{check_float_on, with_contig, wrap, Float};
 use super::unary::map2;
 use crate::bail;
 use crate::error::Result;
@@ -14,7 +14,7 @@ use crate::tensor::Tensor;
 const CHUNK: usize = 1 << 14;
 
 fn check(t: &Tensor, p: f64) -> Result<()> {
-    check_float("dropout", t)?;
+    check_float_on("dropout", t)?;
     if !(0.0..1.0).contains(&p) {
         bail!("dropout", "p must be in [0, 1), found {p}");
     }
@@ -77,6 +77,15 @@ impl Tensor {
         let start = gen.reserve(n.div_ceil(4) as u64);
         let gen = &*gen;
         let dtype = self.dtype();
+        #[cfg(feature = "wgpu")]
+        if crate::tensor::on_wgpu(&[self]) {
+            let scale = 1.0 / (1.0 - p);
+            let kernel = crate::backend::wgpu::random::dropout;
+            let ((s, l), keep) = kernel(self, p, scale, gen.state().0, start)?;
+            return Ok(Tensor::op_result("dropout", s, l, &[self], move || {
+                Box::new(move |g, _| Ok(vec![Some(g.mul(&keep)?)]))
+            }));
+        }
         let (keep, out) = float_dispatch!(dtype, T => {
             let m = mask::<T>(n, p, T::c(1.0 / (1.0 - p)), gen, start);
             let out = with_contig::<T, _>(self, |x| map2(x, &m, |a, b| a * b));

@@ -170,6 +170,7 @@ pub struct Run {
     /// The run directory.
     pub out: PathBuf,
     existing: Existing,
+    device: crate::Device,
 }
 
 /// How a run ended.
@@ -244,7 +245,14 @@ impl Run {
             data_path: std::path::absolute(data_path).unwrap_or_else(|_| data_path.into()),
             out: out.to_path_buf(),
             existing,
+            device: crate::Device::Cpu,
         })
+    }
+
+    /// Trains on `device` (the CPU unless set); checkpoints stay device-independent.
+    pub fn device(mut self, device: crate::Device) -> Run {
+        self.device = device;
+        self
     }
 
     /// Trains (continuing the directory's run for [`Existing::Resume`]) until done or
@@ -257,6 +265,7 @@ impl Run {
             data_path,
             out,
             existing,
+            device,
         } = self;
         // A session cut short by --steps leaves the baseline to the session that finishes.
         let baseline = match (&data.baseline, max_steps) {
@@ -265,6 +274,7 @@ impl Run {
         };
         crate::manual_seed(cfg.train.seed);
         let model = data.model.build()?;
+        model.to_device(device)?;
         let task = model.task();
         let mut extra = serde_json::Map::new();
         extra.insert("name".into(), cfg.name.clone().into());

@@ -524,6 +524,7 @@ impl Trainer {
         task: Task,
         params: &[Tensor],
     ) -> Result<Micro> {
+        let b = &b.to(self.model.device())?;
         // Dropout draws from a stream of this micro-batch's own: the same on any rank.
         let stream = crate::Generator::new(self.cfg.seed ^ 0x6d69_6372_6f62)
             .fork(epoch, index as u64)
@@ -779,8 +780,9 @@ pub fn evaluate(model: &mut dyn Model, data: &dyn Batches) -> Result<Evaluation>
         let _g = crate::no_grad();
         let mut ev = Evaluation::new(model.task(), data.classes());
         ev.scale = data.scale();
+        let device = model.device();
         for b in data.epoch(0, 0) {
-            let b = b?;
+            let b = b?.to(device)?;
             let out = model.forward_batch(&b)?;
             let l = loss(model.task(), &out, &b, 0.0)?.item()?;
             ev.add(&out, &b, l)?;

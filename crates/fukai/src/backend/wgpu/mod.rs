@@ -9,6 +9,7 @@ mod context;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
 pub(crate) mod optim;
+pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
 
@@ -222,6 +223,7 @@ mod tests {
             ("elementwise", super::elementwise::SRC),
             ("matmul", super::matmul::SRC),
             ("optim", super::optim::SRC),
+            ("random", super::random::SRC),
             ("reduce", super::reduce::SRC),
             ("softmax", super::softmax::SRC),
         ] {
