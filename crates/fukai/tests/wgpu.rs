@@ -507,11 +507,7 @@ fn mixed_devices_and_missing_kernels_are_errors() {
     assert!(e.contains("different devices"), "{e}");
     // An op without a wgpu kernel says so instead of reading device memory.
     let img = data(&[1, 1, 5, 5], 73).to(dev).unwrap();
-    let w = data(&[2, 1, 3, 3], 74).to(dev).unwrap();
-    let e = img
-        .conv2d(&w, None, [1, 1], [0, 0], [1, 1], 1)
-        .unwrap_err()
-        .to_string();
+    let e = img.max_all().unwrap_err().to_string();
     assert!(e.contains("wgpu") && e.contains(".to(Device::Cpu)"), "{e}");
 }
 
@@ -594,5 +590,71 @@ fn dropout_masks_are_the_cpus_bit_for_bit() {
     }
     crosscheck("dropout gradient", dev, &[data(&[9, 33], 92)], 0.0, |v| {
         v[0].dropout_with(0.25, &mut fukai::Generator::new(7))
+    });
+}
+
+#[test]
+fn convolutions_and_their_gradients() {
+    let Some(dev) = gpu() else { return };
+    crosscheck(
+        "conv2d 3x3 pad 1",
+        dev,
+        &[
+            data(&[2, 3, 9, 8], 101),
+            data(&[5, 3, 3, 3], 102),
+            data(&[5], 103),
+        ],
+        2e-5,
+        |v| v[0].conv2d(&v[1], Some(&v[2]), [1, 1], [1, 1], [1, 1], 1),
+    );
+    crosscheck(
+        "conv2d stride 2, dilation 2, groups 2",
+        dev,
+        &[data(&[2, 4, 11, 10], 104), data(&[6, 2, 3, 2], 105)],
+        2e-5,
+        |v| v[0].conv2d(&v[1], None, [2, 1], [1, 2], [2, 1], 2),
+    );
+    crosscheck(
+        "conv1d",
+        dev,
+        &[
+            data(&[3, 4, 20], 106),
+            data(&[8, 4, 5], 107),
+            data(&[8], 108),
+        ],
+        2e-5,
+        |v| v[0].conv1d(&v[1], Some(&v[2]), 2, 2, 1, 1),
+    );
+}
+
+#[test]
+fn pools_and_their_gradients() {
+    let Some(dev) = gpu() else { return };
+    let x = data(&[2, 3, 9, 10], 111);
+    crosscheck("max_pool2d 2x2", dev, &[x.clone()], 0.0, |v| {
+        v[0].max_pool2d([2, 2], [2, 2], [0, 0])
+    });
+    crosscheck(
+        "max_pool2d 3x3 stride 2 pad 1",
+        dev,
+        &[x.clone()],
+        0.0,
+        |v| v[0].max_pool2d([3, 3], [2, 2], [1, 1]),
+    );
+    crosscheck("avg_pool2d", dev, &[x.clone()], 1e-6, |v| {
+        v[0].avg_pool2d([3, 2], [2, 2], [1, 1], false)
+    });
+    crosscheck(
+        "avg_pool2d counting padding",
+        dev,
+        &[x.clone()],
+        1e-6,
+        |v| v[0].avg_pool2d([3, 3], [1, 2], [1, 1], true),
+    );
+    crosscheck("adaptive_avg_pool2d", dev, &[x.clone()], 1e-6, |v| {
+        v[0].adaptive_avg_pool2d([4, 3])
+    });
+    crosscheck("max_pool1d", dev, &[data(&[2, 3, 17], 112)], 0.0, |v| {
+        v[0].max_pool1d(3, 2, 1)
     });
 }

@@ -4,7 +4,7 @@
 use super::conv_kernel::{
     conv_bias_grad, conv_forward, conv_input_grad, conv_weight_grad, ConvGeom,
 };
-use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -127,13 +127,49 @@ fn conv_impl(
     bias: Option<&Tensor>,
     p: Params,
 ) -> Result<Tensor> {
-    check_float(op, x)?;
+    check_float_on(op, x)?;
     check_same_dtype(op, x, w)?;
     if let Some(b) = bias {
         check_same_dtype(op, x, b)?;
     }
     let g = geometry(op, axes, x.shape(), w.shape(), bias.map(|b| b.shape()), p)?;
     let dtype = x.dtype();
+    #[cfg(feature = "wgpu")]
+    if crate::tensor::on_wgpu(&[x, w]) {
+        use crate::backend::wgpu::conv;
+        let y = conv::forward(
+            &g,
+            &x.detach(),
+            &w.detach(),
+            bias.map(|b| b.detach()).as_ref(),
+        )?;
+        let mut inputs = vec![x, w];
+        inputs.extend(bias);
+        let (xs, ws, has_bias) = (x.detach(), w.detach(), bias.is_some());
+        return Ok(Tensor::op_result(
+            op,
+            y.storage().clone(),
+            y.layout().clone(),
+            &inputs,
+            move || {
+                Box::new(move |gy, needs| {
+                    let mut grads = vec![
+                        needs[0]
+                            .then(|| conv::input_grad(&g, &ws, gy))
+                            .transpose()?,
+                        needs[1]
+                            .then(|| conv::weight_grad(&g, &xs, gy))
+                            .transpose()?,
+                    ];
+                    if has_bias {
+                        grads.push(needs[2].then(|| gy.sum(&[0, 2, 3], false)).transpose()?);
+                    }
+                    Ok(grads)
+                })
+            },
+        ));
+    }
+    x.cpu_only(op)?;
     let (storage, layout) = float_dispatch!(dtype, T => {
         let out = with_contig::<T, _>(x, |xv| with_contig::<T, _>(w, |wv| match bias {
             Some(b) => with_contig::<T, _>(b, |bv| conv_forward(&g, xv, wv, Some(bv))),

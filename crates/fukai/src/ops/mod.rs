@@ -29,6 +29,7 @@ mod winograd;
 pub use attention::{attention, AttnInput, AttnOptions};
 pub use batch_norm::BatchStats;
 pub use binary::Binary;
+pub(crate) use conv_kernel::ConvGeom;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;
 pub(crate) use winograd::{winograd_enabled, with_winograd_tile, without_winograd};

@@ -3,7 +3,7 @@
 //! and one backward kernel per reduction serve all of them; 1-D pools are 2-D pools of height 1.
 //! Planes (the leading dims) are independent, which is what the threads split.
 
-use super::float::{check_float, with_contig, wrap, Float};
+use super::float::{with_contig, wrap, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -339,7 +339,7 @@ fn spread_row<T: Float>(d: &mut [MaybeUninit<T>], g: &[T], c: &[u8], first: u8) 
 /// Splits `t`'s shape into planes and an `h x w` plane, checking rank and sizes. `dims` is the
 /// pool's spatial rank (1 or 2); 1-D planes get height 1.
 fn planes(op: &'static str, t: &Tensor, dims: usize) -> Result<(usize, usize, usize)> {
-    check_float(op, t)?;
+    super::float::check_float_on(op, t)?;
     let r = t.rank();
     if r != dims + 1 && r != dims + 2 {
         let want = if dims == 1 {
@@ -408,6 +408,44 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
     shape.push(pool.xs.len());
     let dtype = t.dtype();
     let in_shape = t.shape().to_vec();
+    #[cfg(feature = "wgpu")]
+    if crate::tensor::on_wgpu(&[t]) {
+        use crate::backend::wgpu::pool::{backward, forward, Windows};
+        let (ys, xs): (Vec<_>, Vec<_>) = (
+            pool.ys.iter().map(|w| (w.start, w.end, w.count)).collect(),
+            pool.xs.iter().map(|w| (w.start, w.end, w.count)).collect(),
+        );
+        let max = matches!(kind, Kind::Max);
+        let win = Windows {
+            planes: pool.planes,
+            h: pool.h,
+            w: pool.w,
+            ys: &ys,
+            xs: &xs,
+        };
+        let (y, idx) = forward(t, &win, max)?;
+        let y = y.reshape(&shape)?;
+        return Ok(Tensor::op_result(
+            op,
+            y.storage().clone(),
+            y.layout().clone(),
+            &[t],
+            move || {
+                Box::new(move |gy, _| {
+                    let win = Windows {
+                        planes: pool.planes,
+                        h: pool.h,
+                        w: pool.w,
+                        ys: &ys,
+                        xs: &xs,
+                    };
+                    Ok(vec![Some(
+                        backward(gy, idx.as_ref(), &win)?.reshape(&in_shape)?,
+                    )])
+                })
+            },
+        ));
+    }
     let (storage, layout, saved) = float_dispatch!(dtype, T => with_contig::<T, _>(t, |x| {
         let (out, saved) = match kind {
             Kind::Max if pool.is_2x2() => {

@@ -6,9 +6,11 @@
 
 mod buffer;
 mod context;
+pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod matmul;
 pub(crate) mod optim;
+pub(crate) mod pool;
 pub(crate) mod random;
 pub(crate) mod reduce;
 pub(crate) mod softmax;
@@ -220,9 +222,11 @@ mod tests {
     fn every_kernel_file_is_valid_wgsl() {
         use wgpu::naga;
         for (name, src) in [
+            ("conv", super::conv::SRC),
             ("elementwise", super::elementwise::SRC),
             ("matmul", super::matmul::SRC),
             ("optim", super::optim::SRC),
+            ("pool", super::pool::SRC),
             ("random", super::random::SRC),
             ("reduce", super::reduce::SRC),
             ("softmax", super::softmax::SRC),
