@@ -658,3 +658,41 @@ fn pools_and_their_gradients() {
         v[0].max_pool1d(3, 2, 1)
     });
 }
+
+#[test]
+fn batch_norm_trains_and_evaluates_on_the_device() {
+    let Some(dev) = gpu() else { return };
+    use fukai::nn::{BatchNorm, Module};
+    let (w, b) = (data(&[4], 121).add_scalar(2.0).unwrap(), data(&[4], 122));
+    crosscheck(
+        "batch_norm_train",
+        dev,
+        &[data(&[5, 4, 3, 3], 123), w.clone(), b.clone()],
+        2e-5,
+        |v| Ok(v[0].batch_norm_train(&v[1], &v[2], 1e-5)?.0),
+    );
+    crosscheck(
+        "batch_norm_relu_train",
+        dev,
+        &[data(&[6, 4], 124), w, b],
+        2e-5,
+        |v| Ok(v[0].batch_norm_relu_train(&v[1], &v[2], 1e-5)?.0),
+    );
+    // The layer: running statistics updated on the device, then used in eval mode.
+    let run = |device: Device| -> (Tensor, Tensor) {
+        let mut bn = BatchNorm::new(3).unwrap();
+        bn.to_device(device).unwrap();
+        for s in 0..3 {
+            bn.forward(&data(&[4, 3, 5], 130 + s).to(device).unwrap())
+                .unwrap();
+        }
+        bn.set_training(false);
+        let y = bn
+            .forward(&data(&[2, 3, 5], 140).to(device).unwrap())
+            .unwrap();
+        (y, bn.running_var.clone())
+    };
+    let ((yc, vc), (yg, vg)) = (run(Device::Cpu), run(dev));
+    close("batch norm in eval mode", &yg, &yc, 2e-5);
+    close("running variance", &vg, &vc, 2e-5);
+}

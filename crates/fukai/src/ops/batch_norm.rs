@@ -6,7 +6,7 @@
 //! Statistics are summed per channel, sample by sample, in a fixed order on one thread each, so
 //! the result does not depend on the thread count.
 
-use super::float::{check_float, check_same_dtype, with_contig, Float};
+use super::float::{check_same_dtype, with_contig, Float};
 use super::lanes::lane_sum2;
 use crate::bail;
 use crate::error::Result;
@@ -255,6 +255,34 @@ impl Tensor {
         self.batch_norm_train_impl("batch_norm_relu", weight, bias, eps, true)
     }
 
+    /// The same normalization from primitive ops, differentiated by autograd: the device
+    /// path until a fused device kernel exists (statistics in the tensor's dtype, not f64).
+    fn batch_norm_composite(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f64,
+        relu: bool,
+    ) -> Result<(Tensor, BatchStats)> {
+        let c = self.shape()[1];
+        let dims: Vec<isize> = std::iter::once(0).chain(2..self.rank() as isize).collect();
+        let mut bshape = vec![1; self.rank()];
+        bshape[1] = c;
+        let mean = self.mean(&dims, true)?;
+        let centered = self.sub(&mean)?;
+        let var = centered.square()?.mean(&dims, true)?;
+        let y = centered
+            .mul(&var.add_scalar(eps)?.rsqrt()?)?
+            .mul(&weight.reshape(&bshape)?)?
+            .add(&bias.reshape(&bshape)?)?;
+        let y = if relu { y.relu()? } else { y };
+        let stats = BatchStats {
+            mean: mean.detach().reshape(&[c])?,
+            var: var.detach().reshape(&[c])?,
+        };
+        Ok((y, stats))
+    }
+
     fn batch_norm_train_impl(
         &self,
         op: &'static str,
@@ -263,7 +291,7 @@ impl Tensor {
         eps: f64,
         relu: bool,
     ) -> Result<(Tensor, BatchStats)> {
-        check_float(op, self)?;
+        super::float::check_float_on(op, self)?;
         let shape = self.shape().to_vec();
         if !(2..=4).contains(&shape.len()) {
             bail!(
@@ -293,6 +321,10 @@ impl Tensor {
                 "training needs more than one value per channel, found input {shape:?}"
             );
         }
+        if crate::tensor::on_wgpu(&[self]) {
+            return self.batch_norm_composite(weight, bias, eps, relu);
+        }
+        self.cpu_only(op)?;
         let x = self.detach();
         let wt = weight.detach();
         let bt = bias.detach();
