@@ -696,3 +696,63 @@ fn batch_norm_trains_and_evaluates_on_the_device() {
     close("batch norm in eval mode", &yg, &yc, 2e-5);
     close("running variance", &vg, &vc, 2e-5);
 }
+
+#[test]
+fn a_cnn_with_batch_norm_and_dropout_trains_on_the_device_as_on_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    use fukai::nn::{
+        Activation, BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, Sequential,
+    };
+    // 4 classes: which quadrant of an 8x8 image holds a bright blob.
+    let n = 32;
+    let mut img = vec![0f32; n * 64];
+    let mut y = Vec::new();
+    let noise = data(&[n * 64], 150).to_vec::<f32>().unwrap();
+    for i in 0..n {
+        let c = i % 4;
+        let (oy, ox) = ((c / 2) * 4, (c % 2) * 4);
+        for k in 0..64 {
+            let (r, q) = (k / 8, k % 8);
+            let inside = (oy..oy + 4).contains(&r) && (ox..ox + 4).contains(&q);
+            img[i * 64 + k] = 0.1 * noise[i * 64 + k] + if inside { 1.0 } else { 0.0 };
+        }
+        y.push(c as i64);
+    }
+    let x = Tensor::from_vec(img, &[n, 1, 8, 8]).unwrap();
+    let y = Tensor::from_vec(y, &[n]).unwrap();
+    let train = |device: Device| -> Vec<f64> {
+        fukai::manual_seed(9);
+        let model = Sequential::new()
+            .add(Conv2d::new(1, 6, 3, 1).unwrap())
+            .add(BatchNorm::new(6).unwrap())
+            .add(Activation::Relu)
+            .add(MaxPool2d::new(2))
+            .add(Flatten)
+            .add(Dropout::new(0.1))
+            .add(Linear::new(6 * 16, 4, true).unwrap());
+        model.to_device(device).unwrap();
+        let mut opt = Adam::new(model.parameters(), 0.02);
+        let (x, y) = (x.to(device).unwrap(), y.to(device).unwrap());
+        (0..25)
+            .map(|_| {
+                opt.zero_grad();
+                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
+                loss.backward().unwrap();
+                opt.step().unwrap();
+                loss.item().unwrap()
+            })
+            .collect()
+    };
+    let (cpu, gpu1, gpu2) = (train(Device::Cpu), train(dev), train(dev));
+    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
+    assert!(
+        gpu1[24] < 0.3 * gpu1[0],
+        "the device run did not learn: {gpu1:?}"
+    );
+    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
+        assert!(
+            (a - b).abs() < 2e-3 * (1.0 + b.abs()),
+            "step {i}: wgpu loss {a} vs cpu {b}"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! `--device`: training and evaluating on wgpu from the CLI (lavapipe in CI), checkpoints that
+//! load on either device, and clear errors for devices that are absent.
+
+mod common;
+use common::*;
+
+fn wgpu_present() -> bool {
+    let found = fukai::devices()
+        .iter()
+        .any(|d| matches!(d.device, fukai::Device::Wgpu(_)));
+    if !found {
+        assert!(
+            std::env::var_os("FUKAI_REQUIRE_WGPU").is_none(),
+            "FUKAI_REQUIRE_WGPU is set but wgpu found no adapter"
+        );
+        eprintln!("skipped: wgpu found no adapter on this machine");
+    }
+    found
+}
+
+/// The test accuracy a train or eval run printed ("test loss L acc A%").
+fn test_accuracy(out: &str) -> f64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("test loss") || l.starts_with("test "))
+        .unwrap_or_else(|| panic!("no test line in:\n{out}"));
+    let acc = line.split("acc ").nth(1).and_then(|r| r.split('%').next());
+    acc.and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {line:?}"))
+}
+
+#[test]
+fn devices_lists_the_cpu_and_absent_devices_are_clear_errors() {
+    let out = fukai_ok(&["devices"]);
+    assert!(out.starts_with("cpu"), "{out}");
+    for (dev, want) in [
+        ("cuda", "no CUDA backend"),
+        ("wgpu:99", "wgpu:99"),
+        ("tpu", "unknown device"),
+    ] {
+        let o = fukai(&["devices", "--device", dev]);
+        assert!(!o.status.success(), "--device {dev} should fail");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(want) && err.contains("--device"),
+            "--device {dev}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_table_trains_on_wgpu_as_on_the_cpu_and_its_checkpoint_loads_anywhere() {
+    if !wgpu_present() {
+        return;
+    }
+    let dir = scratch("devices-table");
+    let data = dir.join("t.csv");
+    write_table(&data, 150);
+    let cfg = dir.join("t.toml");
+    let text = table_config("t", &data, &[32], "").replace("epochs = 2", "epochs = 25");
+    std::fs::write(&cfg, text).unwrap();
+    let mut acc = Vec::new();
+    for dev in ["wgpu", "cpu"] {
+        let out_dir = dir.join(dev);
+        let out = fukai_ok(&[
+            "train",
+            "--config",
+            s(&cfg),
+            "--out",
+            s(&out_dir),
+            "--device",
+            dev,
+        ]);
+        assert!(
+            out.contains(&format!("| {dev}")),
+            "the header names the device: {out}"
+        );
+        acc.push(test_accuracy(&out));
+    }
+    assert!(acc[0] >= 80.0, "wgpu run did not learn: {acc:?}");
+    assert!(
+        (acc[0] - acc[1]).abs() <= 3.0,
+        "wgpu and cpu runs differ: {acc:?}"
+    );
+    // Trained on the GPU, evaluated on the CPU (and the other way round): the same accuracy.
+    let on_cpu = fukai_ok(&[
+        "eval",
+        "--checkpoint",
+        s(&dir.join("wgpu/checkpoint.safetensors")),
+    ]);
+    assert_eq!(test_accuracy(&on_cpu), acc[0], "{on_cpu}");
+    let on_gpu = fukai_ok(&[
+        "eval",
+        "--device",
+        "wgpu",
+        "--checkpoint",
+        s(&dir.join("cpu/checkpoint.safetensors")),
+    ]);
+    assert_eq!(test_accuracy(&on_gpu), acc[1], "{on_gpu}");
+}
+
+#[test]
+fn the_default_cnn_runs_on_wgpu_and_resumes_on_the_cpu() {
+    if !wgpu_present() {
+        return;
+    }
+    let dir = scratch("devices-cnn");
+    let out_dir = dir.join("run");
+    let out = fukai_ok(&[
+        "train",
+        "--preset",
+        "mnist-cnn",
+        "--out",
+        s(&out_dir),
+        "--device",
+        "wgpu",
+        "--steps",
+        "4",
+    ]);
+    assert!(out.contains("stopped after step 4"), "{out}");
+    // The checkpoint written from device memory continues on the CPU.
+    let out = fukai_ok(&["train", "--resume", s(&out_dir), "--steps", "6"]);
+    assert!(out.contains("stopped after step 6"), "{out}");
+}
