@@ -3,6 +3,8 @@
 //! lavapipe in CI; skips with a printed reason only where wgpu finds no adapter at all (set
 //! FUKAI_REQUIRE_WGPU=1 to make that a failure, as CI does).
 #![cfg(feature = "wgpu")]
+// Inputs are listed as `&[a.clone(), ..]` alike whether one or several.
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 use fukai::nn::loss::{cross_entropy, cross_entropy_with, CrossEntropyOpts};
 use fukai::optim::{Adam, Optimizer, RmsProp, Sgd};
@@ -431,7 +433,6 @@ fn softmax_and_cross_entropy() {
     let opts = CrossEntropyOpts {
         label_smoothing: 0.1,
         ignore_index: Some(5),
-        ..CrossEntropyOpts::default()
     };
     crosscheck(
         "cross_entropy smoothed, ignoring",

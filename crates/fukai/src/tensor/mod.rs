@@ -10,6 +10,7 @@ mod storage;
 mod transfer;
 
 pub use alloc_limit::with_alloc_limit;
+#[cfg(feature = "wgpu")]
 pub(crate) use device::list_names as device_names;
 pub use device::{devices, Device, DeviceInfo, MemoryStats};
 pub use dtype::{DType, WithDType};

@@ -34,6 +34,9 @@ pub(crate) struct Kernel {
     pub access: &'static str,
 }
 
+/// A compiled entry point and the layout of its bindings.
+type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
+
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
@@ -47,9 +50,7 @@ pub(crate) struct Ctx {
     queue: wgpu::Queue,
     pending: Mutex<Pending>,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<
-        HashMap<(&'static str, &'static str), (wgpu::ComputePipeline, wgpu::BindGroupLayout)>,
-    >,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Pipeline>>,
     pub(crate) pool: Mutex<Pool>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -117,7 +118,7 @@ impl Ctx {
         }
     }
 
-    fn pipeline(&self, k: &Kernel) -> (wgpu::ComputePipeline, wgpu::BindGroupLayout) {
+    fn pipeline(&self, k: &Kernel) -> Pipeline {
         if let Some(p) = self.pipelines.lock().get(&(k.file, k.entry)) {
             return p.clone();
         }
@@ -271,7 +272,7 @@ impl Ctx {
     /// its output), from the pool when one fits.
     pub(crate) fn alloc(self: &Arc<Self>, len: usize) -> Result<GpuBuf> {
         let bytes = Pool::class(len);
-        let max = self.device.limits().max_storage_buffer_binding_size as u64;
+        let max = self.device.limits().max_storage_buffer_binding_size;
         if bytes > max {
             bail!(
                 "wgpu",

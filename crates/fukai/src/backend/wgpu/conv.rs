@@ -110,7 +110,7 @@ fn grad_by_group(g: &ConvGeom, gy: &Tensor) -> Result<Tensor> {
     let (gs, _, nl) = cols_dims(g);
     let l = g.oh * g.ow;
     let gy = gy.reshape(&[g.n, g.o, l])?.permute(&[1, 0, 2])?;
-    Ok(contiguous(&gy)?.reshape(&[gs, g.o / gs, nl])?)
+    contiguous(&gy)?.reshape(&[gs, g.o / gs, nl])
 }
 
 /// The input gradient [N, C, H, W].

@@ -9,6 +9,9 @@ pub(crate) const SRC: &str = include_str!("reduce.wgsl");
 /// Reductions at least this long use a workgroup per output.
 const WIDE: usize = 64;
 
+/// A fresh op result: storage and layout.
+type Output = (Arc<Storage>, Layout);
+
 /// What to reduce with.
 #[derive(Clone, Copy)]
 pub(crate) enum Reduce {
@@ -26,7 +29,7 @@ pub(crate) fn reduce(
     inner: usize,
     op: Reduce,
     out_shape: &[usize],
-) -> Result<((Arc<Storage>, Layout), Option<Tensor>)> {
+) -> Result<(Output, Option<Tensor>)> {
     let x = contiguous(t)?;
     let ctx = super::ctx_of(&x).clone();
     let n = outer * inner;
