@@ -757,3 +757,120 @@ fn a_cnn_with_batch_norm_and_dropout_trains_on_the_device_as_on_the_cpu() {
         );
     }
 }
+
+#[test]
+fn layer_norm_embedding_and_attention_match_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let (w, b) = (data(&[24], 161).add_scalar(1.5).unwrap(), data(&[24], 162));
+    crosscheck(
+        "layer_norm",
+        dev,
+        &[data(&[3, 5, 24], 163), w.clone(), b],
+        2e-5,
+        |v| v[0].layer_norm(Some(&v[1]), Some(&v[2]), 1e-5),
+    );
+    crosscheck("rms_norm", dev, &[data(&[4, 24], 164), w], 2e-5, |v| {
+        v[0].rms_norm(Some(&v[1]), 1e-6)
+    });
+    let ids = Tensor::from_vec(vec![3i64, 0, 3, 7, 1, 3], &[2, 3]).unwrap();
+    let ids2 = ids.clone();
+    crosscheck(
+        "embedding (repeated ids)",
+        dev,
+        &[data(&[8, 5], 165)],
+        1e-6,
+        move |v| v[0].embedding(&ids2.to(v[0].device())?),
+    );
+    let idx = Tensor::from_vec(vec![2i64, 0, 2], &[3]).unwrap();
+    crosscheck(
+        "index_select along dim 1",
+        dev,
+        &[data(&[4, 3, 2], 166)],
+        1e-6,
+        move |v| v[0].index_select(1, &idx.to(v[0].device())?),
+    );
+    use fukai::ops::{attention, AttnInput, AttnOptions};
+    // Self-attention from one [B, T, 3·W] projection, causal, 4 heads over 2 key/value heads.
+    crosscheck(
+        "causal grouped-query attention",
+        dev,
+        &[data(&[2, 5, 16 + 8 + 8], 167)],
+        2e-5,
+        |v| {
+            let mut o = AttnOptions::new(4, 4);
+            o.kv_heads = 2;
+            o.causal = true;
+            let at = |col| AttnInput { src: &v[0], col };
+            attention(at(0), at(16), at(24), &o)
+        },
+    );
+    // Cross-attention with key padding (one row fully padded: zeros, as the fused kernel).
+    let pad = Tensor::from_vec(vec![0u8, 0, 1, 1, 1, 1, 1, 1], &[2, 4]).unwrap();
+    crosscheck(
+        "attention with key padding",
+        dev,
+        &[data(&[2, 3, 8], 168), data(&[2, 4, 16], 169)],
+        2e-5,
+        move |v| {
+            let mut o = AttnOptions::new(2, 4);
+            o.key_padding = Some(pad.to(v[0].device())?);
+            attention(
+                AttnInput { src: &v[0], col: 0 },
+                AttnInput { src: &v[1], col: 0 },
+                AttnInput { src: &v[1], col: 8 },
+                &o,
+            )
+        },
+    );
+}
+
+#[test]
+fn a_gpt_trains_on_the_device_as_on_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    use fukai::models::{Gpt, GptConfig};
+    use fukai::nn::Module;
+    let cfg = GptConfig {
+        vocab: 11,
+        layers: 2,
+        heads: 2,
+        width: 16,
+        context: 8,
+        tie_weights: true,
+    };
+    let text: Vec<i64> = (0..8 * 9).map(|i| (i * 7 % 11) as i64).collect();
+    let x = Tensor::from_vec(text[..64].to_vec(), &[8, 8]).unwrap();
+    let y = Tensor::from_vec(text[1..65].to_vec(), &[8, 8]).unwrap();
+    let train = |device: Device| -> Vec<f64> {
+        fukai::manual_seed(3);
+        let model = Gpt::new(cfg.clone()).unwrap();
+        model.to_device(device).unwrap();
+        let mut opt = Adam::adamw(model.parameters(), 0.01);
+        let (x, y) = (x.to(device).unwrap(), y.to(device).unwrap());
+        (0..15)
+            .map(|_| {
+                opt.zero_grad();
+                let logits = model.forward(&x).unwrap();
+                let loss = cross_entropy(
+                    &logits.reshape(&[64, 11]).unwrap(),
+                    &y.reshape(&[64]).unwrap(),
+                )
+                .unwrap();
+                loss.backward().unwrap();
+                opt.step().unwrap();
+                loss.item().unwrap()
+            })
+            .collect()
+    };
+    let (cpu, gpu1, gpu2) = (train(Device::Cpu), train(dev), train(dev));
+    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
+    assert!(
+        gpu1[14] < 0.5 * gpu1[0],
+        "the device run did not learn: {gpu1:?}"
+    );
+    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
+        assert!(
+            (a - b).abs() < 2e-3 * (1.0 + b.abs()),
+            "step {i}: wgpu loss {a} vs cpu {b}"
+        );
+    }
+}

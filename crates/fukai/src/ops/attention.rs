@@ -6,7 +6,7 @@
 //! gradient into one buffer per distinct source.
 
 use super::attention_kernel::{add_weighted_rows, rows_times_cols, whole_blocks, Mat};
-use super::float::{check_float, with_contig, wrap, Float};
+use super::float::{with_contig, wrap, Float};
 use super::lanes::lane_dot;
 use super::matmul::SendPtr as Ptr;
 use crate::bail;
@@ -401,7 +401,8 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
 fn check_inputs(q: &AttnInput, k: &AttnInput, v: &AttnInput, o: &AttnOptions) -> Result<Geo> {
     const OP: &str = "attention";
     for (name, x) in [("q", q), ("k", k), ("v", v)] {
-        check_float(OP, x.src)?;
+        super::float::check_float_on(OP, x.src)?;
+        crate::tensor::check_same_device(OP, x.src, q.src)?;
         if x.src.dtype() != q.src.dtype() {
             bail!(OP, "{name} is {}, q is {}", x.src.dtype(), q.src.dtype());
         }
@@ -501,11 +502,75 @@ fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
     Ok(Masks { pad, add })
 }
 
+/// The same attention from primitive ops (matmul, masks, softmax), differentiated by autograd:
+/// the device path until a fused device kernel exists.
+fn composite(
+    geo: &Geo,
+    q: &AttnInput,
+    k: &AttnInput,
+    v: &AttnInput,
+    o: &AttnOptions,
+) -> Result<Tensor> {
+    let dev = q.src.device();
+    // [B, T, W] columns col.. as [B, heads, T, hd].
+    let heads = |x: &AttnInput, t: usize, n: usize| -> Result<Tensor> {
+        let cols = x.src.narrow(2, x.col, n * geo.hd)?;
+        let h = cols
+            .reshape(&[geo.b, t, n, geo.hd])?
+            .permute(&[0, 2, 1, 3])?;
+        if n == geo.h {
+            return Ok(h);
+        }
+        // Grouped-query attention: each key/value head serves h / hkv query heads.
+        let rep = geo.h / n;
+        h.unsqueeze(2)?
+            .expand(&[geo.b, n, rep, t, geo.hd])?
+            .contiguous()?
+            .reshape(&[geo.b, geo.h, t, geo.hd])
+    };
+    let qh = heads(q, geo.tq, geo.h)?;
+    let kh = heads(k, geo.s, geo.hkv)?;
+    let vh = heads(v, geo.s, geo.hkv)?;
+    let mut scores = qh.matmul(&kh.transpose(-1, -2)?)?.mul_scalar(geo.scale)?;
+    if geo.causal {
+        let hidden: Vec<u8> = (0..geo.tq)
+            .flat_map(|i| (0..geo.s).map(move |j| (j >= geo.visible(i)) as u8))
+            .collect();
+        let m = Tensor::from_vec(hidden, &[geo.tq, geo.s])?.to(dev)?;
+        scores = scores.masked_fill(&m, f64::NEG_INFINITY)?;
+    }
+    if let Some(p) = &o.key_padding {
+        let m = p.ne(&Tensor::scalar(0.0, p.dtype()))?.to(dev)?;
+        scores = scores.masked_fill(&m.reshape(&[geo.b, 1, 1, geo.s])?, f64::NEG_INFINITY)?;
+    }
+    if let Some(m) = &o.attn_mask {
+        let m = m.to(dev)?;
+        scores = if m.dtype() == DType::U8 {
+            scores.masked_fill(&m, f64::NEG_INFINITY)?
+        } else {
+            scores.add(&m.to_dtype(scores.dtype())?)?
+        };
+    }
+    let probs = scores.softmax(-1)?;
+    // A row with every key hidden is NaN after softmax; the fused kernel gives zeros.
+    let nan = probs.detach().ne(&probs.detach())?;
+    let probs = probs.masked_fill(&nan, 0.0)?;
+    probs
+        .matmul(&vh)?
+        .permute(&[0, 2, 1, 3])?
+        .contiguous()?
+        .reshape(&[geo.b, geo.tq, geo.h * geo.hd])
+}
+
 /// Multi-head attention `softmax(scale · Q Kᵀ + masks) V`, fused (see the module docs). Returns
 /// `[B, Tq, H·head_dim]` with head `h` in columns `h·head_dim..`. Differentiable in q, k and v;
 /// a row whose keys are all masked gives zeros.
 pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -> Result<Tensor> {
     let geo = check_inputs(&q, &k, &v, opts)?;
+    if crate::tensor::on_wgpu(&[q.src]) {
+        return composite(&geo, &q, &k, &v, opts);
+    }
+    q.src.cpu_only("attention")?;
     let masks = read_masks(&geo, opts)?;
     // Distinct sources (by identity), and which one each of q, k, v reads.
     let mut srcs: Vec<Tensor> = Vec::with_capacity(3);

@@ -155,21 +155,34 @@ impl Tensor {
             }
             out_shape[d] += p.shape()[d];
         }
-        let data = match first.dtype() {
-            DType::F32 => CpuStorage::F32(cat_kernel(parts, d, &out_shape)),
-            DType::F64 => CpuStorage::F64(cat_kernel(parts, d, &out_shape)),
-            DType::BF16 => CpuStorage::BF16(cat_kernel(parts, d, &out_shape)),
-            DType::F16 => CpuStorage::F16(cat_kernel(parts, d, &out_shape)),
-            DType::I64 => CpuStorage::I64(cat_kernel(parts, d, &out_shape)),
-            DType::U32 => CpuStorage::U32(cat_kernel(parts, d, &out_shape)),
-            DType::U8 => CpuStorage::U8(cat_kernel(parts, d, &out_shape)),
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        let (storage, layout) = if crate::tensor::on_wgpu(&refs) {
+            #[cfg(feature = "wgpu")]
+            {
+                crate::backend::wgpu::elementwise::cat(parts, d, &out_shape)?
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            let data = match first.dtype() {
+                DType::F32 => CpuStorage::F32(cat_kernel(parts, d, &out_shape)),
+                DType::F64 => CpuStorage::F64(cat_kernel(parts, d, &out_shape)),
+                DType::BF16 => CpuStorage::BF16(cat_kernel(parts, d, &out_shape)),
+                DType::F16 => CpuStorage::F16(cat_kernel(parts, d, &out_shape)),
+                DType::I64 => CpuStorage::I64(cat_kernel(parts, d, &out_shape)),
+                DType::U32 => CpuStorage::U32(cat_kernel(parts, d, &out_shape)),
+                DType::U8 => CpuStorage::U8(cat_kernel(parts, d, &out_shape)),
+            };
+            (
+                Arc::new(Storage::new(data)),
+                crate::tensor::Layout::contiguous(&out_shape),
+            )
         };
         let sizes: Vec<usize> = parts.iter().map(|p| p.shape()[d]).collect();
-        let refs: Vec<&Tensor> = parts.iter().collect();
         Ok(Tensor::op_result(
             "cat",
-            Arc::new(Storage::new(data)),
-            crate::tensor::Layout::contiguous(&out_shape),
+            storage,
+            layout,
             &refs,
             move || {
                 Box::new(move |g, needs| {
@@ -268,6 +281,21 @@ impl Tensor {
         let idx = indices("index_select", index, self.shape()[d])?;
         let mut shape = self.shape().to_vec();
         shape[d] = idx.len();
+        #[cfg(feature = "wgpu")]
+        if crate::tensor::on_wgpu(&[self]) {
+            let (s, l) = crate::backend::wgpu::elementwise::index_select(self, d, index, &shape)?;
+            let (index, rows) = (index.clone(), self.shape()[d]);
+            return Ok(Tensor::op_result(
+                "index_select",
+                s,
+                l,
+                &[self],
+                move || {
+                    Box::new(move |g, _| Ok(vec![Some(index_add_by_matmul(g, d, &index, rows)?)]))
+                },
+            ));
+        }
+        self.cpu_only("index_select")?;
         let data = match self.dtype() {
             DType::F32 => CpuStorage::F32(select_kernel(self, d, &idx)),
             DType::F64 => CpuStorage::F64(select_kernel(self, d, &idx)),
@@ -435,4 +463,35 @@ impl Tensor {
         shape.push(self.shape()[1]);
         self.index_select(0, &flat)?.reshape(&shape)
     }
+}
+
+/// The gradient of `index_select` on a device: `g`'s slices along `dim` summed into `rows`
+/// slices by a one-hot product, `onehotᵀ · g` (a fixed order, no atomics).
+#[cfg(feature = "wgpu")]
+fn index_add_by_matmul(g: &Tensor, dim: usize, index: &Tensor, rows: usize) -> Result<Tensor> {
+    let n = index.numel();
+    let classes = Tensor::arange(0.0, rows as f64, 1.0, DType::I64)?.to(g.device())?;
+    let ids = index
+        .to(g.device())?
+        .to_dtype(DType::I64)?
+        .reshape(&[n, 1])?;
+    let onehot = ids.eq(&classes.reshape(&[1, rows])?)?.to_dtype(g.dtype())?;
+    // g with `dim` first, the rest flattened: [n, rest].
+    let mut perm: Vec<usize> = vec![dim];
+    perm.extend((0..g.rank()).filter(|&i| i != dim));
+    let moved = g.permute_usize(&perm)?.contiguous()?;
+    let rest: Vec<usize> = moved.shape()[1..].to_vec();
+    let flat = moved.reshape(&[n, rest.iter().product()])?;
+    let summed = onehot.t()?.matmul(&flat)?;
+    let mut shape = vec![rows];
+    shape.extend(&rest);
+    // Back to the original dim order.
+    let mut inverse = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    summed
+        .reshape(&shape)?
+        .permute_usize(&inverse)?
+        .contiguous()
 }

@@ -2,7 +2,7 @@
 //! the statistics and the output, one for the input gradient, instead of the mean / sub / square
 //! / mean / rsqrt / mul / mul / add chain (eight tensors per call in the composite).
 
-use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use super::float::{check_same_dtype, with_contig, wrap, Float};
 use super::lanes::{lane_centered, lane_sum, lane_sum2};
 use super::matmul::SendPtr as Ptr;
 use crate::bail;
@@ -178,6 +178,31 @@ fn backward<T: Float>(
 }
 
 impl Tensor {
+    /// The same normalization from primitive ops, differentiated by autograd: the device path
+    /// until a fused device kernel exists.
+    fn norm_composite(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+        rms: bool,
+    ) -> Result<Tensor> {
+        let centered = if rms {
+            self.clone()
+        } else {
+            self.sub(&self.mean(&[-1], true)?)?
+        };
+        let var = centered.square()?.mean(&[-1], true)?;
+        let mut y = centered.mul(&var.add_scalar(eps)?.rsqrt()?)?;
+        if let Some(w) = weight {
+            y = y.mul(w)?;
+        }
+        if let Some(b) = bias {
+            y = y.add(b)?;
+        }
+        Ok(y)
+    }
+
     fn norm_impl(
         &self,
         name: &'static str,
@@ -186,7 +211,7 @@ impl Tensor {
         eps: f64,
         rms: bool,
     ) -> Result<Tensor> {
-        check_float(name, self)?;
+        super::float::check_float_on(name, self)?;
         let Some(&d) = self.shape().last() else {
             bail!(name, "needs at least 1 dim, found a scalar");
         };
@@ -210,6 +235,10 @@ impl Tensor {
                 }
             }
         }
+        if crate::tensor::on_wgpu(&[self]) {
+            return self.norm_composite(weight, bias, eps, rms);
+        }
+        self.cpu_only(name)?;
         let shape = self.shape().to_vec();
         let x = self.detach().contiguous()?;
         let (wt, bt) = (weight.map(|w| w.detach()), bias.map(|b| b.detach()));

@@ -245,12 +245,12 @@ impl Tensor {
             let mut zshape = full.clone();
             if start > 0 {
                 zshape[d] = start;
-                parts.push(Tensor::zeros(&zshape, g.dtype())?);
+                parts.push(Tensor::zeros_on(&zshape, g.dtype(), g.device())?);
             }
             parts.push(g.clone());
             if start + len < full[d] {
                 zshape[d] = full[d] - start - len;
-                parts.push(Tensor::zeros(&zshape, g.dtype())?);
+                parts.push(Tensor::zeros_on(&zshape, g.dtype(), g.device())?);
             }
             Tensor::cat(&parts, d as isize)
         }))

@@ -200,3 +200,66 @@ pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     );
     Ok(())
 }
+
+/// `t.index_select(dim, index)` for a 1-D i64 index already checked against the dim.
+pub(crate) fn index_select(
+    t: &Tensor,
+    dim: usize,
+    index: &Tensor,
+    shape: &[usize],
+) -> Result<(Arc<Storage>, Layout)> {
+    let ctx = super::ctx_of(t);
+    let index = contiguous(&operand(&ctx, index)?)?;
+    let n: usize = shape.iter().product();
+    let out = ctx.alloc(n)?;
+    let mut meta = vec![
+        word(n)?,
+        word(t.rank())?,
+        word(dim)?,
+        word(index.layout().offset())?,
+        0,
+    ];
+    let view = Layout::new(shape.to_vec(), t.strides().to_vec(), t.layout().offset());
+    view_meta(&view, t.rank(), &mut meta)?;
+    let (bt, bi) = (buf_of(t), buf_of(&index));
+    ctx.launch(
+        &kernel("select_rows"),
+        &meta,
+        &[&bt, &bi, &bi, &out],
+        groups(n)?,
+    );
+    Ok(wrap(out, t.dtype(), shape))
+}
+
+/// `parts` joined along `dim` into a new contiguous tensor of `shape`.
+pub(crate) fn cat(parts: &[Tensor], dim: usize, shape: &[usize]) -> Result<(Arc<Storage>, Layout)> {
+    let ctx = device_of(&parts.iter().collect::<Vec<_>>());
+    let out = ctx.alloc(shape.iter().product())?;
+    let full = Layout::contiguous(shape);
+    let mut at = 0;
+    for p in parts {
+        let part = contiguous(&operand(&ctx, p)?)?;
+        let n = part.numel();
+        let len = p.shape()[dim];
+        let mut sizes = shape.to_vec();
+        sizes[dim] = len;
+        let dst = Layout::new(sizes, full.strides().to_vec(), at * full.strides()[dim]);
+        let mut meta = vec![
+            word(n)?,
+            word(shape.len())?,
+            0,
+            word(part.layout().offset())?,
+            0,
+        ];
+        view_meta(&dst, shape.len(), &mut meta)?;
+        let src = buf_of(&part);
+        ctx.launch(
+            &kernel("place"),
+            &meta,
+            &[&src, &src, &src, &out],
+            groups(n)?,
+        );
+        at += len;
+    }
+    Ok(wrap(out, parts[0].dtype(), shape))
+}

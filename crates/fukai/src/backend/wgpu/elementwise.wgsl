@@ -245,3 +245,33 @@ fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if i >= md[0] { return; }
     out[i] = md[3];
 }
+
+// index_select: out has the input's shape with dim md[2] replaced by the index's length; the
+// index (i32 words) is binding 2 from offset md[3]. The input view (offset, then size and
+// stride per dim, sizes those of the output) starts at md[5].
+@compute @workgroup_size(256)
+fn select_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if i >= md[0] { return; }
+    let rank = md[1];
+    var rem = i;
+    var off = md[5];
+    for (var d = i32(rank) - 1; d >= 0; d = d - 1) {
+        let size = md[6u + 2u * u32(d)];
+        let stride = md[7u + 2u * u32(d)];
+        var coord = rem % size;
+        if u32(d) == md[2] { coord = b[md[3] + coord]; }
+        off = off + coord * stride;
+        rem = rem / size;
+    }
+    out[i] = a[off];
+}
+
+// Writes the contiguous a (from offset md[3]) into the positions of out described by the view
+// at md[5]: how `cat` places each part.
+@compute @workgroup_size(256)
+fn place(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if i >= md[0] { return; }
+    out[view_offset(i, md[1], view(0u))] = a[md[3] + i];
+}
