@@ -874,3 +874,46 @@ fn a_gpt_trains_on_the_device_as_on_the_cpu() {
         );
     }
 }
+
+#[test]
+fn recurrences_match_the_cpu_with_lengths_and_reversal() {
+    let Some(dev) = gpu() else { return };
+    use fukai::ops::{recurrence, CellKind};
+    let (t, b, h) = (5, 3, 4);
+    for (cell, gates) in [
+        (CellKind::Lstm, 4),
+        (CellKind::Gru, 3),
+        (CellKind::RnnTanh, 1),
+        (CellKind::RnnRelu, 1),
+    ] {
+        for reverse in [false, true] {
+            let mut inputs = vec![
+                data(&[t, b, gates * h], 171),
+                data(&[gates * h, h], 172).mul_scalar(0.3).unwrap(),
+                data(&[gates * h], 173),
+                data(&[b, h], 174),
+            ];
+            if cell == CellKind::Lstm {
+                inputs.push(data(&[b, h], 175));
+            }
+            crosscheck(
+                &format!("{cell:?} reverse {reverse}"),
+                dev,
+                &inputs,
+                2e-5,
+                |v| {
+                    recurrence(
+                        cell,
+                        &v[0],
+                        &v[1],
+                        Some(&v[2]),
+                        &v[3],
+                        v.get(4),
+                        Some(&[5, 2, 4]),
+                        reverse,
+                    )
+                },
+            );
+        }
+    }
+}

@@ -9,7 +9,7 @@
 //! Variable-length batches: a row is active at step `t` while `t < len`. An inactive row keeps
 //! its state, emits zeros, and receives no gradient from its padded outputs or inputs.
 
-use super::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use super::float::{check_same_dtype, with_contig, wrap, Float};
 use super::matmul::{gemm_raw, parallelism};
 use crate::bail;
 use crate::error::Result;
@@ -408,6 +408,72 @@ fn expect(what: &str, t: &Tensor, shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// The same recurrence step by step from primitive ops, differentiated by autograd: the device
+/// path until a fused device kernel exists.
+fn composite(
+    geo: &Geom,
+    xg: &Tensor,
+    w_hh: &Tensor,
+    b_hh: Option<&Tensor>,
+    h0: &Tensor,
+    c0: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (b, hd, dev) = (geo.batch, geo.hidden, xg.device());
+    let w_t = w_hh.t()?;
+    let (mut h, mut c) = (h0.clone(), c0.cloned());
+    let zeros = Tensor::zeros_on(&[b, hd], xg.dtype(), dev)?;
+    let mut outs: Vec<Option<Tensor>> = vec![None; geo.steps];
+    let order: Vec<usize> = if geo.reverse {
+        (0..geo.steps).rev().collect()
+    } else {
+        (0..geo.steps).collect()
+    };
+    let sigmoid = |t: Tensor| t.sigmoid();
+    for t in order {
+        // Rows past their length keep their state and output zeros (as the fused kernel).
+        let valid: Vec<u8> = geo.lengths.iter().map(|&l| (t < l) as u8).collect();
+        let valid = Tensor::from_vec(valid, &[b, 1])?.to(dev)?;
+        let x = xg.narrow(0, t, 1)?.squeeze(0)?;
+        let mut hg = h.matmul(&w_t)?;
+        if let Some(bb) = b_hh {
+            hg = hg.add(bb)?;
+        }
+        let part = |m: &Tensor, k: usize| m.narrow(1, k * hd, hd);
+        let (hn, cn) = match geo.cell {
+            CellKind::RnnTanh => (x.add(&hg)?.tanh()?, None),
+            CellKind::RnnRelu => (x.add(&hg)?.relu()?, None),
+            CellKind::Gru => {
+                let r = sigmoid(part(&x, 0)?.add(&part(&hg, 0)?)?)?;
+                let z = sigmoid(part(&x, 1)?.add(&part(&hg, 1)?)?)?;
+                let n = part(&x, 2)?.add(&r.mul(&part(&hg, 2)?)?)?.tanh()?;
+                (z.neg()?.add_scalar(1.0)?.mul(&n)?.add(&z.mul(&h)?)?, None)
+            }
+            CellKind::Lstm => {
+                let gates = x.add(&hg)?;
+                let i = sigmoid(part(&gates, 0)?)?;
+                let f = sigmoid(part(&gates, 1)?)?;
+                let g = part(&gates, 2)?.tanh()?;
+                let o = sigmoid(part(&gates, 3)?)?;
+                let prev = c.as_ref().expect("an LSTM has a cell state");
+                let cn = f.mul(prev)?.add(&i.mul(&g)?)?;
+                (o.mul(&cn.tanh()?)?, Some(cn))
+            }
+        };
+        outs[t] = Some(valid.where_cond(&hn, &zeros)?);
+        h = valid.where_cond(&hn, &h)?;
+        if let (Some(cn), Some(cp)) = (cn, c.as_ref()) {
+            c = Some(valid.where_cond(&cn, cp)?);
+        }
+    }
+    let mut parts: Vec<Tensor> = outs
+        .into_iter()
+        .map(|o| o.expect("every step ran"))
+        .collect();
+    parts.push(h);
+    parts.extend(c);
+    Tensor::stack(&parts, 0)
+}
+
 /// Runs `cell` over a whole sequence in one fused op.
 ///
 /// * `xg`: `[T, B, gates·H]`, the input projection `x·W_ihᵀ + b_ih` of every step;
@@ -429,7 +495,7 @@ pub fn recurrence(
     lengths: Option<&[usize]>,
     reverse: bool,
 ) -> Result<Tensor> {
-    check_float("recurrence", xg)?;
+    super::float::check_float_on("recurrence", xg)?;
     if xg.rank() != 3 || w_hh.rank() != 2 {
         bail!(
             "recurrence",
@@ -486,6 +552,10 @@ pub fn recurrence(
         reverse,
         lengths,
     };
+    if crate::tensor::on_wgpu(&[xg]) {
+        return composite(&geo, xg, w_hh, b_hh, h0, c0);
+    }
+    xg.cpu_only("recurrence")?;
     let states = cell.states();
     let out_shape = [steps + states, batch, hidden];
     let mut inputs: Vec<&Tensor> = vec![xg, w_hh];
