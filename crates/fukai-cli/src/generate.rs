@@ -24,7 +24,6 @@ pub fn run(
         e => e,
     })?;
     let t = fukai::run::load_trained(checkpoint)?;
-    t.model.to_device(crate::device())?;
     let (ModelConfig::Gpt(cfg), Some(tok)) = (&t.config, &t.tokenizer) else {
         bail!(
             "generate",
@@ -42,6 +41,7 @@ pub fn run(
     // The generic loader gives a `dyn Model`; generation needs the GPT itself.
     let gpt = Gpt::new(cfg.clone())?;
     gpt.load_state_dict(&t.model.state_dict())?;
+    gpt.to_device(crate::device())?;
     let mut out = std::io::stdout().lock();
     write!(out, "{prompt}").ok();
     gpt.generate(&ids, max_tokens, s, seed, |id| {

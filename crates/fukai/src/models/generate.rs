@@ -90,6 +90,7 @@ impl Sampling {
 /// Feeds `ids` after the cached prefix and returns the logits of the last position.
 fn step(model: &Gpt, ids: &[u32], caches: &mut [KvCache]) -> Result<Vec<f32>> {
     let x = Tensor::from_vec(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
+    let x = x.to(crate::nn::Module::device(model))?;
     let logits = model.logits(&x, Some(caches))?;
     let v = logits.shape()[2];
     logits

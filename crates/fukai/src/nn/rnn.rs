@@ -257,7 +257,7 @@ impl Rnn {
         let dirs = self.directions();
         let lstm = self.cell == CellKind::Lstm;
         let state_shape = [self.opts.num_layers * dirs, batch, self.hidden_size];
-        let zeros = || Tensor::zeros(&state_shape, x.dtype());
+        let zeros = || Tensor::zeros_on(&state_shape, x.dtype(), x.device());
         let (h0, c0) = match state {
             Some((h, c)) => (h.clone(), c.cloned()),
             None => (zeros()?, None),

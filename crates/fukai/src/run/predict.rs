@@ -8,6 +8,7 @@ use crate::bail;
 use crate::data::{self, Batch, Transform};
 use crate::error::{Error, Result};
 use crate::models::ModelConfig;
+use crate::nn::Module;
 use crate::tensor::{DType, Tensor};
 use std::path::Path;
 
@@ -188,7 +189,7 @@ fn classify(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
     s.extend_from_slice(&shape);
     let probs = t
         .model
-        .forward(&Tensor::from_vec(x, &s)?)?
+        .forward(&Tensor::from_vec(x, &s)?.to(t.model.device())?)?
         .softmax(-1)?
         .to_vec::<f32>()?;
     Ok(vec![Prediction::Classes { probs, notes }])
@@ -210,7 +211,9 @@ fn table(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
     let w = schema.width();
     let n = rows.len();
     let x: Vec<f32> = rows.iter().flat_map(|(x, _)| x.iter().copied()).collect();
-    let out = t.model.forward(&Tensor::from_vec(x, &[n, w])?)?;
+    let out = t
+        .model
+        .forward(&Tensor::from_vec(x, &[n, w])?.to(t.model.device())?)?;
     Ok(match &schema.target {
         data::Target::Value { mean, std } => out
             .to_vec::<f32>()?
@@ -268,6 +271,7 @@ fn sequences(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
     let (x, lengths, _) = seqs.batch(&rows)?;
     let mut b = Batch::new(x, Tensor::zeros(&[rows.len()], DType::I64)?);
     b.lengths = Some(lengths);
+    let b = b.to(t.model.device())?;
     let probs = t.model.forward_batch(&b)?.softmax(-1)?.to_vec::<f32>()?;
     Ok(probs
         .chunks(c.outputs)
@@ -306,7 +310,7 @@ fn forecast(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
         .collect();
     let out = t
         .model
-        .forward(&Tensor::from_vec(x, &[1, s.lookback, c])?)?
+        .forward(&Tensor::from_vec(x, &[1, s.lookback, c])?.to(t.model.device())?)?
         .to_vec::<f32>()?;
     let values = out
         .iter()
@@ -338,7 +342,7 @@ fn next_token(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
     }
     let ids = &ids[ids.len().saturating_sub(g.context)..];
     let x = Tensor::from_vec(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
-    let logits = t.model.forward(&x)?;
+    let logits = t.model.forward(&x.to(t.model.device())?)?;
     let last = logits.narrow(1, ids.len() - 1, 1)?.reshape(&[g.vocab])?;
     Ok(vec![Prediction::NextToken {
         probs: last.softmax(-1)?.to_vec::<f32>()?,
