@@ -122,3 +122,46 @@ fn the_default_cnn_runs_on_wgpu_and_resumes_on_the_cpu() {
     let out = fukai_ok(&["train", "--resume", s(&out_dir), "--steps", "6"]);
     assert!(out.contains("stopped after step 6"), "{out}");
 }
+
+#[test]
+#[ignore = "needs FUKAI_ASSETS (every preset's data); CI runs it"]
+fn every_preset_runs_on_wgpu() {
+    if fukai::testing::assets("").is_none() || !wgpu_present() {
+        eprintln!("skipped: needs FUKAI_ASSETS and a wgpu adapter");
+        return;
+    }
+    let presets = fukai_ok(&["presets"]);
+    let names: Vec<&str> = presets
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.contains('-') && !n.starts_with("fukai"))
+        .collect();
+    assert!(names.len() >= 10, "{presets}");
+    for name in names {
+        let out_dir = scratch(&format!("preset-{name}"));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fukai"))
+            .args([
+                "train",
+                "--preset",
+                name,
+                "--device",
+                "wgpu",
+                "--steps",
+                "2",
+                "--force",
+                "--out",
+                s(&out_dir),
+            ])
+            .output()
+            .unwrap();
+        let out = expect_success(&o, &format!("{name} on wgpu"));
+        assert!(out.contains("stopped after step 2"), "{name}: {out}");
+        // The checkpoint written from the device holds finite host weights.
+        let bits = checkpoint_bits(&out_dir.join("checkpoint.safetensors"));
+        assert!(
+            bits.iter()
+                .all(|(_, v)| v.iter().all(|b| f64::from_bits(*b).is_finite())),
+            "{name}: non-finite weights"
+        );
+    }
+}
