@@ -917,3 +917,36 @@ fn recurrences_match_the_cpu_with_lengths_and_reversal() {
         }
     }
 }
+
+#[test]
+fn gather_scatter_add_and_max_gradients() {
+    let Some(dev) = gpu() else { return };
+    let idx = Tensor::from_vec(vec![2i64, 0, 2, 1, 1, 1], &[2, 3]).unwrap();
+    let i2 = idx.clone();
+    crosscheck(
+        "gather along dim 1",
+        dev,
+        &[data(&[2, 4], 181)],
+        0.0,
+        move |v| v[0].gather(1, &i2.to(v[0].device())?),
+    );
+    let i3 = idx.clone();
+    crosscheck(
+        "scatter_add (repeated targets)",
+        dev,
+        &[data(&[2, 4], 182), data(&[2, 3], 183)],
+        1e-6,
+        move |v| v[0].scatter_add(1, &i3.to(v[0].device())?, &v[1]),
+    );
+    crosscheck(
+        "max_dim values and gradient",
+        dev,
+        &[data(&[3, 5, 4], 184)],
+        0.0,
+        |v| Ok(v[0].max_dim(1, false)?.0),
+    );
+    crosscheck("nll_loss", dev, &[data(&[4, 5], 185)], 1e-6, |v| {
+        let t = Tensor::from_vec(vec![1i64, 4, 0, 2], &[4])?.to(v[0].device())?;
+        fukai::nn::loss::nll_loss(&v[0].log_softmax(-1)?, &t)
+    });
+}

@@ -386,13 +386,22 @@ impl Tensor {
     /// # Ok::<(), fukai::Error>(())
     /// ```
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
-        check_float("gather", self)?;
+        super::float::check_float_on("gather", self)?;
         let d = normalize_dim_nonscalar("gather", dim, self.shape())?;
         let pos = scatter_positions("gather", self.shape(), d, index)?;
-        let (storage, layout) = float_dispatch!(self.dtype(), T => {
-            let out: Vec<T> = with_contig::<T, _>(self, |s| pos.iter().map(|&p| s[p]).collect());
-            wrap(out, index.shape())
-        });
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
+            #[cfg(feature = "wgpu")]
+            {
+                crate::backend::wgpu::elementwise::take(self, &pos, index.shape())?
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => {
+                let out: Vec<T> = with_contig::<T, _>(self, |s| pos.iter().map(|&p| s[p]).collect());
+                wrap(out, index.shape())
+            })
+        };
         let (index, in_shape) = (index.clone(), self.shape().to_vec());
         Ok(Tensor::op_result(
             "gather",
@@ -401,7 +410,7 @@ impl Tensor {
             &[self],
             move || {
                 Box::new(move |g, _| {
-                    let z = Tensor::zeros(&in_shape, g.dtype())?;
+                    let z = Tensor::zeros_on(&in_shape, g.dtype(), g.device())?;
                     Ok(vec![Some(z.scatter_add(d as isize, &index, g)?)])
                 })
             },
@@ -409,7 +418,7 @@ impl Tensor {
     }
     /// `self` plus `src` added at `index` along `dim` (the inverse of gather).
     pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
-        check_float("scatter_add", self)?;
+        super::float::check_float_on("scatter_add", self)?;
         check_same_dtype("scatter_add", self, src)?;
         let d = normalize_dim_nonscalar("scatter_add", dim, self.shape())?;
         if src.shape() != index.shape() {
@@ -421,15 +430,27 @@ impl Tensor {
             );
         }
         let pos = scatter_positions("scatter_add", self.shape(), d, index)?;
-        let (storage, layout) = float_dispatch!(self.dtype(), T => {
-            let mut out = with_contig::<T, _>(self, |s| s.to_vec());
-            with_contig::<T, _>(src, |s| {
-                for (&p, &v) in pos.iter().zip(s) {
-                    out[p] += v;
-                }
-            });
-            wrap(out, self.shape())
-        });
+        let (storage, layout) = if crate::tensor::on_wgpu(&[self, src]) {
+            #[cfg(feature = "wgpu")]
+            {
+                let _g = crate::no_grad();
+                let added = crate::backend::wgpu::elementwise::put_add(src, &pos, self.shape())?;
+                let sum = self.detach().add(&added)?;
+                (sum.storage().clone(), sum.layout().clone())
+            }
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            float_dispatch!(self.dtype(), T => {
+                let mut out = with_contig::<T, _>(self, |s| s.to_vec());
+                with_contig::<T, _>(src, |s| {
+                    for (&p, &v) in pos.iter().zip(s) {
+                        out[p] += v;
+                    }
+                });
+                wrap(out, self.shape())
+            })
+        };
         let index = index.clone();
         Ok(Tensor::op_result(
             "scatter_add",

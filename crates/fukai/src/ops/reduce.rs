@@ -324,7 +324,7 @@ impl Tensor {
                 if kept.is_empty() {
                     return Ok(vec![Some(g.clone())]);
                 }
-                let zeros = Tensor::zeros(&in_shape, g.dtype())?;
+                let zeros = Tensor::zeros_on(&in_shape, g.dtype(), g.device())?;
                 let gi = zeros.scatter_add(
                     d as isize,
                     &saved_idx.reshape(&kept)?,

@@ -263,3 +263,54 @@ pub(crate) fn cat(parts: &[Tensor], dim: usize, shape: &[usize]) -> Result<(Arc<
     }
     Ok(wrap(out, parts[0].dtype(), shape))
 }
+
+/// The elements of `t` at `positions` (flat indices into `t`'s contiguous order), shaped `shape`.
+pub(crate) fn take(
+    t: &Tensor,
+    positions: &[usize],
+    shape: &[usize],
+) -> Result<(Arc<Storage>, Layout)> {
+    let src = contiguous(t)?;
+    let ctx = super::ctx_of(&src);
+    let pos: Vec<u32> = positions.iter().map(|&p| word(p)).collect::<Result<_>>()?;
+    let pos = ctx.upload(&pos);
+    let n = positions.len();
+    let out = ctx.alloc(n)?;
+    let meta = [word(n)?, 0, 0, word(src.layout().offset())?];
+    let s = buf_of(&src);
+    ctx.launch(&kernel("take"), &meta, &[&s, &pos, &pos, &out], groups(n)?);
+    Ok(wrap(out, t.dtype(), shape))
+}
+
+/// A tensor of `shape` (`len` elements) holding, at each flat position, the sum of the elements
+/// of `src` whose entry in `positions` is that position, added in `src`'s order.
+pub(crate) fn put_add(src: &Tensor, positions: &[usize], shape: &[usize]) -> Result<Tensor> {
+    let len: usize = shape.iter().product();
+    // Sources grouped by destination (a stable counting sort), as offsets and source indices.
+    let mut offsets = vec![0u32; len + 1];
+    for &p in positions {
+        offsets[p + 1] += 1;
+    }
+    for i in 0..len {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut next = offsets.clone();
+    let mut order = vec![0u32; positions.len()];
+    for (k, &p) in positions.iter().enumerate() {
+        order[next[p] as usize] = word(k)?;
+        next[p] += 1;
+    }
+    let src = contiguous(src)?;
+    let ctx = super::ctx_of(&src);
+    let (offsets, order) = (ctx.upload(&offsets), ctx.upload(&order));
+    let out = ctx.alloc(len)?;
+    let meta = [word(len)?, 0, 0, word(src.layout().offset())?];
+    ctx.launch(
+        &kernel("put_add"),
+        &meta,
+        &[&buf_of(&src), &offsets, &order, &out],
+        groups(len)?,
+    );
+    let (s, l) = wrap(out, src.dtype(), shape);
+    Ok(Tensor::from_parts(s, l))
+}

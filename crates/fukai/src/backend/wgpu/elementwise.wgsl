@@ -275,3 +275,24 @@ fn place(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if i >= md[0] { return; }
     out[view_offset(i, md[1], view(0u))] = a[md[3] + i];
 }
+
+// out[i] = a[md[3] + b[i]]: elements at host-checked positions of a contiguous source (gather).
+@compute @workgroup_size(256)
+fn take(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wg, nwg, lid);
+    if i >= md[0] { return; }
+    out[i] = a[md[3] + b[i]];
+}
+
+// The inverse: out[p] = sum of a[md[3] + c[k]] for k in b[p]..b[p+1], the sources that land on
+// position p in their original order (a scatter-add with no atomics).
+@compute @workgroup_size(256)
+fn put_add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let p = thread_index(wg, nwg, lid);
+    if p >= md[0] { return; }
+    var s = 0.0;
+    for (var k = b[p]; k < b[p + 1u]; k = k + 1u) {
+        s = s + bitcast<f32>(a[md[3] + c[k]]);
+    }
+    out[p] = bitcast<u32>(s);
+}
