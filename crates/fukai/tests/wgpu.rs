@@ -10,6 +10,10 @@ use fukai::nn::loss::{cross_entropy, cross_entropy_with, CrossEntropyOpts};
 use fukai::optim::{Adam, Optimizer, RmsProp, Sgd};
 use fukai::{DType, Device, Result, Tensor};
 
+/// Held by every test that seeds and draws from the process-wide default generator (weight
+/// init, dropout): tests run on parallel threads and would otherwise draw from it in turn.
+static DEFAULT_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn gpu() -> Option<Device> {
     let found = fukai::devices()
         .into_iter()
@@ -506,9 +510,10 @@ fn mixed_devices_and_missing_kernels_are_errors() {
     );
     let e = g.matmul(&c.t().unwrap()).unwrap_err().to_string();
     assert!(e.contains("different devices"), "{e}");
-    // An op without a wgpu kernel says so instead of reading device memory.
+    // An op without a wgpu kernel (here a closure over host memory) says so instead of
+    // reading device memory.
     let img = data(&[1, 1, 5, 5], 73).to(dev).unwrap();
-    let e = img.max_all().unwrap_err().to_string();
+    let e = img.update_f32(|v| v.fill(0.0)).unwrap_err().to_string();
     assert!(e.contains("wgpu") && e.contains(".to(Device::Cpu)"), "{e}");
 }
 
@@ -517,6 +522,7 @@ fn an_mlp_trains_on_the_device_as_on_the_cpu() {
     let Some(dev) = gpu() else { return };
     use fukai::nn::{Activation, Linear, Module, Sequential};
     let train = |device: Device| -> Vec<f64> {
+        let _rng = DEFAULT_RNG.lock().unwrap_or_else(|e| e.into_inner());
         fukai::manual_seed(5);
         let model = Sequential::new()
             .add(Linear::new(16, 32, true).unwrap())
@@ -722,6 +728,7 @@ fn a_cnn_with_batch_norm_and_dropout_trains_on_the_device_as_on_the_cpu() {
     let x = Tensor::from_vec(img, &[n, 1, 8, 8]).unwrap();
     let y = Tensor::from_vec(y, &[n]).unwrap();
     let train = |device: Device| -> Vec<f64> {
+        let _rng = DEFAULT_RNG.lock().unwrap_or_else(|e| e.into_inner());
         fukai::manual_seed(9);
         let model = Sequential::new()
             .add(Conv2d::new(1, 6, 3, 1).unwrap())
@@ -841,6 +848,7 @@ fn a_gpt_trains_on_the_device_as_on_the_cpu() {
     let x = Tensor::from_vec(text[..64].to_vec(), &[8, 8]).unwrap();
     let y = Tensor::from_vec(text[1..65].to_vec(), &[8, 8]).unwrap();
     let train = |device: Device| -> Vec<f64> {
+        let _rng = DEFAULT_RNG.lock().unwrap_or_else(|e| e.into_inner());
         fukai::manual_seed(3);
         let model = Gpt::new(cfg.clone()).unwrap();
         model.to_device(device).unwrap();
@@ -949,4 +957,71 @@ fn gather_scatter_add_and_max_gradients() {
         let t = Tensor::from_vec(vec![1i64, 4, 0, 2], &[4])?.to(v[0].device())?;
         fukai::nn::loss::nll_loss(&v[0].log_softmax(-1)?, &t)
     });
+}
+
+#[test]
+fn whole_tensor_extremes_index_add_logsumexp_and_bce() {
+    let Some(dev) = gpu() else { return };
+    let ties = Tensor::from_vec(vec![1.0f32, 3.0, -2.0, 3.0, 0.5, 3.0], &[2, 3]).unwrap();
+    crosscheck("max_all with ties", dev, &[ties.clone()], 0.0, |v| {
+        v[0].max_all()
+    });
+    crosscheck("min_all", dev, &[data(&[4, 7], 191)], 0.0, |v| {
+        v[0].min_all()
+    });
+    crosscheck("logsumexp", dev, &[data(&[3, 9], 192)], 1e-6, |v| {
+        v[0].logsumexp(1, false)
+    });
+    let idx = Tensor::from_vec(vec![2i64, 0, 2], &[3]).unwrap();
+    crosscheck(
+        "index_add (repeated targets)",
+        dev,
+        &[data(&[4, 3, 2], 193), data(&[4, 3, 2], 194)],
+        1e-6,
+        move |v| v[0].index_add(1, &idx.to(v[0].device())?, &v[1]),
+    );
+    let t = data(&[5, 3], 195).sigmoid().unwrap();
+    crosscheck(
+        "binary_cross_entropy_with_logits",
+        dev,
+        &[data(&[5, 3], 196), t],
+        1e-5,
+        |v| fukai::nn::loss::binary_cross_entropy_with_logits(&v[0], &v[1]),
+    );
+}
+
+#[test]
+fn optimizer_state_saved_on_one_device_continues_on_another() {
+    let Some(dev) = gpu() else { return };
+    // Three Adam steps, state saved, then two more steps after loading it: on the CPU only,
+    // and with the second half on the device.
+    let run = |second: Device| -> Tensor {
+        let w = data(&[6, 5], 201).with_grad().unwrap();
+        let mut opt = Adam::new(vec![w.clone()], 0.05);
+        let step = |w: &Tensor, opt: &mut Adam, k: u64| {
+            opt.zero_grad();
+            let target = data(&[6, 5], 210 + k).to(w.device()).unwrap();
+            w.sub(&target)
+                .unwrap()
+                .square()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            opt.step().unwrap();
+        };
+        for k in 0..3 {
+            step(&w, &mut opt, k);
+        }
+        let state = opt.state().unwrap();
+        let w2 = w.detach().to(second).unwrap().detach().with_grad().unwrap();
+        let mut opt2 = Adam::new(vec![w2.clone()], 0.05);
+        opt2.load_state(&state).unwrap();
+        for k in 3..5 {
+            step(&w2, &mut opt2, k);
+        }
+        w2.detach()
+    };
+    close("resumed on the device", &run(dev), &run(Device::Cpu), 2e-5);
 }

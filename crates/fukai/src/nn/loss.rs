@@ -4,7 +4,7 @@
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::ops::float::{check_float, check_same_dtype, with_contig, wrap, Float};
+use crate::ops::float::{check_same_dtype, with_contig, wrap, Float};
 use crate::tensor::{DType, Tensor, WithDType};
 
 /// Options of [`cross_entropy_with`].
@@ -290,10 +290,35 @@ pub fn l1_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
 pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     const OP: &str = "binary_cross_entropy_with_logits";
     same_shape(OP, logits, target)?;
-    check_float(OP, logits)?;
+    crate::ops::float::check_float_on(OP, logits)?;
     check_same_dtype(OP, logits, target)?;
     let n = logits.numel();
     let (x, t) = (logits.detach(), target.detach());
+    if crate::tensor::on_wgpu(&[logits]) {
+        // max(x, 0) - x·t + ln(1 + e^-|x|) from device ops, with the fused op's gradient.
+        let loss = x
+            .relu()?
+            .sub(&x.mul(&t)?)?
+            .add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)?
+            .mean_all()?;
+        return Ok(Tensor::op_result(
+            OP,
+            loss.storage().clone(),
+            loss.layout().clone(),
+            &[logits, target],
+            move || {
+                Box::new(move |g, needs| {
+                    let s = g.mul_scalar(1.0 / n as f64)?;
+                    let gx = needs[0]
+                        .then(|| x.sigmoid()?.sub(&t)?.mul(&s))
+                        .transpose()?;
+                    let gt = needs[1].then(|| x.neg()?.mul(&s)).transpose()?;
+                    Ok(vec![gx, gt])
+                })
+            },
+        ));
+    }
+    logits.cpu_only(OP)?;
     let (storage, layout) = float_dispatch!(logits.dtype(), T => {
         let total = with_contig::<T, _>(&x, |x| with_contig::<T, _>(&t, |t| {
             x.iter().zip(t).map(|(&x, &t)| {

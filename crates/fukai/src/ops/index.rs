@@ -1,7 +1,7 @@
 //! Joining, splitting and indexing: cat, stack, split, chunk, index_select / index_add,
 //! gather / scatter_add, embedding.
 
-use super::float::{check_float, check_same_dtype, with_contig, wrap};
+use super::float::{check_same_dtype, with_contig, wrap};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -323,7 +323,7 @@ impl Tensor {
     /// `self` with `src`'s entries along `dim` added at the positions in the 1-D `index`
     /// (repeated indices accumulate, in index order).
     pub fn index_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
-        check_float("index_add", self)?;
+        super::float::check_float_on("index_add", self)?;
         check_same_dtype("index_add", self, src)?;
         let d = normalize_dim_nonscalar("index_add", dim, self.shape())?;
         if index.rank() != 1 {
@@ -344,6 +344,35 @@ impl Tensor {
             );
         }
         let (outer, dn, inner) = split3(self.shape(), d);
+        #[cfg(feature = "wgpu")]
+        if crate::tensor::on_wgpu(&[self, src]) {
+            let mut pos = Vec::with_capacity(src.numel());
+            for o in 0..outer {
+                for &i in &idx {
+                    pos.extend((0..inner).map(|j| (o * dn + i) * inner + j));
+                }
+            }
+            let added = {
+                let _g = crate::no_grad();
+                crate::backend::wgpu::elementwise::put_add(src, &pos, self.shape())?
+            };
+            let (index, sum) = (index.clone(), self.detach().add(&added)?);
+            return Ok(Tensor::op_result(
+                "index_add",
+                sum.storage().clone(),
+                sum.layout().clone(),
+                &[self, src],
+                move || {
+                    Box::new(move |g, needs| {
+                        let gs = needs[1]
+                            .then(|| g.index_select(d as isize, &index))
+                            .transpose()?;
+                        Ok(vec![needs[0].then(|| g.clone()), gs])
+                    })
+                },
+            ));
+        }
+        self.cpu_only("index_add")?;
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
             let mut out = with_contig::<T, _>(self, |s| s.to_vec());
             with_contig::<T, _>(src, |s| {

@@ -1,7 +1,7 @@
 //! Reductions over dims. Every reduction views its input as [outer, R, inner] and sums (or
 //! scans) R in a fixed order with fixed-size blocks, so results are identical at any thread count.
 
-use super::float::{check_float, check_float_on, wrap, zeroed, Float};
+use super::float::{check_float_on, wrap, zeroed, Float};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -364,7 +364,7 @@ impl Tensor {
     /// the result (the NaNs when it is NaN), as PyTorch's full reduction `x.max()` does, rather
     /// than given whole to one of them as `max_dim`'s index does.
     fn extreme_all(&self, op: &'static str, want_max: bool) -> Result<Tensor> {
-        check_float(op, self)?;
+        check_float_on(op, self)?;
         if self.numel() == 0 {
             bail!(
                 op,
@@ -373,6 +373,24 @@ impl Tensor {
             );
         }
         let x = self.detach();
+        #[cfg(feature = "wgpu")]
+        if crate::tensor::on_wgpu(&[self]) {
+            use crate::backend::wgpu::reduce::{reduce, Reduce};
+            let n = x.numel();
+            let how = if want_max { Reduce::Max } else { Reduce::Min };
+            let ((s, l), _) = reduce(&x.reshape(&[n])?, 1, n, 1, how, &[])?;
+            let y = Tensor::from_parts(s.clone(), l.clone());
+            return Ok(Tensor::op_result(op, s, l, &[self], move || {
+                Box::new(move |g, _| {
+                    // Ties (every NaN, when the result is NaN) share the gradient evenly.
+                    let f = |m: Tensor| m.to_dtype(x.dtype());
+                    let tied = f(x.eq(&y)?)?.add(&f(x.ne(&x)?)?.mul(&f(y.ne(&y)?)?)?)?;
+                    let share = g.div(&tied.sum_all()?)?;
+                    Ok(vec![Some(tied.mul(&share)?)])
+                })
+            }));
+        }
+        x.cpu_only(op)?;
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
             let v = super::float::with_contig::<T, _>(&x, |xs| arg_kernel::<T>(xs, 1, xs.len(), 1, want_max).0);
             wrap(v, &[])
@@ -420,7 +438,7 @@ impl Tensor {
     }
     /// log Σ exp(x) along `dim`, computed stably (shifted by the detached max).
     pub fn logsumexp(&self, dim: isize, keepdim: bool) -> Result<Tensor> {
-        check_float("logsumexp", self)?;
+        check_float_on("logsumexp", self)?;
         normalize_dim("logsumexp", dim, self.rank())?;
         // Clamped so an all -inf row gives -inf rather than -inf - -inf = NaN; the bound must
         // be finite in the tensor's own dtype (f64::MAX rounds to inf in f32).

@@ -138,7 +138,7 @@ impl Slots {
             let key = format!("{}.{i}", self.name);
             self.bufs[i] = match state.iter().find(|(n, _)| *n == key) {
                 Some((_, t)) if t.shape() == p.shape() => {
-                    check_float("load_state", p)?;
+                    crate::ops::float::check_float_on("load_state", p)?;
                     Some(Slot::Host(t.to_dtype(p.dtype())?.host_storage()?))
                 }
                 Some((_, t)) => bail!(
