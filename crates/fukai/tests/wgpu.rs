@@ -58,6 +58,38 @@ fn close(what: &str, gpu: &Tensor, cpu: &Tensor, tol: f32) {
     }
 }
 
+/// Losses of `steps` optimizer steps on the loss `f` computes.
+fn losses(opt: &mut Adam, steps: usize, f: impl Fn() -> Result<Tensor>) -> Vec<f64> {
+    (0..steps)
+        .map(|_| {
+            opt.zero_grad();
+            let loss = f().unwrap();
+            loss.backward().unwrap();
+            opt.step().unwrap();
+            loss.item().unwrap()
+        })
+        .collect()
+}
+
+/// Runs `train` on the CPU and twice on `dev`: the device reruns must give the same losses bit
+/// for bit, the device run must learn (its last loss below `learn` times its first), and every
+/// step's loss must be within `tol` (relative) of the CPU's.
+fn trains_like_the_cpu(dev: Device, learn: f64, tol: f64, train: impl Fn(Device) -> Vec<f64>) {
+    let (cpu, gpu1, gpu2) = (train(Device::Cpu), train(dev), train(dev));
+    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
+    let last = *gpu1.last().expect("at least one step");
+    assert!(
+        last < learn * gpu1[0],
+        "the device run did not learn: {gpu1:?}"
+    );
+    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
+        assert!(
+            (a - b).abs() < tol * (1.0 + b.abs()),
+            "step {i}: wgpu loss {a} vs cpu {b}"
+        );
+    }
+}
+
 /// Runs `f` on CPU and on the GPU with the same inputs (gradients on), compares the output and
 /// every input's gradient, and checks a second GPU run gives the same bits.
 fn crosscheck(
@@ -264,7 +296,6 @@ fn comparisons_where_and_casts() {
             "{name}"
         );
     }
-    let mask = a.gt(&b).unwrap();
     crosscheck("where_cond", dev, &[a.clone(), b.clone()], 0.0, |x| {
         let m = x[0].detach().gt(&x[1].detach())?;
         m.where_cond(&x[0], &x[1])
@@ -272,7 +303,6 @@ fn comparisons_where_and_casts() {
     crosscheck("masked_fill", dev, &[a.clone()], 0.0, |x| {
         x[0].masked_fill(&x[0].detach().gt(&Tensor::scalar(0.0, DType::F32))?, -1.0)
     });
-    let _ = mask;
     // Casts between the dtypes the device holds.
     let f = Tensor::from_vec(vec![2.7f32, -1.2, 0.0, 300.0], &[4]).unwrap();
     let g = f.to(dev).unwrap();
@@ -541,31 +571,9 @@ fn an_mlp_trains_on_the_device_as_on_the_cpu() {
             .map(|v| v % 4)
             .collect();
         let y = Tensor::from_vec(y, &[64]).unwrap().to(device).unwrap();
-        (0..60)
-            .map(|_| {
-                opt.zero_grad();
-                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
-                loss.backward().unwrap();
-                opt.step().unwrap();
-                loss.item().unwrap()
-            })
-            .collect()
+        losses(&mut opt, 60, || cross_entropy(&model.forward(&x)?, &y))
     };
-    let cpu = train(Device::Cpu);
-    let gpu1 = train(dev);
-    let gpu2 = train(dev);
-    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
-    assert!(
-        gpu1[59] < 0.5 * gpu1[0],
-        "the device run did not learn: {:?}",
-        gpu1
-    );
-    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
-        assert!(
-            (a - b).abs() < 1e-3 * (1.0 + b.abs()),
-            "step {i}: wgpu loss {a} vs cpu {b}"
-        );
-    }
+    trains_like_the_cpu(dev, 0.5, 1e-3, train);
 }
 
 #[test]
@@ -741,28 +749,9 @@ fn a_cnn_with_batch_norm_and_dropout_trains_on_the_device_as_on_the_cpu() {
         model.to_device(device).unwrap();
         let mut opt = Adam::new(model.parameters(), 0.02);
         let (x, y) = (x.to(device).unwrap(), y.to(device).unwrap());
-        (0..25)
-            .map(|_| {
-                opt.zero_grad();
-                let loss = cross_entropy(&model.forward(&x).unwrap(), &y).unwrap();
-                loss.backward().unwrap();
-                opt.step().unwrap();
-                loss.item().unwrap()
-            })
-            .collect()
+        losses(&mut opt, 25, || cross_entropy(&model.forward(&x)?, &y))
     };
-    let (cpu, gpu1, gpu2) = (train(Device::Cpu), train(dev), train(dev));
-    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
-    assert!(
-        gpu1[24] < 0.3 * gpu1[0],
-        "the device run did not learn: {gpu1:?}"
-    );
-    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
-        assert!(
-            (a - b).abs() < 2e-3 * (1.0 + b.abs()),
-            "step {i}: wgpu loss {a} vs cpu {b}"
-        );
-    }
+    trains_like_the_cpu(dev, 0.3, 2e-3, train);
 }
 
 #[test]
@@ -854,33 +843,11 @@ fn a_gpt_trains_on_the_device_as_on_the_cpu() {
         model.to_device(device).unwrap();
         let mut opt = Adam::adamw(model.parameters(), 0.01);
         let (x, y) = (x.to(device).unwrap(), y.to(device).unwrap());
-        (0..15)
-            .map(|_| {
-                opt.zero_grad();
-                let logits = model.forward(&x).unwrap();
-                let loss = cross_entropy(
-                    &logits.reshape(&[64, 11]).unwrap(),
-                    &y.reshape(&[64]).unwrap(),
-                )
-                .unwrap();
-                loss.backward().unwrap();
-                opt.step().unwrap();
-                loss.item().unwrap()
-            })
-            .collect()
+        losses(&mut opt, 15, || {
+            cross_entropy(&model.forward(&x)?.reshape(&[64, 11])?, &y.reshape(&[64])?)
+        })
     };
-    let (cpu, gpu1, gpu2) = (train(Device::Cpu), train(dev), train(dev));
-    assert_eq!(gpu1, gpu2, "a rerun on the device gave different losses");
-    assert!(
-        gpu1[14] < 0.5 * gpu1[0],
-        "the device run did not learn: {gpu1:?}"
-    );
-    for (i, (a, b)) in gpu1.iter().zip(&cpu).enumerate() {
-        assert!(
-            (a - b).abs() < 2e-3 * (1.0 + b.abs()),
-            "step {i}: wgpu loss {a} vs cpu {b}"
-        );
-    }
+    trains_like_the_cpu(dev, 0.5, 2e-3, train);
 }
 
 #[test]

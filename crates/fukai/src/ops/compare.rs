@@ -120,43 +120,28 @@ impl Tensor {
         crate::tensor::check_same_device("where_cond", self, b)?;
         let shape = broadcast_shapes("where_cond", self.shape(), a.shape())?;
         let shape = broadcast_shapes("where_cond", &shape, b.shape())?;
-        if crate::tensor::on_wgpu(&[self, a, b]) {
+        // The mask backward reads: the device condition itself, or the broadcast host copy.
+        let (storage, layout, mask) = if crate::tensor::on_wgpu(&[self, a, b]) {
             #[cfg(feature = "wgpu")]
             {
-                let (storage, layout) =
-                    crate::backend::wgpu::elementwise::where_cond(self, a, b, &shape)?;
-                let (mask, sa, sb) = (self.clone(), a.shape().to_vec(), b.shape().to_vec());
-                return Ok(Tensor::op_result(
-                    "where_cond",
-                    storage,
-                    layout,
-                    &[a, b],
-                    move || {
-                        Box::new(move |g, needs| {
-                            let zero = Tensor::scalar(0.0, g.dtype());
-                            let ga = needs[0]
-                                .then(|| mask.where_cond(g, &zero)?.sum_to_shape(&sa))
-                                .transpose()?;
-                            let gb = needs[1]
-                                .then(|| mask.where_cond(&zero, g)?.sum_to_shape(&sb))
-                                .transpose()?;
-                            Ok(vec![ga, gb])
-                        })
-                    },
-                ));
+                let (s, l) = crate::backend::wgpu::elementwise::where_cond(self, a, b, &shape)?;
+                (s, l, self.clone())
             }
-        }
-        let cond = self.layout().broadcast_to("where_cond", &shape)?;
-        let cond: Vec<u8> = {
-            let d = self.storage().read();
-            let s = u8::slice(&d).expect("checked u8");
-            cond.indices().map(|i| s[i]).collect()
+            #[cfg(not(feature = "wgpu"))]
+            unreachable!()
+        } else {
+            let cond = self.layout().broadcast_to("where_cond", &shape)?;
+            let cond: Vec<u8> = {
+                let d = self.storage().read();
+                let s = u8::slice(&d).expect("checked u8");
+                cond.indices().map(|i| s[i]).collect()
+            };
+            let (s, l) = float_dispatch!(a.dtype(), T => {
+                let picked = pick::<T>(&cond, a, b, &shape)?;
+                wrap(picked, &shape)
+            });
+            (s, l, Tensor::from_storage(CpuStorage::U8(cond), &shape))
         };
-        let (storage, layout) = float_dispatch!(a.dtype(), T => {
-            let picked = pick::<T>(&cond, a, b, &shape)?;
-            wrap(picked, &shape)
-        });
-        let mask = Tensor::from_storage(CpuStorage::U8(cond), &shape);
         let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
         Ok(Tensor::op_result(
             "where_cond",

@@ -411,18 +411,14 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
     #[cfg(feature = "wgpu")]
     if crate::tensor::on_wgpu(&[t]) {
         use crate::backend::wgpu::pool::{backward, forward, Windows};
-        let (ys, xs): (Vec<_>, Vec<_>) = (
-            pool.ys.iter().map(|w| (w.start, w.end, w.count)).collect(),
-            pool.xs.iter().map(|w| (w.start, w.end, w.count)).collect(),
-        );
-        let max = matches!(kind, Kind::Max);
         let win = Windows {
             planes: pool.planes,
             h: pool.h,
             w: pool.w,
-            ys: &ys,
-            xs: &xs,
+            ys: pool.ys.iter().map(|w| (w.start, w.end, w.count)).collect(),
+            xs: pool.xs.iter().map(|w| (w.start, w.end, w.count)).collect(),
         };
+        let max = matches!(kind, Kind::Max);
         let (y, idx) = forward(t, &win, max)?;
         let y = y.reshape(&shape)?;
         return Ok(Tensor::op_result(
@@ -432,13 +428,6 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
             &[t],
             move || {
                 Box::new(move |gy, _| {
-                    let win = Windows {
-                        planes: pool.planes,
-                        h: pool.h,
-                        w: pool.w,
-                        ys: &ys,
-                        xs: &xs,
-                    };
                     Ok(vec![Some(
                         backward(gy, idx.as_ref(), &win)?.reshape(&in_shape)?,
                     )])

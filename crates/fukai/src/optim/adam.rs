@@ -99,7 +99,7 @@ impl Update for AdamStep<'_> {
                 lr: self.lr,
                 weight_decay: self.weight_decay,
             };
-            crate::backend::wgpu::optim::update(&step, w, g, &m, &v)
+            crate::backend::wgpu::optim::update(&step, w, g, Some(&m), Some(&v))
         }
         #[cfg(not(feature = "wgpu"))]
         {

@@ -77,21 +77,18 @@ impl Update for RmsStep<'_> {
         #[cfg(feature = "wgpu")]
         {
             let sq = self.sq.on_device(i, w)?;
-            let with_buf = self.momentum != 0.0;
-            let b = if with_buf {
-                self.buf.on_device(i, w)?
-            } else {
-                Tensor::zeros_on(&[1], w.dtype(), w.device())?
+            let b = match self.momentum != 0.0 {
+                true => Some(self.buf.on_device(i, w)?),
+                false => None,
             };
             let step = crate::backend::wgpu::optim::Step::RmsProp {
-                momentum_buffer: with_buf,
                 lr: self.lr,
                 alpha: self.alpha,
                 eps: self.eps,
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             };
-            crate::backend::wgpu::optim::update(&step, w, g, &sq, &b)
+            crate::backend::wgpu::optim::update(&step, w, g, Some(&sq), b.as_ref())
         }
         #[cfg(not(feature = "wgpu"))]
         {

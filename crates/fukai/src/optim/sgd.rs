@@ -71,22 +71,18 @@ impl Update for SgdStep<'_> {
         #[cfg(feature = "wgpu")]
         {
             let fresh = !self.bufs.is_set(i);
-            let with_buf = self.momentum != 0.0;
-            let b = if with_buf {
-                self.bufs.on_device(i, w)?
-            } else {
-                Tensor::zeros_on(&[1], w.dtype(), w.device())?
+            let b = match self.momentum != 0.0 {
+                true => Some(self.bufs.on_device(i, w)?),
+                false => None,
             };
-            let unused = Tensor::zeros_on(&[1], w.dtype(), w.device())?;
             let step = crate::backend::wgpu::optim::Step::Sgd {
-                momentum_buffer: with_buf,
                 fresh,
                 nesterov: self.nesterov,
                 lr: self.lr,
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             };
-            crate::backend::wgpu::optim::update(&step, w, g, &b, &unused)
+            crate::backend::wgpu::optim::update(&step, w, g, b.as_ref(), None)
         }
         #[cfg(not(feature = "wgpu"))]
         {

@@ -162,7 +162,7 @@ pub(crate) fn full(ctx: &Arc<Ctx>, shape: &[usize], v: f64, dtype: DType) -> Res
     let out = ctx.alloc(n)?;
     let meta = [word(n)?, 0, 0, bits];
     // Read-only bindings must not alias the written buffer.
-    let unused = ctx.upload(&[0]);
+    let unused = ctx.alloc(1)?;
     ctx.launch(
         &kernel("fill"),
         &meta,

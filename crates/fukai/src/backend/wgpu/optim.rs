@@ -9,7 +9,6 @@ pub(crate) const SRC: &str = include_str!("optim.wgsl");
 /// Which update, with its settings as f32 words after (n, weight offset, gradient offset).
 pub(crate) enum Step {
     Sgd {
-        momentum_buffer: bool,
         fresh: bool,
         nesterov: bool,
         lr: f64,
@@ -26,7 +25,6 @@ pub(crate) enum Step {
         weight_decay: f64,
     },
     RmsProp {
-        momentum_buffer: bool,
         lr: f64,
         alpha: f64,
         eps: f64,
@@ -39,9 +37,17 @@ fn f(v: f64) -> u32 {
     (v as f32).to_bits()
 }
 
-/// Updates the contiguous parameter `w` from gradient `g` and state tensors `s1`, `s2`
-/// (contiguous, from offset 0; unused ones may be any device buffer).
-pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tensor) -> Result<()> {
+/// Updates the contiguous parameter `w` from gradient `g` and the state tensors the step keeps
+/// (contiguous, from offset 0): SGD's momentum buffer in `s1` (none without momentum), Adam's
+/// moments in `s1` and `s2`, RMSprop's mean square in `s1` and momentum buffer in `s2` (none
+/// without momentum).
+pub(crate) fn update(
+    step: &Step,
+    w: &Tensor,
+    g: &Tensor,
+    s1: Option<&Tensor>,
+    s2: Option<&Tensor>,
+) -> Result<()> {
     let g = contiguous(g)?;
     let n = w.numel();
     let mut meta = vec![
@@ -51,7 +57,6 @@ pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tens
     ];
     let entry = match *step {
         Step::Sgd {
-            momentum_buffer,
             fresh,
             nesterov,
             lr,
@@ -59,7 +64,7 @@ pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tens
             weight_decay,
         } => {
             meta.extend([
-                momentum_buffer as u32,
+                s1.is_some() as u32,
                 fresh as u32,
                 nesterov as u32,
                 f(lr),
@@ -90,7 +95,6 @@ pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tens
             "adam"
         }
         Step::RmsProp {
-            momentum_buffer,
             lr,
             alpha,
             eps,
@@ -98,7 +102,7 @@ pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tens
             weight_decay,
         } => {
             meta.extend([
-                momentum_buffer as u32,
+                s2.is_some() as u32,
                 f(lr),
                 f(alpha),
                 f(eps),
@@ -114,12 +118,16 @@ pub(crate) fn update(step: &Step, w: &Tensor, g: &Tensor, s1: &Tensor, s2: &Tens
         entry,
         access: "wrww",
     };
-    let ctx = super::ctx_of(w).clone();
-    ctx.launch(
-        &k,
-        &meta,
-        &[&buf_of(w), &buf_of(&g), &buf_of(s1), &buf_of(s2)],
-        groups(n)?,
-    );
+    let ctx = super::ctx_of(w);
+    // Absent state binds a one-word pooled buffer the kernel never touches (read-write
+    // bindings may not alias, so each gets its own).
+    let state = |s: Option<&Tensor>| -> Result<std::sync::Arc<super::GpuBuf>> {
+        match s {
+            Some(t) => Ok(buf_of(t)),
+            None => Ok(std::sync::Arc::new(ctx.alloc(1)?)),
+        }
+    };
+    let (b1, b2) = (state(s1)?, state(s2)?);
+    ctx.launch(&k, &meta, &[&buf_of(w), &buf_of(&g), &b1, &b2], groups(n)?);
     Ok(())
 }

@@ -9,22 +9,22 @@ pub(crate) const SRC: &str = include_str!("pool.wgsl");
 
 /// One pool's geometry: planes of `h`×`w`, windows per output row and column as
 /// (start, end, count).
-pub(crate) struct Windows<'a> {
+pub(crate) struct Windows {
     pub planes: usize,
     pub h: usize,
     pub w: usize,
-    pub ys: &'a [(usize, usize, usize)],
-    pub xs: &'a [(usize, usize, usize)],
+    pub ys: Vec<(usize, usize, usize)>,
+    pub xs: Vec<(usize, usize, usize)>,
 }
 
-impl Windows<'_> {
+impl Windows {
     /// The window tables and, per input row and column, the windows covering it.
     fn tables(&self) -> Result<Vec<u32>> {
         let mut t = Vec::new();
-        for &(a, b, c) in self.ys.iter().chain(self.xs) {
+        for &(a, b, c) in self.ys.iter().chain(&self.xs) {
             t.extend([word(a)?, word(b)?, word(c)?]);
         }
-        for (len, wins) in [(self.h, self.ys), (self.w, self.xs)] {
+        for (len, wins) in [(self.h, &self.ys), (self.w, &self.xs)] {
             for i in 0..len {
                 let lo = wins.iter().position(|w| w.1 > i).unwrap_or(wins.len());
                 let hi = wins.iter().rposition(|w| w.0 <= i).map_or(0, |k| k + 1);

@@ -29,45 +29,52 @@ fn at(o: u32, k: u32, inner_i: u32) -> f32 {
     return x[md[4] + (o * r + k) * inner + inner_i];
 }
 
-// One workgroup per output.
+// A running reduction: the sum, or the extreme and its index (-1 before the first element).
+struct Acc {
+    v: f32,
+    i: i32,
+}
+
+// `a` combined with `b`, which covers later elements (for sums) or any elements (extremes).
+fn merge(a: Acc, b: Acc) -> Acc {
+    let op = md[3];
+    if op == 0u { return Acc(a.v + b.v, -1); }
+    if b.i >= 0 && (a.i < 0 || better(b.v, b.i, a.v, a.i, op == 1u)) { return b; }
+    return a;
+}
+
+// Elements first, first + step, ... of output (o, ii), in order.
+fn scan(o: u32, ii: u32, first: u32, step: u32) -> Acc {
+    var acc = Acc(0.0, -1);
+    for (var k = first; k < md[1]; k = k + step) {
+        acc = merge(acc, Acc(at(o, k, ii), i32(k)));
+    }
+    return acc;
+}
+
+fn store(out: u32, acc: Acc) {
+    vals[out] = acc.v;
+    if md[3] != 0u { idxs[out] = acc.i; }
+}
+
+// One workgroup per output: lanes scan a fixed stride, then a fixed tree.
 @compute @workgroup_size(256)
 fn reduce_wide(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let out = group_index(wg, nwg);
     let inner = md[2];
     if out >= md[0] * inner { return; }
-    let o = out / inner;
-    let ii = out % inner;
-    let r = md[1];
-    let op = md[3];
-    var acc = 0.0;
-    var best = i32(-1);
-    if op != 0u { acc = bitcast<f32>(0x7fc00000u); }
-    for (var k = lid; k < r; k = k + WG) {
-        let v = at(o, k, ii);
-        if op == 0u {
-            acc = acc + v;
-        } else if best < 0 || better(v, i32(k), acc, best, op == 1u) {
-            acc = v;
-            best = i32(k);
-        }
-    }
-    sv[lid] = acc;
-    si[lid] = best;
+    let mine = scan(out / inner, out % inner, lid, WG);
+    sv[lid] = mine.v;
+    si[lid] = mine.i;
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
         workgroupBarrier();
         if lid < s {
-            if op == 0u {
-                sv[lid] = sv[lid] + sv[lid + s];
-            } else if si[lid + s] >= 0 && (si[lid] < 0 || better(sv[lid + s], si[lid + s], sv[lid], si[lid], op == 1u)) {
-                sv[lid] = sv[lid + s];
-                si[lid] = si[lid + s];
-            }
+            let m = merge(Acc(sv[lid], si[lid]), Acc(sv[lid + s], si[lid + s]));
+            sv[lid] = m.v;
+            si[lid] = m.i;
         }
     }
-    if lid == 0u {
-        vals[out] = sv[0];
-        if op != 0u { idxs[out] = si[0]; }
-    }
+    if lid == 0u { store(out, Acc(sv[0], si[0])); }
 }
 
 // One thread per output, for short reductions.
@@ -76,21 +83,5 @@ fn reduce_narrow(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let out = thread_index(wg, nwg, lid);
     let inner = md[2];
     if out >= md[0] * inner { return; }
-    let o = out / inner;
-    let ii = out % inner;
-    let r = md[1];
-    let op = md[3];
-    var acc = 0.0;
-    var best = i32(-1);
-    for (var k = 0u; k < r; k = k + 1u) {
-        let v = at(o, k, ii);
-        if op == 0u {
-            acc = acc + v;
-        } else if best < 0 || better(v, i32(k), acc, best, op == 1u) {
-            acc = v;
-            best = i32(k);
-        }
-    }
-    vals[out] = acc;
-    if op != 0u { idxs[out] = best; }
+    store(out, scan(out / inner, out % inner, 0u, 1u));
 }

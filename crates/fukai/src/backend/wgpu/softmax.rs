@@ -39,7 +39,7 @@ pub(crate) fn softmax(
         0,
         0,
     ];
-    let unused = ctx.upload(&[0]);
+    let unused = ctx.alloc(1)?;
     let b = buf_of(&x);
     run(
         &ctx,
@@ -71,7 +71,7 @@ pub(crate) fn softmax_backward(
         0,
         0,
     ];
-    let unused = ctx.upload(&[0]);
+    let unused = ctx.alloc(1)?;
     run(
         &ctx,
         "softmax_bwd",
