@@ -8,6 +8,7 @@ mod eval;
 mod generate;
 mod predict;
 mod presets;
+mod showcase;
 mod train;
 mod viz;
 

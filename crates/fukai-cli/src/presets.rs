@@ -66,6 +66,26 @@ pub const PRESETS: &[(&str, &str, &str)] = &[
         "character GPT (4 layers, width 128) on Shakespeare's works",
         SHAKESPEARE,
     ),
+    (
+        "fashion-ae",
+        "convolutional autoencoder on Fashion-MNIST images, no labels; linear probe after",
+        FASHION_AE,
+    ),
+    (
+        "fashion-vae",
+        "variational autoencoder on Fashion-MNIST images, no labels; samples, latent map, probe",
+        FASHION_VAE,
+    ),
+    (
+        "moving-mnist-convlstm",
+        "ConvLSTM encoder-forecaster: the next 10 frames of Moving MNIST from the first 10",
+        MOVING_MNIST_CONVLSTM,
+    ),
+    (
+        "moving-mnist-conv3d",
+        "3-D convolutional encoder-decoder: the next 10 frames of Moving MNIST",
+        MOVING_MNIST_CONV3D,
+    ),
 ];
 
 /// The preset called `name`.
@@ -299,6 +319,79 @@ weight_decay = 0.1
 decay_matrices_only = true
 schedule = "cosine"
 warmup_steps = 100
+clip_grad_norm = 1.0
+"#;
+
+// The images alone train it (the labels only score the linear probe afterwards).
+const FASHION_AE: &str = r#"name = "fashion-ae"
+[data]
+format = "idx"
+path = "fashion-mnist"
+probe_labels = 1000
+[model]
+kind = "autoencoder"
+channels = [32, 64]
+latent = 32
+[train]
+epochs = 10
+batch_size = 128
+lr = 0.002
+schedule = "cosine"
+"#;
+
+const FASHION_VAE: &str = r#"name = "fashion-vae"
+[data]
+format = "idx"
+path = "fashion-mnist"
+probe_labels = 1000
+[model]
+kind = "vae"
+channels = [32, 64]
+latent = 16
+beta = 1.0
+[train]
+epochs = 10
+batch_size = 128
+lr = 0.002
+schedule = "cosine"
+"#;
+
+// Clips are made on demand from the shipped MNIST-5k digits (test clips from held-out digits).
+const MOVING_MNIST_CONVLSTM: &str = r#"name = "moving-mnist-convlstm"
+[data]
+format = "moving-mnist"
+path = "mnist-5k/mnist_5k.csv.gz"   # the repo ships it (data/)
+clips = 2000
+frames = 20
+input_frames = 10
+[model]
+kind = "convlstm"
+hidden = [64]
+patch = 4
+[train]
+epochs = 10
+batch_size = 16
+lr = 0.001
+schedule = "cosine"
+clip_grad_norm = 1.0
+"#;
+
+const MOVING_MNIST_CONV3D: &str = r#"name = "moving-mnist-conv3d"
+[data]
+format = "moving-mnist"
+path = "mnist-5k/mnist_5k.csv.gz"   # the repo ships it (data/)
+clips = 2000
+frames = 20
+input_frames = 10
+[model]
+kind = "conv3d"
+hidden = [64, 64]
+patch = 4
+[train]
+epochs = 10
+batch_size = 16
+lr = 0.001
+schedule = "cosine"
 clip_grad_norm = 1.0
 "#;
 

@@ -216,6 +216,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
             b.describe()
         );
     }
+    if let Some(shown) = &outcome.showcase {
+        for line in crate::showcase::lines(shown) {
+            say!("{line}");
+        }
+    }
     let extra = match cfg.model.kind.as_str() {
         "gpt" => format!("\n  fukai generate --checkpoint {ckpt} --prompt \"ROMEO:\""),
         "cnn" => format!("\n  fukai viz --checkpoint {ckpt}   # filters and feature maps"),

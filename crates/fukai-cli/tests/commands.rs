@@ -21,6 +21,10 @@ const PRESETS: &[&str] = &[
     "sunspots-lstm",
     "spoken-digits",
     "shakespeare-gpt",
+    "fashion-ae",
+    "fashion-vae",
+    "moving-mnist-convlstm",
+    "moving-mnist-conv3d",
 ];
 
 #[test]

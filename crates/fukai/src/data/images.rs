@@ -62,40 +62,9 @@ pub fn read_image_folder(
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for (label, class) in classes.iter().enumerate() {
         let dir = root.join(class);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| io_err(&dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().and_then(|s| s.to_str()).is_some_and(|s| {
-                    matches!(s.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
-                })
-            })
-            .collect();
-        files.sort();
+        let files = image_files(&dir)?;
         for f in files {
-            let img = image::open(&f).map_err(|e| Error::Format {
-                file: f.display().to_string(),
-                msg: format!("cannot decode image: {e}"),
-            })?;
-            let img = img.resize_exact(
-                size[1] as u32,
-                size[0] as u32,
-                image::imageops::FilterType::Triangle,
-            );
-            let plane = size[0] * size[1];
-            let start = x.len();
-            x.resize(start + channels * plane, 0.0);
-            if channels == 1 {
-                for (i, p) in img.to_luma8().pixels().enumerate() {
-                    x[start + i] = p.0[0] as f32 / 255.0;
-                }
-            } else {
-                for (i, p) in img.to_rgb8().pixels().enumerate() {
-                    for c in 0..3 {
-                        x[start + c * plane + i] = p.0[c] as f32 / 255.0;
-                    }
-                }
-            }
+            decode_into(&f, size, channels, &mut x)?;
             y.push(label as i64);
         }
     }
@@ -109,4 +78,57 @@ pub fn read_image_folder(
         InMemory::new(x, y, &[channels, size[0], size[1]], classes.len())?,
         classes,
     ))
+}
+
+/// Appends the image at `path` to `out` as `[channels, H, W]` values in [0, 1], resized to
+/// `size` (h, w).
+pub(crate) fn decode_into(
+    path: &Path,
+    size: [usize; 2],
+    channels: usize,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let img = image::open(path).map_err(|e| Error::Format {
+        file: path.display().to_string(),
+        msg: format!("cannot decode image: {e}"),
+    })?;
+    let img = if img.width() as usize == size[1] && img.height() as usize == size[0] {
+        img
+    } else {
+        img.resize_exact(
+            size[1] as u32,
+            size[0] as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    };
+    let plane = size[0] * size[1];
+    let start = out.len();
+    out.resize(start + channels * plane, 0.0);
+    if channels == 1 {
+        for (i, p) in img.to_luma8().pixels().enumerate() {
+            out[start + i] = p.0[0] as f32 / 255.0;
+        }
+    } else {
+        for (i, p) in img.to_rgb8().pixels().enumerate() {
+            for c in 0..3 {
+                out[start + c * plane + i] = p.0[c] as f32 / 255.0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PNG and JPEG files directly in `dir`, sorted by name.
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| io_err(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|s| s.to_str())
+                .is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }

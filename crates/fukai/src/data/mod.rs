@@ -8,15 +8,18 @@ mod idx;
 mod images;
 mod loader;
 mod manifest;
+mod moving_mnist;
 mod tabular;
 mod timeseries;
 mod transforms;
+mod video;
 
 pub use csv::{read_mnist_csv, read_table, Table};
 pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray};
 pub use images::read_image_folder;
 pub use loader::{Batch, DataLoader};
 pub use manifest::{read_manifest, Manifest, ManifestRow};
+pub use moving_mnist::{MovingMnist, MovingMnistConfig};
 pub use tabular::{
     mean_std, parse_csv, read_csv, Column, ColumnKind, ColumnRef, CsvOptions, Encoding, Impute,
     Layout, RawTable, Schema, TableSpec, Target, DEFAULT_MISSING, MAX_CATEGORIES, MAX_COLUMNS,
@@ -24,6 +27,7 @@ pub use tabular::{
 };
 pub use timeseries::{read_series_csv, read_ts, Sequences, Series, Windows};
 pub use transforms::{Normalize, RandomCrop, RandomHorizontalFlip, Transform};
+pub use video::{Clips, FrameClips};
 
 use crate::bail;
 use crate::error::{Error, Result};

@@ -17,6 +17,7 @@
 //! # Ok::<(), fukai::Error>(())
 //! ```
 
+mod autoencoder;
 pub mod bert;
 mod feedforward;
 mod generate;
@@ -25,7 +26,9 @@ pub mod kernels;
 mod recurrent;
 #[cfg(feature = "hf")]
 pub mod sentence;
+mod video;
 
+pub use autoencoder::{Autoencoder, AutoencoderConfig};
 pub use bert::{mean_pool_normalized, BertConfig, BertModel};
 pub use feedforward::{Cnn, CnnConfig, Mlp, MlpConfig, MAX_SAMPLE_VALUES};
 pub use generate::Sampling;
@@ -33,6 +36,7 @@ pub use gpt::{Gpt, GptConfig};
 pub use recurrent::{SeqClassifier, SeqConfig, SeqForecaster};
 #[cfg(feature = "hf")]
 pub use sentence::SentenceEmbedder;
+pub use video::{VideoConfig, VideoPredictor};
 
 use crate::data::Batch;
 use crate::error::{Error, Result};
@@ -54,6 +58,11 @@ pub enum Task {
     /// Next-token logits `[B, T, vocab]` against ids `[B, T]`: cross-entropy per token,
     /// perplexity.
     LanguageModel,
+    /// Logits shaped like the targets `[B, ...]`, which are intensities in `[0, 1]` (the input
+    /// itself for an autoencoder, the next frames for a video predictor): binary cross-entropy
+    /// per value, plus the model's own term (a VAE's KL divergence); MSE of the sigmoid reported
+    /// beside a baseline when batches carry one.
+    Reconstruction,
 }
 
 /// A trainable model: a [`Module`] that knows its task and, for the library's own models,
@@ -72,6 +81,11 @@ pub trait Model: Module {
     fn forward_batch(&self, batch: &Batch) -> Result<Tensor> {
         self.forward(&batch.x)
     }
+    /// The output and a term the model adds to its task's loss (a VAE's KL divergence, already
+    /// weighted and per target value), which training minimizes and evaluation reports.
+    fn forward_with_penalty(&self, batch: &Batch) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.forward_batch(batch)?, None))
+    }
 }
 
 /// Any of the library's models, as stored in checkpoints (`"kind"` names the model).
@@ -88,6 +102,10 @@ pub enum ModelConfig {
     SeqForecaster(SeqConfig),
     /// [`Gpt`].
     Gpt(GptConfig),
+    /// [`Autoencoder`] (a VAE when `variational`).
+    Autoencoder(AutoencoderConfig),
+    /// [`VideoPredictor`].
+    Video(VideoConfig),
 }
 
 impl ModelConfig {
@@ -99,6 +117,8 @@ impl ModelConfig {
             ModelConfig::SeqClassifier(c) => Box::new(SeqClassifier::new(c)?),
             ModelConfig::SeqForecaster(c) => Box::new(SeqForecaster::new(c)?),
             ModelConfig::Gpt(c) => Box::new(Gpt::new(c)?),
+            ModelConfig::Autoencoder(c) => Box::new(Autoencoder::new(c)?),
+            ModelConfig::Video(c) => Box::new(VideoPredictor::new(c)?),
         })
     }
     /// The model kind as written in configs (`"mlp"`, `"seq-classifier"`, ...).
@@ -109,6 +129,8 @@ impl ModelConfig {
             ModelConfig::SeqClassifier(_) => "seq-classifier",
             ModelConfig::SeqForecaster(_) => "seq-forecaster",
             ModelConfig::Gpt(_) => "gpt",
+            ModelConfig::Autoencoder(_) => "autoencoder",
+            ModelConfig::Video(_) => "video",
         }
     }
 }
@@ -137,6 +159,9 @@ impl Model for Box<dyn Model> {
     }
     fn forward_batch(&self, batch: &Batch) -> Result<Tensor> {
         (**self).forward_batch(batch)
+    }
+    fn forward_with_penalty(&self, batch: &Batch) -> Result<(Tensor, Option<Tensor>)> {
+        (**self).forward_with_penalty(batch)
     }
 }
 

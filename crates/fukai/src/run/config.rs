@@ -25,8 +25,10 @@ pub struct RunConfig {
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// `mnist-csv`, `idx` (a folder with MNIST-style train/t10k files), `table` (CSV),
-    /// `image-folder` (a folder with train/ and test/ class folders) or `audio-manifest` (a
-    /// manifest CSV of WAV files and labels, or its folder).
+    /// `image-folder` (a folder with train/ and test/ class folders), `audio-manifest` (a
+    /// manifest CSV of WAV files and labels, or its folder), `moving-mnist` (clips made from the
+    /// MNIST digits at `path`, an MNIST CSV or IDX folder) or `frames` (a folder of clip folders
+    /// of frame images, `clip_0001/frame_000.png …`, or one with train/ and test/ such folders).
     pub format: String,
     /// Share of the training samples held out for validation (monitoring, best model, early
     /// stopping); series and text hold out the end of their training part instead.
@@ -105,6 +107,22 @@ pub struct DataConfig {
     /// `categorical` (free text, identifiers, dates).
     #[serde(default = "default_max_categories")]
     pub max_categories: usize,
+    /// Video (`moving-mnist`, `frames`): frames per clip read as input; the rest are predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_frames: Option<usize>,
+    /// `moving-mnist`: training clips made per epoch's set (validation and test sets are a
+    /// tenth of this each, from held-out digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clips: Option<usize>,
+    /// `moving-mnist`: frames per clip (default 20: 10 in, 10 predicted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<usize>,
+    /// `moving-mnist`: side of the square frame in pixels (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_size: Option<usize>,
+    /// Autoencoders: labeled training images the linear probe learns from (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_labels: Option<usize>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -136,7 +154,8 @@ fn default_channels() -> usize {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// `mlp`, `cnn`, `lstm`, `gru`, `rnn` or `gpt`.
+    /// `mlp`, `cnn`, `lstm`, `gru`, `rnn`, `gpt`, `autoencoder`, `vae` (images without labels),
+    /// `convlstm` or `conv3d` (video prediction).
     pub kind: String,
     /// Hidden widths of the MLP, or of the classifier head after the CNN's convolutions.
     #[serde(default)]
@@ -167,6 +186,15 @@ pub struct ModelSpec {
     /// Language models (`kind = "gpt"`): layers, heads, width and context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpt: Option<GptConfig>,
+    /// Autoencoders: width of the latent code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent: Option<usize>,
+    /// VAE: weight of the KL term (β-VAE; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    /// Video models: side of the square patches stacked as channels (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<usize>,
 }
 
 fn one() -> usize {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::models::{CnnConfig, GptConfig, MlpConfig, ModelConfig, SeqConfig};
 use crate::rng::Generator;
 use crate::text::{CharTokenizer, TokenWindows};
-use crate::train::{Batches, SequenceBatches, TokenBatches, WindowBatches};
+use crate::train::{Batches, ClipBatches, SequenceBatches, TokenBatches, WindowBatches};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +48,27 @@ pub struct Prepared {
     /// A simpler model trained beside this one and reported next to it (tables: the same
     /// pipeline without hidden layers, i.e. logistic or linear regression).
     pub baseline: Option<ModelConfig>,
+    /// What a run shows of its model after training: pictures and probes of autoencoders and
+    /// video predictors.
+    pub showcase: Option<Showcase>,
+}
+
+/// The data a run keeps for showing what its model learned (see [`Prepared::showcase`]).
+pub enum Showcase {
+    /// Autoencoders: images with the labels training never saw, for pictures of the latent
+    /// space and the linear probe.
+    Images {
+        /// Training images (the probe's labeled ones are drawn from these).
+        train: InMemory,
+        /// Test images.
+        test: InMemory,
+        /// Label names.
+        class_names: Vec<String>,
+        /// Labeled training images the probe learns from.
+        probe_labels: usize,
+    },
+    /// Video predictors: the test clips.
+    Clips(ClipBatches),
 }
 
 /// Feature normalization fitted on the training split, stored in checkpoints for `predict`.
@@ -91,7 +112,8 @@ pub fn shipped_mnist() -> PathBuf {
 
 /// Resolves the data path: `override_path` (`--data`) wins; an absolute config path is used as
 /// is; a relative one is tried against `base` (the config file's folder), then
-/// `$FUKAI_ASSETS`; the shipped MNIST-5k serves `mnist-csv` when neither has it.
+/// `$FUKAI_ASSETS`; the shipped MNIST-5k serves `mnist-csv` (and `moving-mnist` from a CSV)
+/// when neither has it.
 pub fn resolve(
     cfg: &DataConfig,
     override_path: Option<&Path>,
@@ -112,11 +134,11 @@ pub fn resolve(
     }
     if let Ok(root) = std::env::var("FUKAI_ASSETS") {
         let p = Path::new(&root).join(rel);
-        if p.exists() || cfg.format != "mnist-csv" {
+        if p.exists() || !shipped_fallback(cfg) {
             return Ok(p);
         }
     }
-    if cfg.format == "mnist-csv" {
+    if shipped_fallback(cfg) {
         return Ok(shipped_mnist());
     }
     Err(Error::Format {
@@ -125,6 +147,15 @@ pub fn resolve(
               (`fukai data get` downloads public sets)"
             .into(),
     })
+}
+
+/// Whether the shipped MNIST-5k serves this config when its own path is not found.
+fn shipped_fallback(cfg: &DataConfig) -> bool {
+    let csv = cfg
+        .path
+        .as_deref()
+        .is_none_or(|p| p.ends_with(".csv") || p.ends_with(".csv.gz"));
+    cfg.format == "mnist-csv" || (cfg.format == "moving-mnist" && csv)
 }
 
 fn missing(path: &Path) -> Error {
@@ -181,7 +212,7 @@ pub fn fit_norm(train: &InMemory) -> Norm {
 }
 
 /// The samples of a split view as one contiguous set (same order, same values).
-fn compact(set: &InMemory) -> Result<InMemory> {
+pub(super) fn compact(set: &InMemory) -> Result<InMemory> {
     let per: usize = set.sample_shape().iter().product();
     let mut x = vec![0f32; set.len() * per];
     let mut y = Vec::with_capacity(set.len());
@@ -222,6 +253,9 @@ pub(super) fn describe(train: usize, val: Option<usize>, test: usize, what: &str
     }
 }
 
+/// Formats of fixed-shape images.
+const IMAGE_FORMATS: &[&str] = &["mnist-csv", "idx", "image-folder"];
+
 /// Prepares the data of `cfg` read from `path`.
 pub fn prepare(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
     let m = &cfg.model;
@@ -233,9 +267,15 @@ pub fn prepare(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         "lstm" | "gru" | "rnn" if cfg.data.format == "ts" => sequences(cfg, path),
         "lstm" | "gru" | "rnn" if cfg.data.format == "series-csv" => series(cfg, path),
         "gpt" if cfg.data.format == "text" => text(cfg, path),
+        "autoencoder" | "vae" if IMAGE_FORMATS.contains(&cfg.data.format.as_str()) => {
+            super::unlabeled::prepare(cfg, path)
+        }
+        "convlstm" | "conv3d" if matches!(cfg.data.format.as_str(), "moving-mnist" | "frames") => {
+            super::video::prepare(cfg, path)
+        }
         kind => bail!(
             "config",
-            "model.kind {kind:?} cannot read data.format {:?}: mlp and cnn read mnist-csv, idx, table, image-folder or audio-manifest; lstm, gru and rnn read ts or series-csv; gpt reads text",
+            "model.kind {kind:?} cannot read data.format {:?}: mlp and cnn read mnist-csv, idx, table, image-folder or audio-manifest; lstm, gru and rnn read ts or series-csv; gpt reads text; autoencoder and vae read mnist-csv, idx or image-folder; convlstm and conv3d read moving-mnist or frames",
             cfg.data.format
         ),
     }
@@ -328,6 +368,7 @@ fn fixed_shape(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         describe,
         notes: Vec::new(),
         baseline: None,
+        showcase: None,
     })
 }
 
@@ -433,6 +474,7 @@ fn sequences(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         describe,
         notes: Vec::new(),
         baseline: None,
+        showcase: None,
     })
 }
 
@@ -489,6 +531,7 @@ fn series(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         describe,
         notes: Vec::new(),
         baseline: None,
+        showcase: None,
     })
 }
 
@@ -563,6 +606,7 @@ fn text(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         describe,
         notes: Vec::new(),
         baseline: None,
+        showcase: None,
     })
 }
 

@@ -45,6 +45,41 @@ pub fn check(cfg: &RunConfig) -> Result<()> {
         crate::data::MAX_CATEGORIES,
         "distinct strings of a categorical column",
     )?;
+    let video = [
+        (
+            "data.input_frames",
+            d.input_frames,
+            1,
+            1000,
+            "frames read per clip",
+        ),
+        ("data.clips", d.clips, 1, 1 << 24, "clips made"),
+        ("data.frames", d.frames, 2, 1000, "frames per clip"),
+        (
+            "data.frame_size",
+            d.frame_size,
+            28,
+            1024,
+            "pixels per frame side",
+        ),
+        (
+            "data.probe_labels",
+            d.probe_labels,
+            10,
+            1 << 24,
+            "labeled images for the probe",
+        ),
+        ("model.latent", m.latent, 1, 4096, "values per latent code"),
+        ("model.patch", m.patch, 1, 16, "pixels per patch side"),
+    ];
+    for (field, v, lo, hi, what) in video {
+        if let Some(v) = v {
+            within(field, v, lo, hi, what)?;
+        }
+    }
+    if let Some(b) = m.beta {
+        within_f("model.beta", b, 0.0, 1e6, "weight of the KL term")?;
+    }
     if let Some(e) = m.embedding_dim {
         within(
             "model.embedding_dim",

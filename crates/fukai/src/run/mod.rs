@@ -21,14 +21,18 @@ mod config;
 mod cv;
 mod data;
 mod limits;
+mod pictures;
 mod predict;
 mod table;
+mod unlabeled;
+mod video;
 
 pub use audio::{predict_input as audio_features, AudioConfig};
 pub use config::{DataConfig, ModelSpec, RunConfig};
 pub use cv::{cross_validate, headline, summarize, CrossValidation, Fold, Spread};
 pub use data::{
-    fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo, Splits,
+    fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo,
+    Showcase, Splits,
 };
 pub use predict::{image as image_input, numbers, predict, Prediction};
 pub use table::{
@@ -37,6 +41,7 @@ pub use table::{
 
 use crate::error::{Error, Result};
 use crate::models::{self, Model, ModelConfig};
+use crate::nn::Module;
 use crate::text::CharTokenizer;
 use crate::train::{Evaluation, FitReport, MetricsJsonl, Stop, SummaryJson, TrainConfig, Trainer};
 use std::collections::HashMap;
@@ -70,6 +75,8 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
         "ts",
         "series-csv",
         "text",
+        "moving-mnist",
+        "frames",
     ];
     if !formats.contains(&cfg.data.format.as_str()) {
         return Err(bad(format!(
@@ -82,7 +89,18 @@ pub fn validate(cfg: &RunConfig) -> Result<()> {
         table_spec(cfg)?;
         csv_options(cfg)?;
     }
-    let kinds = ["mlp", "cnn", "lstm", "gru", "rnn", "gpt"];
+    let kinds = [
+        "mlp",
+        "cnn",
+        "lstm",
+        "gru",
+        "rnn",
+        "gpt",
+        "autoencoder",
+        "vae",
+        "convlstm",
+        "conv3d",
+    ];
     if !kinds.contains(&cfg.model.kind.as_str()) {
         return Err(bad(format!(
             "model.kind {:?} is unknown; expected one of {}",
@@ -112,6 +130,11 @@ pub const RUN_FILES: &[&str] = &[
     "metrics.jsonl",
     "summary.json",
     "curves.png",
+    "reconstructions.png",
+    "samples.png",
+    "latent.png",
+    "predictions.png",
+    "predictions.gif",
 ];
 
 /// Makes `out` ready for a run: refuses an existing run unless told otherwise, and proves the
@@ -184,6 +207,10 @@ pub struct RunOutcome {
     /// The baseline model's test evaluation (tables: logistic or linear regression), with its
     /// name.
     pub baseline: Option<(String, Evaluation)>,
+    /// What the run showed of its model after the test (autoencoders: the linear probes;
+    /// video: errors per predicted frame beside the copy-last-frame baseline), also in
+    /// `summary.json` under `"showcase"`, with the pictures it wrote.
+    pub showcase: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Trains `model` (a simpler model reported beside the run's) on the run's data, without
@@ -322,13 +349,64 @@ impl Run {
             Stop::StepLimit => None,
             _ => Some(trainer.test(&*data.test, &report)?),
         };
+        let showcase = match (&test, &data.showcase) {
+            (Some(_), Some(s)) if crate::distributed::is_main() => {
+                let shown = show(trainer.model(), s, &out, cfg.train.seed)?;
+                add_to_summary(&out.join("summary.json"), &shown)?;
+                Some(shown)
+            }
+            _ => None,
+        };
         Ok(RunOutcome {
             report,
             test,
             checkpoint: ckpt,
             baseline,
+            showcase,
         })
     }
+}
+
+/// Pictures and probes of a trained autoencoder or video model, written into `out`.
+fn show(
+    model: &dyn Model,
+    data: &Showcase,
+    out: &Path,
+    seed: u64,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    // The showcase needs the concrete model: a fresh one carrying the trained tensors.
+    let state = model.state_dict();
+    match model.config() {
+        Some(ModelConfig::Autoencoder(c)) => {
+            let mut m = models::Autoencoder::new(c)?;
+            m.load_state_dict(&state)?;
+            m.set_training(false);
+            unlabeled::show(&m, data, out, seed)
+        }
+        Some(ModelConfig::Video(c)) => {
+            let mut m = models::VideoPredictor::new(c)?;
+            m.load_state_dict(&state)?;
+            m.set_training(false);
+            video::show(&m, data, out)
+        }
+        _ => Ok(Default::default()),
+    }
+}
+
+/// Adds `shown` to the run's `summary.json` under `"showcase"`.
+fn add_to_summary(path: &Path, shown: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let mut summary: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Format {
+            file: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+    summary.insert("showcase".into(), shown.clone().into());
+    let text = serde_json::to_string_pretty(&summary).expect("summary serializes");
+    crate::io::write_atomic(path, text.as_bytes())
 }
 
 /// A trained model read back from any run's checkpoint, with what using it needs.

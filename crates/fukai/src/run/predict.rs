@@ -55,6 +55,11 @@ pub fn predict(t: &Trained, input: &str) -> Result<Vec<Prediction>> {
         ModelConfig::Gpt(_) => next_token(t, input),
         ModelConfig::SeqClassifier(_) => sequences(t, input),
         ModelConfig::Mlp(_) if t.table.is_some() => table(t, input),
+        ModelConfig::Autoencoder(_) | ModelConfig::Video(_) => crate::bail!(
+            "predict",
+            "a {} model has no classes or values to predict; its run directory holds its pictures, and the library's Autoencoder::encode / decode and VideoPredictor::forward use it",
+            t.config.kind()
+        ),
         _ => classify(t, input),
     }
 }

@@ -214,6 +214,7 @@ pub fn prepare_table(cfg: &RunConfig, path: &Path, holdout: Holdout) -> Result<P
         describe,
         notes: layout.notes,
         baseline: Some(baseline),
+        showcase: None,
     })
 }
 

@@ -500,3 +500,136 @@ impl Batches for TokenBatches {
         }
     }
 }
+
+/// Video prediction batches: the first `input` frames of each clip are the input
+/// `[B, input, C, H, W]`, the rest the target `[B, T - input, C, H, W]`, and the baseline is the
+/// last input frame held still ("copy the last frame").
+///
+/// ```
+/// use fukai::data::{MovingMnist, MovingMnistConfig};
+/// use fukai::train::{Batches, ClipBatches};
+/// use std::sync::Arc;
+/// let cfg = MovingMnistConfig { clips: 6, frames: 4, size: 32, ..Default::default() };
+/// let clips = Arc::new(MovingMnist::new(vec![1.0; 28 * 28], cfg)?);
+/// let b = ClipBatches::new(clips, (0..6).collect(), 4, 3)?.epoch(0, 0).next().unwrap()?;
+/// assert_eq!((b.x.shape(), b.y.shape()), (&[4, 3, 1, 32, 32][..], &[4, 1, 1, 32, 32][..]));
+/// assert_eq!(b.baseline.unwrap().shape(), &[4, 1, 1, 32, 32]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ClipBatches {
+    clips: Arc<dyn crate::data::Clips>,
+    input: usize,
+    order: Order,
+}
+
+impl ClipBatches {
+    /// Batches of the clips at `rows`, in order; `input` frames in, the rest predicted.
+    pub fn new(
+        clips: Arc<dyn crate::data::Clips>,
+        rows: Vec<usize>,
+        batch_size: usize,
+        input: usize,
+    ) -> Result<Self> {
+        if input == 0 || input >= clips.frames() {
+            crate::bail!(
+                "ClipBatches",
+                "input frames must be at least 1 and fewer than the clip's {} frames, found {input}",
+                clips.frames()
+            );
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r >= clips.len()) {
+            crate::bail!("ClipBatches", "clip {r} of {}", clips.len());
+        }
+        Ok(ClipBatches {
+            clips,
+            input,
+            order: Order::new(rows, batch_size),
+        })
+    }
+    /// Reshuffles the clips every epoch from `seed`.
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.order.shuffle = Some(seed);
+        self
+    }
+    /// The clips read.
+    pub fn clips(&self) -> &Arc<dyn crate::data::Clips> {
+        &self.clips
+    }
+
+    fn batch(&self, rows: &[usize]) -> Result<Batch> {
+        let c = &self.clips;
+        let [ch, h, w] = c.frame_shape();
+        let (frame, t) = (ch * h * w, c.frames());
+        let (tin, tout) = (self.input, t - self.input);
+        let mut clip = vec![0f32; t * frame];
+        let mut x = Vec::with_capacity(rows.len() * tin * frame);
+        let mut y = Vec::with_capacity(rows.len() * tout * frame);
+        let mut base = Vec::with_capacity(rows.len() * tout * frame);
+        for &r in rows {
+            c.clip(r, &mut clip)?;
+            x.extend_from_slice(&clip[..tin * frame]);
+            y.extend_from_slice(&clip[tin * frame..]);
+            for _ in 0..tout {
+                base.extend_from_slice(&clip[(tin - 1) * frame..tin * frame]);
+            }
+        }
+        let b = rows.len();
+        let mut batch = Batch::new(
+            Tensor::from_vec(x, &[b, tin, ch, h, w])?,
+            Tensor::from_vec(y, &[b, tout, ch, h, w])?,
+        );
+        batch.baseline = Some(Tensor::from_vec(base, &[b, tout, ch, h, w])?);
+        Ok(batch)
+    }
+}
+
+impl Batches for ClipBatches {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+    fn samples(&self) -> usize {
+        self.order.items.len()
+    }
+    fn epoch(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        let parts = self.order.batches(epoch, start);
+        Box::new(parts.into_iter().map(move |rows| self.batch(&rows)))
+    }
+}
+
+/// Autoencoder batches: another source's inputs as both input and target (labels dropped).
+pub struct Autoencoding(pub Box<dyn Batches>);
+
+impl Autoencoding {
+    fn map(b: Result<Batch>) -> Result<Batch> {
+        let b = b?;
+        Ok(Batch::new(b.x.clone(), b.x))
+    }
+}
+
+impl Batches for Autoencoding {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn samples(&self) -> usize {
+        self.0.samples()
+    }
+    fn epoch(
+        &self,
+        epoch: u64,
+        start: usize,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        Box::new(self.0.epoch(epoch, start).map(Autoencoding::map))
+    }
+    fn select(
+        &self,
+        epoch: u64,
+        which: Vec<usize>,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + Send + '_> {
+        Box::new(self.0.select(epoch, which).map(Autoencoding::map))
+    }
+}

@@ -96,6 +96,20 @@ impl Evaluation {
                 self.loss_sum += mean_loss * rows as f64;
                 self.count += rows;
             }
+            Task::Reconstruction => {
+                let t = batch.y.to_vec_f64()?;
+                let p = out.sigmoid()?.to_vec_f64()?;
+                self.se += p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+                if let Some(base) = &batch.baseline {
+                    let b = base.to_vec_f64()?;
+                    self.se_baseline += b.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
+                    self.has_baseline = true;
+                }
+                self.values += t.len();
+                let rows = batch.len();
+                self.loss_sum += mean_loss * rows as f64;
+                self.count += rows;
+            }
             Task::LanguageModel => {
                 let n = batch.y.numel();
                 self.loss_sum += mean_loss * n as f64;
@@ -135,12 +149,23 @@ impl Evaluation {
         let sst = self.sum_t2 - self.sum_t * self.sum_t / n.max(1.0);
         (self.task == Task::Regression && self.values > 1 && sst > 0.0).then(|| 1.0 - self.se / sst)
     }
+    /// Mean squared error per value of the reconstruction's probabilities (reconstruction
+    /// only).
+    pub fn mse(&self) -> Option<f64> {
+        (self.task == Task::Reconstruction).then(|| self.se / self.values.max(1) as f64)
+    }
+    /// The baseline's mean squared error per value (reconstruction batches that carry one,
+    /// e.g. "the last frame again" for video).
+    pub fn baseline_mse(&self) -> Option<f64> {
+        (self.task == Task::Reconstruction && self.has_baseline)
+            .then(|| self.se_baseline / self.values.max(1) as f64)
+    }
     /// Perplexity, `exp(loss)` (language models only).
     pub fn perplexity(&self) -> Option<f64> {
         (self.task == Task::LanguageModel).then(|| self.loss().exp())
     }
     /// The task's headline metric besides the loss: accuracy, RMSE relative to the baseline
-    /// (RMSE without one), or perplexity.
+    /// (RMSE without one), perplexity, or a reconstruction's MSE.
     pub fn metric(&self) -> Option<f64> {
         match self.task {
             Task::Classification => self.accuracy(),
@@ -149,6 +174,7 @@ impl Evaluation {
                 (r, _) => r,
             },
             Task::LanguageModel => self.perplexity(),
+            Task::Reconstruction => self.mse(),
         }
     }
     /// The numbers as a JSON object: `loss`, `samples`, and per task `accuracy` + `confusion`,
@@ -167,6 +193,8 @@ impl Evaluation {
             ("naive_rmse", self.baseline_rmse()),
             ("r2", self.r2()),
             ("perplexity", self.perplexity()),
+            ("mse", self.mse()),
+            ("baseline_mse", self.baseline_mse()),
         ];
         for (k, v) in more {
             if let Some(v) = v {
@@ -202,6 +230,17 @@ impl Evaluation {
                 self.loss(),
                 self.perplexity().unwrap_or(f64::NAN)
             ),
+            Task::Reconstruction => {
+                let mut s = format!(
+                    "loss {:.4} mse {:.5}",
+                    self.loss(),
+                    self.mse().unwrap_or(f64::NAN)
+                );
+                if let Some(b) = self.baseline_mse() {
+                    s += &format!(" (baseline {b:.5})");
+                }
+                s
+            }
         }
     }
 }

@@ -15,7 +15,8 @@ mod report;
 mod trainer;
 
 pub use batches::{
-    Batches, SequenceBatches, TableBatches, TableTargets, TokenBatches, WindowBatches,
+    Autoencoding, Batches, ClipBatches, SequenceBatches, TableBatches, TableTargets, TokenBatches,
+    WindowBatches,
 };
 pub use config::TrainConfig;
 pub use hooks::{

@@ -243,6 +243,17 @@ pub fn curves(path: &Path, history: &[EpochMetrics], task: Task) -> Result<()> {
                     )
                 })
             }
+            Task::Reconstruction => {
+                let (l, r) = root.split_horizontally(500);
+                panel(&l, "loss (BCE per value + penalty)", "epoch", &loss).and_then(|()| {
+                    panel(
+                        &r,
+                        "validation MSE per value",
+                        "epoch",
+                        &[("validation", by_epoch(&|m| m.val_metric))],
+                    )
+                })
+            }
             Task::LanguageModel => panel(
                 &root,
                 "next-token loss (nats)",

@@ -13,7 +13,9 @@ use crate::distributed::{self, Collective};
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{self, Progress};
 use crate::models::{Model, Task};
-use crate::nn::loss::{cross_entropy_with, mse_loss, CrossEntropyOpts};
+use crate::nn::loss::{
+    binary_cross_entropy_with_logits, cross_entropy_with, mse_loss, CrossEntropyOpts,
+};
 use crate::optim::{clip_grad_norm, Optimizer};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -535,8 +537,8 @@ impl Trainer {
         let sync = self.cfg.sync_batch_norm.then(|| self.group.clone());
         let model = &*self.model;
         let step = || -> Result<(Tensor, f64)> {
-            let out = model.forward_batch(b)?;
-            let loss = loss(model.task(), &out, b, smoothing)?;
+            let (out, penalty) = model.forward_with_penalty(b)?;
+            let loss = with_penalty(loss(model.task(), &out, b, smoothing)?, penalty)?;
             let l = loss.item()?;
             // Even a non-finite loss goes backward: with synchronized batch norm the other
             // ranks' backward waits for this one's; the step then stops as diverged.
@@ -752,7 +754,8 @@ impl Trainer {
 }
 
 /// The training loss of `task` for a batch: cross-entropy (per token for language models, with
-/// optional label smoothing) or mean squared error.
+/// optional label smoothing), mean squared error, or binary cross-entropy per reconstructed
+/// value.
 pub fn loss(task: Task, out: &Tensor, b: &Batch, label_smoothing: f64) -> Result<Tensor> {
     let opts = CrossEntropyOpts {
         label_smoothing,
@@ -761,11 +764,20 @@ pub fn loss(task: Task, out: &Tensor, b: &Batch, label_smoothing: f64) -> Result
     match task {
         Task::Classification => cross_entropy_with(out, &b.y, opts),
         Task::Regression => mse_loss(out, &b.y),
+        Task::Reconstruction => binary_cross_entropy_with_logits(out, &b.y),
         Task::LanguageModel => {
             let v = *out.shape().last().unwrap_or(&1);
             let n = b.y.numel();
             cross_entropy_with(&out.reshape(&[n, v])?, &b.y.reshape(&[n])?, opts)
         }
+    }
+}
+
+/// The task's loss plus the model's own term, if it has one.
+fn with_penalty(loss: Tensor, penalty: Option<Tensor>) -> Result<Tensor> {
+    match penalty {
+        Some(p) => loss.add(&p),
+        None => Ok(loss),
     }
 }
 
@@ -783,8 +795,8 @@ pub fn evaluate(model: &mut dyn Model, data: &dyn Batches) -> Result<Evaluation>
         let device = model.device();
         for b in data.epoch(0, 0) {
             let b = b?.to(device)?;
-            let out = model.forward_batch(&b)?;
-            let l = loss(model.task(), &out, &b, 0.0)?.item()?;
+            let (out, penalty) = model.forward_with_penalty(&b)?;
+            let l = with_penalty(loss(model.task(), &out, &b, 0.0)?, penalty)?.item()?;
             ev.add(&out, &b, l)?;
         }
         Ok(ev)
