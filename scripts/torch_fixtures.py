@@ -559,6 +559,88 @@ def conv():
     return f
 
 
+def conv3d():
+    """3-D convolution, transposed convolutions (1-D to 3-D) and 3-D pooling."""
+    f = Family("conv3d", 8)
+
+    def conv_case(name, fn, xs, ws, bias, **kw):
+        inputs = {"x": f.randn(*xs), "weight": f.randn(*ws, scale=0.5)}
+        if bias:
+            # conv weights are [O, C/g, ...]; transposed ones [C_in, C_out/g, ...].
+            out = ws[1] * kw.get("groups", 1) if "transpose" in fn.__name__ else ws[0]
+            inputs["bias"] = f.randn(out)
+        args = ", ".join(f"{k}={v}" for k, v in kw.items())
+        desc = (f"F.{fn.__name__}(x{list(xs)}, weight{list(ws)}, {'bias' if bias else 'None'}, "
+                f"{args})")
+        f.case(name, desc, inputs, lambda x, weight, bias=None: fn(x, weight, bias, **kw))
+
+    conv3d = F.conv3d
+    conv_case("conv3d_basic", conv3d, (2, 3, 4, 5, 4), (4, 3, 2, 3, 2), True)
+    conv_case("conv3d_stride_pad", conv3d, (2, 2, 5, 7, 6), (3, 2, 3, 3, 3), True,
+              stride=(1, 2, 2), padding=(1, 1, 1))
+    conv_case("conv3d_dilation", conv3d, (1, 2, 6, 6, 7), (3, 2, 2, 3, 2), True,
+              stride=(2, 1, 1), padding=(1, 2, 0), dilation=(2, 1, 3))
+    conv_case("conv3d_groups", conv3d, (2, 4, 3, 5, 5), (6, 2, 1, 3, 3), True,
+              padding=(0, 1, 1), groups=2)
+    conv_case("conv3d_nobias", conv3d, (1, 3, 4, 4, 5), (2, 3, 2, 2, 2), False,
+              stride=(2, 2, 2), padding=(0, 1, 1))
+    conv_case("conv3d_unbatched", conv3d, (2, 3, 4, 4), (3, 2, 2, 2, 2), True, padding=(1, 0, 1))
+    conv_case("conv3d_1x1x1", conv3d, (2, 5, 2, 3, 3), (4, 5, 1, 1, 1), True)
+
+    ct1, ct2, ct3 = F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d
+    conv_case("conv_transpose1d_basic", ct1, (2, 3, 6), (3, 4, 3), True)
+    conv_case("conv_transpose1d_stride_outpad", ct1, (2, 3, 5), (3, 2, 4), True,
+              stride=3, padding=1, output_padding=2)
+    conv_case("conv_transpose1d_groups_dil", ct1, (1, 4, 5), (4, 2, 3), False,
+              padding=2, dilation=2, groups=2)
+    conv_case("conv_transpose2d_basic", ct2, (2, 3, 4, 5), (3, 2, 3, 3), True)
+    conv_case("conv_transpose2d_up2", ct2, (2, 4, 3, 4), (4, 3, 2, 2), True, stride=2)
+    conv_case("conv_transpose2d_stride_pad_outpad", ct2, (1, 3, 4, 3), (3, 2, 3, 3), True,
+              stride=(2, 2), padding=(1, 1), output_padding=(1, 0))
+    conv_case("conv_transpose2d_dil_outpad", ct2, (1, 2, 4, 4), (2, 3, 3, 2), True,
+              padding=(1, 0), output_padding=(1, 0), dilation=(2, 1))
+    conv_case("conv_transpose2d_groups", ct2, (2, 4, 3, 3), (4, 3, 2, 3), False,
+              stride=(1, 2), padding=(0, 1), groups=2)
+    # 3x3, stride 1, 16 channels: runs through Winograd, with the bias added after.
+    conv_case("conv_transpose2d_winograd", ct2, (1, 16, 5, 6), (16, 16, 3, 3), True,
+              padding=1)
+    conv_case("conv_transpose3d_basic", ct3, (1, 2, 3, 3, 4), (2, 3, 2, 2, 2), True)
+    conv_case("conv_transpose3d_up2", ct3, (2, 4, 2, 3, 3), (4, 2, 2, 2, 2), True, stride=2)
+    conv_case("conv_transpose3d_stride_pad_outpad", ct3, (1, 3, 3, 4, 3), (3, 2, 3, 3, 3), True,
+              stride=(1, 2, 2), padding=(1, 1, 1), output_padding=(0, 1, 1))
+    conv_case("conv_transpose3d_dil_groups", ct3, (1, 4, 3, 3, 3), (4, 1, 2, 2, 3), False,
+              stride=(1, 2, 1), padding=(0, 1, 1), output_padding=(1, 1, 0),
+              dilation=(2, 1, 2), groups=2)
+    conv_case("conv_transpose3d_unbatched", ct3, (2, 2, 3, 2), (2, 3, 2, 2, 2), True,
+              stride=(2, 1, 2), output_padding=(1, 0, 0))
+
+    def max_pool_case(name, xs, k, s, p):
+        f.case(name, f"F.max_pool3d(x{list(xs)}, kernel_size={k}, stride={s}, padding={p})",
+               {"x": f.randn(*xs)}, lambda x: F.max_pool3d(x, k, s, p))
+
+    max_pool_case("max_pool3d_k2s2", (2, 2, 4, 6, 5), (2, 2, 2), (2, 2, 2), (0, 0, 0))
+    max_pool_case("max_pool3d_k3s2p1", (1, 2, 5, 6, 7), (3, 3, 3), (2, 2, 2), (1, 1, 1))
+    max_pool_case("max_pool3d_asym_overlap", (1, 3, 4, 5, 6), (2, 3, 2), (1, 2, 1), (1, 1, 0))
+    max_pool_case("max_pool3d_unbatched", (2, 4, 4, 4), (2, 2, 2), (2, 1, 2), (0, 1, 1))
+    # Many exact ties: the gradient goes to the first maximum in scan order.
+    f.case("max_pool3d_ties", "F.max_pool3d(quantized x[1, 2, 4, 4, 4], 2, 1, 1)",
+           {"x": f.quantized(1, 2, 4, 4, 4)}, lambda x: F.max_pool3d(x, 2, 1, 1))
+
+    def avg_pool_case(name, xs, k, s, p, include):
+        f.case(name, f"F.avg_pool3d(x{list(xs)}, kernel_size={k}, stride={s}, padding={p}, "
+                     f"count_include_pad={include})",
+               {"x": f.randn(*xs)}, lambda x: F.avg_pool3d(x, k, s, p, count_include_pad=include))
+
+    avg_pool_case("avg_pool3d_k2s2", (2, 2, 4, 6, 5), (2, 2, 2), (2, 2, 2), (0, 0, 0), True)
+    for include in (True, False):
+        tag = "incl" if include else "excl"
+        avg_pool_case(f"avg_pool3d_k3s2p1_{tag}", (1, 2, 5, 6, 7), (3, 3, 3), (2, 2, 2),
+                      (1, 1, 1), include)
+        avg_pool_case(f"avg_pool3d_asym_{tag}", (1, 3, 4, 5, 6), (2, 3, 2), (1, 2, 1),
+                      (1, 1, 0), include)
+    return f
+
+
 def optimizer_trajectories(f):
     """Every optimizer's first 5 steps on one problem (cases `opt_<name>`), stored in f.store."""
     # ---- optimizers: 5 steps on loss = mean((x @ w + b - y)^2) + 0.05 * sum(w^4) ----
@@ -1097,8 +1179,8 @@ def attn_mask():
 
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert,
-                transformer, nn_f64, pool, attn_mask)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, conv3d, nn, rnn, audio,
+                bert, transformer, nn_f64, pool, attn_mask)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

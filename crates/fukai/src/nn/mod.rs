@@ -16,13 +16,13 @@ pub mod transformer;
 
 pub use activation::{Activation, Dropout, Flatten};
 pub use attention::{KvCache, Mask, MultiHeadAttention};
-pub use conv::{Conv1d, Conv2d};
+pub use conv::{Conv1d, Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d};
 pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{
     defer_running_stats, synchronize_batch_norm, BatchNorm, LayerNorm, RmsNorm, RunningUpdate,
 };
-pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d};
 pub use position::{sinusoidal_table, LearnedPositions, Rope, SinusoidalPositions};
 pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use sequential::Sequential;
