@@ -4,6 +4,7 @@
 mod activation;
 pub mod attention;
 mod conv;
+mod conv_lstm;
 mod init;
 mod linear;
 pub mod loss;
@@ -13,10 +14,12 @@ pub mod position;
 mod rnn;
 mod sequential;
 pub mod transformer;
+mod upsample;
 
 pub use activation::{Activation, Dropout, Flatten};
 pub use attention::{KvCache, Mask, MultiHeadAttention};
 pub use conv::{Conv1d, Conv2d};
+pub use conv_lstm::ConvLstm2d;
 pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{
@@ -29,6 +32,7 @@ pub use sequential::Sequential;
 pub use transformer::{
     BlockConfig, FeedForward, FfnKind, TransformerDecoderLayer, TransformerEncoderLayer,
 };
+pub use upsample::Upsample;
 
 use crate::bail;
 use crate::error::{Error, Result};
