@@ -1095,10 +1095,88 @@ def attn_mask():
     return f
 
 
+class ConvLSTMCell(torch.nn.Module):
+    """ConvLSTM (Shi et al. 2015, no peepholes) as PyTorch users write it: one conv over
+    cat([x, h]) -> 4*hidden channels, chunked i, f, g, o. fukai's nn::ConvLstm2d twin."""
+
+    def __init__(self, inputs, hidden, kernel):
+        super().__init__()
+        self.hidden = hidden
+        self.conv = torch.nn.Conv2d(inputs + hidden, 4 * hidden, kernel, padding=kernel // 2)
+
+    def forward(self, x, state):
+        h, c = state
+        i, f, g, o = self.conv(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def resample():
+    """F.interpolate (nearest, linear/bilinear/trilinear with and without align_corners; up,
+    down and mixed sizes) and a ConvLSTM layer: one step, and sequences from a given and from
+    a zero state (outputs, final h and c, gradients of inputs, state, weight and bias)."""
+    f = Family("resample", 15)
+    linear = {3: "linear", 4: "bilinear", 5: "trilinear"}
+    for tag, xs, size in [("1d_up", (2, 3, 5), (9,)),
+                          ("1d_down", (2, 2, 11), (4,)),
+                          ("2d_up", (1, 2, 5, 6), (12, 13)),
+                          ("2d_down", (2, 2, 9, 7), (4, 3)),
+                          ("2d_mixed", (1, 3, 4, 9), (7, 5)),
+                          ("2d_x2", (1, 2, 3, 4), (6, 8)),
+                          ("3d_up", (1, 2, 3, 4, 2), (5, 7, 4)),
+                          ("3d_mixed", (1, 2, 5, 3, 4), (3, 6, 4))]:
+        x = f.randn(*xs)
+        f.case(f"nearest_{tag}", f"F.interpolate(x{list(xs)}, size={size}, mode='nearest')",
+               {"x": x}, lambda x, size=size: F.interpolate(x, size=size, mode="nearest"))
+        for align in (False, True):
+            mode = linear[len(xs)]
+            f.case(f"{mode}_{tag}_{'ac' if align else 'hp'}",
+                   f"F.interpolate(x{list(xs)}, size={size}, mode='{mode}', align_corners={align})",
+                   {"x": x},
+                   lambda x, size=size, mode=mode, align=align:
+                   F.interpolate(x, size=size, mode=mode, align_corners=align))
+    f.case("upsample_scale2_bilinear", "nn.Upsample(scale_factor=2, mode='bilinear')(x[1, 2, 3, 5])",
+           {"x": f.randn(1, 2, 3, 5)},
+           torch.nn.Upsample(scale_factor=2, mode="bilinear"))
+    f.case("upsample_scale3_nearest", "nn.Upsample(scale_factor=3, mode='nearest')(x[1, 2, 4, 3])",
+           {"x": f.randn(1, 2, 4, 3)},
+           torch.nn.Upsample(scale_factor=3, mode="nearest"))
+
+    b, t, c_in, hid, hw = 2, 3, 3, 4, (5, 6)
+    cell = ConvLSTMCell(c_in, hid, 3).double()
+    params = {"weight": f.randn(*cell.conv.weight.shape, scale=0.3),
+              "bias": f.randn(*cell.conv.bias.shape, scale=0.3)}
+
+    def run(x, h, c, weight, bias):
+        outs, state = [], (h, c)
+        for k in range(x.shape[1]):
+            state = torch.func.functional_call(cell, {"conv.weight": weight, "conv.bias": bias},
+                                               (x[:, k], state))
+            outs.append(state[0])
+        return torch.stack(outs, dim=1), state[0], state[1]
+
+    desc = (f"ConvLSTMCell({c_in}, {hid}, 3) (conv over cat([x, h]), chunks i f g o) over "
+            f"x[B={b}, T={t}, C={c_in}, {hw[0]}, {hw[1]}] from (h0, c0): outputs, h, c")
+    f.case("convlstm_seq", desc,
+           {"x": f.randn(b, t, c_in, *hw), "h0": f.randn(b, hid, *hw), "c0": f.randn(b, hid, *hw),
+            **params}, run)
+    f.case("convlstm_step", "one step of " + desc,
+           {"x": f.randn(b, 1, c_in, *hw), "h0": f.randn(b, hid, *hw), "c0": f.randn(b, hid, *hw),
+            **params}, lambda *a: run(*a)[1:])
+
+    def from_zero(x, weight, bias):
+        zeros = x.new_zeros(x.shape[0], hid, *x.shape[3:])
+        return run(x, zeros, zeros, weight, bias)
+
+    f.case("convlstm_zero_state", desc.replace("from (h0, c0)", "from zeros"),
+           {"x": f.randn(b, t, c_in, *hw), **params}, from_zero)
+    return f
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert,
-                transformer, nn_f64, pool, attn_mask)
+                transformer, nn_f64, pool, attn_mask, resample)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"
