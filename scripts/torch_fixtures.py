@@ -559,6 +559,88 @@ def conv():
     return f
 
 
+def conv3d():
+    """3-D convolution, transposed convolutions (1-D to 3-D) and 3-D pooling."""
+    f = Family("conv3d", 8)
+
+    def conv_case(name, fn, xs, ws, bias, **kw):
+        inputs = {"x": f.randn(*xs), "weight": f.randn(*ws, scale=0.5)}
+        if bias:
+            # conv weights are [O, C/g, ...]; transposed ones [C_in, C_out/g, ...].
+            out = ws[1] * kw.get("groups", 1) if "transpose" in fn.__name__ else ws[0]
+            inputs["bias"] = f.randn(out)
+        args = ", ".join(f"{k}={v}" for k, v in kw.items())
+        desc = (f"F.{fn.__name__}(x{list(xs)}, weight{list(ws)}, {'bias' if bias else 'None'}, "
+                f"{args})")
+        f.case(name, desc, inputs, lambda x, weight, bias=None: fn(x, weight, bias, **kw))
+
+    conv3d = F.conv3d
+    conv_case("conv3d_basic", conv3d, (2, 3, 4, 5, 4), (4, 3, 2, 3, 2), True)
+    conv_case("conv3d_stride_pad", conv3d, (2, 2, 5, 7, 6), (3, 2, 3, 3, 3), True,
+              stride=(1, 2, 2), padding=(1, 1, 1))
+    conv_case("conv3d_dilation", conv3d, (1, 2, 6, 6, 7), (3, 2, 2, 3, 2), True,
+              stride=(2, 1, 1), padding=(1, 2, 0), dilation=(2, 1, 3))
+    conv_case("conv3d_groups", conv3d, (2, 4, 3, 5, 5), (6, 2, 1, 3, 3), True,
+              padding=(0, 1, 1), groups=2)
+    conv_case("conv3d_nobias", conv3d, (1, 3, 4, 4, 5), (2, 3, 2, 2, 2), False,
+              stride=(2, 2, 2), padding=(0, 1, 1))
+    conv_case("conv3d_unbatched", conv3d, (2, 3, 4, 4), (3, 2, 2, 2, 2), True, padding=(1, 0, 1))
+    conv_case("conv3d_1x1x1", conv3d, (2, 5, 2, 3, 3), (4, 5, 1, 1, 1), True)
+
+    ct1, ct2, ct3 = F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d
+    conv_case("conv_transpose1d_basic", ct1, (2, 3, 6), (3, 4, 3), True)
+    conv_case("conv_transpose1d_stride_outpad", ct1, (2, 3, 5), (3, 2, 4), True,
+              stride=3, padding=1, output_padding=2)
+    conv_case("conv_transpose1d_groups_dil", ct1, (1, 4, 5), (4, 2, 3), False,
+              padding=2, dilation=2, groups=2)
+    conv_case("conv_transpose2d_basic", ct2, (2, 3, 4, 5), (3, 2, 3, 3), True)
+    conv_case("conv_transpose2d_up2", ct2, (2, 4, 3, 4), (4, 3, 2, 2), True, stride=2)
+    conv_case("conv_transpose2d_stride_pad_outpad", ct2, (1, 3, 4, 3), (3, 2, 3, 3), True,
+              stride=(2, 2), padding=(1, 1), output_padding=(1, 0))
+    conv_case("conv_transpose2d_dil_outpad", ct2, (1, 2, 4, 4), (2, 3, 3, 2), True,
+              padding=(1, 0), output_padding=(1, 0), dilation=(2, 1))
+    conv_case("conv_transpose2d_groups", ct2, (2, 4, 3, 3), (4, 3, 2, 3), False,
+              stride=(1, 2), padding=(0, 1), groups=2)
+    # 3x3, stride 1, 16 channels: runs through Winograd, with the bias added after.
+    conv_case("conv_transpose2d_winograd", ct2, (1, 16, 5, 6), (16, 16, 3, 3), True,
+              padding=1)
+    conv_case("conv_transpose3d_basic", ct3, (1, 2, 3, 3, 4), (2, 3, 2, 2, 2), True)
+    conv_case("conv_transpose3d_up2", ct3, (2, 4, 2, 3, 3), (4, 2, 2, 2, 2), True, stride=2)
+    conv_case("conv_transpose3d_stride_pad_outpad", ct3, (1, 3, 3, 4, 3), (3, 2, 3, 3, 3), True,
+              stride=(1, 2, 2), padding=(1, 1, 1), output_padding=(0, 1, 1))
+    conv_case("conv_transpose3d_dil_groups", ct3, (1, 4, 3, 3, 3), (4, 1, 2, 2, 3), False,
+              stride=(1, 2, 1), padding=(0, 1, 1), output_padding=(1, 1, 0),
+              dilation=(2, 1, 2), groups=2)
+    conv_case("conv_transpose3d_unbatched", ct3, (2, 2, 3, 2), (2, 3, 2, 2, 2), True,
+              stride=(2, 1, 2), output_padding=(1, 0, 0))
+
+    def max_pool_case(name, xs, k, s, p):
+        f.case(name, f"F.max_pool3d(x{list(xs)}, kernel_size={k}, stride={s}, padding={p})",
+               {"x": f.randn(*xs)}, lambda x: F.max_pool3d(x, k, s, p))
+
+    max_pool_case("max_pool3d_k2s2", (2, 2, 4, 6, 5), (2, 2, 2), (2, 2, 2), (0, 0, 0))
+    max_pool_case("max_pool3d_k3s2p1", (1, 2, 5, 6, 7), (3, 3, 3), (2, 2, 2), (1, 1, 1))
+    max_pool_case("max_pool3d_asym_overlap", (1, 3, 4, 5, 6), (2, 3, 2), (1, 2, 1), (1, 1, 0))
+    max_pool_case("max_pool3d_unbatched", (2, 4, 4, 4), (2, 2, 2), (2, 1, 2), (0, 1, 1))
+    # Many exact ties: the gradient goes to the first maximum in scan order.
+    f.case("max_pool3d_ties", "F.max_pool3d(quantized x[1, 2, 4, 4, 4], 2, 1, 1)",
+           {"x": f.quantized(1, 2, 4, 4, 4)}, lambda x: F.max_pool3d(x, 2, 1, 1))
+
+    def avg_pool_case(name, xs, k, s, p, include):
+        f.case(name, f"F.avg_pool3d(x{list(xs)}, kernel_size={k}, stride={s}, padding={p}, "
+                     f"count_include_pad={include})",
+               {"x": f.randn(*xs)}, lambda x: F.avg_pool3d(x, k, s, p, count_include_pad=include))
+
+    avg_pool_case("avg_pool3d_k2s2", (2, 2, 4, 6, 5), (2, 2, 2), (2, 2, 2), (0, 0, 0), True)
+    for include in (True, False):
+        tag = "incl" if include else "excl"
+        avg_pool_case(f"avg_pool3d_k3s2p1_{tag}", (1, 2, 5, 6, 7), (3, 3, 3), (2, 2, 2),
+                      (1, 1, 1), include)
+        avg_pool_case(f"avg_pool3d_asym_{tag}", (1, 3, 4, 5, 6), (2, 3, 2), (1, 2, 1),
+                      (1, 1, 0), include)
+    return f
+
+
 def optimizer_trajectories(f):
     """Every optimizer's first 5 steps on one problem (cases `opt_<name>`), stored in f.store."""
     # ---- optimizers: 5 steps on loss = mean((x @ w + b - y)^2) + 0.05 * sum(w^4) ----
@@ -1095,10 +1177,88 @@ def attn_mask():
     return f
 
 
+class ConvLSTMCell(torch.nn.Module):
+    """ConvLSTM (Shi et al. 2015, no peepholes) as PyTorch users write it: one conv over
+    cat([x, h]) -> 4*hidden channels, chunked i, f, g, o. fukai's nn::ConvLstm2d twin."""
+
+    def __init__(self, inputs, hidden, kernel):
+        super().__init__()
+        self.hidden = hidden
+        self.conv = torch.nn.Conv2d(inputs + hidden, 4 * hidden, kernel, padding=kernel // 2)
+
+    def forward(self, x, state):
+        h, c = state
+        i, f, g, o = self.conv(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def resample():
+    """F.interpolate (nearest, linear/bilinear/trilinear with and without align_corners; up,
+    down and mixed sizes) and a ConvLSTM layer: one step, and sequences from a given and from
+    a zero state (outputs, final h and c, gradients of inputs, state, weight and bias)."""
+    f = Family("resample", 15)
+    linear = {3: "linear", 4: "bilinear", 5: "trilinear"}
+    for tag, xs, size in [("1d_up", (2, 3, 5), (9,)),
+                          ("1d_down", (2, 2, 11), (4,)),
+                          ("2d_up", (1, 2, 5, 6), (12, 13)),
+                          ("2d_down", (2, 2, 9, 7), (4, 3)),
+                          ("2d_mixed", (1, 3, 4, 9), (7, 5)),
+                          ("2d_x2", (1, 2, 3, 4), (6, 8)),
+                          ("3d_up", (1, 2, 3, 4, 2), (5, 7, 4)),
+                          ("3d_mixed", (1, 2, 5, 3, 4), (3, 6, 4))]:
+        x = f.randn(*xs)
+        f.case(f"nearest_{tag}", f"F.interpolate(x{list(xs)}, size={size}, mode='nearest')",
+               {"x": x}, lambda x, size=size: F.interpolate(x, size=size, mode="nearest"))
+        for align in (False, True):
+            mode = linear[len(xs)]
+            f.case(f"{mode}_{tag}_{'ac' if align else 'hp'}",
+                   f"F.interpolate(x{list(xs)}, size={size}, mode='{mode}', align_corners={align})",
+                   {"x": x},
+                   lambda x, size=size, mode=mode, align=align:
+                   F.interpolate(x, size=size, mode=mode, align_corners=align))
+    f.case("upsample_scale2_bilinear", "nn.Upsample(scale_factor=2, mode='bilinear')(x[1, 2, 3, 5])",
+           {"x": f.randn(1, 2, 3, 5)},
+           torch.nn.Upsample(scale_factor=2, mode="bilinear"))
+    f.case("upsample_scale3_nearest", "nn.Upsample(scale_factor=3, mode='nearest')(x[1, 2, 4, 3])",
+           {"x": f.randn(1, 2, 4, 3)},
+           torch.nn.Upsample(scale_factor=3, mode="nearest"))
+
+    b, t, c_in, hid, hw = 2, 3, 3, 4, (5, 6)
+    cell = ConvLSTMCell(c_in, hid, 3).double()
+    params = {"weight": f.randn(*cell.conv.weight.shape, scale=0.3),
+              "bias": f.randn(*cell.conv.bias.shape, scale=0.3)}
+
+    def run(x, h, c, weight, bias):
+        outs, state = [], (h, c)
+        for k in range(x.shape[1]):
+            state = torch.func.functional_call(cell, {"conv.weight": weight, "conv.bias": bias},
+                                               (x[:, k], state))
+            outs.append(state[0])
+        return torch.stack(outs, dim=1), state[0], state[1]
+
+    desc = (f"ConvLSTMCell({c_in}, {hid}, 3) (conv over cat([x, h]), chunks i f g o) over "
+            f"x[B={b}, T={t}, C={c_in}, {hw[0]}, {hw[1]}] from (h0, c0): outputs, h, c")
+    f.case("convlstm_seq", desc,
+           {"x": f.randn(b, t, c_in, *hw), "h0": f.randn(b, hid, *hw), "c0": f.randn(b, hid, *hw),
+            **params}, run)
+    f.case("convlstm_step", "one step of " + desc,
+           {"x": f.randn(b, 1, c_in, *hw), "h0": f.randn(b, hid, *hw), "c0": f.randn(b, hid, *hw),
+            **params}, lambda *a: run(*a)[1:])
+
+    def from_zero(x, weight, bias):
+        zeros = x.new_zeros(x.shape[0], hid, *x.shape[3:])
+        return run(x, zeros, zeros, weight, bias)
+
+    f.case("convlstm_zero_state", desc.replace("from (h0, c0)", "from zeros"),
+           {"x": f.randn(b, t, c_in, *hw), **params}, from_zero)
+    return f
+
+
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
-    families = (unary, binary, reduce, softmax, matmul, index, conv, nn, rnn, audio, bert,
-                transformer, nn_f64, pool, attn_mask)
+    families = (unary, binary, reduce, softmax, matmul, index, conv, conv3d, nn, rnn, audio,
+                bert, transformer, nn_f64, pool, attn_mask, resample)
     wanted = sys.argv[1:] or [b.__name__ for b in families]
     unknown = set(wanted) - {b.__name__ for b in families}
     assert not unknown, f"unknown families {sorted(unknown)}"

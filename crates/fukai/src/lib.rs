@@ -37,5 +37,6 @@ pub mod train;
 
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use error::{Error, Result};
+pub use ops::Interpolation;
 pub use rng::{manual_seed, Generator};
 pub use tensor::{devices, DType, Device, DeviceInfo, Tensor};

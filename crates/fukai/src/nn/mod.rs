@@ -4,6 +4,7 @@
 mod activation;
 pub mod attention;
 mod conv;
+mod conv_lstm;
 mod init;
 mod linear;
 pub mod loss;
@@ -13,22 +14,25 @@ pub mod position;
 mod rnn;
 mod sequential;
 pub mod transformer;
+mod upsample;
 
 pub use activation::{Activation, Dropout, Flatten};
 pub use attention::{KvCache, Mask, MultiHeadAttention};
-pub use conv::{Conv1d, Conv2d};
+pub use conv::{Conv1d, Conv2d, Conv3d, ConvTranspose2d, ConvTranspose3d};
+pub use conv_lstm::ConvLstm2d;
 pub use init::{kaiming_uniform, uniform_bound};
 pub use linear::{Embedding, Linear};
 pub use norm::{
     defer_running_stats, synchronize_batch_norm, BatchNorm, LayerNorm, RmsNorm, RunningUpdate,
 };
-pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, AvgPool3d, MaxPool2d, MaxPool3d};
 pub use position::{sinusoidal_table, LearnedPositions, Rope, SinusoidalPositions};
 pub use rnn::{lengths_from_mask, Rnn, RnnOptions, RnnOutput};
 pub use sequential::Sequential;
 pub use transformer::{
     BlockConfig, FeedForward, FfnKind, TransformerDecoderLayer, TransformerEncoderLayer,
 };
+pub use upsample::Upsample;
 
 use crate::bail;
 use crate::error::{Error, Result};

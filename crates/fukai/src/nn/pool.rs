@@ -121,3 +121,98 @@ impl Module for AdaptiveAvgPool2d {
         format!("AdaptiveAvgPool2d({}x{})", self.output[0], self.output[1])
     }
 }
+
+/// 3-D max pooling over `[N, C, D, H, W]` (stride defaults to the kernel size, as in PyTorch).
+///
+/// ```
+/// use fukai::nn::{MaxPool3d, Module};
+/// use fukai::Tensor;
+/// let x = Tensor::from_vec((0..16).map(|v| v as f32).collect(), &[1, 1, 2, 2, 4])?;
+/// let y = MaxPool3d::new(2).forward(&x)?;
+/// assert_eq!(y.shape(), &[1, 1, 1, 1, 2]);
+/// assert_eq!(y.to_vec::<f32>()?, [13.0, 15.0]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
+pub struct MaxPool3d {
+    /// Window (d, h, w).
+    pub kernel: [usize; 3],
+    /// Step (d, h, w).
+    pub stride: [usize; 3],
+    /// Implicit -inf padding (d, h, w).
+    pub padding: [usize; 3],
+}
+
+impl MaxPool3d {
+    /// Cubic window `k` with stride `k`.
+    pub fn new(k: usize) -> Self {
+        MaxPool3d {
+            kernel: [k; 3],
+            stride: [k; 3],
+            padding: [0; 3],
+        }
+    }
+}
+
+impl Module for MaxPool3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.max_pool3d(self.kernel, self.stride, self.padding)
+    }
+    fn describe(&self) -> String {
+        let [d, h, w] = self.kernel;
+        format!("MaxPool3d({d}x{h}x{w})")
+    }
+}
+
+/// 3-D average pooling over `[N, C, D, H, W]`.
+///
+/// ```
+/// use fukai::nn::{AvgPool3d, Module};
+/// use fukai::{DType, Tensor};
+/// let y = AvgPool3d::new(2).forward(&Tensor::full(&[1, 1, 2, 4, 4], 3.0, DType::F32)?)?;
+/// assert_eq!(y.shape(), &[1, 1, 1, 2, 2]);
+/// assert_eq!(y.to_vec::<f32>()?, vec![3.0; 4]);
+/// # Ok::<(), fukai::Error>(())
+/// ```
+pub struct AvgPool3d {
+    /// Window (d, h, w).
+    pub kernel: [usize; 3],
+    /// Step (d, h, w).
+    pub stride: [usize; 3],
+    /// Zero padding (d, h, w).
+    pub padding: [usize; 3],
+    /// Whether padded positions count toward a window's divisor (PyTorch's
+    /// `count_include_pad`; true by default, as there).
+    pub count_include_pad: bool,
+}
+
+impl AvgPool3d {
+    /// Cubic window `k` with stride `k`.
+    pub fn new(k: usize) -> Self {
+        AvgPool3d {
+            kernel: [k; 3],
+            stride: [k; 3],
+            padding: [0; 3],
+            count_include_pad: true,
+        }
+    }
+    /// Sets [`AvgPool3d::count_include_pad`].
+    pub fn count_include_pad(mut self, on: bool) -> Self {
+        self.count_include_pad = on;
+        self
+    }
+}
+
+impl Module for AvgPool3d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.avg_pool3d(
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.count_include_pad,
+        )
+    }
+    fn describe(&self) -> String {
+        let [d, h, w] = self.kernel;
+        format!("AvgPool3d({d}x{h}x{w})")
+    }
+}

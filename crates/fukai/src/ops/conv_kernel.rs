@@ -16,20 +16,27 @@ const PARTIAL_BUDGET: usize = 1 << 22;
 /// Most weight-gradient partials, which are also the weight-gradient pass's parallel tasks.
 const MAX_PARTIALS: usize = 16;
 
-/// Sizes of a validated 2-D convolution (1-D ones have `h == kh == 1`).
+/// Sizes of a validated convolution over three spatial axes (depth, height, width); 2-D ones
+/// have `d == kd == od == 1` and 1-D ones also `h == kh == oh == 1`. A transposed convolution
+/// runs on the geometry of the convolution whose input gradient it is: its output is `c, d, h,
+/// w` here and its input `o, od, oh, ow`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConvGeom {
     pub n: usize,
     pub c: usize,
+    pub d: usize,
     pub h: usize,
     pub w: usize,
     pub o: usize,
     pub groups: usize,
+    pub kd: usize,
     pub kh: usize,
     pub kw: usize,
-    pub stride: [usize; 2],
-    pub pad: [usize; 2],
-    pub dil: [usize; 2],
+    /// Per axis (depth, height, width).
+    pub stride: [usize; 3],
+    pub pad: [usize; 3],
+    pub dil: [usize; 3],
+    pub od: usize,
     pub oh: usize,
     pub ow: usize,
 }
@@ -40,17 +47,31 @@ impl ConvGeom {
     }
     /// Length of one group's column: input channels per group times kernel taps.
     fn kg(&self) -> usize {
-        self.c / self.groups * self.kh * self.kw
+        self.c / self.groups * self.kd * self.kh * self.kw
     }
-    fn l(&self) -> usize {
-        self.oh * self.ow
+    /// Output positions per channel.
+    pub fn l(&self) -> usize {
+        self.od * self.oh * self.ow
+    }
+    /// Input positions per channel.
+    pub fn dhw(&self) -> usize {
+        self.d * self.h * self.w
     }
     fn chw(&self) -> usize {
-        self.c * self.h * self.w
+        self.c * self.dhw()
     }
-    /// A 1x1, stride-1, unpadded kernel: the input already is its column matrix.
+    /// No depth: a 2-D (or 1-D) convolution, which the Winograd and device kernels cover.
+    pub fn planar(&self) -> bool {
+        self.d == 1 && self.kd == 1 && self.od == 1 && self.pad[0] == 0
+    }
+    /// A 1x1x1, stride-1, unpadded kernel: the input already is its column matrix.
     fn direct(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.pad == [0, 0]
+        self.kd == 1
+            && self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1, 1]
+            && self.pad == [0, 0, 0]
+            && self.l() == self.dhw()
     }
     /// The Winograd form of this convolution, when it has one and Winograd pays for it.
     fn winograd(&self) -> Option<WinoGeom> {
@@ -60,20 +81,25 @@ impl ConvGeom {
             h: self.h,
             w: self.w,
             o: self.o,
-            pad: self.pad,
+            pad: [self.pad[1], self.pad[2]],
         };
-        let fits = self.kh == 3
+        let fits = self.planar()
+            && self.kh == 3
             && self.kw == 3
-            && self.stride == [1, 1]
-            && self.dil == [1, 1]
-            && self.groups == 1;
+            && self.stride[1..] == [1, 1]
+            && self.dil[1..] == [1, 1]
+            && self.groups == 1
+            // A transposed convolution's input may be shorter than this convolution's output
+            // (output padding below the dilation); Winograd derives the output from the input.
+            && self.oh + 2 == self.h + 2 * self.pad[1]
+            && self.ow + 2 == self.w + 2 * self.pad[2];
         (fits && wg.eligible()).then_some(wg)
     }
     fn col_len(&self) -> usize {
         if self.direct() {
             0
         } else {
-            self.c * self.kh * self.kw * self.l()
+            self.c * self.kd * self.kh * self.kw * self.l()
         }
     }
 }
@@ -96,13 +122,14 @@ fn valid_range(k: usize, s: usize, p: usize, d: usize, len: usize, out: usize) -
 struct Tap {
     row: usize,
     c: usize,
+    z: (usize, usize, usize),
     y: (usize, usize, usize),
     x: (usize, usize, usize),
 }
 
 impl Tap {
     fn is_empty(&self) -> bool {
-        self.y.0 == self.y.1 || self.x.0 == self.x.1
+        self.z.0 == self.z.1 || self.y.0 == self.y.1 || self.x.0 == self.x.1
     }
 }
 
@@ -114,22 +141,31 @@ fn taps(g: &ConvGeom) -> impl Iterator<Item = Tap> + '_ {
         (lo, hi, start)
     };
     (0..g.c).flat_map(move |c| {
-        (0..g.kh).flat_map(move |ki| {
-            (0..g.kw).map(move |kj| Tap {
-                row: (c * g.kh + ki) * g.kw + kj,
-                c,
-                y: axis(0, ki, g.h, g.oh),
-                x: axis(1, kj, g.w, g.ow),
+        (0..g.kd).flat_map(move |kz| {
+            (0..g.kh).flat_map(move |ki| {
+                (0..g.kw).map(move |kj| Tap {
+                    row: ((c * g.kd + kz) * g.kh + ki) * g.kw + kj,
+                    c,
+                    z: axis(0, kz, g.d, g.od),
+                    y: axis(1, ki, g.h, g.oh),
+                    x: axis(2, kj, g.w, g.ow),
+                })
             })
         })
     })
 }
 
+/// The input planes a tap reads: (output plane, input plane) for each output depth it reaches.
+fn planes(g: &ConvGeom, t: &Tap) -> impl Iterator<Item = (usize, usize)> {
+    let ((lo, hi, start), s) = (t.z, g.stride[0]);
+    (lo..hi).map(move |oz| (oz, start + (oz - lo) * s))
+}
+
 /// With unit strides and `OW == W`, consecutive output rows of a tap read consecutive input
-/// rows at the same offset, so a tap moves as one span: (column start, input start, length).
-/// The span also covers the tap's padding columns, which callers patch up.
+/// rows at the same offset, so a tap moves as one span per plane: (column start, input start,
+/// length). The span also covers the tap's padding columns, which callers patch up.
 fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
-    if g.stride != [1, 1] || g.ow != g.w {
+    if g.stride[1..] != [1, 1] || g.ow != g.w {
         return None;
     }
     let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
@@ -140,77 +176,99 @@ fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
     ))
 }
 
-/// Zeroes the padding columns (`..xlo` and `xhi..`) of output rows `ylo..yhi` of a column row.
-fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, row: &mut [T]) {
+/// Zeroes the padding columns (`..xlo` and `xhi..`) of output rows `ylo..yhi` of a column
+/// row's plane.
+fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, plane: &mut [T]) {
     let ((ylo, yhi, _), (xlo, xhi, _)) = (t.y, t.x);
     if xlo == 0 && xhi == g.ow {
         return;
     }
     // Usually one or two elements per row: plain stores beat a memset call each.
-    for r in row[ylo * g.ow..yhi * g.ow].chunks_exact_mut(g.ow) {
+    for r in plane[ylo * g.ow..yhi * g.ow].chunks_exact_mut(g.ow) {
         for i in (0..xlo).chain(xhi..g.ow) {
             r[i] = T::ZERO;
         }
     }
 }
 
-/// Unfolds one sample `x` [C, H, W] into `col` [C*kh*kw, OH*OW], zeros where padding is read.
+/// Unfolds one sample `x` [C, D, H, W] into `col` [C*kd*kh*kw, OD*OH*OW], zeros where padding
+/// is read.
 fn im2col<T: Float>(g: &ConvGeom, x: &[T], col: &mut [T]) {
-    let (l, hw, ow) = (g.l(), g.h * g.w, g.ow);
+    let (l, dhw, hw, ohw) = (g.l(), g.dhw(), g.h * g.w, g.oh * g.ow);
     for t in taps(g) {
         let dst = &mut col[t.row * l..(t.row + 1) * l];
         if t.is_empty() {
             dst.fill(T::ZERO);
             continue;
         }
-        let src = &x[t.c * hw..(t.c + 1) * hw];
-        let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
-        dst[..ylo * ow].fill(T::ZERO);
-        dst[yhi * ow..].fill(T::ZERO);
-        if let Some((d0, s0, len)) = span(g, &t) {
-            dst[d0..d0 + len].copy_from_slice(&src[s0..s0 + len]);
-            zero_pad_columns(g, &t, dst);
-            continue;
-        }
-        let [sh, sw] = g.stride;
-        for oy in ylo..yhi {
-            let iy = y0 + (oy - ylo) * sh;
-            let (d, s) = (&mut dst[oy * ow..(oy + 1) * ow], &src[iy * g.w..]);
-            d[..xlo].fill(T::ZERO);
-            d[xhi..].fill(T::ZERO);
-            for (d, s) in d[xlo..xhi].iter_mut().zip(s[x0..].iter().step_by(sw)) {
-                *d = *s;
-            }
+        let src = &x[t.c * dhw..(t.c + 1) * dhw];
+        dst[..t.z.0 * ohw].fill(T::ZERO);
+        dst[t.z.1 * ohw..].fill(T::ZERO);
+        for (oz, iz) in planes(g, &t) {
+            let plane = &mut dst[oz * ohw..(oz + 1) * ohw];
+            im2col_plane(g, &t, &src[iz * hw..(iz + 1) * hw], plane);
         }
     }
 }
 
-/// Adds `col` back onto one sample's input gradient `dx` [C, H, W] (which starts at zero).
-/// `col` is scratch afterwards: its padding entries get zeroed.
+/// One output plane [OH, OW] of a column row from one input plane [H, W].
+fn im2col_plane<T: Float>(g: &ConvGeom, t: &Tap, src: &[T], dst: &mut [T]) {
+    let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
+    let ow = g.ow;
+    dst[..ylo * ow].fill(T::ZERO);
+    dst[yhi * ow..].fill(T::ZERO);
+    if let Some((d0, s0, len)) = span(g, t) {
+        dst[d0..d0 + len].copy_from_slice(&src[s0..s0 + len]);
+        zero_pad_columns(g, t, dst);
+        return;
+    }
+    let [_, sh, sw] = g.stride;
+    for oy in ylo..yhi {
+        let iy = y0 + (oy - ylo) * sh;
+        let (d, s) = (&mut dst[oy * ow..(oy + 1) * ow], &src[iy * g.w..]);
+        d[..xlo].fill(T::ZERO);
+        d[xhi..].fill(T::ZERO);
+        for (d, s) in d[xlo..xhi].iter_mut().zip(s[x0..].iter().step_by(sw)) {
+            *d = *s;
+        }
+    }
+}
+
+/// Adds `col` back onto one sample's input gradient `dx` [C, D, H, W]. `col` is scratch
+/// afterwards: its padding entries get zeroed.
 fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
-    let (l, hw, ow) = (g.l(), g.h * g.w, g.ow);
+    let (l, dhw, hw, ohw) = (g.l(), g.dhw(), g.h * g.w, g.oh * g.ow);
     for t in taps(g) {
         if t.is_empty() {
             continue;
         }
         let src = &mut col[t.row * l..(t.row + 1) * l];
-        let dst = &mut dx[t.c * hw..(t.c + 1) * hw];
-        let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
-        if let Some((d0, s0, len)) = span(g, &t) {
-            // Padding entries would land on neighbouring pixels; zero them so they add nothing.
-            zero_pad_columns(g, &t, src);
-            for (d, s) in dst[s0..s0 + len].iter_mut().zip(&src[d0..d0 + len]) {
-                *d += *s;
-            }
-            continue;
+        let dst = &mut dx[t.c * dhw..(t.c + 1) * dhw];
+        for (oz, iz) in planes(g, &t) {
+            let plane = &mut src[oz * ohw..(oz + 1) * ohw];
+            col2im_plane(g, &t, plane, &mut dst[iz * hw..(iz + 1) * hw]);
         }
-        let [sh, sw] = g.stride;
-        for oy in ylo..yhi {
-            let iy = y0 + (oy - ylo) * sh;
-            let s = &src[oy * ow + xlo..oy * ow + xhi];
-            for (d, s) in dst[iy * g.w + x0..].iter_mut().step_by(sw).zip(s) {
-                *d += *s;
-            }
+    }
+}
+
+/// Adds one output plane of a column row onto the input plane [H, W] it was read from.
+fn col2im_plane<T: Float>(g: &ConvGeom, t: &Tap, src: &mut [T], dst: &mut [T]) {
+    let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
+    let ow = g.ow;
+    if let Some((d0, s0, len)) = span(g, t) {
+        // Padding entries would land on neighbouring pixels; zero them so they add nothing.
+        zero_pad_columns(g, t, src);
+        for (d, s) in dst[s0..s0 + len].iter_mut().zip(&src[d0..d0 + len]) {
+            *d += *s;
+        }
+        return;
+    }
+    let [_, sh, sw] = g.stride;
+    for oy in ylo..yhi {
+        let iy = y0 + (oy - ylo) * sh;
+        let s = &src[oy * ow + xlo..oy * ow + xhi];
+        for (d, s) in dst[iy * g.w + x0..].iter_mut().step_by(sw).zip(s) {
+            *d += *s;
         }
     }
 }
@@ -275,7 +333,8 @@ pub(crate) fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Paralleli
     }
 }
 
-/// Forward: `x` [N, C, H, W], `w` [O, C/groups, kh, kw], optional `bias` [O] → [N, O, OH, OW].
+/// Forward: `x` [N, C, D, H, W], `w` [O, C/groups, kd, kh, kw], optional `bias` [O] →
+/// [N, O, OD, OH, OW].
 pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     if g.n * g.o * l == 0 {
@@ -311,43 +370,51 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
     })
 }
 
-/// Input gradient from `gy` [N, O, OH, OW]: per sample, W^T · gy, folded back by col2im.
-pub(crate) fn conv_input_grad<T: Float>(g: &ConvGeom, w: &[T], gy: &[T]) -> Vec<T> {
+/// Input gradient from `gy` [N, O, OD, OH, OW]: per sample, W^T · gy, folded back by col2im.
+/// With `bias` [C] (a transposed convolution's forward pass), each channel starts from its bias
+/// instead of zero.
+pub(crate) fn conv_input_grad<T: Float>(
+    g: &ConvGeom,
+    w: &[T],
+    gy: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
     let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
     if g.n * chw == 0 {
         return Vec::new();
     }
     if let Some(wg) = g.winograd() {
-        return wino_input_grad(&wg, w, gy);
+        let mut dx = wino_input_grad(&wg, w, gy);
+        if let Some(b) = bias {
+            for (plane, &b) in dx.chunks_exact_mut(g.dhw()).zip(b.iter().cycle()) {
+                plane.iter_mut().for_each(|v| *v += b);
+            }
+        }
+        return dx;
     }
     let par = inner_par(g.n, kg, l, og);
     let init = || vec![T::ZERO; g.col_len()];
-    build_chunks(
-        g.n * chw,
-        (chw, chw),
-        |_| T::ZERO,
-        init,
-        |col, n, dx| {
-            let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
-            let dcol: &mut [T] = if g.direct() { dx } else { col };
-            for gi in 0..g.groups {
-                gemm(
-                    (kg, l, og),
-                    &mut dcol[gi * kg * l..],
-                    l,
-                    &w[gi * og * kg..],
-                    (1, kg),
-                    &gys[gi * og * l..],
-                    (l, 1),
-                    false,
-                    par,
-                );
-            }
-            if !g.direct() {
-                col2im(g, col, dx);
-            }
-        },
-    )
+    let fill = |c: usize| bias.map_or(T::ZERO, |b| b[c]);
+    build_chunks(g.n * chw, (chw, g.dhw()), fill, init, |col, n, dx| {
+        let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
+        let dcol: &mut [T] = if g.direct() { dx } else { col };
+        for gi in 0..g.groups {
+            gemm(
+                (kg, l, og),
+                &mut dcol[gi * kg * l..],
+                l,
+                &w[gi * og * kg..],
+                (1, kg),
+                &gys[gi * og * l..],
+                (l, 1),
+                g.direct() && bias.is_some(),
+                par,
+            );
+        }
+        if !g.direct() {
+            col2im(g, col, dx);
+        }
+    })
 }
 
 /// How many partial weight gradients backward sums (one per chunk of samples). Depends on the
@@ -415,13 +482,13 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec
     dw
 }
 
-/// Bias gradient: `gy` summed over batch and positions, per output channel, in a fixed order.
-pub(crate) fn conv_bias_grad<T: Float>(g: &ConvGeom, gy: &[T]) -> Vec<T> {
-    let l = g.l();
-    map_range(g.o, |o| {
+/// Bias gradient: `gy` [N, C, L] summed over batch and positions, per channel, in a fixed
+/// order.
+pub(crate) fn channel_sums<T: Float>((n, c, l): (usize, usize, usize), gy: &[T]) -> Vec<T> {
+    map_range(c, |ch| {
         let mut total = T::ZERO;
-        for n in 0..g.n {
-            let row = &gy[(n * g.o + o) * l..(n * g.o + o + 1) * l];
+        for i in 0..n {
+            let row = &gy[(i * c + ch) * l..(i * c + ch + 1) * l];
             let mut acc = [T::ZERO; 8];
             let mut it = row.chunks_exact(8);
             for c in &mut it {

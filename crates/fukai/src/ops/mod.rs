@@ -23,6 +23,7 @@ mod reduce;
 mod softmax;
 mod transpose;
 mod unary;
+mod upsample;
 mod view;
 mod winograd;
 
@@ -33,4 +34,5 @@ pub use binary::Binary;
 pub(crate) use conv_kernel::ConvGeom;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;
+pub use upsample::Interpolation;
 pub(crate) use winograd::{winograd_enabled, with_winograd_tile, without_winograd};

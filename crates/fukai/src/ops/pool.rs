@@ -1,6 +1,7 @@
 //! Max, average and adaptive-average pooling over the trailing spatial dims. Every pool is
-//! described by a table of input windows per output row and per output column, so one forward
-//! and one backward kernel per reduction serve all of them; 1-D pools are 2-D pools of height 1.
+//! described by a table of input windows per output plane, row and column, so one forward and
+//! one backward kernel per reduction serve all of them; 2-D pools are 3-D pools of depth 1 and
+//! 1-D pools also have height 1.
 //! Planes (the leading dims) are independent, which is what the threads split.
 
 use super::float::{with_contig, wrap, Float};
@@ -12,7 +13,7 @@ use crate::tensor::Tensor;
 use std::mem::MaybeUninit;
 
 /// The input span `start..end` one output position reads along an axis, and its share of the
-/// averaging divisor (the divisor of a 2-D window is the product of the two axes' counts).
+/// averaging divisor (the divisor of a window is the product of its axes' counts).
 #[derive(Clone, Copy, Debug)]
 struct Win {
     start: usize,
@@ -57,21 +58,48 @@ fn adaptive_windows(len: usize, out: usize) -> Vec<Win> {
         .collect()
 }
 
-/// A pool over `planes` planes of `h x w`.
+/// The one window of an axis of size 1 that a pool of lower rank does not have.
+fn unit_axis() -> Vec<Win> {
+    vec![Win {
+        start: 0,
+        end: 1,
+        count: 1,
+    }]
+}
+
+/// A pool over `planes` planes of `d x h x w` (the leading dims are the planes).
 struct Pool {
     planes: usize,
+    d: usize,
     h: usize,
     w: usize,
+    zs: Vec<Win>,
     ys: Vec<Win>,
     xs: Vec<Win>,
 }
 
 impl Pool {
+    /// Input elements per plane.
     fn hw(&self) -> usize {
-        self.h * self.w
+        self.d * self.h * self.w
     }
+    /// Output elements per plane.
     fn ohw(&self) -> usize {
-        self.ys.len() * self.xs.len()
+        self.zs.len() * self.ys.len() * self.xs.len()
+    }
+    /// Every window of the plane as (depth, row, column) windows, in output order.
+    fn windows(&self) -> impl Iterator<Item = (&Win, &Win, &Win)> {
+        self.zs.iter().flat_map(move |wz| {
+            self.ys
+                .iter()
+                .flat_map(move |wy| self.xs.iter().map(move |wx| (wz, wy, wx)))
+        })
+    }
+    /// Start, within the plane, of every input row a window reads (its column span is
+    /// `wx.start..wx.end` from there).
+    fn rows<'a>(&'a self, wz: &'a Win, wy: &'a Win) -> impl Iterator<Item = usize> + 'a {
+        (wz.start..wz.end)
+            .flat_map(move |z| (wy.start..wy.end).map(move |y| (z * self.h + y) * self.w))
     }
     /// Planes per parallel task, so tiny planes are batched rather than spawned one by one.
     fn planes_per_task(&self) -> usize {
@@ -92,14 +120,15 @@ impl Pool {
         });
     }
 
-    /// Every window is the 2x2 block at (2i, 2j): the usual CNN pool, worth its own loop.
+    /// Every window is the 2x2 block at (2i, 2j) of a plane without depth: the usual CNN pool,
+    /// worth its own loop.
     fn is_2x2(&self) -> bool {
         let tiled = |ws: &[Win]| {
             ws.iter()
                 .enumerate()
                 .all(|(i, w)| w.start == 2 * i && w.end == 2 * i + 2)
         };
-        tiled(&self.ys) && tiled(&self.xs)
+        self.d == 1 && tiled(&self.ys) && tiled(&self.xs)
     }
 
     /// Index (within its plane) of each window's maximum; NaN wins, as in PyTorch.
@@ -107,27 +136,25 @@ impl Pool {
         let mut idx = vec![0usize; self.planes * self.ohw()];
         self.planes_mut(&mut idx, self.ohw(), |p, out| {
             let xp = &x[p * self.hw()..(p + 1) * self.hw()];
-            let mut o = out.iter_mut();
-            for wy in &self.ys {
-                for wx in &self.xs {
-                    let mut best = wy.start * self.w + wx.start;
-                    let mut bv = T::NEG_INF;
-                    for y in wy.start..wy.end {
-                        for (i, &v) in xp[y * self.w..][wx.start..wx.end].iter().enumerate() {
-                            if v > bv || v.is_nan() {
-                                bv = v;
-                                best = y * self.w + wx.start + i;
-                                if v.is_nan() {
-                                    break;
-                                }
+            for (o, (wz, wy, wx)) in out.iter_mut().zip(self.windows()) {
+                let mut best = (wz.start * self.h + wy.start) * self.w + wx.start;
+                let mut bv = T::NEG_INF;
+                for row in self.rows(wz, wy) {
+                    let at = row + wx.start;
+                    for (i, &v) in xp[at..row + wx.end].iter().enumerate() {
+                        if v > bv || v.is_nan() {
+                            bv = v;
+                            best = at + i;
+                            if v.is_nan() {
+                                break;
                             }
                         }
-                        if bv.is_nan() {
-                            break;
-                        }
                     }
-                    *o.next().expect("one index per window") = best;
+                    if bv.is_nan() {
+                        break;
+                    }
                 }
+                *o = best;
             }
         });
         idx
@@ -245,18 +272,14 @@ impl Pool {
         let mut out = vec![T::ZERO; self.planes * self.ohw()];
         self.planes_mut(&mut out, self.ohw(), |p, out| {
             let xp = &x[p * self.hw()..(p + 1) * self.hw()];
-            let mut o = out.iter_mut();
-            for wy in &self.ys {
-                for wx in &self.xs {
-                    let mut s = T::ZERO;
-                    for y in wy.start..wy.end {
-                        for &v in &xp[y * self.w..][wx.start..wx.end] {
-                            s += v;
-                        }
+            for (o, (wz, wy, wx)) in out.iter_mut().zip(self.windows()) {
+                let mut s = T::ZERO;
+                for row in self.rows(wz, wy) {
+                    for &v in &xp[row + wx.start..row + wx.end] {
+                        s += v;
                     }
-                    *o.next().expect("one value per window") =
-                        s / T::c((wy.count * wx.count) as f64);
                 }
+                *o = s / T::c((wz.count * wy.count * wx.count) as f64);
             }
         });
         out
@@ -266,15 +289,11 @@ impl Pool {
         let mut dx = vec![T::ZERO; self.planes * self.hw()];
         let ohw = self.ohw();
         self.planes_mut(&mut dx, self.hw(), |p, d| {
-            let mut g = gy[p * ohw..(p + 1) * ohw].iter();
-            for wy in &self.ys {
-                for wx in &self.xs {
-                    let share = *g.next().expect("one gradient per window")
-                        / T::c((wy.count * wx.count) as f64);
-                    for y in wy.start..wy.end {
-                        for v in &mut d[y * self.w..][wx.start..wx.end] {
-                            *v += share;
-                        }
+            for (&g, (wz, wy, wx)) in gy[p * ohw..(p + 1) * ohw].iter().zip(self.windows()) {
+                let share = g / T::c((wz.count * wy.count * wx.count) as f64);
+                for row in self.rows(wz, wy) {
+                    for v in &mut d[row + wx.start..row + wx.end] {
+                        *v += share;
                     }
                 }
             }
@@ -336,16 +355,16 @@ fn spread_row<T: Float>(d: &mut [MaybeUninit<T>], g: &[T], c: &[u8], first: u8) 
     }
 }
 
-/// Splits `t`'s shape into planes and an `h x w` plane, checking rank and sizes. `dims` is the
-/// pool's spatial rank (1 or 2); 1-D planes get height 1.
-fn planes(op: &'static str, t: &Tensor, dims: usize) -> Result<(usize, usize, usize)> {
+/// Splits `t`'s shape into planes and a `d x h x w` plane, checking rank and sizes. `dims` is
+/// the pool's spatial rank (1, 2 or 3); the axes it lacks have size 1.
+fn planes(op: &'static str, t: &Tensor, dims: usize) -> Result<(usize, [usize; 3])> {
     super::float::check_float_on(op, t)?;
     let r = t.rank();
     if r != dims + 1 && r != dims + 2 {
-        let want = if dims == 1 {
-            "[N, C, L] or [C, L]"
-        } else {
-            "[N, C, H, W] or [C, H, W]"
+        let want = match dims {
+            1 => "[N, C, L] or [C, L]",
+            2 => "[N, C, H, W] or [C, H, W]",
+            _ => "[N, C, D, H, W] or [C, D, H, W]",
         };
         bail!(op, "needs input {want}, found shape {:?}", t.shape());
     }
@@ -354,12 +373,9 @@ fn planes(op: &'static str, t: &Tensor, dims: usize) -> Result<(usize, usize, us
     if spatial.contains(&0) {
         bail!(op, "spatial dims must be non-zero, found shape {s:?}");
     }
-    let (h, w) = if dims == 1 {
-        (1, spatial[0])
-    } else {
-        (spatial[0], spatial[1])
-    };
-    Ok((s[..r - dims].iter().product(), h, w))
+    let mut size = [1; 3];
+    size[3 - dims..].copy_from_slice(spatial);
+    Ok((s[..r - dims].iter().product(), size))
 }
 
 /// Checks one axis of a fixed-kernel pool the way PyTorch does.
@@ -398,16 +414,18 @@ enum Kind {
     Avg,
 }
 
-/// Runs the pool described by (`ys`, `xs`) on `t`, recording its gradient as `op`.
+/// Runs the pool described by (`zs`, `ys`, `xs`) on `t`, recording its gradient as `op`.
 fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -> Result<Tensor> {
     let r = t.rank();
     let mut shape = t.shape()[..r - dims].to_vec();
-    if dims == 2 {
-        shape.push(pool.ys.len());
-    }
-    shape.push(pool.xs.len());
+    let out = [pool.zs.len(), pool.ys.len(), pool.xs.len()];
+    shape.extend_from_slice(&out[3 - dims..]);
     let dtype = t.dtype();
     let in_shape = t.shape().to_vec();
+    // The device kernels have no depth axis.
+    if dims == 3 {
+        t.cpu_only(op)?;
+    }
     #[cfg(feature = "wgpu")]
     if crate::tensor::on_wgpu(&[t]) {
         use crate::backend::wgpu::pool::{backward, forward, Windows};
@@ -483,38 +501,82 @@ enum Argmax {
     None,
 }
 
-/// A fixed-kernel pool over `dims` (1 or 2) trailing dims; 1-D callers pass `[1, k]`-style
-/// parameters so the height axis is trivial.
+/// A fixed-kernel pool over `dims` (1, 2 or 3) trailing dims; lower-rank callers pass
+/// parameters with kernel and stride 1 and padding 0 on the axes they lack.
 #[allow(clippy::too_many_arguments)]
 fn fixed_pool(
     op: &'static str,
     t: &Tensor,
     dims: usize,
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
     kind: Kind,
     include_pad: bool,
 ) -> Result<Tensor> {
-    let (n, h, w) = planes(op, t, dims)?;
-    let axes = if dims == 1 {
-        ["height", "length"]
-    } else {
-        ["height", "width"]
+    let (n, size) = planes(op, t, dims)?;
+    let axes = match dims {
+        1 => ["depth", "height", "length"],
+        _ => ["depth", "height", "width"],
     };
-    check_axis(op, axes[0], h, kernel[0], stride[0], padding[0])?;
-    check_axis(op, axes[1], w, kernel[1], stride[1], padding[1])?;
+    for a in 0..3 {
+        check_axis(op, axes[a], size[a], kernel[a], stride[a], padding[a])?;
+    }
+    let win = |a: usize| fixed_windows(size[a], kernel[a], stride[a], padding[a], include_pad);
     let pool = Pool {
         planes: n,
-        h,
-        w,
-        ys: fixed_windows(h, kernel[0], stride[0], padding[0], include_pad),
-        xs: fixed_windows(w, kernel[1], stride[1], padding[1], include_pad),
+        d: size[0],
+        h: size[1],
+        w: size[2],
+        zs: win(0),
+        ys: win(1),
+        xs: win(2),
     };
     run_pool(op, t, dims, kind, pool)
 }
 
 impl Tensor {
+    /// 3-D max pooling over `[N, C, D, H, W]` (or `[C, D, H, W]`); padding acts as -inf and may
+    /// be at most half the kernel, as in PyTorch. Kernel, stride and padding are per axis
+    /// (depth, height, width); the gradient goes to each window's first maximum (or first NaN).
+    pub fn max_pool3d(
+        &self,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> Result<Tensor> {
+        fixed_pool(
+            "max_pool3d",
+            self,
+            3,
+            kernel,
+            stride,
+            padding,
+            Kind::Max,
+            false,
+        )
+    }
+    /// 3-D average pooling over `[N, C, D, H, W]` (or `[C, D, H, W]`). With
+    /// `count_include_pad` the padding zeros count toward each window's divisor; without, only
+    /// input elements do.
+    pub fn avg_pool3d(
+        &self,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+        count_include_pad: bool,
+    ) -> Result<Tensor> {
+        fixed_pool(
+            "avg_pool3d",
+            self,
+            3,
+            kernel,
+            stride,
+            padding,
+            Kind::Avg,
+            count_include_pad,
+        )
+    }
     /// 2-D max pooling over `[N, C, H, W]` (or `[C, H, W]`); padding acts as -inf. Padding may be
     /// at most half the kernel, as in PyTorch.
     pub fn max_pool2d(
@@ -527,9 +589,9 @@ impl Tensor {
             "max_pool2d",
             self,
             2,
-            kernel,
-            stride,
-            padding,
+            [1, kernel[0], kernel[1]],
+            [1, stride[0], stride[1]],
+            [0, padding[0], padding[1]],
             Kind::Max,
             false,
         )
@@ -540,9 +602,9 @@ impl Tensor {
             "max_pool1d",
             self,
             1,
-            [1, kernel],
-            [1, stride],
-            [0, padding],
+            [1, 1, kernel],
+            [1, 1, stride],
+            [0, 0, padding],
             Kind::Max,
             false,
         )
@@ -560,9 +622,9 @@ impl Tensor {
             "avg_pool2d",
             self,
             2,
-            kernel,
-            stride,
-            padding,
+            [1, kernel[0], kernel[1]],
+            [1, stride[0], stride[1]],
+            [0, padding[0], padding[1]],
             Kind::Avg,
             count_include_pad,
         )
@@ -579,9 +641,9 @@ impl Tensor {
             "avg_pool1d",
             self,
             1,
-            [1, kernel],
-            [1, stride],
-            [0, padding],
+            [1, 1, kernel],
+            [1, 1, stride],
+            [0, 0, padding],
             Kind::Avg,
             count_include_pad,
         )
@@ -590,14 +652,16 @@ impl Tensor {
     /// (output row `i` reads rows `floor(i*H/OH)..ceil((i+1)*H/OH)`).
     pub fn adaptive_avg_pool2d(&self, out: [usize; 2]) -> Result<Tensor> {
         const OP: &str = "adaptive_avg_pool2d";
-        let (n, h, w) = planes(OP, self, 2)?;
+        let (n, [_, h, w]) = planes(OP, self, 2)?;
         if out.contains(&0) {
             bail!(OP, "output size must be non-zero, found {out:?}");
         }
         let pool = Pool {
             planes: n,
+            d: 1,
             h,
             w,
+            zs: unit_axis(),
             ys: adaptive_windows(h, out[0]),
             xs: adaptive_windows(w, out[1]),
         };
@@ -612,8 +676,10 @@ mod tests {
     fn pool_2x2(planes: usize, h: usize, w: usize) -> Pool {
         let pool = Pool {
             planes,
+            d: 1,
             h,
             w,
+            zs: unit_axis(),
             ys: fixed_windows(h, 2, 2, 0, false),
             xs: fixed_windows(w, 2, 2, 0, false),
         };
