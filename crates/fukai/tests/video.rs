@@ -274,7 +274,7 @@ fn video_predictors_map_input_frames_to_output_frames() {
     bad(&|c| c.patch = 5, "patch does not divide");
     bad(&|c| c.arch = "lstm".into(), "unknown arch");
     bad(&|c| c.hidden = vec![], "no layers");
-    bad(&|c| c.hidden = vec![4, 4, 4, 4], "grid too small to halve");
+    bad(&|c| c.hidden = vec![4; 5], "grid too small to halve");
     bad(&|c| c.frame_shape = vec![32, 32], "frame rank");
     bad(&|c| c.output_frames = 0, "no output");
 }

@@ -381,7 +381,7 @@ fn device_conv(
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let (xs, ws, has_bias) = (x.detach(), w.detach(), bias.is_some());
-    let rest: Vec<usize> = (2..shape.len()).collect();
+    let rest: Vec<isize> = (2..shape.len() as isize).collect();
     Ok(Tensor::op_result(
         op,
         y.storage().clone(),
