@@ -24,6 +24,7 @@ fn cfg(variational: bool) -> AutoencoderConfig {
         latent: 3,
         variational,
         beta: 0.5,
+        noise: 0.0,
     }
 }
 
@@ -61,6 +62,7 @@ fn shapes_and_bad_configs() {
     bad(&|c| c.latent = 0, "empty code");
     bad(&|c| c.beta = f64::NAN, "nan beta");
     bad(&|c| c.channels = vec![4, 0], "zero channels");
+    bad(&|c| c.noise = 1.0, "all pixels masked");
 }
 
 /// In eval mode a VAE decodes the mean, and its penalty is beta times the KL divergence of

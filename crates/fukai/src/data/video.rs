@@ -122,13 +122,15 @@ impl FrameClips {
                     return Err(bad(dir, "a clip folder without PNG or JPEG frames".into()))
                 }
                 None => frames = Some(files.len()),
-                Some(t) if t != files.len() => return Err(bad(
-                    dir,
-                    format!(
+                Some(t) if t != files.len() => {
+                    return Err(bad(
+                        dir,
+                        format!(
                         "{} frames, but the first clip has {t} (every clip needs the same count)",
                         files.len()
                     ),
-                )),
+                    ))
+                }
                 _ => {}
             }
             let size = match size {

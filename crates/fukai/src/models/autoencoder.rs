@@ -30,6 +30,15 @@ pub struct AutoencoderConfig {
     /// Weight of the KL term (β-VAE; 1 is the plain ELBO).
     #[serde(default = "one")]
     pub beta: f64,
+    /// Denoising (Vincent et al., 2008): in training, each input value is zeroed with this
+    /// probability and the clean image is the target, which pushes the code towards structure
+    /// rather than pixels.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub noise: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn one() -> f64 {
@@ -41,7 +50,7 @@ fn one() -> f64 {
 /// ```
 /// use fukai::models::{Autoencoder, AutoencoderConfig};
 /// use fukai::nn::Module;
-/// let cfg = AutoencoderConfig { input_shape: vec![1, 28, 28], channels: vec![8, 16], latent: 4, variational: true, beta: 1.0 };
+/// let cfg = AutoencoderConfig { input_shape: vec![1, 28, 28], channels: vec![8, 16], latent: 4, variational: true, beta: 1.0, noise: 0.0 };
 /// let vae = Autoencoder::new(cfg)?;
 /// let x = fukai::Tensor::rand(&[2, 1, 28, 28], fukai::DType::F32)?;
 /// assert_eq!(vae.encode(&x)?.shape(), &[2, 4]);       // the code's mean
@@ -89,6 +98,9 @@ impl Autoencoder {
         }
         if !(cfg.beta.is_finite() && cfg.beta >= 0.0) {
             bail!(OP, "beta must be a finite number ≥ 0, found {}", cfg.beta);
+        }
+        if !(0.0..1.0).contains(&cfg.noise) {
+            bail!(OP, "noise must be in [0, 1), found {}", cfg.noise);
         }
         let mut encoder = Sequential::new();
         let mut ch = c;
@@ -142,6 +154,12 @@ impl Autoencoder {
             training: true,
             cfg,
         })
+    }
+
+    /// The encoder's layers (stride-2 convolutions with their ReLUs, then a flatten), e.g. to
+    /// read every stage's feature maps with [`Sequential::forward_all`].
+    pub fn encoder(&self) -> &Sequential {
+        &self.encoder
     }
 
     /// Its config.
@@ -212,7 +230,13 @@ impl Autoencoder {
     /// by the values per sample (the scale of the per-value reconstruction loss). Training
     /// decodes `mu + sigma * eps` (eps from the default generator); evaluation decodes `mu`.
     fn run(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
-        let code = self.code(x)?;
+        let code = if self.training && self.cfg.noise > 0.0 {
+            // Dropout's mask without its rescaling: masked pixels read as black.
+            let p = self.cfg.noise;
+            self.code(&x.dropout(p, true)?.mul_scalar(1.0 - p)?)?
+        } else {
+            self.code(x)?
+        };
         if !self.cfg.variational {
             return Ok((self.decode(&code)?, None));
         }

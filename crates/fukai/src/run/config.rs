@@ -192,6 +192,9 @@ pub struct ModelSpec {
     /// VAE: weight of the KL term (β-VAE; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
+    /// Autoencoders: share of input pixels zeroed in training (denoising; default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<f64>,
     /// Video models: side of the square patches stacked as channels (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<usize>,

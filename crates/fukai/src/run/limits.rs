@@ -80,6 +80,9 @@ pub fn check(cfg: &RunConfig) -> Result<()> {
     if let Some(b) = m.beta {
         within_f("model.beta", b, 0.0, 1e6, "weight of the KL term")?;
     }
+    if let Some(n) = m.noise {
+        within_f("model.noise", n, 0.0, 0.95, "share of input pixels masked")?;
+    }
     if let Some(e) = m.embedding_dim {
         within(
             "model.embedding_dim",

@@ -65,6 +65,7 @@ pub(super) fn prepare(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         latent: m.latent.unwrap_or(16),
         variational: m.kind == "vae",
         beta: m.beta.unwrap_or(1.0),
+        noise: m.noise.unwrap_or(0.0),
     });
     let eval = |set: &InMemory| -> Box<dyn crate::train::Batches> {
         Box::new(Autoencoding(Box::new(DataLoader::new(
@@ -199,10 +200,7 @@ pub(super) fn show(
     let (points, how) = project_2d(&codes)?;
     #[cfg(feature = "report")]
     {
-        let title = format!(
-            "latent space of {} test images ({how}; colours: labels never seen)",
-            shown.len()
-        );
+        let title = format!("{} test codes, {how} (colour: unseen label)", shown.len());
         super::pictures::scatter_png(
             &out.join("latent.png"),
             &title,
