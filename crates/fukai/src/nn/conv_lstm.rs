@@ -87,7 +87,7 @@ impl ConvLstm2d {
         let gates = self
             .conv
             .forward(&Tensor::cat(&[x.clone(), h.clone()], 1)?)?;
-        lstm_gates(&gates, c)
+        gates.lstm_cell(c)
     }
 
     /// Runs the steps of `x` `[B, T, C, H, W]` from `state` (zeros when `None`); returns the
@@ -120,19 +120,6 @@ impl ConvLstm2d {
         let state = cur.expect("at least one step");
         Ok((Tensor::stack(&outs, 1)?, state))
     }
-}
-
-/// The LSTM update from the convolution's output `[B, 4·hidden, H, W]` and the cell state.
-fn lstm_gates(gates: &Tensor, c: &Tensor) -> Result<(Tensor, Tensor)> {
-    let g = gates.chunk(4, 1)?;
-    let (i, f, cand, o) = (
-        g[0].sigmoid()?,
-        g[1].sigmoid()?,
-        g[2].tanh()?,
-        g[3].sigmoid()?,
-    );
-    let c = f.mul(c)?.add(&i.mul(&cand)?)?;
-    Ok((o.mul(&c.tanh()?)?, c))
 }
 
 impl Module for ConvLstm2d {
