@@ -389,6 +389,7 @@ fn interpolation_errors() {
 fn conv_lstm_errors() {
     assert!(err_text(ConvLstm2d::new(3, 4, 2)).contains("odd kernel"));
     assert!(err_text(ConvLstm2d::new(0, 4, 3)).contains("positive"));
+    assert!(err_text(ConvLstm2d::new(3, usize::MAX / 2, 3)).contains("overflow"));
     let layer = ConvLstm2d::new(3, 4, 3).unwrap();
     let x = Tensor::zeros(&[2, 5, 6, 6], DType::F32).unwrap();
     let wrong = err_text(layer.cell(&x, None));

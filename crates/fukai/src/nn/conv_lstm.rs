@@ -43,8 +43,15 @@ impl ConvLstm2d {
                 "needs positive input and hidden channels and an odd kernel, found inputs {inputs}, hidden {hidden}, kernel {kernel}"
             );
         }
+        let (Some(channels), Some(gates)) = (inputs.checked_add(hidden), hidden.checked_mul(4))
+        else {
+            bail!(
+                "ConvLstm2d",
+                "inputs {inputs} + hidden {hidden} channels (and 4 gates per hidden channel) overflow usize"
+            );
+        };
         Ok(ConvLstm2d {
-            conv: Conv2d::new(inputs + hidden, 4 * hidden, kernel, kernel / 2)?,
+            conv: Conv2d::new(channels, gates, kernel, kernel / 2)?,
             hidden,
         })
     }
