@@ -28,6 +28,8 @@ LR = 0.01
 MLP_BUDGET_S = 5.0
 CONV_INPUT = (64, 32, 28, 28)
 CONV_WEIGHT = (64, 32, 3, 3)
+CONVLSTM_FRAMES = (8, 20, 16, 16, 16)
+CONVLSTM_HIDDEN = 64
 MINILM_BATCH = 8
 MINILM_TOKENS = 128
 
@@ -195,6 +197,65 @@ def run_conv(threads, reps):
     flop = 3 * 2 * n * co * h * wd * ci * kh * kw
     med, fields = stats_fields(samples, 1)
     emit("conv2d", "torch", threads, **fields, gflops=flop / med / 1e9)
+
+
+class ConvLSTM(nn.Module):
+    """ConvLSTM as PyTorch users write it (fukai's nn::ConvLstm2d twin): one conv over
+    cat([x, h]) -> 4*hidden channels, chunked i, f, g, o."""
+
+    def __init__(self, inputs, hidden, kernel):
+        super().__init__()
+        self.hidden = hidden
+        self.conv = nn.Conv2d(inputs + hidden, 4 * hidden, kernel, padding=kernel // 2)
+
+    def cell(self, x, state):
+        h, c = state
+        i, f, g, o = self.conv(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def forward(self, x):
+        b, _, _, hgt, wd = x.shape
+        h = c = x.new_zeros(b, self.hidden, hgt, wd)
+        outs = []
+        for t in range(x.shape[1]):
+            h, c = self.cell(x[:, t], (h, c))
+            outs.append(h)
+        return torch.stack(outs, dim=1), (h, c)
+
+
+def run_convlstm(threads, reps):
+    """The encoder-forecaster of crates/fukai-bench/src/convlstm.rs."""
+    b, t, ch, hgt, wd = CONVLSTM_FRAMES
+    encoder = ConvLSTM(ch, CONVLSTM_HIDDEN, 3)
+    forecaster = ConvLSTM(ch, CONVLSTM_HIDDEN, 3)
+    head = nn.Conv2d(CONVLSTM_HIDDEN, ch, 1)
+    params = [*encoder.parameters(), *forecaster.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    frames = torch.rand(*CONVLSTM_FRAMES, generator=torch.Generator().manual_seed(1))
+    seen = t // 2
+    losses = []
+
+    def step():
+        opt.zero_grad()
+        _, state = encoder(frames[:, :seen])
+        inp, logits = frames[:, seen - 1], []
+        for _ in range(seen, t):
+            state = forecaster.cell(inp, state)
+            out = head(state[0])
+            inp = torch.sigmoid(out)
+            logits.append(out)
+        loss = F.binary_cross_entropy_with_logits(torch.stack(logits, 1), frames[:, seen:])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+
+    samples, iters = budgeted(step, 2, reps, 1, 20.0)
+    if not losses[-1] < losses[0]:
+        raise SystemExit(f"convlstm_step: loss did not fall ({losses[0]} -> {losses[-1]})")
+    med, fields = stats_fields(samples, iters)
+    emit("convlstm_step", "torch", threads, **fields, ms_per_step=med * 1e3,
+         first_loss=losses[0], last_loss=losses[-1])
 
 
 def run_lstm_vowels(threads, reps):
@@ -368,10 +429,11 @@ def expand(workloads):
     out = []
     for w in workloads:
         if w == "all":
-            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm", *FASHION]
+            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "convlstm_step", "lstm_vowels", "gpt_step", "minilm", *FASHION]
         elif w == "tiny":
             out += TINY_OPS
-        elif w in ("matmul", "mlp_step", "conv2d", "lstm_vowels", "gpt_step", "minilm") or w in TINY_OPS \
+        elif w in ("matmul", "mlp_step", "conv2d", "convlstm_step", "lstm_vowels", "gpt_step",
+                   "minilm") or w in TINY_OPS \
                 or w in FASHION:
             out.append(w)
         else:
@@ -410,6 +472,8 @@ def main():
             run_mlp(threads, args.mlp_steps, args.reps or 15)
         elif w == "conv2d":
             run_conv(threads, args.reps or 7)
+        elif w == "convlstm_step":
+            run_convlstm(threads, args.reps or 5)
         elif w == "lstm_vowels":
             run_lstm_vowels(threads, args.reps or 9)
         elif w == "minilm":

@@ -2,7 +2,7 @@
 //! determinism across thread counts, and argument errors.
 
 use fukai::nn::{ConvLstm2d, Module, Upsample};
-use fukai::testing::{gradcheck, randn64};
+use fukai::testing::{gradcheck, max_abs_diff, output_and_grads, randn64};
 use fukai::{DType, Generator, Interpolation, Result, Tensor};
 
 const NEAREST: Interpolation = Interpolation::Nearest;
@@ -114,6 +114,71 @@ fn nearest_gradient_counts_copies() {
         .backward()
         .unwrap();
     assert!(x.grad().unwrap().to_vec::<f64>().unwrap() == vec![9.0; 12]);
+}
+
+/// Both states of an LSTM update as one tensor, so one check covers both.
+fn both(r: Result<(Tensor, Tensor)>) -> Result<Tensor> {
+    let (h, c) = r?;
+    Tensor::cat(&[h, c], 1)
+}
+
+#[test]
+fn lstm_cell_gradients() {
+    // Spatial gates (ConvLSTM), plain [B, 4H] gates (LSTM), and a transposed gate tensor.
+    check(
+        |t| both(t[0].lstm_cell(&t[1])),
+        &[
+            randn64(&[2, 12, 3, 4], 70).unwrap(),
+            randn64(&[2, 3, 3, 4], 71).unwrap(),
+        ],
+    );
+    check(
+        |t| both(t[0].lstm_cell(&t[1])),
+        &[randn64(&[3, 8], 72).unwrap(), randn64(&[3, 2], 73).unwrap()],
+    );
+    check(
+        |t| both(t[0].transpose(2, 3)?.lstm_cell(&t[1])),
+        &[
+            randn64(&[1, 8, 5, 3], 74).unwrap(),
+            randn64(&[1, 2, 3, 5], 75).unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn fused_lstm_cell_equals_the_composite() {
+    // Sizes below and above the parallel threshold and the task size, with the pre-activations
+    // spread wide enough to saturate the sigmoids.
+    for (k, shape) in [[2, 4, 3, 5], [8, 64, 16, 16], [3, 20, 70, 50]]
+        .into_iter()
+        .enumerate()
+    {
+        let hid = [shape[0], shape[1] / 4, shape[2], shape[3]];
+        let inputs = [
+            randn64(&shape, 80 + k as u64)
+                .unwrap()
+                .mul_scalar(4.0)
+                .unwrap(),
+            randn64(&hid, 90 + k as u64)
+                .unwrap()
+                .mul_scalar(2.0)
+                .unwrap(),
+        ];
+        let fused = |t: &[Tensor]| both(t[0].lstm_cell(&t[1]));
+        let composite = |t: &[Tensor]| both(t[0].lstm_cell_composite(&t[1]));
+        // f64: the fused kernel's exp and tanh are libm's, so only the operation order differs.
+        // f32: its vectorized exp and tanh are within a few ulps of libm's.
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-6)] {
+            let inputs: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dtype).unwrap()).collect();
+            let (y1, g1) = output_and_grads(&fused, &inputs).unwrap();
+            let (y2, g2) = output_and_grads(&composite, &inputs).unwrap();
+            assert!(max_abs_diff(&y1, &y2).unwrap() < tol, "{shape:?} {dtype}");
+            for (a, b) in g1.iter().zip(&g2) {
+                let err = max_abs_diff(a, b).unwrap();
+                assert!(err < 4.0 * tol, "{shape:?} {dtype}: gradient off by {err}");
+            }
+        }
+    }
 }
 
 /// A layer whose convolution weight and bias are the given tensors (f64 for gradchecks).
@@ -270,7 +335,8 @@ fn conv_lstm_is_identical_across_thread_counts() {
             layer.conv.weight.copy_from(&w).unwrap();
             let bias = layer.conv.bias.as_ref().unwrap();
             bias.copy_from(&randn32(bias.shape(), 5)).unwrap();
-            let x = randn32(&[4, 3, 4, 16, 16], 4);
+            // 4·16·48·48 state elements: above the size where the gate kernel splits across threads.
+            let x = randn32(&[4, 3, 4, 48, 48], 4);
             let (out, (_, c)) = layer.forward_seq(&x, None).unwrap();
             out.sum_all()
                 .unwrap()
@@ -323,6 +389,7 @@ fn interpolation_errors() {
 fn conv_lstm_errors() {
     assert!(err_text(ConvLstm2d::new(3, 4, 2)).contains("odd kernel"));
     assert!(err_text(ConvLstm2d::new(0, 4, 3)).contains("positive"));
+    assert!(err_text(ConvLstm2d::new(3, usize::MAX / 2, 3)).contains("overflow"));
     let layer = ConvLstm2d::new(3, 4, 3).unwrap();
     let x = Tensor::zeros(&[2, 5, 6, 6], DType::F32).unwrap();
     let wrong = err_text(layer.cell(&x, None));
@@ -340,4 +407,11 @@ fn conv_lstm_errors() {
     assert!(err_text(layer.forward_seq(&x, None)).contains("[B, T, 3, H, W]"));
     let empty = Tensor::zeros(&[2, 0, 3, 6, 6], DType::F32).unwrap();
     assert!(err_text(layer.forward(&empty)).contains("T > 0"));
+    let gates = Tensor::zeros(&[2, 7, 3], DType::F32).unwrap();
+    let c = Tensor::zeros(&[2, 2, 3], DType::F32).unwrap();
+    let bad = err_text(gates.lstm_cell(&c));
+    assert!(
+        bad.contains("lstm_cell") && bad.contains("[2, 7, 3]"),
+        "{bad}"
+    );
 }

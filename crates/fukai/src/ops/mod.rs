@@ -16,6 +16,7 @@ mod index;
 mod lanes;
 mod layer_norm;
 mod linear;
+mod lstm_cell;
 mod matmul;
 mod pool;
 mod recurrence;

@@ -81,7 +81,7 @@ impl Geom {
 }
 
 #[inline(always)]
-fn sigmoid<T: Float>(x: T) -> T {
+pub(super) fn sigmoid<T: Float>(x: T) -> T {
     T::ONE / (T::ONE + (-x).fast_exp())
 }
 
