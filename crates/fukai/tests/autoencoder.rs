@@ -183,3 +183,38 @@ fn an_autoencoder_run_writes_its_pictures_and_probes() {
         assert!(test.mse().unwrap() < 0.05, "{kind}: {}", test.describe());
     }
 }
+
+/// A VAE's training steps (sampling included) are the same bits at 1 and 2 threads.
+#[test]
+fn vae_training_is_deterministic_across_thread_counts() {
+    use fukai::optim::{Adam, Optimizer};
+    let run = |threads: usize| -> Vec<u32> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                fukai::manual_seed(5);
+                let vae = Autoencoder::new(cfg(true)).unwrap();
+                let x = Tensor::rand(&[8, 1, 28, 28], DType::F32).unwrap();
+                let b = Batch::new(x.clone(), x);
+                let mut opt = Adam::new(vae.parameters(), 0.01);
+                for _ in 0..3 {
+                    let (out, pen) = vae.forward_with_penalty(&b).unwrap();
+                    let loss = fukai::train::loss(Task::Reconstruction, &out, &b, 0.0)
+                        .unwrap()
+                        .add(&pen.unwrap())
+                        .unwrap();
+                    loss.backward().unwrap();
+                    opt.step().unwrap();
+                    opt.zero_grad();
+                }
+                vae.parameters()
+                    .iter()
+                    .flat_map(|p| p.to_vec::<f32>().unwrap())
+                    .map(f32::to_bits)
+                    .collect()
+            })
+    };
+    assert!(run(1) == run(2), "bits differ between 1 and 2 threads");
+}

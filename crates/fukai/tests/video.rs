@@ -386,3 +386,32 @@ fn a_run_reads_folders_of_frames() {
         .to_string();
     assert!(e.contains("clip_0005"), "{e}");
 }
+
+/// Both predictors' outputs and gradients are the same bits at 1 and 2 threads.
+#[test]
+fn video_predictors_are_deterministic_across_thread_counts() {
+    let run = |arch: &str, threads: usize| -> Vec<u32> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                fukai::manual_seed(3);
+                let m = VideoPredictor::new(video_cfg(arch)).unwrap();
+                let x = Tensor::rand(&[3, 3, 1, 32, 32], DType::F32).unwrap();
+                let y = m.forward(&x).unwrap();
+                y.square().unwrap().sum_all().unwrap().backward().unwrap();
+                let mut out = vec![y.to_vec::<f32>().unwrap()];
+                for p in m.parameters() {
+                    out.push(p.grad().unwrap().to_vec::<f32>().unwrap());
+                }
+                out.into_iter().flatten().map(f32::to_bits).collect()
+            })
+    };
+    for arch in ["convlstm", "conv3d"] {
+        assert!(
+            run(arch, 1) == run(arch, 2),
+            "{arch}: bits differ between 1 and 2 threads"
+        );
+    }
+}
