@@ -212,7 +212,7 @@ pub fn fit_norm(train: &InMemory) -> Norm {
 }
 
 /// The samples of a split view as one contiguous set (same order, same values).
-pub(super) fn compact(set: &InMemory) -> Result<InMemory> {
+fn compact(set: &InMemory) -> Result<InMemory> {
     let per: usize = set.sample_shape().iter().product();
     let mut x = vec![0f32; set.len() * per];
     let mut y = Vec::with_capacity(set.len());
@@ -220,6 +220,24 @@ pub(super) fn compact(set: &InMemory) -> Result<InMemory> {
         y.push(set.get(i, out)?);
     }
     InMemory::new(x, y, set.sample_shape(), set.classes())
+}
+
+/// The training samples and a stratified validation share of them (none for a zero
+/// fraction or when it would be empty).
+pub(super) fn carve_validation(
+    train: &InMemory,
+    fraction: f64,
+    seed: u64,
+) -> Result<(InMemory, Option<InMemory>)> {
+    if fraction <= 0.0 {
+        return Ok((train.clone(), None));
+    }
+    let labels: Vec<i64> = (0..train.len()).map(|i| train.label(i)).collect();
+    let (tr, va) = data::stratified_split(&labels, fraction, seed ^ VAL_SEED)?;
+    Ok((
+        compact(&train.subset(tr)?)?,
+        Some(train.subset(va)?).filter(|v| !v.is_empty()),
+    ))
 }
 
 /// Seed offset of the validation carve, so it differs from the train/test split's draw.
@@ -286,18 +304,7 @@ fn fixed_shape(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
     let splits = load(d, path, t.seed)?;
     let classes = splits.class_names.len().max(splits.train.classes());
     let shape = splits.train.sample_shape().to_vec();
-    let (train, val) = if d.val_fraction > 0.0 {
-        let labels: Vec<i64> = (0..splits.train.len())
-            .map(|i| splits.train.label(i))
-            .collect();
-        let (tr, va) = data::stratified_split(&labels, d.val_fraction, t.seed ^ VAL_SEED)?;
-        (
-            compact(&splits.train.subset(tr)?)?,
-            Some(splits.train.subset(va)?).filter(|v| !v.is_empty()),
-        )
-    } else {
-        (splits.train.clone(), None)
-    };
+    let (train, val) = carve_validation(&splits.train, d.val_fraction, t.seed)?;
     if train.is_empty() {
         return Err(Error::Format {
             file: path.display().to_string(),

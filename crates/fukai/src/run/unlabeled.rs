@@ -3,7 +3,7 @@
 //! by the labels the model never saw, and a linear probe that measures how useful the learned
 //! features are when only a few labels exist.
 
-use super::data::{compact, describe, load, Showcase, VAL_SEED};
+use super::data::{carve_validation, describe, load, Showcase};
 use super::pictures::Grid;
 use super::{Prepared, RunConfig};
 use crate::bail;
@@ -27,18 +27,7 @@ pub(super) fn prepare(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
     let (d, m, t) = (&cfg.data, &cfg.model, &cfg.train);
     let splits = load(d, path, t.seed)?;
     let shape = splits.train.sample_shape().to_vec();
-    let (train, val) = if d.val_fraction > 0.0 {
-        let labels: Vec<i64> = (0..splits.train.len())
-            .map(|i| splits.train.label(i))
-            .collect();
-        let (tr, va) = data::stratified_split(&labels, d.val_fraction, t.seed ^ VAL_SEED)?;
-        (
-            compact(&splits.train.subset(tr)?)?,
-            Some(compact(&splits.train.subset(va)?)?).filter(|v| !v.is_empty()),
-        )
-    } else {
-        (splits.train.clone(), None)
-    };
+    let (train, val) = carve_validation(&splits.train, d.val_fraction, t.seed)?;
     if train.is_empty() {
         bail!(
             "config",

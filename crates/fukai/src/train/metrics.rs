@@ -81,8 +81,14 @@ impl Evaluation {
                 self.loss_sum += mean_loss * truth.len() as f64;
                 self.count += truth.len();
             }
-            Task::Regression => {
-                let (p, t) = (out.to_vec_f64()?, batch.y.to_vec_f64()?);
+            Task::Regression | Task::Reconstruction => {
+                // A reconstruction's outputs are logits of intensities.
+                let p = if self.task == Task::Reconstruction {
+                    out.sigmoid()?.to_vec_f64()?
+                } else {
+                    out.to_vec_f64()?
+                };
+                let t = batch.y.to_vec_f64()?;
                 self.se += p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
                 if let Some(base) = &batch.baseline {
                     let b = base.to_vec_f64()?;
@@ -92,20 +98,6 @@ impl Evaluation {
                 self.values += t.len();
                 self.sum_t += t.iter().sum::<f64>();
                 self.sum_t2 += t.iter().map(|v| v * v).sum::<f64>();
-                let rows = batch.len();
-                self.loss_sum += mean_loss * rows as f64;
-                self.count += rows;
-            }
-            Task::Reconstruction => {
-                let t = batch.y.to_vec_f64()?;
-                let p = out.sigmoid()?.to_vec_f64()?;
-                self.se += p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
-                if let Some(base) = &batch.baseline {
-                    let b = base.to_vec_f64()?;
-                    self.se_baseline += b.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
-                    self.has_baseline = true;
-                }
-                self.values += t.len();
                 let rows = batch.len();
                 self.loss_sum += mean_loss * rows as f64;
                 self.count += rows;
