@@ -13,6 +13,7 @@ use super::winograd::{wino_forward, wino_input_grad, wino_weight_grad, WinoGeom}
 use crate::parallel::{build_chunks, map_range};
 use gemm::Parallelism;
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Fewer parallel tasks than this (samples, weight-gradient partials) also thread their gemms.
 const FEW_TASKS: usize = 4;
@@ -123,11 +124,9 @@ impl ConvGeom {
         let r = (iz + p).checked_sub(kz * d)?;
         (r % s == 0 && r / s < self.od).then_some(r / s)
     }
-    /// The first depth tap (in order) that reads inside the input for output plane `oz`: the
-    /// first term of that plane's sum.
-    fn first_tap(&self, oz: usize) -> Option<usize> {
-        let [s, p, d] = [self.stride[0], self.pad[0], self.dil[0]];
-        (0..self.kd).find(|&kz| (oz * s + kz * d).checked_sub(p).is_some_and(|i| i < self.d))
+    /// Offset of group `gi`'s depth tap `kz` in weights laid out [groups, kd, og, kp].
+    fn tap_block(&self, gi: usize, kz: usize) -> usize {
+        (gi * self.kd + kz) * self.og() * self.kp()
     }
     /// The (depth tap, output plane) pairs input plane `iz` feeds, in tap order.
     fn feeds(&self, iz: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -379,18 +378,19 @@ pub(crate) fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Paralleli
     }
 }
 
-/// The weight [O, C/groups, kd, kh, kw] as [kd, O, C/groups*kh*kw], so each depth tap's
-/// weights are a matrix gemm can read by strides (borrowed as it is without depth).
+/// The weight [O, C/groups, kd, kh, kw] as [groups, kd, O/groups, C/groups*kh*kw], so each
+/// depth tap's weights, and a group's taps stacked, are matrices gemm can read by strides
+/// (borrowed as it is without depth).
 fn by_depth_tap<'a, T: Float>(g: &ConvGeom, w: &'a [T]) -> Cow<'a, [T]> {
     if g.kd == 1 {
         return Cow::Borrowed(w);
     }
-    let (kp, khw) = (g.kp(), g.kh * g.kw);
+    let (og, cg, khw) = (g.og(), g.c / g.groups, g.kh * g.kw);
     let mut out = vec![T::ZERO; w.len()];
     for (i, &v) in w.iter().enumerate() {
         let (row, kz, r) = (i / (g.kd * khw), i / khw % g.kd, i % khw);
-        let (o, c) = (row / (g.c / g.groups), row % (g.c / g.groups));
-        out[(kz * g.o + o) * kp + c * khw + r] = v;
+        let (o, c) = (row / cg, row % cg);
+        out[g.tap_block(o / og, kz) + (o % og) * g.kp() + c * khw + r] = v;
     }
     Cow::Owned(out)
 }
@@ -423,34 +423,97 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
     }
     let wd = by_depth_tap(g, w);
     let par = inner_par(g.n, og, ohw, kp);
-    let init = || vec![T::ZERO; g.col_len()];
+    // Stacked depth taps write to a scratch block first.
+    let init = || {
+        let z = if g.kd > 1 { g.kd * og * ohw } else { 0 };
+        (vec![T::ZERO; g.col_len()], vec![T::ZERO; z])
+    };
     let fill = |o: usize| bias.map_or(T::ZERO, |b| b[o]);
-    build_chunks(g.n * g.o * l, (g.o * l, l), fill, init, |col, n, y| {
+    build_chunks(g.n * g.o * l, (g.o * l, l), fill, init, |(col, z), n, y| {
         let xs = &x[n * chw..(n + 1) * chw];
         for iz in 0..g.d {
-            if g.feeds(iz).next().is_none() {
+            let Some(taps) = tap_range(g, iz) else {
                 continue;
-            }
+            };
             let (src, rs) = plane_columns(g, xs, iz, col);
-            for (kz, oz) in g.feeds(iz) {
-                // The first term of a plane without bias overwrites the zeros.
-                let acc = bias.is_some() || g.first_tap(oz) != Some(kz);
-                for gi in 0..g.groups {
-                    gemm(
-                        (og, ohw, kp),
-                        &mut y[gi * og * l + oz * ohw..],
-                        l,
-                        &wd[(kz * g.o + gi * og) * kp..],
-                        (kp, 1),
-                        &src[gi * kp * rs..],
-                        (rs, 1),
-                        acc,
-                        par,
-                    );
+            for gi in 0..g.groups {
+                let (w, cols) = (&wd[g.tap_block(gi, taps.start)..], &src[gi * kp * rs..]);
+                if g.kd == 1 {
+                    // One tap: gemm writes the output plane it feeds (onto the bias if any).
+                    for (_, oz) in g.feeds(iz) {
+                        let y = &mut y[gi * og * l + oz * ohw..];
+                        gemm(
+                            (og, ohw, kp),
+                            y,
+                            l,
+                            w,
+                            (kp, 1),
+                            cols,
+                            (rs, 1),
+                            bias.is_some(),
+                            par,
+                        );
+                    }
+                    continue;
+                }
+                // All the plane's taps in one gemm (the columns are packed once, not once per
+                // tap), each tap's block then added to the output plane it feeds.
+                let m = taps.len() * og;
+                gemm((m, ohw, kp), z, ohw, w, (kp, 1), cols, (rs, 1), false, par);
+                for (kz, oz) in g.feeds(iz) {
+                    let block = &z[(kz - taps.start) * og * ohw..][..og * ohw];
+                    let out = &mut y[gi * og * l + oz * ohw..];
+                    for (o, row) in block.chunks_exact(ohw).enumerate() {
+                        for (d, s) in out[o * l..o * l + ohw].iter_mut().zip(row) {
+                            *d += *s;
+                        }
+                    }
                 }
             }
         }
     })
+}
+
+/// Whether input plane `iz`'s depth taps `taps` run as one gemm: several of them and no gaps
+/// between them (depth stride above 1), whose zeros times an infinite value would leave NaN.
+fn stacks(g: &ConvGeom, iz: usize, taps: &Range<usize>) -> bool {
+    g.kd > 1 && g.feeds(iz).count() == taps.len()
+}
+
+/// Scratch for [`gather_taps`].
+fn stack_len(g: &ConvGeom) -> usize {
+    if g.kd > 1 {
+        g.kd * g.og() * g.ohw()
+    } else {
+        0
+    }
+}
+
+/// Gathers the planes [og, OH*OW] of one sample's `gys` that group `gi`'s depth taps `taps`
+/// of input plane `iz` feed, one under the other in tap order.
+fn gather_taps<T: Float>(
+    g: &ConvGeom,
+    gys: &[T],
+    iz: usize,
+    gi: usize,
+    taps: &Range<usize>,
+    stack: &mut [T],
+) {
+    let (og, ohw, l) = (g.og(), g.ohw(), g.l());
+    for (kz, oz) in g.feeds(iz) {
+        let block = &mut stack[(kz - taps.start) * og * ohw..][..og * ohw];
+        let from = &gys[gi * og * l + oz * ohw..];
+        for (o, r) in block.chunks_exact_mut(ohw).enumerate() {
+            r.copy_from_slice(&from[o * l..o * l + ohw]);
+        }
+    }
+}
+
+/// The depth taps from the first to the last that input plane `iz` feeds, if any.
+fn tap_range(g: &ConvGeom, iz: usize) -> Option<Range<usize>> {
+    let mut feeds = g.feeds(iz).map(|(kz, _)| kz);
+    let first = feeds.next()?;
+    Some(first..feeds.last().unwrap_or(first) + 1)
 }
 
 /// Input gradient from `gy` [N, O, OD, OH, OW]: per input plane, the sum over depth taps of
@@ -495,7 +558,7 @@ pub(crate) fn conv_input_grad<T: Float>(
                         (kp, ohw, og),
                         &mut dst[gi * kp * rs..],
                         rs,
-                        &wd[(kz * g.o + gi * og) * kp..],
+                        &wd[g.tap_block(gi, kz)..],
                         (1, kp),
                         &gys[gi * og * l + oz * ohw..],
                         (l, 1),
@@ -527,38 +590,53 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec
         return wino_weight_grad(&wg, x, gy);
     }
     let (og, kp, l, ohw, chw) = (g.og(), g.kp(), g.l(), g.ohw(), g.chw());
-    let size = g.o * kp * g.kd;
+    let (size, row) = (g.o * kp * g.kd, g.kd * og);
     let per = g.n.div_ceil(weight_partials(g)).max(1);
     let parts = g.n.div_ceil(per);
     let par = inner_par(parts, og, kp, ohw);
     let partials = map_range(parts, |p| {
         let mut col = vec![T::ZERO; g.col_len()];
-        // Per depth tap and group, computed transposed as [kp, og]: gemm then gathers gy
-        // (og x OH*OW) for its packed operand instead of the 4-10x larger column matrix.
+        // Per group computed transposed, [kp, kd * og]: gemm then gathers gy (og x OH*OW per
+        // tap) for its packed operand instead of the 4-10x larger column matrix.
         let mut dw = vec![T::ZERO; size];
         let mut touched = vec![false; g.kd];
+        let mut stack = vec![T::ZERO; stack_len(g)];
         for n in p * per..((p + 1) * per).min(g.n) {
             let xs = &x[n * chw..(n + 1) * chw];
             let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
             for iz in 0..g.d {
-                if g.feeds(iz).next().is_none() {
+                let Some(taps) = tap_range(g, iz) else {
                     continue;
-                }
+                };
                 let (src, rs) = plane_columns(g, xs, iz, &mut col);
-                for (kz, oz) in g.feeds(iz) {
-                    for gi in 0..g.groups {
+                let stacked = stacks(g, iz, &taps);
+                for gi in 0..g.groups {
+                    let (dst, cols) = (&mut dw[gi * kp * row..], &src[gi * kp * rs..]);
+                    if stacked {
+                        gather_taps(g, gys, iz, gi, &taps, &mut stack);
+                        let m = (kp, taps.len() * og, ohw);
+                        let dst = &mut dst[taps.start * og..];
+                        gemm(m, dst, row, cols, (rs, 1), &stack, (1, ohw), true, par);
+                        continue;
+                    }
+                    for (kz, oz) in g.feeds(iz) {
+                        let from = &gys[gi * og * l + oz * ohw..];
+                        let acc = touched[kz] || g.kd > 1;
+                        let dst = &mut dst[kz * og..];
                         gemm(
                             (kp, og, ohw),
-                            &mut dw[(kz * g.o + gi * og) * kp..],
-                            og,
-                            &src[gi * kp * rs..],
+                            dst,
+                            row,
+                            cols,
                             (rs, 1),
-                            &gys[gi * og * l + oz * ohw..],
+                            from,
                             (1, l),
-                            touched[kz],
+                            acc,
                             par,
                         );
                     }
+                }
+                for (kz, _) in g.feeds(iz) {
                     touched[kz] = true;
                 }
             }
@@ -572,16 +650,11 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec
             *a += b;
         }
     }
-    // [kd, groups, kp, og] back to [O, C/groups, kd, kh, kw].
+    // [groups, kp, kd, og] back to [O, C/groups, kd, kh, kw].
     let (khw, cg) = (g.kh * g.kw, g.c / g.groups);
     let mut dw = vec![T::ZERO; size];
     for (i, &v) in acc.iter().enumerate() {
-        let (kz, gi, j, oo) = (
-            i / (g.o * kp),
-            i / (og * kp) % g.groups,
-            i / og % kp,
-            i % og,
-        );
+        let (gi, j, kz, oo) = (i / (kp * row), i / row % kp, i / og % g.kd, i % og);
         let (c, r) = (j / khw, j % khw);
         dw[(((gi * og + oo) * cg + c) * g.kd + kz) * khw + r] = v;
     }
