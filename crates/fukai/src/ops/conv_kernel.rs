@@ -424,10 +424,7 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
     let wd = by_depth_tap(g, w);
     let par = inner_par(g.n, og, ohw, kp);
     // Stacked depth taps write to a scratch block first.
-    let init = || {
-        let z = if g.kd > 1 { g.kd * og * ohw } else { 0 };
-        (vec![T::ZERO; g.col_len()], vec![T::ZERO; z])
-    };
+    let init = || (vec![T::ZERO; g.col_len()], vec![T::ZERO; stack_len(g)]);
     let fill = |o: usize| bias.map_or(T::ZERO, |b| b[o]);
     build_chunks(g.n * g.o * l, (g.o * l, l), fill, init, |(col, z), n, y| {
         let xs = &x[n * chw..(n + 1) * chw];
@@ -480,7 +477,7 @@ fn stacks(g: &ConvGeom, iz: usize, taps: &Range<usize>) -> bool {
     g.kd > 1 && g.feeds(iz).count() == taps.len()
 }
 
-/// Scratch for [`gather_taps`].
+/// Scratch for a plane's stacked depth taps: their outputs, or their gy planes.
 fn stack_len(g: &ConvGeom) -> usize {
     if g.kd > 1 {
         g.kd * g.og() * g.ohw()
