@@ -15,9 +15,13 @@ import statistics
 import sys
 
 TINY = ["tiny_add", "tiny_mul", "tiny_relu", "tiny_sum_all", "tiny_matmul_4x4"]
-ORDER = ["matmul", *TINY, "mlp_step", "conv2d", "convlstm_step", "lstm_vowels", "gpt_step", "minilm", "fashion_mlp",
-         "fashion_cnn"]
-CONV_FLOP = 3 * 2 * 64 * 64 * 28 * 28 * 32 * 9  # forward + both gradients, as in the programs
+ORDER = ["matmul", *TINY, "mlp_step", "conv2d", "conv3d", "convlstm_step", "lstm_vowels", "gpt_step", "minilm",
+         "fashion_mlp", "fashion_cnn"]
+# Forward + both gradients, as in the programs: 3 × 2 × N × C_out × output positions × C_in × taps.
+CONV_FLOP = {
+    "conv2d": 3 * 2 * 64 * 64 * 28 * 28 * 32 * 9,
+    "conv3d": 3 * 2 * 8 * 64 * (10 * 16 * 16) * 32 * (3 * 4 * 4),
+}
 
 # Goals, as agreed for the suite. matmul is judged against the gemm crate, the rest against torch.
 MATMUL_VS_GEMM = 0.90
@@ -66,6 +70,8 @@ def label(key):
         return "conv2d fwd+bwd"
     if w == "convlstm_step":
         return "ConvLSTM encoder–forecaster training step"
+    if w == "conv3d":
+        return "conv3d fwd+bwd"
     if w == "lstm_vowels":
         return "JapaneseVowels LSTM epoch"
     if w == "minilm":
@@ -94,8 +100,8 @@ def fmt_time(key, ms):
     if w == "matmul":
         gf = 2 * size**3 / (ms * 1e-3) / 1e9
         return f"{fmt_ms(ms)} ({gf:.1f} GFLOP/s)"
-    if w == "conv2d":
-        return f"{fmt_ms(ms)} ({CONV_FLOP / (ms * 1e-3) / 1e9:.1f} GFLOP/s)"
+    if w in CONV_FLOP:
+        return f"{fmt_ms(ms)} ({CONV_FLOP[w] / (ms * 1e-3) / 1e9:.1f} GFLOP/s)"
     if w == "gpt_step":
         return f"{fmt_ms(ms)} ({768 / (ms * 1e-3):,.0f} tok/s)"
     if w.startswith("fashion_") and ms >= 1000:
@@ -224,7 +230,7 @@ def main():
                     met = f"{'✅ yes' if ok else '❌ no'}"
                     goal_count += 1
                     met_count += ok
-            elif w == "conv2d":
+            elif w in CONV_FLOP:
                 goal = f"≤ {CONV_RATIO:.1f}× PyTorch"
                 if f is not None and p:
                     ok = f / p <= CONV_RATIO
@@ -364,7 +370,8 @@ def main():
         f"gradient tracking, ns per op over {tiny_calls} calls per process (PyTorch's number includes its Python call "
         "overhead, which is how PyTorch is used). mlp_step is 13-64-64-3 with ReLU, batch 32, "
         "cross-entropy, backward and an SGD update. conv2d is 64×32×28×28 input, 64×32×3×3 "
-        "weight, padding 1, forward plus input and weight gradients. The JapaneseVowels LSTM "
+        "weight, padding 1, forward plus input and weight gradients; conv3d likewise with "
+        "8×32×10×32×32 input, 64×32×3×4×4 weight, stride (1, 2, 2), padding 1. The JapaneseVowels LSTM "
         "epoch is 9 training steps (batch 32, 270 sequences of 7-29 steps, 12 channels) of one "
         "LSTM layer of 64 read at each sequence's last valid step, a linear head, cross-entropy "
         "and Adam; PyTorch runs nn.LSTM over packed sequences (bench/twins/vowels_lstm.py). "

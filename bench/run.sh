@@ -10,8 +10,8 @@
 #   BENCH_EPOCH_ROUNDS    rounds of the fashion_cnn epoch, which takes minutes (default 1; at
 #                         most BENCH_ROUNDS); fashion_mlp's epoch takes seconds and runs BENCH_ROUNDS
 #   BENCH_THREADS         thread counts (default "1 2")
-#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d convlstm_step
-#                         lstm_vowels gpt_step minilm fashion_mlp fashion_cnn")
+#   BENCH_WORKLOADS       workload groups (default "matmul tiny mlp_step conv2d conv3d
+#                         convlstm_step lstm_vowels gpt_step minilm fashion_mlp fashion_cnn")
 #   FUKAI_ASSETS          the shared assets folder (JapaneseVowels for lstm_vowels,
 #                         models/all-MiniLM-L6-v2 for minilm, fashion-mnist for fashion_*;
 #                         default ../shared/assets when present); without it those workloads
@@ -27,7 +27,7 @@ cd "$ROOT"
 
 ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS="${BENCH_THREADS:-1 2}"
-WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d convlstm_step lstm_vowels gpt_step minilm fashion_mlp fashion_cnn}"
+WORKLOADS="${BENCH_WORKLOADS:-matmul tiny mlp_step conv2d conv3d convlstm_step lstm_vowels gpt_step minilm fashion_mlp fashion_cnn}"
 EPOCH_ROUNDS="${BENCH_EPOCH_ROUNDS:-1}"
 # lstm_vowels reads JapaneseVowels from the shared assets.
 if [[ -z "${FUKAI_ASSETS:-}" && -d "$ROOT/../shared/assets" ]]; then
@@ -76,7 +76,7 @@ if [[ -n "${FUKAI_BENCH_FEATURES:-}" ]]; then
 fi
 log "building fukai-bench (release)"
 cargo build --release --quiet -p fukai-bench "${FEATURES_ARG[@]}"
-FUKAI_BIN="$ROOT/target/release/fukai-bench"
+FUKAI_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/fukai-bench"
 # The fashion_* workloads time `fukai train` itself: fukai-bench runs the CLI built next to it.
 if [[ " $WORKLOADS " == *" fashion_"* ]]; then
     log "building the fukai CLI (release)"

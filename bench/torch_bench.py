@@ -26,8 +26,11 @@ MLP_DIMS = [13, 64, 64, 3]
 MLP_BATCH = 32
 LR = 0.01
 MLP_BUDGET_S = 5.0
-CONV_INPUT = (64, 32, 28, 28)
-CONV_WEIGHT = (64, 32, 3, 3)
+# Convolution workloads, as in crates/fukai-bench/src/conv.rs: input, weight, stride, padding.
+CONVS = {
+    "conv2d": ((64, 32, 28, 28), (64, 32, 3, 3), (1, 1), (1, 1)),
+    "conv3d": ((8, 32, 10, 32, 32), (64, 32, 3, 4, 4), (1, 2, 2), (1, 1, 1)),
+}
 CONVLSTM_FRAMES = (8, 20, 16, 16, 16)
 CONVLSTM_HIDDEN = 64
 MINILM_BATCH = 8
@@ -180,23 +183,25 @@ def run_mlp(threads, steps, reps):
          first_loss=losses[0], last_loss=losses[-1])
 
 
-def run_conv(threads, reps):
-    x = torch.randn(*CONV_INPUT, requires_grad=True)
-    fan_in = CONV_WEIGHT[1] * CONV_WEIGHT[2] * CONV_WEIGHT[3]
-    w = (torch.randn(*CONV_WEIGHT) / math.sqrt(fan_in)).requires_grad_()
+def run_conv(name, threads, reps):
+    shape_x, shape_w, stride, padding = CONVS[name]
+    conv = F.conv2d if len(stride) == 2 else F.conv3d
+    x = torch.randn(*shape_x, requires_grad=True)
+    fan_in = math.prod(shape_w[1:])
+    w = (torch.randn(*shape_w) / math.sqrt(fan_in)).requires_grad_()
 
     def step():
-        y = F.conv2d(x, w, None, 1, 1, 1, 1)
+        y = conv(x, w, None, stride, padding, 1, 1)
         y.sum().backward()
         x.grad = None
         w.grad = None
 
     samples = fixed(step, 2, reps, 1)
-    n, _, h, wd = CONV_INPUT
-    co, ci, kh, kw = CONV_WEIGHT
-    flop = 3 * 2 * n * co * h * wd * ci * kh * kw
+    out_len = math.prod((i + 2 * p - k) // s + 1
+                        for i, k, s, p in zip(shape_x[2:], shape_w[2:], stride, padding))
+    flop = 3 * 2 * shape_x[0] * shape_w[0] * out_len * math.prod(shape_w[1:])
     med, fields = stats_fields(samples, 1)
-    emit("conv2d", "torch", threads, **fields, gflops=flop / med / 1e9)
+    emit(name, "torch", threads, **fields, gflops=flop / med / 1e9)
 
 
 class ConvLSTM(nn.Module):
@@ -429,11 +434,12 @@ def expand(workloads):
     out = []
     for w in workloads:
         if w == "all":
-            out += ["matmul", *TINY_OPS, "mlp_step", "conv2d", "convlstm_step", "lstm_vowels", "gpt_step", "minilm", *FASHION]
+            out += ["matmul", *TINY_OPS, "mlp_step", *CONVS, "convlstm_step", "lstm_vowels", "gpt_step", "minilm",
+                    *FASHION]
         elif w == "tiny":
             out += TINY_OPS
-        elif w in ("matmul", "mlp_step", "conv2d", "convlstm_step", "lstm_vowels", "gpt_step",
-                   "minilm") or w in TINY_OPS \
+        elif w in ("matmul", "mlp_step", "convlstm_step", "lstm_vowels", "gpt_step", "minilm") or w in TINY_OPS \
+                or w in CONVS \
                 or w in FASHION:
             out.append(w)
         else:
@@ -470,8 +476,8 @@ def main():
             run_matmul(threads, [int(s) for s in args.sizes.split(",")], args.reps)
         elif w == "mlp_step":
             run_mlp(threads, args.mlp_steps, args.reps or 15)
-        elif w == "conv2d":
-            run_conv(threads, args.reps or 7)
+        elif w in CONVS:
+            run_conv(w, threads, args.reps or (7 if w == "conv2d" else 5))
         elif w == "convlstm_step":
             run_convlstm(threads, args.reps or 5)
         elif w == "lstm_vowels":

@@ -42,6 +42,7 @@ Workloads (default: all):
                     forward-only ops on 4-element (4x4) tensors, ns per op
   mlp_step          13-64-64-3 MLP SGD step, batch 32, us per step
   conv2d            conv2d forward+backward, 64x32x28x28 * 64x32x3x3
+  conv3d            conv3d forward+backward, 8x32x10x32x32 * 64x32x3x4x4, stride (1,2,2)
   convlstm_step     ConvLSTM encoder-forecaster training step (Moving-MNIST-shaped batch of
                     8 x 20 frames, 16x16x16, hidden 64), ms per step
   lstm_vowels       one LSTM(64) training epoch on JapaneseVowels (needs FUKAI_ASSETS), ms
@@ -126,6 +127,7 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.extend(tiny::OPS.iter().map(|s| s.to_string()));
                 out.push("mlp_step".into());
                 out.push("conv2d".into());
+                out.push("conv3d".into());
                 out.push("convlstm_step".into());
                 out.push("lstm_vowels".into());
                 out.push("gpt_step".into());
@@ -133,8 +135,8 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
                 out.extend(fashion::WORKLOADS.iter().map(|(w, _)| w.to_string()));
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
-            "matmul" | "mlp_step" | "conv2d" | "convlstm_step" | "lstm_vowels" | "gpt_step"
-            | "minilm" => out.push(w.clone()),
+            "matmul" | "mlp_step" | "conv2d" | "conv3d" | "convlstm_step" | "lstm_vowels"
+            | "gpt_step" | "minilm" => out.push(w.clone()),
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             f if fashion::WORKLOADS.iter().any(|(w, _)| *w == f) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
@@ -162,7 +164,8 @@ fn run(args: &Args) -> Result<(), String> {
         let r = match w.as_str() {
             "matmul" => matmul::run(threads, &args.sizes, args.reps),
             "mlp_step" => mlp::run(threads, args.mlp_steps, args.reps.unwrap_or(15)),
-            "conv2d" => conv::run(threads, args.reps.unwrap_or(7)),
+            "conv2d" => conv::CONV2D.run(threads, args.reps.unwrap_or(7)),
+            "conv3d" => conv::CONV3D.run(threads, args.reps.unwrap_or(5)),
             "convlstm_step" => convlstm::run(threads, args.reps.unwrap_or(5)),
             "lstm_vowels" => lstm::run(threads, args.reps.unwrap_or(9)),
             "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),

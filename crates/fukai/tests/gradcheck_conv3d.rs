@@ -35,7 +35,7 @@ type Case3 = (
 
 #[test]
 fn conv3d_gradients() {
-    let cases: [Case3; 6] = [
+    let cases: [Case3; 7] = [
         (
             [2, 2, 4, 4, 3],
             [3, 2, 2, 3, 2],
@@ -91,6 +91,17 @@ fn conv3d_gradients() {
             [0, 0, 0],
             [1, 1, 1],
             2,
+        ),
+        // Depth stride 2 under 3 taps: an input plane feeds taps 0 and 2 but not 1, so its
+        // taps run one by one instead of stacked.
+        (
+            [1, 2, 7, 4, 3],
+            [2, 2, 3, 2, 2],
+            true,
+            [2, 1, 1],
+            [1, 0, 1],
+            [1, 1, 1],
+            1,
         ),
     ];
     for (i, (xs, ws, bias, s, p, d, g)) in cases.into_iter().enumerate() {
@@ -323,10 +334,12 @@ fn conv_transpose_is_the_adjoint_of_conv() {
     }
 }
 
+/// Input shape, kernel, stride, padding.
+type PoolCase = (&'static [usize], [usize; 3], [usize; 3], [usize; 3]);
+
 #[test]
 fn pool3d_gradients() {
-    // (input, kernel, stride, padding)
-    let cases: [(&[usize], [usize; 3], [usize; 3], [usize; 3]); 4] = [
+    let cases: [PoolCase; 4] = [
         (&[2, 2, 4, 4, 4], [2, 2, 2], [2, 2, 2], [0, 0, 0]),
         (&[1, 2, 5, 4, 5], [3, 2, 3], [2, 1, 2], [1, 1, 1]),
         (&[1, 3, 4, 5], [2, 3, 2], [1, 2, 2], [1, 0, 1]),

@@ -76,13 +76,11 @@ fn check_common(
     if p.groups == 0 {
         bail!(op, "groups must be at least 1, found 0");
     }
-    for a in 0..3 {
-        let (s, d) = (p.stride[a], p.dil[a]);
+    for ((s, d), axis) in p.stride.into_iter().zip(p.dil).zip(axes) {
         if s == 0 || d == 0 {
             bail!(
                 op,
-                "stride and dilation must be positive, found stride {s} and dilation {d} along the {}",
-                axes[a]
+                "stride and dilation must be positive, found stride {s} and dilation {d} along the {axis}"
             );
         }
     }

@@ -1,5 +1,9 @@
-//! Convolution kernels: im2col per sample, then gemm by strides (so no operand is transposed in
-//! memory). Samples run in parallel; a sample's own gemm only goes multi-threaded when there
+//! Convolution kernels: im2col per input plane of each sample, then gemm by strides (so no
+//! operand is transposed in memory). A 3-D convolution is a sum over its depth taps of 2-D ones:
+//! output plane `oz` gets, for each depth tap `kz`, that tap's weights times the 2-D column
+//! matrix of the input plane it reads. Each input plane is unfolded once (not once per depth
+//! tap, as a 3-D column matrix would), and its columns are used while still in cache; a 2-D
+//! convolution is the one plane, one depth tap case. Samples run in parallel; a sample's own gemm only goes multi-threaded when there
 //! are too few samples to keep the threads busy. gemm never splits its k loop across threads,
 //! so every output element is summed in the same order either way.
 
@@ -8,6 +12,8 @@ use super::matmul::{gemm_raw, parallelism};
 use super::winograd::{wino_forward, wino_input_grad, wino_weight_grad, WinoGeom};
 use crate::parallel::{build_chunks, map_range};
 use gemm::Parallelism;
+use std::borrow::Cow;
+use std::ops::Range;
 
 /// Fewer parallel tasks than this (samples, weight-gradient partials) also thread their gemms.
 const FEW_TASKS: usize = 4;
@@ -45,17 +51,26 @@ impl ConvGeom {
     fn og(&self) -> usize {
         self.o / self.groups
     }
-    /// Length of one group's column: input channels per group times kernel taps.
-    fn kg(&self) -> usize {
-        self.c / self.groups * self.kd * self.kh * self.kw
+    /// Column rows of one group for one depth tap: input channels per group times the taps of
+    /// a plane.
+    fn kp(&self) -> usize {
+        self.c / self.groups * self.kh * self.kw
     }
     /// Output positions per channel.
     pub fn l(&self) -> usize {
-        self.od * self.oh * self.ow
+        self.od * self.ohw()
+    }
+    /// Output positions per plane.
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Input positions per plane.
+    fn hw(&self) -> usize {
+        self.h * self.w
     }
     /// Input positions per channel.
     pub fn dhw(&self) -> usize {
-        self.d * self.h * self.w
+        self.d * self.hw()
     }
     fn chw(&self) -> usize {
         self.c * self.dhw()
@@ -95,12 +110,27 @@ impl ConvGeom {
             && self.ow + 2 == self.w + 2 * self.pad[2];
         (fits && wg.eligible()).then_some(wg)
     }
+    /// Length of one input plane's column matrix [C*kh*kw, OH*OW].
     fn col_len(&self) -> usize {
         if self.direct() {
             0
         } else {
-            self.c * self.kd * self.kh * self.kw * self.l()
+            self.c * self.kh * self.kw * self.ohw()
         }
+    }
+    /// The output plane that input plane `iz` feeds through depth tap `kz`, if any.
+    fn out_plane(&self, iz: usize, kz: usize) -> Option<usize> {
+        let [s, p, d] = [self.stride[0], self.pad[0], self.dil[0]];
+        let r = (iz + p).checked_sub(kz * d)?;
+        (r % s == 0 && r / s < self.od).then_some(r / s)
+    }
+    /// Offset of group `gi`'s depth tap `kz` in weights laid out [groups, kd, og, kp].
+    fn tap_block(&self, gi: usize, kz: usize) -> usize {
+        (gi * self.kd + kz) * self.og() * self.kp()
+    }
+    /// The (depth tap, output plane) pairs input plane `iz` feeds, in tap order.
+    fn feeds(&self, iz: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.kd).filter_map(move |kz| self.out_plane(iz, kz).map(|oz| (kz, oz)))
     }
 }
 
@@ -117,19 +147,18 @@ fn valid_range(k: usize, s: usize, p: usize, d: usize, len: usize, out: usize) -
     (lo.min(hi), hi)
 }
 
-/// One row of the column matrix: input channel `c`, and per axis the output range `lo..hi`
-/// whose reads fall inside the input, with the input index `start` that `lo` reads.
+/// One row of a plane's column matrix: input channel `c`, and per axis the output range
+/// `lo..hi` whose reads fall inside the input, with the input index `start` that `lo` reads.
 struct Tap {
     row: usize,
     c: usize,
-    z: (usize, usize, usize),
     y: (usize, usize, usize),
     x: (usize, usize, usize),
 }
 
 impl Tap {
     fn is_empty(&self) -> bool {
-        self.z.0 == self.z.1 || self.y.0 == self.y.1 || self.x.0 == self.x.1
+        self.y.0 == self.y.1 || self.x.0 == self.x.1
     }
 }
 
@@ -141,29 +170,20 @@ fn taps(g: &ConvGeom) -> impl Iterator<Item = Tap> + '_ {
         (lo, hi, start)
     };
     (0..g.c).flat_map(move |c| {
-        (0..g.kd).flat_map(move |kz| {
-            (0..g.kh).flat_map(move |ki| {
-                (0..g.kw).map(move |kj| Tap {
-                    row: ((c * g.kd + kz) * g.kh + ki) * g.kw + kj,
-                    c,
-                    z: axis(0, kz, g.d, g.od),
-                    y: axis(1, ki, g.h, g.oh),
-                    x: axis(2, kj, g.w, g.ow),
-                })
+        (0..g.kh).flat_map(move |ki| {
+            (0..g.kw).map(move |kj| Tap {
+                row: (c * g.kh + ki) * g.kw + kj,
+                c,
+                y: axis(1, ki, g.h, g.oh),
+                x: axis(2, kj, g.w, g.ow),
             })
         })
     })
 }
 
-/// The input planes a tap reads: (output plane, input plane) for each output depth it reaches.
-fn planes(g: &ConvGeom, t: &Tap) -> impl Iterator<Item = (usize, usize)> {
-    let ((lo, hi, start), s) = (t.z, g.stride[0]);
-    (lo..hi).map(move |oz| (oz, start + (oz - lo) * s))
-}
-
 /// With unit strides and `OW == W`, consecutive output rows of a tap read consecutive input
-/// rows at the same offset, so a tap moves as one span per plane: (column start, input start,
-/// length). The span also covers the tap's padding columns, which callers patch up.
+/// rows at the same offset, so a tap moves as one span: (column start, input start, length).
+/// The span also covers the tap's padding columns, which callers patch up.
 fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
     if g.stride[1..] != [1, 1] || g.ow != g.w {
         return None;
@@ -176,43 +196,43 @@ fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
     ))
 }
 
-/// Zeroes the padding columns (`..xlo` and `xhi..`) of output rows `ylo..yhi` of a column
-/// row's plane.
-fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, plane: &mut [T]) {
+/// Zeroes the padding columns (`..xlo` and `xhi..`) of output rows `ylo..yhi` of a column row.
+fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, row: &mut [T]) {
     let ((ylo, yhi, _), (xlo, xhi, _)) = (t.y, t.x);
     if xlo == 0 && xhi == g.ow {
         return;
     }
     // Usually one or two elements per row: plain stores beat a memset call each.
-    for r in plane[ylo * g.ow..yhi * g.ow].chunks_exact_mut(g.ow) {
+    for r in row[ylo * g.ow..yhi * g.ow].chunks_exact_mut(g.ow) {
         for i in (0..xlo).chain(xhi..g.ow) {
             r[i] = T::ZERO;
         }
     }
 }
 
-/// Unfolds one sample `x` [C, D, H, W] into `col` [C*kd*kh*kw, OD*OH*OW], zeros where padding
-/// is read.
-fn im2col<T: Float>(g: &ConvGeom, x: &[T], col: &mut [T]) {
-    let (l, dhw, hw, ohw) = (g.l(), g.dhw(), g.h * g.w, g.oh * g.ow);
-    for t in taps(g) {
-        let dst = &mut col[t.row * l..(t.row + 1) * l];
-        if t.is_empty() {
-            dst.fill(T::ZERO);
-            continue;
-        }
-        let src = &x[t.c * dhw..(t.c + 1) * dhw];
-        dst[..t.z.0 * ohw].fill(T::ZERO);
-        dst[t.z.1 * ohw..].fill(T::ZERO);
-        for (oz, iz) in planes(g, &t) {
-            let plane = &mut dst[oz * ohw..(oz + 1) * ohw];
-            im2col_plane(g, &t, &src[iz * hw..(iz + 1) * hw], plane);
-        }
-    }
+/// Unfolds input plane `iz` of one sample `x` [C, D, H, W] into `col` [C*kh*kw, OH*OW], zeros
+/// where padding is read.
+fn im2col<T: Float>(g: &ConvGeom, x: &[T], iz: usize, col: &mut [T]) {
+    crate::simd::run(
+        #[inline(always)]
+        || {
+            let (ohw, dhw, hw) = (g.ohw(), g.dhw(), g.hw());
+            for t in taps(g) {
+                let dst = &mut col[t.row * ohw..(t.row + 1) * ohw];
+                if t.is_empty() {
+                    dst.fill(T::ZERO);
+                } else {
+                    let at = t.c * dhw + iz * hw;
+                    im2col_row(g, &t, &x[at..at + hw], dst);
+                }
+            }
+        },
+    )
 }
 
-/// One output plane [OH, OW] of a column row from one input plane [H, W].
-fn im2col_plane<T: Float>(g: &ConvGeom, t: &Tap, src: &[T], dst: &mut [T]) {
+/// One column row (a non-empty tap) from its input plane [H, W].
+#[inline(always)]
+fn im2col_row<T: Float>(g: &ConvGeom, t: &Tap, src: &[T], dst: &mut [T]) {
     let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
     let ow = g.ow;
     dst[..ylo * ow].fill(T::ZERO);
@@ -225,34 +245,59 @@ fn im2col_plane<T: Float>(g: &ConvGeom, t: &Tap, src: &[T], dst: &mut [T]) {
     let [_, sh, sw] = g.stride;
     for oy in ylo..yhi {
         let iy = y0 + (oy - ylo) * sh;
-        let (d, s) = (&mut dst[oy * ow..(oy + 1) * ow], &src[iy * g.w..]);
-        d[..xlo].fill(T::ZERO);
-        d[xhi..].fill(T::ZERO);
-        for (d, s) in d[xlo..xhi].iter_mut().zip(s[x0..].iter().step_by(sw)) {
-            *d = *s;
+        let d = &mut dst[oy * ow..(oy + 1) * ow];
+        // Usually one or two elements: plain stores beat a memset call each.
+        for i in (0..xlo).chain(xhi..ow) {
+            d[i] = T::ZERO;
+        }
+        gather(&mut d[xlo..xhi], &src[iy * g.w + x0..], sw);
+    }
+}
+
+/// `d[i] = s[i * step]`, in a form the compiler vectorizes for the usual strides 1 and 2.
+#[inline(always)]
+fn gather<T: Float>(d: &mut [T], s: &[T], step: usize) {
+    let n = d.len();
+    match (n, step) {
+        (0, _) => {}
+        (_, 1) => d.copy_from_slice(&s[..n]),
+        (_, 2) => {
+            // Whole pairs up to the last element, which may be the input row's last.
+            let (head, last) = d.split_at_mut(n - 1);
+            for (d, pair) in head.iter_mut().zip(s[..2 * (n - 1)].chunks_exact(2)) {
+                *d = pair[0];
+            }
+            last[0] = s[2 * (n - 1)];
+        }
+        _ => {
+            for (d, s) in d.iter_mut().zip(s.iter().step_by(step)) {
+                *d = *s;
+            }
         }
     }
 }
 
-/// Adds `col` back onto one sample's input gradient `dx` [C, D, H, W]. `col` is scratch
-/// afterwards: its padding entries get zeroed.
-fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], dx: &mut [T]) {
-    let (l, dhw, hw, ohw) = (g.l(), g.dhw(), g.h * g.w, g.oh * g.ow);
-    for t in taps(g) {
-        if t.is_empty() {
-            continue;
-        }
-        let src = &mut col[t.row * l..(t.row + 1) * l];
-        let dst = &mut dx[t.c * dhw..(t.c + 1) * dhw];
-        for (oz, iz) in planes(g, &t) {
-            let plane = &mut src[oz * ohw..(oz + 1) * ohw];
-            col2im_plane(g, &t, plane, &mut dst[iz * hw..(iz + 1) * hw]);
-        }
-    }
+/// Adds `col` [C*kh*kw, OH*OW] back onto input plane `iz` of one sample's input gradient `dx`
+/// [C, D, H, W]. `col` is scratch afterwards: its padding entries get zeroed.
+fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], iz: usize, dx: &mut [T]) {
+    crate::simd::run(
+        #[inline(always)]
+        || {
+            let (ohw, dhw, hw) = (g.ohw(), g.dhw(), g.hw());
+            for t in taps(g) {
+                if !t.is_empty() {
+                    let at = t.c * dhw + iz * hw;
+                    let src = &mut col[t.row * ohw..(t.row + 1) * ohw];
+                    col2im_row(g, &t, src, &mut dx[at..at + hw]);
+                }
+            }
+        },
+    )
 }
 
-/// Adds one output plane of a column row onto the input plane [H, W] it was read from.
-fn col2im_plane<T: Float>(g: &ConvGeom, t: &Tap, src: &mut [T], dst: &mut [T]) {
+/// Adds one column row (a non-empty tap) onto the input plane [H, W] it was read from.
+#[inline(always)]
+fn col2im_row<T: Float>(g: &ConvGeom, t: &Tap, src: &mut [T], dst: &mut [T]) {
     let ((ylo, yhi, y0), (xlo, xhi, x0)) = (t.y, t.x);
     let ow = g.ow;
     if let Some((d0, s0, len)) = span(g, t) {
@@ -333,53 +378,151 @@ pub(crate) fn inner_par(tasks: usize, m: usize, n: usize, k: usize) -> Paralleli
     }
 }
 
+/// The weight [O, C/groups, kd, kh, kw] as [groups, kd, O/groups, C/groups*kh*kw], so each
+/// depth tap's weights, and a group's taps stacked, are matrices gemm can read by strides
+/// (borrowed as it is without depth).
+fn by_depth_tap<'a, T: Float>(g: &ConvGeom, w: &'a [T]) -> Cow<'a, [T]> {
+    if g.kd == 1 {
+        return Cow::Borrowed(w);
+    }
+    let (og, cg, khw) = (g.og(), g.c / g.groups, g.kh * g.kw);
+    let mut out = vec![T::ZERO; w.len()];
+    for (i, &v) in w.iter().enumerate() {
+        let (row, kz, r) = (i / (g.kd * khw), i / khw % g.kd, i % khw);
+        let (o, c) = (row / cg, row % cg);
+        out[g.tap_block(o / og, kz) + (o % og) * g.kp() + c * khw + r] = v;
+    }
+    Cow::Owned(out)
+}
+
+/// The column matrix of input plane `iz` of sample `xs` and its row stride: the input itself
+/// for a direct convolution, else unfolded into `col`.
+fn plane_columns<'a, T: Float>(
+    g: &ConvGeom,
+    xs: &'a [T],
+    iz: usize,
+    col: &'a mut [T],
+) -> (&'a [T], usize) {
+    if g.direct() {
+        (&xs[iz * g.hw()..], g.dhw())
+    } else {
+        im2col(g, xs, iz, col);
+        (col, g.ohw())
+    }
+}
+
 /// Forward: `x` [N, C, D, H, W], `w` [O, C/groups, kd, kh, kw], optional `bias` [O] →
 /// [N, O, OD, OH, OW].
 pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
-    let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
+    let (og, kp, l, ohw, chw) = (g.og(), g.kp(), g.l(), g.ohw(), g.chw());
     if g.n * g.o * l == 0 {
         return Vec::new();
     }
     if let Some(wg) = g.winograd() {
         return wino_forward(&wg, x, w, bias);
     }
-    let par = inner_par(g.n, og, l, kg);
-    let init = || vec![T::ZERO; g.col_len()];
+    let wd = by_depth_tap(g, w);
+    let par = inner_par(g.n, og, ohw, kp);
+    // Stacked depth taps write to a scratch block first.
+    let init = || (vec![T::ZERO; g.col_len()], vec![T::ZERO; stack_len(g)]);
     let fill = |o: usize| bias.map_or(T::ZERO, |b| b[o]);
-    build_chunks(g.n * g.o * l, (g.o * l, l), fill, init, |col, n, y| {
+    build_chunks(g.n * g.o * l, (g.o * l, l), fill, init, |(col, z), n, y| {
         let xs = &x[n * chw..(n + 1) * chw];
-        let src: &[T] = if g.direct() {
-            xs
-        } else {
-            im2col(g, xs, col);
-            col
-        };
-        for gi in 0..g.groups {
-            gemm(
-                (og, l, kg),
-                &mut y[gi * og * l..],
-                l,
-                &w[gi * og * kg..],
-                (kg, 1),
-                &src[gi * kg * l..],
-                (l, 1),
-                bias.is_some(),
-                par,
-            );
+        for iz in 0..g.d {
+            let Some(taps) = tap_range(g, iz) else {
+                continue;
+            };
+            let (src, rs) = plane_columns(g, xs, iz, col);
+            for gi in 0..g.groups {
+                let (w, cols) = (&wd[g.tap_block(gi, taps.start)..], &src[gi * kp * rs..]);
+                if g.kd == 1 {
+                    // One tap: gemm writes the output plane it feeds (onto the bias if any).
+                    for (_, oz) in g.feeds(iz) {
+                        let y = &mut y[gi * og * l + oz * ohw..];
+                        gemm(
+                            (og, ohw, kp),
+                            y,
+                            l,
+                            w,
+                            (kp, 1),
+                            cols,
+                            (rs, 1),
+                            bias.is_some(),
+                            par,
+                        );
+                    }
+                    continue;
+                }
+                // All the plane's taps in one gemm (the columns are packed once, not once per
+                // tap), each tap's block then added to the output plane it feeds.
+                let m = taps.len() * og;
+                gemm((m, ohw, kp), z, ohw, w, (kp, 1), cols, (rs, 1), false, par);
+                for (kz, oz) in g.feeds(iz) {
+                    let block = &z[(kz - taps.start) * og * ohw..][..og * ohw];
+                    let out = &mut y[gi * og * l + oz * ohw..];
+                    for (o, row) in block.chunks_exact(ohw).enumerate() {
+                        for (d, s) in out[o * l..o * l + ohw].iter_mut().zip(row) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
         }
     })
 }
 
-/// Input gradient from `gy` [N, O, OD, OH, OW]: per sample, W^T · gy, folded back by col2im.
-/// With `bias` [C] (a transposed convolution's forward pass), each channel starts from its bias
-/// instead of zero.
+/// Whether input plane `iz`'s depth taps `taps` run as one gemm: several of them and no gaps
+/// between them (depth stride above 1), whose zeros times an infinite value would leave NaN.
+fn stacks(g: &ConvGeom, iz: usize, taps: &Range<usize>) -> bool {
+    g.kd > 1 && g.feeds(iz).count() == taps.len()
+}
+
+/// Scratch for a plane's stacked depth taps: their outputs, or their gy planes.
+fn stack_len(g: &ConvGeom) -> usize {
+    if g.kd > 1 {
+        g.kd * g.og() * g.ohw()
+    } else {
+        0
+    }
+}
+
+/// Gathers the planes [og, OH*OW] of one sample's `gys` that group `gi`'s depth taps `taps`
+/// of input plane `iz` feed, one under the other in tap order.
+fn gather_taps<T: Float>(
+    g: &ConvGeom,
+    gys: &[T],
+    iz: usize,
+    gi: usize,
+    taps: &Range<usize>,
+    stack: &mut [T],
+) {
+    let (og, ohw, l) = (g.og(), g.ohw(), g.l());
+    for (kz, oz) in g.feeds(iz) {
+        let block = &mut stack[(kz - taps.start) * og * ohw..][..og * ohw];
+        let from = &gys[gi * og * l + oz * ohw..];
+        for (o, r) in block.chunks_exact_mut(ohw).enumerate() {
+            r.copy_from_slice(&from[o * l..o * l + ohw]);
+        }
+    }
+}
+
+/// The depth taps from the first to the last that input plane `iz` feeds, if any.
+fn tap_range(g: &ConvGeom, iz: usize) -> Option<Range<usize>> {
+    let mut feeds = g.feeds(iz).map(|(kz, _)| kz);
+    let first = feeds.next()?;
+    Some(first..feeds.last().unwrap_or(first) + 1)
+}
+
+/// Input gradient from `gy` [N, O, OD, OH, OW]: per input plane, the sum over depth taps of
+/// W^T · gy of the output plane the tap feeds, folded back by col2im. With `bias` [C] (a
+/// transposed convolution's forward pass), each channel starts from its bias instead of zero.
 pub(crate) fn conv_input_grad<T: Float>(
     g: &ConvGeom,
     w: &[T],
     gy: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
+    let (og, kp, l, ohw, hw, chw) = (g.og(), g.kp(), g.l(), g.ohw(), g.hw(), g.chw());
     if g.n * chw == 0 {
         return Vec::new();
     }
@@ -392,27 +535,39 @@ pub(crate) fn conv_input_grad<T: Float>(
         }
         return dx;
     }
-    let par = inner_par(g.n, kg, l, og);
+    let wd = by_depth_tap(g, w);
+    let par = inner_par(g.n, kp, ohw, og);
     let init = || vec![T::ZERO; g.col_len()];
     let fill = |c: usize| bias.map_or(T::ZERO, |b| b[c]);
     build_chunks(g.n * chw, (chw, g.dhw()), fill, init, |col, n, dx| {
         let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
-        let dcol: &mut [T] = if g.direct() { dx } else { col };
-        for gi in 0..g.groups {
-            gemm(
-                (kg, l, og),
-                &mut dcol[gi * kg * l..],
-                l,
-                &w[gi * og * kg..],
-                (1, kg),
-                &gys[gi * og * l..],
-                (l, 1),
-                g.direct() && bias.is_some(),
-                par,
-            );
-        }
-        if !g.direct() {
-            col2im(g, col, dx);
+        for iz in 0..g.d {
+            let mut first = true;
+            for (kz, oz) in g.feeds(iz) {
+                // Direct: gemm writes dx itself, onto the bias if any.
+                let (dst, rs, acc): (&mut [T], _, _) = if g.direct() {
+                    (&mut dx[iz * hw..], g.dhw(), bias.is_some() || !first)
+                } else {
+                    (&mut col[..], ohw, !first)
+                };
+                for gi in 0..g.groups {
+                    gemm(
+                        (kp, ohw, og),
+                        &mut dst[gi * kp * rs..],
+                        rs,
+                        &wd[g.tap_block(gi, kz)..],
+                        (1, kp),
+                        &gys[gi * og * l + oz * ohw..],
+                        (l, 1),
+                        acc,
+                        par,
+                    );
+                }
+                first = false;
+            }
+            if !first && !g.direct() {
+                col2im(g, col, iz, dx);
+            }
         }
     })
 }
@@ -420,64 +575,85 @@ pub(crate) fn conv_input_grad<T: Float>(
 /// How many partial weight gradients backward sums (one per chunk of samples). Depends on the
 /// shapes only, never on the thread count, so the summation order is always the same.
 fn weight_partials(g: &ConvGeom) -> usize {
-    let by_memory = (PARTIAL_BUDGET / (g.o * g.kg()).max(1)).max(1);
+    let by_memory = (PARTIAL_BUDGET / (g.o * g.kp() * g.kd).max(1)).max(1);
     g.n.min(MAX_PARTIALS).min(by_memory).max(1)
 }
 
-/// Weight gradient: by Winograd where the convolution takes it, else gy · col^T summed over
-/// samples, as per-chunk partials added in order.
+/// Weight gradient: by Winograd where the convolution takes it, else per depth tap the sum of
+/// gy · col^T over samples and the input planes the tap reads, as per-chunk partials added in
+/// order.
 pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec<T> {
     if let Some(wg) = g.winograd() {
         return wino_weight_grad(&wg, x, gy);
     }
-    let (og, kg, l, chw) = (g.og(), g.kg(), g.l(), g.chw());
+    let (og, kp, l, ohw, chw) = (g.og(), g.kp(), g.l(), g.ohw(), g.chw());
+    let (size, row) = (g.o * kp * g.kd, g.kd * og);
     let per = g.n.div_ceil(weight_partials(g)).max(1);
     let parts = g.n.div_ceil(per);
-    let par = inner_par(parts, og, kg, l);
+    let par = inner_par(parts, og, kp, ohw);
     let partials = map_range(parts, |p| {
         let mut col = vec![T::ZERO; g.col_len()];
-        let mut dw = vec![T::ZERO; g.o * kg];
-        for (i, n) in (p * per..((p + 1) * per).min(g.n)).enumerate() {
+        // Per group computed transposed, [kp, kd * og]: gemm then gathers gy (og x OH*OW per
+        // tap) for its packed operand instead of the 4-10x larger column matrix.
+        let mut dw = vec![T::ZERO; size];
+        let mut touched = vec![false; g.kd];
+        let mut stack = vec![T::ZERO; stack_len(g)];
+        for n in p * per..((p + 1) * per).min(g.n) {
             let xs = &x[n * chw..(n + 1) * chw];
             let gys = &gy[n * g.o * l..(n + 1) * g.o * l];
-            let src: &[T] = if g.direct() {
-                xs
-            } else {
-                im2col(g, xs, &mut col);
-                &col
-            };
-            // Computed transposed, [kg, og] per group: gemm then gathers gy (og x l) for its
-            // packed operand instead of the 4-10x larger column matrix.
-            for gi in 0..g.groups {
-                gemm(
-                    (kg, og, l),
-                    &mut dw[gi * og * kg..],
-                    og,
-                    &src[gi * kg * l..],
-                    (l, 1),
-                    &gys[gi * og * l..],
-                    (1, l),
-                    i > 0,
-                    par,
-                );
+            for iz in 0..g.d {
+                let Some(taps) = tap_range(g, iz) else {
+                    continue;
+                };
+                let (src, rs) = plane_columns(g, xs, iz, &mut col);
+                let stacked = stacks(g, iz, &taps);
+                for gi in 0..g.groups {
+                    let (dst, cols) = (&mut dw[gi * kp * row..], &src[gi * kp * rs..]);
+                    if stacked {
+                        gather_taps(g, gys, iz, gi, &taps, &mut stack);
+                        let m = (kp, taps.len() * og, ohw);
+                        let dst = &mut dst[taps.start * og..];
+                        gemm(m, dst, row, cols, (rs, 1), &stack, (1, ohw), true, par);
+                        continue;
+                    }
+                    for (kz, oz) in g.feeds(iz) {
+                        let from = &gys[gi * og * l + oz * ohw..];
+                        let acc = touched[kz] || g.kd > 1;
+                        let dst = &mut dst[kz * og..];
+                        gemm(
+                            (kp, og, ohw),
+                            dst,
+                            row,
+                            cols,
+                            (rs, 1),
+                            from,
+                            (1, l),
+                            acc,
+                            par,
+                        );
+                    }
+                }
+                for (kz, _) in g.feeds(iz) {
+                    touched[kz] = true;
+                }
             }
         }
         dw
     });
     let mut parts = partials.into_iter();
-    let mut acc = parts.next().unwrap_or_else(|| vec![T::ZERO; g.o * kg]);
+    let mut acc = parts.next().unwrap_or_else(|| vec![T::ZERO; size]);
     for p in parts {
         for (a, b) in acc.iter_mut().zip(p) {
             *a += b;
         }
     }
-    let mut dw = vec![T::ZERO; g.o * kg];
-    for (t, d) in acc.chunks_exact(og * kg).zip(dw.chunks_exact_mut(og * kg)) {
-        for (kk, row) in t.chunks_exact(og).enumerate() {
-            for (o, &v) in row.iter().enumerate() {
-                d[o * kg + kk] = v;
-            }
-        }
+    // [groups, kp, kd, og] back to [O, C/groups, kd, kh, kw].
+    let (khw, cg) = (g.kh * g.kw, g.c / g.groups);
+    let mut dw = vec![T::ZERO; size];
+    for (i, &v) in acc.iter().enumerate() {
+        let (gi, j, kz, oo) = (i / (kp * row), i / row % kp, i / og % g.kd, i % og);
+        let (c, r) = (j / khw, j % khw);
+        dw[(((gi * og + oo) * cg + c) * g.kd + kz) * khw + r] = v;
     }
     dw
 }

@@ -80,11 +80,11 @@ struct Pool {
 
 impl Pool {
     /// Input elements per plane.
-    fn hw(&self) -> usize {
+    fn in_len(&self) -> usize {
         self.d * self.h * self.w
     }
     /// Output elements per plane.
-    fn ohw(&self) -> usize {
+    fn out_len(&self) -> usize {
         self.zs.len() * self.ys.len() * self.xs.len()
     }
     /// Every window of the plane as (depth, row, column) windows, in output order.
@@ -103,7 +103,7 @@ impl Pool {
     }
     /// Planes per parallel task, so tiny planes are batched rather than spawned one by one.
     fn planes_per_task(&self) -> usize {
-        (PAR_THRESHOLD / self.hw().max(1)).max(1)
+        (PAR_THRESHOLD / self.in_len().max(1)).max(1)
     }
     /// Calls `f(plane, out_plane)` for every plane of an output with `len` elements per plane.
     fn planes_mut<T: Send>(
@@ -133,9 +133,9 @@ impl Pool {
 
     /// Index (within its plane) of each window's maximum; NaN wins, as in PyTorch.
     fn argmax<T: Float>(&self, x: &[T]) -> Vec<usize> {
-        let mut idx = vec![0usize; self.planes * self.ohw()];
-        self.planes_mut(&mut idx, self.ohw(), |p, out| {
-            let xp = &x[p * self.hw()..(p + 1) * self.hw()];
+        let mut idx = vec![0usize; self.planes * self.out_len()];
+        self.planes_mut(&mut idx, self.out_len(), |p, out| {
+            let xp = &x[p * self.in_len()..(p + 1) * self.in_len()];
             for (o, (wz, wy, wx)) in out.iter_mut().zip(self.windows()) {
                 let mut best = (wz.start * self.h + wy.start) * self.w + wx.start;
                 let mut bv = T::NEG_INF;
@@ -162,9 +162,9 @@ impl Pool {
 
     /// Routes each output gradient to its window's maximum.
     fn max_backward<T: Float>(&self, idx: &[usize], gy: &[T]) -> Vec<T> {
-        let mut dx = vec![T::ZERO; self.planes * self.hw()];
-        let ohw = self.ohw();
-        self.planes_mut(&mut dx, self.hw(), |p, d| {
+        let mut dx = vec![T::ZERO; self.planes * self.in_len()];
+        let ohw = self.out_len();
+        self.planes_mut(&mut dx, self.in_len(), |p, d| {
             for (&i, &g) in idx[p * ohw..(p + 1) * ohw].iter().zip(&gy[p * ohw..]) {
                 d[i] += g;
             }
@@ -175,7 +175,7 @@ impl Pool {
     /// Planes per task of the 2x2 kernels: whole-plane chunks as [`Pool::planes_per_task`],
     /// or all planes at once when the work is too small to be worth a second thread.
     fn planes_per_2x2_task(&self) -> usize {
-        if self.planes * self.hw() < MIN_PAR_ELEMS {
+        if self.planes * self.in_len() < MIN_PAR_ELEMS {
             self.planes.max(1)
         } else {
             self.planes_per_task()
@@ -187,7 +187,13 @@ impl Pool {
     /// order, or the first NaN. A code is an eighth of a window's index in size, so the
     /// backward pass reads 1 byte per output instead of 8.
     fn max_2x2<T: Float>(&self, x: &[T]) -> (Vec<T>, Vec<u8>) {
-        let (hw, ohw, w, ow, oh) = (self.hw(), self.ohw(), self.w, self.xs.len(), self.ys.len());
+        let (hw, ohw, w, ow, oh) = (
+            self.in_len(),
+            self.out_len(),
+            self.w,
+            self.xs.len(),
+            self.ys.len(),
+        );
         let n = self.planes * ohw;
         let mut vals: Vec<T> = Vec::with_capacity(n);
         let mut codes: Vec<u8> = Vec::with_capacity(n);
@@ -230,7 +236,13 @@ impl Pool {
     /// to the gradient where the code points at it and 0 elsewhere (including an odd last row
     /// or column no window covers).
     fn max_2x2_backward<T: Float>(&self, codes: &[u8], gy: &[T]) -> Vec<T> {
-        let (hw, ohw, w, ow, oh) = (self.hw(), self.ohw(), self.w, self.xs.len(), self.ys.len());
+        let (hw, ohw, w, ow, oh) = (
+            self.in_len(),
+            self.out_len(),
+            self.w,
+            self.xs.len(),
+            self.ys.len(),
+        );
         let n = self.planes * hw;
         let mut dx: Vec<T> = Vec::with_capacity(n);
         let per = self.planes_per_2x2_task();
@@ -269,9 +281,9 @@ impl Pool {
     }
 
     fn avg_forward<T: Float>(&self, x: &[T]) -> Vec<T> {
-        let mut out = vec![T::ZERO; self.planes * self.ohw()];
-        self.planes_mut(&mut out, self.ohw(), |p, out| {
-            let xp = &x[p * self.hw()..(p + 1) * self.hw()];
+        let mut out = vec![T::ZERO; self.planes * self.out_len()];
+        self.planes_mut(&mut out, self.out_len(), |p, out| {
+            let xp = &x[p * self.in_len()..(p + 1) * self.in_len()];
             for (o, (wz, wy, wx)) in out.iter_mut().zip(self.windows()) {
                 let mut s = T::ZERO;
                 for row in self.rows(wz, wy) {
@@ -286,9 +298,9 @@ impl Pool {
     }
 
     fn avg_backward<T: Float>(&self, gy: &[T]) -> Vec<T> {
-        let mut dx = vec![T::ZERO; self.planes * self.hw()];
-        let ohw = self.ohw();
-        self.planes_mut(&mut dx, self.hw(), |p, d| {
+        let mut dx = vec![T::ZERO; self.planes * self.in_len()];
+        let ohw = self.out_len();
+        self.planes_mut(&mut dx, self.in_len(), |p, d| {
             for (&g, (wz, wy, wx)) in gy[p * ohw..(p + 1) * ohw].iter().zip(self.windows()) {
                 let share = g / T::c((wz.count * wy.count * wx.count) as f64);
                 for row in self.rows(wz, wy) {
@@ -461,7 +473,7 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
             }
             Kind::Max => {
                 let idx = pool.argmax(x);
-                let (ohw, hw) = (pool.ohw(), pool.hw());
+                let (ohw, hw) = (pool.out_len(), pool.in_len());
                 let mut out = vec![T::ZERO; idx.len()];
                 pool.planes_mut(&mut out, ohw, |p, o| {
                     let (xp, ip) = (&x[p * hw..(p + 1) * hw], &idx[p * ohw..(p + 1) * ohw]);
@@ -731,7 +743,7 @@ mod tests {
             let x = values::<T>(planes * h * w, seed as u64);
             let (vals, codes) = pool.max_2x2(&x);
             let idx = pool.argmax(&x);
-            let (ow, ohw, hw) = (pool.xs.len(), pool.ohw(), pool.hw());
+            let (ow, ohw, hw) = (pool.xs.len(), pool.out_len(), pool.in_len());
             for (k, &i) in idx.iter().enumerate() {
                 let (p, oy, ox) = (k / ohw, k % ohw / ow, k % ow);
                 let c = codes[k] as usize;
