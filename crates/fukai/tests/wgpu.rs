@@ -640,6 +640,44 @@ fn convolutions_and_their_gradients() {
         2e-5,
         |v| v[0].conv1d(&v[1], Some(&v[2]), 2, 2, 1, 1),
     );
+    // Transposed convolutions run the same kernels the other way round.
+    crosscheck(
+        "conv_transpose2d stride 2, output padding 1, bias",
+        dev,
+        &[
+            data(&[2, 6, 5, 4], 121),
+            data(&[6, 3, 4, 3], 122),
+            data(&[3], 123),
+        ],
+        2e-5,
+        |v| v[0].conv_transpose2d(&v[1], Some(&v[2]), [2, 2], [1, 0], [1, 1], [1, 1], 1),
+    );
+    crosscheck(
+        "conv_transpose2d dilation 2, groups 2",
+        dev,
+        &[data(&[2, 4, 6, 5], 124), data(&[4, 3, 3, 2], 125)],
+        2e-5,
+        |v| v[0].conv_transpose2d(&v[1], None, [1, 2], [1, 1], [0, 1], [2, 1], 2),
+    );
+    crosscheck(
+        "conv_transpose1d",
+        dev,
+        &[
+            data(&[3, 4, 9], 126),
+            data(&[4, 5, 3], 127),
+            data(&[5], 128),
+        ],
+        2e-5,
+        |v| v[0].conv_transpose1d(&v[1], Some(&v[2]), 2, 1, 1, 1, 1),
+    );
+    // 3-D convolutions have no device path yet: an error naming the op, not a panic.
+    let x = data(&[1, 2, 3, 4, 4], 129).to(dev).unwrap();
+    let w = data(&[2, 2, 2, 2, 2], 130).to(dev).unwrap();
+    let e = x
+        .conv3d(&w, None, [1, 1, 1], [0, 0, 0], [1, 1, 1], 1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv3d") && e.contains("wgpu"), "{e}");
 }
 
 #[test]

@@ -307,8 +307,8 @@ fn conv_impl(
     let mut shape = vec![g.n, channels];
     shape.extend_from_slice(&size[3 - rank..]);
     #[cfg(feature = "wgpu")]
-    if dir == Dir::Conv && g.planar() && crate::tensor::on_wgpu(&[x, w]) {
-        return device_conv(op, g, x, w, bias, &shape);
+    if g.planar() && crate::tensor::on_wgpu(&[x, w]) {
+        return device_conv(op, dir, g, x, w, bias, &shape);
     }
     x.cpu_only(op)?;
     let dtype = x.dtype();
@@ -358,10 +358,12 @@ fn conv_impl(
     }))
 }
 
-/// A 1-D or 2-D convolution on wgpu (`shape` is the output's).
+/// A 1-D or 2-D (transposed) convolution on wgpu (`shape` is the result's). A transposed
+/// convolution runs the device kernels of its geometry the other way round, as on the CPU.
 #[cfg(feature = "wgpu")]
 fn device_conv(
     op: &'static str,
+    dir: Dir,
     g: ConvGeom,
     x: &Tensor,
     w: &Tensor,
@@ -369,16 +371,25 @@ fn device_conv(
     shape: &[usize],
 ) -> Result<Tensor> {
     use crate::backend::wgpu::conv;
-    let y = conv::forward(
-        &g,
-        &x.detach(),
-        &w.detach(),
-        bias.map(|b| b.detach()).as_ref(),
-    )?
+    let (xd, wd) = (x.detach(), w.detach());
+    let y = match dir {
+        Dir::Conv => conv::forward(&g, &xd, &wd, bias.map(|b| b.detach()).as_ref())?,
+        Dir::Transposed => {
+            let y = conv::input_grad(&g, &wd, &xd)?.reshape(shape)?;
+            match bias {
+                Some(b) => {
+                    let mut per_channel = vec![1; shape.len()];
+                    per_channel[1] = g.c;
+                    y.add(&b.detach().reshape(&per_channel)?)?
+                }
+                None => y,
+            }
+        }
+    }
     .reshape(shape)?;
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    let (xs, ws, has_bias) = (x.detach(), w.detach(), bias.is_some());
+    let has_bias = bias.is_some();
     let rest: Vec<isize> = (2..shape.len() as isize).collect();
     Ok(Tensor::op_result(
         op,
@@ -387,13 +398,21 @@ fn device_conv(
         &inputs,
         move || {
             Box::new(move |gy, needs| {
+                let dx = needs[0]
+                    .then(|| match dir {
+                        Dir::Conv => conv::input_grad(&g, &wd, gy),
+                        Dir::Transposed => conv::forward(&g, gy, &wd, None),
+                    })
+                    .transpose()?;
+                let dw = needs[1]
+                    .then(|| match dir {
+                        Dir::Conv => conv::weight_grad(&g, &xd, gy),
+                        Dir::Transposed => conv::weight_grad(&g, gy, &xd),
+                    })
+                    .transpose()?;
                 let mut grads = vec![
-                    needs[0]
-                        .then(|| conv::input_grad(&g, &ws, gy)?.reshape(xs.shape()))
-                        .transpose()?,
-                    needs[1]
-                        .then(|| conv::weight_grad(&g, &xs, gy)?.reshape(ws.shape()))
-                        .transpose()?,
+                    dx.map(|d| d.reshape(xd.shape())).transpose()?,
+                    dw.map(|d| d.reshape(wd.shape())).transpose()?,
                 ];
                 if has_bias {
                     let mut dims = vec![0];
