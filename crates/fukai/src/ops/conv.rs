@@ -379,7 +379,8 @@ fn device_conv(
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let (xs, ws, has_bias) = (x.detach(), w.detach(), bias.is_some());
-    let rest: Vec<usize> = (2..shape.len()).collect();
+    // The bias gradient sums over the batch and every spatial axis.
+    let summed: Vec<isize> = (0..shape.len() as isize).filter(|&a| a != 1).collect();
     Ok(Tensor::op_result(
         op,
         y.storage().clone(),
@@ -396,9 +397,7 @@ fn device_conv(
                         .transpose()?,
                 ];
                 if has_bias {
-                    let mut dims = vec![0];
-                    dims.extend(&rest);
-                    grads.push(needs[2].then(|| gy.sum(&dims, false)).transpose()?);
+                    grads.push(needs[2].then(|| gy.sum(&summed, false)).transpose()?);
                 }
                 Ok(grads)
             })
