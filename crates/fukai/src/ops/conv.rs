@@ -390,7 +390,8 @@ fn device_conv(
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let has_bias = bias.is_some();
-    let rest: Vec<isize> = (2..shape.len() as isize).collect();
+    // The bias gradient sums over the batch and every spatial axis.
+    let summed: Vec<isize> = (0..shape.len() as isize).filter(|&a| a != 1).collect();
     Ok(Tensor::op_result(
         op,
         y.storage().clone(),
@@ -415,9 +416,7 @@ fn device_conv(
                     dw.map(|d| d.reshape(wd.shape())).transpose()?,
                 ];
                 if has_bias {
-                    let mut dims = vec![0];
-                    dims.extend(&rest);
-                    grads.push(needs[2].then(|| gy.sum(&dims, false)).transpose()?);
+                    grads.push(needs[2].then(|| gy.sum(&summed, false)).transpose()?);
                 }
                 Ok(grads)
             })
