@@ -141,12 +141,17 @@ fn every_preset_runs_on_wgpu() {
         // 3-D convolutions have no device kernels yet: the run must say so, not panic.
         if name == "moving-mnist-conv3d" {
             let o = std::process::Command::new(env!("CARGO_BIN_EXE_fukai"))
-                .args(["train", "--preset", name, "--device", "wgpu", "--steps", "1"])
+                .args([
+                    "train", "--preset", name, "--device", "wgpu", "--steps", "1",
+                ])
                 .args(["--force", "--out", s(&scratch("preset-conv3d"))])
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&o.stderr);
-            assert!(!o.status.success() && err.contains("conv3d"), "{name}: {err}");
+            assert!(
+                !o.status.success() && err.contains("conv3d"),
+                "{name}: {err}"
+            );
             eprintln!("{name}: conv3d has no wgpu kernel yet (the run says so)");
             continue;
         }

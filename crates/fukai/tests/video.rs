@@ -89,7 +89,7 @@ fn moving_mnist_is_seeded_and_draws_its_trajectories() {
 #[test]
 fn moving_mnist_refuses_bad_settings() {
     let bad = |digits: Vec<f32>, cfg: MovingMnistConfig, what: &str| {
-        let e = MovingMnist::new(digits, cfg).err().expect(what).to_string();
+        let e = MovingMnist::new(digits, cfg).expect_err(what).to_string();
         assert!(e.contains("MovingMnist"), "{what}: {e}");
         e
     };
