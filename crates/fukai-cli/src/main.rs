@@ -159,8 +159,13 @@ enum PresetsCmd {
 fn presets_cmd(cmd: Option<PresetsCmd>) -> fukai::Result<()> {
     match cmd {
         None => {
+            let width = presets::PRESETS
+                .iter()
+                .map(|p| p.0.len())
+                .max()
+                .unwrap_or(0);
             for (name, about, _) in presets::PRESETS {
-                println!("{name:<18} {about}");
+                println!("{name:<width$}  {about}");
             }
             println!("\nfukai presets show NAME   # the preset as a config to copy");
         }
