@@ -286,7 +286,7 @@ fn moving_mnist_run(
     epochs: usize,
 ) -> (PathBuf, serde_json::Value) {
     let out = scratch(name);
-    let cfg: RunConfig = toml_like(&format!(
+    let cfg: RunConfig = config(&format!(
         r#"{{"name": "{name}",
         "data": {{"format": "moving-mnist", "clips": 256, "frames": 8, "input_frames": 4, "frame_size": 32}},
         "model": {{"kind": "{kind}", "hidden": {hidden}, "patch": 4}},
@@ -300,7 +300,7 @@ fn moving_mnist_run(
     (out, shown)
 }
 
-fn toml_like(json: &str) -> RunConfig {
+fn config(json: &str) -> RunConfig {
     serde_json::from_str(json).unwrap()
 }
 
@@ -360,7 +360,7 @@ fn a_run_reads_folders_of_frames() {
         }
     }
     let out = scratch("frames-run-out");
-    let cfg: RunConfig = toml_like(
+    let cfg: RunConfig = config(
         r#"{"name": "bars",
         "data": {"format": "frames", "input_frames": 3, "test_fraction": 0.25, "val_fraction": 0.0, "channels": 1},
         "model": {"kind": "convlstm", "hidden": [4], "patch": 4},

@@ -373,7 +373,9 @@ fn device_conv(
     use crate::backend::wgpu::conv;
     let (xd, wd) = (x.detach(), w.detach());
     let y = match dir {
-        Dir::Conv => conv::forward(&g, &xd, &wd, bias.map(|b| b.detach()).as_ref())?,
+        Dir::Conv => {
+            conv::forward(&g, &xd, &wd, bias.map(|b| b.detach()).as_ref())?.reshape(shape)?
+        }
         Dir::Transposed => {
             let y = conv::input_grad(&g, &wd, &xd)?.reshape(shape)?;
             match bias {
@@ -385,8 +387,7 @@ fn device_conv(
                 None => y,
             }
         }
-    }
-    .reshape(shape)?;
+    };
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     let has_bias = bias.is_some();
