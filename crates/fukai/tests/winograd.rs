@@ -7,7 +7,7 @@ use fukai::testing::{
 use fukai::{DType, Result, Tensor};
 
 /// (batch, in channels, out channels, height, width, padding) of shapes Winograd takes.
-const SHAPES: [(usize, usize, usize, usize, usize, [usize; 2]); 9] = [
+const SHAPES: [(usize, usize, usize, usize, usize, [usize; 2]); 10] = [
     (2, 16, 16, 8, 8, [1, 1]),
     // Odd sizes and sizes that are not multiples of the tile.
     (3, 16, 20, 7, 9, [1, 1]),
@@ -20,7 +20,13 @@ const SHAPES: [(usize, usize, usize, usize, usize, [usize; 2]); 9] = [
     // Tiny planes: one tile, and an output of 1x1.
     (4, 16, 16, 2, 3, [1, 1]),
     (2, 16, 16, 3, 3, [0, 0]),
+    // Small planes: blocks of several samples, the last one short, and weight-gradient
+    // partials of several samples.
+    BLOCKS,
 ];
+/// F(4x4) on 16x16 planes, 20 tiles a sample: blocks of 4 samples (4, 4, 2) and three
+/// weight-gradient partials.
+const BLOCKS: (usize, usize, usize, usize, usize, [usize; 2]) = (10, 24, 40, 16, 16, [1, 1]);
 
 /// Output, input gradient, weight gradient and bias gradient, by Winograd (or by im2col).
 fn run(
@@ -147,11 +153,17 @@ fn bits(t: &Tensor) -> Vec<u32> {
         .collect()
 }
 
-/// Same bits at 1, 2 and 3 threads, for a batch of many chunks and a single sample (whose
-/// gemms thread instead).
+/// Same bits at 1, 2 and 3 threads, for a batch of many chunks, a single sample and blocks of
+/// several samples (whose gemms thread instead).
 #[test]
 fn winograd_same_bits_at_any_thread_count() {
-    for shape in [(64, 32, 32, 28, 28, [1, 1]), (1, 64, 64, 14, 14, [1, 1])] {
+    for shape in [
+        (64, 32, 32, 28, 28, [1, 1]),
+        (1, 64, 64, 14, 14, [1, 1]),
+        BLOCKS,
+        // The ConvLSTM's convolution (16 + 64 -> 4 x 64 channels): its gemms thread.
+        (8, 80, 256, 16, 16, [1, 1]),
+    ] {
         let all = |threads| {
             with_threads(threads, || {
                 let (y, gs) = run(shape, DType::F32, 5, false).unwrap();
