@@ -7,6 +7,7 @@
 //! are too few samples to keep the threads busy. gemm never splits its k loop across threads,
 //! so every output element is summed in the same order either way.
 
+use super::conv_phase::Phases;
 use super::float::Float;
 use super::matmul::{gemm_raw, parallelism};
 use super::winograd::{wino_forward, wino_input_grad, wino_weight_grad, WinoGeom};
@@ -61,11 +62,11 @@ impl ConvGeom {
         self.od * self.ohw()
     }
     /// Output positions per plane.
-    fn ohw(&self) -> usize {
+    pub(super) fn ohw(&self) -> usize {
         self.oh * self.ow
     }
     /// Input positions per plane.
-    fn hw(&self) -> usize {
+    pub(super) fn hw(&self) -> usize {
         self.h * self.w
     }
     /// Input positions per channel.
@@ -149,20 +150,21 @@ fn valid_range(k: usize, s: usize, p: usize, d: usize, len: usize, out: usize) -
 
 /// One row of a plane's column matrix: input channel `c`, and per axis the output range
 /// `lo..hi` whose reads fall inside the input, with the input index `start` that `lo` reads.
-struct Tap {
-    row: usize,
-    c: usize,
-    y: (usize, usize, usize),
-    x: (usize, usize, usize),
+pub(super) struct Tap {
+    pub row: usize,
+    pub c: usize,
+    pub y: (usize, usize, usize),
+    pub x: (usize, usize, usize),
 }
 
 impl Tap {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.y.0 == self.y.1 || self.x.0 == self.x.1
     }
 }
 
-fn taps(g: &ConvGeom) -> impl Iterator<Item = Tap> + '_ {
+/// A plane's column rows in order: by channel, then kernel row, then kernel column.
+pub(super) fn taps(g: &ConvGeom) -> impl Iterator<Item = Tap> + '_ {
     let axis = move |a: usize, k: usize, len: usize, out: usize| {
         let (lo, hi) = valid_range(k, g.stride[a], g.pad[a], g.dil[a], len, out);
         // Only read when lo < hi, where it cannot underflow.
@@ -197,7 +199,7 @@ fn span(g: &ConvGeom, t: &Tap) -> Option<(usize, usize, usize)> {
 }
 
 /// Zeroes the padding columns (`..xlo` and `xhi..`) of output rows `ylo..yhi` of a column row.
-fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, row: &mut [T]) {
+pub(super) fn zero_pad_columns<T: Float>(g: &ConvGeom, t: &Tap, row: &mut [T]) {
     let ((ylo, yhi, _), (xlo, xhi, _)) = (t.y, t.x);
     if xlo == 0 && xhi == g.ow {
         return;
@@ -216,6 +218,9 @@ fn im2col<T: Float>(g: &ConvGeom, x: &[T], iz: usize, col: &mut [T]) {
     crate::simd::run(
         #[inline(always)]
         || {
+            if let Some(p) = Phases::of(g) {
+                return p.im2col(g, x, iz, col);
+            }
             let (ohw, dhw, hw) = (g.ohw(), g.dhw(), g.hw());
             for t in taps(g) {
                 let dst = &mut col[t.row * ohw..(t.row + 1) * ohw];
@@ -283,6 +288,9 @@ fn col2im<T: Float>(g: &ConvGeom, col: &mut [T], iz: usize, dx: &mut [T]) {
     crate::simd::run(
         #[inline(always)]
         || {
+            if let Some(p) = Phases::of(g) {
+                return p.col2im(g, col, iz, dx);
+            }
             let (ohw, dhw, hw) = (g.ohw(), g.dhw(), g.hw());
             for t in taps(g) {
                 if !t.is_empty() {
