@@ -396,10 +396,16 @@ fn by_depth_tap<'a, T: Float>(g: &ConvGeom, w: &'a [T]) -> Cow<'a, [T]> {
     }
     let (og, cg, khw) = (g.og(), g.c / g.groups, g.kh * g.kw);
     let mut out = vec![T::ZERO; w.len()];
-    for (i, &v) in w.iter().enumerate() {
-        let (row, kz, r) = (i / (g.kd * khw), i / khw % g.kd, i % khw);
-        let (o, c) = (row / cg, row % cg);
-        out[g.tap_block(o / og, kz) + (o % og) * g.kp() + c * khw + r] = v;
+    // A plane's taps stay together: whole runs of kh*kw move at a time.
+    let mut runs = w.chunks_exact(khw);
+    for o in 0..g.o {
+        for c in 0..cg {
+            for kz in 0..g.kd {
+                let at = g.tap_block(o / og, kz) + (o % og) * g.kp() + c * khw;
+                out[at..at + khw]
+                    .copy_from_slice(runs.next().expect("w is [O, C/groups, kd, kh, kw]"));
+            }
+        }
     }
     Cow::Owned(out)
 }
@@ -411,10 +417,17 @@ fn by_depth_tap<'a, T: Float>(g: &ConvGeom, w: &'a [T]) -> Cow<'a, [T]> {
 fn by_depth_tap_transposed<T: Float>(g: &ConvGeom, w: &[T]) -> Vec<T> {
     let (og, cg, khw) = (g.og(), g.c / g.groups, g.kh * g.kw);
     let mut out = vec![T::ZERO; w.len()];
-    for (i, &v) in w.iter().enumerate() {
-        let (row, kz, r) = (i / (g.kd * khw), i / khw % g.kd, i % khw);
-        let (o, c) = (row / cg, row % cg);
-        out[g.tap_block(o / og, kz) + (c * khw + r) * og + o % og] = v;
+    let mut runs = w.chunks_exact(khw);
+    for o in 0..g.o {
+        for c in 0..cg {
+            for kz in 0..g.kd {
+                let at = g.tap_block(o / og, kz) + c * khw * og + o % og;
+                let run = runs.next().expect("w is [O, C/groups, kd, kh, kw]");
+                for (r, &v) in run.iter().enumerate() {
+                    out[at + r * og] = v;
+                }
+            }
+        }
     }
     out
 }

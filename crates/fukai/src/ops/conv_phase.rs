@@ -44,67 +44,57 @@ impl Phases {
     /// `plane` [H, W] as its phase planes [sh, sw, H/sh, W/sw] in `split`.
     #[inline(always)]
     fn split<T: Float>(&self, plane: &[T], split: &mut [T]) {
-        let w = self.pw * self.sw;
-        for (iy, row) in plane.chunks_exact(w).enumerate() {
-            let (py, r) = (iy % self.sh, iy / self.sh);
-            if self.sw == 2 {
-                // Pairs, which the compiler turns into vector shuffles; `step_by` stays scalar.
-                let (even, odd) = self.pair_rows(split, py, r);
-                for ((e, o), p) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
-                    *e = p[0];
-                    *o = p[1];
+        let (len, pw) = (self.ph * self.pw, self.pw);
+        // Input rows in order: phase row r of each row phase py, no division per row (a
+        // plane's rows are a few dozen elements, so per-row overhead counts).
+        let mut rows = plane.chunks_exact(pw * self.sw);
+        for r in 0..self.ph {
+            for py in 0..self.sh {
+                let row = rows.next().expect("a plane holds ph * sh rows");
+                let phases = &mut split[py * self.sw * len..][..self.sw * len];
+                if self.sw == 2 {
+                    // Pairs, which the compiler turns into vector shuffles; `step_by` stays
+                    // scalar.
+                    let (even, odd) = phases.split_at_mut(len);
+                    let (even, odd) = (&mut even[r * pw..][..pw], &mut odd[r * pw..][..pw]);
+                    for ((e, o), p) in even.iter_mut().zip(odd).zip(row.chunks_exact(2)) {
+                        *e = p[0];
+                        *o = p[1];
+                    }
+                    continue;
                 }
-                continue;
-            }
-            for px in 0..self.sw {
-                let at = ((py * self.sw + px) * self.ph + r) * self.pw;
-                for (d, s) in split[at..at + self.pw]
-                    .iter_mut()
-                    .zip(row[px..].iter().step_by(self.sw))
-                {
-                    *d = *s;
+                for px in 0..self.sw {
+                    let to = &mut phases[px * len + r * pw..][..pw];
+                    for (d, s) in to.iter_mut().zip(row[px..].iter().step_by(self.sw)) {
+                        *d = *s;
+                    }
                 }
             }
         }
     }
 
-    /// Row `r` of phase planes `(py, 0)` and `(py, 1)` of a split with `sw == 2`.
-    #[inline(always)]
-    fn pair_rows<'a, T>(
-        &self,
-        split: &'a mut [T],
-        py: usize,
-        r: usize,
-    ) -> (&'a mut [T], &'a mut [T]) {
-        let plane = self.ph * self.pw;
-        let at = (py * 2 * self.ph + r) * self.pw;
-        let (even, rest) = split[at..].split_at_mut(plane);
-        (&mut even[..self.pw], &mut rest[..self.pw])
-    }
-
     /// Adds the phase planes in `split` back onto `plane` [H, W].
     #[inline(always)]
     fn merge_add<T: Float>(&self, split: &[T], plane: &mut [T]) {
-        let w = self.pw * self.sw;
-        for (iy, row) in plane.chunks_exact_mut(w).enumerate() {
-            let (py, r) = (iy % self.sh, iy / self.sh);
-            if self.sw == 2 {
-                let at = (py * 2 * self.ph + r) * self.pw;
-                let (even, odd) = (&split[at..], &split[at + self.ph * self.pw..]);
-                for ((p, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
-                    p[0] += *e;
-                    p[1] += *o;
+        let (len, pw) = (self.ph * self.pw, self.pw);
+        let mut rows = plane.chunks_exact_mut(pw * self.sw);
+        for r in 0..self.ph {
+            for py in 0..self.sh {
+                let row = rows.next().expect("a plane holds ph * sh rows");
+                let phases = &split[py * self.sw * len..][..self.sw * len];
+                if self.sw == 2 {
+                    let (even, odd) = (&phases[r * pw..][..pw], &phases[len + r * pw..][..pw]);
+                    for ((p, e), o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                        p[0] += *e;
+                        p[1] += *o;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            for px in 0..self.sw {
-                let at = ((py * self.sw + px) * self.ph + r) * self.pw;
-                for (d, s) in row[px..]
-                    .iter_mut()
-                    .step_by(self.sw)
-                    .zip(&split[at..at + self.pw])
-                {
-                    *d += *s;
+                for px in 0..self.sw {
+                    let from = &phases[px * len + r * pw..][..pw];
+                    for (d, s) in row[px..].iter_mut().step_by(self.sw).zip(from) {
+                        *d += *s;
+                    }
                 }
             }
         }
