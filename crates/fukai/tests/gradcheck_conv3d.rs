@@ -35,7 +35,7 @@ type Case3 = (
 
 #[test]
 fn conv3d_gradients() {
-    let cases: [Case3; 7] = [
+    let cases: [Case3; 9] = [
         (
             [2, 2, 4, 4, 3],
             [3, 2, 2, 3, 2],
@@ -101,6 +101,26 @@ fn conv3d_gradients() {
             [2, 1, 1],
             [1, 0, 1],
             [1, 1, 1],
+            1,
+        ),
+        // Strides that divide the plane, output as wide as a phase plane: im2col and col2im
+        // go through the phase split (stride 2 by pairs, stride 3 by the general loop).
+        (
+            [2, 2, 3, 6, 4],
+            [3, 2, 2, 4, 2],
+            true,
+            [1, 2, 2],
+            [1, 1, 0],
+            [1, 1, 1],
+            1,
+        ),
+        (
+            [1, 2, 2, 6, 6],
+            [2, 2, 1, 2, 3],
+            false,
+            [1, 3, 3],
+            [0, 1, 1],
+            [1, 2, 1],
             1,
         ),
     ];

@@ -9,6 +9,7 @@ mod broadcast;
 mod compare;
 mod conv;
 mod conv_kernel;
+mod conv_phase;
 mod dropout;
 pub(crate) mod fastmath;
 pub(crate) mod float;
