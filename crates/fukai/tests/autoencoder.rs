@@ -10,6 +10,9 @@ use fukai::run::{Existing, Run, RunConfig};
 use fukai::{DType, Tensor};
 use std::path::PathBuf;
 
+mod rng_lock;
+use rng_lock::seeded;
+
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fukai-ae-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -30,7 +33,7 @@ fn cfg(variational: bool) -> AutoencoderConfig {
 
 #[test]
 fn shapes_and_bad_configs() {
-    fukai::manual_seed(0);
+    let _rng = seeded(0);
     let ae = Autoencoder::new(cfg(false)).unwrap();
     let x = Tensor::rand(&[5, 1, 28, 28], DType::F32).unwrap();
     assert_eq!(ae.encode(&x).unwrap().shape(), &[5, 3]);
@@ -69,7 +72,7 @@ fn shapes_and_bad_configs() {
 /// N(mu, exp(logvar)) from N(0, 1) per sample, per pixel — computed here from the code.
 #[test]
 fn the_vae_penalty_is_the_weighted_kl_divergence() {
-    fukai::manual_seed(1);
+    let _rng = seeded(1);
     let mut vae = Autoencoder::new(cfg(true)).unwrap();
     vae.set_training(false);
     let x = Tensor::rand(&[4, 1, 28, 28], DType::F32).unwrap();
@@ -145,6 +148,8 @@ fn the_reconstruction_loss_is_binary_cross_entropy() {
 #[test]
 #[ignore = "trains for about a minute in release builds; run with --include-ignored"]
 fn an_autoencoder_run_writes_its_pictures_and_probes() {
+    // A run seeds and draws from the default generator too.
+    let _rng = rng_lock::hold();
     for kind in ["vae", "autoencoder"] {
         let out = scratch(kind);
         let cfg: RunConfig = serde_json::from_str(&format!(
@@ -194,7 +199,7 @@ fn vae_training_is_deterministic_across_thread_counts() {
             .build()
             .unwrap()
             .install(|| {
-                fukai::manual_seed(5);
+                let _rng = seeded(5);
                 let vae = Autoencoder::new(cfg(true)).unwrap();
                 let x = Tensor::rand(&[8, 1, 28, 28], DType::F32).unwrap();
                 let b = Batch::new(x.clone(), x);

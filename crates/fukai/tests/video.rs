@@ -10,6 +10,9 @@ use fukai::{DType, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod rng_lock;
+use rng_lock::seeded;
+
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fukai-video-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -242,7 +245,7 @@ fn video_cfg(arch: &str) -> VideoConfig {
 
 #[test]
 fn video_predictors_map_input_frames_to_output_frames() {
-    fukai::manual_seed(0);
+    let _rng = seeded(0);
     for arch in ["convlstm", "conv3d"] {
         let m = VideoPredictor::new(video_cfg(arch)).unwrap();
         let x = Tensor::rand(&[2, 3, 1, 32, 32], DType::F32).unwrap();
@@ -285,6 +288,8 @@ fn moving_mnist_run(
     name: &str,
     epochs: usize,
 ) -> (PathBuf, serde_json::Value) {
+    // A run seeds and draws from the default generator.
+    let _rng = rng_lock::hold();
     let out = scratch(name);
     let cfg: RunConfig = config(&format!(
         r#"{{"name": "{name}",
@@ -347,6 +352,7 @@ fn a_conv3d_run_beats_copying_the_last_frame() {
 /// `data.format = "frames"`: clip folders split into train and test, a model trained on them.
 #[test]
 fn a_run_reads_folders_of_frames() {
+    let _rng = rng_lock::hold();
     let root = scratch("frames-run");
     // Twelve clips of a bright bar sliding right one pixel per frame.
     for k in 0..12u32 {
@@ -396,7 +402,7 @@ fn video_predictors_are_deterministic_across_thread_counts() {
             .build()
             .unwrap()
             .install(|| {
-                fukai::manual_seed(3);
+                let _rng = seeded(3);
                 let m = VideoPredictor::new(video_cfg(arch)).unwrap();
                 let x = Tensor::rand(&[3, 3, 1, 32, 32], DType::F32).unwrap();
                 let y = m.forward(&x).unwrap();
