@@ -2,8 +2,12 @@
 //! know, so the dispatcher can try the next one and name the op when none does.
 
 mod elementwise;
+mod loss;
+mod misc;
 mod nn;
 mod reduce;
+mod resize;
+mod rnn;
 mod shape;
 mod util;
 
@@ -15,7 +19,16 @@ type Family = fn(&Node) -> Option<Result<Vec<Tensor>>>;
 
 /// Runs one node and returns its outputs in order (optional trailing ones may be missing).
 pub(crate) fn run_node(node: &Node) -> Result<Vec<Tensor>> {
-    let families: [Family; 4] = [elementwise::run, shape::run, reduce::run, nn::run];
+    let families: [Family; 8] = [
+        elementwise::run,
+        shape::run,
+        reduce::run,
+        nn::run,
+        loss::run,
+        misc::run,
+        resize::run,
+        rnn::run,
+    ];
     for f in families {
         if let Some(r) = f(node) {
             return r;
