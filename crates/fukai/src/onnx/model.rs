@@ -144,7 +144,12 @@ impl Model {
                 opset: self.opset,
                 inputs: Vec::with_capacity(proto.input.len()),
             };
-            if !(proto.domain().is_empty() || proto.domain() == "ai.onnx") {
+            // The preview training domain holds the optimizers, which ops/quant.rs runs.
+            if !(proto.domain().is_empty()
+                || proto.domain() == "ai.onnx"
+                || (proto.domain() == "ai.onnx.preview.training"
+                    && matches!(proto.op_type(), "Adagrad" | "Adam" | "Momentum")))
+            {
                 return Err(node.unsupported(format!("domain {:?}", proto.domain())));
             }
             for name in &proto.input {

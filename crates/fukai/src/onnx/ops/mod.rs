@@ -5,6 +5,7 @@ mod elementwise;
 mod loss;
 mod misc;
 mod nn;
+mod quant;
 mod reduce;
 mod resize;
 mod rnn;
@@ -19,7 +20,7 @@ type Family = fn(&Node) -> Option<Result<Vec<Tensor>>>;
 
 /// Runs one node and returns its outputs in order (optional trailing ones may be missing).
 pub(crate) fn run_node(node: &Node) -> Result<Vec<Tensor>> {
-    let families: [Family; 8] = [
+    let families: [Family; 9] = [
         elementwise::run,
         shape::run,
         reduce::run,
@@ -28,6 +29,7 @@ pub(crate) fn run_node(node: &Node) -> Result<Vec<Tensor>> {
         misc::run,
         resize::run,
         rnn::run,
+        quant::run,
     ];
     for f in families {
         if let Some(r) = f(node) {

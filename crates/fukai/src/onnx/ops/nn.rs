@@ -11,7 +11,7 @@ pub fn run(node: &Node) -> Option<Result<Vec<Tensor>>> {
         "Gemm" => gemm(node),
         "Conv" => conv(node),
         "ConvTranspose" => conv_transpose(node),
-        "MaxPool" => max_pool(node),
+        "MaxPool" => return Some(max_pool(node)),
         "AveragePool" => avg_pool(node),
         "GlobalAveragePool" => global(node, false),
         "GlobalMaxPool" => global(node, true),
@@ -128,6 +128,11 @@ fn full_pads(w: &Window) -> Vec<(i64, i64)> {
     let mut p = vec![(0, 0); 2];
     p.extend_from_slice(&w.pads);
     p
+}
+
+/// Conv for operators that lower onto it (ConvInteger, QLinearConv) with their own inputs.
+pub fn conv_node(node: &Node) -> Result<Tensor> {
+    conv(node)
 }
 
 fn conv(node: &Node) -> Result<Tensor> {
@@ -269,18 +274,27 @@ fn pool_len(len: usize, k: usize, s: usize, (b, e): (i64, i64), ceil: bool) -> (
 }
 
 fn pool_geometry(node: &Node, x: &Tensor) -> Result<(usize, Window, Vec<i64>)> {
+    pool_geometry_dil(node, x, false)
+}
+
+/// Pooling geometry; `dilated` allows dilations (the extra end padding then uses the
+/// dilated kernel extent).
+fn pool_geometry_dil(node: &Node, x: &Tensor, dilated: bool) -> Result<(usize, Window, Vec<i64>)> {
     let n = spatial_rank(node, x)?;
     let kernel = usizes(node, "kernel_shape", n, 0)?;
     if kernel.contains(&0) {
         return Err(node.err("kernel_shape is required"));
     }
     let w = window(node, &x.shape()[2..], kernel)?;
-    if w.dil.iter().any(|&d| d != 1) {
+    if !dilated && w.dil.iter().any(|&d| d != 1) {
         return Err(node.unsupported(format!("dilations {:?} in pooling", w.dil)));
     }
     let ceil = node.i("ceil_mode", 0)? == 1;
     let extra = (0..n)
-        .map(|i| pool_len(x.shape()[2 + i], w.kernel[i], w.stride[i], w.pads[i], ceil).1)
+        .map(|i| {
+            let k = (w.kernel[i] - 1) * w.dil[i] + 1;
+            pool_len(x.shape()[2 + i], k, w.stride[i], w.pads[i], ceil).1
+        })
         .collect();
     Ok((n, w, extra))
 }
@@ -304,17 +318,87 @@ fn with_extra(w: &Window, extra: &[i64]) -> Vec<(i64, i64)> {
     p
 }
 
-fn max_pool(node: &Node) -> Result<Tensor> {
+fn max_pool(node: &Node) -> Result<Vec<Tensor>> {
     let x = node.input(0)?;
-    if node.wants_output(1) {
-        return Err(node.unsupported("Indices output"));
+    let (n, w, extra) = pool_geometry_dil(node, x, true)?;
+    if node.wants_output(1) || w.dil.iter().any(|&d| d != 1) {
+        return max_pool_host(node, x, &w, &extra);
     }
-    let (n, w, extra) = pool_geometry(node, x)?;
     let pads = with_extra(&w, &extra);
     via_float(node, &[x], |t| {
         let xp = pad_const(node, &t[0], &pads, f64::NEG_INFINITY)?;
         pool_raw(&xp, n, &w, true)
     })
+    .map(|t| vec![t])
+}
+
+/// Max pooling on the host, for dilations and the Indices output (flat indices into the
+/// unpadded input, row-major or, with storage_order 1, column-major within each image).
+fn max_pool_host(node: &Node, x: &Tensor, w: &Window, extra: &[i64]) -> Result<Vec<Tensor>> {
+    let shape = x.shape().to_vec();
+    let sp = &shape[2..];
+    let n = sp.len();
+    let col = node.i("storage_order", 0)? == 1;
+    let v = super::util::floats(node, x)?;
+    let olen: Vec<usize> = (0..n)
+        .map(|i| {
+            let k = (w.kernel[i] - 1) * w.dil[i] + 1;
+            let total = sp[i] as i64 + w.pads[i].0 + w.pads[i].1 + extra[i];
+            ((total - k as i64) / w.stride[i] as i64 + 1).max(0) as usize
+        })
+        .collect();
+    let img: usize = sp.iter().product();
+    let oimg: usize = olen.iter().product();
+    let planes = shape[0] * shape[1];
+    let (mut vals, mut idxs) = (Vec::with_capacity(planes * oimg), Vec::new());
+    let kn: usize = w.kernel.iter().product();
+    for p in 0..planes {
+        for o in 0..oimg {
+            let mut oi = vec![0; n];
+            let mut r = o;
+            for d in (0..n).rev() {
+                oi[d] = r % olen[d];
+                r /= olen[d];
+            }
+            let (mut best, mut at) = (f64::NEG_INFINITY, None);
+            for k in 0..kn {
+                let mut kr = k;
+                let mut pos = vec![0i64; n];
+                for d in (0..n).rev() {
+                    let kd = (kr % w.kernel[d]) as i64;
+                    kr /= w.kernel[d];
+                    pos[d] = oi[d] as i64 * w.stride[d] as i64 - w.pads[d].0 + kd * w.dil[d] as i64;
+                }
+                if pos.iter().zip(sp).any(|(&q, &l)| q < 0 || q >= l as i64) {
+                    continue;
+                }
+                let flat = pos.iter().zip(sp).fold(0, |a, (&q, &l)| a * l + q as usize);
+                if at.is_none() || v[p * img + flat] > best {
+                    best = v[p * img + flat];
+                    at = Some(pos);
+                }
+            }
+            vals.push(best);
+            let pos = at.unwrap_or_else(|| vec![0; n]);
+            let flat = if col {
+                pos.iter()
+                    .zip(sp)
+                    .rev()
+                    .fold(0, |a, (&q, &l)| a * l + q as usize)
+            } else {
+                pos.iter().zip(sp).fold(0, |a, (&q, &l)| a * l + q as usize)
+            };
+            idxs.push((p * img + flat) as i64);
+        }
+    }
+    let mut oshape = shape[..2].to_vec();
+    oshape.extend(&olen);
+    let y = node.ctx(Tensor::from_vec(vals, &oshape).and_then(|t| t.to_dtype(x.dtype())))?;
+    let mut out = vec![y];
+    if node.wants_output(1) {
+        out.push(node.ctx(Tensor::from_vec(idxs, &oshape))?);
+    }
+    Ok(out)
 }
 
 fn avg_pool(node: &Node) -> Result<Tensor> {
