@@ -192,7 +192,12 @@ fn dropout(node: &Node) -> Result<Vec<Tensor>> {
         .opt_input(2)
         .map(|t| super::util::scalar(node, t))
         .transpose()?;
-    if training.unwrap_or(0.0) != 0.0 {
+    let ratio = match node.opt_input(1) {
+        Some(t) => super::util::scalar(node, t)?,
+        None => 0.5,
+    };
+    // With ratio 0 training drops nothing, so it is the identity with an all-true mask.
+    if training.unwrap_or(0.0) != 0.0 && ratio != 0.0 {
         return Err(node.unsupported("training mode (only inference is implemented)"));
     }
     let mut out = vec![x.clone()];
