@@ -184,7 +184,7 @@ fn optimizer(node: &Node) -> Result<Vec<Tensor>> {
         .collect::<Result<_>>()?;
     let kind = node.op_type();
     let groups = if kind == "Adam" { 4 } else { 3 };
-    if rest.len() % groups != 0 {
+    if !rest.len().is_multiple_of(groups) {
         return Err(node.err(format!("{} tensor inputs for {kind}", rest.len())));
     }
     let n = rest.len() / groups;

@@ -133,7 +133,7 @@ fn recurrent(node: &Node, kind: Kind) -> Result<Vec<Tensor>> {
     let masks: Option<Vec<Tensor>> = if full {
         None
     } else {
-        let l = lens.as_ref().map(|v| v.as_slice()).unwrap_or(&[]);
+        let l = lens.as_deref().unwrap_or(&[]);
         Some(
             (0..seq)
                 .map(|t| {
