@@ -24,6 +24,7 @@ pub mod error;
 pub mod io;
 pub mod models;
 pub mod nn;
+pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod parallel;

@@ -1,0 +1,194 @@
+//! Loading a model and running its graph.
+
+use super::attr::Node;
+use super::errors::{format_err, unsupported};
+use super::proto::{type_proto, GraphProto, ModelProto};
+use super::tensor::tensor_from_proto;
+use crate::error::Result;
+use crate::Tensor;
+use prost::Message;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// An ONNX model ready to run: its graph, and its initializers as tensors.
+pub struct Model {
+    graph: GraphProto,
+    opset: i64,
+    initializers: Vec<(String, Tensor)>,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl Model {
+    /// Reads a `.onnx` file; tensors stored outside it (external data) are read from its folder.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| crate::Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Model::parse(&bytes, Some(dir), &path.display().to_string())
+    }
+
+    /// Reads a model from memory; a model with external data needs [`Model::load`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
+        Model::parse(bytes, None, "<onnx bytes>")
+    }
+
+    fn parse(bytes: &[u8], dir: Option<&Path>, file: &str) -> Result<Model> {
+        let model = ModelProto::decode(bytes)
+            .map_err(|e| format_err(file, format!("not an ONNX model: {e}")))?;
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+            .map(|o| o.version())
+            // Models from before opset_import existed (IR 1/2) used opset 1.
+            .unwrap_or(1);
+        let graph = model
+            .graph
+            .ok_or_else(|| format_err(file, "the model has no graph"))?;
+        let mut initializers = Vec::with_capacity(graph.initializer.len());
+        for t in &graph.initializer {
+            initializers.push((t.name().to_string(), tensor_from_proto(t, dir, file)?));
+        }
+        if !graph.sparse_initializer.is_empty() {
+            return Err(unsupported("sparse initializers"));
+        }
+        let init_names: std::collections::HashSet<&str> =
+            initializers.iter().map(|(n, _)| n.as_str()).collect();
+        let mut inputs = Vec::new();
+        for v in &graph.input {
+            if init_names.contains(v.name()) {
+                continue;
+            }
+            if let Some(ty) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                if !matches!(ty, type_proto::Value::TensorType(_)) {
+                    return Err(unsupported(format!(
+                        "graph input {:?}: only tensor inputs (not sequences, maps or optionals)",
+                        v.name()
+                    )));
+                }
+            }
+            inputs.push(v.name().to_string());
+        }
+        let outputs = graph.output.iter().map(|v| v.name().to_string()).collect();
+        Ok(Model {
+            graph,
+            opset,
+            initializers,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// The opset of the default (`ai.onnx`) domain the model was exported for.
+    pub fn opset(&self) -> i64 {
+        self.opset
+    }
+
+    /// The graph inputs the caller provides (initializers excluded), in graph order.
+    pub fn inputs(&self) -> &[String] {
+        &self.inputs
+    }
+
+    /// The graph outputs, in the order [`Model::run`] returns them.
+    pub fn outputs(&self) -> &[String] {
+        &self.outputs
+    }
+
+    /// The floating-point initializers (weights), as handles to the tensors the graph uses:
+    /// `set_requires_grad(true)` on them and `run` records a graph that backward reaches them
+    /// through; updating them in place changes the model.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        self.initializers
+            .iter()
+            .filter(|(_, t)| t.dtype().is_float())
+            .cloned()
+            .collect()
+    }
+
+    /// Every initializer, float or not (shapes, indices) with its name.
+    pub fn initializers(&self) -> &[(String, Tensor)] {
+        &self.initializers
+    }
+
+    /// Runs the graph on named inputs and returns the graph outputs in order. An input with an
+    /// initializer's name overrides that initializer, as ONNX allows.
+    pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        let mut env: HashMap<&str, Tensor> = HashMap::new();
+        for (n, t) in &self.initializers {
+            env.insert(n.as_str(), t.clone());
+        }
+        for (n, t) in inputs {
+            let Some(name) = self.graph.input.iter().map(|v| v.name()).find(|g| g == n) else {
+                crate::bail!(
+                    super::errors::OP,
+                    "input {n:?} is not an input of the graph; expected one of {:?}",
+                    self.inputs
+                );
+            };
+            env.insert(name, t.clone());
+        }
+        if let Some(missing) = self.inputs.iter().find(|n| !env.contains_key(n.as_str())) {
+            crate::bail!(
+                super::errors::OP,
+                "graph input {missing:?} was not given (inputs: {:?})",
+                self.inputs
+            );
+        }
+        for proto in &self.graph.node {
+            let mut node = Node {
+                proto,
+                opset: self.opset,
+                inputs: Vec::with_capacity(proto.input.len()),
+            };
+            // The preview training domain holds the optimizers, which ops/quant.rs runs.
+            if !(proto.domain().is_empty()
+                || proto.domain() == "ai.onnx"
+                || (proto.domain() == "ai.onnx.preview.training"
+                    && matches!(proto.op_type(), "Adagrad" | "Adam" | "Momentum")))
+            {
+                return Err(node.unsupported(format!("domain {:?}", proto.domain())));
+            }
+            for name in &proto.input {
+                if name.is_empty() {
+                    node.inputs.push(None);
+                    continue;
+                }
+                match env.get(name.as_str()) {
+                    Some(t) => node.inputs.push(Some(t.clone())),
+                    None => {
+                        return Err(
+                            node.err(format!("input {name:?} is not computed before this node"))
+                        )
+                    }
+                }
+            }
+            let outs = super::ops::run_node(&node)?;
+            for (name, t) in proto.output.iter().zip(outs) {
+                if !name.is_empty() {
+                    env.insert(name, t);
+                }
+            }
+            if let Some(missing) = proto
+                .output
+                .iter()
+                .find(|n| !n.is_empty() && !env.contains_key(n.as_str()))
+            {
+                return Err(node.unsupported(format!("output {missing:?}")));
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|n| match env.get(n.as_str()) {
+                Some(t) => Ok((n.clone(), t.clone())),
+                None => Err(format_err(
+                    "onnx graph",
+                    format!("output {n:?} is never computed"),
+                )),
+            })
+            .collect()
+    }
+}
