@@ -38,7 +38,11 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let i = name.strip_prefix(prefix)?.strip_suffix(".pb")?.parse().ok()?;
+            let i = name
+                .strip_prefix(prefix)?
+                .strip_suffix(".pb")?
+                .parse()
+                .ok()?;
             Some((i, e.path()))
         })
         .collect();
@@ -57,7 +61,11 @@ fn classify(e: fukai::Error) -> Outcome {
 
 fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.shape() != want.shape() {
-        return Err(format!("shape {:?}, expected {:?}", got.shape(), want.shape()));
+        return Err(format!(
+            "shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        ));
     }
     let (g, w) = (
         got.to_vec_f64().map_err(|e| e.to_string())?,
@@ -105,7 +113,10 @@ fn run_case(dir: &Path) -> Outcome {
             inputs.push((name, t));
         }
         let want = numbered(&set, "output_");
-        let named: Vec<(&str, Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+        let named: Vec<(&str, Tensor)> = inputs
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.clone()))
+            .collect();
         let got = {
             let _g = fukai::no_grad();
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.run(&named))) {
@@ -144,7 +155,10 @@ fn op_key(dir: &Path) -> String {
     let Ok(bytes) = std::fs::read(dir.join("model.onnx")) else {
         return "(unreadable)".into();
     };
-    match ModelProto::decode(bytes.as_slice()).ok().and_then(|m| m.graph) {
+    match ModelProto::decode(bytes.as_slice())
+        .ok()
+        .and_then(|m| m.graph)
+    {
         Some(g) if g.node.len() == 1 => g.node[0].op_type().to_string(),
         Some(_) => "(multi-node graphs)".into(),
         None => "(no graph)".into(),
@@ -195,7 +209,11 @@ fn onnx_backend_conformance() {
         cases.sort();
         for case in cases {
             let name = case.file_name().unwrap().to_string_lossy().into_owned();
-            let key = if suite == "node" { op_key(&case) } else { suite.to_string() };
+            let key = if suite == "node" {
+                op_key(&case)
+            } else {
+                suite.to_string()
+            };
             let c = by_op.entry(key).or_default();
             let t = totals.entry(suite).or_default();
             match run_case(&case) {
@@ -216,7 +234,10 @@ fn onnx_backend_conformance() {
                         let op = head.rsplit_once('(').map(|x| x.1).unwrap_or(head);
                         format!("{op}): {tail}")
                     });
-                    unsupported.entry(short(&reason.unwrap_or(r))).or_default().push(name);
+                    unsupported
+                        .entry(short(&reason.unwrap_or(r)))
+                        .or_default()
+                        .push(name);
                 }
             }
         }
@@ -232,11 +253,22 @@ fn onnx_backend_conformance() {
     );
     md.push_str("## Totals\n\n| suite | passed | failed | unsupported | total |\n|---|---:|---:|---:|---:|\n");
     for (s, c) in &totals {
-        let _ = writeln!(md, "| {s} | {} | {} | {} | {} |", c.passed, c.failed, c.unsupported, c.passed + c.failed + c.unsupported);
+        let _ = writeln!(
+            md,
+            "| {s} | {} | {} | {} | {} |",
+            c.passed,
+            c.failed,
+            c.unsupported,
+            c.passed + c.failed + c.unsupported
+        );
     }
     md.push_str("\n## By operator (node tests; other suites as one row each)\n\n| op | passed | failed | unsupported |\n|---|---:|---:|---:|\n");
     for (op, c) in &by_op {
-        let _ = writeln!(md, "| {op} | {} | {} | {} |", c.passed, c.failed, c.unsupported);
+        let _ = writeln!(
+            md,
+            "| {op} | {} | {} | {} |",
+            c.passed, c.failed, c.unsupported
+        );
     }
     md.push_str("\n## Failures\n\n");
     for f in &failures {
@@ -255,7 +287,10 @@ fn onnx_backend_conformance() {
     eprintln!("{summary}");
     if std::env::var_os("FUKAI_WRITE_ONNX_MD").is_some() {
         std::fs::write(&md_path, &md).expect("write ONNX.md");
-        let floors: String = totals.iter().map(|(s, c)| format!("{s} {}\n", c.passed)).collect();
+        let floors: String = totals
+            .iter()
+            .map(|(s, c)| format!("{s} {}\n", c.passed))
+            .collect();
         std::fs::write(&floors_path, floors).expect("write onnx_passing.txt");
         return;
     }

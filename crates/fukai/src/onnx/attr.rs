@@ -103,7 +103,9 @@ impl Node<'_> {
             .map(|a| String::from_utf8_lossy(a.s()).into_owned()))
     }
     pub fn t(&self, name: &str) -> Result<Option<&TensorProto>> {
-        Ok(self.attr(name, AttributeType::Tensor)?.and_then(|a| a.t.as_ref()))
+        Ok(self
+            .attr(name, AttributeType::Tensor)?
+            .and_then(|a| a.t.as_ref()))
     }
     /// True when the node has an attribute of that name, whatever its type.
     pub fn has(&self, name: &str) -> bool {

@@ -122,13 +122,7 @@ impl Model {
             env.insert(n.as_str(), t.clone());
         }
         for (n, t) in inputs {
-            let Some(name) = self
-                .graph
-                .input
-                .iter()
-                .map(|v| v.name())
-                .find(|g| g == n)
-            else {
+            let Some(name) = self.graph.input.iter().map(|v| v.name()).find(|g| g == n) else {
                 crate::bail!(
                     super::errors::OP,
                     "input {n:?} is not an input of the graph; expected one of {:?}",
@@ -160,7 +154,11 @@ impl Model {
                 }
                 match env.get(name.as_str()) {
                     Some(t) => node.inputs.push(Some(t.clone())),
-                    None => return Err(node.err(format!("input {name:?} is not computed before this node"))),
+                    None => {
+                        return Err(
+                            node.err(format!("input {name:?} is not computed before this node"))
+                        )
+                    }
                 }
             }
             let outs = super::ops::run_node(&node)?;
@@ -181,7 +179,10 @@ impl Model {
             .iter()
             .map(|n| match env.get(n.as_str()) {
                 Some(t) => Ok((n.clone(), t.clone())),
-                None => Err(format_err("onnx graph", format!("output {n:?} is never computed"))),
+                None => Err(format_err(
+                    "onnx graph",
+                    format!("output {n:?} is never computed"),
+                )),
             })
             .collect()
     }

@@ -58,8 +58,8 @@ pub fn tensor_from_proto(t: &TensorProto, dir: Option<&Path>, file: &str) -> Res
     for &d in &t.dims {
         shape.push(usize::try_from(d).map_err(|_| what(format!("negative dim in {:?}", t.dims)))?);
     }
-    let n = checked_numel("onnx", &shape)
-        .map_err(|_| what(format!("dims {:?} overflow", t.dims)))?;
+    let n =
+        checked_numel("onnx", &shape).map_err(|_| what(format!("dims {:?} overflow", t.dims)))?;
     let external;
     let raw: Option<&[u8]> = if t.data_location() == DataLocation::External {
         external = read_external(t, dir, n, size, file)?;
@@ -151,7 +151,10 @@ fn from_raw(ty: DataType, raw: &[u8], shape: &[usize]) -> Result<Tensor> {
         DataType::Int32 => Tensor::from_vec(le!(i32, 4).map(i64::from).collect::<Vec<_>>(), shape),
         DataType::Int16 => Tensor::from_vec(le!(i16, 2).map(i64::from).collect::<Vec<_>>(), shape),
         DataType::Uint16 => Tensor::from_vec(le!(u16, 2).map(i64::from).collect::<Vec<_>>(), shape),
-        DataType::Int8 => Tensor::from_vec(raw.iter().map(|&b| b as i8 as i64).collect::<Vec<_>>(), shape),
+        DataType::Int8 => Tensor::from_vec(
+            raw.iter().map(|&b| b as i8 as i64).collect::<Vec<_>>(),
+            shape,
+        ),
         DataType::Uint8 | DataType::Bool => Tensor::from_slice(raw, shape),
         DataType::Uint32 => Tensor::from_vec(le!(u32, 4).collect::<Vec<_>>(), shape),
         DataType::Uint64 => {
@@ -164,8 +167,12 @@ fn from_raw(ty: DataType, raw: &[u8], shape: &[usize]) -> Result<Tensor> {
                 .collect::<Result<Vec<i64>>>()?;
             Tensor::from_vec(v, shape)
         }
-        DataType::Float16 => Tensor::from_vec(le!(u16, 2).map(f16::from_bits).collect::<Vec<_>>(), shape),
-        DataType::Bfloat16 => Tensor::from_vec(le!(u16, 2).map(bf16::from_bits).collect::<Vec<_>>(), shape),
+        DataType::Float16 => {
+            Tensor::from_vec(le!(u16, 2).map(f16::from_bits).collect::<Vec<_>>(), shape)
+        }
+        DataType::Bfloat16 => {
+            Tensor::from_vec(le!(u16, 2).map(bf16::from_bits).collect::<Vec<_>>(), shape)
+        }
         _ => unreachable!("raw_size accepted only the types above"),
     }
 }
@@ -179,8 +186,14 @@ fn read_external(
     size: usize,
     file: &str,
 ) -> Result<Vec<u8>> {
-    let what = |msg: String| format_err(file, format!("tensor {:?} external data: {msg}", t.name()));
-    let get = |k: &str| t.external_data.iter().find(|e| e.key() == k).map(|e| e.value());
+    let what =
+        |msg: String| format_err(file, format!("tensor {:?} external data: {msg}", t.name()));
+    let get = |k: &str| {
+        t.external_data
+            .iter()
+            .find(|e| e.key() == k)
+            .map(|e| e.value())
+    };
     let Some(dir) = dir else {
         return Err(what("stored outside the model, but the model was read from bytes, not a file (use Model::load)".into()));
     };
@@ -193,7 +206,10 @@ fn read_external(
     }
     let num = |k: &str| -> Result<Option<u64>> {
         get(k)
-            .map(|v| v.parse::<u64>().map_err(|_| what(format!("{k} {v:?} is not a number"))))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| what(format!("{k} {v:?} is not a number")))
+            })
             .transpose()
     };
     let offset = num("offset")?.unwrap_or(0);
@@ -202,7 +218,10 @@ fn read_external(
         .ok_or_else(|| what(format!("dims {:?} overflow", t.dims)))? as u64;
     let length = num("length")?.unwrap_or(need);
     if length != need {
-        return Err(what(format!("length {length}, but dims {:?} need {need} bytes", t.dims)));
+        return Err(what(format!(
+            "length {length}, but dims {:?} need {need} bytes",
+            t.dims
+        )));
     }
     let path = dir.join(rel);
     let io = |source| crate::Error::Io {
@@ -225,12 +244,48 @@ fn read_external(
 /// Encodes a tensor as a TensorProto with little-endian `raw_data` (u8 masks as UINT8).
 pub fn tensor_to_proto(name: &str, t: &Tensor) -> Result<TensorProto> {
     let (ty, raw): (DataType, Vec<u8>) = match t.dtype() {
-        DType::F32 => (DataType::Float, t.to_vec::<f32>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        DType::F64 => (DataType::Double, t.to_vec::<f64>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        DType::F16 => (DataType::Float16, t.to_vec::<f16>()?.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect()),
-        DType::BF16 => (DataType::Bfloat16, t.to_vec::<bf16>()?.iter().flat_map(|x| x.to_bits().to_le_bytes()).collect()),
-        DType::I64 => (DataType::Int64, t.to_vec::<i64>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        DType::U32 => (DataType::Uint32, t.to_vec::<u32>()?.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        DType::F32 => (
+            DataType::Float,
+            t.to_vec::<f32>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+        DType::F64 => (
+            DataType::Double,
+            t.to_vec::<f64>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+        DType::F16 => (
+            DataType::Float16,
+            t.to_vec::<f16>()?
+                .iter()
+                .flat_map(|x| x.to_bits().to_le_bytes())
+                .collect(),
+        ),
+        DType::BF16 => (
+            DataType::Bfloat16,
+            t.to_vec::<bf16>()?
+                .iter()
+                .flat_map(|x| x.to_bits().to_le_bytes())
+                .collect(),
+        ),
+        DType::I64 => (
+            DataType::Int64,
+            t.to_vec::<i64>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
+        DType::U32 => (
+            DataType::Uint32,
+            t.to_vec::<u32>()?
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+        ),
         DType::U8 => (DataType::Uint8, t.to_vec::<u8>()?),
     };
     Ok(TensorProto {

@@ -31,7 +31,10 @@ pub fn run(node: &Node) -> Option<Result<Vec<Tensor>>> {
         "Not" => host1(node, Some(DType::U8), |x| (x == 0.0) as u8 as f64),
         "Where" => where_op(node),
         "Cast" => cast(node),
-        "CastLike" => node.input(1).map(|t| t.dtype()).and_then(|dt| cast_to(node, dt)),
+        "CastLike" => node
+            .input(1)
+            .map(|t| t.dtype())
+            .and_then(|dt| cast_to(node, dt)),
         "Clip" => clip(node),
         "Identity" => node.input(0).cloned(),
         "Dropout" => return Some(dropout(node)),
@@ -46,7 +49,10 @@ fn binary(node: &Node, op: Binary) -> Result<Tensor> {
     if node.opset < 7 && node.i("broadcast", 0)? == 1 && node.has("axis") {
         let ax = super::util::axis(node, node.i("axis", 0)?, a.rank())?;
         let mut shape = b.shape().to_vec();
-        shape.extend(std::iter::repeat_n(1, a.rank().saturating_sub(ax + b.rank())));
+        shape.extend(std::iter::repeat_n(
+            1,
+            a.rank().saturating_sub(ax + b.rank()),
+        ));
         let b = node.ctx(b.reshape(&shape))?;
         return via_float(node, &[a, &b], |t| t[0].binary(&t[1], op));
     }
@@ -105,8 +111,13 @@ fn prelu(node: &Node) -> Result<Tensor> {
     let (x, slope) = (node.input(0)?, node.input(1)?);
     let mut slope = slope.clone();
     // Old exports give a per-channel slope [C] for [N, C, ...] inputs.
-    if slope.rank() == 1 && x.rank() > 2 && slope.shape()[0] == x.shape()[1] && slope.shape()[0] != 1 {
-        slope = node.ctx(slope.reshape(&super::util::channel_shape(slope.shape()[0], x.rank())[1..]))?;
+    if slope.rank() == 1
+        && x.rank() > 2
+        && slope.shape()[0] == x.shape()[1]
+        && slope.shape()[0] != 1
+    {
+        slope =
+            node.ctx(slope.reshape(&super::util::channel_shape(slope.shape()[0], x.rank())[1..]))?;
     }
     via_float(node, &[x, &slope], |t| {
         let neg = t[0].neg()?.relu()?.neg()?;
@@ -121,7 +132,9 @@ fn compare(node: &Node, f: fn(&Tensor, &Tensor) -> Result<Tensor>) -> Result<Ten
 
 fn logic(node: &Node, f: fn(bool, bool) -> bool) -> Result<Tensor> {
     let (a, b) = (node.input(0)?, node.input(1)?);
-    host_zip(node, a, b, DType::U8, |x, y| f(x != 0.0, y != 0.0) as u8 as f64)
+    host_zip(node, a, b, DType::U8, |x, y| {
+        f(x != 0.0, y != 0.0) as u8 as f64
+    })
 }
 
 fn where_op(node: &Node) -> Result<Tensor> {
@@ -155,7 +168,9 @@ fn clip(node: &Node) -> Result<Tensor> {
         )
     } else {
         let get = |i| -> Result<Option<f64>> {
-            node.opt_input(i).map(|t| super::util::scalar(node, t)).transpose()
+            node.opt_input(i)
+                .map(|t| super::util::scalar(node, t))
+                .transpose()
         };
         (
             get(1)?.unwrap_or(f64::NEG_INFINITY),
@@ -173,7 +188,10 @@ fn clip(node: &Node) -> Result<Tensor> {
 
 fn dropout(node: &Node) -> Result<Vec<Tensor>> {
     let x = node.input(0)?;
-    let training = node.opt_input(2).map(|t| super::util::scalar(node, t)).transpose()?;
+    let training = node
+        .opt_input(2)
+        .map(|t| super::util::scalar(node, t))
+        .transpose()?;
     if training.unwrap_or(0.0) != 0.0 {
         return Err(node.unsupported("training mode (only inference is implemented)"));
     }
@@ -194,7 +212,11 @@ fn f1(node: &Node, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> 
 
 /// exp(min(x, 0)/a) - 1, the negative branch of ELU-like functions.
 fn expm1_neg(x: &Tensor, a: f64) -> Result<Tensor> {
-    x.neg()?.relu()?.mul_scalar(-1.0 / a)?.exp()?.add_scalar(-1.0)
+    x.neg()?
+        .relu()?
+        .mul_scalar(-1.0 / a)?
+        .exp()?
+        .add_scalar(-1.0)
 }
 
 fn unary(node: &Node) -> Option<Result<Vec<Tensor>>> {
@@ -210,9 +232,13 @@ fn unary(node: &Node) -> Option<Result<Vec<Tensor>>> {
         "Sin" => f1(node, Tensor::sin),
         "Cos" => f1(node, Tensor::cos),
         "Reciprocal" => f1(node, Tensor::recip),
-        "LeakyRelu" => node.f("alpha", 0.01).and_then(|a| f1(node, |x| x.leaky_relu(a as f64))),
+        "LeakyRelu" => node
+            .f("alpha", 0.01)
+            .and_then(|a| f1(node, |x| x.leaky_relu(a as f64))),
         "Elu" => node.f("alpha", 1.0).and_then(|a| {
-            f1(node, |x| x.relu()?.add(&expm1_neg(x, 1.0)?.mul_scalar(a as f64)?))
+            f1(node, |x| {
+                x.relu()?.add(&expm1_neg(x, 1.0)?.mul_scalar(a as f64)?)
+            })
         }),
         "Celu" => node.f("alpha", 1.0).and_then(|a| {
             let a = a as f64;
@@ -221,10 +247,17 @@ fn unary(node: &Node) -> Option<Result<Vec<Tensor>>> {
         "Selu" => (|| {
             let a = node.f("alpha", 1.673_263_2)? as f64;
             let g = node.f("gamma", 1.050_701)? as f64;
-            f1(node, |x| x.relu()?.add(&expm1_neg(x, 1.0)?.mul_scalar(a)?)?.mul_scalar(g))
+            f1(node, |x| {
+                x.relu()?
+                    .add(&expm1_neg(x, 1.0)?.mul_scalar(a)?)?
+                    .mul_scalar(g)
+            })
         })(),
         // relu(x) + log(1 + e^-|x|): no overflow for large |x|.
-        "Softplus" => f1(node, |x| x.relu()?.add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)),
+        "Softplus" => f1(node, |x| {
+            x.relu()?
+                .add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)
+        }),
         "Softsign" => f1(node, |x| x.div(&x.abs()?.add_scalar(1.0)?)),
         "HardSigmoid" => (|| {
             let a = node.f("alpha", 0.2)? as f64;
@@ -233,7 +266,9 @@ fn unary(node: &Node) -> Option<Result<Vec<Tensor>>> {
         })(),
         "HardSwish" => f1(node, |x| x.mul(&x.affine(1.0 / 6.0, 0.5)?.clamp(0.0, 1.0)?)),
         "Mish" => f1(node, |x| {
-            let sp = x.relu()?.add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)?;
+            let sp = x
+                .relu()?
+                .add(&x.abs()?.neg()?.exp()?.add_scalar(1.0)?.log()?)?;
             x.mul(&sp.tanh()?)
         }),
         "ThresholdedRelu" => node.f("alpha", 1.0).and_then(|a| {
@@ -245,7 +280,15 @@ fn unary(node: &Node) -> Option<Result<Vec<Tensor>>> {
         "Floor" => host1(node, None, f64::floor),
         "Ceil" => host1(node, None, f64::ceil),
         "Round" => host1(node, None, f64::round_ties_even),
-        "Sign" => host1(node, None, |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x }),
+        "Sign" => host1(node, None, |x| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x
+            }
+        }),
         "Tan" => host1(node, None, f64::tan),
         "Asin" => host1(node, None, f64::asin),
         "Acos" => host1(node, None, f64::acos),

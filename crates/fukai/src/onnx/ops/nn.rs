@@ -44,7 +44,11 @@ fn gemm(node: &Node) -> Result<Tensor> {
             y = y.mul_scalar(alpha)?;
         }
         if let Some(c) = t.get(2) {
-            y = y.add(&if beta != 1.0 { c.mul_scalar(beta)? } else { c.clone() })?;
+            y = y.add(&if beta != 1.0 {
+                c.mul_scalar(beta)?
+            } else {
+                c.clone()
+            })?;
         }
         Ok(y)
     })
@@ -63,7 +67,12 @@ fn usizes(node: &Node, name: &str, n: usize, default: usize) -> Result<Vec<usize
     match node.ints(name)? {
         Some(v) if v.len() == n => v
             .iter()
-            .map(|&x| usize::try_from(x).ok().filter(|&x| x > 0).ok_or_else(|| node.err(format!("{name} {v:?}"))))
+            .map(|&x| {
+                usize::try_from(x)
+                    .ok()
+                    .filter(|&x| x > 0)
+                    .ok_or_else(|| node.err(format!("{name} {v:?}")))
+            })
             .collect(),
         Some(v) => Err(node.err(format!("{name} {v:?} for {n} spatial axes"))),
         None => Ok(vec![default; n]),
@@ -99,7 +108,12 @@ fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>) -> Result<Window> 
             .collect(),
         a => return Err(node.unsupported(format!("auto_pad {a:?}"))),
     };
-    Ok(Window { kernel, stride, dil, pads })
+    Ok(Window {
+        kernel,
+        stride,
+        dil,
+        pads,
+    })
 }
 
 fn spatial_rank(node: &Node, x: &Tensor) -> Result<usize> {
@@ -128,7 +142,10 @@ fn conv(node: &Node) -> Result<Tensor> {
     ts.extend(bias);
     via_float(node, &ts, |t| {
         let (x, p) = if symmetric {
-            (t[0].clone(), w.pads.iter().map(|&(b, _)| b as usize).collect::<Vec<_>>())
+            (
+                t[0].clone(),
+                w.pads.iter().map(|&(b, _)| b as usize).collect::<Vec<_>>(),
+            )
         } else {
             // Asymmetric padding (SAME_*, explicit pads): zero-pad first, then no padding.
             (pad_const(node, &t[0], &full_pads(&w), 0.0)?, vec![0; n])
@@ -138,7 +155,14 @@ fn conv(node: &Node) -> Result<Tensor> {
         match n {
             1 => x.conv1d(&t[1], b, s[0], p[0], d[0], g),
             2 => x.conv2d(&t[1], b, [s[0], s[1]], [p[0], p[1]], [d[0], d[1]], g),
-            _ => x.conv3d(&t[1], b, [s[0], s[1], s[2]], [p[0], p[1], p[2]], [d[0], d[1], d[2]], g),
+            _ => x.conv3d(
+                &t[1],
+                b,
+                [s[0], s[1], s[2]],
+                [p[0], p[1], p[2]],
+                [d[0], d[1], d[2]],
+                g,
+            ),
         }
     })
 }
@@ -194,8 +218,18 @@ fn conv_transpose(node: &Node) -> Result<Tensor> {
         let (s, d) = (&stride, &dil);
         let y = match n {
             1 => t[0].conv_transpose1d(&t[1], None, s[0], 0, 0, d[0], g)?,
-            2 => t[0].conv_transpose2d(&t[1], None, [s[0], s[1]], [0, 0], [0, 0], [d[0], d[1]], g)?,
-            _ => t[0].conv_transpose3d(&t[1], None, [s[0], s[1], s[2]], [0; 3], [0; 3], [d[0], d[1], d[2]], g)?,
+            2 => {
+                t[0].conv_transpose2d(&t[1], None, [s[0], s[1]], [0, 0], [0, 0], [d[0], d[1]], g)?
+            }
+            _ => t[0].conv_transpose3d(
+                &t[1],
+                None,
+                [s[0], s[1], s[2]],
+                [0; 3],
+                [0; 3],
+                [d[0], d[1], d[2]],
+                g,
+            )?,
         };
         let mut crop = vec![(0, 0); 2];
         // output_padding adds at the end: a negative crop there extends with zeros.
@@ -218,7 +252,11 @@ fn pool_len(len: usize, k: usize, s: usize, (b, e): (i64, i64), ceil: bool) -> (
     if span < 0 {
         return (0, 0);
     }
-    let mut out = if ceil { span.div_euclid(s as i64) + i64::from(span % s as i64 != 0) } else { span / s as i64 } + 1;
+    let mut out = if ceil {
+        span.div_euclid(s as i64) + i64::from(span % s as i64 != 0)
+    } else {
+        span / s as i64
+    } + 1;
     // A window may not start inside the end padding.
     if ceil && (out - 1) * s as i64 >= len as i64 + b {
         out -= 1;
@@ -318,11 +356,18 @@ fn global(node: &Node, max: bool) -> Result<Tensor> {
 
 fn batch_norm(node: &Node) -> Result<Tensor> {
     let x = node.input(0)?;
-    if node.i("training_mode", 0)? == 1 || (node.opset >= 7 && node.opset < 14 && node.wants_output(1)) {
+    if node.i("training_mode", 0)? == 1
+        || (node.opset >= 7 && node.opset < 14 && node.wants_output(1))
+    {
         return Err(node.unsupported("training mode (only inference is implemented)"));
     }
     let eps = node.f("epsilon", 1e-5)? as f64;
-    let ps = [node.input(1)?, node.input(2)?, node.input(3)?, node.input(4)?];
+    let ps = [
+        node.input(1)?,
+        node.input(2)?,
+        node.input(3)?,
+        node.input(4)?,
+    ];
     let c = ps[0].numel();
     let shape = channel_shape(c, x.rank());
     let mut ts = vec![x];

@@ -57,7 +57,9 @@ fn reduce(
         return Ok(x.clone());
     };
     if dims.is_empty() {
-        return via_float(node, &[x], |t| f(&t[0], &[], keep).or_else(|_| Ok(t[0].clone())));
+        return via_float(node, &[x], |t| {
+            f(&t[0], &[], keep).or_else(|_| Ok(t[0].clone()))
+        });
     }
     let d: Vec<isize> = dims.iter().map(|&d| d as isize).collect();
     via_float(node, &[x], |t| f(&t[0], &d, keep))
@@ -67,7 +69,11 @@ fn reduce(
 fn extreme(x: &Tensor, dims: &[isize], keep: bool, max: bool) -> Result<Tensor> {
     let mut y = x.clone();
     for &d in dims {
-        y = if max { y.max(d, true)? } else { y.min(d, true)? };
+        y = if max {
+            y.max(d, true)?
+        } else {
+            y.min(d, true)?
+        };
     }
     squeeze_dims(&y, dims, keep)
 }
@@ -101,7 +107,12 @@ trait FiniteShift {
 impl FiniteShift for Tensor {
     /// An all -inf slice would make the shift NaN; shift those by 0 instead.
     fn where_cond_finite(&self) -> Result<Tensor> {
-        let finite = self.abs()?.lt(&Tensor::full_on(&[], f64::INFINITY, self.dtype(), self.device())?)?;
+        let finite = self.abs()?.lt(&Tensor::full_on(
+            &[],
+            f64::INFINITY,
+            self.dtype(),
+            self.device(),
+        )?)?;
         finite.where_cond(self, &self.mul_scalar(0.0)?.detach())
     }
 }
@@ -156,9 +167,17 @@ fn arg(node: &Node, max: bool) -> Result<Tensor> {
         let rev: Vec<i64> = (0..n as i64).rev().collect();
         xf = node.ctx(xf.index_select(a as isize, &Tensor::from_vec(rev, &[n])?))?;
     }
-    let i = node.ctx(if max { xf.argmax(a as isize, keep) } else { xf.argmin(a as isize, keep) })?;
+    let i = node.ctx(if max {
+        xf.argmax(a as isize, keep)
+    } else {
+        xf.argmin(a as isize, keep)
+    })?;
     if last {
-        return node.ctx(i.to_dtype(crate::DType::F64)?.affine(-1.0, n as f64 - 1.0)?.to_dtype(crate::DType::I64));
+        return node.ctx(
+            i.to_dtype(crate::DType::F64)?
+                .affine(-1.0, n as f64 - 1.0)?
+                .to_dtype(crate::DType::I64),
+        );
     }
     Ok(i)
 }
@@ -169,7 +188,11 @@ fn softmax(node: &Node, log: bool) -> Result<Tensor> {
     if node.opset >= 13 {
         let a = axis(node, node.i("axis", -1)?, r)?;
         return via_float(node, &[x], |t| {
-            if log { t[0].log_softmax(a as isize) } else { t[0].softmax(a as isize) }
+            if log {
+                t[0].log_softmax(a as isize)
+            } else {
+                t[0].softmax(a as isize)
+            }
         });
     }
     // Before opset 13 the input is seen as 2-D [prod(..axis), prod(axis..)].
@@ -179,7 +202,11 @@ fn softmax(node: &Node, log: bool) -> Result<Tensor> {
     let inner: usize = x.shape()[a..].iter().product();
     via_float(node, &[x], |t| {
         let flat = t[0].reshape(&[outer, inner])?;
-        let y = if log { flat.log_softmax(1)? } else { flat.softmax(1)? };
+        let y = if log {
+            flat.log_softmax(1)?
+        } else {
+            flat.softmax(1)?
+        };
         y.reshape(t[0].shape())
     })
 }

@@ -53,11 +53,12 @@ fn reshape(node: &Node) -> Result<Tensor> {
     let mut shape = Vec::with_capacity(spec.len());
     for (i, &d) in spec.iter().enumerate() {
         shape.push(match d {
-            0 if !allowzero => *x
-                .shape()
-                .get(i)
-                .ok_or_else(|| node.err(format!("shape {spec:?}: 0 at {i} copies a dim the input {:?} lacks", x.shape())))?
-                as isize,
+            0 if !allowzero => *x.shape().get(i).ok_or_else(|| {
+                node.err(format!(
+                    "shape {spec:?}: 0 at {i} copies a dim the input {:?} lacks",
+                    x.shape()
+                ))
+            })? as isize,
             d if d < -1 => return Err(node.err(format!("shape {spec:?} has {d}"))),
             d => d as isize,
         });
@@ -104,7 +105,12 @@ fn squeeze(node: &Node) -> Result<Tensor> {
             if let Some(&d) = a.iter().find(|&&d| x.shape()[d] != 1) {
                 return Err(node.err(format!("axis {d} of {:?} is not 1", x.shape())));
             }
-            x.shape().iter().enumerate().filter(|(i, _)| !a.contains(i)).map(|(_, &s)| s).collect()
+            x.shape()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !a.contains(i))
+                .map(|(_, &s)| s)
+                .collect()
         }
         None => x.shape().iter().copied().filter(|&s| s != 1).collect(),
     };
@@ -118,7 +124,13 @@ fn unsqueeze(node: &Node) -> Result<Tensor> {
     let a = axes(node, &a, rank)?;
     let mut src = x.shape().iter();
     let shape: Vec<usize> = (0..rank)
-        .map(|i| if a.contains(&i) { 1 } else { *src.next().unwrap_or(&1) })
+        .map(|i| {
+            if a.contains(&i) {
+                1
+            } else {
+                *src.next().unwrap_or(&1)
+            }
+        })
         .collect();
     node.ctx(x.reshape(&shape))
 }
@@ -138,18 +150,23 @@ fn split(node: &Node) -> Result<Vec<Tensor>> {
     let sizes = if node.opset >= 13 {
         node.opt_input(1).map(|t| ints(node, t)).transpose()?
     } else {
-        node.ints("split")?.or(node.opt_input(1).map(|t| ints(node, t)).transpose()?)
+        node.ints("split")?
+            .or(node.opt_input(1).map(|t| ints(node, t)).transpose()?)
     };
     let sizes: Vec<usize> = match sizes {
         Some(s) => shape_of(node, &s)?,
         None => {
             let n = node.i("num_outputs", n as i64)?.max(1) as usize;
             let chunk = len.div_ceil(n);
-            (0..n).map(|i| chunk.min(len.saturating_sub(i * chunk))).collect()
+            (0..n)
+                .map(|i| chunk.min(len.saturating_sub(i * chunk)))
+                .collect()
         }
     };
     if sizes.iter().sum::<usize>() != len {
-        return Err(node.err(format!("split {sizes:?} does not add up to axis {a}'s {len}")));
+        return Err(node.err(format!(
+            "split {sizes:?} does not add up to axis {a}'s {len}"
+        )));
     }
     let mut start = 0;
     sizes
@@ -173,7 +190,12 @@ fn slice(node: &Node) -> Result<Tensor> {
         )
     } else {
         let opt = |i| node.opt_input(i).map(|t| ints(node, t)).transpose();
-        (ints(node, node.input(1)?)?, ints(node, node.input(2)?)?, opt(3)?, opt(4)?)
+        (
+            ints(node, node.input(1)?)?,
+            ints(node, node.input(2)?)?,
+            opt(3)?,
+            opt(4)?,
+        )
     };
     let ax = ax.unwrap_or_else(|| (0..starts.len() as i64).collect());
     let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
@@ -243,7 +265,10 @@ fn gather_elements(node: &Node) -> Result<Tensor> {
     let (x, idx) = (node.input(0)?, node.input(1)?);
     let a = axis(node, node.i("axis", 0)?, x.rank())?;
     let n = x.shape()[a] as i64;
-    let v: Vec<i64> = ints(node, idx)?.into_iter().map(|i| if i < 0 { i + n } else { i }).collect();
+    let v: Vec<i64> = ints(node, idx)?
+        .into_iter()
+        .map(|i| if i < 0 { i + n } else { i })
+        .collect();
     let idx = node.ctx(Tensor::from_vec(v, idx.shape()))?;
     via_float(node, &[x], |t| t[0].gather(a as isize, &idx))
 }
@@ -275,7 +300,12 @@ fn constant_of_shape(node: &Node) -> Result<Tensor> {
     if value.numel() != 1 {
         return Err(node.err("value must have one element"));
     }
-    node.ctx(value.reshape(&[]).and_then(|v| v.expand(&s)).and_then(|v| v.contiguous()))
+    node.ctx(
+        value
+            .reshape(&[])
+            .and_then(|v| v.expand(&s))
+            .and_then(|v| v.contiguous()),
+    )
 }
 
 fn constant(node: &Node) -> Result<Tensor> {
@@ -333,10 +363,16 @@ fn pad(node: &Node) -> Result<Tensor> {
     let r = x.rank();
     let mode = node.s("mode")?.unwrap_or_else(|| "constant".into());
     let (pads, value) = if node.opset < 11 {
-        let p = node.ints(if node.opset < 2 { "paddings" } else { "pads" })?.unwrap_or_default();
+        let p = node
+            .ints(if node.opset < 2 { "paddings" } else { "pads" })?
+            .unwrap_or_default();
         (p, node.f("value", 0.0)? as f64)
     } else {
-        let v = node.opt_input(2).map(|t| scalar(node, t)).transpose()?.unwrap_or(0.0);
+        let v = node
+            .opt_input(2)
+            .map(|t| scalar(node, t))
+            .transpose()?
+            .unwrap_or(0.0);
         (ints(node, node.input(1)?)?, v)
     };
     let ax: Vec<usize> = match node.opt_input(3) {
@@ -366,7 +402,11 @@ fn pad(node: &Node) -> Result<Tensor> {
                     // Reflect without repeating the edge, bouncing as often as needed.
                     let period = 2 * (n - 1).max(1);
                     let m = i.rem_euclid(period);
-                    if m < n { m } else { period - m }
+                    if m < n {
+                        m
+                    } else {
+                        period - m
+                    }
                 };
                 let idx: Vec<i64> = (-b..n + e).map(map).collect();
                 let len = idx.len();
@@ -394,7 +434,12 @@ fn depth_to_space(node: &Node) -> Result<Tensor> {
     } else {
         (vec![n, b, b, oc, h, w], [0, 3, 4, 1, 5, 2])
     };
-    node.ctx(x.reshape(&shape)?.permute(&perm)?.contiguous()?.reshape(&[n, oc, h * b, w * b]))
+    node.ctx(
+        x.reshape(&shape)?
+            .permute(&perm)?
+            .contiguous()?
+            .reshape(&[n, oc, h * b, w * b]),
+    )
 }
 
 fn space_to_depth(node: &Node) -> Result<Tensor> {

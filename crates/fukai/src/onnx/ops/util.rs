@@ -10,7 +10,11 @@ pub fn ints(node: &Node, t: &Tensor) -> Result<Vec<i64>> {
     if t.dtype() == DType::I64 {
         return node.ctx(t.to_vec::<i64>());
     }
-    Ok(node.ctx(t.to_vec_f64())?.into_iter().map(|v| v as i64).collect())
+    Ok(node
+        .ctx(t.to_vec_f64())?
+        .into_iter()
+        .map(|v| v as i64)
+        .collect())
 }
 
 pub fn floats(node: &Node, t: &Tensor) -> Result<Vec<f64>> {
@@ -21,7 +25,10 @@ pub fn floats(node: &Node, t: &Tensor) -> Result<Vec<f64>> {
 pub fn scalar(node: &Node, t: &Tensor) -> Result<f64> {
     let v = floats(node, t)?;
     if v.len() != 1 {
-        return Err(node.err(format!("expected a one-element tensor, found shape {:?}", t.shape())));
+        return Err(node.err(format!(
+            "expected a one-element tensor, found shape {:?}",
+            t.shape()
+        )));
     }
     Ok(v[0])
 }
@@ -70,7 +77,12 @@ pub fn via_float(
 
 /// An elementwise function computed on the host in f64 (for functions fukai has no op for;
 /// the gradient stops here). The result has `out` dtype, or the input's.
-pub fn host_map(node: &Node, t: &Tensor, out: Option<DType>, f: impl Fn(f64) -> f64) -> Result<Tensor> {
+pub fn host_map(
+    node: &Node,
+    t: &Tensor,
+    out: Option<DType>,
+    f: impl Fn(f64) -> f64,
+) -> Result<Tensor> {
     let v: Vec<f64> = floats(node, t)?.into_iter().map(f).collect();
     node.ctx(
         Tensor::from_vec(v, t.shape())
@@ -87,7 +99,11 @@ pub fn host_zip(
     out: DType,
     f: impl Fn(f64, f64) -> f64,
 ) -> Result<Tensor> {
-    let shape = node.ctx(crate::tensor::broadcast_shapes("onnx", a.shape(), b.shape()))?;
+    let shape = node.ctx(crate::tensor::broadcast_shapes(
+        "onnx",
+        a.shape(),
+        b.shape(),
+    ))?;
     let va = floats(node, &node.ctx(a.expand(&shape))?)?;
     let vb = floats(node, &node.ctx(b.expand(&shape))?)?;
     let v: Vec<f64> = va.into_iter().zip(vb).map(|(x, y)| f(x, y)).collect();
@@ -107,7 +123,10 @@ pub fn pad_const(node: &Node, x: &Tensor, pads: &[(i64, i64)], value: f64) -> Re
             continue;
         }
         let len = x.shape()[d] as i64;
-        let (cb, ce) = (b.min(0).unsigned_abs() as usize, e.min(0).unsigned_abs() as usize);
+        let (cb, ce) = (
+            b.min(0).unsigned_abs() as usize,
+            e.min(0).unsigned_abs() as usize,
+        );
         if cb + ce > len as usize {
             return Err(node.err(format!("pads ({b}, {e}) crop more than axis {d}'s {len}")));
         }
