@@ -141,7 +141,11 @@ fn exports_match_onnx_runtime() {
             continue;
         }
         let committed = std::fs::read(&path).unwrap();
-        assert!(committed == bytes, "{name}: the export differs from {}", path.display());
+        assert!(
+            committed == bytes,
+            "{name}: the export differs from {}",
+            path.display()
+        );
         let ort = fukai::io::load_safetensors(path.with_extension("safetensors")).unwrap();
         let x = ort.tensor("input").unwrap().clone();
         let want = ort.tensor("output").unwrap();
@@ -150,6 +154,9 @@ fn exports_match_onnx_runtime() {
         let imported = back.run(&[("input", x)]).unwrap().remove(0).1;
         let (e_native, e_import) = (max_rel(&native, want), max_rel(&imported, want));
         eprintln!("{name}: vs ONNX Runtime, native {e_native:e}, imported {e_import:e}");
-        assert!(e_native < 1e-5 && e_import < 1e-5, "{name}: {e_native} {e_import}");
+        assert!(
+            e_native < 1e-5 && e_import < 1e-5,
+            "{name}: {e_native} {e_import}"
+        );
     }
 }

@@ -103,6 +103,7 @@ pub fn conv2d(
 }
 
 /// Max or average pooling over `[N, C, H, W]`.
+#[allow(clippy::too_many_arguments)] // the pooling layers' own fields, one by one
 pub fn pool2d(
     g: &mut Graph,
     prefix: &str,
