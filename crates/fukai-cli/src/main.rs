@@ -6,6 +6,7 @@ mod data_get;
 mod embed;
 mod eval;
 mod generate;
+mod onnx_cmd;
 mod predict;
 mod presets;
 mod showcase;
@@ -74,8 +75,12 @@ enum Cmd {
     /// Run inputs through a model: images, WAV, .ts or CSV files, folders, a CSV row, text, or - (paths on stdin).
     Predict {
         /// A checkpoint.safetensors.
+        #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+        checkpoint: Option<PathBuf>,
+        /// An ONNX model instead of a checkpoint: images for [batch, c, h, w] inputs, rows of
+        /// numbers for [batch, features]; exported files carry their classes and normalization.
         #[arg(long)]
-        checkpoint: PathBuf,
+        model: Option<PathBuf>,
         /// Classes (or next characters) shown per input.
         #[arg(long, default_value_t = 3)]
         top_k: usize,
@@ -139,6 +144,20 @@ enum Cmd {
         json: bool,
         /// Texts to embed (default: one per line from standard input).
         texts: Vec<String>,
+    },
+    /// Inspect ONNX files.
+    Onnx {
+        #[command(subcommand)]
+        cmd: onnx_cmd::OnnxCmd,
+    },
+    /// Export a checkpoint as an ONNX model (opset 17).
+    Export {
+        /// A checkpoint.safetensors.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Where to write the .onnx file.
+        #[arg(long)]
+        onnx: PathBuf,
     },
     /// Download public data sets (fashion-mnist, mnist, ...) into a cache folder.
     Data {
@@ -259,10 +278,17 @@ fn main() -> ExitCode {
         }) => fukai::parallel::on_pool(move || eval::eval(&checkpoint, data, json)),
         Some(Cmd::Predict {
             checkpoint,
+            model,
             top_k,
             json,
             inputs,
-        }) => predict::run(&checkpoint, &inputs, top_k, json),
+        }) => match (checkpoint, model) {
+            (Some(c), _) => predict::run(&c, &inputs, top_k, json),
+            (None, Some(m)) => onnx_cmd::predict(&m, &inputs, top_k, json),
+            (None, None) => unreachable!("clap requires --checkpoint or --model"),
+        },
+        Some(Cmd::Onnx { cmd }) => onnx_cmd::run(cmd),
+        Some(Cmd::Export { checkpoint, onnx }) => onnx_cmd::export(&checkpoint, &onnx),
         Some(Cmd::Viz {
             checkpoint,
             input,

@@ -290,6 +290,14 @@ macro_rules! sequential_model {
             fn describe(&self) -> String {
                 self.net.describe()
             }
+            fn to_onnx(
+                &self,
+                g: &mut crate::onnx::export::Graph,
+                prefix: &str,
+                x: &crate::onnx::export::Value,
+            ) -> Result<crate::onnx::export::Value> {
+                self.net.to_onnx(g, prefix, x)
+            }
         }
         impl Model for $ty {
             fn config(&self) -> Option<ModelConfig> {
@@ -329,6 +337,19 @@ impl Module for Mlp {
     }
     fn set_training(&mut self, on: bool) {
         self.net.set_training(on)
+    }
+    fn to_onnx(
+        &self,
+        g: &mut crate::onnx::export::Graph,
+        prefix: &str,
+        x: &crate::onnx::export::Value,
+    ) -> Result<crate::onnx::export::Value> {
+        if !self.embed.is_empty() {
+            return Err(crate::onnx::export::unsupported(
+                "an Mlp with embedded categorical inputs",
+            ));
+        }
+        self.net.to_onnx(g, prefix, x)
     }
     fn describe(&self) -> String {
         let e: Vec<String> = self.embed.iter().map(|e| e.describe()).collect();

@@ -148,6 +148,14 @@ impl Module for Box<dyn Model> {
     fn describe(&self) -> String {
         (**self).describe()
     }
+    fn to_onnx(
+        &self,
+        g: &mut crate::onnx::export::Graph,
+        prefix: &str,
+        x: &crate::onnx::export::Value,
+    ) -> Result<crate::onnx::export::Value> {
+        (**self).to_onnx(g, prefix, x)
+    }
 }
 
 impl Model for Box<dyn Model> {

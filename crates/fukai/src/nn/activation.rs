@@ -2,6 +2,7 @@
 
 use super::Module;
 use crate::error::Result;
+use crate::onnx::export::{layers as ox, Graph, Value};
 use crate::tensor::Tensor;
 
 /// An elementwise activation as a layer.
@@ -34,6 +35,9 @@ pub enum Activation {
 }
 
 impl Module for Activation {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::activation(g, prefix, x, *self)
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match *self {
             Activation::Relu => x.relu(),
@@ -81,6 +85,11 @@ impl Dropout {
 }
 
 impl Module for Dropout {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        // Inference: the identity.
+        let _ = (g, prefix);
+        Ok(x.clone())
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.dropout(self.p, self.training)
     }
@@ -104,6 +113,9 @@ impl Module for Dropout {
 pub struct Flatten;
 
 impl Module for Flatten {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::flatten(g, prefix, x)
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.rank() <= 1 {
             return Ok(x.clone());

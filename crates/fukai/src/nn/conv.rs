@@ -3,6 +3,7 @@
 
 use super::{init, join, Module, TensorKind};
 use crate::error::Result;
+use crate::onnx::export::{layers as ox, Graph, Value};
 use crate::tensor::Tensor;
 
 /// 2-D convolution over `[N, C, H, W]`; weight `[out, in/groups, kh, kw]`.
@@ -82,6 +83,19 @@ impl Conv2d {
 }
 
 impl Module for Conv2d {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::conv2d(
+            g,
+            prefix,
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(
             &self.weight,

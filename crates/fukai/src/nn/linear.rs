@@ -3,6 +3,7 @@
 use super::{init, join, Module, TensorKind};
 use crate::bail;
 use crate::error::Result;
+use crate::onnx::export::{layers as ox, Graph, Value};
 use crate::tensor::{DType, Tensor};
 
 /// `y = x Wᵀ + b` with `W: [out, in]` (PyTorch's layout, so state dicts load as-is).
@@ -39,6 +40,9 @@ impl Linear {
 }
 
 impl Module for Linear {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::linear(g, prefix, x, &self.weight, self.bias.as_ref())
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.weight.shape()[1];
         if x.rank() == 0 || x.shape()[x.rank() - 1] != k {
@@ -94,6 +98,9 @@ impl Embedding {
 }
 
 impl Module for Embedding {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::embedding(g, prefix, x, &self.weight)
+    }
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.weight.embedding(ids)
     }

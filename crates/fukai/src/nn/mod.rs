@@ -172,6 +172,18 @@ pub trait Module: Send + Sync {
             .unwrap_or("Module")
             .to_string()
     }
+    /// Appends this module's eval-mode forward to an ONNX graph: `x` is its input and the
+    /// returned value its output; weights go in as initializers under `prefix` (their
+    /// state-dict names). Layers without a translation return an error naming themselves, so
+    /// a custom module can implement this to become exportable ([`crate::onnx::export`]).
+    fn to_onnx(
+        &self,
+        _g: &mut crate::onnx::export::Graph,
+        _prefix: &str,
+        _x: &crate::onnx::export::Value,
+    ) -> Result<crate::onnx::export::Value> {
+        Err(crate::onnx::export::unsupported(&self.describe()))
+    }
 
     /// Parameters with their names.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

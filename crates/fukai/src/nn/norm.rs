@@ -4,6 +4,7 @@ use super::{join, Module, TensorKind};
 use crate::bail;
 use crate::distributed::Collective;
 use crate::error::Result;
+use crate::onnx::export::{layers as ox, Graph, Value};
 use crate::tensor::{DType, Tensor};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -262,6 +263,20 @@ pub fn defer_running_stats<R>(f: impl FnOnce() -> R) -> (R, Vec<RunningUpdate>) 
 }
 
 impl Module for BatchNorm {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::batch_norm(
+            g,
+            prefix,
+            x,
+            [
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+            ],
+            self.eps,
+        )
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.training {
             return self.train_forward(x, false);
@@ -348,6 +363,9 @@ impl LayerNorm {
 }
 
 impl Module for LayerNorm {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::layer_norm(g, prefix, x, &self.weight, Some(&self.bias), self.eps)
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let d = self.weight.numel();
         if x.rank() == 0 || x.shape()[x.rank() - 1] != d {

@@ -2,6 +2,7 @@
 
 use super::Module;
 use crate::error::Result;
+use crate::onnx::export::{layers as ox, Graph, Value};
 use crate::tensor::Tensor;
 
 /// Max pooling over `[N, C, H, W]` (stride defaults to the kernel size, as in PyTorch).
@@ -36,6 +37,18 @@ impl MaxPool2d {
 }
 
 impl Module for MaxPool2d {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::pool2d(
+            g,
+            prefix,
+            x,
+            true,
+            self.kernel,
+            self.stride,
+            self.padding,
+            false,
+        )
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.max_pool2d(self.kernel, self.stride, self.padding)
     }
@@ -84,6 +97,18 @@ impl AvgPool2d {
 }
 
 impl Module for AvgPool2d {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::pool2d(
+            g,
+            prefix,
+            x,
+            false,
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.count_include_pad,
+        )
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.avg_pool2d(
             self.kernel,

@@ -2,6 +2,7 @@
 
 use super::{join, Module, TensorKind};
 use crate::error::Result;
+use crate::onnx::export::{Graph, Value};
 use crate::tensor::Tensor;
 
 /// Modules applied one after another.
@@ -56,6 +57,13 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        let mut cur = x.clone();
+        for (i, l) in self.layers.iter().enumerate() {
+            cur = l.to_onnx(g, &join(prefix, &i.to_string()), &cur)?;
+        }
+        Ok(cur)
+    }
     /// Runs the layers in order; a layer followed by a ReLU runs fused with it when the layer
     /// offers that ([`Module::forward_relu`]), which gives the same result.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -24,10 +24,13 @@
 
 mod attr;
 mod errors;
+pub mod export;
+mod info;
 mod model;
 mod ops;
 pub mod proto;
 mod tensor;
 
+pub use info::{Dim, Summary, ValueSummary};
 pub use model::Model;
 pub use tensor::{dtype_from_onnx, load_tensor, tensor_from_proto, tensor_to_proto};

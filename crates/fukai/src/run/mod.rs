@@ -21,6 +21,7 @@ mod config;
 mod cv;
 mod data;
 mod limits;
+mod onnx_predict;
 mod pictures;
 mod predict;
 mod table;
@@ -34,6 +35,7 @@ pub use data::{
     fit_norm, load, prepare, read_text, resolve, shipped_mnist, Norm, Prepared, SeriesInfo,
     Showcase, Splits,
 };
+pub use onnx_predict::{onnx_classes, predict_onnx};
 pub use predict::{image as image_input, numbers, predict, Prediction};
 pub use table::{
     csv_options, encode_file, encode_input, prepare_table, table_model, table_spec, Holdout,
