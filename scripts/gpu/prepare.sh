@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds what scripts/gpu_check.sh runs on a GPU machine that has no Rust toolchain: the CLI,
-# the wgpu op tests and the device benchmark, stripped, into .device/ (git-ignored).
+# the wgpu op tests and the device benchmark, stripped and gzipped, into .device/, and copies
+# Fashion-MNIST and the Shakespeare text into .assets/ (both git-ignored; carry them).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -13,4 +14,11 @@ cp "$CARGO_TARGET_DIR/release/fukai" .device/fukai
 cp "$CARGO_TARGET_DIR/release/examples/device_bench" .device/device_bench
 cp "$tests" .device/wgpu_tests
 strip .device/fukai .device/device_bench .device/wgpu_tests
-ls -la .device
+# The working tree that travels to the GPU machine is capped (64 MiB): ship the binaries
+# compressed, and the two datasets the timed runs need beside them.
+gzip -9f .device/fukai .device/device_bench .device/wgpu_tests
+assets="${FUKAI_ASSETS:-../shared/assets}"
+rm -rf .assets; mkdir -p .assets
+cp -r "$assets/fashion-mnist" "$assets/text" .assets/
+chmod -R u+w .assets
+ls -la .device .assets
