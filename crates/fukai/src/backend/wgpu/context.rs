@@ -40,7 +40,15 @@ type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
+    /// Metadata of the dispatches recorded since the last submit, at their arena offsets;
+    /// written into the arena just before the submit (a queued write lands before the
+    /// submission that follows it, after every earlier one).
+    meta: Vec<u32>,
 }
+
+/// Bytes of the metadata arena: one buffer shared by all dispatches between two submits, so a
+/// launch does not create a buffer (a driver allocation) for a few words of sizes and strides.
+const ARENA_BYTES: u64 = 256 << 10;
 
 /// A wgpu device and everything kept per device.
 pub(crate) struct Ctx {
@@ -49,6 +57,9 @@ pub(crate) struct Ctx {
     pub device: wgpu::Device,
     queue: wgpu::Queue,
     pending: Mutex<Pending>,
+    arena: wgpu::Buffer,
+    /// Alignment of a storage binding's offset (the arena's slots).
+    align: usize,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Pipeline>>,
     pub(crate) pool: Mutex<Pool>,
@@ -77,6 +88,13 @@ impl Ctx {
             })
             .await
             .map_err(|e| op_err("device", format!("wgpu:{index} ({}): {e}", info.name)))?;
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("meta arena"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let align = device.limits().min_storage_buffer_offset_alignment.max(4) as usize;
         let error = Arc::new(Mutex::new(None));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -93,7 +111,10 @@ impl Ctx {
             pending: Mutex::new(Pending {
                 encoder: None,
                 dispatches: 0,
+                meta: Vec::new(),
             }),
+            arena,
+            align,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             pool: Mutex::new(Pool::default()),
@@ -187,16 +208,36 @@ impl Ctx {
         }
         let (pipeline, bgl) = self.pipeline(k);
         let meta = if meta.is_empty() { &[0u32][..] } else { meta };
-        let meta_buf = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("meta"),
-                contents: bytemuck_u32(meta),
-                usage: wgpu::BufferUsages::STORAGE,
-            });
+        let bytes = std::mem::size_of_val(meta);
+        let mut pending = self.pending.lock();
+        let mut at = (pending.meta.len() * 4).next_multiple_of(self.align);
+        if at + bytes > ARENA_BYTES as usize && at > 0 {
+            self.submit(&mut pending);
+            at = 0;
+        }
+        // A launch whose metadata alone outgrows the arena gets a buffer of its own.
+        let own;
+        let meta_binding = if bytes <= ARENA_BYTES as usize {
+            pending.meta.resize(at / 4, 0);
+            pending.meta.extend_from_slice(meta);
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: at as u64,
+                size: std::num::NonZeroU64::new(bytes as u64),
+            })
+        } else {
+            own = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("meta"),
+                    contents: bytemuck_u32(meta),
+                    usage: wgpu::BufferUsages::STORAGE,
+                });
+            own.as_entire_binding()
+        };
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: meta_buf.as_entire_binding(),
+            resource: meta_binding,
         }];
         for (i, b) in bufs.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
@@ -214,7 +255,6 @@ impl Ctx {
         } else {
             (MAX_GROUPS, groups.div_ceil(MAX_GROUPS))
         };
-        let mut pending = self.pending.lock();
         let enc = pending.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
@@ -236,6 +276,11 @@ impl Ctx {
 
     fn submit(&self, pending: &mut Pending) -> Option<wgpu::SubmissionIndex> {
         pending.dispatches = 0;
+        if !pending.meta.is_empty() {
+            self.queue
+                .write_buffer(&self.arena, 0, bytemuck_u32(&pending.meta));
+            pending.meta.clear();
+        }
         let enc = pending.encoder.take()?;
         Some(self.queue.submit([enc.finish()]))
     }
