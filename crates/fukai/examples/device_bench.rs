@@ -36,6 +36,28 @@ fn matmul(dev: Device, n: usize, reps: usize) -> Result<f64> {
     Ok(2.0 * (n as f64).powi(3) / s / 1e12)
 }
 
+/// Microseconds per tiny op (an add of two 64-element vectors, chained so nothing is skipped):
+/// the fixed cost of a launch, which bounds small-batch training on a GPU.
+fn launch_cost(dev: Device, ops: usize) -> Result<f64> {
+    let a = Tensor::randn(&[64], DType::F32)?.to(dev)?;
+    let s = time(dev, 5, || {
+        let mut x = a.clone();
+        for _ in 0..ops {
+            x = x.add(&a)?;
+        }
+        Ok(())
+    })?;
+    Ok(s / ops as f64 * 1e6)
+}
+
+/// Microseconds for one op whose result is read back to the host: the round trip a training
+/// step pays for every value it needs on the host (the loss, class targets).
+fn readback_cost(dev: Device) -> Result<f64> {
+    let a = Tensor::randn(&[64], DType::F32)?.to(dev)?;
+    let s = time(dev, 50, || a.add(&a)?.sum_all()?.item().map(|_| ()))?;
+    Ok(s * 1e6)
+}
+
 fn mlp_step(dev: Device, batch: usize, reps: usize) -> Result<f64> {
     fukai::manual_seed(0);
     let model = Sequential::new()
@@ -85,6 +107,10 @@ fn main() -> Result<()> {
             None => println!("matmul {n}x{n}x{n} f32: {dev} {g:.2} TFLOP/s"),
         }
     }
+    let (g, c) = (launch_cost(dev, 1000)?, launch_cost(Device::Cpu, 1000)?);
+    println!("tiny op (add of 64 floats), chained x1000: {dev} {g:.1} us/op | cpu {c:.2} us/op");
+    let (g, c) = (readback_cost(dev)?, readback_cost(Device::Cpu)?);
+    println!("two tiny ops and a readback of the result: {dev} {g:.1} us | cpu {c:.2} us");
     for batch in [128, 1024] {
         let g = mlp_step(dev, batch, 20)?;
         let c = mlp_step(Device::Cpu, batch, 10)?;
