@@ -1,6 +1,7 @@
 //! Control flow (If, Loop, Scan): operators whose attributes are subgraphs, run eagerly by the
 //! interpreter with the enclosing scope visible. Tensors flow through unchanged, so gradients
-//! reach whatever the taken branch or the unrolled iterations computed.
+//! reach whatever the taken branch or the unrolled iterations computed. Errors inside a
+//! subgraph already name the inner node, so they pass through unwrapped.
 
 use super::attr::Node;
 use super::model::{run_subgraph, Scope};
@@ -34,12 +35,7 @@ fn if_op(node: &Node, env: &Scope) -> Result<Vec<Tensor>> {
     } else {
         "else_branch"
     };
-    node.ctx(run_subgraph(
-        graph(node, branch)?,
-        node.opset,
-        env,
-        Vec::new(),
-    ))
+    run_subgraph(graph(node, branch)?, node.opset, env, Vec::new())
 }
 
 /// Stacks per-iteration values along a new axis 0 (the scan outputs of Loop and Scan).
@@ -88,7 +84,7 @@ fn loop_op(node: &Node, env: &Scope) -> Result<Vec<Tensor>> {
         let c = node.ctx(Tensor::from_vec(vec![u8::from(cond.unwrap_or(true))], &[]))?;
         let mut args = vec![iter, c];
         args.append(&mut carried);
-        let mut outs = node.ctx(run_subgraph(body, node.opset, env, args))?;
+        let mut outs = run_subgraph(body, node.opset, env, args)?;
         let rest = outs.split_off(1);
         // The body's condition output only matters when the loop has a condition.
         if cond.is_some() {
@@ -212,7 +208,7 @@ fn scan_once(
                 )?,
             );
         }
-        let outs = node.ctx(run_subgraph(body, node.opset, env, args))?;
+        let outs = run_subgraph(body, node.opset, env, args)?;
         if outs.len() < n_state {
             return Err(node.err(format!(
                 "the body has {} outputs, fewer than the {n_state} states",
