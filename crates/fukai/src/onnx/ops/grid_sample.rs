@@ -98,6 +98,9 @@ fn grid_sample(node: &Node) -> Result<Tensor> {
             xs.shape, grid.shape
         )));
     }
+    if h == 0 || w == 0 {
+        return Err(node.err(format!("cannot sample an empty image {:?}", xs.shape)));
+    }
     let (oh, ow) = (grid.shape[1], grid.shape[2]);
     let align = node.i("align_corners", 0)? != 0;
     let padding = match node.s("padding_mode")?.as_deref().unwrap_or("zeros") {
