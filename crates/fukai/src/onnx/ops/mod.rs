@@ -3,6 +3,7 @@
 
 mod batch_norm_train;
 mod detection;
+mod dropout;
 mod elementwise;
 mod grid_sample;
 mod loss;
