@@ -1,7 +1,9 @@
 //! A node with its opset, and typed access to its attributes and inputs.
 
 use super::errors::OP;
-use super::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto, TensorProto};
+use super::proto::{
+    attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto,
+};
 use crate::error::{op_err, Error, Result};
 use crate::Tensor;
 use std::fmt::Display;
@@ -106,6 +108,12 @@ impl Node<'_> {
         Ok(self
             .attr(name, AttributeType::Tensor)?
             .and_then(|a| a.t.as_ref()))
+    }
+    /// A graph attribute (a branch or loop body).
+    pub fn g(&self, name: &str) -> Result<Option<&GraphProto>> {
+        Ok(self
+            .attr(name, AttributeType::Graph)?
+            .and_then(|a| a.g.as_ref()))
     }
     /// True when the node has an attribute of that name, whatever its type.
     pub fn has(&self, name: &str) -> bool {

@@ -23,6 +23,7 @@
 //! naming the node, its operator and the opset.
 
 mod attr;
+mod control;
 mod errors;
 pub mod export;
 mod info;

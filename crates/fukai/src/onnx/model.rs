@@ -2,7 +2,7 @@
 
 use super::attr::Node;
 use super::errors::{format_err, unsupported};
-use super::proto::{type_proto, GraphProto, ModelProto};
+use super::proto::{type_proto, GraphProto, ModelProto, NodeProto};
 use super::tensor::tensor_from_proto;
 use crate::error::Result;
 use crate::Tensor;
@@ -117,9 +117,9 @@ impl Model {
     /// Runs the graph on named inputs and returns the graph outputs in order. An input with an
     /// initializer's name overrides that initializer, as ONNX allows.
     pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
-        let mut env: HashMap<&str, Tensor> = HashMap::new();
+        let mut env: Scope = HashMap::new();
         for (n, t) in &self.initializers {
-            env.insert(n.as_str(), t.clone());
+            env.insert(n.clone(), t.clone());
         }
         for (n, t) in inputs {
             let Some(name) = self.graph.input.iter().map(|v| v.name()).find(|g| g == n) else {
@@ -129,7 +129,7 @@ impl Model {
                     self.inputs
                 );
             };
-            env.insert(name, t.clone());
+            env.insert(name.to_string(), t.clone());
         }
         if let Some(missing) = self.inputs.iter().find(|n| !env.contains_key(n.as_str())) {
             crate::bail!(
@@ -138,48 +138,7 @@ impl Model {
                 self.inputs
             );
         }
-        for proto in &self.graph.node {
-            let mut node = Node {
-                proto,
-                opset: self.opset,
-                inputs: Vec::with_capacity(proto.input.len()),
-            };
-            // The preview training domain holds the optimizers, which ops/quant.rs runs.
-            if !(proto.domain().is_empty()
-                || proto.domain() == "ai.onnx"
-                || (proto.domain() == "ai.onnx.preview.training"
-                    && matches!(proto.op_type(), "Adagrad" | "Adam" | "Momentum")))
-            {
-                return Err(node.unsupported(format!("domain {:?}", proto.domain())));
-            }
-            for name in &proto.input {
-                if name.is_empty() {
-                    node.inputs.push(None);
-                    continue;
-                }
-                match env.get(name.as_str()) {
-                    Some(t) => node.inputs.push(Some(t.clone())),
-                    None => {
-                        return Err(
-                            node.err(format!("input {name:?} is not computed before this node"))
-                        )
-                    }
-                }
-            }
-            let outs = super::ops::run_node(&node)?;
-            for (name, t) in proto.output.iter().zip(outs) {
-                if !name.is_empty() {
-                    env.insert(name, t);
-                }
-            }
-            if let Some(missing) = proto
-                .output
-                .iter()
-                .find(|n| !n.is_empty() && !env.contains_key(n.as_str()))
-            {
-                return Err(node.unsupported(format!("output {missing:?}")));
-            }
-        }
+        exec_nodes(&self.graph.node, self.opset, &mut env)?;
         self.outputs
             .iter()
             .map(|n| match env.get(n.as_str()) {
@@ -191,4 +150,105 @@ impl Model {
             })
             .collect()
     }
+}
+
+/// The values visible to a node by name: the graph's inputs, initializers and the outputs of
+/// the nodes before it (and, inside a subgraph, the enclosing graphs' values).
+pub(super) type Scope = HashMap<String, Tensor>;
+
+/// Runs `nodes` in order, adding each node's outputs to `env`.
+pub(super) fn exec_nodes(nodes: &[NodeProto], opset: i64, env: &mut Scope) -> Result<()> {
+    for proto in nodes {
+        let mut node = Node {
+            proto,
+            opset,
+            inputs: Vec::with_capacity(proto.input.len()),
+        };
+        // The preview training domain holds the optimizers, which ops/quant.rs runs.
+        if !(proto.domain().is_empty()
+            || proto.domain() == "ai.onnx"
+            || (proto.domain() == "ai.onnx.preview.training"
+                && matches!(proto.op_type(), "Adagrad" | "Adam" | "Momentum")))
+        {
+            return Err(node.unsupported(format!("domain {:?}", proto.domain())));
+        }
+        for name in &proto.input {
+            if name.is_empty() {
+                node.inputs.push(None);
+                continue;
+            }
+            match env.get(name.as_str()) {
+                Some(t) => node.inputs.push(Some(t.clone())),
+                None => {
+                    return Err(node.err(format!("input {name:?} is not computed before this node")))
+                }
+            }
+        }
+        // Control flow runs subgraphs, which see this graph's values.
+        let outs = match super::control::run(&node, env) {
+            Some(r) => r?,
+            None => super::ops::run_node(&node)?,
+        };
+        for (name, t) in proto.output.iter().zip(outs) {
+            if !name.is_empty() {
+                env.insert(name.clone(), t);
+            }
+        }
+        if let Some(missing) = proto
+            .output
+            .iter()
+            .find(|n| !n.is_empty() && !env.contains_key(n.as_str()))
+        {
+            return Err(node.unsupported(format!("output {missing:?}")));
+        }
+    }
+    Ok(())
+}
+
+/// Runs a subgraph (a branch or loop body): `outer` is the enclosing scope, `inputs` bind the
+/// subgraph's formal inputs in order; returns its outputs in order.
+pub(super) fn run_subgraph(
+    graph: &GraphProto,
+    opset: i64,
+    outer: &Scope,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>> {
+    let mut env = outer.clone();
+    for t in &graph.initializer {
+        env.insert(
+            t.name().to_string(),
+            tensor_from_proto(t, None, "onnx subgraph")?,
+        );
+    }
+    if inputs.len() != graph.input.len() {
+        return Err(format_err(
+            "onnx subgraph",
+            format!(
+                "{:?} takes {} inputs, given {}",
+                graph.name(),
+                graph.input.len(),
+                inputs.len()
+            ),
+        ));
+    }
+    for (v, t) in graph.input.iter().zip(inputs) {
+        env.insert(v.name().to_string(), t);
+    }
+    exec_nodes(&graph.node, opset, &mut env)?;
+    graph
+        .output
+        .iter()
+        .map(|v| {
+            env.get(v.name()).cloned().ok_or_else(|| {
+                format_err(
+                    "onnx subgraph",
+                    format!(
+                        "{:?}: output {:?} is never computed",
+                        graph.name(),
+                        v.name()
+                    ),
+                )
+            })
+        })
+        .collect()
 }

@@ -198,7 +198,7 @@ fn dropout(node: &Node) -> Result<Vec<Tensor>> {
     };
     // With ratio 0 training drops nothing, so it is the identity with an all-true mask.
     if training.unwrap_or(0.0) != 0.0 && ratio != 0.0 {
-        return Err(node.unsupported("training mode (only inference is implemented)"));
+        return super::dropout::train(node, x, ratio);
     }
     let mut out = vec![x.clone()];
     if node.wants_output(1) {

@@ -33,23 +33,23 @@ pub fn run(node: &Node) -> Option<Result<Vec<Tensor>>> {
 }
 
 /// A tensor's values and shape on the host.
-struct Host {
-    v: Vec<f64>,
-    shape: Vec<usize>,
+pub(super) struct Host {
+    pub v: Vec<f64>,
+    pub shape: Vec<usize>,
 }
 
-fn host(node: &Node, t: &Tensor) -> Result<Host> {
+pub(super) fn host(node: &Node, t: &Tensor) -> Result<Host> {
     Ok(Host {
         v: floats(node, t)?,
         shape: t.shape().to_vec(),
     })
 }
 
-fn make(node: &Node, v: Vec<f64>, shape: &[usize], dt: DType) -> Result<Tensor> {
+pub(super) fn make(node: &Node, v: Vec<f64>, shape: &[usize], dt: DType) -> Result<Tensor> {
     node.ctx(Tensor::from_vec(v, shape).and_then(|t| t.to_dtype(dt)))
 }
 
-fn strides(shape: &[usize]) -> Vec<usize> {
+pub(super) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {
         s[i] = s[i + 1] * shape[i + 1];

@@ -54,7 +54,15 @@ fn quant_values(
     let r = x.rank();
     let out_dt = zp.map_or(DType::U8, |z| z.dtype());
     let (lo, hi) = range_of(out_dt);
-    let q = node.ctx(f64t(node, x)?.div(&along(node, &f64t(node, scale)?, a, r)?))?;
+    // x / scale is rounded in x's own precision (float32 for float32 inputs), as ONNX's
+    // reference and ONNX Runtime do: in f64 a quotient like 25.4999991 would round the
+    // other way from float32's 25.5.
+    let cd = super::util::compute_dtype(x.dtype());
+    let q = node.ctx(
+        x.to_dtype(cd)
+            .and_then(|xc| xc.div(&along(node, &scale.to_dtype(cd)?, a, r)?))
+            .and_then(|q| q.to_dtype(DType::F64)),
+    )?;
     let q = super::util::host_map(node, &q, Some(DType::F64), f64::round_ties_even)?;
     let q = match zp {
         Some(z) => node.ctx(q.add(&along(node, &f64t(node, z)?, a, r)?))?,
