@@ -4,7 +4,9 @@
 //! Every layer writes its own nodes through [`Module::to_onnx`], so a [`Sequential`] of
 //! supported layers exports as it is, and a custom module exports once it implements
 //! `to_onnx` with the [`Graph`] builder. The graph is the eval-mode forward: dropout is the
-//! identity and batch norm uses its running statistics.
+//! identity and batch norm uses its running statistics. Recurrent stacks become fused
+//! `LSTM` / `GRU` / `RNN` nodes ([`rnn`]) and attention plain `MatMul` / `Softmax` nodes
+//! ([`transformer`]); batch and sequence length stay free in both (a GPT's up to its context).
 //!
 //! ```
 //! use fukai::nn::{Activation, Linear, Module, Sequential};
