@@ -24,6 +24,9 @@ pub struct RnnValues {
     pub h_last: Value,
 }
 
+/// One direction's `([w_ih, w_hh], [b_ih, b_hh])`, as `Rnn::weights` lists them.
+type DirWeights<'a> = ([&'a Tensor; 2], [Option<&'a Tensor>; 2]);
+
 /// `t`'s `[G·H, ...]` rows with the gate blocks in ONNX's order.
 fn onnx_gates(cell: CellKind, t: &Tensor, h: usize) -> Result<Tensor> {
     let order: &[usize] = match cell {
@@ -93,15 +96,12 @@ pub fn rnn_stack(
     let mut h_last = None;
     for l in 0..layers {
         let ps = &params[l * dirs..(l + 1) * dirs];
-        let stack = |f: &dyn Fn(&[&Tensor; 2], &[Option<&Tensor>; 2]) -> Result<Tensor>| {
-            let per_dir = ps
-                .iter()
-                .map(|(ws, bs)| f(ws, bs))
-                .collect::<Result<Vec<_>>>()?;
+        let stack = |f: &dyn Fn(&DirWeights) -> Result<Tensor>| {
+            let per_dir = ps.iter().map(f).collect::<Result<Vec<_>>>()?;
             Tensor::stack(&per_dir, 0)
         };
-        let w = stack(&|w, _| onnx_gates(cell, w[0], h))?;
-        let r = stack(&|w, _| onnx_gates(cell, w[1], h))?;
+        let w = stack(&|p| onnx_gates(cell, p.0[0], h))?;
+        let r = stack(&|p| onnx_gates(cell, p.0[1], h))?;
         let mut ins = vec![
             inp.name.clone(),
             g.weight(&join(prefix, &format!("W_l{l}")), &w)?,
@@ -109,9 +109,9 @@ pub fn rnn_stack(
         ];
         if ps[0].1[0].is_some() {
             // ONNX's B is [Wb, Rb] per direction; fukai has both biases or neither.
-            let bias = stack(&|_, b| {
+            let bias = stack(&|p| {
                 let part = |t: Option<&Tensor>| onnx_gates(cell, t.expect("both biases"), h);
-                Tensor::cat(&[part(b[0])?, part(b[1])?], 0)
+                Tensor::cat(&[part(p.1[0])?, part(p.1[1])?], 0)
             })?;
             ins.push(g.weight(&join(prefix, &format!("B_l{l}")), &bias)?);
         }
