@@ -83,6 +83,22 @@ fn train_then_generate() {
     assert_eq!(ev["test"]["loss"].as_f64().unwrap(), test, "{ev}");
     assert_eq!(ev["validation"]["loss"].as_f64().unwrap(), val, "{ev}");
     assert!(ev["test"]["perplexity"].as_f64().unwrap() > 1.0, "{ev}");
+    // The checkpoint exports to ONNX (token ids in, causal mask built in the graph).
+    let onnx = dir.join("gpt.onnx");
+    let x = fukai(&[
+        "export",
+        "--checkpoint",
+        &s(&ckpt_path),
+        "--onnx",
+        &s(&onnx),
+    ]);
+    assert!(x.status.success(), "{}", String::from_utf8_lossy(&x.stderr));
+    let info = fukai(&["onnx", "info", &s(&onnx)]);
+    let info = String::from_utf8(info.stdout).unwrap();
+    assert!(
+        info.contains("input_ids") && info.contains("  Trilu\n"),
+        "{info}"
+    );
     // predict: the likeliest next characters, as text and as JSON.
     let p = fukai(&[
         "predict",

@@ -146,6 +146,12 @@ fn series_forecaster_reports_rmse_and_naive() {
     let rel = last["val_metric"].as_f64().unwrap();
     assert!(rel > 0.0 && rel < 1.0, "{last}");
     let ckpt = out.join("checkpoint.safetensors");
+    // The checkpoint exports to ONNX as one fused LSTM node, which `onnx info` lists.
+    let onnx = dir.join("wave.onnx");
+    let msg = fukai_ok(&["export", "--checkpoint", s(&ckpt), "--onnx", s(&onnx)]);
+    assert!(msg.starts_with("wrote "), "{msg}");
+    let info = fukai_ok(&["onnx", "info", s(&onnx)]);
+    assert!(info.contains("  LSTM\n"), "{info}");
     let ev: serde_json::Value =
         serde_json::from_str(&fukai_ok(&["eval", "--checkpoint", s(&ckpt), "--json"])).unwrap();
     assert_eq!(ev["test"]["rmse"].as_f64().unwrap(), rmse, "{ev}");

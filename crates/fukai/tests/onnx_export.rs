@@ -1,34 +1,17 @@
 //! ONNX export round trips: each exportable model kind, exported and run back through
 //! `onnx::Model`, gives its native eval-mode forward.
 
-use fukai::models::{Cnn, CnnConfig, Mlp, MlpConfig, Model};
+use fukai::models::{
+    Cnn, CnnConfig, Gpt, Mlp, MlpConfig, Model, SeqClassifier, SeqConfig, SeqForecaster,
+};
 use fukai::nn::{Activation, AvgPool2d, BatchNorm, Conv2d, Flatten, Linear, Module, Sequential};
 use fukai::onnx::{export, Model as OnnxModel, Summary};
 use fukai::{manual_seed, DType, Tensor};
 
+mod onnx_common;
 mod rng_lock;
+use onnx_common::{max_rel, round_trip, run_onnx, tiny_gpt};
 use rng_lock::seeded;
-
-/// Largest |a - b| / (1 + |b|).
-fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    let a = a.to_vec::<f32>().unwrap();
-    let b = b.to_vec::<f32>().unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
-        .fold(0.0, f32::max)
-}
-
-fn round_trip(model: &dyn Model, x: &Tensor) -> f32 {
-    let proto = export::export_model(model, &[]).unwrap();
-    let bytes = export::to_bytes(&proto);
-    let back = OnnxModel::from_bytes(&bytes).unwrap();
-    let name = back.inputs()[0].clone();
-    let got = back.run(&[(name.as_str(), x.clone())]).unwrap().remove(0).1;
-    let want = model.forward(x).unwrap();
-    max_rel(&got, &want)
-}
 
 #[test]
 fn mlp_round_trips() {
@@ -112,21 +95,40 @@ fn unsupported_layer_is_named() {
 }
 
 /// Small seeded models whose exports are committed with ONNX Runtime's outputs
-/// (`scripts/onnx_fixtures.py`).
+/// (`scripts/onnx_fixtures.py`): one of each exportable kind.
 fn fixture_models() -> Vec<(&'static str, Box<dyn Model>)> {
-    // Both models' weights come from the default generator: no other test may draw between.
+    // Every model's weights come from the default generator: no other test may draw between.
     let _rng = seeded(10);
     let mut mlp_cfg = MlpConfig::new(&[4], &[16], 3);
     mlp_cfg.batch_norm = true;
     mlp_cfg.dropout = 0.1;
-    let mut mlp: Box<dyn Model> = Box::new(Mlp::new(mlp_cfg).unwrap());
+    let mlp: Box<dyn Model> = Box::new(Mlp::new(mlp_cfg).unwrap());
     manual_seed(11);
     let mut cnn_cfg = CnnConfig::new(&[1, 8, 8], &[4, 8], &[16], 3);
     cnn_cfg.batch_norm = true;
-    let mut cnn: Box<dyn Model> = Box::new(Cnn::new(cnn_cfg).unwrap());
-    mlp.eval();
-    cnn.eval();
-    vec![("mlp", mlp), ("cnn", cnn)]
+    let cnn: Box<dyn Model> = Box::new(Cnn::new(cnn_cfg).unwrap());
+    manual_seed(12);
+    let mut lstm_cfg = SeqConfig::new("lstm", 3, 6, 4);
+    lstm_cfg.layers = 2;
+    lstm_cfg.bidirectional = true;
+    let lstm: Box<dyn Model> = Box::new(SeqClassifier::new(lstm_cfg).unwrap());
+    manual_seed(13);
+    let mut gru_cfg = SeqConfig::new("gru", 2, 5, 3);
+    gru_cfg.layers = 2;
+    let gru: Box<dyn Model> = Box::new(SeqForecaster::new(gru_cfg).unwrap());
+    manual_seed(14);
+    let gpt: Box<dyn Model> = Box::new(Gpt::new(tiny_gpt(true)).unwrap());
+    let mut models = vec![
+        ("mlp", mlp),
+        ("cnn", cnn),
+        ("lstm", lstm),
+        ("gru", gru),
+        ("gpt", gpt),
+    ];
+    for (_, m) in &mut models {
+        m.eval();
+    }
+    models
 }
 
 /// The exports are byte-for-byte the committed files, and ONNX Runtime's outputs for them
@@ -154,8 +156,7 @@ fn exports_match_onnx_runtime() {
         let x = ort.tensor("input").unwrap().clone();
         let want = ort.tensor("output").unwrap();
         let native = model.forward(&x).unwrap();
-        let back = OnnxModel::from_bytes(&bytes).unwrap();
-        let imported = back.run(&[("input", x)]).unwrap().remove(0).1;
+        let imported = run_onnx(&bytes, &x);
         let (e_native, e_import) = (max_rel(&native, want), max_rel(&imported, want));
         eprintln!("{name}: vs ONNX Runtime, native {e_native:e}, imported {e_import:e}");
         assert!(

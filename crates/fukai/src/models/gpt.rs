@@ -9,6 +9,7 @@ use crate::nn::{
     join, BlockConfig, Embedding, FeedForward, FfnKind, KvCache, LayerNorm, LearnedPositions,
     Linear, Mask, Module, TensorKind, TransformerEncoderLayer,
 };
+use crate::onnx::export::{layers, transformer, Graph, Value};
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -170,6 +171,22 @@ impl Gpt {
 impl Module for Gpt {
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.logits(ids, None)
+    }
+    /// `logits(ids, None)` for ids `[B, T]`, both free (`T` up to the context); no cache.
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, ids: &Value) -> Result<Value> {
+        let p = |n: &str| join(prefix, n);
+        let x = self.wte.to_onnx(g, &p("wte"), ids)?;
+        let mut x = self.wpe.to_onnx(g, &p("wpe"), &x)?;
+        let mask = transformer::causal_mask(g, &x)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            x = transformer::encoder_layer(g, &p(&format!("blocks.{i}")), b, &x, Some(&mask))?;
+        }
+        let x = self.ln_f.to_onnx(g, &p("ln_f"), &x)?;
+        match &self.lm_head {
+            Some(h) => h.to_onnx(g, &p("lm_head"), &x),
+            // Tied: the graph reuses the embedding's initializer (same tensor, stored once).
+            None => layers::linear(g, &p("lm_head"), &x, &self.wte.weight, None),
+        }
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         self.wte.visit(&join(prefix, "wte"), f);

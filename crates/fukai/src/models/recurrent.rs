@@ -8,6 +8,7 @@ use crate::bail;
 use crate::data::Batch;
 use crate::error::Result;
 use crate::nn::{join, Linear, Module, Rnn, RnnOptions, TensorKind};
+use crate::onnx::export::{layers::transpose, rnn::rnn_stack, Graph, Value};
 use crate::ops::CellKind;
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,14 @@ impl SeqNet {
         self.head.forward(&feat)
     }
 
+    /// The graph of `forward_lengths(x, None)`: every row runs all `T` steps (the graph has
+    /// no lengths input; pad-free batches or one sequence at a time).
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        let xt = transpose(g, x, &[1, 0, 2], &join(prefix, "time_major"));
+        let last = rnn_stack(g, &join(prefix, "rnn"), &self.rnn, &xt, false)?.h_last;
+        self.head.to_onnx(g, &join(prefix, "head"), &last)
+    }
+
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         self.rnn.visit(&join(prefix, "rnn"), f);
         self.head.visit(&join(prefix, "head"), f);
@@ -154,6 +163,9 @@ macro_rules! seq_model {
             }
             fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
                 self.0.visit(prefix, f)
+            }
+            fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+                self.0.to_onnx(g, prefix, x)
             }
             fn set_training(&mut self, on: bool) {
                 self.0.rnn.set_training(on);

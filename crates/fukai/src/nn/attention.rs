@@ -7,6 +7,7 @@ use super::position::Rope;
 use super::{join, Linear, Module, TensorKind};
 use crate::bail;
 use crate::error::Result;
+use crate::onnx::export::{transformer, Graph, Value};
 use crate::ops::{attention, AttnInput, AttnOptions};
 use crate::tensor::{DType, Tensor};
 
@@ -294,6 +295,9 @@ impl Module for MultiHeadAttention {
     /// Unmasked self-attention.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.attend(x, None, &Mask::default(), None)
+    }
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        transformer::attention(g, prefix, self, x, None)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(

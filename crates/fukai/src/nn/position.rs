@@ -5,6 +5,7 @@
 use super::{join, Module, TensorKind};
 use crate::bail;
 use crate::error::Result;
+use crate::onnx::export::{layers, Graph, Value};
 use crate::tensor::{DType, Tensor};
 
 /// Checks `x` is `[B, T, d]` with `offset + T <= max_len`; returns T.
@@ -62,6 +63,9 @@ impl LearnedPositions {
 impl Module for LearnedPositions {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_at(x, 0)
+    }
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        layers::learned_positions(g, prefix, x, &self.weight)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         f(&join(prefix, "weight"), &self.weight, TensorKind::Parameter);

@@ -6,6 +6,7 @@
 use super::{join, Module, TensorKind};
 use crate::bail;
 use crate::error::Result;
+use crate::onnx::export::{layers::transpose, rnn::rnn_stack, Graph, Value};
 use crate::ops::{recurrence, CellKind};
 use crate::tensor::{DType, Tensor};
 
@@ -179,6 +180,15 @@ impl Rnn {
     /// The options the stack was built with.
     pub fn options(&self) -> &RnnOptions {
         &self.opts
+    }
+
+    /// Every layer's and direction's `([w_ih, w_hh], [b_ih, b_hh])`, layer by layer, forward
+    /// before reverse (what the ONNX export repacks).
+    pub(crate) fn weights(&self) -> Vec<([&Tensor; 2], [Option<&Tensor>; 2])> {
+        self.params
+            .iter()
+            .map(|p| ([&p.w_ih, &p.w_hh], [p.b_ih.as_ref(), p.b_hh.as_ref()]))
+            .collect()
     }
 
     /// The stack with every parameter converted to `dtype` (f32 or f64; PyTorch's `.double()`),
@@ -377,6 +387,22 @@ pub fn lengths_from_mask(mask: &Tensor) -> Result<Vec<usize>> {
 impl Module for Rnn {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.forward_seq(x, None, None)?.output)
+    }
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        let bf = self.opts.batch_first;
+        let x = if bf {
+            transpose(g, x, &[1, 0, 2], &join(prefix, "time_major"))
+        } else {
+            x.clone()
+        };
+        let y = rnn_stack(g, prefix, self, &x, true)?
+            .output
+            .expect("asked for the output");
+        Ok(if bf {
+            transpose(g, &y, &[1, 0, 2], &join(prefix, "out"))
+        } else {
+            y
+        })
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         for p in &self.params {

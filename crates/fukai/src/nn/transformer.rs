@@ -5,6 +5,7 @@
 use super::attention::{KvCache, Mask, MultiHeadAttention};
 use super::{join, LayerNorm, Linear, Module, RmsNorm, TensorKind};
 use crate::error::Result;
+use crate::onnx::export::{transformer as ox, Graph, Value};
 use crate::tensor::Tensor;
 
 /// The feed-forward half of a block.
@@ -43,6 +44,9 @@ pub enum FeedForward {
 }
 
 impl Module for FeedForward {
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::feed_forward(g, prefix, self, x)
+    }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             FeedForward::Mlp {
@@ -226,6 +230,9 @@ impl TransformerEncoderLayer {
 impl Module for TransformerEncoderLayer {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_masked(x, &Mask::default(), None)
+    }
+    fn to_onnx(&self, g: &mut Graph, prefix: &str, x: &Value) -> Result<Value> {
+        ox::encoder_layer(g, prefix, self, x, None)
     }
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor, TensorKind)) {
         self.self_attn.visit(&join(prefix, "self_attn"), f);

@@ -10,8 +10,7 @@ fn dim_out(d: Option<usize>, k: usize, s: usize, p: usize, dil: usize) -> Option
         .map(|n| n / s + 1)
 }
 
-/// `x · Wᵀ + b`: a `Gemm` for 2-D inputs, else `MatMul` with the transposed weight (the
-/// initializer keeps the state dict's `[out, in]` layout either way).
+/// `x · Wᵀ + b` with the weights under `prefix` (see [`project`]).
 pub fn linear(
     g: &mut Graph,
     prefix: &str,
@@ -19,38 +18,55 @@ pub fn linear(
     w: &Tensor,
     b: Option<&Tensor>,
 ) -> Result<Value> {
-    let out = w.shape()[0];
     let wn = g.weight(&join(prefix, "weight"), w)?;
     let bn = b.map(|b| g.weight(&join(prefix, "bias"), b)).transpose()?;
+    Ok(project(
+        g,
+        x,
+        &wn,
+        bn.as_deref(),
+        w.shape()[0],
+        &join(prefix, "out"),
+    ))
+}
+
+/// `x · Wᵀ + b` for a weight `wn` (`[out, in]`) and bias `bn` already in the graph: a `Gemm`
+/// for 2-D inputs, else `MatMul` with the transposed weight (the initializer keeps the state
+/// dict's layout either way).
+pub fn project(
+    g: &mut Graph,
+    x: &Value,
+    wn: &str,
+    bn: Option<&str>,
+    out: usize,
+    hint: &str,
+) -> Value {
     let mut shape = x.shape.clone();
     if let Some(last) = shape.last_mut() {
         *last = Some(out);
     }
-    let hint = join(prefix, "out");
     let name = if x.rank() == 2 {
-        let mut ins = vec![x.name.as_str(), wn.as_str()];
-        if let Some(b) = &bn {
-            ins.push(b);
-        }
-        g.op("Gemm", &ins, vec![attr_int("transB", 1)], &hint)
+        let mut ins = vec![x.name.as_str(), wn];
+        ins.extend(bn);
+        g.op("Gemm", &ins, vec![attr_int("transB", 1)], hint)
     } else {
         let wt = g.op(
             "Transpose",
-            &[&wn],
+            &[wn],
             vec![attr_ints("perm", &[1, 0])],
-            &join(prefix, "weight_t"),
+            &format!("{wn}_t"),
         );
-        let y = g.op("MatMul", &[&x.name, &wt], vec![], &hint);
-        match &bn {
-            Some(b) => g.op("Add", &[&y, b], vec![], &hint),
+        let y = g.op("MatMul", &[&x.name, &wt], vec![], hint);
+        match bn {
+            Some(b) => g.op("Add", &[&y, b], vec![], hint),
             None => y,
         }
     };
-    Ok(Value {
+    Value {
         name,
         shape,
         dtype: x.dtype,
-    })
+    }
 }
 
 /// A 2-D convolution (`[N, C, H, W]`).
@@ -277,4 +293,35 @@ pub fn embedding(g: &mut Graph, prefix: &str, ids: &Value, w: &Tensor) -> Result
         shape,
         dtype: w.dtype(),
     })
+}
+
+/// `x` with its dims permuted.
+pub fn transpose(g: &mut Graph, x: &Value, perm: &[usize], hint: &str) -> Value {
+    let p: Vec<i64> = perm.iter().map(|&i| i as i64).collect();
+    let name = g.op("Transpose", &[&x.name], vec![attr_ints("perm", &p)], hint);
+    Value {
+        name,
+        shape: perm.iter().map(|&i| x.shape[i]).collect(),
+        dtype: x.dtype,
+    }
+}
+
+/// `a + b` (same shape, or `b` broadcasting to `a`'s).
+pub fn add(g: &mut Graph, a: &Value, b: &str, hint: &str) -> Value {
+    a.renamed(g.op("Add", &[&a.name, b], vec![], hint))
+}
+
+/// Learned positions: `x [B, T, d]` plus the table's first `T` rows, `T` read at run time so
+/// the sequence length stays free (up to the table's length).
+pub fn learned_positions(g: &mut Graph, prefix: &str, x: &Value, w: &Tensor) -> Result<Value> {
+    let wn = g.weight(&join(prefix, "weight"), w)?;
+    let t = g.dim(x, 1);
+    let zero = g.ints("zero", &[0])?;
+    let rows = g.op(
+        "Slice",
+        &[&wn, &zero, &t, &zero],
+        vec![],
+        &join(prefix, "rows"),
+    );
+    Ok(add(g, x, &rows, &join(prefix, "out")))
 }

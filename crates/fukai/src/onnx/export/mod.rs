@@ -4,7 +4,9 @@
 //! Every layer writes its own nodes through [`Module::to_onnx`], so a [`Sequential`] of
 //! supported layers exports as it is, and a custom module exports once it implements
 //! `to_onnx` with the [`Graph`] builder. The graph is the eval-mode forward: dropout is the
-//! identity and batch norm uses its running statistics.
+//! identity and batch norm uses its running statistics. Recurrent stacks become fused
+//! `LSTM` / `GRU` / `RNN` nodes ([`rnn`]) and attention plain `MatMul` / `Softmax` nodes
+//! ([`transformer`]); batch and sequence length stay free in both (a GPT's up to its context).
 //!
 //! ```
 //! use fukai::nn::{Activation, Linear, Module, Sequential};
@@ -32,6 +34,8 @@
 //! [`Sequential`]: crate::nn::Sequential
 
 pub mod layers;
+pub mod rnn;
+pub mod transformer;
 
 use super::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
@@ -42,9 +46,10 @@ use super::tensor::tensor_to_proto;
 use crate::error::{op_err, Error, Result};
 use crate::models::{Model, ModelConfig};
 use crate::nn::Module;
+use crate::tensor::TensorId;
 use crate::tensor::{DType, Tensor};
 use prost::Message;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The opset exported graphs use: the newest every mainstream runtime (ONNX Runtime 1.14+,
@@ -110,6 +115,9 @@ pub struct Graph {
     initializers: Vec<TensorProto>,
     names: HashSet<String>,
     counter: usize,
+    /// Initializer names by tensor, so a tensor used twice (a head tied to an embedding) is
+    /// stored once.
+    by_id: HashMap<TensorId, String>,
 }
 
 fn onnx_type(dt: DType) -> DataType {
@@ -184,6 +192,16 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     }
 }
 
+/// A tensor attribute (`ConstantOfShape`'s value).
+pub fn attr_tensor(name: &str, t: &Tensor) -> Result<AttributeProto> {
+    Ok(AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(tensor_to_proto("", t)?),
+        ..Default::default()
+    })
+}
+
 /// A string attribute.
 pub fn attr_string(name: &str, v: &str) -> AttributeProto {
     AttributeProto {
@@ -231,9 +249,13 @@ impl Graph {
     }
 
     /// Adds a weight as an initializer under its state-dict name (made unique if needed) and
-    /// returns the name the graph uses.
+    /// returns the name the graph uses; a tensor added before keeps its first name.
     pub fn weight(&mut self, name: &str, t: &Tensor) -> Result<String> {
+        if let Some(n) = self.by_id.get(&t.id()) {
+            return Ok(n.clone());
+        }
         let name = self.fresh(name);
+        self.by_id.insert(t.id(), name.clone());
         let t = if t.device().is_cpu() {
             t.clone()
         } else {
@@ -251,6 +273,18 @@ impl Graph {
     /// Adds a float scalar constant, typed like `like`.
     pub fn scalar(&mut self, hint: &str, v: f64, like: DType) -> Result<String> {
         self.weight(hint, &Tensor::from_vec(vec![v], &[])?.to_dtype(like)?)
+    }
+
+    /// Dimension `axis` of `x` as a 1-element int64 tensor (`Shape` with start/end), for
+    /// shapes that follow a free input dimension such as the sequence length.
+    pub fn dim(&mut self, x: &Value, axis: usize) -> String {
+        let a = axis as i64;
+        self.op(
+            "Shape",
+            &[&x.name],
+            vec![attr_int("start", a), attr_int("end", a + 1)],
+            "dim",
+        )
     }
 
     /// Adds a node with one output named after `hint` and returns that name.
