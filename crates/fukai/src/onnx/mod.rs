@@ -28,6 +28,7 @@ pub mod export;
 mod info;
 mod model;
 mod ops;
+mod optimize;
 pub mod proto;
 mod tensor;
 

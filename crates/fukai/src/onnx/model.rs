@@ -2,6 +2,7 @@
 
 use super::attr::Node;
 use super::errors::{format_err, unsupported};
+use super::optimize::{plan, run_fused, Step};
 use super::proto::{type_proto, GraphProto, ModelProto};
 use super::tensor::tensor_from_proto;
 use crate::error::Result;
@@ -17,6 +18,9 @@ pub struct Model {
     initializers: Vec<(String, Tensor)>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// The graph's nodes as run: fused where `optimize` found a pattern.
+    plan: Vec<Step>,
+    fusion: bool,
 }
 
 impl Model {
@@ -74,13 +78,23 @@ impl Model {
             inputs.push(v.name().to_string());
         }
         let outputs = graph.output.iter().map(|v| v.name().to_string()).collect();
+        let plan = plan(&graph, opset);
         Ok(Model {
             graph,
             opset,
             initializers,
             inputs,
             outputs,
+            plan,
+            fusion: true,
         })
+    }
+
+    /// Turns the load-time graph rewrites (fused linear, GELU and layer norm, decoded
+    /// constants; see `onnx/optimize.rs`) on or off. On by default; off runs every node as
+    /// the graph spells it, which the tests use to check the rewrites.
+    pub fn set_fusion(&mut self, on: bool) {
+        self.fusion = on;
     }
 
     /// The opset of the default (`ai.onnx`) domain the model was exported for.
@@ -138,46 +152,32 @@ impl Model {
                 self.inputs
             );
         }
-        for proto in &self.graph.node {
-            let mut node = Node {
-                proto,
-                opset: self.opset,
-                inputs: Vec::with_capacity(proto.input.len()),
-            };
-            // The preview training domain holds the optimizers, which ops/quant.rs runs.
-            if !(proto.domain().is_empty()
-                || proto.domain() == "ai.onnx"
-                || (proto.domain() == "ai.onnx.preview.training"
-                    && matches!(proto.op_type(), "Adagrad" | "Adam" | "Momentum")))
-            {
-                return Err(node.unsupported(format!("domain {:?}", proto.domain())));
-            }
-            for name in &proto.input {
-                if name.is_empty() {
-                    node.inputs.push(None);
-                    continue;
+        let all: Vec<Step> = (0..self.graph.node.len()).map(Step::Node).collect();
+        let steps = if self.fusion { &self.plan } else { &all };
+        for step in steps {
+            match step {
+                Step::Node(i) => self.run_node(*i, &mut env)?,
+                Step::Skip => {}
+                Step::Const(i, t) => {
+                    env.insert(self.graph.node[*i].output[0].as_str(), t.clone());
                 }
-                match env.get(name.as_str()) {
-                    Some(t) => node.inputs.push(Some(t.clone())),
-                    None => {
-                        return Err(
-                            node.err(format!("input {name:?} is not computed before this node"))
-                        )
-                    }
+                Step::Fused { op, inputs, node } => {
+                    let proto = &self.graph.node[*node];
+                    let ts = inputs
+                        .iter()
+                        .map(|n| env.get(n.as_str()).cloned())
+                        .collect::<Option<Vec<_>>>();
+                    let node = Node {
+                        proto,
+                        opset: self.opset,
+                        inputs: vec![],
+                    };
+                    let Some(ts) = ts else {
+                        return Err(node.err(format!("an input of fused {op:?} is not computed")));
+                    };
+                    let y = node.ctx(run_fused(*op, &ts))?;
+                    env.insert(proto.output[0].as_str(), y);
                 }
-            }
-            let outs = super::ops::run_node(&node)?;
-            for (name, t) in proto.output.iter().zip(outs) {
-                if !name.is_empty() {
-                    env.insert(name, t);
-                }
-            }
-            if let Some(missing) = proto
-                .output
-                .iter()
-                .find(|n| !n.is_empty() && !env.contains_key(n.as_str()))
-            {
-                return Err(node.unsupported(format!("output {missing:?}")));
             }
         }
         self.outputs
@@ -190,5 +190,49 @@ impl Model {
                 )),
             })
             .collect()
+    }
+
+    /// Runs graph node `i` on the values in `env` and adds its outputs there.
+    fn run_node<'m>(&'m self, i: usize, env: &mut HashMap<&'m str, Tensor>) -> Result<()> {
+        let proto = &self.graph.node[i];
+        let mut node = Node {
+            proto,
+            opset: self.opset,
+            inputs: Vec::with_capacity(proto.input.len()),
+        };
+        // The preview training domain holds the optimizers, which ops/quant.rs runs.
+        if !(proto.domain().is_empty()
+            || proto.domain() == "ai.onnx"
+            || (proto.domain() == "ai.onnx.preview.training"
+                && matches!(proto.op_type(), "Adagrad" | "Adam" | "Momentum")))
+        {
+            return Err(node.unsupported(format!("domain {:?}", proto.domain())));
+        }
+        for name in &proto.input {
+            if name.is_empty() {
+                node.inputs.push(None);
+                continue;
+            }
+            match env.get(name.as_str()) {
+                Some(t) => node.inputs.push(Some(t.clone())),
+                None => {
+                    return Err(node.err(format!("input {name:?} is not computed before this node")))
+                }
+            }
+        }
+        let outs = super::ops::run_node(&node)?;
+        for (name, t) in proto.output.iter().zip(outs) {
+            if !name.is_empty() {
+                env.insert(name, t);
+            }
+        }
+        if let Some(missing) = proto
+            .output
+            .iter()
+            .find(|n| !n.is_empty() && !env.contains_key(n.as_str()))
+        {
+            return Err(node.unsupported(format!("output {missing:?}")));
+        }
+        Ok(())
     }
 }
