@@ -74,6 +74,8 @@ fn minilm_from_onnx_matches_safetensors_and_onnx_runtime() {
     let model_dir = assets.join("models/all-MiniLM-L6-v2");
     let linked = Linked::new(&model_dir);
     let onnx = Model::load(linked.onnx()).unwrap();
+    let mut unfused = Model::load(linked.onnx()).unwrap();
+    unfused.set_fusion(false);
     assert_eq!(onnx.inputs(), ["input_ids", "attention_mask"]);
     let bert = BertModel::from_dir(&model_dir).unwrap();
     let reference: Value = serde_json::from_str(
@@ -103,6 +105,15 @@ fn minilm_from_onnx_matches_safetensors_and_onnx_runtime() {
     }
     let (x, m) = batch(&ids);
     let batched = run(&onnx, &x, &m).to_vec::<f32>().unwrap();
+    // The load-time rewrites (fused linear, GELU, layer norm) against the graph as written.
+    let as_written = run(&unfused, &x, &m).to_vec::<f32>().unwrap();
+    let fusion_diff = batched
+        .iter()
+        .zip(&as_written)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    println!("fused vs unfused graph: largest difference {fusion_diff:.1e}");
+    assert!(fusion_diff < 1e-5, "fused vs unfused: {fusion_diff}");
     let native = mean_pool_normalized(&bert.forward(&x, &m).unwrap(), &m)
         .unwrap()
         .to_vec::<f32>()
