@@ -400,6 +400,10 @@ def main():
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "notes.md")
     if os.path.exists(notes):
         out.append(open(notes).read().rstrip("\n") + "\n")
+    # bench/onnx_minilm.sh's table (fukai's ONNX import beside ONNX Runtime), from its own run.
+    onnx = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx_minilm.md")
+    if os.path.exists(onnx):
+        out.append(open(onnx).read().rstrip("\n") + "\n")
     out.append("## Per-round detail\n")
     out.extend(detail)
     out.append("")

@@ -29,6 +29,7 @@ pub mod export;
 mod info;
 mod model;
 mod ops;
+mod optimize;
 pub mod proto;
 mod tensor;
 

@@ -2,6 +2,7 @@
 
 use super::attr::Node;
 use super::errors::{format_err, unsupported};
+use super::optimize::{plan, run_fused, Step};
 use super::proto::{type_proto, GraphProto, ModelProto, NodeProto};
 use super::tensor::tensor_from_proto;
 use crate::error::Result;
@@ -17,6 +18,9 @@ pub struct Model {
     initializers: Vec<(String, Tensor)>,
     inputs: Vec<String>,
     outputs: Vec<String>,
+    /// The graph's nodes as run: fused where `optimize` found a pattern.
+    plan: Vec<Step>,
+    fusion: bool,
 }
 
 impl Model {
@@ -74,13 +78,23 @@ impl Model {
             inputs.push(v.name().to_string());
         }
         let outputs = graph.output.iter().map(|v| v.name().to_string()).collect();
+        let plan = plan(&graph, opset);
         Ok(Model {
             graph,
             opset,
             initializers,
             inputs,
             outputs,
+            plan,
+            fusion: true,
         })
+    }
+
+    /// Turns the load-time graph rewrites (fused linear, GELU and layer norm, decoded
+    /// constants; see `onnx/optimize.rs`) on or off. On by default; off runs every node as
+    /// the graph spells it, which the tests use to check the rewrites.
+    pub fn set_fusion(&mut self, on: bool) {
+        self.fusion = on;
     }
 
     /// The opset of the default (`ai.onnx`) domain the model was exported for.
@@ -138,7 +152,38 @@ impl Model {
                 self.inputs
             );
         }
-        exec_nodes(&self.graph.node, self.opset, &mut env)?;
+        let all: Vec<Step> = (0..self.graph.node.len()).map(Step::Node).collect();
+        let steps = if self.fusion { &self.plan } else { &all };
+        for step in steps {
+            match step {
+                Step::Node(i) => exec_nodes(
+                    std::slice::from_ref(&self.graph.node[*i]),
+                    self.opset,
+                    &mut env,
+                )?,
+                Step::Skip => {}
+                Step::Const(i, t) => {
+                    env.insert(self.graph.node[*i].output[0].clone(), t.clone());
+                }
+                Step::Fused { op, inputs, node } => {
+                    let proto = &self.graph.node[*node];
+                    let ts = inputs
+                        .iter()
+                        .map(|n| env.get(n.as_str()).cloned())
+                        .collect::<Option<Vec<_>>>();
+                    let node = Node {
+                        proto,
+                        opset: self.opset,
+                        inputs: vec![],
+                    };
+                    let Some(ts) = ts else {
+                        return Err(node.err(format!("an input of fused {op:?} is not computed")));
+                    };
+                    let y = node.ctx(run_fused(*op, &ts))?;
+                    env.insert(proto.output[0].clone(), y);
+                }
+            }
+        }
         self.outputs
             .iter()
             .map(|n| match env.get(n.as_str()) {
