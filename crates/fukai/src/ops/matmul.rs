@@ -445,15 +445,8 @@ impl Tensor {
         if crate::tensor::on_gpu(&[&a, &b]) {
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                let data = crate::backend::gpu::matmul::matmul(
-                    &a,
-                    &la,
-                    &b,
-                    &lb,
-                    &batch,
-                    (m, k, n),
-                    None,
-                )?;
+                let data =
+                    crate::backend::gpu::matmul::matmul(&a, &la, &b, &lb, &batch, (m, k, n), None)?;
                 return Ok((a, b, data, out_shape));
             }
         }

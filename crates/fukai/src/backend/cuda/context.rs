@@ -62,8 +62,10 @@ impl Ctx {
         (major, minor): (i32, i32),
         cu: Arc<CudaContext>,
     ) -> Result<Ctx> {
+        cu.bind_to_thread().map_err(|e| drv("device", index, e))?;
         let stream = cu.new_stream().map_err(|e| drv("device", index, e))?;
-        let handle = cudarc::cublas::result::create_handle().map_err(|e| drv("device", index, e))?;
+        let handle =
+            cudarc::cublas::result::create_handle().map_err(|e| drv("device", index, e))?;
         // SAFETY: a fresh handle, the context's stream and a workspace owned by the context
         // for the process's lifetime.
         unsafe {
@@ -94,7 +96,9 @@ impl Ctx {
 
     /// Makes this context current on the calling thread (driver calls act on the current one).
     pub(crate) fn bind(&self) -> Result<()> {
-        self.cu.bind_to_thread().map_err(|e| drv("cuda", self.index, e))
+        self.cu
+            .bind_to_thread()
+            .map_err(|e| drv("cuda", self.index, e))
     }
 
     pub(crate) fn raw_stream(&self) -> sys::CUstream {
@@ -131,9 +135,13 @@ impl Ctx {
                 }
             }
         };
-        let f = module
-            .load_function(k.entry)
-            .map_err(|e| drv("cuda", self.index, format!("{}.cu: {}: {e}", k.file, k.entry)))?;
+        let f = module.load_function(k.entry).map_err(|e| {
+            drv(
+                "cuda",
+                self.index,
+                format!("{}.cu: {}: {e}", k.file, k.entry),
+            )
+        })?;
         self.functions.lock().insert((k.file, k.entry), f.clone());
         Ok(f)
     }
@@ -165,7 +173,13 @@ impl Ctx {
 
     /// Queues `k` over `groups` blocks (folded into a 2-D grid past 65,535) with `meta` as the
     /// first argument and `bufs` after it in order.
-    pub(crate) fn launch(self: &Arc<Self>, k: &Kernel, meta: &[u32], bufs: &[&CudaBuf], groups: u32) {
+    pub(crate) fn launch(
+        self: &Arc<Self>,
+        k: &Kernel,
+        meta: &[u32],
+        bufs: &[&CudaBuf],
+        groups: u32,
+    ) {
         if groups == 0 {
             return;
         }
@@ -185,8 +199,10 @@ impl Ctx {
         let meta = self.upload(if meta.is_empty() { &[0] } else { meta });
         let mut ptrs: Vec<sys::CUdeviceptr> = vec![meta.ptr(0)];
         ptrs.extend(bufs.iter().map(|b| b.ptr(0)));
-        let mut args: Vec<*mut std::ffi::c_void> =
-            ptrs.iter_mut().map(|p| (p as *mut sys::CUdeviceptr).cast()).collect();
+        let mut args: Vec<*mut std::ffi::c_void> = ptrs
+            .iter_mut()
+            .map(|p| (p as *mut sys::CUdeviceptr).cast())
+            .collect();
         let grid = if groups <= MAX_GROUPS {
             (groups, 1, 1)
         } else {
@@ -197,7 +213,14 @@ impl Ctx {
         // number the kernel declares (the glue checks the count against `k.access`); `meta`
         // and `ptrs` outlive the call, and the driver copies the arguments at launch.
         unsafe {
-            result::launch_kernel(f.cu_function(), grid, (WG, 1, 1), 0, self.raw_stream(), &mut args)
+            result::launch_kernel(
+                f.cu_function(),
+                grid,
+                (WG, 1, 1),
+                0,
+                self.raw_stream(),
+                &mut args,
+            )
         }
         .map_err(|e| drv("cuda", self.index, format!("launching {}: {e}", k.entry)))
     }
@@ -217,7 +240,11 @@ impl Ctx {
                 // Out of memory: free what the pool holds and try once more.
                 self.empty_cache()?;
                 unsafe { result::malloc_sync(bytes as usize) }.map_err(|e| {
-                    drv("alloc", self.index, format!("allocating {bytes} bytes: {e}"))
+                    drv(
+                        "alloc",
+                        self.index,
+                        format!("allocating {bytes} bytes: {e}"),
+                    )
                 })?
             }
         };
@@ -249,7 +276,14 @@ impl Ctx {
     }
 
     /// Queues a device-side copy of `len` words.
-    pub(crate) fn copy(&self, src: &CudaBuf, src_off: usize, dst: &CudaBuf, dst_off: usize, len: usize) {
+    pub(crate) fn copy(
+        &self,
+        src: &CudaBuf,
+        src_off: usize,
+        dst: &CudaBuf,
+        dst_off: usize,
+        len: usize,
+    ) {
         if len == 0 {
             return;
         }
@@ -257,7 +291,12 @@ impl Ctx {
             self.bind()?;
             // SAFETY: both ranges lie inside live buffers of this context.
             unsafe {
-                result::memcpy_dtod_async(dst.ptr(dst_off), src.ptr(src_off), len * 4, self.raw_stream())
+                result::memcpy_dtod_async(
+                    dst.ptr(dst_off),
+                    src.ptr(src_off),
+                    len * 4,
+                    self.raw_stream(),
+                )
             }
             .map_err(|e| drv("copy", self.index, e))
         };

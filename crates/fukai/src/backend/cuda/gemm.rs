@@ -80,7 +80,8 @@ fn operand(t: &Tensor, l: &Layout, r: usize, c: usize) -> Result<Operand> {
 }
 
 fn int(v: usize) -> Result<i32> {
-    i32::try_from(v).map_err(|_| crate::error::op_err("matmul", format!("{v} exceeds cuBLAS's int")))
+    i32::try_from(v)
+        .map_err(|_| crate::error::op_err("matmul", format!("{v} exceeds cuBLAS's int")))
 }
 
 /// `a @ b (+ bias)` for views `la` = [batch.., m, k] and `lb` = [batch.., k, n] (batch dims
@@ -107,7 +108,10 @@ pub(crate) fn matmul(
             let (s, _) = elementwise::copy(&Tensor::from_parts(t.storage().clone(), rows))?;
             (s, 1.0f32)
         }
-        None => (Arc::new(Storage::gpu(gctx.alloc(nb * m * n)?, DType::F32)), 0.0f32),
+        None => (
+            Arc::new(Storage::gpu(gctx.alloc(nb * m * n)?, DType::F32)),
+            0.0f32,
+        ),
     };
     if nb * m * n == 0 {
         return Ok(out);
@@ -118,10 +122,7 @@ pub(crate) fn matmul(
         return Ok(z.storage().clone());
     }
     let (oa, ob) = (operand(a, la, m, k)?, operand(b, lb, k, n)?);
-    let (ba, bb) = (
-        gpu::buf_of(&oa.t),
-        gpu::buf_of(&ob.t),
-    );
+    let (ba, bb) = (gpu::buf_of(&oa.t), gpu::buf_of(&ob.t));
     let bo = out.gpu_buf().expect("a GPU buffer");
     let (pa, pb, pc) = match (&*ba, &*bb, &*bo) {
         (gpu::GpuBuf::Cuda(x), gpu::GpuBuf::Cuda(y), gpu::GpuBuf::Cuda(z)) => {
@@ -167,7 +168,11 @@ pub(crate) fn matmul(
         )
     };
     if status != blas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-        bail!("matmul", "cuda:{}: cuBLAS SGEMM failed: {status:?}", ctx.index);
+        bail!(
+            "matmul",
+            "cuda:{}: cuBLAS SGEMM failed: {status:?}",
+            ctx.index
+        );
     }
     Ok(out)
 }

@@ -150,7 +150,14 @@ impl Ctx {
         }
     }
     /// Queues a device-side copy of `len` words.
-    pub(crate) fn copy(&self, src: &GpuBuf, src_off: usize, dst: &GpuBuf, dst_off: usize, n: usize) {
+    pub(crate) fn copy(
+        &self,
+        src: &GpuBuf,
+        src_off: usize,
+        dst: &GpuBuf,
+        dst_off: usize,
+        n: usize,
+    ) {
         match self {
             #[cfg(feature = "wgpu")]
             Ctx::Wgpu(c) => c.copy(wgpu_buf(src), src_off, wgpu_buf(dst), dst_off, n),
@@ -250,7 +257,10 @@ pub(crate) fn to_host(t: &Tensor) -> Result<CpuStorage> {
 
 /// Wraps a fresh device buffer as a contiguous tensor's storage.
 pub(crate) fn wrap(buf: GpuBuf, dtype: DType, shape: &[usize]) -> (Arc<Storage>, Layout) {
-    (Arc::new(Storage::gpu(buf, dtype)), Layout::contiguous(shape))
+    (
+        Arc::new(Storage::gpu(buf, dtype)),
+        Layout::contiguous(shape),
+    )
 }
 
 /// The context of a tensor's device (the caller checked it is on a GPU).

@@ -23,7 +23,6 @@ const MAX_GROUPS: u32 = 65_535;
 /// WGSL shared by every kernel file: grid folding and strided indexing.
 pub(crate) const PRELUDE: &str = include_str!("prelude.wgsl");
 
-
 /// A compiled entry point and the layout of its bindings.
 type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 

@@ -114,8 +114,8 @@ mod tests {
     /// Every kernel file parses and validates as WGSL, with or without an adapter.
     #[test]
     fn every_kernel_file_is_valid_wgsl() {
-        use wgpu::naga;
         use crate::backend::gpu;
+        use wgpu::naga;
         for (name, src) in [
             ("conv", gpu::conv::SRC.wgsl),
             ("elementwise", gpu::elementwise::SRC.wgsl),
