@@ -141,3 +141,124 @@ pub(crate) fn empty_cache(n: u16) -> Result<()> {
 pub(crate) fn synchronize(n: u16) -> Result<()> {
     context(n)?.synchronize()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Entry points of a WGSL file with their buffer counts (bindings after the metadata).
+    fn wgsl_entries(src: &str) -> Vec<(String, usize)> {
+        let bindings = src.matches("@binding(").count();
+        let mut out: Vec<(String, usize)> = src
+            .split("@compute")
+            .skip(1)
+            .filter_map(|s| {
+                let name = s.split("fn ").nth(1)?.split('(').next()?;
+                Some((name.trim().to_string(), bindings))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Entry points of a CUDA file with their buffer counts (arguments after the metadata).
+    fn cu_entries(src: &str) -> Vec<(String, usize)> {
+        let args = src
+            .lines()
+            .find_map(|l| l.strip_prefix("#define ARGS "))
+            .map(|a| a.split(',').count());
+        let mut out: Vec<(String, usize)> = src
+            .split("extern \"C\" __global__ void ")
+            .skip(1)
+            .filter_map(|s| {
+                let name = s.split('(').next()?;
+                let params = s.split('(').nth(1)?.split(')').next()?;
+                let n = if params.trim() == "ARGS" {
+                    args?
+                } else {
+                    params.split(',').count()
+                };
+                Some((name.trim().to_string(), n))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every WGSL kernel has a CUDA port of the same name taking the same buffers, so the
+    /// shared launch glue can drive either.
+    #[test]
+    fn every_wgsl_kernel_has_a_cuda_port() {
+        for (name, wgsl, cu) in [
+            (
+                "conv",
+                include_str!("../wgpu/conv.wgsl"),
+                include_str!("conv.cu"),
+            ),
+            (
+                "elementwise",
+                include_str!("../wgpu/elementwise.wgsl"),
+                include_str!("elementwise.cu"),
+            ),
+            (
+                "optim",
+                include_str!("../wgpu/optim.wgsl"),
+                include_str!("optim.cu"),
+            ),
+            (
+                "pool",
+                include_str!("../wgpu/pool.wgsl"),
+                include_str!("pool.cu"),
+            ),
+            (
+                "random",
+                include_str!("../wgpu/random.wgsl"),
+                include_str!("random.cu"),
+            ),
+            (
+                "reduce",
+                include_str!("../wgpu/reduce.wgsl"),
+                include_str!("reduce.cu"),
+            ),
+            (
+                "softmax",
+                include_str!("../wgpu/softmax.wgsl"),
+                include_str!("softmax.cu"),
+            ),
+        ] {
+            // WGSL binds the metadata as binding 0 in the prelude, not in the file.
+            let w: Vec<_> = wgsl_entries(wgsl)
+                .into_iter()
+                .map(|(n, b)| (n, b + 1))
+                .collect();
+            assert_eq!(w, cu_entries(cu), "{name}: entry points and buffer counts");
+        }
+    }
+
+    /// No unsuffixed float literal slips into a kernel: it would make the arithmetic double.
+    #[test]
+    fn kernel_float_literals_are_single_precision() {
+        for src in [
+            super::context::PRELUDE,
+            include_str!("conv.cu"),
+            include_str!("elementwise.cu"),
+            include_str!("optim.cu"),
+            include_str!("pool.cu"),
+            include_str!("random.cu"),
+            include_str!("reduce.cu"),
+            include_str!("softmax.cu"),
+        ] {
+            for line in src.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                let b = line.as_bytes();
+                for (i, w) in b.windows(3).enumerate() {
+                    // A digit, a point, a digit: the literal must end in `f`.
+                    if w[0].is_ascii_digit() && w[1] == b'.' && w[2].is_ascii_digit() {
+                        let end = b[i + 2..]
+                            .iter()
+                            .position(|c| !c.is_ascii_digit())
+                            .map_or(b.len(), |p| i + 2 + p);
+                        assert_eq!(b.get(end), Some(&b'f'), "double literal in: {line}");
+                    }
+                }
+            }
+        }
+    }
+}
