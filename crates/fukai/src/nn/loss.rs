@@ -104,14 +104,14 @@ pub fn cross_entropy_with(
     let (n, c) = (logits.shape()[0], logits.shape()[1]);
     let valid: Vec<bool> = y.iter().map(|&t| Some(t) != opts.ignore_index).collect();
     let n_valid = valid.iter().filter(|&&v| v).count();
-    #[cfg(feature = "wgpu")]
-    if crate::tensor::on_wgpu(&[logits]) {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if crate::tensor::on_gpu(&[logits]) {
         let marked: Vec<i64> = y
             .iter()
             .zip(&valid)
             .map(|(&t, &v)| if v { t } else { -1 })
             .collect();
-        let kernels = crate::backend::wgpu::softmax::cross_entropy;
+        let kernels = crate::backend::gpu::softmax::cross_entropy;
         let (rows, probs, tgt) = kernels(logits, &marked, eps)?;
         let inv = 1.0 / n_valid as f64;
         let loss = rows.sum_all()?.mul_scalar(inv)?;
@@ -122,7 +122,7 @@ pub fn cross_entropy_with(
             &[logits],
             move || {
                 Box::new(move |g, _| {
-                    let back = crate::backend::wgpu::softmax::cross_entropy_backward;
+                    let back = crate::backend::gpu::softmax::cross_entropy_backward;
                     Ok(vec![Some(back(&probs, &tgt, g, eps, inv)?)])
                 })
             },
@@ -294,7 +294,7 @@ pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Res
     check_same_dtype(OP, logits, target)?;
     let n = logits.numel();
     let (x, t) = (logits.detach(), target.detach());
-    if crate::tensor::on_wgpu(&[logits]) {
+    if crate::tensor::on_gpu(&[logits]) {
         // max(x, 0) - x·t + ln(1 + e^-|x|) from device ops, with the fused op's gradient.
         let loss = x
             .relu()?

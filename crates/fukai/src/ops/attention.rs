@@ -567,7 +567,7 @@ fn composite(
 /// a row whose keys are all masked gives zeros.
 pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -> Result<Tensor> {
     let geo = check_inputs(&q, &k, &v, opts)?;
-    if crate::tensor::on_wgpu(&[q.src]) {
+    if crate::tensor::on_gpu(&[q.src]) {
         return composite(&geo, &q, &k, &v, opts);
     }
     q.src.cpu_only("attention")?;

@@ -321,7 +321,7 @@ impl Tensor {
                 "training needs more than one value per channel, found input {shape:?}"
             );
         }
-        if crate::tensor::on_wgpu(&[self]) {
+        if crate::tensor::on_gpu(&[self]) {
             return self.batch_norm_composite(weight, bias, eps, relu);
         }
         self.cpu_only(op)?;

@@ -59,12 +59,12 @@ impl Tensor {
         check_float_on(name, self)?;
         check_same_dtype(name, self, rhs)?;
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self, rhs]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self, rhs]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                crate::backend::wgpu::elementwise::binary(op as u32, self, rhs, &shape)?
+                crate::backend::gpu::elementwise::binary(op as u32, self, rhs, &shape)?
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => wrap(op.eval::<T>(self, rhs, &shape), &shape))

@@ -37,9 +37,9 @@ impl Tensor {
     fn compare(&self, rhs: &Tensor, c: Cmp, name: &'static str) -> Result<Tensor> {
         check_same_dtype(name, self, rhs)?;
         let shape = broadcast_shapes(name, self.shape(), rhs.shape())?;
-        if crate::tensor::on_wgpu(&[self, rhs]) {
-            #[cfg(feature = "wgpu")]
-            return crate::backend::wgpu::elementwise::compare(c as u32, self, rhs, &shape);
+        if crate::tensor::on_gpu(&[self, rhs]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            return crate::backend::gpu::elementwise::compare(c as u32, self, rhs, &shape);
         }
         let out = match self.dtype() {
             DType::F32 => cmp_kernel::<f32>(self, rhs, &shape, c),
@@ -121,13 +121,13 @@ impl Tensor {
         let shape = broadcast_shapes("where_cond", self.shape(), a.shape())?;
         let shape = broadcast_shapes("where_cond", &shape, b.shape())?;
         // The mask backward reads: the device condition itself, or the broadcast host copy.
-        let (storage, layout, mask) = if crate::tensor::on_wgpu(&[self, a, b]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout, mask) = if crate::tensor::on_gpu(&[self, a, b]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                let (s, l) = crate::backend::wgpu::elementwise::where_cond(self, a, b, &shape)?;
+                let (s, l) = crate::backend::gpu::elementwise::where_cond(self, a, b, &shape)?;
                 (s, l, self.clone())
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             let cond = self.layout().broadcast_to("where_cond", &shape)?;

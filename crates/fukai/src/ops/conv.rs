@@ -306,8 +306,8 @@ fn conv_impl(
     };
     let mut shape = vec![g.n, channels];
     shape.extend_from_slice(&size[3 - rank..]);
-    #[cfg(feature = "wgpu")]
-    if g.planar() && crate::tensor::on_wgpu(&[x, w]) {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if g.planar() && crate::tensor::on_gpu(&[x, w]) {
         return device_conv(op, dir, g, x, w, bias, &shape);
     }
     x.cpu_only(op)?;
@@ -358,9 +358,9 @@ fn conv_impl(
     }))
 }
 
-/// A 1-D or 2-D (transposed) convolution on wgpu (`shape` is the result's). A transposed
+/// A 1-D or 2-D (transposed) convolution on a GPU (`shape` is the result's). A transposed
 /// convolution runs the device kernels of its geometry the other way round, as on the CPU.
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn device_conv(
     op: &'static str,
     dir: Dir,
@@ -370,7 +370,7 @@ fn device_conv(
     bias: Option<&Tensor>,
     shape: &[usize],
 ) -> Result<Tensor> {
-    use crate::backend::wgpu::conv;
+    use crate::backend::gpu::conv;
     let (xd, wd) = (x.detach(), w.detach());
     let y = match dir {
         Dir::Conv => {

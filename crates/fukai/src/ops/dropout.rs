@@ -77,10 +77,10 @@ impl Tensor {
         let start = gen.reserve(n.div_ceil(4) as u64);
         let gen = &*gen;
         let dtype = self.dtype();
-        #[cfg(feature = "wgpu")]
-        if crate::tensor::on_wgpu(&[self]) {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if crate::tensor::on_gpu(&[self]) {
             let scale = 1.0 / (1.0 - p);
-            let kernel = crate::backend::wgpu::random::dropout;
+            let kernel = crate::backend::gpu::random::dropout;
             let ((s, l), keep) = kernel(self, p, scale, gen.state().0, start)?;
             return Ok(Tensor::op_result("dropout", s, l, &[self], move || {
                 Box::new(move |g, _| Ok(vec![Some(g.mul(&keep)?)]))

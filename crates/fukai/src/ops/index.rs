@@ -156,12 +156,12 @@ impl Tensor {
             out_shape[d] += p.shape()[d];
         }
         let refs: Vec<&Tensor> = parts.iter().collect();
-        let (storage, layout) = if crate::tensor::on_wgpu(&refs) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&refs) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                crate::backend::wgpu::elementwise::cat(parts, d, &out_shape)?
+                crate::backend::gpu::elementwise::cat(parts, d, &out_shape)?
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             let data = match first.dtype() {
@@ -281,9 +281,9 @@ impl Tensor {
         let idx = indices("index_select", index, self.shape()[d])?;
         let mut shape = self.shape().to_vec();
         shape[d] = idx.len();
-        #[cfg(feature = "wgpu")]
-        if crate::tensor::on_wgpu(&[self]) {
-            let (s, l) = crate::backend::wgpu::elementwise::index_select(self, d, index, &shape)?;
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if crate::tensor::on_gpu(&[self]) {
+            let (s, l) = crate::backend::gpu::elementwise::index_select(self, d, index, &shape)?;
             let (index, rows) = (index.clone(), self.shape()[d]);
             return Ok(Tensor::op_result(
                 "index_select",
@@ -344,8 +344,8 @@ impl Tensor {
             );
         }
         let (outer, dn, inner) = split3(self.shape(), d);
-        #[cfg(feature = "wgpu")]
-        if crate::tensor::on_wgpu(&[self, src]) {
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if crate::tensor::on_gpu(&[self, src]) {
             let mut pos = Vec::with_capacity(src.numel());
             for o in 0..outer {
                 for &i in &idx {
@@ -354,7 +354,7 @@ impl Tensor {
             }
             let added = {
                 let _g = crate::no_grad();
-                crate::backend::wgpu::elementwise::put_add(src, &pos, self.shape())?
+                crate::backend::gpu::elementwise::put_add(src, &pos, self.shape())?
             };
             let (index, sum) = (index.clone(), self.detach().add(&added)?);
             return Ok(Tensor::op_result(
@@ -418,12 +418,12 @@ impl Tensor {
         super::float::check_float_on("gather", self)?;
         let d = normalize_dim_nonscalar("gather", dim, self.shape())?;
         let pos = scatter_positions("gather", self.shape(), d, index)?;
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                crate::backend::wgpu::elementwise::take(self, &pos, index.shape())?
+                crate::backend::gpu::elementwise::take(self, &pos, index.shape())?
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => {
@@ -459,15 +459,15 @@ impl Tensor {
             );
         }
         let pos = scatter_positions("scatter_add", self.shape(), d, index)?;
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self, src]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self, src]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
                 let _g = crate::no_grad();
-                let added = crate::backend::wgpu::elementwise::put_add(src, &pos, self.shape())?;
+                let added = crate::backend::gpu::elementwise::put_add(src, &pos, self.shape())?;
                 let sum = self.detach().add(&added)?;
                 (sum.storage().clone(), sum.layout().clone())
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => {
@@ -517,7 +517,7 @@ impl Tensor {
 
 /// The gradient of `index_select` on a device: `g`'s slices along `dim` summed into `rows`
 /// slices by a one-hot product, `onehotᵀ · g` (a fixed order, no atomics).
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn index_add_by_matmul(g: &Tensor, dim: usize, index: &Tensor, rows: usize) -> Result<Tensor> {
     let n = index.numel();
     let classes = Tensor::arange(0.0, rows as f64, 1.0, DType::I64)?.to(g.device())?;

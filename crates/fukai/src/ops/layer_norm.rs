@@ -235,7 +235,7 @@ impl Tensor {
                 }
             }
         }
-        if crate::tensor::on_wgpu(&[self]) {
+        if crate::tensor::on_gpu(&[self]) {
             return self.norm_composite(weight, bias, eps, rms);
         }
         self.cpu_only(name)?;

@@ -73,13 +73,13 @@ impl Tensor {
             weight.detach().contiguous()?,
             bias.map(|b| b.detach()),
         );
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self, weight]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self, weight]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
                 // x [m, k] row-major; Wᵀ read through strides, never copied.
                 let la = crate::tensor::Layout::new(vec![m, k], vec![k, 1], x.layout().offset());
                 let lb = crate::tensor::Layout::new(vec![k, n], vec![1, k], w.layout().offset());
-                let s = crate::backend::wgpu::matmul::matmul(
+                let s = crate::backend::gpu::matmul::matmul(
                     &x,
                     &la,
                     &w,
@@ -90,7 +90,7 @@ impl Tensor {
                 )?;
                 (s, crate::tensor::Layout::contiguous(&shape))
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => {

@@ -360,7 +360,7 @@ impl Tensor {
             && rb == 2
             && !broadcast_matrix(self)
             && !broadcast_matrix(rhs)
-            && !crate::tensor::on_wgpu(&[self, rhs])
+            && !crate::tensor::on_gpu(&[self, rhs])
         {
             // A plain 2-D product skips the batch bookkeeping below: its allocations were a
             // tenth of a 64×64 product's time.
@@ -442,18 +442,11 @@ impl Tensor {
         shape_b.extend_from_slice(&[k, n]);
         let la = a.layout().broadcast_to("matmul", &shape_a)?;
         let lb = b.layout().broadcast_to("matmul", &shape_b)?;
-        if crate::tensor::on_wgpu(&[&a, &b]) {
-            #[cfg(feature = "wgpu")]
+        if crate::tensor::on_gpu(&[&a, &b]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                let data = crate::backend::wgpu::matmul::matmul(
-                    &a,
-                    &la,
-                    &b,
-                    &lb,
-                    &batch,
-                    (m, k, n),
-                    None,
-                )?;
+                let data =
+                    crate::backend::gpu::matmul::matmul(&a, &la, &b, &lb, &batch, (m, k, n), None)?;
                 return Ok((a, b, data, out_shape));
             }
         }

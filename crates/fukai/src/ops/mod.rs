@@ -32,7 +32,7 @@ mod winograd;
 pub use attention::{attention, AttnInput, AttnOptions};
 pub use batch_norm::BatchStats;
 pub use binary::Binary;
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) use conv_kernel::ConvGeom;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;

@@ -438,9 +438,9 @@ fn run_pool(op: &'static str, t: &Tensor, dims: usize, kind: Kind, pool: Pool) -
     if dims == 3 {
         t.cpu_only(op)?;
     }
-    #[cfg(feature = "wgpu")]
-    if crate::tensor::on_wgpu(&[t]) {
-        use crate::backend::wgpu::pool::{backward, forward, Windows};
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if crate::tensor::on_gpu(&[t]) {
+        use crate::backend::gpu::pool::{backward, forward, Windows};
         let win = Windows {
             planes: pool.planes,
             h: pool.h,

@@ -552,7 +552,7 @@ pub fn recurrence(
         reverse,
         lengths,
     };
-    if crate::tensor::on_wgpu(&[xg]) {
+    if crate::tensor::on_gpu(&[xg]) {
         return composite(&geo, xg, w_hh, b_hh, h0, c0);
     }
     xg.cpu_only("recurrence")?;

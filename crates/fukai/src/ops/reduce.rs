@@ -38,7 +38,7 @@ fn reduce_view<T: Float, R>(
 
 /// The input viewed as [outer, R, inner] for a device kernel: itself when the reduced dims are
 /// one run, else permuted so they are innermost.
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn device_view(t: &Tensor, dims: &[usize]) -> (Tensor, usize, usize, usize) {
     let shape = t.shape();
     let r: usize = dims.iter().map(|&d| shape[d]).product();
@@ -199,14 +199,14 @@ impl Tensor {
         check_float_on("sum", self)?;
         let dims: Vec<usize> = dims.iter().copied().filter(|&d| d < self.rank()).collect();
         let out_shape = reduced_shape(self.shape(), &dims, keepdim);
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                use crate::backend::wgpu::reduce::{reduce, Reduce};
+                use crate::backend::gpu::reduce::{reduce, Reduce};
                 let (v, o, r, i) = device_view(self, &dims);
                 reduce(&v, o, r, i, Reduce::Sum, &out_shape)?.0
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => {
@@ -298,16 +298,16 @@ impl Tensor {
         }
         let dims = if self.rank() == 0 { vec![] } else { vec![d] };
         let out_shape = reduced_shape(self.shape(), &dims, keepdim);
-        let (storage, layout, indices) = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout, indices) = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                use crate::backend::wgpu::reduce::{reduce, Reduce};
+                use crate::backend::gpu::reduce::{reduce, Reduce};
                 let (v, o, r, i) = device_view(self, &dims);
                 let how = if want_max { Reduce::Max } else { Reduce::Min };
                 let ((s, l), idx) = reduce(&v, o, r, i, how, &out_shape)?;
                 (s, l, idx.expect("arg reductions return indices"))
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => {
@@ -373,9 +373,9 @@ impl Tensor {
             );
         }
         let x = self.detach();
-        #[cfg(feature = "wgpu")]
-        if crate::tensor::on_wgpu(&[self]) {
-            use crate::backend::wgpu::reduce::{reduce, Reduce};
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
+        if crate::tensor::on_gpu(&[self]) {
+            use crate::backend::gpu::reduce::{reduce, Reduce};
             let n = x.numel();
             let how = if want_max { Reduce::Max } else { Reduce::Min };
             let ((s, l), _) = reduce(&x.reshape(&[n])?, 1, n, 1, how, &[])?;

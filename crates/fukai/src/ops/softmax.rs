@@ -97,12 +97,12 @@ impl Tensor {
                 shape[d + 1..].iter().product(),
             )
         };
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                crate::backend::wgpu::softmax::softmax(self, (outer, r, inner), log)?
+                crate::backend::gpu::softmax::softmax(self, (outer, r, inner), log)?
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(self.dtype(), T => {
@@ -118,9 +118,9 @@ impl Tensor {
             &[self],
             move || {
                 Box::new(move |g, _| {
-                    #[cfg(feature = "wgpu")]
-                    if crate::tensor::on_wgpu(&[&y, g]) {
-                        let gx = crate::backend::wgpu::softmax::softmax_backward(
+                    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+                    if crate::tensor::on_gpu(&[&y, g]) {
+                        let gx = crate::backend::gpu::softmax::softmax_backward(
                             &y,
                             g,
                             (outer, r, inner),

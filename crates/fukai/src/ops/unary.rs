@@ -105,7 +105,7 @@ impl Unary {
     }
 
     /// The op's code in the device kernels (its position in this enum) and parameters.
-    #[cfg(feature = "wgpu")]
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
     fn code(self) -> (u32, f64, f64) {
         let params = match self {
             Unary::Powf(p) | Unary::LeakyRelu(p) => (p, 0.0),
@@ -499,13 +499,13 @@ impl Tensor {
     pub fn unary(&self, op: Unary) -> Result<Tensor> {
         check_float_on(op.name(), self)?;
         let dtype = self.dtype();
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
                 let (code, p, q) = op.code();
-                crate::backend::wgpu::elementwise::unary(code, p, q, self)?
+                crate::backend::gpu::elementwise::unary(code, p, q, self)?
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             float_dispatch!(dtype, T => {
@@ -525,10 +525,10 @@ impl Tensor {
             &[self],
             move || {
                 Box::new(move |g, _| {
-                    #[cfg(feature = "wgpu")]
-                    if crate::tensor::on_wgpu(&[&saved, g]) {
+                    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+                    if crate::tensor::on_gpu(&[&saved, g]) {
                         let (code, p, q) = op.code();
-                        let gx = crate::backend::wgpu::elementwise::unary_backward(
+                        let gx = crate::backend::gpu::elementwise::unary_backward(
                             code, p, q, &saved, g,
                         )?;
                         return Ok(vec![Some(gx)]);

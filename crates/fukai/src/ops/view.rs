@@ -112,12 +112,12 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let (storage, layout) = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let (storage, layout) = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                crate::backend::wgpu::elementwise::copy(self)?
+                crate::backend::gpu::elementwise::copy(self)?
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             let data = self.copy_contiguous_storage();

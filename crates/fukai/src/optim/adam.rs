@@ -87,10 +87,10 @@ struct AdamStep<'a> {
 
 impl Update for AdamStep<'_> {
     fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()> {
-        #[cfg(feature = "wgpu")]
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
         {
             let (m, v) = (self.m.on_device(i, w)?, self.v.on_device(i, w)?);
-            let step = crate::backend::wgpu::optim::Step::Adam {
+            let step = crate::backend::gpu::optim::Step::Adam {
                 decoupled: self.decoupled,
                 step_size: self.step_size,
                 betas: self.betas,
@@ -99,9 +99,9 @@ impl Update for AdamStep<'_> {
                 lr: self.lr,
                 weight_decay: self.weight_decay,
             };
-            crate::backend::wgpu::optim::update(&step, w, g, Some(&m), Some(&v))
+            crate::backend::gpu::optim::update(&step, w, g, Some(&m), Some(&v))
         }
-        #[cfg(not(feature = "wgpu"))]
+        #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
         {
             let _ = (i, g);
             w.cpu_only("optimizer")

@@ -77,7 +77,7 @@ pub(crate) struct Slots {
 /// otherwise.
 enum Slot {
     Host(CpuStorage),
-    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
     Device(Tensor),
 }
 
@@ -100,7 +100,7 @@ impl Slots {
     }
     /// The buffer for parameter `p` (index `i`) on `p`'s device, zeros on first use; state
     /// loaded from a checkpoint moves there on first use.
-    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "wgpu", feature = "cuda")), allow(dead_code))]
     pub(crate) fn on_device(&mut self, i: usize, p: &Tensor) -> Result<Tensor> {
         let t = match self.bufs[i].take() {
             Some(Slot::Device(t)) if t.device() == p.device() => t,

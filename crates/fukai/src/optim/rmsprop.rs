@@ -74,23 +74,23 @@ struct RmsStep<'a> {
 
 impl Update for RmsStep<'_> {
     fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()> {
-        #[cfg(feature = "wgpu")]
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
         {
             let sq = self.sq.on_device(i, w)?;
             let b = match self.momentum != 0.0 {
                 true => Some(self.buf.on_device(i, w)?),
                 false => None,
             };
-            let step = crate::backend::wgpu::optim::Step::RmsProp {
+            let step = crate::backend::gpu::optim::Step::RmsProp {
                 lr: self.lr,
                 alpha: self.alpha,
                 eps: self.eps,
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             };
-            crate::backend::wgpu::optim::update(&step, w, g, Some(&sq), b.as_ref())
+            crate::backend::gpu::optim::update(&step, w, g, Some(&sq), b.as_ref())
         }
-        #[cfg(not(feature = "wgpu"))]
+        #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
         {
             let _ = (i, g);
             w.cpu_only("optimizer")

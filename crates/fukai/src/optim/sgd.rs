@@ -68,23 +68,23 @@ struct SgdStep<'a> {
 
 impl Update for SgdStep<'_> {
     fn apply_device(&mut self, i: usize, w: &Tensor, g: &Tensor) -> Result<()> {
-        #[cfg(feature = "wgpu")]
+        #[cfg(any(feature = "wgpu", feature = "cuda"))]
         {
             let fresh = !self.bufs.is_set(i);
             let b = match self.momentum != 0.0 {
                 true => Some(self.bufs.on_device(i, w)?),
                 false => None,
             };
-            let step = crate::backend::wgpu::optim::Step::Sgd {
+            let step = crate::backend::gpu::optim::Step::Sgd {
                 fresh,
                 nesterov: self.nesterov,
                 lr: self.lr,
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             };
-            crate::backend::wgpu::optim::update(&step, w, g, b.as_ref(), None)
+            crate::backend::gpu::optim::update(&step, w, g, b.as_ref(), None)
         }
-        #[cfg(not(feature = "wgpu"))]
+        #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
         {
             let _ = (i, g);
             w.cpu_only("optimizer")

@@ -338,12 +338,12 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let storage = if crate::tensor::on_wgpu(&[self]) {
-            #[cfg(feature = "wgpu")]
+        let storage = if crate::tensor::on_gpu(&[self]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
-                crate::backend::wgpu::elementwise::cast(self, dtype)?.0
+                crate::backend::gpu::elementwise::cast(self, dtype)?.0
             }
-            #[cfg(not(feature = "wgpu"))]
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
             let src = self.storage().read();
@@ -384,9 +384,9 @@ impl Tensor {
             );
         }
         crate::tensor::check_same_device("copy_from", self, src)?;
-        if crate::tensor::on_wgpu(&[self, src]) {
-            #[cfg(feature = "wgpu")]
-            return crate::backend::wgpu::elementwise::copy_into(self, src);
+        if crate::tensor::on_gpu(&[self, src]) {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            return crate::backend::gpu::elementwise::copy_into(self, src);
         }
         let values = src.copy_contiguous_storage();
         let mut dst = self.storage().write();

@@ -31,8 +31,8 @@ pub enum Device {
 }
 
 impl Device {
-    /// The first GPU this build and machine have (wgpu adapters that are real GPUs first), else
-    /// the CPU. A software rasterizer (lavapipe) is not preferred over the CPU.
+    /// The first GPU this build and machine have (CUDA devices, then wgpu adapters that are
+    /// real GPUs), else the CPU. A software rasterizer (lavapipe) is not preferred over the CPU.
     pub fn best() -> Device {
         devices()
             .into_iter()
@@ -50,6 +50,8 @@ impl Device {
         match self {
             #[cfg(feature = "wgpu")]
             Device::Wgpu(n) => crate::backend::wgpu::synchronize(n),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => crate::backend::cuda::synchronize(n),
             other => other.check(),
         }
     }
@@ -62,6 +64,11 @@ impl Device {
                 let (live, cached, peak) = crate::backend::wgpu::memory_stats(n)?;
                 Ok(MemoryStats { live, cached, peak })
             }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let (live, cached, peak) = crate::backend::cuda::memory_stats(n)?;
+                Ok(MemoryStats { live, cached, peak })
+            }
             other => other.check().map(|_| MemoryStats::default()),
         }
     }
@@ -70,6 +77,8 @@ impl Device {
         match self {
             #[cfg(feature = "wgpu")]
             Device::Wgpu(n) => crate::backend::wgpu::empty_cache(n),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => crate::backend::cuda::empty_cache(n),
             other => other.check(),
         }
     }
@@ -91,11 +100,20 @@ impl Device {
                     )
                 }
             }
-            Device::Cuda(n) => bail!(
-                "device",
-                "cuda:{n} asked for, but this build of fukai has no CUDA backend; devices here: {}",
-                list_names()
-            ),
+            Device::Cuda(n) => {
+                #[cfg(feature = "cuda")]
+                {
+                    crate::backend::cuda::context(n).map(|_| ())
+                }
+                #[cfg(not(feature = "cuda"))]
+                {
+                    bail!(
+                        "device",
+                        "cuda:{n} asked for, but this build of fukai has no `cuda` feature; devices here: {}",
+                        list_names()
+                    )
+                }
+            }
         }
     }
 }
@@ -130,6 +148,9 @@ pub fn devices() -> Vec<DeviceInfo> {
         name: format!("CPU ({} threads)", crate::parallel::num_threads()),
         software: false,
     }];
+    // CUDA first: on an NVIDIA machine it is the faster way to the same GPU.
+    #[cfg(feature = "cuda")]
+    out.extend(crate::backend::cuda::devices());
     #[cfg(feature = "wgpu")]
     out.extend(crate::backend::wgpu::adapters());
     out

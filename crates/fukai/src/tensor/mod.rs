@@ -10,7 +10,7 @@ mod storage;
 mod transfer;
 
 pub use alloc_limit::with_alloc_limit;
-#[cfg(feature = "wgpu")]
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) use device::list_names as device_names;
 pub use device::{devices, Device, DeviceInfo, MemoryStats};
 pub use dtype::{DType, WithDType};
@@ -20,7 +20,7 @@ pub use layout::{
 };
 pub(crate) use storage::match_storage;
 pub use storage::{CpuStorage, Storage, StorageSlice};
-pub(crate) use transfer::{check_same_device, on_wgpu};
+pub(crate) use transfer::{check_same_device, on_gpu};
 
 use crate::autograd::Node;
 use crate::bail;

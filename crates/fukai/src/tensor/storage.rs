@@ -176,8 +176,8 @@ pub struct Storage {
 #[derive(Debug)]
 enum Data {
     Cpu(CpuStorage),
-    #[cfg(feature = "wgpu")]
-    Wgpu(std::sync::Arc<crate::backend::wgpu::GpuBuf>),
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    Gpu(std::sync::Arc<crate::backend::gpu::GpuBuf>),
 }
 
 /// Read access to host memory.
@@ -193,20 +193,20 @@ impl Storage {
             data: RwLock::new(Data::Cpu(data)),
         }
     }
-    /// Wraps a wgpu buffer holding elements of `dtype`.
-    #[cfg(feature = "wgpu")]
-    pub(crate) fn wgpu(buf: crate::backend::wgpu::GpuBuf, dtype: DType) -> Self {
+    /// Wraps a GPU buffer holding elements of `dtype`.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    pub(crate) fn gpu(buf: crate::backend::gpu::GpuBuf, dtype: DType) -> Self {
         Storage {
             dtype,
-            data: RwLock::new(Data::Wgpu(std::sync::Arc::new(buf))),
+            data: RwLock::new(Data::Gpu(std::sync::Arc::new(buf))),
         }
     }
     /// The device the memory lives on.
     pub fn device(&self) -> Device {
         match &*self.data.read_recursive() {
             Data::Cpu(_) => Device::Cpu,
-            #[cfg(feature = "wgpu")]
-            Data::Wgpu(b) => Device::Wgpu(b.device_index()),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            Data::Gpu(b) => b.device(),
         }
     }
     /// The element type.
@@ -217,19 +217,19 @@ impl Storage {
     pub fn len(&self) -> usize {
         match &*self.data.read_recursive() {
             Data::Cpu(c) => c.len(),
-            #[cfg(feature = "wgpu")]
-            Data::Wgpu(b) => b.len(),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            Data::Gpu(b) => b.len(),
         }
     }
     /// True when it holds no element.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The wgpu buffer, when the memory lives there.
-    #[cfg(feature = "wgpu")]
-    pub(crate) fn gpu(&self) -> Option<std::sync::Arc<crate::backend::wgpu::GpuBuf>> {
+    /// The GPU buffer, when the memory lives on a GPU.
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    pub(crate) fn gpu_buf(&self) -> Option<std::sync::Arc<crate::backend::gpu::GpuBuf>> {
         match &*self.data.read_recursive() {
-            Data::Wgpu(b) => Some(b.clone()),
+            Data::Gpu(b) => Some(b.clone()),
             Data::Cpu(_) => None,
         }
     }

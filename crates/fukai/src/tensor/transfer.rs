@@ -23,16 +23,7 @@ impl Tensor {
         }
         device.check()?;
         let host = self.host_storage()?;
-        let storage = match device {
-            Device::Cpu => std::sync::Arc::new(super::Storage::new(host)),
-            #[cfg(feature = "wgpu")]
-            Device::Wgpu(n) => {
-                let ctx = crate::backend::wgpu::context(n)?;
-                let buf = crate::backend::wgpu::upload(&ctx, &host)?;
-                std::sync::Arc::new(super::Storage::wgpu(buf, self.dtype()))
-            }
-            other => bail!("to", "no backend for {other} in this build"),
-        };
+        let storage = std::sync::Arc::new(storage_on("to", device, host)?);
         let differentiable = self.dtype().is_compute_float();
         let inputs: &[&Tensor] = if differentiable { &[self] } else { &[] };
         Ok(Tensor::op_result(
@@ -55,15 +46,7 @@ impl Tensor {
         let n = self.storage().len();
         let whole = Tensor::from_parts(self.storage().clone(), super::Layout::contiguous(&[n]));
         let host = whole.host_storage()?;
-        let moved = match device {
-            Device::Cpu => super::Storage::new(host),
-            #[cfg(feature = "wgpu")]
-            Device::Wgpu(k) => {
-                let ctx = crate::backend::wgpu::context(k)?;
-                super::Storage::wgpu(crate::backend::wgpu::upload(&ctx, &host)?, self.dtype())
-            }
-            other => bail!("move_to", "no backend for {other} in this build"),
-        };
+        let moved = storage_on("move_to", device, host)?;
         self.storage().replace_with(moved);
         Ok(())
     }
@@ -72,8 +55,9 @@ impl Tensor {
     pub(crate) fn host_storage(&self) -> Result<CpuStorage> {
         match self.device() {
             Device::Cpu => Ok(self.copy_contiguous_storage()),
-            #[cfg(feature = "wgpu")]
-            Device::Wgpu(_) => crate::backend::wgpu::to_host(self),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => crate::backend::gpu::to_host(self),
+            #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             other => bail!("to_vec", "no backend for {other} in this build"),
         }
     }
@@ -97,11 +81,13 @@ impl Tensor {
     pub fn full_on(shape: &[usize], v: f64, dtype: DType, device: Device) -> Result<Tensor> {
         match device {
             Device::Cpu => Tensor::full(shape, v, dtype),
-            #[cfg(feature = "wgpu")]
-            Device::Wgpu(n) => {
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            other if !other.is_cpu() => {
                 super::checked_numel("full", shape)?;
-                let ctx = crate::backend::wgpu::context(n)?;
-                crate::backend::wgpu::elementwise::full(&ctx, shape, v, dtype)
+                match crate::backend::gpu::Ctx::of(other)? {
+                    Some(ctx) => crate::backend::gpu::elementwise::full(&ctx, shape, v, dtype),
+                    None => bail!("full", "no backend for {other} in this build"),
+                }
             }
             other => {
                 other.check()?;
@@ -152,15 +138,20 @@ pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Res
     Ok(())
 }
 
-/// Whether an op on these tensors runs on wgpu (any operand there; the caller checked that
+/// Whether an op on these tensors runs on a GPU (any operand there; the caller checked that
 /// they may meet).
-#[cfg(feature = "wgpu")]
-pub(crate) fn on_wgpu(ts: &[&Tensor]) -> bool {
-    ts.iter().any(|t| matches!(t.device(), Device::Wgpu(_)))
+pub(crate) fn on_gpu(ts: &[&Tensor]) -> bool {
+    ts.iter().any(|t| !t.device().is_cpu())
 }
 
-/// Always false without the `wgpu` feature.
-#[cfg(not(feature = "wgpu"))]
-pub(crate) fn on_wgpu(_: &[&Tensor]) -> bool {
-    false
+/// Host data as storage on `device` (already checked to exist here).
+fn storage_on(op: &'static str, device: Device, host: CpuStorage) -> Result<super::Storage> {
+    if device.is_cpu() {
+        return Ok(super::Storage::new(host));
+    }
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    if let Some(s) = crate::backend::gpu::storage_on(device, &host)? {
+        return Ok(s);
+    }
+    bail!(op, "no backend for {device} in this build")
 }

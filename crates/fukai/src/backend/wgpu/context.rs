@@ -7,6 +7,7 @@
 //! returned at the next readback, never turned into wrong numbers.
 
 use super::buffer::{GpuBuf, Pool};
+use crate::backend::gpu::Kernel;
 use crate::bail;
 use crate::error::{op_err, Result};
 use parking_lot::Mutex;
@@ -16,23 +17,11 @@ use wgpu::util::DeviceExt;
 
 /// Dispatches recorded before the encoder is submitted without a readback.
 const FLUSH_EVERY: usize = 64;
-/// Threads per workgroup in every 1-D kernel (the prelude's `WG`).
-pub(crate) const WG: u32 = 256;
 /// WebGPU's limit on workgroups per grid dimension; larger grids fold into y.
 const MAX_GROUPS: u32 = 65_535;
 
 /// WGSL shared by every kernel file: grid folding and strided indexing.
 pub(crate) const PRELUDE: &str = include_str!("prelude.wgsl");
-
-/// A kernel: a WGSL file, one entry point, and its bindings after the metadata (binding 0):
-/// `r` read-only, `w` read-write storage.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Kernel {
-    pub file: &'static str,
-    pub src: &'static str,
-    pub entry: &'static str,
-    pub access: &'static str,
-}
 
 /// A compiled entry point and the layout of its bindings.
 type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
@@ -148,7 +137,7 @@ impl Ctx {
             modules
                 .entry(k.file)
                 .or_insert_with(|| {
-                    let src = format!("{PRELUDE}\n{}", k.src);
+                    let src = format!("{PRELUDE}\n{}", k.src.wgsl);
                     self.device
                         .create_shader_module(wgpu::ShaderModuleDescriptor {
                             label: Some(k.file),
@@ -202,7 +191,6 @@ impl Ctx {
     /// Records `k` over `groups` workgroups (folded into a 2-D grid past 65,535) with `meta`
     /// as binding 0 and `bufs` as bindings 1.. in order.
     pub(crate) fn launch(&self, k: &Kernel, meta: &[u32], bufs: &[&GpuBuf], groups: u32) {
-        debug_assert_eq!(bufs.len(), k.access.len(), "{}: binding count", k.entry);
         if groups == 0 {
             return;
         }

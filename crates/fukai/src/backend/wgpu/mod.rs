@@ -2,25 +2,18 @@
 //! CPU, in CI). Storage is 4-byte words: f32 as is, u32 as is, u8 widened to u32, i64 narrowed
 //! to i32 (indices; larger values are an error). WGSL has no f64.
 //!
-//! Each kernel family is a Rust file with the launch glue beside a WGSL file of the same stem.
+//! Each kernel family is a WGSL file here; its launch glue, shared with CUDA, is in
+//! `backend/gpu/`.
 
 mod buffer;
 mod context;
-pub(crate) mod conv;
-pub(crate) mod elementwise;
-pub(crate) mod matmul;
-pub(crate) mod optim;
-pub(crate) mod pool;
-pub(crate) mod random;
-pub(crate) mod reduce;
-pub(crate) mod softmax;
 
 pub(crate) use buffer::GpuBuf;
-pub(crate) use context::{Ctx, Kernel, WG};
+pub(crate) use context::Ctx;
 
 use crate::bail;
 use crate::error::{op_err, Result};
-use crate::tensor::{CpuStorage, DType, Device, DeviceInfo, Layout, Storage, Tensor};
+use crate::tensor::{Device, DeviceInfo};
 use std::sync::{Arc, OnceLock};
 
 struct Registry {
@@ -116,120 +109,22 @@ pub(crate) fn synchronize(n: u16) -> Result<()> {
     context(n)?.synchronize()
 }
 
-/// The dtypes wgpu storage holds.
-pub(crate) fn check_dtype(op: &'static str, dtype: DType) -> Result<()> {
-    match dtype {
-        DType::F32 | DType::U32 | DType::U8 | DType::I64 => Ok(()),
-        other => bail!(
-            op,
-            "wgpu holds f32, u32, u8 and i64 (as i32) tensors, found {other}; convert with to_dtype(F32) first"
-        ),
-    }
-}
-
-/// Host storage to device words.
-pub(crate) fn upload(ctx: &Arc<Ctx>, data: &CpuStorage) -> Result<GpuBuf> {
-    let words: Vec<u32> = match data {
-        CpuStorage::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
-        CpuStorage::U32(v) => v.clone(),
-        CpuStorage::U8(v) => v.iter().map(|&x| x as u32).collect(),
-        CpuStorage::I64(v) => {
-            if let Some(bad) = v.iter().find(|&&x| i32::try_from(x).is_err()) {
-                bail!(
-                    "to",
-                    "i64 tensors live on wgpu as i32; the value {bad} does not fit"
-                );
-            }
-            v.iter().map(|&x| x as i32 as u32).collect()
-        }
-        other => {
-            check_dtype("to", other.dtype())?;
-            unreachable!()
-        }
-    };
-    Ok(ctx.upload(&words))
-}
-
-/// Device words back to host storage of `dtype`.
-pub(crate) fn download(words: Vec<u32>, dtype: DType) -> CpuStorage {
-    match dtype {
-        DType::F32 => CpuStorage::F32(words.into_iter().map(f32::from_bits).collect()),
-        DType::U32 => CpuStorage::U32(words),
-        DType::U8 => CpuStorage::U8(words.into_iter().map(|w| w as u8).collect()),
-        DType::I64 => CpuStorage::I64(words.into_iter().map(|w| w as i32 as i64).collect()),
-        other => unreachable!("wgpu storage of {other}"),
-    }
-}
-
-/// A contiguous host copy of a wgpu tensor (its view's elements in logical order).
-pub(crate) fn to_host(t: &Tensor) -> Result<CpuStorage> {
-    let c = elementwise::contiguous(t)?;
-    let buf = buf_of(&c);
-    let words = buf.ctx().read(&buf, c.layout().offset(), c.numel())?;
-    Ok(download(words, t.dtype()))
-}
-
-/// Wraps a fresh device buffer as a contiguous tensor's storage.
-pub(crate) fn wrap(buf: GpuBuf, dtype: DType, shape: &[usize]) -> (Arc<Storage>, Layout) {
-    (
-        Arc::new(Storage::wgpu(buf, dtype)),
-        Layout::contiguous(shape),
-    )
-}
-
-/// The context of a tensor's device (the caller checked it is on wgpu).
-pub(crate) fn ctx_of(t: &Tensor) -> Arc<Ctx> {
-    buf_of(t).ctx().clone()
-}
-
-/// The buffer behind a wgpu tensor.
-pub(crate) fn buf_of(t: &Tensor) -> Arc<GpuBuf> {
-    t.storage().gpu().expect("a wgpu tensor")
-}
-
-/// Metadata words describing a strided view: offset, then per dim its size and stride.
-pub(crate) fn view_meta(l: &Layout, rank: usize, meta: &mut Vec<u32>) -> Result<()> {
-    let fits =
-        |v: usize| u32::try_from(v).map_err(|_| op_err("wgpu", format!("index {v} exceeds u32")));
-    meta.push(fits(l.offset())?);
-    // Left-padded with size-1 dims so every view in one launch has the same rank.
-    let pad = rank - l.shape().len();
-    for _ in 0..pad {
-        meta.extend([1, 0]);
-    }
-    for (&d, &s) in l.shape().iter().zip(l.strides()) {
-        meta.push(fits(d)?);
-        meta.push(fits(s)?);
-    }
-    Ok(())
-}
-
-/// Workgroups for one thread per element.
-pub(crate) fn groups(n: usize) -> Result<u32> {
-    u32::try_from(n.div_ceil(WG as usize))
-        .map_err(|_| op_err("wgpu", format!("{n} elements exceed one launch")))
-}
-
-/// `n` as a metadata word.
-pub(crate) fn word(n: usize) -> Result<u32> {
-    u32::try_from(n).map_err(|_| op_err("wgpu", format!("size {n} exceeds u32")))
-}
-
 #[cfg(test)]
 mod tests {
     /// Every kernel file parses and validates as WGSL, with or without an adapter.
     #[test]
     fn every_kernel_file_is_valid_wgsl() {
+        use crate::backend::gpu;
         use wgpu::naga;
         for (name, src) in [
-            ("conv", super::conv::SRC),
-            ("elementwise", super::elementwise::SRC),
-            ("matmul", super::matmul::SRC),
-            ("optim", super::optim::SRC),
-            ("pool", super::pool::SRC),
-            ("random", super::random::SRC),
-            ("reduce", super::reduce::SRC),
-            ("softmax", super::softmax::SRC),
+            ("conv", gpu::conv::SRC.wgsl),
+            ("elementwise", gpu::elementwise::SRC.wgsl),
+            ("matmul", gpu::matmul::SRC.wgsl),
+            ("optim", gpu::optim::SRC.wgsl),
+            ("pool", gpu::pool::SRC.wgsl),
+            ("random", gpu::random::SRC.wgsl),
+            ("reduce", gpu::reduce::SRC.wgsl),
+            ("softmax", gpu::softmax::SRC.wgsl),
         ] {
             let full = format!("{}\n{src}", super::context::PRELUDE);
             let module = naga::front::wgsl::parse_str(&full)

@@ -1,10 +1,10 @@
-//! Launch glue for `optim.wgsl`: SGD, Adam(W) and RMSprop updates in place on the device.
+//! Launch glue for `optim.{wgsl,cu}`: SGD, Adam(W) and RMSprop updates in place on the device.
 
 use super::{buf_of, elementwise::contiguous, groups, word, Kernel};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-pub(crate) const SRC: &str = include_str!("optim.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("optim");
 
 /// Which update, with its settings as f32 words after (n, weight offset, gradient offset).
 pub(crate) enum Step {

@@ -1,11 +1,11 @@
-//! Launch glue for `softmax.wgsl`: softmax / log-softmax and the fused cross-entropy.
+//! Launch glue for `softmax.{wgsl,cu}`: softmax / log-softmax and the fused cross-entropy.
 
 use super::{buf_of, elementwise::contiguous, groups, word, wrap, Ctx, GpuBuf, Kernel};
 use crate::error::Result;
 use crate::tensor::{DType, Layout, Storage, Tensor};
 use std::sync::Arc;
 
-pub(crate) const SRC: &str = include_str!("softmax.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("softmax");
 
 fn kernel(entry: &'static str) -> Kernel {
     Kernel {
@@ -16,7 +16,7 @@ fn kernel(entry: &'static str) -> Kernel {
     }
 }
 
-fn run(ctx: &Arc<Ctx>, entry: &'static str, meta: &[u32], bufs: [&GpuBuf; 5], groups: u32) {
+fn run(ctx: &Ctx, entry: &'static str, meta: &[u32], bufs: [&GpuBuf; 5], groups: u32) {
     ctx.launch(&kernel(entry), meta, &bufs, groups);
 }
 
@@ -83,7 +83,7 @@ pub(crate) fn softmax_backward(
     Ok(Tensor::from_parts(s, l))
 }
 
-fn unused_rw(ctx: &Arc<Ctx>) -> Result<GpuBuf> {
+fn unused_rw(ctx: &Ctx) -> Result<GpuBuf> {
     ctx.alloc(1)
 }
 

@@ -1,11 +1,11 @@
-//! Launch glue for `reduce.wgsl`: sums and arg-extremes over the middle of [outer, r, inner].
+//! Launch glue for `reduce.{wgsl,cu}`: sums and arg-extremes over the middle of [outer, r, inner].
 
 use super::{buf_of, elementwise::contiguous, groups, word, wrap, Kernel};
 use crate::error::Result;
 use crate::tensor::{DType, Layout, Storage, Tensor};
 use std::sync::Arc;
 
-pub(crate) const SRC: &str = include_str!("reduce.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("reduce");
 /// Reductions at least this long use a workgroup per output.
 const WIDE: usize = 64;
 

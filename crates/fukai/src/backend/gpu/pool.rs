@@ -1,11 +1,11 @@
-//! Launch glue for `pool.wgsl`: max and average pools with any window tables.
+//! Launch glue for `pool.{wgsl,cu}`: max and average pools with any window tables.
 
 use super::{buf_of, elementwise::contiguous, groups, word, Ctx, GpuBuf, Kernel};
 use crate::error::Result;
 use crate::tensor::{DType, Tensor};
 use std::sync::Arc;
 
-pub(crate) const SRC: &str = include_str!("pool.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("pool");
 
 /// One pool's geometry: planes of `h`×`w`, windows per output row and column as
 /// (start, end, count).
@@ -49,7 +49,7 @@ impl Windows {
 }
 
 fn launch(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
     entry: &'static str,
     meta: &[u32],
     bufs: [&GpuBuf; 4],

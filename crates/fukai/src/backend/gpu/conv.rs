@@ -1,11 +1,11 @@
-//! Convolutions on wgpu: im2col / col2im from `conv.wgsl` around the tiled matmul.
+//! Convolutions on GPUs: im2col / col2im from `conv.{wgsl,cu}` around the matmul.
 
 use super::{buf_of, elementwise::contiguous, groups, matmul::matmul, word, Kernel};
 use crate::error::Result;
 use crate::ops::ConvGeom;
 use crate::tensor::{Layout, Tensor};
 
-pub(crate) const SRC: &str = include_str!("conv.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("conv");
 
 fn meta(g: &ConvGeom, offset: usize) -> Result<Vec<u32>> {
     [

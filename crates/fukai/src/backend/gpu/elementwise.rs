@@ -1,4 +1,4 @@
-//! Launch glue for `elementwise.wgsl`: copies of strided views, broadcasting binary ops, unary
+//! Launch glue for `elementwise.{wgsl,cu}`: copies of strided views, broadcasting binary ops, unary
 //! ops and their gradients, comparisons, casts, `where` and fills.
 
 use super::{buf_of, groups, view_meta, word, wrap, Ctx, GpuBuf, Kernel};
@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::tensor::{DType, Layout, Storage, Tensor};
 use std::sync::Arc;
 
-pub(crate) const SRC: &str = include_str!("elementwise.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("elementwise");
 
 fn kernel(entry: &'static str) -> Kernel {
     Kernel {
@@ -18,8 +18,8 @@ fn kernel(entry: &'static str) -> Kernel {
 }
 
 /// A 0-dim CPU operand (a scalar, as PyTorch allows beside device tensors) moved to `ctx`.
-pub(crate) fn operand(ctx: &Arc<Ctx>, t: &Tensor) -> Result<Tensor> {
-    if t.storage().gpu().is_some() {
+pub(crate) fn operand(ctx: &Ctx, t: &Tensor) -> Result<Tensor> {
+    if t.storage().gpu_buf().is_some() {
         return Ok(t.clone());
     }
     let data = t.copy_contiguous_storage();
@@ -31,7 +31,7 @@ pub(crate) fn operand(ctx: &Arc<Ctx>, t: &Tensor) -> Result<Tensor> {
 /// Launches an elementwise kernel writing `shape`'s elements from the views of `inputs`
 /// (broadcast to `shape`; up to three).
 fn launch(
-    ctx: &Arc<Ctx>,
+    ctx: &Ctx,
     entry: &'static str,
     op: u32,
     params: [u32; 2],
@@ -59,7 +59,7 @@ fn launch(
     Ok(out)
 }
 
-/// A contiguous copy of a wgpu tensor's view (no graph).
+/// A contiguous copy of a GPU tensor's view (no graph).
 pub(crate) fn copy(t: &Tensor) -> Result<(Arc<Storage>, Layout)> {
     let ctx = super::ctx_of(t).clone();
     let out = launch(&ctx, "copy", 0, [0, 0], &[t], t.shape())?;
@@ -122,7 +122,7 @@ pub(crate) fn compare(op: u32, a: &Tensor, b: &Tensor, shape: &[usize]) -> Resul
     Ok(Tensor::from_parts(s, l))
 }
 
-/// Converts between the dtypes wgpu holds.
+/// Converts between the dtypes GPU storage holds.
 pub(crate) fn cast(t: &Tensor, to: DType) -> Result<(Arc<Storage>, Layout)> {
     super::check_dtype("to_dtype", to)?;
     let ctx = super::ctx_of(t).clone();
@@ -150,7 +150,7 @@ pub(crate) fn where_cond(
 }
 
 /// A tensor of `shape` filled with `v` on `ctx`.
-pub(crate) fn full(ctx: &Arc<Ctx>, shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
+pub(crate) fn full(ctx: &Ctx, shape: &[usize], v: f64, dtype: DType) -> Result<Tensor> {
     super::check_dtype("full", dtype)?;
     let bits = match dtype {
         DType::F32 => (v as f32).to_bits(),
@@ -173,19 +173,19 @@ pub(crate) fn full(ctx: &Arc<Ctx>, shape: &[usize], v: f64, dtype: DType) -> Res
     Ok(Tensor::from_parts(s, l))
 }
 
-/// The device of the first wgpu tensor among `ts` (the caller checked they share it).
-pub(crate) fn device_of(ts: &[&Tensor]) -> Arc<Ctx> {
+/// The device of the first GPU tensor among `ts` (the caller checked they share it).
+pub(crate) fn device_of(ts: &[&Tensor]) -> Ctx {
     ts.iter()
-        .find_map(|t| t.storage().gpu().map(|b| b.ctx().clone()))
-        .expect("an op on wgpu has a wgpu operand")
+        .find_map(|t| t.storage().gpu_buf().map(|b| b.ctx()))
+        .expect("an op on a GPU has a GPU operand")
 }
 
-/// Writes `src`'s elements into the contiguous wgpu tensor `dst` (same shape and dtype).
+/// Writes `src`'s elements into the contiguous GPU tensor `dst` (same shape and dtype).
 pub(crate) fn copy_into(dst: &Tensor, src: &Tensor) -> Result<()> {
     if !dst.is_contiguous() {
         crate::bail!(
             "copy_from",
-            "a wgpu destination must be contiguous, found a strided view of {:?}",
+            "a GPU destination must be contiguous, found a strided view of {:?}",
             dst.shape()
         );
     }

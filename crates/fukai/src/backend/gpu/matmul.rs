@@ -1,11 +1,18 @@
-//! Launch glue for `matmul.wgsl`: batched products of strided operands with an optional bias.
+//! Launch glue for batched products of strided operands with an optional bias: `matmul.wgsl`
+//! on wgpu, cuBLAS on CUDA.
 
 use super::{buf_of, elementwise::operand, word, Kernel};
 use crate::error::Result;
 use crate::tensor::{DType, Layout, Storage, Tensor};
 use std::sync::Arc;
 
-pub(crate) const SRC: &str = include_str!("matmul.wgsl");
+pub(crate) const SRC: super::Src = super::Src {
+    #[cfg(feature = "wgpu")]
+    wgsl: include_str!("../wgpu/matmul.wgsl"),
+    // CUDA runs products on cuBLAS.
+    #[cfg(feature = "cuda")]
+    cu: "",
+};
 const TILE: usize = 128;
 
 /// `a @ b (+ bias)` for views `la` = [batch.., m, k] and `lb` = [batch.., k, n] (batch dims
@@ -21,6 +28,11 @@ pub(crate) fn matmul(
     bias: Option<&Tensor>,
 ) -> Result<Arc<Storage>> {
     let ctx = super::elementwise::device_of(&[a, b]);
+    #[cfg(feature = "cuda")]
+    #[allow(irrefutable_let_patterns)]
+    if let super::Ctx::Cuda(c) = &ctx {
+        return crate::backend::cuda::gemm::matmul(c, a, la, b, lb, batch, (m, k, n), bias);
+    }
     // More than two batch dims: copy both operands so the batch is one run.
     let (a, la, b, lb, batch) = if batch.len() > 2 {
         let flat = |t: &Tensor, l: &Layout, r: usize, c: usize| -> Result<(Tensor, Layout)> {
@@ -92,5 +104,5 @@ pub(crate) fn matmul(
         &[&buf_of(&a), &buf_of(&b), &buf_of(&bias), &out],
         groups,
     );
-    Ok(Arc::new(Storage::wgpu(out, DType::F32)))
+    Ok(Arc::new(Storage::gpu(out, DType::F32)))
 }

@@ -1,11 +1,11 @@
-//! Launch glue for `random.wgsl`: dropout with the CPU's counter-based stream.
+//! Launch glue for `random.{wgsl,cu}`: dropout with the CPU's counter-based stream.
 
 use super::{buf_of, groups, view_meta, word, wrap, Kernel};
 use crate::error::Result;
 use crate::tensor::{DType, Layout, Storage, Tensor};
 use std::sync::Arc;
 
-pub(crate) const SRC: &str = include_str!("random.wgsl");
+pub(crate) const SRC: super::Src = super::sources!("random");
 
 /// `x · mask` and the mask (`scale` where kept, else 0) for drop probability `p`, drawing
 /// blocks from `start` of the stream keyed by `seed`.
