@@ -404,6 +404,10 @@ def main():
     onnx = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx_minilm.md")
     if os.path.exists(onnx):
         out.append(open(onnx).read().rstrip("\n") + "\n")
+    # scripts/gpu_check.sh's figures from a lent GPU machine, written by hand from its log.
+    gpu = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu.md")
+    if os.path.exists(gpu):
+        out.append(open(gpu).read().rstrip("\n") + "\n")
     out.append("## Per-round detail\n")
     out.extend(detail)
     out.append("")
