@@ -34,7 +34,7 @@ fn devices_lists_the_cpu_and_absent_devices_are_clear_errors() {
     let out = fukai_ok(&["devices"]);
     assert!(out.starts_with("cpu"), "{out}");
     for (dev, want) in [
-        ("cuda", "no CUDA backend"),
+        ("cuda", "cuda:0 asked for"),
         ("wgpu:99", "wgpu:99"),
         ("tpu", "unknown device"),
     ] {

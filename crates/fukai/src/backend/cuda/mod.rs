@@ -20,6 +20,8 @@ use cudarc::driver::{result, sys, CudaContext};
 use std::sync::{Arc, OnceLock};
 
 struct Registry {
+    /// Whether the driver library loaded and initialized.
+    driver: bool,
     /// (name, compute capability) per device; empty when the driver did not load.
     devices: Vec<(String, (i32, i32))>,
     /// Why the run-time libraries kernels need are missing, when they are.
@@ -30,10 +32,13 @@ struct Registry {
 fn registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
     R.get_or_init(|| {
-        let devices = probe().unwrap_or_default();
+        let probed = probe();
+        let driver = probed.is_some();
+        let devices = probed.unwrap_or_default();
         let missing = missing_libraries();
         let contexts = devices.iter().map(|_| OnceLock::new()).collect();
         Registry {
+            driver,
             devices,
             missing,
             contexts,
@@ -106,6 +111,13 @@ pub(crate) fn devices() -> Vec<DeviceInfo> {
 pub(crate) fn context(n: u16) -> Result<Arc<Ctx>> {
     let r = registry();
     let Some((name, cc)) = r.devices.get(n as usize) else {
+        if !r.driver {
+            bail!(
+                "device",
+                "cuda:{n} asked for, but no CUDA driver was found here (libcuda.so.1 could not be loaded); devices here: {}",
+                crate::tensor::device_names()
+            );
+        }
         bail!(
             "device",
             "cuda:{n} asked for, but the CUDA driver reports {} device(s); devices here: {}",
