@@ -57,6 +57,11 @@ pub struct TrainArgs {
     /// (synchronized batch norm) instead of each micro-batch's own (train.sync_batch_norm).
     #[arg(long)]
     pub sync_batch_norm: bool,
+    /// Matrix products and convolutions in `bf16` (operands rounded to bf16, f32 sums;
+    /// AVX512-BF16 where the CPU has it) or `f32` (train.precision); weights and optimizer
+    /// state stay f32.
+    #[arg(long, value_name = "f32|bf16")]
+    pub precision: Option<String>,
 }
 
 /// `cfg` as it trains: in micro-batches of `micro`, shared by this run's ranks.
@@ -155,6 +160,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     if let Some(b) = a.batch_size {
         cfg.train.batch_size = b;
+    }
+    if let Some(p) = &a.precision {
+        cfg.train.precision = p.parse().map_err(|e: Error| Error::Format {
+            file: "--precision".into(),
+            msg: e.to_string(),
+        })?;
     }
     let cfg = split(cfg, a.micro_batch, a.sync_batch_norm)?;
     run::validate(&cfg)?;

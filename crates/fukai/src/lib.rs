@@ -36,7 +36,9 @@ pub mod testing;
 pub mod text;
 pub mod train;
 
-pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use autograd::{
+    autocast, is_grad_enabled, no_grad, precision, AutocastGuard, NoGradGuard, Precision,
+};
 pub use error::{Error, Result};
 pub use ops::Interpolation;
 pub use rng::{manual_seed, Generator};

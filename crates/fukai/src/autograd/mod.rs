@@ -3,8 +3,10 @@
 //! walks the recorded graph once in reverse topological order and frees each node as it goes, so
 //! memory returns to where it was before the forward pass.
 
+mod autocast;
 mod grad_mode;
 
+pub use autocast::{autocast, precision, AutocastGuard, Precision};
 pub use grad_mode::{is_grad_enabled, no_grad, NoGradGuard};
 
 use crate::error::{Error, Result};

@@ -192,6 +192,7 @@ fn geometry(
         od: out(0, d, kd)?,
         oh: out(1, h, kh)?,
         ow: out(2, wd, kw)?,
+        precision: crate::precision(),
     };
     check_sizes(op, &g)?;
     Ok(g)
@@ -273,6 +274,7 @@ fn transposed_geometry(
         od: d,
         oh: h,
         ow: wd,
+        precision: crate::precision(),
     };
     check_sizes(op, &g)?;
     Ok(g)

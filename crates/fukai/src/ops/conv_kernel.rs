@@ -9,9 +9,10 @@
 
 use super::conv_phase::Phases;
 use super::float::Float;
-use super::matmul::{gemm_raw, parallelism};
+use super::matmul::{gemm_at, parallelism};
 use super::transpose::transpose;
 use super::winograd::{wino_forward, wino_input_grad, wino_weight_grad, WinoGeom};
+use crate::autograd::Precision;
 use crate::parallel::{build_chunks, map_range};
 use gemm::Parallelism;
 use std::borrow::Cow;
@@ -47,6 +48,9 @@ pub(crate) struct ConvGeom {
     pub od: usize,
     pub oh: usize,
     pub ow: usize,
+    /// What the im2col products compute in: the caller's [`crate::precision`] when the op was
+    /// called, kept for its backward (tasks on other threads cannot read the caller's).
+    pub precision: Precision,
 }
 
 impl ConvGeom {
@@ -327,11 +331,29 @@ fn col2im_row<T: Float>(g: &ConvGeom, t: &Tap, src: &mut [T], dst: &mut [T]) {
     }
 }
 
-/// Safe face of [`gemm_raw`]: checks that every element the strides reach is in bounds.
-/// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands given by
-/// (row, col) strides.
+/// [`gemm_in`] in f32 (Winograd's products, whose transforms stay f32 under bf16).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm<T: Float>(
+    mnk: (usize, usize, usize),
+    dst: &mut [T],
+    dst_rs: usize,
+    lhs: &[T],
+    ls: (usize, usize),
+    rhs: &[T],
+    rs: (usize, usize),
+    accumulate: bool,
+    par: Parallelism,
+) {
+    let f32 = Precision::F32;
+    gemm_in(f32, mnk, dst, dst_rs, lhs, ls, rhs, rs, accumulate, par)
+}
+
+/// Safe face of [`gemm_at`]: checks that every element the strides reach is in bounds.
+/// `dst[m×n]` (row stride `dst_rs`) = (or +=) `lhs[m×k] · rhs[k×n]`, operands given by
+/// (row, col) strides, at precision `prec`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_in<T: Float>(
+    prec: Precision,
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     dst_rs: usize,
@@ -360,7 +382,8 @@ pub(crate) fn gemm<T: Float>(
     }
     // SAFETY: bounds checked above; `dst` is a unique borrow so it cannot alias the inputs.
     unsafe {
-        gemm_raw::<T>(
+        gemm_at::<T>(
+            prec,
             m,
             n,
             k,
@@ -476,7 +499,8 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
                     // One tap: gemm writes the output plane it feeds (onto the bias if any).
                     for (_, oz) in g.feeds(iz) {
                         let y = &mut y[gi * og * l + oz * ohw..];
-                        gemm(
+                        gemm_in(
+                            g.precision,
                             (og, ohw, kp),
                             y,
                             l,
@@ -493,7 +517,18 @@ pub(crate) fn conv_forward<T: Float>(g: &ConvGeom, x: &[T], w: &[T], bias: Optio
                 // All the plane's taps in one gemm (the columns are packed once, not once per
                 // tap), each tap's block then added to the output plane it feeds.
                 let m = taps.len() * og;
-                gemm((m, ohw, kp), z, ohw, w, (kp, 1), cols, (rs, 1), false, par);
+                gemm_in(
+                    g.precision,
+                    (m, ohw, kp),
+                    z,
+                    ohw,
+                    w,
+                    (kp, 1),
+                    cols,
+                    (rs, 1),
+                    false,
+                    par,
+                );
                 for (kz, oz) in g.feeds(iz) {
                     let block = &z[(kz - taps.start) * og * ohw..][..og * ohw];
                     let out = &mut y[gi * og * l + oz * ohw..];
@@ -590,7 +625,8 @@ pub(crate) fn conv_input_grad<T: Float>(
                     (&mut col[..], ohw, !first)
                 };
                 for gi in 0..g.groups {
-                    gemm(
+                    gemm_in(
+                        g.precision,
                         (kp, ohw, og),
                         &mut dst[gi * kp * rs..],
                         rs,
@@ -653,14 +689,26 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &ConvGeom, x: &[T], gy: &[T]) -> Vec
                         let width = taps.len() * og;
                         let dst = &mut dst[taps.start * og..];
                         let m = (kp, width, ohw);
-                        gemm(m, dst, row, cols, (rs, 1), &stack, (width, 1), true, par);
+                        gemm_in(
+                            g.precision,
+                            m,
+                            dst,
+                            row,
+                            cols,
+                            (rs, 1),
+                            &stack,
+                            (width, 1),
+                            true,
+                            par,
+                        );
                         continue;
                     }
                     for (kz, oz) in g.feeds(iz) {
                         let from = &gys[gi * og * l + oz * ohw..];
                         let acc = touched[kz] || g.kd > 1;
                         let dst = &mut dst[kz * og..];
-                        gemm(
+                        gemm_in(
+                            g.precision,
                             (kp, og, ohw),
                             dst,
                             row,

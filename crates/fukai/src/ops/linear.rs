@@ -2,13 +2,20 @@
 //! accumulated onto it by gemm, so no broadcast add and no second pass over the output.
 
 use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
-use super::matmul::{gemm_raw, parallelism};
+use super::matmul::{gemm_at, parallelism};
+use crate::autograd::{autocast, precision, Precision};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::tensor::Tensor;
 
-fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, m: usize, k: usize, n: usize) -> Vec<T> {
+fn forward<T: Float>(
+    prec: Precision,
+    x: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    (m, k, n): (usize, usize, usize),
+) -> Vec<T> {
     let mut out = match b {
         Some(b) => {
             let mut v = Vec::with_capacity(m * n);
@@ -23,7 +30,8 @@ fn forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, m: usize, k: usize, n: u
         // SAFETY: x is [m, k], w is [n, k] (read as its transpose [k, n] through strides),
         // out is [m, n]; none alias.
         unsafe {
-            gemm_raw::<T>(
+            gemm_at::<T>(
+                prec,
                 m,
                 n,
                 k,
@@ -57,6 +65,7 @@ impl Tensor {
             );
         }
         let n = weight.shape()[0];
+        let prec = precision();
         if let Some(b) = bias {
             check_same_dtype("linear", self, b)?;
             if b.shape() != [n] {
@@ -95,7 +104,7 @@ impl Tensor {
         } else {
             float_dispatch!(self.dtype(), T => {
                 let bv = b.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
-                let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(xv, wv, bv.as_deref(), m, k, n)));
+                let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(prec, xv, wv, bv.as_deref(), (m, k, n))));
                 wrap(out, &shape)
             })
         };
@@ -109,6 +118,8 @@ impl Tensor {
             &inputs,
             move || {
                 Box::new(move |g, needs| {
+                    // The backward products run at the forward's precision.
+                    let _precision = autocast(prec);
                     let g2 = g.reshape(&[m, n])?;
                     let gx = if needs[0] {
                         Some(g2.matmul(&w)?.reshape(&in_shape)?)

@@ -4,6 +4,7 @@
 mod attention;
 mod attention_kernel;
 mod batch_norm;
+pub mod bf16;
 mod binary;
 mod broadcast;
 mod compare;

@@ -308,6 +308,7 @@ impl Run {
         let mut extra = serde_json::Map::new();
         extra.insert("name".into(), cfg.name.clone().into());
         extra.insert("data".into(), data_path.display().to_string().into());
+        extra.insert("precision".into(), cfg.train.precision.name().into());
         let ckpt = out.join("checkpoint.safetensors");
         extra.insert("checkpoint".into(), ckpt.display().to_string().into());
         extra.insert(

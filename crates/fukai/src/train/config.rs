@@ -1,6 +1,7 @@
 //! What a [`Trainer`](super::Trainer) does: optimizer, schedule, budget, regularization,
 //! monitoring and checkpoint policy, as one serde struct (the `[train]` table of a run config).
 
+use crate::autograd::Precision;
 use crate::bail;
 use crate::error::Result;
 use crate::optim::{Adam, Groups, LrSchedule, Optimizer, RmsProp, Sgd};
@@ -91,6 +92,11 @@ pub struct TrainConfig {
     /// Step checkpoints kept in `checkpoints/` (the newest is also `checkpoint.safetensors`).
     #[serde(default = "default_keep")]
     pub keep_checkpoints: usize,
+    /// `"f32"` (the default) or `"bf16"`: the precision of the forward and backward matrix
+    /// products and convolutions (see [`crate::autocast`]); parameters, gradients and the
+    /// optimizer state stay f32.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 fn default_optimizer() -> String {
@@ -143,6 +149,7 @@ impl TrainConfig {
             checkpoint_seconds: default_checkpoint_seconds(),
             checkpoint_steps: None,
             keep_checkpoints: default_keep(),
+            precision: Precision::F32,
         }
     }
 

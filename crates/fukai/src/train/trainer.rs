@@ -88,6 +88,16 @@ impl Trainer {
     pub fn new(model: impl Model + 'static, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
         let model: Box<dyn Model> = Box::new(model);
+        // The GPU backends multiply in f32 whatever the autocast says; refusing beats
+        // reporting an f32 run as bf16.
+        if cfg.precision != crate::Precision::F32 && model.device() != crate::Device::Cpu {
+            bail!(
+                "train",
+                "precision {} runs on the CPU only so far, found the model on {}",
+                cfg.precision,
+                model.device()
+            );
+        }
         let opt = cfg.optimizer_for(model.parameters())?;
         Ok(Trainer {
             model,
@@ -536,7 +546,11 @@ impl Trainer {
         let smoothing = self.cfg.label_smoothing;
         let sync = self.cfg.sync_batch_norm.then(|| self.group.clone());
         let model = &*self.model;
+        let precision = self.cfg.precision;
         let step = || -> Result<(Tensor, f64)> {
+            // Forward and backward in the configured precision; the optimizer step, outside,
+            // updates the f32 master weights.
+            let _precision = crate::autocast(precision);
             let (out, penalty) = model.forward_with_penalty(b)?;
             let loss = with_penalty(loss(model.task(), &out, b, smoothing)?, penalty)?;
             let l = loss.item()?;
