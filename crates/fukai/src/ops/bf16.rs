@@ -9,9 +9,16 @@
 //! on `k` alone.
 //!
 //! `vdpbf16ps` adds the odd product, then the even one, each rounded to nearest even, with
-//! denormal inputs and results flushed to zero (Intel's pseudocode; `tests/bf16.rs` checks the
-//! CPU it runs on against [`Kernel::Portable`], which computes exactly that in scalar code for
-//! CPUs and targets without the instruction).
+//! denormal inputs and results flushed to zero (Intel's pseudocode). [`Kernel::Portable`]
+//! computes exactly that in scalar code, for CPUs and targets without the instruction;
+//! `tests/bf16.rs` checks that both give the same bits on the CPU it runs on. On this
+//! project's AMD Zen machine they do while the products stay in f32's normal range; with
+//! denormal products (operands below about 1e-19) the CPU keeps values the pseudocode
+//! flushes, so there the two paths differ (each still deterministic).
+//!
+//! Winograd convolutions (3x3, stride 1, enough channels) stay f32 under bf16: they already do
+//! a quarter of the multiplications of im2col, more than bf16's two products per instruction
+//! win back, and their transforms would round again in bf16.
 
 use super::matmul::SendPtr;
 use gemm::Parallelism;
