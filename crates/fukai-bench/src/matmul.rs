@@ -1,6 +1,7 @@
 //! Square f32 matmul: fukai's `Tensor::matmul` against the `gemm` crate called directly, the
 //! way someone using gemm by hand would (one preallocated output, row-major strides, the
-//! thread count passed straight through). fukai's goal is ≥ 90% of gemm's GFLOP/s.
+//! thread count passed straight through). fukai's goal is ≥ 90% of gemm's GFLOP/s. The
+//! `fukai_bf16` line is the same product under autocast bf16 (issue 20's CPU mixed precision).
 
 use crate::harness::{interleaved, Case, Line};
 use fukai::{DType, Tensor};
@@ -83,12 +84,24 @@ pub fn run(threads: usize, sizes: &[usize], reps: Option<usize>) -> fukai::Resul
         drop(fukai_out);
 
         let mut err: Option<fukai::Error> = None;
+        let mut err_bf16: Option<fukai::Error> = None;
         let mut cases = vec![
             Case {
                 name: "fukai",
                 run: Box::new(|| match a.matmul(&b) {
                     Ok(c) => drop(black_box(c)),
                     Err(e) => err = Some(e),
+                }),
+            },
+            // The same product under `--precision bf16` (operands rounded to bf16, f32 sums).
+            Case {
+                name: "fukai_bf16",
+                run: Box::new(|| {
+                    let _bf16 = fukai::autocast(fukai::Precision::Bf16);
+                    match a.matmul(&b) {
+                        Ok(c) => drop(black_box(c)),
+                        Err(e) => err_bf16 = Some(e),
+                    }
                 }),
             },
             Case {
@@ -101,7 +114,7 @@ pub fn run(threads: usize, sizes: &[usize], reps: Option<usize>) -> fukai::Resul
         let stats = interleaved(&mut cases, reps.unwrap_or(reps_for(n)), target_sample(n));
         let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
         drop(cases);
-        if let Some(e) = err {
+        if let Some(e) = err.or(err_bf16) {
             return Err(e);
         }
         let flop = 2.0 * (n as f64).powi(3);

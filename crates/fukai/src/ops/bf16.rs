@@ -174,11 +174,15 @@ unsafe fn tile_avx512(
             }
         }
         for p in 0..k2 {
-            let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
-            let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16).cast()));
+            let b0 =
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * NR).cast()));
+            let b1 = std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(
+                b.add(p * NR + 16).cast(),
+            ));
             let ap = a.add(p * MR);
             for (r, row) in acc.iter_mut().enumerate() {
-                let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(r) as i32));
+                let av =
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*ap.add(r) as i32));
                 row[0] = _mm512_dpbf16_ps(row[0], av, b0);
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);
             }
