@@ -367,6 +367,16 @@ fn bad_configs_and_presets() {
             vec!["cfg.toml", "data.val_fraction must be in [0, 1), found 1"],
         ),
         (
+            "unknown precision",
+            table_config("c", &data, &[4], "precision = \"fp8\""),
+            vec![
+                "cfg.toml",
+                "precision",
+                "unknown variant `fp8`",
+                "`f32` or `bf16`",
+            ],
+        ),
+        (
             "label smoothing of 2",
             table_config("c", &data, &[4], "label_smoothing = 2.0"),
             vec![
@@ -403,6 +413,23 @@ fn bad_configs_and_presets() {
         &["--preset", "fashion-mpl", "fashion-mlp"],
     );
     run.check_untouched("unknown preset");
+    fails(
+        "unknown --precision",
+        &[
+            "train",
+            "--preset",
+            "iris-mlp",
+            "--precision",
+            "fp16",
+            "--out",
+            &out,
+        ],
+        &[
+            "--precision",
+            "expected \"f32\" or \"bf16\", found \"fp16\"",
+        ],
+    );
+    run.check_untouched("unknown --precision");
     std::fs::remove_dir_all(&root).unwrap();
 }
 
