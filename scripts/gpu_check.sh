@@ -38,9 +38,9 @@ nproc; echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"; echo "LD_LIBRARY_PATH=$
 ls -l /usr/local/cuda/lib64/libnvrtc.so* /usr/local/cuda/lib64/libcublas.so* 2>/dev/null | head -4
 echo "== devices"; .device/fukai devices
 echo "== cuda op tests"; FUKAI_REQUIRE_CUDA=1 timeout 120 .device/cuda_tests --test-threads 4 2>&1 | tail -40
-echo "== device benchmark (cuda)"; timeout 60 .device/device_bench cuda
+echo "== device benchmark (cuda)"; timeout 150 .device/device_bench cuda
 echo "== wgpu op tests"; timeout 60 .device/wgpu_tests --test-threads 4 2>&1 | tail -4
-echo "== device benchmark (wgpu)"; timeout 60 .device/device_bench wgpu
+echo "== device benchmark (wgpu)"; FUKAI_BENCH_GPT=none timeout 60 .device/device_bench wgpu
 # Each run: the device's wall time beside the CPU's at 2 threads (the benchmark machine's core
 # count), same binary, same machine. The binary was built elsewhere, so the shipped MNIST is named
 # by its path; the other datasets come from .assets/ (carried).
@@ -62,3 +62,6 @@ echo "== fashion-cnn: one epoch on cuda"
 train fashion-cnn-epoch 40 cuda --preset fashion-cnn --epochs 1
 echo "== shakespeare-gpt: 300 steps"
 for d in cuda wgpu cpu; do train shakespeare-gpt 30 $d --preset shakespeare-gpt --steps 300; done
+echo "== bf16 autocast (--precision bf16) on cuda, the f32 runs above beside it"
+train fashion-cnn-bf16 30 cuda --preset fashion-cnn --steps 150 --precision bf16
+train shakespeare-gpt-bf16 30 cuda --preset shakespeare-gpt --steps 300 --precision bf16

@@ -22,6 +22,10 @@ pub enum Precision {
     /// Operands rounded to bf16 (round to nearest even), products accumulated in f32, f32
     /// results.
     Bf16,
+    /// f32 products on TF32 tensor cores where the device has them (CUDA: operands rounded to
+    /// 10 mantissa bits inside cuBLAS, f32 sums), as PyTorch's `allow_tf32`; the CPU and wgpu
+    /// have no TF32 and compute exactly as [`Precision::F32`].
+    Tf32,
 }
 
 impl Precision {
@@ -30,6 +34,7 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Tf32 => "tf32",
         }
     }
 
@@ -52,9 +57,10 @@ impl FromStr for Precision {
         match s {
             "f32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
+            "tf32" => Ok(Precision::Tf32),
             _ => Err(op_err(
                 "precision",
-                format!("expected \"f32\" or \"bf16\", found {s:?}"),
+                format!("expected \"f32\", \"bf16\" or \"tf32\", found {s:?}"),
             )),
         }
     }

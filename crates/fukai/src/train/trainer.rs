@@ -88,13 +88,13 @@ impl Trainer {
     pub fn new(model: impl Model + 'static, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
         let model: Box<dyn Model> = Box::new(model);
-        // The GPU backends multiply in f32 whatever the autocast says; refusing beats
-        // reporting an f32 run as bf16.
-        if cfg.precision != crate::Precision::F32 && model.device() != crate::Device::Cpu {
+        // wgpu has no bf16 products; refusing beats reporting an f32 run as bf16.
+        if cfg.precision == crate::Precision::Bf16
+            && matches!(model.device(), crate::Device::Wgpu(_))
+        {
             bail!(
                 "train",
-                "precision {} runs on the CPU only so far, found the model on {}",
-                cfg.precision,
+                "precision bf16 runs on the CPU and on CUDA devices, found the model on {}",
                 model.device()
             );
         }

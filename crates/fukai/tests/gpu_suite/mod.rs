@@ -437,6 +437,79 @@ fn matmul_batched_transposed_and_broadcast() {
     );
 }
 
+/// Autocast on the device: bf16 products (operands rounded to bf16, f32 sums) agree with the
+/// CPU's bf16 kernel up to summation order and differ from f32; TF32 stays within TF32's
+/// rounding of f32. wgpu has neither: bf16 is an error naming the device, TF32 is f32.
+#[test]
+fn autocast_bf16_and_tf32_products() {
+    use fukai::{autocast, Precision};
+    type Product = fn(&[Tensor]) -> Result<Tensor>;
+    let Some(dev) = gpu() else { return };
+    let at = |p: Precision, f: Product| {
+        move |v: &[Tensor]| {
+            let _g = autocast(p);
+            f(v)
+        }
+    };
+    let cases: [(&str, Vec<Tensor>, Product); 3] = [
+        (
+            "matmul",
+            vec![data(&[37, 150], 61), data(&[150, 129], 62)],
+            |v| v[0].matmul(&v[1]),
+        ),
+        (
+            "batched matmul of a transpose",
+            vec![data(&[3, 9, 40], 63), data(&[3, 11, 40], 64)],
+            |v| v[0].matmul(&v[1].transpose(1, 2)?),
+        ),
+        (
+            "linear",
+            vec![data(&[2, 6, 33], 65), data(&[19, 33], 66), data(&[19], 67)],
+            |v| v[0].linear(&v[1], Some(&v[2])),
+        ),
+    ];
+    for (what, inputs, f) in cases {
+        let on = |p: Precision| {
+            let xs: Vec<Tensor> = inputs.iter().map(|t| t.to(dev).unwrap()).collect();
+            at(p, f)(&xs)
+        };
+        if backend::NAME != "cuda" {
+            let e = on(Precision::Bf16).expect_err("bf16 on wgpu must be refused");
+            assert!(e.to_string().contains("bf16"), "{what}: {e}");
+            let (t, f32) = (on(Precision::Tf32).unwrap(), on(Precision::F32).unwrap());
+            assert_eq!(t.to_vec::<f32>().unwrap(), f32.to_vec::<f32>().unwrap());
+            continue;
+        }
+        crosscheck(
+            &format!("{what} in bf16"),
+            dev,
+            &inputs,
+            1e-4,
+            at(Precision::Bf16, f),
+        );
+        let plain: Vec<Tensor> = inputs.iter().map(|t| t.to(dev).unwrap()).collect();
+        let (b, f32) = (on(Precision::Bf16).unwrap(), f(&plain).unwrap());
+        let (b, f32) = (b.to_vec::<f32>().unwrap(), f32.to_vec::<f32>().unwrap());
+        let worst = b
+            .iter()
+            .zip(&f32)
+            .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+            .fold(0.0, f32::max);
+        assert!(
+            worst > 1e-4,
+            "{what}: the bf16 product equals the f32 one ({worst})"
+        );
+        // TF32 keeps 10 of f32's 23 mantissa bits: relative errors near 2^-11 per operand.
+        crosscheck(
+            &format!("{what} in tf32"),
+            dev,
+            &inputs,
+            2e-2,
+            at(Precision::Tf32, f),
+        );
+    }
+}
+
 #[test]
 fn softmax_and_cross_entropy() {
     let Some(dev) = gpu() else { return };

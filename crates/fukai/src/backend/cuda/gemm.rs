@@ -1,13 +1,38 @@
-//! Matrix products on cuBLAS: `cublasSgemmStridedBatched` over strided operands, transposes
-//! as flags, one stream, the default math mode (no TF32), no split-K choice of ours.
+//! Matrix products on cuBLAS over strided operands, transposes as flags, one stream: f32
+//! (`cublasSgemmStridedBatched`, the default math mode, no TF32), and on request TF32 tensor
+//! cores or bf16 operands with f32 accumulation (`cublasGemmStridedBatchedEx`). cuBLAS picks
+//! the same algorithm for the same shapes and settings, so a run repeats its bits.
 
-use super::Ctx;
-use crate::backend::gpu::{self, elementwise};
+use super::{Ctx, CudaBuf};
+use crate::backend::gpu::{self, elementwise, Kernel};
 use crate::bail;
 use crate::error::Result;
 use crate::tensor::{DType, Layout, Storage, Tensor};
 use cudarc::cublas::sys as blas;
 use std::sync::Arc;
+
+/// How cuBLAS multiplies f32 operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Full f32 products.
+    F32,
+    /// TF32 tensor cores: operands rounded to 10 mantissa bits inside cuBLAS, f32 sums.
+    Tf32,
+    /// Operands rounded to bf16 (nearest even) first, f32 sums and result.
+    Bf16,
+}
+
+const TO_BF16: Kernel = Kernel {
+    file: "gemm",
+    src: crate::backend::gpu::Src {
+        // wgpu has no bf16 products; the field exists only to satisfy the shared type.
+        #[cfg(feature = "wgpu")]
+        wgsl: "",
+        cu: include_str!("gemm.cu"),
+    },
+    entry: "to_bf16",
+    access: "rw",
+};
 
 /// One operand as cuBLAS reads it: the tensor, its word offset, the stride between batch
 /// matrices, the leading dimension and whether cuBLAS must transpose its column-major view.
@@ -79,6 +104,53 @@ fn operand(t: &Tensor, l: &Layout, r: usize, c: usize) -> Result<Operand> {
     })
 }
 
+/// The device address of an f32 operand's first word.
+fn word_ptr(o: &Operand) -> Result<u64> {
+    match &*gpu::buf_of(&o.t) {
+        gpu::GpuBuf::Cuda(x) => Ok(x.ptr(o.offset)),
+        #[allow(unreachable_patterns)]
+        _ => bail!("matmul", "operands on different backends"),
+    }
+}
+
+/// The words an operand of `nb` matrices of `r` × `c` spans, from its first.
+fn span(o: &Operand, r: usize, c: usize, nb: usize) -> usize {
+    let (outer, inner) = if o.trans { (c, r) } else { (r, c) };
+    (nb - 1) * o.batch_stride + (outer - 1) * o.ld + inner
+}
+
+/// The view `l` of `t` as an operand for bf16 conversion: packed first when it is spread thin
+/// over a larger buffer (converting the gaps would cost more than a copy).
+fn bf16_operand(t: &Tensor, l: &Layout, r: usize, c: usize, nb: usize) -> Result<Operand> {
+    let o = operand(t, l, r, c)?;
+    if span(&o, r, c, nb) <= 2 * nb * r * c + 64 {
+        return Ok(o);
+    }
+    let v = elementwise::contiguous(&Tensor::from_parts(t.storage().clone(), l.clone()))?;
+    operand(&v, v.layout(), r, c)
+}
+
+/// The values operand `o` reads, rounded to bf16 into a new buffer that starts at the first of
+/// them: the operand's strides hold unchanged, counted in bf16 elements.
+fn to_bf16(ctx: &Arc<Ctx>, o: &Operand, r: usize, c: usize, nb: usize) -> Result<CudaBuf> {
+    let n = span(o, r, c, nb);
+    let out = ctx.alloc(n.div_ceil(2))?;
+    let buf = gpu::buf_of(&o.t);
+    let src = match &*buf {
+        gpu::GpuBuf::Cuda(x) => x,
+        #[allow(unreachable_patterns)]
+        _ => bail!("matmul", "operands on different backends"),
+    };
+    let groups = gpu::word(n.div_ceil(2).div_ceil(gpu::WG as usize))?;
+    ctx.launch(
+        &TO_BF16,
+        &[gpu::word(n)?, gpu::word(o.offset)?],
+        &[src, &out],
+        groups,
+    );
+    Ok(out)
+}
+
 fn int(v: usize) -> Result<i32> {
     i32::try_from(v)
         .map_err(|_| crate::error::op_err("matmul", format!("{v} exceeds cuBLAS's int")))
@@ -96,6 +168,7 @@ pub(crate) fn matmul(
     batch: &[usize],
     (m, k, n): (usize, usize, usize),
     bias: Option<&Tensor>,
+    mode: Mode,
 ) -> Result<Arc<Storage>> {
     let nb: usize = batch.iter().product();
     let gctx = gpu::Ctx::Cuda(ctx.clone());
@@ -121,15 +194,27 @@ pub(crate) fn matmul(
         let z = elementwise::full(&gctx, &[nb * m * n], 0.0, DType::F32)?;
         return Ok(z.storage().clone());
     }
-    let (oa, ob) = (operand(a, la, m, k)?, operand(b, lb, k, n)?);
-    let (ba, bb) = (gpu::buf_of(&oa.t), gpu::buf_of(&ob.t));
+    let (oa, ob) = match mode {
+        Mode::Bf16 => (
+            bf16_operand(a, la, m, k, nb)?,
+            bf16_operand(b, lb, k, n, nb)?,
+        ),
+        _ => (operand(a, la, m, k)?, operand(b, lb, k, n)?),
+    };
     let bo = out.gpu_buf().expect("a GPU buffer");
-    let (pa, pb, pc) = match (&*ba, &*bb, &*bo) {
-        (gpu::GpuBuf::Cuda(x), gpu::GpuBuf::Cuda(y), gpu::GpuBuf::Cuda(z)) => {
-            (x.ptr(oa.offset), y.ptr(ob.offset), z.ptr(0))
-        }
+    let pc = match &*bo {
+        gpu::GpuBuf::Cuda(z) => z.ptr(0),
         #[allow(unreachable_patterns)]
         _ => bail!("matmul", "operands on different backends"),
+    };
+    // bf16 operands live in buffers of their own for the call; dropping them after it is safe
+    // (the pool hands them only to work queued later on the same stream).
+    let (pa, pb, _held) = match mode {
+        Mode::Bf16 => {
+            let (ca, cb) = (to_bf16(ctx, &oa, m, k, nb)?, to_bf16(ctx, &ob, k, n, nb)?);
+            (ca.ptr(0), cb.ptr(0), Some((ca, cb)))
+        }
+        _ => (word_ptr(&oa)?, word_ptr(&ob)?, None),
     };
     let op = |t: bool| {
         if t {
@@ -141,36 +226,74 @@ pub(crate) fn matmul(
     let alpha = 1.0f32;
     ctx.bind()?;
     let handle = ctx.blas.lock();
+    let (dt, compute) = match mode {
+        Mode::F32 => (blas::cudaDataType::CUDA_R_32F, None),
+        Mode::Tf32 => (
+            blas::cudaDataType::CUDA_R_32F,
+            Some(blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32),
+        ),
+        Mode::Bf16 => (
+            blas::cudaDataType::CUDA_R_16BF,
+            Some(blas::cublasComputeType_t::CUBLAS_COMPUTE_32F),
+        ),
+    };
     // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B goes first.
     // SAFETY: pointers, leading dimensions and batch strides describe memory inside live
-    // buffers of this context (checked by `operand`); alpha and beta are host scalars read
-    // during the call.
+    // buffers of this context (checked by `operand`; bf16 copies keep the same strides in
+    // elements); alpha and beta are host scalars read during the call.
     let status = unsafe {
-        blas::cublasSgemmStridedBatched(
-            handle.0,
-            op(ob.trans),
-            op(oa.trans),
-            int(n)?,
-            int(m)?,
-            int(k)?,
-            &alpha,
-            pb as *const f32,
-            int(ob.ld)?,
-            ob.batch_stride as i64,
-            pa as *const f32,
-            int(oa.ld)?,
-            oa.batch_stride as i64,
-            &beta,
-            pc as *mut f32,
-            int(n)?,
-            (m * n) as i64,
-            int(nb)?,
-        )
+        match compute {
+            None => blas::cublasSgemmStridedBatched(
+                handle.0,
+                op(ob.trans),
+                op(oa.trans),
+                int(n)?,
+                int(m)?,
+                int(k)?,
+                &alpha,
+                pb as *const f32,
+                int(ob.ld)?,
+                ob.batch_stride as i64,
+                pa as *const f32,
+                int(oa.ld)?,
+                oa.batch_stride as i64,
+                &beta,
+                pc as *mut f32,
+                int(n)?,
+                (m * n) as i64,
+                int(nb)?,
+            ),
+            Some(compute) => blas::cublasGemmStridedBatchedEx(
+                handle.0,
+                op(ob.trans),
+                op(oa.trans),
+                int(n)?,
+                int(m)?,
+                int(k)?,
+                (&alpha as *const f32).cast(),
+                pb as *const std::ffi::c_void,
+                dt,
+                int(ob.ld)?,
+                ob.batch_stride as i64,
+                pa as *const std::ffi::c_void,
+                dt,
+                int(oa.ld)?,
+                oa.batch_stride as i64,
+                (&beta as *const f32).cast(),
+                pc as *mut std::ffi::c_void,
+                blas::cudaDataType::CUDA_R_32F,
+                int(n)?,
+                (m * n) as i64,
+                int(nb)?,
+                compute,
+                blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            ),
+        }
     };
     if status != blas::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
         bail!(
             "matmul",
-            "cuda:{}: cuBLAS SGEMM failed: {status:?}",
+            "cuda:{}: cuBLAS {mode:?} product failed: {status:?}",
             ctx.index
         );
     }

@@ -31,7 +31,21 @@ pub(crate) fn matmul(
     #[cfg(feature = "cuda")]
     #[allow(irrefutable_let_patterns)]
     if let super::Ctx::Cuda(c) = &ctx {
-        return crate::backend::cuda::gemm::matmul(c, a, la, b, lb, batch, (m, k, n), bias);
+        use crate::backend::cuda::gemm::{matmul, Mode};
+        let mode = match crate::precision() {
+            crate::Precision::F32 => Mode::F32,
+            crate::Precision::Tf32 => Mode::Tf32,
+            crate::Precision::Bf16 => Mode::Bf16,
+        };
+        return matmul(c, a, la, b, lb, batch, (m, k, n), bias, mode);
+    }
+    // TF32 is an allowance, f32 a valid answer; bf16 is a promise wgpu cannot keep.
+    if crate::precision() == crate::Precision::Bf16 {
+        crate::bail!(
+            "matmul",
+            "bf16 autocast runs on the CPU and on CUDA devices; {} multiplies in f32 only",
+            a.device()
+        );
     }
     // More than two batch dims: copy both operands so the batch is one run.
     let (a, la, b, lb, batch) = if batch.len() > 2 {
