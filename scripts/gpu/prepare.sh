@@ -16,8 +16,8 @@ test_binary() {
 }
 cp "$CARGO_TARGET_DIR/release/fukai" .device/fukai
 cp "$CARGO_TARGET_DIR/release/examples/device_bench" .device/device_bench
-cp "$(test_binary wgpu wgpu)" .device/wgpu_tests
-cp "$(test_binary cuda cuda)" .device/cuda_tests
+cp "$(test_binary wgpu wgpu,cuda)" .device/wgpu_tests
+cp "$(test_binary cuda wgpu,cuda)" .device/cuda_tests
 strip .device/fukai .device/device_bench .device/wgpu_tests .device/cuda_tests
 # The working tree that travels to the GPU machine is capped (64 MiB): ship the binaries
 # compressed, and the two datasets the timed runs need beside them.
