@@ -14,6 +14,15 @@ fn randn(gen: &mut Generator, len: usize, scale: f32) -> Vec<f32> {
         .collect()
 }
 
+/// Held by every test that seeds or draws from the process-wide default generator (weight
+/// init, `Tensor::randn`): tests run on parallel threads, and one test's seed would otherwise
+/// change the draws of another (two runs of one test then multiply different matrices).
+static DEFAULT_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn default_rng() -> std::sync::MutexGuard<'static, ()> {
+    DEFAULT_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -131,6 +140,7 @@ fn avx512_bf16_and_portable_give_the_same_bits() {
 
 #[test]
 fn bf16_products_give_the_same_bits_at_1_and_2_threads() {
+    let _rng = default_rng();
     let run = || {
         let _bf16 = autocast(Precision::Bf16);
         manual_seed(4);
@@ -197,6 +207,7 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn autocast_equals_rounding_the_operands_then_multiplying() {
+    let _rng = default_rng();
     manual_seed(5);
     let a = Tensor::randn(&[37, 70], DType::F32).unwrap();
     let b = Tensor::randn(&[70, 45], DType::F32).unwrap();
@@ -260,6 +271,7 @@ fn autocast_equals_rounding_the_operands_then_multiplying() {
 
 #[test]
 fn winograd_convolutions_stay_f32_under_autocast() {
+    let _rng = default_rng();
     // 3x3, stride 1: the Winograd path, which stays f32 (see ops/bf16.rs).
     manual_seed(6);
     let x = Tensor::randn(&[2, 32, 14, 14], DType::F32).unwrap();
@@ -272,6 +284,7 @@ fn winograd_convolutions_stay_f32_under_autocast() {
 
 #[test]
 fn gradients_under_autocast_are_the_f32_gradients_of_rounded_operands() {
+    let _rng = default_rng();
     manual_seed(7);
     let a = Tensor::randn(&[20, 30], DType::F32).unwrap();
     let w = Tensor::randn(&[25, 30], DType::F32).unwrap();
@@ -386,6 +399,7 @@ fn train_small(precision: Precision) -> (Vec<f64>, f64) {
 
 #[test]
 fn a_small_model_learns_in_bf16() {
+    let _rng = default_rng();
     let (losses, accuracy) = train_small(Precision::Bf16);
     let (f32_losses, f32_accuracy) = train_small(Precision::F32);
     let (first, last) = (losses[0], *losses.last().unwrap());
