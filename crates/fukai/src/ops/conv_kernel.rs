@@ -344,8 +344,8 @@ pub(crate) fn gemm<T: Float>(
     accumulate: bool,
     par: Parallelism,
 ) {
-    let f32 = Precision::F32;
-    gemm_in(f32, mnk, dst, dst_rs, lhs, ls, rhs, rs, accumulate, par)
+    let p = Precision::F32;
+    gemm_in(p, mnk, dst, dst_rs, lhs, ls, rhs, rs, accumulate, par)
 }
 
 /// Safe face of [`gemm_at`]: checks that every element the strides reach is in bounds.
