@@ -1,6 +1,8 @@
 //! `fukai`: train, evaluate and inspect models from the command line. Argument parsing,
 //! presets and printing only: the work happens in the library (`fukai::run`, `fukai::train`).
 
+mod chat;
+mod chat_model;
 mod config;
 mod data_get;
 mod embed;
@@ -91,6 +93,8 @@ enum Cmd {
         #[arg(required = true)]
         inputs: Vec<String>,
     },
+    /// Chat with a LLaMA-family instruct model (interactive, or one answer with --prompt).
+    Chat(chat::ChatArgs),
     /// Sample text from a language-model checkpoint.
     Generate {
         /// A checkpoint.safetensors of a gpt run.
@@ -308,6 +312,7 @@ fn main() -> ExitCode {
         }
         Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
         Some(Cmd::Data { cmd }) => data_get::run(cmd),
+        Some(Cmd::Chat(a)) => fukai::parallel::on_pool(move || chat::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

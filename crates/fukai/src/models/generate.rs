@@ -87,6 +87,31 @@ impl Sampling {
     }
 }
 
+/// The repetition penalty of llama.cpp and `transformers`: each distinct id among `recent`
+/// has its logit divided by `penalty` when positive and multiplied by it otherwise, so with
+/// `penalty > 1` repeats become less likely either way. `penalty` must be positive and finite
+/// (checked by the callers' options); 1 changes nothing.
+///
+/// ```
+/// let mut logits = [2.0f32, -1.0, 0.5];
+/// fukai::models::penalize_repeats(&mut logits, &[0, 1, 0], 2.0);
+/// assert_eq!(logits, [1.0, -2.0, 0.5]);
+/// ```
+pub fn penalize_repeats(logits: &mut [f32], recent: &[u32], penalty: f32) {
+    if penalty == 1.0 {
+        return;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(recent.len());
+    for &id in recent {
+        let Some(l) = logits.get_mut(id as usize) else {
+            continue;
+        };
+        if seen.insert(id) {
+            *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+        }
+    }
+}
+
 /// Feeds `ids` after the cached prefix and returns the logits of the last position.
 fn step(model: &Gpt, ids: &[u32], caches: &mut [KvCache]) -> Result<Vec<f32>> {
     let x = Tensor::from_vec(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;

@@ -3,7 +3,8 @@
 //! - [`Mlp`] and [`Cnn`]: classifiers of fixed-shape samples (tables, images, spectrograms);
 //! - [`SeqClassifier`] and [`SeqForecaster`]: RNN/GRU/LSTM over sequences and series windows;
 //! - [`Gpt`]: a decoder-only Transformer language model with KV-cache generation;
-//! - [`BertModel`]: pretrained BERT encoders read from Hugging Face model directories.
+//! - [`BertModel`]: pretrained BERT encoders read from Hugging Face model directories;
+//! - [`Llama`]: LLaMA-family chat models (SmolLM2, LLaMA 3, ...) from named tensors.
 //!
 //! ```
 //! use fukai::models::{self, Mlp, MlpConfig, Model};
@@ -23,6 +24,8 @@ mod feedforward;
 mod generate;
 mod gpt;
 pub mod kernels;
+pub mod llama;
+mod llama_decode;
 mod recurrent;
 #[cfg(feature = "hf")]
 pub mod sentence;
@@ -31,8 +34,10 @@ mod video;
 pub use autoencoder::{Autoencoder, AutoencoderConfig};
 pub use bert::{mean_pool_normalized, BertConfig, BertModel};
 pub use feedforward::{Cnn, CnnConfig, Mlp, MlpConfig, MAX_SAMPLE_VALUES};
-pub use generate::Sampling;
+pub use generate::{penalize_repeats, Sampling};
 pub use gpt::{Gpt, GptConfig};
+pub use llama::{unpermute_qk_gguf, Llama, LlamaConfig, RopeScaling};
+pub use llama_decode::{Decoding, Session};
 pub use recurrent::{SeqClassifier, SeqConfig, SeqForecaster};
 #[cfg(feature = "hf")]
 pub use sentence::SentenceEmbedder;

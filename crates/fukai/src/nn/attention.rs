@@ -94,6 +94,21 @@ impl KvCache {
     pub fn clear(&mut self) {
         *self = KvCache::default();
     }
+    /// Keeps the first `len` positions (all of them if fewer are cached): a conversation that
+    /// is rewritten after some point is fed again from there.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len >= self.len() {
+            return Ok(());
+        }
+        if len == 0 {
+            self.clear();
+            return Ok(());
+        }
+        for t in [&mut self.k, &mut self.v].into_iter().flatten() {
+            *t = t.narrow(1, 0, len)?.contiguous()?;
+        }
+        Ok(())
+    }
     fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
         let (k, v) = match (&self.k, &self.v) {
             (Some(ck), Some(cv)) => (
@@ -166,6 +181,66 @@ impl MultiHeadAttention {
             } else {
                 None
             },
+            out_proj,
+            rope: None,
+            heads,
+            kv_heads,
+            head_dim,
+        })
+    }
+    /// Attention over given weights: the stacked q, k, v projection `[d + 2·kv_dim, d]` (q rows
+    /// first) with its optional bias, and the output projection; the widths are checked.
+    pub fn from_parts(
+        heads: usize,
+        kv_heads: usize,
+        in_proj_weight: Tensor,
+        in_proj_bias: Option<Tensor>,
+        out_proj: Linear,
+    ) -> Result<Self> {
+        let (rows, d) = match in_proj_weight.shape() {
+            &[r, d] => (r, d),
+            s => bail!(
+                "MultiHeadAttention",
+                "in_proj_weight must be [d + 2*kv_dim, d], found {s:?}"
+            ),
+        };
+        if heads == 0
+            || !d.is_multiple_of(heads)
+            || kv_heads == 0
+            || !heads.is_multiple_of(kv_heads)
+        {
+            bail!(
+                "MultiHeadAttention",
+                "d_model {d} must split into {heads} heads, and heads into {kv_heads} kv heads"
+            );
+        }
+        let head_dim = d / heads;
+        let want = d + 2 * kv_heads * head_dim;
+        if rows != want {
+            bail!(
+                "MultiHeadAttention",
+                "in_proj_weight must have {want} rows for {heads} heads and {kv_heads} kv heads of width {head_dim}, found {rows}"
+            );
+        }
+        if let Some(b) = &in_proj_bias {
+            if b.shape() != [want] {
+                bail!(
+                    "MultiHeadAttention",
+                    "in_proj_bias must be [{want}], found {:?}",
+                    b.shape()
+                );
+            }
+        }
+        if out_proj.weight.shape() != [d, d] {
+            bail!(
+                "MultiHeadAttention",
+                "out_proj.weight must be [{d}, {d}], found {:?}",
+                out_proj.weight.shape()
+            );
+        }
+        Ok(MultiHeadAttention {
+            in_proj_weight,
+            in_proj_bias,
             out_proj,
             rope: None,
             heads,

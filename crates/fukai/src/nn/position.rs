@@ -159,6 +159,9 @@ impl Module for SinusoidalPositions {
 /// assert!((norm(&y)? - norm(&x)?).abs() < 1e-4);
 /// # Ok::<(), fukai::Error>(())
 /// ```
+// Clones share the tables (tensors are reference-counted), so every layer of a model can hold
+// the same one.
+#[derive(Clone)]
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
@@ -175,14 +178,31 @@ impl Rope {
                 "head width must be even and positive, found {head_dim}"
             );
         }
-        let half = head_dim / 2;
+        let inv_freq: Vec<f64> = (0..head_dim / 2)
+            .map(|i| base.powf(-2.0 * i as f64 / head_dim as f64))
+            .collect();
+        Rope::from_inv_freq(&inv_freq, max_len)
+    }
+    /// Tables for heads of width `2·inv_freq.len()` whose pair `i` turns by
+    /// `p · inv_freq[i]` at position `p`: the form scaled RoPE variants (linear, LLaMA 3)
+    /// compute their frequencies in.
+    pub fn from_inv_freq(inv_freq: &[f64], max_len: usize) -> Result<Self> {
+        if inv_freq.is_empty() || inv_freq.iter().any(|f| !f.is_finite()) {
+            bail!(
+                "Rope",
+                "inverse frequencies must be finite and at least one, found {} values",
+                inv_freq.len()
+            );
+        }
+        let half = inv_freq.len();
+        let head_dim = 2 * half;
         let (mut c, mut s) = (
             vec![0.0f64; max_len * head_dim],
             vec![0.0f64; max_len * head_dim],
         );
         for p in 0..max_len {
-            for i in 0..half {
-                let a = p as f64 * base.powf(-2.0 * i as f64 / head_dim as f64);
+            for (i, f) in inv_freq.iter().enumerate() {
+                let a = p as f64 * f;
                 for j in [i, i + half] {
                     c[p * head_dim + j] = a.cos();
                     s[p * head_dim + j] = a.sin();
