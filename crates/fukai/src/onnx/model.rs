@@ -90,9 +90,9 @@ impl Model {
         })
     }
 
-    /// Turns the load-time graph rewrites (fused linear, GELU and layer norm, decoded
-    /// constants; see `onnx/optimize.rs`) on or off. On by default; off runs every node as
-    /// the graph spells it, which the tests use to check the rewrites.
+    /// Turns the load-time graph rewrites (fused linear, GELU, layer norm and attention,
+    /// decoded constants; see `onnx/optimize.rs`) on or off. On by default; off runs every
+    /// node as the graph spells it, which the tests use to check the rewrites.
     pub fn set_fusion(&mut self, on: bool) {
         self.fusion = on;
     }
