@@ -312,7 +312,7 @@ fn layer_norm(f: &Facts, n: &NodeProto) -> Option<(Vec<usize>, Fused, Vec<String
 }
 
 /// A `Transpose` node's explicit `perm`.
-fn perm<'g>(n: &'g NodeProto) -> Option<&'g [i64]> {
+fn perm(n: &NodeProto) -> Option<&[i64]> {
     let p = n.attribute.iter().find(|a| a.name() == "perm")?;
     Some(p.ints.as_slice())
 }
