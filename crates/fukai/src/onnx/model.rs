@@ -90,11 +90,23 @@ impl Model {
         })
     }
 
-    /// Turns the load-time graph rewrites (fused linear, GELU and layer norm, decoded
-    /// constants; see `onnx/optimize.rs`) on or off. On by default; off runs every node as
-    /// the graph spells it, which the tests use to check the rewrites.
+    /// Turns the load-time graph rewrites (fused linear, GELU, layer norm and attention,
+    /// decoded constants; see `onnx/optimize.rs`) on or off. On by default; off runs every
+    /// node as the graph spells it, which the tests use to check the rewrites.
     pub fn set_fusion(&mut self, on: bool) {
         self.fusion = on;
+    }
+
+    /// The fused ops the load-time rewrites put in place of node chains, in graph order
+    /// (`"linear"`, `"gelu"`, `"layer_norm"`, `"attention"`); they run while fusion is on.
+    pub fn fused_ops(&self) -> Vec<&'static str> {
+        self.plan
+            .iter()
+            .filter_map(|s| match s {
+                Step::Fused { op, .. } => Some(op.name()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The opset of the default (`ai.onnx`) domain the model was exported for.
@@ -165,7 +177,12 @@ impl Model {
                 Step::Const(i, t) => {
                     env.insert(self.graph.node[*i].output[0].clone(), t.clone());
                 }
-                Step::Fused { op, inputs, node } => {
+                Step::Fused {
+                    op,
+                    inputs,
+                    node,
+                    chain,
+                } => {
                     let proto = &self.graph.node[*node];
                     let ts = inputs
                         .iter()
@@ -179,8 +196,15 @@ impl Model {
                     let Some(ts) = ts else {
                         return Err(node.err(format!("an input of fused {op:?} is not computed")));
                     };
-                    let y = node.ctx(run_fused(*op, &ts))?;
-                    env.insert(proto.output[0].clone(), y);
+                    match node.ctx(run_fused(*op, &ts))? {
+                        Some(y) => {
+                            env.insert(proto.output[0].clone(), y);
+                        }
+                        None => {
+                            let nodes = chain.iter().map(|&i| &self.graph.node[i]);
+                            exec_nodes(nodes, self.opset, &mut env)?;
+                        }
+                    }
                 }
             }
         }
@@ -202,7 +226,11 @@ impl Model {
 pub(super) type Scope = HashMap<String, Tensor>;
 
 /// Runs `nodes` in order, adding each node's outputs to `env`.
-pub(super) fn exec_nodes(nodes: &[NodeProto], opset: i64, env: &mut Scope) -> Result<()> {
+pub(super) fn exec_nodes<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeProto>,
+    opset: i64,
+    env: &mut Scope,
+) -> Result<()> {
     for proto in nodes {
         let mut node = Node {
             proto,

@@ -10,6 +10,14 @@
 //!   five passes of which Erf runs on the host in f64.
 //! - `LayerNormalization` over the last axis with only its first output becomes the fused
 //!   `layer_norm` kernel, instead of the mean/variance composite.
+//! - The attention block (`Reshape`/`Transpose` of q, k and v into heads, `MatMul(q, kᵀ)`,
+//!   scaled by `Div` or `Mul`, an optional additive mask, `Softmax`, `MatMul(·, v)` and the
+//!   `Transpose` back) becomes the fused attention kernel (`ops/attention.rs`): scale, mask and
+//!   softmax in one pass over each score row, heads read in place, no `[B, H, T, T]` tensors
+//!   between nodes. Its reshape targets are only known at run time, so a run whose shapes do
+//!   not split q, k and v into equal heads runs the chain as written; so does one whose mask
+//!   requires grad (the kernel does not differentiate the mask). One difference stays: a
+//!   query row whose keys are all masked with -inf gives zeros fused, NaN as written.
 //! - `Constant` nodes are decoded once.
 //!
 //! [`Model::set_fusion`](super::Model::set_fusion) turns the rewrites off; the tests compare
@@ -19,6 +27,7 @@ use super::attr::Node;
 use super::proto::{tensor_proto::DataType, GraphProto, NodeProto};
 use super::tensor::tensor_from_proto;
 use crate::error::Result;
+use crate::ops::{self, AttnInput, AttnOptions};
 use crate::{DType, Tensor};
 use std::collections::HashMap;
 
@@ -30,11 +39,13 @@ pub(crate) enum Step {
     Skip,
     /// Graph node `i` is a `Constant`, decoded at load.
     Const(usize, Tensor),
-    /// A fused op; `node` is the chain's last node (its output is the step's output).
+    /// A fused op; `node` is the chain's last node (its output is the step's output), `chain`
+    /// every node it replaces in graph order, for a run the fused op declines.
     Fused {
         op: Fused,
         inputs: Vec<String>,
         node: usize,
+        chain: Vec<usize>,
     },
 }
 
@@ -46,15 +57,33 @@ pub(crate) enum Fused {
     Gelu,
     /// inputs: x, scale `[d]`, bias `[d]`.
     LayerNorm { eps: f64 },
+    /// inputs: q, k, v `[B, T, H·hd]`, their reshape targets `[B, T, H, hd]`, and the
+    /// additive mask when `mask`. Output `[B, Tq, H, hd]` (the final Transpose's).
+    Attention { scale: f64, mask: bool },
+}
+
+impl Fused {
+    /// The op's name, as [`Model::fused_ops`](super::Model::fused_ops) lists it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Fused::Linear => "linear",
+            Fused::Gelu => "gelu",
+            Fused::LayerNorm { .. } => "layer_norm",
+            Fused::Attention { .. } => "attention",
+        }
+    }
 }
 
 /// Runs a fused op on its inputs (in the order the step lists them). Half-precision inputs
 /// compute in f32 and cast back, as the unfused operators do.
-pub(crate) fn run_fused(op: Fused, t: &[Tensor]) -> Result<Tensor> {
+/// `None` when the op declines these inputs (only attention does; see the module docs) and the
+/// chain must run as written.
+pub(crate) fn run_fused(op: Fused, t: &[Tensor]) -> Result<Option<Tensor>> {
     let dt = t[0].dtype();
     let half = matches!(dt, DType::F16 | DType::BF16);
+    // Only the float inputs: attention's reshape targets stay int64.
     let cast = |x: &Tensor| {
-        if half {
+        if half && x.dtype().is_float() {
             x.to_dtype(DType::F32)
         } else {
             Ok(x.clone())
@@ -62,14 +91,82 @@ pub(crate) fn run_fused(op: Fused, t: &[Tensor]) -> Result<Tensor> {
     };
     let t = t.iter().map(cast).collect::<Result<Vec<_>>>()?;
     let y = match op {
-        Fused::Linear => t[0].linear(&t[1], t.get(2)),
-        Fused::Gelu => t[0].gelu(),
-        Fused::LayerNorm { eps } => t[0].layer_norm(Some(&t[1]), Some(&t[2]), eps),
-    }?;
+        Fused::Linear => t[0].linear(&t[1], t.get(2))?,
+        Fused::Gelu => t[0].gelu()?,
+        Fused::LayerNorm { eps } => t[0].layer_norm(Some(&t[1]), Some(&t[2]), eps)?,
+        Fused::Attention { scale, mask } => match attention(&t, scale, mask.then(|| &t[6]))? {
+            Some(y) => y,
+            None => return Ok(None),
+        },
+    };
     if half {
-        return y.to_dtype(dt);
+        return y.to_dtype(dt).map(Some);
     }
-    Ok(y)
+    Ok(Some(y))
+}
+
+/// The fused attention on q, k, v `[B, T, W]` and their reshape targets, when the targets
+/// split each into the same `H` heads of `hd` columns (`[B, T, H, hd]`, ONNX's 0 and -1
+/// allowed); `None` otherwise.
+fn attention(t: &[Tensor], scale: f64, mask: Option<&Tensor>) -> Result<Option<Tensor>> {
+    let mut heads = None;
+    for (x, spec) in t[..3].iter().zip(&t[3..6]) {
+        let Some(split) = head_split(x, spec)? else {
+            return Ok(None);
+        };
+        if heads.is_some_and(|h| h != split) {
+            return Ok(None);
+        }
+        heads = Some(split);
+    }
+    let Some((h, hd)) = heads else {
+        return Ok(None);
+    };
+    let (q, k, v) = (&t[0], &t[1], &t[2]);
+    let dt = q.dtype();
+    let (b, tq, s) = (q.shape()[0], q.shape()[1], k.shape()[1]);
+    // What ONNX allows and the kernel does not take: products that broadcast over the batch,
+    // a mask that widens the scores, a mask that requires grad.
+    let full = [b, h, tq, s];
+    let fits = |m: &Tensor| {
+        let mut dims = m.shape().iter().rev().zip(full.iter().rev());
+        m.rank() <= 4 && dims.all(|(&d, &f)| d == 1 || d == f) && !m.requires_grad()
+    };
+    if k.dtype() != dt
+        || v.dtype() != dt
+        || k.shape()[0] != b
+        || v.shape()[..2] != k.shape()[..2]
+        || mask.is_some_and(|m| !fits(m))
+    {
+        return Ok(None);
+    }
+    let mut opts = AttnOptions::new(h, hd);
+    opts.scale = Some(scale);
+    opts.attn_mask = mask.map(|m| m.to_dtype(dt)).transpose()?;
+    let input = |src| AttnInput { src, col: 0 };
+    let y = ops::attention(input(q), input(k), input(v), &opts)?;
+    y.reshape(&[b, tq, h, hd]).map(Some)
+}
+
+/// `(H, hd)` when reshaping `x` `[B, T, W]` by the ONNX shape `spec` (0 copies the input's
+/// dim, -1 is inferred) gives `[B, T, H, hd]`.
+fn head_split(x: &Tensor, spec: &Tensor) -> Result<Option<(usize, usize)>> {
+    if x.rank() != 3 || spec.rank() != 1 || spec.numel() != 4 || spec.dtype() != DType::I64 {
+        return Ok(None);
+    }
+    let mut dims = Vec::with_capacity(4);
+    for (i, d) in spec.to_vec::<i64>()?.into_iter().enumerate() {
+        dims.push(match d {
+            0 => *x.shape().get(i).unwrap_or(&0) as isize,
+            d if d < -1 => return Ok(None),
+            d => d as isize,
+        });
+    }
+    let Ok(r) = x.reshape_infer(&dims) else {
+        return Ok(None);
+    };
+    let s = r.shape();
+    Ok((s[..2] == x.shape()[..2]).then_some((s[2], s[3])))
 }
 
 /// The graph's facts a rewrite checks: who produces and who reads each value.
@@ -214,6 +311,98 @@ fn layer_norm(f: &Facts, n: &NodeProto) -> Option<(Vec<usize>, Fused, Vec<String
     Some((vec![], Fused::LayerNorm { eps }, n.input.clone()))
 }
 
+/// A `Transpose` node's explicit `perm`.
+fn perm(n: &NodeProto) -> Option<&[i64]> {
+    let p = n.attribute.iter().find(|a| a.name() == "perm")?;
+    Some(p.ints.as_slice())
+}
+
+/// `Transpose(Reshape(x, spec), perm)`, both read only there: (skipped nodes, x, spec).
+fn heads(f: &Facts, v: &str, want: &[i64]) -> Option<(Vec<usize>, String, String)> {
+    let (ti, tr) = f.sole(v, "Transpose")?;
+    let (ri, re) = f.sole(tr.input.first()?, "Reshape")?;
+    let allowzero = re.attribute.iter().find(|a| a.name() == "allowzero");
+    if perm(tr)? != want || re.input.len() != 2 || allowzero.is_some_and(|a| a.i() != 0) {
+        return None;
+    }
+    Some((vec![ti, ri], re.input[0].clone(), re.input[1].clone()))
+}
+
+/// `MatMul(Transpose(Reshape(q, sq), [0,2,1,3]), Transpose(Reshape(k, sk), [0,2,3,1]))`, then
+/// optionally a `Div` or `Mul` by a scalar: (skipped nodes, scale, [q, sq, k, sk]).
+fn scores(f: &Facts, v: &str) -> Option<(Vec<usize>, f64, [String; 4])> {
+    let (mut skipped, mut scale, mut v) = (vec![], 1.0, v);
+    if let Some((i, n)) = f.sole(v, "Div") {
+        scale = 1.0 / f.scalar(n.input.get(1)?)?;
+        (skipped, v) = (vec![i], n.input.first()?);
+    } else if let Some((i, n)) = f.sole(v, "Mul") {
+        let [a, b] = n.input.as_slice() else {
+            return None;
+        };
+        let (c, x) = match f.scalar(b) {
+            Some(c) => (c, a),
+            None => (f.scalar(a)?, b),
+        };
+        (skipped, scale, v) = (vec![i], c, x);
+    }
+    let (mi, mm) = f.sole(v, "MatMul")?;
+    let (qs, q, sq) = heads(f, mm.input.first()?, &[0, 2, 1, 3])?;
+    let (ks, k, sk) = heads(f, mm.input.get(1)?, &[0, 2, 3, 1])?;
+    skipped.push(mi);
+    skipped.extend(qs.into_iter().chain(ks));
+    Some((skipped, scale, [q, sq, k, sk]))
+}
+
+/// The attention block, anchored on the `Transpose([0,2,1,3])` after `MatMul(Softmax(scores
+/// [+ mask]), Transpose(Reshape(v, sv), [0,2,1,3]))`: (skipped nodes, op, inputs).
+fn attention_block(
+    f: &Facts,
+    opset: i64,
+    tr: &NodeProto,
+) -> Option<(Vec<usize>, Fused, Vec<String>)> {
+    if perm(tr)? != [0, 2, 1, 3] {
+        return None;
+    }
+    let (pi, pv) = f.sole(tr.input.first()?, "MatMul")?;
+    let (si, sm) = f.sole(pv.input.first()?, "Softmax")?;
+    let axis = sm
+        .attribute
+        .iter()
+        .find(|a| a.name() == "axis")
+        .map(|a| a.i());
+    // Before opset 13 Softmax flattens from its axis (default 1); on the last axis of the
+    // rank-4 scores both readings agree.
+    if !(matches!(axis, Some(-1 | 3)) || axis.is_none() && opset >= 13) {
+        return None;
+    }
+    let (vs, v, sv) = heads(f, pv.input.get(1)?, &[0, 2, 1, 3])?;
+    let x = sm.input.first()?;
+    let (mut skipped, scale, [q, sq, k, sk], mask) = match f.sole(x, "Add") {
+        Some((ai, add)) => {
+            let [a, b] = add.input.as_slice() else {
+                return None;
+            };
+            // The mask is whichever operand is not the scaled product.
+            let with = |s: &str, m: &String| scores(f, s).map(|r| (r, m.clone()));
+            let ((mut sk, scale, qk), m) = with(a, b).or_else(|| with(b, a))?;
+            sk.push(ai);
+            (sk, scale, qk, Some(m))
+        }
+        None => {
+            let (sk, scale, qk) = scores(f, x)?;
+            (sk, scale, qk, None)
+        }
+    };
+    skipped.extend([pi, si].into_iter().chain(vs));
+    let mut inputs = vec![q, k, v, sq, sk, sv];
+    inputs.extend(mask.clone());
+    let op = Fused::Attention {
+        scale,
+        mask: mask.is_some(),
+    };
+    Some((skipped, op, inputs))
+}
+
 /// The steps that run `graph`: every node once, in order, fused where a rewrite applies.
 pub(crate) fn plan(graph: &GraphProto, opset: i64) -> Vec<Step> {
     let f = Facts::new(graph);
@@ -226,6 +415,7 @@ pub(crate) fn plan(graph: &GraphProto, opset: i64) -> Vec<Step> {
             "Add" => linear(&f, n).map(|(s, x)| (s, Fused::Linear, x)),
             "Mul" => gelu(&f, n).map(|(s, x)| (s, Fused::Gelu, x)),
             "LayerNormalization" => layer_norm(&f, n),
+            "Transpose" => attention_block(&f, opset, n),
             "Constant" => {
                 let node = Node {
                     proto: n,
@@ -248,13 +438,17 @@ pub(crate) fn plan(graph: &GraphProto, opset: i64) -> Vec<Step> {
         {
             continue;
         }
-        for s in skipped {
+        for &s in &skipped {
             steps[s] = Step::Skip;
         }
+        let mut chain = skipped;
+        chain.push(i);
+        chain.sort_unstable();
         steps[i] = Step::Fused {
             op,
             inputs,
             node: i,
+            chain,
         };
     }
     steps

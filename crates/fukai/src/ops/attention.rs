@@ -100,10 +100,12 @@ impl Geo {
     }
 }
 
-/// Masks as plain f64 arrays: the additive mask expanded to `[B, H, Tq, S]` (only when given).
+/// Masks as plain f64 arrays. The additive mask keeps its own (broadcast) shape, with strides
+/// for `[B, H, Tq, S]` that are 0 on its size-1 axes: a `[B, 1, 1, S]` padding mask is read in
+/// place instead of being expanded to B·H·Tq·S values on every call.
 struct Masks {
     pad: Option<Vec<bool>>,
-    add: Option<Vec<f64>>,
+    add: Option<(Vec<f64>, [usize; 4])>,
 }
 
 /// Scales, masks and softmaxes one score row in place (`row` holds the raw scores).
@@ -139,8 +141,8 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
                     v = T::NEG_INF;
                 }
             }
-            if let Some(a) = &masks.add {
-                v += T::c(a[((b * geo.h + h) * geo.tq + i) * geo.s + j]);
+            if let Some((a, st)) = &masks.add {
+                v += T::c(a[b * st[0] + h * st[1] + i * st[2] + j * st[3]]);
             }
             *x = v;
             m = m.max_nan(v);
@@ -487,15 +489,29 @@ fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
                     m.dtype()
                 );
             }
-            let v = m.expand(&[geo.b, geo.h, geo.tq, geo.s])?.to_vec_f64()?;
+            let full = [geo.b, geo.h, geo.tq, geo.s];
+            // Validates the broadcast (a clear error for a mask that does not fit).
+            m.expand(&full)?;
+            let mut shape = [1usize; 4];
+            shape[4 - m.rank()..].copy_from_slice(m.shape());
+            let mut strides = [0usize; 4];
+            let mut step = 1;
+            for d in (0..4).rev() {
+                if shape[d] != 1 {
+                    strides[d] = step;
+                }
+                step *= shape[d];
+            }
+            let v = m.to_vec_f64()?;
             // A boolean mask is the additive mask that is -inf where it is set.
-            Some(if bool_mask {
+            let v = if bool_mask {
                 v.into_iter()
                     .map(|x| if x != 0.0 { f64::NEG_INFINITY } else { 0.0 })
                     .collect()
             } else {
                 v
-            })
+            };
+            Some((v, strides))
         }
         None => None,
     };
