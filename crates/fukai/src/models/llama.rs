@@ -284,7 +284,7 @@ impl LlamaConfig {
             head_dim: v
                 .get("head_dim")
                 .and_then(|x| x.as_u64())
-                .map_or(if heads == 0 { 0 } else { hidden / heads }, |x| x as usize),
+                .map_or(hidden.checked_div(heads).unwrap_or(0), |x| x as usize),
             rope_theta,
             rope_scaling,
             rms_eps: float_in(&v, "rms_norm_eps")?.unwrap_or(1e-6),
