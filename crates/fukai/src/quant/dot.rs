@@ -67,56 +67,56 @@ impl Acc {
     }
 }
 
+/// Σ over blocks of `term(weight block, activation block)`, into the four partial sums.
 #[inline(always)]
-pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+fn sum_blocks<X>(w: &[u8], size: usize, x: &[X], term: impl Fn(&[u8], &X) -> f32) -> f32 {
     let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(18).zip(x).enumerate() {
-        let isum = D::nib32(&wb[2..18], &xb.q) - 8 * xb.sum;
-        acc.add(b, f16_at(wb, 0) * xb.d * isum as f32);
+    for (b, (wb, xb)) in w.chunks_exact(size).zip(x).enumerate() {
+        acc.add(b, term(wb, xb));
     }
     acc.total()
+}
+
+#[inline(always)]
+pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+    sum_blocks(w, 18, x, |wb, xb| {
+        let isum = D::nib32(&wb[2..18], &xb.q) - 8 * xb.sum;
+        f16_at(wb, 0) * xb.d * isum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(20).zip(x).enumerate() {
+    sum_blocks(w, 20, x, |wb, xb| {
         let isum = D::nib32(&wb[4..20], &xb.q);
         let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
-        acc.add(b, d * xb.d * isum as f32 + m * xb.d * xb.sum as f32);
-    }
-    acc.total()
+        d * xb.d * isum as f32 + m * xb.d * xb.sum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(22).zip(x).enumerate() {
+    sum_blocks(w, 22, x, |wb, xb| {
         let isum = D::five32(&wb[2..6], &wb[6..22], &xb.q) - 16 * xb.sum;
-        acc.add(b, f16_at(wb, 0) * xb.d * isum as f32);
-    }
-    acc.total()
+        f16_at(wb, 0) * xb.d * isum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(24).zip(x).enumerate() {
+    sum_blocks(w, 24, x, |wb, xb| {
         let isum = D::five32(&wb[4..8], &wb[8..24], &xb.q);
         let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
-        acc.add(b, d * xb.d * isum as f32 + m * xb.d * xb.sum as f32);
-    }
-    acc.total()
+        d * xb.d * isum as f32 + m * xb.d * xb.sum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q8_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(34).zip(x).enumerate() {
+    sum_blocks(w, 34, x, |wb, xb| {
         let isum = D::i8x32(&wb[2..34], &xb.q, xb.sum);
-        acc.add(b, f16_at(wb, 0) * xb.d * isum as f32);
-    }
-    acc.total()
+        f16_at(wb, 0) * xb.d * isum as f32
+    })
 }
 
 // The K-quants unpack each 256-value block to one byte per value, then take integer dots per
@@ -139,32 +139,27 @@ fn k32_sums(q: &[u8; 256], sc: &[u8; 8], mn: &[u8; 8], xb: &Q8x256) -> (i32, i32
 
 #[inline(always)]
 pub(crate) fn q4_k(w: &[u8], x: &[Q8x256]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(144).zip(x).enumerate() {
+    sum_blocks(w, 144, x, |wb, xb| {
         let (sc, mn) = k_scales_mins(&wb[4..16]);
         let (isum, msum) = k32_sums(&q4k_values(&wb[16..144]), &sc, &mn, xb);
         let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
-        acc.add(b, d * xb.d * isum as f32 - dmin * xb.d * msum as f32);
-    }
-    acc.total()
+        d * xb.d * isum as f32 - dmin * xb.d * msum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q5_k(w: &[u8], x: &[Q8x256]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(176).zip(x).enumerate() {
+    sum_blocks(w, 176, x, |wb, xb| {
         let (sc, mn) = k_scales_mins(&wb[4..16]);
         let (isum, msum) = k32_sums(&q5k_values(&wb[16..48], &wb[48..176]), &sc, &mn, xb);
         let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
-        acc.add(b, d * xb.d * isum as f32 - dmin * xb.d * msum as f32);
-    }
-    acc.total()
+        d * xb.d * isum as f32 - dmin * xb.d * msum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q2_k(w: &[u8], x: &[Q8x256]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(84).zip(x).enumerate() {
+    sum_blocks(w, 84, x, |wb, xb| {
         let q = q2k_values(&wb[16..80]);
         let (mut isum, mut msum) = (0i32, 0i32);
         for (k, &s) in wb[..16].iter().enumerate() {
@@ -173,9 +168,8 @@ pub(crate) fn q2_k(w: &[u8], x: &[Q8x256]) -> f32 {
             msum += (s >> 4) as i32 * xb.bsums[k] as i32;
         }
         let (d, dmin) = (f16_at(wb, 80), f16_at(wb, 82));
-        acc.add(b, d * xb.d * isum as f32 - dmin * xb.d * msum as f32);
-    }
-    acc.total()
+        d * xb.d * isum as f32 - dmin * xb.d * msum as f32
+    })
 }
 
 /// Σ_k scale_k · (Σ over the k-th 16 values of w·x), for signed 16-value sub-blocks.
@@ -188,26 +182,22 @@ fn k16_sum(q: &[i8; 256], sc: impl Fn(usize) -> i32, xb: &Q8x256) -> i32 {
 
 #[inline(always)]
 pub(crate) fn q3_k(w: &[u8], x: &[Q8x256]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(110).zip(x).enumerate() {
+    sum_blocks(w, 110, x, |wb, xb| {
         let sc = q3k_scales(&wb[96..108]);
         let isum = k16_sum(&q3k_values(&wb[..32], &wb[32..96]), |k| sc[k] as i32, xb);
-        acc.add(b, f16_at(wb, 108) * xb.d * isum as f32);
-    }
-    acc.total()
+        f16_at(wb, 108) * xb.d * isum as f32
+    })
 }
 
 #[inline(always)]
 pub(crate) fn q6_k(w: &[u8], x: &[Q8x256]) -> f32 {
-    let mut acc = Acc::default();
-    for (b, (wb, xb)) in w.chunks_exact(210).zip(x).enumerate() {
+    sum_blocks(w, 210, x, |wb, xb| {
         let sc = &wb[192..208];
         let isum = k16_sum(
             &q6k_values(&wb[..128], &wb[128..192]),
             |k| sc[k] as i8 as i32,
             xb,
         );
-        acc.add(b, f16_at(wb, 208) * xb.d * isum as f32);
-    }
-    acc.total()
+        f16_at(wb, 208) * xb.d * isum as f32
+    })
 }

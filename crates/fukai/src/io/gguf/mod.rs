@@ -222,32 +222,31 @@ impl GgufFile {
             v => Err(self.wrong(key, &format!("array of {elem}"), v)),
         }
     }
+    fn array_of<'a, T>(
+        &'a self,
+        key: &str,
+        elem: GgufValueType,
+        item: impl Fn(&'a GgufValue) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        Ok(self.array(key, elem)?.iter().filter_map(item).collect())
+    }
     /// Metadata `key` as an array of strings (a vocabulary, merges).
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
-        let items = self.array(key, GgufValueType::String)?;
-        Ok(items.iter().filter_map(GgufValue::as_str).collect())
+        self.array_of(key, GgufValueType::String, GgufValue::as_str)
     }
     /// Metadata `key` as an array of i32 (token types).
     pub fn get_i32_array(&self, key: &str) -> Result<Vec<i32>> {
-        let items = self.array(key, GgufValueType::I32)?;
-        Ok(items
-            .iter()
-            .filter_map(|v| match v {
-                GgufValue::I32(i) => Some(*i),
-                _ => None,
-            })
-            .collect())
+        self.array_of(key, GgufValueType::I32, |v| match v {
+            GgufValue::I32(i) => Some(*i),
+            _ => None,
+        })
     }
     /// Metadata `key` as an array of f32 (SentencePiece token scores).
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
-        let items = self.array(key, GgufValueType::F32)?;
-        Ok(items
-            .iter()
-            .filter_map(|v| match v {
-                GgufValue::F32(f) => Some(*f),
-                _ => None,
-            })
-            .collect())
+        self.array_of(key, GgufValueType::F32, |v| match v {
+            GgufValue::F32(f) => Some(*f),
+            _ => None,
+        })
     }
 
     fn info(&self, name: &str) -> Result<&TensorInfo> {
