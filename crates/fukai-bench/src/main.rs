@@ -12,6 +12,7 @@ mod matmul;
 mod minilm;
 mod mlp;
 mod onnx_minilm;
+mod qmatvec;
 mod tiny;
 
 use std::process::ExitCode;
@@ -52,6 +53,9 @@ Workloads (default: all):
   onnx_minilm       all-MiniLM-L6-v2 from the committed ONNX graph (fukai::onnx::Model):
                     1 sentence, 8 sentences padded, 8 x 128 tokens (needs FUKAI_ASSETS;
                     bench/onnx_minilm.sh runs it beside ONNX Runtime; not part of `all`)
+  qmatvec           quantized matrix-vector products (fukai::quant::QMatrix) at SmolLM2-135M's
+                    shapes (Q4_1, Q8_0; Q4_K, Q6_K) beside f32 on the dequantized weights:
+                    us and weight GB/s (not part of `all`)
   gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step
   fashion_mlp       one training epoch of `fukai train --preset fashion-mlp` (the CLI binary
                     next to this one, or $FUKAI_CLI; needs FUKAI_ASSETS), ms; --reps R trains
@@ -140,7 +144,7 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
             "matmul" | "mlp_step" | "conv2d" | "conv3d" | "convlstm_step" | "lstm_vowels"
-            | "gpt_step" | "minilm" | "onnx_minilm" => out.push(w.clone()),
+            | "gpt_step" | "minilm" | "onnx_minilm" | "qmatvec" => out.push(w.clone()),
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             f if fashion::WORKLOADS.iter().any(|(w, _)| *w == f) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
@@ -174,6 +178,7 @@ fn run(args: &Args) -> Result<(), String> {
             "lstm_vowels" => lstm::run(threads, args.reps.unwrap_or(9)),
             "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
             "onnx_minilm" => onnx_minilm::run(threads, args.reps.unwrap_or(15)),
+            "qmatvec" => qmatvec::run(threads, args.reps.unwrap_or(9)),
             "gpt_step" => gpt::run(threads, args.reps.unwrap_or(1)),
             "fashion_mlp" | "fashion_cnn" => {
                 fashion::run(w, threads, args.reps.unwrap_or(1), args.max_batches)

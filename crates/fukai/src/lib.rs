@@ -28,6 +28,7 @@ pub mod onnx;
 pub mod ops;
 pub mod optim;
 pub mod parallel;
+pub mod quant;
 pub mod rng;
 pub mod run;
 pub mod simd;

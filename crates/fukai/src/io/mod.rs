@@ -1,5 +1,6 @@
 //! Reading and writing tensors to files: the safetensors format (what PyTorch / Hugging Face
-//! checkpoints use), written atomically so a crash never leaves a half-written file behind.
+//! checkpoints use), written atomically so a crash never leaves a half-written file behind, and
+//! reading GGUF (llama.cpp's format for quantized models, [`gguf`]).
 //!
 //! ```no_run
 //! use fukai::{io, DType, Tensor};
@@ -12,10 +13,12 @@
 
 mod atomic;
 pub mod checkpoint;
+pub mod gguf;
 mod safetensors;
 
 pub(crate) use self::atomic::remove_stale_temps;
 pub use self::atomic::{link_atomic, write_atomic};
+pub use self::gguf::GgufFile;
 pub use self::safetensors::{
     load_safetensors, parse_safetensors, save_safetensors, serialize_safetensors, SafetensorsFile,
 };
