@@ -55,34 +55,35 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
             .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1)
             .collect();
         let xt = Tensor::from_vec(x.clone(), &[1, cols])?;
-        let mut err: Option<fukai::Error> = None;
+        // Each case may fail; the first error is reported after the timing.
+        let err: std::cell::RefCell<Option<fukai::Error>> = std::cell::RefCell::new(None);
         let mut cases = vec![
             Case {
                 name: "quantized",
                 run: Box::new(|| match w.matmul(black_box(&x), 1) {
                     Ok(y) => drop(black_box(y)),
-                    Err(e) => err = Some(e),
+                    Err(e) => *err.borrow_mut() = Some(e),
                 }),
             },
             Case {
                 name: "quantized_portable",
                 run: Box::new(|| match w.matmul_with(Kernel::Portable, black_box(&x), 1) {
                     Ok(y) => drop(black_box(y)),
-                    Err(e) => err = Some(e),
+                    Err(e) => *err.borrow_mut() = Some(e),
                 }),
             },
             Case {
                 name: "f32_dequantized",
                 run: Box::new(|| match xt.matmul(&wf) {
                     Ok(y) => drop(black_box(y)),
-                    Err(e) => err = Some(e),
+                    Err(e) => *err.borrow_mut() = Some(e),
                 }),
             },
         ];
         let stats = interleaved(&mut cases, reps, Duration::from_millis(20));
         let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
         drop(cases);
-        if let Some(e) = err {
+        if let Some(e) = err.into_inner() {
             return Err(e);
         }
         for (imp, st) in names.iter().zip(&stats) {

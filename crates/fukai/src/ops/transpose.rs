@@ -28,9 +28,9 @@ pub(crate) fn transpose<T: Float>(
         src.len(),
         dst.len()
     );
-    let (full_r, full_c) = (rows / B * B, cols / B * B);
     #[cfg(target_arch = "x86_64")]
     if T::DTYPE == crate::DType::F32 && std::arch::is_x86_feature_detected!("avx512f") {
+        let (full_r, full_c) = (rows / B * B, cols / B * B);
         let (sp, dp) = (src.as_ptr() as *const f32, dst.as_mut_ptr() as *mut f32);
         for r in (0..full_r).step_by(B) {
             for c in (0..full_c).step_by(B) {

@@ -36,6 +36,8 @@ pub enum Kernel {
 impl Kernel {
     /// Every kernel this CPU can run, slowest first.
     pub fn available() -> Vec<Kernel> {
+        // Only x86 pushes more.
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
         let mut k = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
