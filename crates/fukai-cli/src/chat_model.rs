@@ -1,10 +1,11 @@
 //! What `fukai chat` runs: a LLaMA-family model, its tokenizer and chat template, loaded by
-//! [`load`], the one place a new model format plugs in. Today that is a Hugging Face model
-//! directory (`config.json`, `model.safetensors`, a byte-level BPE `tokenizer.json`, the
-//! template in `tokenizer_config.json` or `chat_template.jinja`).
+//! [`load`], the one place a new model format plugs in: a GGUF file (llama.cpp's format, any
+//! quantization fukai dequantizes) or a Hugging Face model directory (`config.json`,
+//! `model.safetensors`, a byte-level BPE `tokenizer.json`, the template in
+//! `tokenizer_config.json` or `chat_template.jinja`).
 
 use fukai::error::Error;
-use fukai::io::load_safetensors;
+use fukai::io::{load_safetensors, GgufFile};
 use fukai::models::{Llama, LlamaConfig};
 use fukai::text::{ChatTemplate, GgufTokenizer, GgufVocab};
 use fukai::{bail, Result};
@@ -26,10 +27,21 @@ pub fn load(path: &Path) -> Result<ChatModel> {
     if path.is_dir() {
         return load_hf_dir(path);
     }
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        let file = GgufFile::open(path)?;
+        return ready(
+            Llama::from_gguf(&file)?,
+            GgufTokenizer::from_gguf(&file)?,
+            ChatTemplate::from_gguf(&file)?,
+        );
+    }
     bail!(
         "chat",
-        "--model {}: expected a Hugging Face model directory (config.json, model.safetensors, \
-         tokenizer.json, tokenizer_config.json)",
+        "--model {}: expected a .gguf file or a Hugging Face model directory (config.json, \
+         model.safetensors, tokenizer.json, tokenizer_config.json)",
         path.display()
     )
 }
@@ -82,6 +94,12 @@ fn load_hf_dir(dir: &Path) -> Result<ChatModel> {
         None => read(&dir.join("chat_template.jinja"))?,
     };
     let template = ChatTemplate::new(&source, &special("bos_token"), &special("eos_token"))?;
+    ready(model, tokenizer, template)
+}
+
+/// The model with the ids that end an assistant's turn: EOS and the chat formats' end markers
+/// the vocabulary has as control tokens.
+fn ready(model: Llama, tokenizer: GgufTokenizer, template: ChatTemplate) -> Result<ChatModel> {
     let mut stop: Vec<u32> = tokenizer.eos().into_iter().collect();
     for end in [
         "<|im_end|>",

@@ -26,6 +26,7 @@ mod gpt;
 pub mod kernels;
 pub mod llama;
 mod llama_decode;
+mod llama_gguf;
 mod recurrent;
 #[cfg(feature = "hf")]
 pub mod sentence;

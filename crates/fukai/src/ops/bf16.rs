@@ -2,7 +2,7 @@
 //! [`Precision::Bf16`](crate::Precision).
 //!
 //! Both operands are rounded to bf16 (round to nearest even) while they are packed: A in
-//! panels of [`MR`] rows, B in panels of [`NR`] columns, each holding consecutive `k` pairs in
+//! panels of `MR` rows, B in panels of `NR` columns, each holding consecutive `k` pairs in
 //! one 32-bit word (even `k` in the low half), the layout AVX512-BF16's `vdpbf16ps` reads. Each
 //! output element starts at 0 (or its current value when accumulating) and takes its `k` pairs
 //! in order; neither the blocking nor the thread count changes that order, so the bits depend
