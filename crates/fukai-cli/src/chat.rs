@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json,
-    /// tokenizer_config.json) of a LLaMA-family instruct model.
+    /// A LLaMA-family instruct model: a GGUF file (llama.cpp's format, e.g. SmolLM2 from
+    /// scripts/fetch_smollm2.sh) or a Hugging Face model directory (config.json,
+    /// model.safetensors, tokenizer.json, tokenizer_config.json).
     #[arg(long)]
     model: PathBuf,
     /// System message (default: the template's own, if it has one).

@@ -148,6 +148,22 @@ pub fn assets(what: &str) -> Option<std::path::PathBuf> {
     Some(root)
 }
 
+/// A file a test needs from environment variable `var` (a model fetched by a script, as
+/// `FUKAI_GGUF_SMOLLM2` from `scripts/fetch_smollm2.sh`), skipping like [`assets`] when the
+/// variable is unset: a printed reason and `None`, or a failure under `FUKAI_REQUIRE_ASSETS`.
+pub fn asset_file(var: &str, how: &str) -> Option<std::path::PathBuf> {
+    let Some(path) = std::env::var_os(var).map(std::path::PathBuf::from) else {
+        assert!(
+            std::env::var_os("FUKAI_REQUIRE_ASSETS").is_none(),
+            "FUKAI_REQUIRE_ASSETS is set but {var} is not ({how})"
+        );
+        eprintln!("skipped: needs {var} ({how})");
+        return None;
+    };
+    assert!(path.is_file(), "{var}={} is not a file", path.display());
+    Some(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,12 +378,10 @@ fn unsupported_types_are_listed_but_not_dequantized() {
 #[test]
 #[ignore = "needs the 98 MB SmolLM2 GGUF: scripts/fetch_smollm2.sh, then FUKAI_GGUF_SMOLLM2=<path>"]
 fn reads_smollm2_as_gguf_py_does() {
-    let Some(path) = std::env::var_os("FUKAI_GGUF_SMOLLM2") else {
-        assert!(
-            std::env::var_os("FUKAI_REQUIRE_ASSETS").is_none(),
-            "FUKAI_REQUIRE_ASSETS is set but FUKAI_GGUF_SMOLLM2 is not"
-        );
-        eprintln!("skipped: needs FUKAI_GGUF_SMOLLM2 (scripts/fetch_smollm2.sh prints the path)");
+    let Some(path) = fukai::testing::asset_file(
+        "FUKAI_GGUF_SMOLLM2",
+        "scripts/fetch_smollm2.sh prints the path",
+    ) else {
         return;
     };
     let want: serde_json::Value =
