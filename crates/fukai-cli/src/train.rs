@@ -58,9 +58,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub sync_batch_norm: bool,
     /// Matrix products and convolutions in `bf16` (operands rounded to bf16, f32 sums;
-    /// AVX512-BF16 where the CPU has it) or `f32` (train.precision); weights and optimizer
-    /// state stay f32.
-    #[arg(long, value_name = "f32|bf16")]
+    /// AVX512-BF16 where the CPU has it, cuBLAS on CUDA), `tf32` (TF32 tensor cores on CUDA,
+    /// f32 elsewhere) or `f32` (train.precision); weights and optimizer state stay f32.
+    #[arg(long, value_name = "f32|bf16|tf32")]
     pub precision: Option<String>,
 }
 

@@ -373,7 +373,7 @@ fn bad_configs_and_presets() {
                 "cfg.toml",
                 "precision",
                 "unknown variant `fp8`",
-                "`f32` or `bf16`",
+                "`f32`, `bf16`, `tf32`",
             ],
         ),
         (
@@ -426,7 +426,7 @@ fn bad_configs_and_presets() {
         ],
         &[
             "--precision",
-            "expected \"f32\" or \"bf16\", found \"fp16\"",
+            "expected \"f32\", \"bf16\" or \"tf32\", found \"fp16\"",
         ],
     );
     run.check_untouched("unknown --precision");

@@ -349,9 +349,10 @@ fn gradients_under_autocast_are_the_f32_gradients_of_rounded_operands() {
 fn precision_parses_and_names_what_it_expected() {
     assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::Bf16);
     assert_eq!("f32".parse::<Precision>().unwrap(), Precision::F32);
+    assert_eq!("tf32".parse::<Precision>().unwrap(), Precision::Tf32);
     let e = "fp16".parse::<Precision>().unwrap_err().to_string();
     assert!(
-        e.contains("precision") && e.contains("\"f32\" or \"bf16\"") && e.contains("fp16"),
+        e.contains("precision") && e.contains("\"bf16\" or \"tf32\"") && e.contains("fp16"),
         "{e}"
     );
     assert_eq!(fukai::precision(), Precision::F32);
