@@ -404,6 +404,10 @@ def main():
     onnx = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx_minilm.md")
     if os.path.exists(onnx):
         out.append(open(onnx).read().rstrip("\n") + "\n")
+    # bench/bf16.sh / the bf16_steps example: f32 against bf16 autocast training on the CPU.
+    bf16 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bf16.md")
+    if os.path.exists(bf16):
+        out.append(open(bf16).read().rstrip("\n") + "\n")
     # scripts/gpu_check.sh's figures from a lent GPU machine, written by hand from its log.
     gpu = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu.md")
     if os.path.exists(gpu):
