@@ -43,7 +43,7 @@ fn all_workloads_at_toy_sizes() {
                 && l.contains(&format!("\"impl\":\"{imp}\""))
         })
     };
-    for imp in ["fukai", "gemm"] {
+    for imp in ["fukai", "gemm", "fukai_bf16"] {
         assert!(has("matmul", imp), "{stdout}");
     }
     for w in [
@@ -63,9 +63,10 @@ fn all_workloads_at_toy_sizes() {
     for w in ["fashion_mlp", "fashion_cnn"] {
         assert!(has(w, "fukai"), "{stdout}");
     }
+    // fukai, gemm and fukai's bf16 kernel at size 33.
     assert_eq!(
         lines.iter().filter(|l| l.contains("\"size\":33")).count(),
-        2
+        3
     );
     assert!(lines.last().unwrap().contains("\"kind\":\"process\""));
 }
