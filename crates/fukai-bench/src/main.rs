@@ -7,6 +7,7 @@ mod convlstm;
 mod fashion;
 mod gpt;
 mod harness;
+mod linear_rows;
 mod lstm;
 mod matmul;
 mod minilm;
@@ -56,6 +57,8 @@ Workloads (default: all):
   qmatvec           quantized matrix-vector products (fukai::quant::QMatrix) at SmolLM2-135M's
                     shapes (Q4_1, Q8_0; Q4_K, Q6_K) beside f32 on the dequantized weights:
                     us and weight GB/s (not part of `all`)
+  linear_rows       x Wᵀ for 1 and 11 rows at MiniLM's and SmolLM2's shapes, fukai vs the gemm
+                    crate on the same [out, in] weight (GFLOP/s; not part of `all`)
   gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step
   fashion_mlp       one training epoch of `fukai train --preset fashion-mlp` (the CLI binary
                     next to this one, or $FUKAI_CLI; needs FUKAI_ASSETS), ms; --reps R trains
@@ -144,7 +147,9 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
             "matmul" | "mlp_step" | "conv2d" | "conv3d" | "convlstm_step" | "lstm_vowels"
-            | "gpt_step" | "minilm" | "onnx_minilm" | "qmatvec" => out.push(w.clone()),
+            | "gpt_step" | "minilm" | "onnx_minilm" | "qmatvec" | "linear_rows" => {
+                out.push(w.clone())
+            }
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
             f if fashion::WORKLOADS.iter().any(|(w, _)| *w == f) => out.push(w.clone()),
             other => return Err(format!("unknown workload {other:?}")),
@@ -179,6 +184,7 @@ fn run(args: &Args) -> Result<(), String> {
             "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
             "onnx_minilm" => onnx_minilm::run(threads, args.reps.unwrap_or(15)),
             "qmatvec" => qmatvec::run(threads, args.reps.unwrap_or(9)),
+            "linear_rows" => linear_rows::run(threads, args.reps.unwrap_or(9)),
             "gpt_step" => gpt::run(threads, args.reps.unwrap_or(1)),
             "fashion_mlp" | "fashion_cnn" => {
                 fashion::run(w, threads, args.reps.unwrap_or(1), args.max_batches)

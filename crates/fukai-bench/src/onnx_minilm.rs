@@ -92,7 +92,12 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
     // FUKAI_ONNX_FUSION=0 times the graph as written (no load-time rewrites), for comparison.
     let fused = std::env::var("FUKAI_ONNX_FUSION").map_or(true, |v| v != "0");
     model.set_fusion(fused);
+    // FUKAI_BENCH_CASE=NAME times only that case (for profiling one of them).
+    let only = std::env::var("FUKAI_BENCH_CASE").ok();
     for (name, ids, mask) in cases(&assets)? {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let mut err = None;
         let mut step = || {
             let r = model.run(&[("input_ids", ids.clone()), ("attention_mask", mask.clone())]);

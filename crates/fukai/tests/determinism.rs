@@ -246,3 +246,24 @@ fn same_seed_same_draws() {
     assert_eq!(a.1, b.1);
     assert_ne!(a.0, draw(4).0);
 }
+
+/// Linear layers on a few rows (one sentence, one decoded token) run on their own kernel,
+/// split into fixed groups of outputs: the bits must not move with the thread count, at row
+/// counts on both sides of its range and a weight long enough to be split.
+#[test]
+fn few_row_linears_are_identical_across_thread_counts() {
+    let mut g = Generator::new(13);
+    let w = Tensor::normal_with(&[1500, 385], 0.0, 1.0, DType::F32, &mut g).unwrap();
+    let b = Tensor::normal_with(&[1500], 0.0, 1.0, DType::F32, &mut g).unwrap();
+    let xs: Vec<Tensor> = [1, 2, 11, 16, 17]
+        .iter()
+        .map(|&m| Tensor::normal_with(&[m, 385], 0.0, 1.0, DType::F32, &mut g).unwrap())
+        .collect();
+    let prod = || {
+        xs.iter()
+            .map(|x| bits(&x.linear(&w, Some(&b)).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(with_threads(1, prod), with_threads(2, prod));
+    assert_eq!(with_threads(1, prod), with_threads(3, prod));
+}

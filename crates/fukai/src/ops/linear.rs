@@ -1,13 +1,16 @@
 //! Fused affine map `x Wᵀ + b`: the bias is written into the output rows and the product
-//! accumulated onto it by gemm, so no broadcast add and no second pass over the output.
+//! accumulated onto it, so no broadcast add and no second pass over the output. A few rows go
+//! through `linear_rows` (the weight read in place), more through gemm.
 
 use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
+use super::linear_rows::{self, ROWS};
 use super::matmul::{gemm_at, parallelism};
 use crate::autograd::{autocast, precision, Precision};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
+use gemm::Parallelism;
 
 fn forward<T: Float>(
     prec: Precision,
@@ -26,7 +29,18 @@ fn forward<T: Float>(
         }
         None => vec![T::ZERO; m * n],
     };
-    if m > 0 && n > 0 && k > 0 {
+    let rows_kernel = T::DTYPE == DType::F32 && prec != Precision::Bf16 && ROWS.contains(&m);
+    if rows_kernel && linear_rows::available() {
+        // SAFETY: T is f32, so these are the same slices retyped.
+        let (x, w, out) = unsafe {
+            (
+                std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()),
+                std::slice::from_raw_parts(w.as_ptr().cast::<f32>(), w.len()),
+                std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()),
+            )
+        };
+        linear_rows::add_linear_rows(x, w, out, (m, k, n));
+    } else if m > 0 && n > 0 && k > 0 {
         // SAFETY: x is [m, k], w is [n, k] (read as its transpose [k, n] through strides),
         // out is [m, n]; none alias.
         unsafe {
@@ -42,7 +56,14 @@ fn forward<T: Float>(
                 w.as_ptr(),
                 (1, k as isize),
                 true,
-                parallelism(m, n, k),
+                // One row is a matrix-vector product, bound by reading the weight: gemm's own
+                // path for it on one thread ran SmolLM2's 49152×576 head 3× faster than the
+                // split blocks `parallelism` picks (`fukai-bench linear_rows`).
+                if m == 1 {
+                    Parallelism::None
+                } else {
+                    parallelism(m, n, k)
+                },
             )
         };
     }

@@ -1,0 +1,109 @@
+//! `x Wᵀ` for a few rows, the shape of one sentence through MiniLM (11 rows) and one decoded
+//! token through SmolLM2 (1 row): fukai's `Tensor::linear` beside the `gemm` crate called
+//! directly on the same `[out, in]` weight, as fukai called it before it had a kernel for these
+//! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty).
+
+use crate::harness::{interleaved, Case, Line};
+use fukai::{DType, Tensor};
+use gemm::Parallelism;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// (rows, in, out): MiniLM's attention and MLP projections, SmolLM2's MLP and output head.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (11, 384, 384),
+    (11, 384, 1536),
+    (1, 576, 1536),
+    (1, 1536, 576),
+    (1, 576, 49152),
+];
+
+/// `dst = x · wᵀ` through gemm, `w` read in place through transposed strides.
+fn gemm_rows(
+    (m, k, n): (usize, usize, usize),
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    threads: usize,
+) {
+    assert!(dst.len() == m * n && x.len() == m * k && w.len() == n * k);
+    let par = if threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the buffers hold m×n, m×k and n×k elements; dst aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
+    for &(m, k, n) in SHAPES {
+        let x = Tensor::randn(&[m, k], DType::F32)?;
+        let w = Tensor::randn(&[n, k], DType::F32)?;
+        let (xv, wv) = (x.to_vec::<f32>()?, w.to_vec::<f32>()?);
+        let mut dst = vec![0f32; m * n];
+        // Both must compute the same product.
+        let ours = x.linear(&w, None)?.to_vec::<f32>()?;
+        gemm_rows((m, k, n), &mut dst, &xv, &wv, threads);
+        let max_err = ours
+            .iter()
+            .zip(&dst)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_err <= 1e-4 * (k as f32).sqrt(),
+            "linear {m}x{k}x{n}: differ by {max_err}"
+        );
+        let mut err = None;
+        let mut cases = vec![
+            Case {
+                name: "fukai",
+                run: Box::new(|| match x.linear(&w, None) {
+                    Ok(y) => drop(black_box(y)),
+                    Err(e) => err = Some(e),
+                }),
+            },
+            Case {
+                name: "gemm",
+                run: Box::new(|| gemm_rows((m, k, n), black_box(&mut dst), &xv, &wv, threads)),
+            },
+        ];
+        let stats = interleaved(&mut cases, reps, Duration::from_millis(20));
+        let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
+        drop(cases);
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let flop = 2.0 * (m * k * n) as f64;
+        for (name, st) in names.iter().zip(&stats) {
+            Line::new("linear_rows", name, threads)
+                .str("shape", &format!("{m}x{k}x{n}"))
+                .stats(st)
+                .num("gflops", flop / st.median() / 1e9)
+                .print();
+        }
+    }
+    Ok(())
+}

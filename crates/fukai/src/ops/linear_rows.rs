@@ -1,0 +1,246 @@
+//! `x Wᵀ` in f32 for a few rows of `x`: one sentence through an encoder, one token through a
+//! decoder. Each output is the dot product of an input row with a weight row, both contiguous,
+//! so the `[out, in]` weight streams from memory once, read in place. gemm, built for large
+//! products, copies ("packs") a weight read through transposed strides on every call and runs
+//! its 48-row microkernel mostly empty at these sizes; MiniLM on one 11-token sentence spent
+//! most of its time there.
+//!
+//! AVX-512 only (elsewhere gemm does these products as before). Each dot product is summed in
+//! 16 lanes with fused multiply-adds over `k` in order, the lanes then combined in a fixed
+//! order, so the bits depend on neither the thread count nor how outputs are grouped.
+
+/// Products with this many rows run here; others on gemm. One row is a matrix-vector
+/// product, which gemm has its own path for (1.3–2× faster than this kernel on SmolLM2's
+/// shapes, `fukai-bench linear_rows`); above 16, its microkernel fills up.
+pub(crate) const ROWS: std::ops::RangeInclusive<usize> = 2..=16;
+/// Weight rows per tile: each chunk of an input row, once loaded, meets this many weights.
+const NR: usize = 4;
+/// Input rows per tile: each weight chunk, once loaded, meets this many rows.
+const MR: usize = 4;
+/// Outputs per task. Fixed, so that how the work is split never depends on the thread count.
+const COLS_PER_TASK: usize = 64;
+/// Products below this many multiply-adds stay on the calling thread.
+const PAR_MACS: usize = 1 << 20;
+
+/// Whether this CPU runs the kernel.
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Adds `x Wᵀ` onto `out`: `x` is `[m, k]`, `w` `[n, k]`, `out` `[m, n]`, all row-major and
+/// contiguous, `m` in [`ROWS`]. Callers check [`available`] first.
+pub(crate) fn add_linear_rows(
+    x: &[f32],
+    w: &[f32],
+    out: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+) {
+    assert!(
+        available()
+            && m <= *ROWS.end()
+            && x.len() == m * k
+            && w.len() == n * k
+            && out.len() == m * n,
+        "linear_rows: called without AVX-512 or with mismatched sizes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let tasks = n.div_ceil(COLS_PER_TASK);
+    let parts = crate::parallel::map_range_if(m * n * k >= PAR_MACS, tasks, |t| {
+        let cols = t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n);
+        let mut part = vec![0f32; m * cols.len()];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `available` checked AVX-512 above; the slices' lengths were checked against
+        // (m, k, n), which is all the kernel reads and writes.
+        unsafe {
+            x86::columns(x, w, &mut part, (m, k), cols)
+        };
+        part
+    });
+    for (t, part) in parts.iter().enumerate() {
+        let c0 = t * COLS_PER_TASK;
+        let width = part.len() / m;
+        for (row, sums) in out.chunks_exact_mut(n).zip(part.chunks_exact(width)) {
+            for (o, &s) in row[c0..c0 + width].iter_mut().zip(sums) {
+                *o += s;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// `part[r, c - cols.start] = x[r] · w[c]` for every row and every `c` in `cols`.
+    ///
+    /// # Safety
+    /// AVX-512F (with AVX2 and FMA) must be available; `x` holds `m` rows and `w` at least `cols.end` rows of `k`.
+    #[target_feature(enable = "avx512f,avx2,avx,fma")]
+    pub(super) unsafe fn columns(
+        x: &[f32],
+        w: &[f32],
+        part: &mut [f32],
+        (m, k): (usize, usize),
+        cols: std::ops::Range<usize>,
+    ) {
+        let width = cols.len();
+        let mut c = cols.start;
+        while c < cols.end {
+            // A short last tile repeats its last weight row; the repeats are not stored.
+            let mut ws = [w.as_ptr(); NR];
+            for (j, p) in ws.iter_mut().enumerate() {
+                *p = w[(c + j).min(cols.end - 1) * k..][..k].as_ptr();
+            }
+            let stored = NR.min(cols.end - c);
+            let mut r = 0;
+            while r < m {
+                let rows = MR.min(m - r);
+                let mut xs = [x.as_ptr(); MR];
+                for (i, p) in xs.iter_mut().enumerate().take(rows) {
+                    *p = x[(r + i) * k..][..k].as_ptr();
+                }
+                let mut sums = [[0f32; NR]; MR];
+                // SAFETY: every pointer starts a run of `k` readable floats.
+                unsafe {
+                    match rows {
+                        4 => tile::<4>(&xs, &ws, k, &mut sums),
+                        3 => tile::<3>(&xs, &ws, k, &mut sums),
+                        2 => tile::<2>(&xs, &ws, k, &mut sums),
+                        _ => tile::<1>(&xs, &ws, k, &mut sums),
+                    }
+                }
+                for (i, s) in sums.iter().enumerate().take(rows) {
+                    let at = (r + i) * width + (c - cols.start);
+                    part[at..at + stored].copy_from_slice(&s[..stored]);
+                }
+                r += rows;
+            }
+            c += NR;
+        }
+    }
+
+    /// `sums[i][j] = xs[i] · ws[j]` for `i < R`, each of length `k`.
+    ///
+    /// # Safety
+    /// AVX-512F, AVX2, FMA; each of the first `R` pointers of `xs` and every pointer of `ws` starts `k`
+    /// readable floats.
+    #[target_feature(enable = "avx512f,avx2,avx,fma")]
+    unsafe fn tile<const R: usize>(
+        xs: &[*const f32; MR],
+        ws: &[*const f32; NR],
+        k: usize,
+        sums: &mut [[f32; NR]; MR],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); NR]; R];
+        let full = k - k % 16;
+        // SAFETY (every load): offsets stay below `full` ≤ `k`, or are masked to `k` below.
+        let mut o = 0;
+        while o < full {
+            let mut wv = [_mm512_setzero_ps(); NR];
+            for j in 0..NR {
+                wv[j] = unsafe { _mm512_loadu_ps(ws[j].add(o)) };
+            }
+            for i in 0..R {
+                let xv = unsafe { _mm512_loadu_ps(xs[i].add(o)) };
+                for j in 0..NR {
+                    acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+                }
+            }
+            o += 16;
+        }
+        if full < k {
+            let mask: __mmask16 = (1u16 << (k - full)) - 1;
+            let mut wv = [_mm512_setzero_ps(); NR];
+            for j in 0..NR {
+                wv[j] = unsafe { _mm512_maskz_loadu_ps(mask, ws[j].add(full)) };
+            }
+            for i in 0..R {
+                let xv = unsafe { _mm512_maskz_loadu_ps(mask, xs[i].add(full)) };
+                for j in 0..NR {
+                    acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+                }
+            }
+        }
+        for i in 0..R {
+            // The four sums of a row at once: halves added, then pairwise (hadd) across the
+            // four accumulators, instead of four full horizontal reductions.
+            let [a0, a1, a2, a3] = acc[i];
+            let h01 = _mm256_hadd_ps(halves(a0), halves(a1));
+            let h23 = _mm256_hadd_ps(halves(a2), halves(a3));
+            let h = _mm256_hadd_ps(h01, h23);
+            let four = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            // SAFETY: `sums[i]` holds NR = 4 floats.
+            unsafe { _mm_storeu_ps(sums[i].as_mut_ptr(), four) };
+        }
+    }
+
+    /// The 16 lanes of `a` folded to 8: low half plus high half.
+    #[target_feature(enable = "avx512f,avx2,avx,fma")]
+    fn halves(a: __m512) -> __m256 {
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+        _mm256_add_ps(_mm512_castps512_ps256(a), hi)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the same products summed in f64, at every edge of the tiling; and the bits must
+    /// not depend on which other rows share the call.
+    #[test]
+    fn matches_a_plain_product_at_every_edge() {
+        if !available() {
+            eprintln!("skipped: no AVX-512 on this CPU (gemm does these products)");
+            return;
+        }
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 17, 5),
+            (4, 16, 4),
+            (11, 384, 70),
+            (16, 33, 129),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let mut out = vec![1.0f32; m * n];
+            add_linear_rows(&x, &w, &mut out, (m, k, n));
+            for r in 0..m {
+                let terms = (0..n).map(|c| {
+                    let t = (0..k).map(|i| x[r * k + i] as f64 * w[c * k + i] as f64);
+                    (
+                        1.0 + t.clone().sum::<f64>(),
+                        1.0 + t.map(f64::abs).sum::<f64>(),
+                    )
+                });
+                for (c, (want, scale)) in terms.enumerate() {
+                    let got = out[r * n + c] as f64;
+                    assert!((got - want).abs() <= 4e-6 * scale, "{m}x{k}x{n} at {r},{c}");
+                }
+                let mut alone = vec![1.0f32; n];
+                add_linear_rows(&x[r * k..][..k], &w, &mut alone, (1, k, n));
+                assert_eq!(
+                    alone,
+                    out[r * n..][..n],
+                    "row {r} alone vs in a batch of {m}"
+                );
+            }
+        }
+    }
+}
