@@ -131,7 +131,7 @@ async fn run(c: &Client, port: u16, dist: &Path, assets: Option<&Path>) {
     bad_checkpoint(c).await;
     timings.extend(digits(c, dist).await);
     if let Some(a) = assets {
-        timings.extend(sentences(c, &a.join(MINILM)).await);
+        timings.extend(sentences(c, &a.join(MINILM), dist).await);
     }
     timings.extend(training(c).await);
 
@@ -265,7 +265,8 @@ async fn digits(c: &Client, dist: &Path) -> Vec<(String, String, String)> {
 }
 
 /// all-MiniLM-L6-v2 in the page: token ids equal native, embeddings within 1e-5.
-async fn sentences(c: &Client, dir: &Path) -> Vec<(String, String, String)> {
+async fn sentences(c: &Client, dir: &Path, dist: &Path) -> Vec<(String, String, String)> {
+    wrong_pick(c, dir, dist).await;
     let ok = js(
         c,
         "return await fukaiDemo.loadSentencesFrom('models/all-MiniLM-L6-v2/')",
@@ -341,6 +342,48 @@ async fn sentences(c: &Client, dir: &Path) -> Vec<(String, String, String)> {
         format!("{:.1}", median(page_ms)),
         format!("{:.1}", median(native_ms)),
     )]
+}
+
+/// Picking the digit checkpoint as `model.safetensors` (through the file input, as a user
+/// would) is an error in the page that names that file.
+async fn wrong_pick(c: &Client, dir: &Path, dist: &Path) {
+    let tmp = std::env::temp_dir().join(format!("fukai-wasm-pick-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for n in ["config.json", "tokenizer.json"] {
+        std::fs::copy(dir.join(n), tmp.join(n)).unwrap();
+    }
+    std::fs::copy(
+        dist.join("mnist-cnn.safetensors"),
+        tmp.join("model.safetensors"),
+    )
+    .unwrap();
+    let paths: Vec<String> = ["config.json", "tokenizer.json", "model.safetensors"]
+        .iter()
+        .map(|n| tmp.join(n).display().to_string())
+        .collect();
+    let input = c.find(Locator::Css("#minilm-files")).await.unwrap();
+    input.send_keys(&paths.join("\n")).await.unwrap();
+    let t0 = Instant::now();
+    let msg = loop {
+        let m = js(
+            c,
+            "return document.getElementById('sentences-error').textContent",
+            vec![],
+        )
+        .await;
+        let m = m.as_str().unwrap_or("").to_string();
+        if !m.is_empty() {
+            break m;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no error shown for a wrong model.safetensors"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(msg.contains("model.safetensors"), "{msg}");
+    println!("sentences: a wrong pick shows {msg:?}");
 }
 
 /// Training in the page's worker lowers the loss; stop ends it early.
