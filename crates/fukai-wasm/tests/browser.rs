@@ -10,6 +10,7 @@
 
 mod support;
 
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::{Client, Locator};
 use fukai::data::Transform;
 use fukai::nn::Module;
@@ -129,6 +130,7 @@ async fn run(c: &Client, port: u16, dist: &Path, assets: Option<&Path>) {
 
     let mut timings = Vec::new();
     bad_checkpoint(c).await;
+    stroke(c).await;
     timings.extend(digits(c, dist).await);
     if let Some(a) = assets {
         timings.extend(sentences(c, &a.join(MINILM), dist).await);
@@ -181,6 +183,52 @@ async fn bad_checkpoint(c: &Client) {
     assert!(msg.contains("broken.safetensors"), "{msg}");
     let model = js(c, "return fukaiDemo.digitModel", vec![]).await;
     assert_eq!(model, json!("mnist-cnn.safetensors"));
+}
+
+/// A pen stroke with the mouse, as a user draws: a vertical line reads as a 1.
+async fn stroke(c: &Client) {
+    let pad = c.find(Locator::Css("#pad")).await.unwrap();
+    let to = |y: f64, ms: u64| PointerAction::MoveToElement {
+        element: pad.clone(),
+        duration: Some(Duration::from_millis(ms)),
+        x: 0.0,
+        y,
+    };
+    let line = MouseActions::new("pen".into())
+        .then(to(-100.0, 0))
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(to(-30.0, 100))
+        .then(to(40.0, 100))
+        .then(to(100.0, 100))
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
+    c.perform_actions(line).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ink = js(
+        c,
+        "return fukaiDemo.lastInput.reduce((s, v) => s + v, 0)",
+        vec![],
+    )
+    .await;
+    assert!(
+        ink.as_f64().unwrap() > 10.0,
+        "the stroke left no ink in the model's input: {ink}"
+    );
+    let shown = c
+        .find(Locator::Css("#top3 li"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        shown.starts_with('1'),
+        "a vertical stroke shows as {shown:?}"
+    );
+    println!("digits: a mouse stroke shows {shown:?}");
 }
 
 /// Real test digits painted on the canvas: the page's 28×28 input equals native
