@@ -87,6 +87,9 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
         .and_then(|()| file.sync_all())
         .map_err(|e| io_err(path, &format!("writing {}", tmp.display()), e))
         .and_then(|()| {
+            // Closed before the rename (Windows cannot rename an open file); wasm32's File
+            // holds nothing to close.
+            #[cfg_attr(target_arch = "wasm32", allow(clippy::drop_non_drop))]
             drop(file);
             fs::rename(&tmp, path)
                 .map_err(|e| io_err(path, &format!("renaming {} over it", tmp.display()), e))

@@ -224,9 +224,18 @@ pub fn load(path: impl AsRef<Path>) -> Result<Box<dyn Model>> {
 /// [`load`], keeping the config and metadata.
 pub fn load_checkpoint(path: impl AsRef<Path>) -> Result<Loaded> {
     let path = path.as_ref();
-    let file = load_safetensors(path)?;
+    checkpoint_from(load_safetensors(path)?, &path.display().to_string())
+}
+
+/// [`load_checkpoint`] from the file's bytes (a browser has no paths); `source` names the file
+/// in errors.
+pub fn load_checkpoint_bytes(bytes: &[u8], source: &str) -> Result<Loaded> {
+    checkpoint_from(crate::io::parse_safetensors(bytes, source)?, source)
+}
+
+fn checkpoint_from(file: crate::io::SafetensorsFile, source: &str) -> Result<Loaded> {
     let err = |msg: String| Error::Format {
-        file: path.display().to_string(),
+        file: source.to_string(),
         msg,
     };
     let meta = file.metadata().clone();

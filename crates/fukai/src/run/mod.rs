@@ -452,10 +452,19 @@ impl Trained {
 /// Loads a checkpoint written by a run (or by [`models::save`]), checking every metadata field
 /// it reads before anything is built from it.
 pub fn load_trained(path: &Path) -> Result<Trained> {
-    let loaded = models::load_checkpoint(path)?;
+    trained_from(models::load_checkpoint(path)?, &path.display().to_string())
+}
+
+/// [`load_trained`] from the checkpoint's bytes (a browser has no paths); `source` names the
+/// file in errors.
+pub fn load_trained_bytes(bytes: &[u8], source: &str) -> Result<Trained> {
+    trained_from(models::load_checkpoint_bytes(bytes, source)?, source)
+}
+
+fn trained_from(loaded: models::Loaded, source: &str) -> Result<Trained> {
     let meta = loaded.metadata;
     let bad = |k: &str, msg: String| Error::Format {
-        file: path.display().to_string(),
+        file: source.to_string(),
         msg: format!("metadata field {k:?}: {msg}"),
     };
     fn field<T: serde::de::DeserializeOwned>(
