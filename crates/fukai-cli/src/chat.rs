@@ -19,6 +19,9 @@ pub struct ChatArgs {
     /// model.safetensors, tokenizer.json, tokenizer_config.json).
     #[arg(long)]
     model: PathBuf,
+    /// A LoRA adapter (safetensors, from `fukai finetune`) applied on top of the model.
+    #[arg(long)]
+    lora: Option<PathBuf>,
     /// System message (default: the template's own, if it has one).
     #[arg(long)]
     system: Option<String>,
@@ -145,7 +148,11 @@ pub fn run(a: ChatArgs) -> Result<()> {
     if a.max_tokens == 0 {
         bail!("chat", "--max-tokens must be at least 1");
     }
-    let m = chat_model::load(&a.model)?;
+    let mut m = chat_model::load(&a.model)?;
+    if let Some(path) = &a.lora {
+        let adapter = fukai::models::LoraAdapter::load(path, m.model.config())?;
+        m.model.set_lora(adapter)?;
+    }
     let opts = Decoding {
         stop: m.stop.clone(),
         ..opts

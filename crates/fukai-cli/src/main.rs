@@ -7,6 +7,7 @@ mod config;
 mod data_get;
 mod embed;
 mod eval;
+mod finetune;
 mod generate;
 mod onnx_cmd;
 mod predict;
@@ -95,6 +96,8 @@ enum Cmd {
     },
     /// Chat with a LLaMA-family instruct model (interactive, or one answer with --prompt).
     Chat(chat::ChatArgs),
+    /// Fine-tune a LLaMA-family model on chat records with a LoRA adapter (saved as safetensors).
+    Finetune(finetune::FinetuneArgs),
     /// Sample text from a language-model checkpoint.
     Generate {
         /// A checkpoint.safetensors of a gpt run.
@@ -313,6 +316,7 @@ fn main() -> ExitCode {
         Some(Cmd::Embed { model, json, texts }) => embed::run(&model, json, texts),
         Some(Cmd::Data { cmd }) => data_get::run(cmd),
         Some(Cmd::Chat(a)) => fukai::parallel::on_pool(move || chat::run(a)),
+        Some(Cmd::Finetune(a)) => fukai::parallel::on_pool(move || finetune::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

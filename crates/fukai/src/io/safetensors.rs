@@ -169,8 +169,45 @@ pub fn serialize_safetensors(
             },
         )
     });
-    ::safetensors::serialize(views, metadata.cloned())
-        .map_err(|e| op_err("save_safetensors", format!("cannot serialize: {e}")))
+    let mut bytes = ::safetensors::serialize(views, metadata.cloned())
+        .map_err(|e| op_err("save_safetensors", format!("cannot serialize: {e}")))?;
+    sort_metadata(&mut bytes);
+    Ok(bytes)
+}
+
+/// The safetensors crate writes the metadata map in hash order, which changes from run to run;
+/// rewritten here in key order (the same characters, so the same length), so that the same
+/// tensors and metadata always give the same bytes.
+fn sort_metadata(bytes: &mut [u8]) {
+    const KEY: &str = "{\"__metadata__\":";
+    let Some(len) = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(|b: [u8; 8]| u64::from_le_bytes(b) as usize)
+    else {
+        return;
+    };
+    let Some(header) = bytes.get(8..8usize.saturating_add(len)) else {
+        return;
+    };
+    let Some(rest) = std::str::from_utf8(header)
+        .ok()
+        .and_then(|h| h.strip_prefix(KEY))
+    else {
+        return;
+    };
+    let mut values = serde_json::Deserializer::from_str(rest)
+        .into_iter::<std::collections::BTreeMap<String, String>>();
+    let Some(Ok(sorted)) = values.next() else {
+        return;
+    };
+    let end = values.byte_offset();
+    if let Ok(text) = serde_json::to_string(&sorted) {
+        if text.len() == end {
+            let at = 8 + KEY.len();
+            bytes[at..at + end].copy_from_slice(text.as_bytes());
+        }
+    }
 }
 
 /// Writes `tensors` (any dtype, any layout; names must be distinct) and optional string

@@ -332,11 +332,13 @@ pub fn unpermute_qk_gguf(w: &Tensor, n_heads: usize) -> Result<Tensor> {
 /// A LLaMA-family causal language model.
 pub struct Llama {
     embed: Embedding,
-    blocks: Vec<TransformerEncoderLayer>,
+    pub(super) blocks: Vec<TransformerEncoderLayer>,
     norm: RmsNorm,
     /// `None` when tied to the embedding.
     lm_head: Option<Linear>,
     cfg: LlamaConfig,
+    /// A LoRA adapter applied on top of the (frozen) weights.
+    pub(super) lora: Option<super::lora::LoraAdapter>,
 }
 
 /// Takes the named tensors out of the map, checking each one's shape.
@@ -448,7 +450,56 @@ impl Llama {
             norm,
             lm_head,
             cfg,
+            lora: None,
         })
+    }
+
+    /// A model of config `cfg` with random weights (N(0, 0.02²) projections and embedding,
+    /// unit norms) drawn from a generator seeded with `seed`: for tests and examples that need
+    /// a small LLaMA and no file.
+    pub fn random(cfg: LlamaConfig, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let (d, kvd, ff) = (cfg.hidden, cfg.kv_heads * cfg.head_dim, cfg.intermediate);
+        let mut gen = crate::rng::Generator::new(seed);
+        let mut normal = |shape: &[usize]| -> Result<Tensor> {
+            let n = shape.iter().product();
+            let v: Vec<f32> = gen
+                .normal_f64(n)
+                .into_iter()
+                .map(|x| (0.02 * x) as f32)
+                .collect();
+            Tensor::from_vec(v, shape)
+        };
+        let mut t = HashMap::new();
+        t.insert(
+            "model.embed_tokens.weight".to_string(),
+            normal(&[cfg.vocab, d])?,
+        );
+        for i in 0..cfg.layers {
+            let p = format!("model.layers.{i}");
+            for (name, shape) in [
+                ("self_attn.q_proj", [d, d]),
+                ("self_attn.k_proj", [kvd, d]),
+                ("self_attn.v_proj", [kvd, d]),
+                ("self_attn.o_proj", [d, d]),
+                ("mlp.gate_proj", [ff, d]),
+                ("mlp.up_proj", [ff, d]),
+                ("mlp.down_proj", [d, ff]),
+            ] {
+                t.insert(format!("{p}.{name}.weight"), normal(&shape)?);
+            }
+            for n in ["input_layernorm", "post_attention_layernorm"] {
+                t.insert(format!("{p}.{n}.weight"), Tensor::ones(&[d], DType::F32)?);
+            }
+        }
+        t.insert(
+            "model.norm.weight".to_string(),
+            Tensor::ones(&[d], DType::F32)?,
+        );
+        if !cfg.tie_embeddings {
+            t.insert("lm_head.weight".to_string(), normal(&[cfg.vocab, d])?);
+        }
+        Llama::from_tensors(cfg, t)
     }
 
     /// The config.
@@ -463,7 +514,7 @@ impl Llama {
 
     /// Final hidden states `[B, T, hidden]` for ids `[B, T]` (i64); with `caches` the ids
     /// continue the cached sequence and the caches grow by T.
-    fn hidden(&self, ids: &Tensor, caches: Option<&mut [KvCache]>) -> Result<Tensor> {
+    pub(super) fn hidden(&self, ids: &Tensor, caches: Option<&mut [KvCache]>) -> Result<Tensor> {
         if ids.rank() != 2 || ids.shape()[1] == 0 {
             bail!(
                 "llama",
@@ -496,20 +547,26 @@ impl Llama {
                         caches.len()
                     );
                 }
-                for (b, c) in self.blocks.iter().zip(caches.iter_mut()) {
-                    x = b.forward_masked(&x, &mask, Some(c))?;
+                for (i, (b, c)) in self.blocks.iter().zip(caches.iter_mut()).enumerate() {
+                    x = match &self.lora {
+                        Some(l) => l.block(i, b, &x, Some(c))?,
+                        None => b.forward_masked(&x, &mask, Some(c))?,
+                    };
                 }
             }
             None => {
-                for b in &self.blocks {
-                    x = b.forward_masked(&x, &mask, None)?;
+                for (i, b) in self.blocks.iter().enumerate() {
+                    x = match &self.lora {
+                        Some(l) => l.block(i, b, &x, None)?,
+                        None => b.forward_masked(&x, &mask, None)?,
+                    };
                 }
             }
         }
         self.norm.forward(&x)
     }
 
-    fn head(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn head(&self, x: &Tensor) -> Result<Tensor> {
         match &self.lm_head {
             Some(h) => h.forward(x),
             None => x.matmul(&self.embed.weight.t()?),

@@ -21,12 +21,14 @@
 mod autoencoder;
 pub mod bert;
 mod feedforward;
+mod finetune;
 mod generate;
 mod gpt;
 pub mod kernels;
 pub mod llama;
 mod llama_decode;
 mod llama_gguf;
+mod lora;
 mod recurrent;
 #[cfg(feature = "hf")]
 pub mod sentence;
@@ -35,10 +37,12 @@ mod video;
 pub use autoencoder::{Autoencoder, AutoencoderConfig};
 pub use bert::{mean_pool_normalized, BertConfig, BertModel};
 pub use feedforward::{Cnn, CnnConfig, Mlp, MlpConfig, MAX_SAMPLE_VALUES};
+pub use finetune::{finetune, ChatExample, FinetuneConfig, FinetuneReport, StepReport};
 pub use generate::{penalize_repeats, Sampling};
 pub use gpt::{Gpt, GptConfig};
 pub use llama::{unpermute_qk_gguf, Llama, LlamaConfig, RopeScaling};
 pub use llama_decode::{Decoding, Session};
+pub use lora::{lora_delta, LoraAdapter, LoraConfig, LoraTarget};
 pub use recurrent::{SeqClassifier, SeqConfig, SeqForecaster};
 #[cfg(feature = "hf")]
 pub use sentence::SentenceEmbedder;

@@ -347,22 +347,77 @@ impl MultiHeadAttention {
                 }
                 attention(input(&q, 0), input(&kv, 0), input(&kv, kvd), &opts)?
             }
-            (None, rope, cache) => {
+            (None, _, cache) => {
                 let qkv = self.project(x, 0, d + 2 * kvd)?;
-                let (mut q, mut k) = (qkv.narrow(-1, 0, d)?, qkv.narrow(-1, d, kvd)?);
-                let mut v = qkv.narrow(-1, d + kvd, kvd)?;
-                if let Some(r) = rope {
-                    q = r.apply(&q, offset)?;
-                    k = r.apply(&k, offset)?;
-                }
-                if let Some(c) = cache {
-                    (k, v) = c.append(k, v)?;
-                }
-                attention(input(&q, 0), input(&k, 0), input(&v, 0), &opts)?
+                let (q, k) = (qkv.narrow(-1, 0, d)?, qkv.narrow(-1, d, kvd)?);
+                let v = qkv.narrow(-1, d + kvd, kvd)?;
+                self.attend_projected(q, k, v, &opts, offset, cache)?
             }
             (Some(_), _, Some(_)) => unreachable!("rejected above"),
         };
         self.out_proj.forward(&out)
+    }
+}
+
+impl MultiHeadAttention {
+    /// Self-attention of queries, keys and values already projected (`[B, T, d]`,
+    /// `[B, T, kv_dim]` twice): rotary positions from `offset`, the cache, the kernel; the
+    /// output before `out_proj`. Adapters that change the projections (LoRA) share this path,
+    /// so with a zero change they give what [`MultiHeadAttention::attend`] gives, bit for bit.
+    fn attend_projected(
+        &self,
+        mut q: Tensor,
+        mut k: Tensor,
+        mut v: Tensor,
+        opts: &AttnOptions,
+        offset: usize,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        if let Some(r) = &self.rope {
+            q = r.apply(&q, offset)?;
+            k = r.apply(&k, offset)?;
+        }
+        if let Some(c) = cache {
+            (k, v) = c.append(k, v)?;
+        }
+        let input = |src, col| AttnInput { src, col };
+        attention(input(&q, 0), input(&k, 0), input(&v, 0), opts)
+    }
+
+    /// Causal self-attention (no other mask) whose q, k and v projections and output
+    /// projection are each followed by `adjust(which, input, output)` (`which` 0..4 = q, k, v,
+    /// out): the hook through which an adapter adds its low-rank update.
+    pub(crate) fn attend_adjusted(
+        &self,
+        x: &Tensor,
+        cache: Option<&mut KvCache>,
+        adjust: &dyn Fn(usize, &Tensor, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let d = self.d_model();
+        let kvd = self.kv_dim();
+        if x.rank() != 3 || x.shape()[2] != d {
+            bail!(
+                "MultiHeadAttention",
+                "inputs must be [B, T, {d}], found {:?}",
+                x.shape()
+            );
+        }
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let opts = AttnOptions {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            causal: true,
+            scale: None,
+            key_padding: None,
+            attn_mask: None,
+        };
+        let qkv = self.project(x, 0, d + 2 * kvd)?;
+        let q = adjust(0, x, qkv.narrow(-1, 0, d)?)?;
+        let k = adjust(1, x, qkv.narrow(-1, d, kvd)?)?;
+        let v = adjust(2, x, qkv.narrow(-1, d + kvd, kvd)?)?;
+        let out = self.attend_projected(q, k, v, &opts, offset, cache)?;
+        adjust(3, &out, self.out_proj.forward(&out)?)
     }
 }
 
