@@ -13,10 +13,6 @@
 /// product, which gemm has its own path for (1.3–2× faster than this kernel on SmolLM2's
 /// shapes, `fukai-bench linear_rows`); above 16, its microkernel fills up.
 pub(crate) const ROWS: std::ops::RangeInclusive<usize> = 2..=16;
-/// Weight rows per tile: each chunk of an input row, once loaded, meets this many weights.
-const NR: usize = 4;
-/// Input rows per tile: each weight chunk, once loaded, meets this many rows.
-const MR: usize = 4;
 /// Outputs per task. Fixed, so that how the work is split never depends on the thread count.
 const COLS_PER_TASK: usize = 64;
 /// Products below this many multiply-adds stay on the calling thread.
@@ -59,12 +55,7 @@ pub(crate) fn add_linear_rows(
     let parts = crate::parallel::map_range_if(m * n * k >= PAR_MACS, tasks, |t| {
         let cols = t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n);
         let mut part = vec![0f32; m * cols.len()];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `available` checked AVX-512 above; the slices' lengths were checked against
-        // (m, k, n), which is all the kernel reads and writes.
-        unsafe {
-            x86::columns(x, w, &mut part, (m, k), cols)
-        };
+        columns(x, w, &mut part, (m, k), cols);
         part
     });
     for (t, part) in parts.iter().enumerate() {
@@ -79,9 +70,31 @@ pub(crate) fn add_linear_rows(
 }
 
 #[cfg(target_arch = "x86_64")]
+fn columns(
+    x: &[f32],
+    w: &[f32],
+    part: &mut [f32],
+    mk: (usize, usize),
+    cols: std::ops::Range<usize>,
+) {
+    // SAFETY: the caller checked `available` (AVX-512) and the slices' lengths against
+    // (m, k, n), which is all the kernel reads and writes.
+    unsafe { x86::columns(x, w, part, mk, cols) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn columns(_: &[f32], _: &[f32], _: &mut [f32], _: (usize, usize), _: std::ops::Range<usize>) {
+    unreachable!("linear_rows: `available` is false off x86-64")
+}
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{MR, NR};
     use std::arch::x86_64::*;
+
+    /// Weight rows per tile: each chunk of an input row, once loaded, meets this many weights.
+    const NR: usize = 4;
+    /// Input rows per tile: each weight chunk, once loaded, meets this many rows.
+    const MR: usize = 4;
 
     /// `part[r, c - cols.start] = x[r] · w[c]` for every row and every `c` in `cols`.
     ///
