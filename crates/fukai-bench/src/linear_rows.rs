@@ -3,9 +3,9 @@
 //! directly on the same `[out, in]` weight, as fukai called it before it had a kernel for these
 //! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty).
 
+use crate::direct_gemm::{gemm_f32, max_abs_diff};
 use crate::harness::{interleaved, Case, Line};
 use fukai::{DType, Tensor};
-use gemm::Parallelism;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -26,36 +26,7 @@ fn gemm_rows(
     w: &[f32],
     threads: usize,
 ) {
-    assert!(dst.len() == m * n && x.len() == m * k && w.len() == n * k);
-    let par = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    // SAFETY: the buffers hold m×n, m×k and n×k elements; dst aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    gemm_f32((m, k, n), dst, (x, (k, 1)), (w, (1, k)), threads)
 }
 
 pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
@@ -67,11 +38,7 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
         // Both must compute the same product.
         let ours = x.linear(&w, None)?.to_vec::<f32>()?;
         gemm_rows((m, k, n), &mut dst, &xv, &wv, threads);
-        let max_err = ours
-            .iter()
-            .zip(&dst)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_err = max_abs_diff(&ours, &dst);
         assert!(
             max_err <= 1e-4 * (k as f32).sqrt(),
             "linear {m}x{k}x{n}: differ by {max_err}"

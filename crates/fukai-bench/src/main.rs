@@ -4,6 +4,7 @@
 
 mod conv;
 mod convlstm;
+mod direct_gemm;
 mod fashion;
 mod gpt;
 mod harness;

@@ -3,9 +3,9 @@
 //! thread count passed straight through). fukai's goal is ≥ 90% of gemm's GFLOP/s. The
 //! `fukai_bf16` line is the same product under autocast bf16 (issue 20's CPU mixed precision).
 
+use crate::direct_gemm::{gemm_f32, max_abs_diff};
 use crate::harness::{interleaved, Case, Line};
 use fukai::{DType, Tensor};
-use gemm::Parallelism;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -14,37 +14,7 @@ pub const SIZES: &[usize] = &[64, 128, 256, 512, 1024, 2048];
 
 /// `dst = lhs · rhs` for row-major n×n matrices, straight through gemm.
 fn gemm_square(n: usize, dst: &mut [f32], lhs: &[f32], rhs: &[f32], threads: usize) {
-    assert!(dst.len() == n * n && lhs.len() == n * n && rhs.len() == n * n);
-    let par = if threads > 1 {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
-    let n_ = n as isize;
-    // SAFETY: all three buffers hold n×n elements and dst aliases neither input.
-    unsafe {
-        gemm::gemm(
-            n,
-            n,
-            n,
-            dst.as_mut_ptr(),
-            1,
-            n_,
-            false,
-            lhs.as_ptr(),
-            1,
-            n_,
-            rhs.as_ptr(),
-            1,
-            n_,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        )
-    }
+    gemm_f32((n, n, n), dst, (lhs, (n, 1)), (rhs, (n, 1)), threads)
 }
 
 fn target_sample(n: usize) -> Duration {
@@ -72,11 +42,7 @@ pub fn run(threads: usize, sizes: &[usize], reps: Option<usize>) -> fukai::Resul
         // Both must compute the same product (also warms caches and the thread pool).
         let fukai_out = a.matmul(&b)?.to_vec::<f32>()?;
         gemm_square(n, &mut dst, &av, &bv, threads);
-        let max_err = fukai_out
-            .iter()
-            .zip(&dst)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let max_err = max_abs_diff(&fukai_out, &dst);
         assert!(
             max_err <= 1e-3 * (n as f32).sqrt(),
             "matmul {n}: fukai and gemm differ by {max_err}"

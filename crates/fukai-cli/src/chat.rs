@@ -50,7 +50,7 @@ pub struct ChatArgs {
 
 /// Token counts and times of the whole chat.
 #[derive(Default)]
-struct Speed {
+pub(crate) struct Speed {
     prefill_tokens: usize,
     prefill: Duration,
     decode_tokens: usize,
@@ -58,7 +58,7 @@ struct Speed {
 }
 
 impl Speed {
-    fn report(&self) {
+    pub(crate) fn report(&self) {
         let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
         eprintln!(
             "prefill: {} tokens in {:.2} s ({:.1} tokens/s); decode: {} tokens in {:.2} s ({:.1} tokens/s)",
@@ -83,19 +83,32 @@ fn turn(
 ) -> Result<String> {
     let text = m.template.render(messages, true)?;
     let ids = m.tokenizer.encode(&text, true)?;
+    complete(m, session, &ids, opts, speed, out)
+}
+
+/// Continues `ids` (which the session's cache may partly hold), streaming the text to `out`
+/// and adding the token counts and times to `speed`; returns the text.
+pub(crate) fn complete(
+    m: &ChatModel,
+    session: &mut Session,
+    ids: &[u32],
+    opts: &Decoding,
+    speed: &mut Speed,
+    out: &mut impl Write,
+) -> Result<String> {
     let cached = session
         .fed()
         .iter()
-        .zip(&ids)
+        .zip(ids)
         .take_while(|(a, b)| a == b)
         .count()
-        .min(ids.len() - 1);
+        .min(ids.len().saturating_sub(1));
     let mut stream = StreamDecoder::new();
     let mut answer = String::new();
     let start = Instant::now();
     let mut first: Option<Instant> = None;
     let mut error = None;
-    let generated = m.model.generate(session, &ids, opts, |id| {
+    let generated = m.model.generate(session, ids, opts, |id| {
         first.get_or_insert_with(Instant::now);
         if m.stop.contains(&id) || error.is_some() {
             return;
@@ -125,6 +138,17 @@ fn turn(
     Ok(answer)
 }
 
+/// The library names the fields (`top_p`); the CLI's errors name the flags (`--top-p`).
+pub(crate) fn flag_names(e: fukai::Error) -> fukai::Error {
+    match e {
+        fukai::Error::Op { op, msg } => fukai::Error::Op {
+            op,
+            msg: format!("--{}", msg.replacen('_', "-", 1)),
+        },
+        e => e,
+    }
+}
+
 pub fn run(a: ChatArgs) -> Result<()> {
     let opts = Decoding {
         sampling: Sampling {
@@ -137,14 +161,7 @@ pub fn run(a: ChatArgs) -> Result<()> {
         max_tokens: a.max_tokens,
         stop: Vec::new(),
     };
-    // The library names the fields (`top_p`); here they are flags (`--top-p`).
-    opts.validate().map_err(|e| match e {
-        fukai::Error::Op { op, msg } => fukai::Error::Op {
-            op,
-            msg: format!("--{}", msg.replacen('_', "-", 1)),
-        },
-        e => e,
-    })?;
+    opts.validate().map_err(flag_names)?;
     if a.max_tokens == 0 {
         bail!("chat", "--max-tokens must be at least 1");
     }

@@ -39,7 +39,7 @@ pub fn load(path: &Path) -> Result<ChatModel> {
         );
     }
     bail!(
-        "chat",
+        "load model",
         "--model {}: expected a .gguf file or a Hugging Face model directory (config.json, \
          model.safetensors, tokenizer.json, tokenizer_config.json)",
         path.display()

@@ -1,11 +1,52 @@
-//! `fukai generate`: samples text from a language-model checkpoint, printing each character
-//! as it is drawn.
+//! `fukai generate`: continues a prompt, printing the text as it is drawn — from a character
+//! GPT checkpoint of `fukai train`, or from a LLaMA-family model (`--model`, a GGUF file or a
+//! Hugging Face directory, as `fukai chat` loads), without any chat template.
 
-use fukai::models::{Gpt, ModelConfig, Sampling};
+use crate::chat::{complete, flag_names, Speed};
+use fukai::models::{Decoding, Gpt, ModelConfig, Sampling, Session};
 use fukai::nn::Module;
 use fukai::{bail, Result};
 use std::io::Write;
 use std::path::Path;
+
+/// Continues `prompt` with a LLaMA-family model: the prompt is encoded as the model's
+/// tokenizer does plain text (with its start token, if it adds one), generation ends at the
+/// model's end-of-text or end-of-turn token or after `max_tokens`; speeds go to stderr.
+pub fn run_model(
+    model: &Path,
+    prompt: &str,
+    max_tokens: usize,
+    sampling: &Sampling,
+    repeat_penalty: f32,
+    seed: u64,
+) -> Result<()> {
+    let mut opts = Decoding {
+        sampling: sampling.clone(),
+        repeat_penalty,
+        ..Decoding::greedy(max_tokens)
+    };
+    opts.validate().map_err(flag_names)?;
+    if max_tokens == 0 {
+        bail!("generate", "--max-tokens must be at least 1");
+    }
+    if prompt.is_empty() {
+        bail!("generate", "--prompt must not be empty");
+    }
+    let m = crate::chat_model::load(model)?;
+    opts.stop = m.stop.clone();
+    let ids = m.tokenizer.encode(prompt, true)?;
+    if ids.is_empty() {
+        bail!("generate", "--prompt {prompt:?} encodes to no tokens");
+    }
+    let mut session = Session::new(&m.model, seed);
+    let mut speed = Speed::default();
+    let mut out = std::io::stdout().lock();
+    write!(out, "{prompt}").ok();
+    complete(&m, &mut session, &ids, &opts, &mut speed, &mut out)?;
+    writeln!(out).ok();
+    speed.report();
+    Ok(())
+}
 
 /// Prints the prompt, then `max_tokens` sampled characters.
 pub fn run(
@@ -15,14 +56,7 @@ pub fn run(
     s: &Sampling,
     seed: u64,
 ) -> Result<()> {
-    // The library names the fields (`top_p`); here they are flags (`--top-p`).
-    s.validate().map_err(|e| match e {
-        fukai::Error::Op { op, msg } => fukai::Error::Op {
-            op,
-            msg: format!("--{}", msg.replacen('_', "-", 1)),
-        },
-        e => e,
-    })?;
+    s.validate().map_err(flag_names)?;
     let t = fukai::run::load_trained(checkpoint)?;
     let (ModelConfig::Gpt(cfg), Some(tok)) = (&t.config, &t.tokenizer) else {
         bail!(

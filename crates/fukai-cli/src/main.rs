@@ -98,11 +98,15 @@ enum Cmd {
     Chat(chat::ChatArgs),
     /// Fine-tune a LLaMA-family model on chat records with a LoRA adapter (saved as safetensors).
     Finetune(finetune::FinetuneArgs),
-    /// Sample text from a language-model checkpoint.
+    /// Continue a prompt: a character GPT checkpoint, or a LLaMA-family model (--model).
     Generate {
         /// A checkpoint.safetensors of a gpt run.
+        #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+        checkpoint: Option<PathBuf>,
+        /// A LLaMA-family model instead: a GGUF file or a Hugging Face model directory (as
+        /// `fukai chat --model`); the prompt is continued as plain text, no chat template.
         #[arg(long)]
-        checkpoint: PathBuf,
+        model: Option<PathBuf>,
         /// Text to continue (every character must be in the model's vocabulary).
         #[arg(long, default_value = "\n")]
         prompt: String,
@@ -118,6 +122,9 @@ enum Cmd {
         /// Sample only within the smallest set of characters whose probability reaches p.
         #[arg(long)]
         top_p: Option<f64>,
+        /// Repetition penalty over the last 64 generated tokens (1 = none; --model only).
+        #[arg(long)]
+        repeat_penalty: Option<f32>,
         /// Sampling seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -261,23 +268,38 @@ fn main() -> ExitCode {
         Some(Cmd::Presets { cmd }) => presets_cmd(cmd),
         Some(Cmd::Generate {
             checkpoint,
+            model,
             prompt,
             max_tokens,
             temperature,
             top_k,
             top_p,
+            repeat_penalty,
             seed,
-        }) => generate::run(
-            &checkpoint,
-            &prompt.replace("\\n", "\n"),
-            max_tokens,
-            &fukai::models::Sampling {
+        }) => {
+            let prompt = prompt.replace("\\n", "\n");
+            let sampling = fukai::models::Sampling {
                 temperature,
                 top_k,
                 top_p,
-            },
-            seed,
-        ),
+            };
+            match (checkpoint, model) {
+                (Some(_), _) if repeat_penalty.is_some() => Err(fukai::error::op_err(
+                    "generate",
+                    "--repeat-penalty needs --model (a character GPT samples without one)",
+                )),
+                (Some(c), _) => generate::run(&c, &prompt, max_tokens, &sampling, seed),
+                (None, Some(m)) => generate::run_model(
+                    &m,
+                    &prompt,
+                    max_tokens,
+                    &sampling,
+                    repeat_penalty.unwrap_or(1.0),
+                    seed,
+                ),
+                (None, None) => unreachable!("clap requires --checkpoint or --model"),
+            }
+        }
         Some(Cmd::Eval {
             checkpoint,
             data,

@@ -45,6 +45,15 @@ async fn js(c: &Client, script: &str, args: Vec<Value>) -> Value {
         .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
 }
 
+/// The text of the first element `css` selects.
+async fn text_of(c: &Client, css: &str) -> String {
+    let el = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"));
+    el.text().await.unwrap()
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap_or_else(|| panic!("expected an array, got {v}"))
@@ -217,13 +226,7 @@ async fn stroke(c: &Client) {
         ink.as_f64().unwrap() > 10.0,
         "the stroke left no ink in the model's input: {ink}"
     );
-    let shown = c
-        .find(Locator::Css("#top3 li"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text_of(c, "#top3 li").await;
     assert!(
         shown.starts_with('1'),
         "a vertical stroke shows as {shown:?}"
@@ -287,13 +290,7 @@ async fn digits(c: &Client, dist: &Path) -> Vec<(String, String, String)> {
         assert!(max_diff(&native_probs, &want) <= TOL);
 
         let best = (0..10).fold(0, |b, j| if want[j] > want[b] { j } else { b });
-        let shown = c
-            .find(Locator::Css("#top3 li"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let shown = text_of(c, "#top3 li").await;
         assert!(
             shown.starts_with(&best.to_string()),
             "digit row {r}: the page shows {shown:?}, the model's top class is {best}"
@@ -351,13 +348,7 @@ async fn sentences(c: &Client, dir: &Path, dist: &Path) -> Vec<(String, String, 
     }
     let ids16 = native.tokenize(&[SENTENCE16]).unwrap().remove(0);
     assert_eq!(ids16.len(), 16, "the timing sentence should be 16 tokens");
-    let shown = c
-        .find(Locator::Css("#sim"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shown = text_of(c, "#sim").await;
     assert!(
         shown.contains("1.000"),
         "the similarity matrix is shown: {shown:?}"

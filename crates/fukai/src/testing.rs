@@ -64,6 +64,33 @@ pub fn gradcheck(
     Ok(worst)
 }
 
+/// Runs `f` on a fresh pool of `n` worker threads (kernels split their work among them), for
+/// tests that compare results across thread counts. Without the `threads` feature, `f` runs
+/// on the calling thread.
+///
+/// ```
+/// let one = fukai::testing::with_threads(1, || fukai::parallel::num_threads());
+/// assert_eq!(one, 1);
+/// ```
+pub fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(feature = "threads")]
+    {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .expect("a thread pool")
+            .install(|| {
+                assert_eq!(crate::parallel::num_threads(), n);
+                f()
+            })
+    }
+    #[cfg(not(feature = "threads"))]
+    {
+        let _ = n;
+        f()
+    }
+}
+
 /// Runs `f` with convolutions on this thread taking im2col + gemm even where they would run
 /// Winograd (3x3, stride 1): for checking one path against the other.
 pub fn without_winograd<R>(f: impl FnOnce() -> R) -> R {

@@ -5,6 +5,7 @@
 
 use fukai::ops::bf16::{self, avx512_bf16_available, Kernel};
 use fukai::rng::Generator;
+use fukai::testing::with_threads;
 use fukai::{autocast, manual_seed, DType, Precision, Tensor};
 
 fn randn(gen: &mut Generator, len: usize, scale: f32) -> Vec<f32> {
@@ -29,15 +30,6 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 fn values(t: &Tensor) -> Vec<f32> {
     t.to_vec::<f32>().unwrap()
-}
-
-/// Runs `f` inside a rayon pool of exactly `n` threads.
-fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 /// `Σ_k round(a)·round(b)` in f64 and `Σ_k |round(a)·round(b)|`, per output element.

@@ -3,20 +3,8 @@
 //! closely.
 
 use fukai::rng::Generator;
+use fukai::testing::with_threads;
 use fukai::{manual_seed, DType, Tensor};
-
-/// Runs `f` inside a rayon pool of exactly `n` threads.
-fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .unwrap()
-        .install(|| {
-            #[cfg(feature = "threads")]
-            assert_eq!(fukai::parallel::num_threads(), n);
-            f()
-        })
-}
 
 fn bits(t: &Tensor) -> Vec<u32> {
     t.to_vec::<f32>()

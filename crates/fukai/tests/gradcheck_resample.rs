@@ -2,6 +2,7 @@
 //! determinism across thread counts, and argument errors.
 
 use fukai::nn::{ConvLstm2d, Module, Upsample};
+use fukai::testing::with_threads;
 use fukai::testing::{gradcheck, max_abs_diff, output_and_grads, randn64};
 use fukai::{DType, Generator, Interpolation, Result, Tensor};
 
@@ -274,15 +275,6 @@ fn conv_lstm_matches_its_equations() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(names, ["conv.weight", "conv.bias"]);
-}
-
-/// Runs `f` inside a rayon pool of exactly `n` threads.
-fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 /// Seeded f32 normals from their own generator: tests run in parallel, so the default

@@ -196,6 +196,38 @@ fn sessions_reuse_the_cache_and_sampling_follows_the_seed() {
 }
 
 #[test]
+fn the_repetition_penalty_covers_generated_ids_only() {
+    let m = model("linear");
+    let greedy = Decoding::greedy(12);
+    let base = {
+        let mut s = Session::new(&m, 0);
+        m.generate(&mut s, &[3, 14, 15], &greedy, |_| {}).unwrap()
+    };
+    // The greedy continuation's first id, placed in the prompt, is still chosen first: the
+    // prompt is not penalized however strong the penalty.
+    let strong = Decoding {
+        repeat_penalty: 1e30,
+        repeat_last_n: 64,
+        ..Decoding::greedy(12)
+    };
+    let prompt = [base[0], 3, 14, 15];
+    let plain = {
+        let mut s = Session::new(&m, 0);
+        m.generate(&mut s, &prompt, &greedy, |_| {}).unwrap()
+    };
+    let mut seen = std::collections::HashSet::new();
+    assert!(
+        !plain.iter().all(|id| seen.insert(*id)),
+        "the test needs a greedy run that repeats itself: {plain:?}"
+    );
+    let mut s = Session::new(&m, 0);
+    let out = m.generate(&mut s, &prompt, &strong, |_| {}).unwrap();
+    assert_eq!(out[0], plain[0]);
+    // Generated ids are penalized: the run that repeated itself goes elsewhere.
+    assert_ne!(out, plain, "the penalty changed nothing");
+}
+
+#[test]
 fn gguf_qk_permutation_is_undone() {
     let f = load_safetensors(dir().join("permute.safetensors")).unwrap();
     for (name, heads) in [("q", 4), ("k", 2)] {

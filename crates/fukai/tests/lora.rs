@@ -8,7 +8,7 @@ use fukai::models::{
     finetune, ChatExample, FinetuneConfig, Llama, LlamaConfig, LoraAdapter, LoraConfig, LoraTarget,
     RopeScaling,
 };
-use fukai::testing::{gradcheck, max_abs_diff, randn64};
+use fukai::testing::{gradcheck, max_abs_diff, randn64, with_threads};
 use fukai::text::{ChatMessage, ChatTemplate, GgufTokenizer, GgufVocab};
 use fukai::{DType, Tensor};
 use std::collections::HashMap;
@@ -280,24 +280,12 @@ fn bad_adapters_are_refused_naming_what_is_wrong() {
     assert!(e.contains("junk.safetensors"), "{e}");
 }
 
-/// GPT-2's byte-to-character map (printable Latin-1 bytes stand for themselves).
-fn byte_chars() -> Vec<char> {
-    let mut next = 256u32;
-    (0..256u32)
-        .map(|b| {
-            if matches!(b, 33..=126 | 161..=172 | 174..=255) {
-                char::from_u32(b).unwrap()
-            } else {
-                next += 1;
-                char::from_u32(next - 1).unwrap()
-            }
-        })
-        .collect()
-}
-
 /// A byte-level vocabulary (no merges) with ChatML's two control tokens, and ChatML.
 fn chatml() -> (GgufTokenizer, ChatTemplate) {
-    let mut tokens: Vec<String> = byte_chars().into_iter().map(String::from).collect();
+    let mut tokens: Vec<String> = fukai::text::byte_chars()
+        .into_iter()
+        .map(String::from)
+        .collect();
     let mut token_type = vec![1; 256];
     for t in ["<|im_start|>", "<|im_end|>"] {
         tokens.push(t.into());
@@ -408,15 +396,6 @@ fn bad_chat_files_are_refused_naming_file_line_and_field() {
         Ok(_) => panic!("read a missing file"),
     };
     assert!(e.contains("/nonexistent/data.jsonl"), "{e}");
-}
-
-/// Runs `f` inside a rayon pool of exactly `n` threads.
-fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 /// The adapter's file bytes after a few steps on a model wide enough (and sequences long

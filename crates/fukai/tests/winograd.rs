@@ -2,7 +2,8 @@
 //! f32, a finite-difference gradient check, and the same bits at any thread count.
 
 use fukai::testing::{
-    gradcheck, max_abs_diff, output_and_grads, randn64, with_winograd_tile, without_winograd,
+    gradcheck, max_abs_diff, output_and_grads, randn64, with_threads, with_winograd_tile,
+    without_winograd,
 };
 use fukai::{DType, Result, Tensor};
 
@@ -135,14 +136,6 @@ fn winograd_gradcheck_f64() {
         })
         .unwrap();
     }
-}
-
-fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build()
-        .unwrap()
-        .install(f)
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {

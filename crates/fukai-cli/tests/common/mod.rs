@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod limited;
+pub mod tiny_llama;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -14,7 +14,9 @@ use crate::rng::Generator;
 pub struct Decoding {
     /// Temperature, top-k and top-p.
     pub sampling: Sampling,
-    /// Repetition penalty (1 = none), over the last `repeat_last_n` ids (prompt included).
+    /// Repetition penalty (1 = none), over the last `repeat_last_n` generated ids. The prompt
+    /// is not penalized, as in llama.cpp's samplers: a chat prompt repeats its template's ids,
+    /// and penalizing them pushed SmolLM2 off the answer ("What is 2+2?").
     pub repeat_penalty: f32,
     /// Window of the repetition penalty.
     pub repeat_last_n: usize,
@@ -124,7 +126,7 @@ impl Llama {
         session.fed.extend_from_slice(&prompt[start..]);
         let mut out = Vec::new();
         while out.len() < opts.max_tokens {
-            let recent = &session.fed[session.fed.len().saturating_sub(opts.repeat_last_n)..];
+            let recent = &out[out.len().saturating_sub(opts.repeat_last_n)..];
             penalize_repeats(&mut logits, recent, opts.repeat_penalty);
             let u = session.rng.uniform_f64(1)[0];
             let id = opts.sampling.pick(&logits, u) as u32;

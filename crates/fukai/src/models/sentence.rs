@@ -1,8 +1,9 @@
 //! Sentence embeddings as sentence-transformers computes them: tokenize, encode with BERT,
 //! mean-pool over the attention mask, L2-normalize.
 
-use super::bert::{mean_pool_normalized, BertModel};
+use super::bert::{mean_pool_normalized, BertConfig, BertModel};
 use crate::error::{Error, Result};
+use crate::io::parse_safetensors;
 use crate::tensor::Tensor;
 use crate::text::hf::HfTokenizer;
 use std::path::Path;
@@ -23,13 +24,58 @@ impl SentenceEmbedder {
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let model = BertModel::from_dir(dir)?;
-        let mut tokenizer = HfTokenizer::from_file(dir.join("tokenizer.json"))?;
-        let positions = model.config().max_position_embeddings;
-        let max_len = match read_max_seq_length(&dir.join("sentence_bert_config.json"))? {
-            Some(n) => n.min(positions),
-            None => positions,
+        let tokenizer = HfTokenizer::from_file(dir.join("tokenizer.json"))?;
+        let st_path = dir.join("sentence_bert_config.json");
+        let st_config = match std::fs::read(&st_path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: st_path.display().to_string(),
+                    source,
+                })
+            }
         };
-        tokenizer.set_max_len(Some(max_len))?;
+        let max_len = match &st_config {
+            Some(b) => max_seq_length(b, &st_path.display().to_string())?,
+            None => None,
+        };
+        Self::from_parts(model, tokenizer, max_len)
+    }
+
+    /// [`SentenceEmbedder::from_dir`] from the bytes of the directory's files (a browser has
+    /// no paths): `config.json`, `model.safetensors`, `tokenizer.json` and, when the model has
+    /// one, `sentence_bert_config.json`. Errors name the file they are about.
+    pub fn from_bytes(
+        config_json: &[u8],
+        weights: &[u8],
+        tokenizer_json: &[u8],
+        sentence_bert_config: Option<&[u8]>,
+    ) -> Result<Self> {
+        let text = std::str::from_utf8(config_json).map_err(|e| Error::Format {
+            file: "config.json".into(),
+            msg: format!("not UTF-8 text: {e}"),
+        })?;
+        let cfg = BertConfig::from_json(text, "config.json")?;
+        let model =
+            BertModel::from_weights(cfg, &parse_safetensors(weights, "model.safetensors")?)?;
+        let tokenizer = HfTokenizer::from_bytes(tokenizer_json, "tokenizer.json")?;
+        let max_len = match sentence_bert_config {
+            Some(b) => max_seq_length(b, "sentence_bert_config.json")?,
+            None => None,
+        };
+        Self::from_parts(model, tokenizer, max_len)
+    }
+
+    /// Inputs truncated to `max_seq_length` (capped at the model's positions; None: the
+    /// positions).
+    fn from_parts(
+        model: BertModel,
+        mut tokenizer: HfTokenizer,
+        max_seq_length: Option<usize>,
+    ) -> Result<Self> {
+        let positions = model.config().max_position_embeddings;
+        tokenizer.set_max_len(Some(max_seq_length.map_or(positions, |n| n.min(positions))))?;
         Ok(SentenceEmbedder { tokenizer, model })
     }
 
@@ -97,24 +143,15 @@ pub fn pad_batch(batch: &[&[u32]]) -> (Tensor, Tensor) {
     )
 }
 
-/// `max_seq_length` from a `sentence_bert_config.json`, or None when the file does not exist.
-fn read_max_seq_length(path: &Path) -> Result<Option<usize>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(Error::Io {
-                path: path.display().to_string(),
-                source,
-            })
-        }
-    };
+/// `max_seq_length` of a `sentence_bert_config.json` (None when it has none); `file` names it
+/// in errors.
+fn max_seq_length(bytes: &[u8], file: &str) -> Result<Option<usize>> {
     let err = |msg: String| Error::Format {
-        file: path.display().to_string(),
+        file: file.to_string(),
         msg,
     };
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| err(format!("not valid JSON: {e}")))?;
     match v.get("max_seq_length") {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(n) => match n.as_u64() {

@@ -10,7 +10,6 @@ use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::tensor::{DType, Tensor};
-use gemm::Parallelism;
 
 fn forward<T: Float>(
     prec: Precision,
@@ -56,14 +55,7 @@ fn forward<T: Float>(
                 w.as_ptr(),
                 (1, k as isize),
                 true,
-                // One row is a matrix-vector product, bound by reading the weight: gemm's own
-                // path for it on one thread ran SmolLM2's 49152×576 head 3× faster than the
-                // split blocks `parallelism` picks (`fukai-bench linear_rows`).
-                if m == 1 {
-                    Parallelism::None
-                } else {
-                    parallelism(m, n, k)
-                },
+                parallelism(m, n, k),
             )
         };
     }

@@ -9,6 +9,8 @@
 //! 16 lanes with fused multiply-adds over `k` in order, the lanes then combined in a fixed
 //! order, so the bits depend on neither the thread count nor how outputs are grouped.
 
+use super::matmul::SendPtr;
+
 /// Products with this many rows run here; others on gemm. One row is a matrix-vector
 /// product, which gemm has its own path for (1.3–2× faster than this kernel on SmolLM2's
 /// shapes, `fukai-bench linear_rows`); above 16, its microkernel fills up.
@@ -52,38 +54,39 @@ pub(crate) fn add_linear_rows(
         return;
     }
     let tasks = n.div_ceil(COLS_PER_TASK);
-    let parts = crate::parallel::map_range_if(m * n * k >= PAR_MACS, tasks, |t| {
+    let dst = SendPtr(out.as_mut_ptr());
+    crate::parallel::map_range_if(m * n * k >= PAR_MACS, tasks, |t| {
         let cols = t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n);
-        let mut part = vec![0f32; m * cols.len()];
-        columns(x, w, &mut part, (m, k), cols);
-        part
+        // SAFETY: tasks own disjoint column ranges of `out` (`[m, n]`, checked above).
+        unsafe { columns(x, w, dst, (m, k, n), cols) }
     });
-    for (t, part) in parts.iter().enumerate() {
-        let c0 = t * COLS_PER_TASK;
-        let width = part.len() / m;
-        for (row, sums) in out.chunks_exact_mut(n).zip(part.chunks_exact(width)) {
-            for (o, &s) in row[c0..c0 + width].iter_mut().zip(sums) {
-                *o += s;
-            }
-        }
-    }
 }
 
+/// Adds `x[r] · w[c]` onto `out[r, c]` for every row and every `c` in `cols`.
+///
+/// # Safety
+/// `out` points to `[m, n]` floats of which no other thread touches columns `cols`; the caller
+/// checked `available` (AVX-512) and the slices' lengths against (m, k, n).
 #[cfg(target_arch = "x86_64")]
-fn columns(
+unsafe fn columns(
     x: &[f32],
     w: &[f32],
-    part: &mut [f32],
-    mk: (usize, usize),
+    out: SendPtr<f32>,
+    mkn: (usize, usize, usize),
     cols: std::ops::Range<usize>,
 ) {
-    // SAFETY: the caller checked `available` (AVX-512) and the slices' lengths against
-    // (m, k, n), which is all the kernel reads and writes.
-    unsafe { x86::columns(x, w, part, mk, cols) }
+    // SAFETY: the caller's contract.
+    unsafe { x86::columns(x, w, out.get(), mkn, cols) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn columns(_: &[f32], _: &[f32], _: &mut [f32], _: (usize, usize), _: std::ops::Range<usize>) {
+unsafe fn columns(
+    _: &[f32],
+    _: &[f32],
+    _: SendPtr<f32>,
+    _: (usize, usize, usize),
+    _: std::ops::Range<usize>,
+) {
     unreachable!("linear_rows: `available` is false off x86-64")
 }
 
@@ -96,19 +99,20 @@ mod x86 {
     /// Input rows per tile: each weight chunk, once loaded, meets this many rows.
     const MR: usize = 4;
 
-    /// `part[r, c - cols.start] = x[r] · w[c]` for every row and every `c` in `cols`.
+    /// `out[r, c] += x[r] · w[c]` for every row and every `c` in `cols`.
     ///
     /// # Safety
-    /// AVX-512F (with AVX2 and FMA) must be available; `x` holds `m` rows and `w` at least `cols.end` rows of `k`.
+    /// AVX-512F (with AVX2 and FMA) must be available; `x` holds `m` rows and `w` at least
+    /// `cols.end` rows of `k`; `out` points to `[m, n]` floats whose columns `cols` no other
+    /// thread touches.
     #[target_feature(enable = "avx512f,avx2,avx,fma")]
     pub(super) unsafe fn columns(
         x: &[f32],
         w: &[f32],
-        part: &mut [f32],
-        (m, k): (usize, usize),
+        out: *mut f32,
+        (m, k, n): (usize, usize, usize),
         cols: std::ops::Range<usize>,
     ) {
-        let width = cols.len();
         let mut c = cols.start;
         while c < cols.end {
             // A short last tile repeats its last weight row; the repeats are not stored.
@@ -135,8 +139,10 @@ mod x86 {
                     }
                 }
                 for (i, s) in sums.iter().enumerate().take(rows) {
-                    let at = (r + i) * width + (c - cols.start);
-                    part[at..at + stored].copy_from_slice(&s[..stored]);
+                    for (j, &v) in s[..stored].iter().enumerate() {
+                        // SAFETY: row r + i < m and column c + j < cols.end ≤ n.
+                        unsafe { *out.add((r + i) * n + c + j) += v };
+                    }
                 }
                 r += rows;
             }

@@ -41,6 +41,12 @@ impl<T> SendPtr<T> {
 }
 
 pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+    // One row is a matrix-vector product, bound by reading the matrix: gemm's own path for it
+    // on one thread ran SmolLM2's 49152×576 output head 3× faster than the split blocks
+    // (`fukai-bench linear_rows`).
+    if m == 1 {
+        return Parallelism::None;
+    }
     let threads = crate::parallel::num_threads();
     // Rayon even with one thread: `gemm_raw` then splits mid-sized products into the same
     // blocks at every thread count, which keeps the bits independent of it.

@@ -75,8 +75,14 @@ pub struct GgufTokenizer {
 }
 
 /// GPT-2's map from bytes to printable characters: printable Latin-1 bytes stand for
-/// themselves, the others for the characters from U+0100 on, in byte order.
-fn byte_chars() -> [char; 256] {
+/// themselves, the others for the characters from U+0100 on, in byte order. A byte-level BPE
+/// vocabulary (GPT-2, Llama 3, SmolLM2) spells its tokens in these characters.
+///
+/// ```
+/// let map = fukai::text::byte_chars();
+/// assert_eq!((map[b'a' as usize], map[b' ' as usize]), ('a', '\u{120}'));
+/// ```
+pub fn byte_chars() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut next = 256u32;
     for (b, slot) in map.iter_mut().enumerate() {

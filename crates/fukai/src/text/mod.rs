@@ -10,5 +10,5 @@ mod windows;
 
 pub use self::char::CharTokenizer;
 pub use chat_template::{ChatMessage, ChatTemplate};
-pub use gguf_vocab::{GgufTokenizer, GgufVocab, StreamDecoder};
+pub use gguf_vocab::{byte_chars, GgufTokenizer, GgufVocab, StreamDecoder};
 pub use windows::TokenWindows;
