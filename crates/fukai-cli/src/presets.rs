@@ -332,6 +332,7 @@ probe_labels = 1000
 kind = "autoencoder"
 channels = [32, 64]
 latent = 32
+pool = true   # max-pooled stages: +3.6 probe points over pixels, against +0.3 with stride 2
 [train]
 epochs = 10
 batch_size = 128

@@ -28,6 +28,7 @@ fn cfg(variational: bool) -> AutoencoderConfig {
         variational,
         beta: 0.5,
         noise: 0.0,
+        pool: false,
     }
 }
 
@@ -66,6 +67,54 @@ fn shapes_and_bad_configs() {
     bad(&|c| c.beta = f64::NAN, "nan beta");
     bad(&|c| c.channels = vec![4, 0], "zero channels");
     bad(&|c| c.noise = 1.0, "all pixels masked");
+}
+
+/// With `pool`, each encoder stage is a stride-1 convolution, its ReLU and 2×2 max pooling: the
+/// features are the max over each window of the full-resolution maps, the shapes as before.
+#[test]
+fn pooling_encoders_take_the_window_maxima() {
+    let _rng = seeded(3);
+    let ae = Autoencoder::new(AutoencoderConfig {
+        pool: true,
+        ..cfg(false)
+    })
+    .unwrap();
+    let d = ae.describe();
+    assert_eq!(d.matches("MaxPool2d(2x2)").count(), 2, "{d}");
+    let x = Tensor::rand(&[3, 1, 28, 28], DType::F32).unwrap();
+    let feats = ae.features(&x).unwrap();
+    assert_eq!(feats.shape(), &[3, 8 * 7 * 7]);
+    assert_eq!(ae.forward(&x).unwrap().shape(), &[3, 1, 28, 28]);
+    // Stage by stage: conv (stride 1), ReLU, then the window maxima.
+    let stages = ae.encoder().forward_all(&x).unwrap();
+    let relu2 = &stages[4];
+    assert_eq!(relu2.shape(), &[3, 8, 14, 14]);
+    let want = relu2
+        .max_pool2d([2, 2], [2, 2], [0, 0])
+        .unwrap()
+        .reshape(&[3, 8 * 7 * 7])
+        .unwrap();
+    assert_eq!(
+        feats.to_vec::<f32>().unwrap(),
+        want.to_vec::<f32>().unwrap()
+    );
+    // Stride-1 stages keep the input's size until the pooling.
+    assert_eq!(stages[0].shape(), &[3, 4, 28, 28]);
+    // Gradients reach the first convolution's weights through both poolings.
+    let loss = ae.forward(&x).unwrap().square().unwrap().sum_all().unwrap();
+    loss.backward().unwrap();
+    let mut grads = 0;
+    ae.visit("", &mut |name, t, _| {
+        if name.starts_with("encoder.0.") {
+            let g = t.grad().expect("a gradient for the first conv");
+            assert!(
+                g.to_vec::<f32>().unwrap().iter().any(|v| *v != 0.0),
+                "{name}"
+            );
+            grads += 1;
+        }
+    });
+    assert_eq!(grads, 2, "weight and bias of the first convolution");
 }
 
 /// In eval mode a VAE decodes the mean, and its penalty is beta times the KL divergence of

@@ -9,7 +9,8 @@ use crate::bail;
 use crate::data::Batch;
 use crate::error::Result;
 use crate::nn::{
-    join, Activation, Conv2d, ConvTranspose2d, Flatten, Linear, Module, Sequential, TensorKind,
+    join, Activation, Conv2d, ConvTranspose2d, Flatten, Linear, MaxPool2d, Module, Sequential,
+    TensorKind,
 };
 use crate::tensor::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,11 @@ pub struct AutoencoderConfig {
     /// rather than pixels.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub noise: f64,
+    /// Encoder stages halve the image by 2×2 max pooling after a stride-1 convolution, not by
+    /// a stride-2 convolution: features that tolerate small shifts, at four times the
+    /// encoder's arithmetic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -50,7 +56,7 @@ fn one() -> f64 {
 /// ```
 /// use fukai::models::{Autoencoder, AutoencoderConfig};
 /// use fukai::nn::Module;
-/// let cfg = AutoencoderConfig { input_shape: vec![1, 28, 28], channels: vec![8, 16], latent: 4, variational: true, beta: 1.0, noise: 0.0 };
+/// let cfg = AutoencoderConfig { input_shape: vec![1, 28, 28], channels: vec![8, 16], latent: 4, variational: true, beta: 1.0, noise: 0.0, pool: false };
 /// let vae = Autoencoder::new(cfg)?;
 /// let x = fukai::Tensor::rand(&[2, 1, 28, 28], fukai::DType::F32)?;
 /// assert_eq!(vae.encode(&x)?.shape(), &[2, 4]);       // the code's mean
@@ -104,19 +110,23 @@ impl Autoencoder {
         }
         let mut encoder = Sequential::new();
         let mut ch = c;
+        let stride = if cfg.pool { 1 } else { 2 };
         for &out in &cfg.channels {
             encoder = encoder
                 .add(Conv2d::with_options(
                     ch,
                     out,
                     [3, 3],
-                    [2, 2],
+                    [stride, stride],
                     [1, 1],
                     [1, 1],
                     1,
                     true,
                 )?)
                 .add(Activation::Relu);
+            if cfg.pool {
+                encoder = encoder.add(MaxPool2d::new(2));
+            }
             ch = out;
         }
         encoder = encoder.add(Flatten);

@@ -195,6 +195,11 @@ pub struct ModelSpec {
     /// Autoencoders: share of input pixels zeroed in training (denoising; default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise: Option<f64>,
+    /// Autoencoders: each encoder stage halves the image with 2×2 max pooling after a stride-1
+    /// convolution instead of convolving with stride 2 (more shift-tolerant features, four
+    /// times the encoder's arithmetic).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pool: bool,
     /// Video models: side of the square patches stacked as channels (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<usize>,

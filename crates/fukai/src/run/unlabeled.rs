@@ -55,6 +55,7 @@ pub(super) fn prepare(cfg: &RunConfig, path: &Path) -> Result<Prepared> {
         variational: m.kind == "vae",
         beta: m.beta.unwrap_or(1.0),
         noise: m.noise.unwrap_or(0.0),
+        pool: m.pool,
     });
     let eval = |set: &InMemory| -> Box<dyn crate::train::Batches> {
         Box::new(Autoencoding(Box::new(DataLoader::new(
@@ -299,8 +300,14 @@ struct Probe {
     l2: f64,
 }
 
-/// Multinomial logistic regression on standardized features, its L2 weight chosen on a fifth
-/// of the training rows from a fixed grid, then refitted on all of them; test accuracy.
+/// The L2 weights the probe chooses among.
+const L2_GRID: [f64; 7] = [1e-4, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0];
+/// Cross-validation folds that choose the L2 weight.
+const FOLDS: usize = 5;
+
+/// Multinomial logistic regression on standardized features, its L2 weight chosen by 5-fold
+/// cross-validation on the training rows from a fixed grid, then refitted on all of them; test
+/// accuracy.
 fn linear_probe(
     train: &Tensor,
     ytr: &[i64],
@@ -313,33 +320,55 @@ fn linear_probe(
     let mean: Vec<f64> = (0..k)
         .map(|j| (0..n).map(|i| v[i * k + j]).sum::<f64>() / n as f64)
         .collect();
-    let std: Vec<f64> = (0..k)
+    let mut std: Vec<f64> = (0..k)
         .map(|j| {
             let var = (0..n)
                 .map(|i| (v[i * k + j] - mean[j]).powi(2))
                 .sum::<f64>()
                 / n as f64;
-            var.sqrt().max(1e-6)
+            var.sqrt()
         })
         .collect();
+    // Feature maps after a ReLU are sparse: a unit that fires on a handful of images has a
+    // tiny spread, and dividing by it turns those few values into outliers the regression
+    // fits (the probe then swung by points between draws). Spreads are floored at half the
+    // median one.
+    let mut sorted = std.clone();
+    sorted.sort_by(f64::total_cmp);
+    let floor = (0.5 * sorted.get(k / 2).copied().unwrap_or(0.0)).max(1e-6);
+    for s in &mut std {
+        *s = s.max(floor);
+    }
     let standardize = |t: &Tensor| -> Result<Tensor> {
         let m = Tensor::from_vec(mean.iter().map(|&x| x as f32).collect(), &[1, k])?;
         let s = Tensor::from_vec(std.iter().map(|&x| x as f32).collect(), &[1, k])?;
         t.sub(&m)?.div(&s)
     };
     let (xtr, xte) = (standardize(train)?, standardize(test)?);
-    let hold = n / 5;
-    let fit_rows: Vec<i64> = (hold as i64..n as i64).collect();
-    let hold_rows: Vec<i64> = (0..hold as i64).collect();
-    let pick = |x: &Tensor, rows: &[i64]| -> Result<Tensor> {
-        x.index_select(0, &Tensor::from_vec(rows.to_vec(), &[rows.len()])?)
+    let pick = |rows: &[usize]| -> Result<(Tensor, Vec<i64>)> {
+        let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let x = xtr.index_select(0, &Tensor::from_vec(idx, &[rows.len()])?)?;
+        Ok((x, rows.iter().map(|&r| ytr[r]).collect()))
     };
-    let mut best = (f64::NEG_INFINITY, 0.0);
-    for l2 in [1e-4, 1e-3, 1e-2, 1e-1] {
-        let (w, b) = fit_logistic(&pick(&xtr, &fit_rows)?, &ytr[hold..], classes, l2)?;
-        let acc = accuracy(&pick(&xtr, &hold_rows)?, &ytr[..hold], &w, &b)?;
-        if acc > best.0 {
-            best = (acc, l2);
+    // Folds of consecutive rows: the rows are a stratified draw in index order, not sorted
+    // by class. Too few rows to hold any out: the grid's middle weight.
+    let mut best = (f64::NEG_INFINITY, L2_GRID[L2_GRID.len() / 2]);
+    if n >= 2 * FOLDS {
+        for l2 in L2_GRID {
+            let mut right = 0.0;
+            for f in 0..FOLDS {
+                let held = f * n / FOLDS..(f + 1) * n / FOLDS;
+                let fit_rows: Vec<usize> = (0..n).filter(|r| !held.contains(r)).collect();
+                let held_rows: Vec<usize> = held.collect();
+                let (xf, yf) = pick(&fit_rows)?;
+                let (xh, yh) = pick(&held_rows)?;
+                let (w, b) = fit_logistic(&xf, &yf, classes, l2)?;
+                right += accuracy(&xh, &yh, &w, &b)? * held_rows.len() as f64;
+            }
+            let acc = right / n as f64;
+            if acc > best.0 {
+                best = (acc, l2);
+            }
         }
     }
     let (w, b) = fit_logistic(&xtr, ytr, classes, best.1)?;
@@ -349,14 +378,15 @@ fn linear_probe(
     })
 }
 
-/// Full-batch Adam on cross-entropy plus `l2`·|W|², 300 steps from zero weights.
+/// Full-batch Adam on cross-entropy plus `l2`·|W|², 1000 steps from zero weights (300 left
+/// the larger feature sets short of their optimum).
 fn fit_logistic(x: &Tensor, y: &[i64], classes: usize, l2: f64) -> Result<(Tensor, Tensor)> {
     let k = x.shape()[1];
     let w = Tensor::zeros(&[k, classes], DType::F32)?.with_grad()?;
     let b = Tensor::zeros(&[classes], DType::F32)?.with_grad()?;
     let y = Tensor::from_vec(y.to_vec(), &[y.len()])?;
     let mut opt = Adam::new(vec![w.clone(), b.clone()], 0.01);
-    for _ in 0..300 {
+    for _ in 0..1000 {
         let loss = cross_entropy(&x.matmul(&w)?.add(&b)?, &y)?
             .add(&w.square()?.sum_all()?.mul_scalar(l2)?)?;
         loss.backward()?;
