@@ -61,12 +61,3 @@ pub fn gemm_f32(
         )
     }
 }
-
-/// Largest absolute difference between two equally long results.
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
-}

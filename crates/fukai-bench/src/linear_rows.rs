@@ -3,8 +3,9 @@
 //! directly on the same `[out, in]` weight, as fukai called it before it had a kernel for these
 //! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty).
 
-use crate::direct_gemm::{gemm_f32, max_abs_diff};
+use crate::direct_gemm::gemm_f32;
 use crate::harness::{interleaved, Case, Line};
+use fukai::testing::max_slice_diff;
 use fukai::{DType, Tensor};
 use std::hint::black_box;
 use std::time::Duration;
@@ -38,7 +39,7 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
         // Both must compute the same product.
         let ours = x.linear(&w, None)?.to_vec::<f32>()?;
         gemm_rows((m, k, n), &mut dst, &xv, &wv, threads);
-        let max_err = max_abs_diff(&ours, &dst);
+        let max_err = max_slice_diff(&ours, &dst);
         assert!(
             max_err <= 1e-4 * (k as f32).sqrt(),
             "linear {m}x{k}x{n}: differ by {max_err}"

@@ -3,8 +3,9 @@
 //! thread count passed straight through). fukai's goal is ≥ 90% of gemm's GFLOP/s. The
 //! `fukai_bf16` line is the same product under autocast bf16 (issue 20's CPU mixed precision).
 
-use crate::direct_gemm::{gemm_f32, max_abs_diff};
+use crate::direct_gemm::gemm_f32;
 use crate::harness::{interleaved, Case, Line};
+use fukai::testing::max_slice_diff;
 use fukai::{DType, Tensor};
 use std::hint::black_box;
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub fn run(threads: usize, sizes: &[usize], reps: Option<usize>) -> fukai::Resul
         // Both must compute the same product (also warms caches and the thread pool).
         let fukai_out = a.matmul(&b)?.to_vec::<f32>()?;
         gemm_square(n, &mut dst, &av, &bv, threads);
-        let max_err = max_abs_diff(&fukai_out, &dst);
+        let max_err = max_slice_diff(&fukai_out, &dst);
         assert!(
             max_err <= 1e-3 * (n as f32).sqrt(),
             "matmul {n}: fukai and gemm differ by {max_err}"

@@ -106,13 +106,7 @@ pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Resul
         path: out.display().to_string(),
         source: e,
     })?;
-    let convs: Vec<usize> = model
-        .layers()
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.describe().starts_with("Conv2d"))
-        .map(|(i, _)| i)
-        .collect();
+    let convs = cnn.conv_layers();
     let Some(&first) = convs.first() else {
         bail!(
             "viz",
@@ -141,13 +135,7 @@ pub fn run(checkpoint: &Path, input: Option<&Path>, out: Option<&Path>) -> Resul
 
     let x = input_batch(&t, &cfg.input_shape, input)?;
     let _g = fukai::no_grad();
-    let outs = model.forward_all(&x)?;
-    for (stage, &i) in convs.iter().enumerate() {
-        // The map after the conv's activation (ReLU follows conv, or BN then ReLU).
-        let act = (i..outs.len())
-            .find(|&j| model.layers()[j].describe().starts_with("Relu"))
-            .unwrap_or(i);
-        let f = &outs[act];
+    for (stage, f) in cnn.conv_maps(&x)?.iter().enumerate() {
         let (ch, h, w) = (f.shape()[1], f.shape()[2], f.shape()[3]);
         let v = f.to_vec::<f32>()?;
         let maps: Vec<Vec<f32>> = (0..ch)

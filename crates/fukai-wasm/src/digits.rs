@@ -11,9 +11,9 @@ use fukai::{bail, Error, Generator, Result, Tensor};
 pub struct DigitModel {
     trained: Trained,
     side: usize,
-    /// The CNN rebuilt with its layers reachable (the generic loader hides them), and the index
-    /// of the first conv stage's activation.
-    cnn: Option<(Cnn, usize)>,
+    /// The CNN rebuilt with its layers reachable (the generic loader hides them), when it has
+    /// a convolution.
+    cnn: Option<Cnn>,
 }
 
 /// The first conv layer's activations for one input: `channels` maps of `height × width`.
@@ -64,17 +64,7 @@ impl DigitModel {
                 let mut cnn = Cnn::new(c.clone())?;
                 cnn.load_state_dict(&trained.model.state_dict())?;
                 cnn.set_training(false);
-                let layers = cnn.layers().layers();
-                let first = layers
-                    .iter()
-                    .position(|l| l.describe().starts_with("Conv2d"));
-                // The map after the conv's activation (a ReLU follows the conv, or BN then ReLU).
-                let act = first.map(|i| {
-                    (i..layers.len())
-                        .find(|&j| layers[j].describe().starts_with("Relu"))
-                        .unwrap_or(i)
-                });
-                act.map(|a| (cnn, a))
+                Some(cnn).filter(|m| !m.conv_layers().is_empty())
             }
             _ => None,
         };
@@ -140,14 +130,15 @@ impl DigitModel {
 
     /// The first conv layer's activations for one image, or `None` when the model has none.
     pub fn feature_maps(&self, pixels: &[f32]) -> Result<Option<FeatureMaps>> {
-        let Some((cnn, act)) = &self.cnn else {
+        let Some(cnn) = &self.cnn else {
             return Ok(None);
         };
         let x = self.batch(pixels)?;
         let _g = fukai::no_grad();
-        let outs = cnn.layers().forward_all(&x)?;
-        let f = &outs[*act];
-        let s = f.shape();
+        let Some(f) = cnn.conv_maps(&x)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let s = f.shape().to_vec();
         Ok(Some(FeatureMaps {
             values: f.to_vec::<f32>()?,
             channels: s[1],

@@ -14,6 +14,7 @@ use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON
 use fantoccini::{Client, Locator};
 use fukai::data::Transform;
 use fukai::nn::Module;
+use fukai::testing::max_slice_diff;
 use fukai::Tensor;
 use fukai_wasm::{drawing_to_input, DigitModel, MnistTraining};
 use serde_json::{json, Value};
@@ -60,14 +61,6 @@ fn floats(v: &Value) -> Vec<f32> {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -266,7 +259,7 @@ async fn digits(c: &Client, dist: &Path) -> Vec<(String, String, String)> {
         let native_probs = native.probabilities(&mine).unwrap();
         native_ms.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(
-            max_diff(&input, &mine) <= TOL,
+            max_slice_diff(&input, &mine) <= TOL,
             "digit row {r}: page input vs native preprocessing"
         );
 
@@ -282,12 +275,12 @@ async fn digits(c: &Client, dist: &Path) -> Vec<(String, String, String)> {
             .unwrap()
             .to_vec::<f32>()
             .unwrap();
-        let d = max_diff(&probs, &want);
+        let d = max_slice_diff(&probs, &want);
         assert!(
             d <= TOL,
             "digit row {r}: page probabilities differ from native by {d}"
         );
-        assert!(max_diff(&native_probs, &want) <= TOL);
+        assert!(max_slice_diff(&native_probs, &want) <= TOL);
 
         let best = (0..10).fold(0, |b, j| if want[j] > want[b] { j } else { b });
         let shown = text_of(c, "#top3 li").await;
@@ -343,7 +336,7 @@ async fn sentences(c: &Client, dir: &Path, dist: &Path) -> Vec<(String, String, 
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         assert_eq!(ids, native.tokenize(&[t]).unwrap()[0], "token ids of {t:?}");
-        let d = max_diff(&floats(&out["embeddings"][i]), &want[i]);
+        let d = max_slice_diff(&floats(&out["embeddings"][i]), &want[i]);
         assert!(d <= TOL, "embedding of {t:?} differs from native by {d}");
     }
     let ids16 = native.tokenize(&[SENTENCE16]).unwrap().remove(0);

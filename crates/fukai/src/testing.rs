@@ -64,6 +64,20 @@ pub fn gradcheck(
     Ok(worst)
 }
 
+/// Largest absolute difference between two equally long slices (panics on a length
+/// mismatch): for comparing results that are already plain numbers.
+///
+/// ```
+/// assert_eq!(fukai::testing::max_slice_diff(&[1.0, 2.0], &[1.5, 2.0]), 0.5);
+/// ```
+pub fn max_slice_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "max_slice_diff: lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// Runs `f` on a fresh pool of `n` worker threads (kernels split their work among them), for
 /// tests that compare results across thread counts. Without the `threads` feature, `f` runs
 /// on the calling thread.

@@ -5,6 +5,7 @@
 
 use fukai::onnx::export::{attr_float, attr_int, attr_ints, attr_tensor, Graph, Input, Value};
 use fukai::onnx::{export, Model};
+use fukai::testing::max_slice_diff;
 use fukai::{manual_seed, DType, Tensor};
 
 /// x [2, 5, 8] → Transpose(W [6, 8]) · MatMul · Add(b) → GELU (erf form, operands in the
@@ -68,14 +69,6 @@ fn run(model: &Model, x: &Tensor) -> (Vec<f32>, Vec<Option<Vec<f32>>>) {
     (y.to_vec::<f32>().unwrap(), grads)
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn fused_linear_gelu_layer_norm_equal_the_graph_as_written() {
     let (bytes, x) = graph();
@@ -85,7 +78,7 @@ fn fused_linear_gelu_layer_norm_equal_the_graph_as_written() {
     plain.set_fusion(false);
     let (yf, gf) = run(&fused, &x);
     let (yp, gp) = run(&plain, &x);
-    let d = max_diff(&yf, &yp);
+    let d = max_slice_diff(&yf, &yp);
     assert!(d < 1e-5, "outputs differ by {d}");
     // Erf runs on the host and cuts the gradient in the graph as written, so only the
     // parameters after it (LayerNormalization's) have comparable gradients there; the fused
@@ -97,7 +90,7 @@ fn fused_linear_gelu_layer_norm_equal_the_graph_as_written() {
             .unwrap_or_else(|| panic!("no gradient for {name}"))
     };
     for name in ["s", "c"] {
-        let d = max_diff(&grad(&gf, name), &grad(&gp, name));
+        let d = max_slice_diff(&grad(&gf, name), &grad(&gp, name));
         assert!(d < 1e-4, "gradient of {name} differs by {d}");
     }
     for name in ["w", "b"] {
@@ -230,7 +223,7 @@ fn attention_agrees(x_shape: &[usize], specs: [&[i64]; 3], mask: Mask) {
     plain.set_fusion(false);
     let (yf, gf) = run(&fused, &x);
     let (yp, gp) = run(&plain, &x);
-    let d = max_diff(&yf, &yp);
+    let d = max_slice_diff(&yf, &yp);
     assert!(d < 1e-5, "outputs differ by {d}");
     assert_eq!(gf.len(), gp.len());
     for ((name, _), (f, p)) in fused.parameters().iter().zip(gf.iter().zip(&gp)) {
@@ -239,7 +232,7 @@ fn attention_agrees(x_shape: &[usize], specs: [&[i64]; 3], mask: Mask) {
             f.expect("fused: no gradient"),
             p.expect("plain: no gradient"),
         );
-        let d = max_diff(f, p);
+        let d = max_slice_diff(f, p);
         assert!(d < 1e-4, "gradient of {name} differs by {d}");
         assert!(p.iter().any(|&v| v != 0.0), "gradient of {name} is zero");
     }

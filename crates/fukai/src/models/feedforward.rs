@@ -266,6 +266,31 @@ impl Cnn {
     pub fn layers(&self) -> &Sequential {
         &self.net
     }
+
+    /// Positions in [`Cnn::layers`] of the convolutions, in order.
+    pub fn conv_layers(&self) -> Vec<usize> {
+        (self.net.layers().iter().enumerate())
+            .filter(|(_, l)| l.describe().starts_with("Conv2d"))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Each convolution's feature maps `[B, C, H, W]` for `x`, taken after its activation (the
+    /// first ReLU at or after it: batch norm may sit between), from one forward pass.
+    pub fn conv_maps(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let layers = self.net.layers();
+        let outs = self.net.forward_all(x)?;
+        Ok(self
+            .conv_layers()
+            .into_iter()
+            .map(|i| {
+                let act = (i..outs.len())
+                    .find(|&j| layers[j].describe().starts_with("Relu"))
+                    .unwrap_or(i);
+                outs[act].clone()
+            })
+            .collect())
+    }
 }
 
 impl Mlp {

@@ -18,10 +18,11 @@ pub struct Model {
     initializers: Vec<(String, Tensor)>,
     inputs: Vec<String>,
     outputs: Vec<String>,
-    /// The graph's nodes as run: fused where `optimize` found a pattern.
-    plan: Vec<Step>,
-    /// Per step of `plan` (index 0) and of the graph as written (index 1), the values no later
-    /// step reads, dropped after it so that their memory is reused.
+    /// The graph's nodes as run: fused where `optimize` found a pattern (index 0), and as
+    /// written (index 1, `set_fusion(false)`).
+    plans: [Vec<Step>; 2],
+    /// Per step of each plan, the values no later step reads, dropped after it so that their
+    /// memory is reused.
     drops: [Vec<Vec<String>>; 2],
     fusion: bool,
 }
@@ -81,11 +82,13 @@ impl Model {
             inputs.push(v.name().to_string());
         }
         let outputs: Vec<String> = graph.output.iter().map(|v| v.name().to_string()).collect();
-        let plan = plan(&graph, opset);
-        let as_written: Vec<Step> = (0..graph.node.len()).map(Step::Node).collect();
+        let plans = [
+            plan(&graph, opset),
+            (0..graph.node.len()).map(Step::Node).collect(),
+        ];
         let drops = [
-            last_uses(&graph, &plan, &outputs),
-            last_uses(&graph, &as_written, &outputs),
+            last_uses(&graph, &plans[0], &outputs),
+            last_uses(&graph, &plans[1], &outputs),
         ];
         Ok(Model {
             graph,
@@ -93,7 +96,7 @@ impl Model {
             initializers,
             inputs,
             outputs,
-            plan,
+            plans,
             drops,
             fusion: true,
         })
@@ -109,7 +112,7 @@ impl Model {
     /// The fused ops the load-time rewrites put in place of node chains, in graph order
     /// (`"linear"`, `"gelu"`, `"layer_norm"`, `"attention"`); they run while fusion is on.
     pub fn fused_ops(&self) -> Vec<&'static str> {
-        self.plan
+        self.plans[0]
             .iter()
             .filter_map(|s| match s {
                 Step::Fused { op, .. } => Some(op.name()),
@@ -173,12 +176,8 @@ impl Model {
                 self.inputs
             );
         }
-        let all: Vec<Step> = (0..self.graph.node.len()).map(Step::Node).collect();
-        let (steps, drops) = if self.fusion {
-            (&self.plan, &self.drops[0])
-        } else {
-            (&all, &self.drops[1])
-        };
+        let which = usize::from(!self.fusion);
+        let (steps, drops) = (&self.plans[which], &self.drops[which]);
         for (step, drop) in steps.iter().zip(drops) {
             match step {
                 Step::Node(i) => exec_nodes(
