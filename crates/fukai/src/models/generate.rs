@@ -48,14 +48,22 @@ impl Sampling {
 
     /// Draws one id from `logits` with `u` uniform in [0, 1).
     pub fn pick(&self, logits: &[f32], u: f64) -> usize {
-        let mut order: Vec<usize> = (0..logits.len()).collect();
         // Most likely first; ties by id so the draw is reproducible.
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        let first = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
         if self.temperature <= 0.0 {
-            return order[0];
+            return (0..logits.len()).min_by(first).unwrap_or(0);
         }
-        let keep = self.top_k.unwrap_or(order.len()).clamp(1, order.len());
-        order.truncate(keep);
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        let keep = self
+            .top_k
+            .unwrap_or(order.len())
+            .clamp(1, order.len().max(1));
+        if keep < order.len() {
+            // Only the kept ids need sorting: a 50k vocabulary per token otherwise.
+            order.select_nth_unstable_by(keep - 1, first);
+            order.truncate(keep);
+        }
+        order.sort_by(first);
         let top = logits[order[0]] as f64;
         let mut probs: Vec<f64> = order
             .iter()

@@ -312,8 +312,8 @@ impl LlamaConfig {
 /// GGUF interleaves the two rotary halves (rows `0, hd/2, 1, hd/2+1, ...`), for its pairwise
 /// RoPE; Hugging Face's "rotate half" layout keeps them apart. `w` is `[n_heads·hd, in]`.
 pub fn unpermute_qk_gguf(w: &Tensor, n_heads: usize) -> Result<Tensor> {
-    let (rows, cols) = match w.shape() {
-        &[r, c] => (r, c),
+    let rows = match w.shape() {
+        &[r, _] => r,
         s => bail!("unpermute_qk_gguf", "weight must be 2-D, found {s:?}"),
     };
     if n_heads == 0 || !rows.is_multiple_of(2 * n_heads) {
@@ -322,11 +322,20 @@ pub fn unpermute_qk_gguf(w: &Tensor, n_heads: usize) -> Result<Tensor> {
             "rows {rows} must split into {n_heads} heads of even width"
         );
     }
-    // GGUF row (h, i, j) (pair i, half j) holds Hugging Face row (h, j, i).
-    w.reshape(&[n_heads, rows / n_heads / 2, 2, cols])?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape(&[rows, cols])
+    // Hugging Face row (h, j, i) (half j, pair i) is GGUF row (h, i, j).
+    let (hd, half) = (rows / n_heads, rows / n_heads / 2);
+    let order: Vec<usize> = (0..rows)
+        .map(|r| {
+            let (h, j, i) = (r / hd, r % hd / half, r % half);
+            h * hd + 2 * i + j
+        })
+        .collect();
+    // Quantized rows move as whole blocks (tensor/quantized.rs), never dequantized.
+    if let Some(q) = w.qmatrix() {
+        return Ok(Tensor::from_qmatrix(q.select_rows(&order)?));
+    }
+    let idx = Tensor::from_vec(order.iter().map(|&r| r as i64).collect(), &[rows])?;
+    w.index_select(0, &idx)
 }
 
 /// A LLaMA-family causal language model.
@@ -569,7 +578,7 @@ impl Llama {
     pub(super) fn head(&self, x: &Tensor) -> Result<Tensor> {
         match &self.lm_head {
             Some(h) => h.forward(x),
-            None => x.matmul(&self.embed.weight.t()?),
+            None => x.linear(&self.embed.weight, None),
         }
     }
 
@@ -591,11 +600,15 @@ impl Llama {
             );
         }
         let x = Tensor::from_vec(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
-        let h = self.hidden(&x, Some(caches))?;
-        let last = h.narrow(1, ids.len() - 1, 1)?;
-        self.head(&last)?
-            .reshape(&[self.cfg.vocab])?
-            .to_vec::<f32>()
+        // On a pool worker, each of the step's ~200 parallel products hands work to the other
+        // workers directly instead of waking the pool from outside and waiting to be woken.
+        crate::parallel::on_pool(|| {
+            let h = self.hidden(&x, Some(caches))?;
+            let last = h.narrow(1, ids.len() - 1, 1)?;
+            self.head(&last)?
+                .reshape(&[self.cfg.vocab])?
+                .to_vec::<f32>()
+        })
     }
 }
 

@@ -1,5 +1,5 @@
 //! A LLaMA-family model, its tokenizer and its chat template from one GGUF file (llama.cpp's
-//! format): the config from the `{arch}.*` metadata, the weights dequantized to f32 and renamed
+//! format): the config from the `{arch}.*` metadata, the weights (kept in their blocks) renamed
 //! to Hugging Face's names (with the query/key rows un-permuted back to the rotate-half layout),
 //! the vocabulary from `tokenizer.ggml.*` and the template from `tokenizer.chat_template`.
 //!
@@ -22,6 +22,8 @@ use super::llama::{unpermute_qk_gguf, Llama, LlamaConfig, RopeScaling};
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::io::GgufFile;
+use crate::quant::QMatrix;
+use crate::tensor::Tensor;
 use crate::text::{ChatTemplate, GgufTokenizer, GgufVocab};
 use std::collections::HashMap;
 
@@ -161,9 +163,21 @@ fn hf_name(name: &str, cfg: &LlamaConfig) -> Option<(String, Option<usize>)> {
 }
 
 impl Llama {
-    /// The model a GGUF file holds, its weights dequantized to f32 (trainable like any
-    /// other); a tensor this layout does not know is an error naming it.
+    /// The model a GGUF file holds. Weights in a quantized block format stay in it, shared
+    /// with the file's memory map, and the projections multiply on the blocks (as llama.cpp);
+    /// any other use of them (training through them, a LoRA merge) reads their f32 values.
+    /// A tensor this layout does not know is an error naming it.
     pub fn from_gguf(file: &GgufFile) -> Result<Llama> {
+        Llama::load_gguf(file, true)
+    }
+
+    /// The model a GGUF file holds with every weight dequantized to f32: the numbers of a
+    /// dequantized reference (`transformers` loading the file), at 4–8× the memory.
+    pub fn from_gguf_f32(file: &GgufFile) -> Result<Llama> {
+        Llama::load_gguf(file, false)
+    }
+
+    fn load_gguf(file: &GgufFile, keep_blocks: bool) -> Result<Llama> {
         let cfg = LlamaConfig::from_gguf(file)?;
         let mut tensors = HashMap::with_capacity(file.tensors().len());
         for info in file.tensors() {
@@ -173,7 +187,14 @@ impl Llama {
                     format!("tensor {:?}: not part of a LLaMA model's layout", info.name),
                 ));
             };
-            let w = file.tensor_f32(&info.name)?;
+            // Matrices in a block format stay in it (multiplied on the blocks); the rest
+            // (norms, f16/f32 weights) become f32.
+            let blocks = keep_blocks && QMatrix::supports(info.ggml_type) && info.shape.len() == 2;
+            let w = if blocks {
+                Tensor::from_qmatrix(file.qmatrix(&info.name)?)
+            } else {
+                file.tensor_f32(&info.name)?
+            };
             let w = match heads {
                 Some(h) => unpermute_qk_gguf(&w, h)?,
                 None => w,

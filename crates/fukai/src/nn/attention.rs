@@ -71,10 +71,26 @@ impl Mask {
 /// assert!(diff < 1e-5, "{diff}");
 /// # Ok::<(), fukai::Error>(())
 /// ```
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct KvCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
+    /// `[B, capacity, D]` buffers that `k` and `v` are the first positions of: decoding writes
+    /// each new position in place instead of copying the whole cache every step. Positions are
+    /// written once, so views handed out earlier never change.
+    room: Option<(Tensor, Tensor)>,
+}
+
+impl Clone for KvCache {
+    /// The same positions; the copy gets buffers of its own on its next append (two caches
+    /// writing into one buffer would overwrite each other's positions).
+    fn clone(&self) -> Self {
+        KvCache {
+            k: self.k.clone(),
+            v: self.v.clone(),
+            room: None,
+        }
+    }
 }
 
 impl KvCache {
@@ -107,18 +123,59 @@ impl KvCache {
         for t in [&mut self.k, &mut self.v].into_iter().flatten() {
             *t = t.narrow(1, 0, len)?.contiguous()?;
         }
+        // The dropped positions may be in views handed out earlier: never write over them.
+        self.room = None;
         Ok(())
     }
     fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let (k, v) = match (&self.k, &self.v) {
-            (Some(ck), Some(cv)) => (
-                Tensor::cat(&[ck.clone(), k], 1)?,
-                Tensor::cat(&[cv.clone(), v], 1)?,
-            ),
-            _ => (k.contiguous()?, v.contiguous()?),
+        let tracked =
+            crate::autograd::is_grad_enabled() && (k.requires_grad() || v.requires_grad());
+        if tracked {
+            // Training through the cache: the gradient needs the op, so concatenate.
+            let (k, v) = match (&self.k, &self.v) {
+                (Some(ck), Some(cv)) => (
+                    Tensor::cat(&[ck.clone(), k], 1)?,
+                    Tensor::cat(&[cv.clone(), v], 1)?,
+                ),
+                _ => (k.contiguous()?, v.contiguous()?),
+            };
+            self.k = Some(k.detach());
+            self.v = Some(v.detach());
+            self.room = None;
+            return Ok((k, v));
+        }
+        let (len, t) = (self.len(), k.shape()[1]);
+        let fits = |b: &Tensor, x: &Tensor| {
+            b.shape()[1] >= len + t
+                && b.shape()[0] == x.shape()[0]
+                && b.shape()[2..] == x.shape()[2..]
+                && b.dtype() == x.dtype()
+                && b.device() == x.device()
         };
-        self.k = Some(k.detach());
-        self.v = Some(v.detach());
+        let room = match self.room.take() {
+            Some((bk, bv)) if fits(&bk, &k) && fits(&bv, &v) => (bk, bv),
+            _ => {
+                // Room for 128 more positions: a regrowth copies the cache once per 128
+                // decoded tokens, and the spare memory stays small.
+                let cap = len + t + 128;
+                let grow = |old: &Option<Tensor>, x: &Tensor| -> Result<Tensor> {
+                    let mut shape = x.shape().to_vec();
+                    shape[1] = cap;
+                    let b = Tensor::zeros(&shape, x.dtype())?.to(x.device())?;
+                    if let Some(old) = old {
+                        b.narrow(1, 0, len)?.copy_from(old)?;
+                    }
+                    Ok(b)
+                };
+                (grow(&self.k, &k)?, grow(&self.v, &v)?)
+            }
+        };
+        room.0.narrow(1, len, t)?.copy_from(&k)?;
+        room.1.narrow(1, len, t)?.copy_from(&v)?;
+        let (k, v) = (room.0.narrow(1, 0, len + t)?, room.1.narrow(1, 0, len + t)?);
+        self.k = Some(k.clone());
+        self.v = Some(v.clone());
+        self.room = Some(room);
         Ok((k, v))
     }
 }

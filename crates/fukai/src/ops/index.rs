@@ -155,6 +155,20 @@ impl Tensor {
             }
             out_shape[d] += p.shape()[d];
         }
+        // Quantized matrices stacked by rows stay quantized (a LLaMA's q, k and v projections
+        // become one); tracked for gradients, they are stacked as f32 below.
+        let tracked = crate::autograd::is_grad_enabled() && parts.iter().any(|p| p.requires_grad());
+        if d == 0 && !tracked {
+            if let Some(qs) = parts
+                .iter()
+                .map(Tensor::qmatrix)
+                .collect::<Option<Vec<_>>>()
+            {
+                if let Ok(q) = crate::quant::QMatrix::cat_rows(&qs) {
+                    return Ok(Tensor::from_qmatrix(q));
+                }
+            }
+        }
         let refs: Vec<&Tensor> = parts.iter().collect();
         let (storage, layout) = if crate::tensor::on_gpu(&refs) {
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -511,6 +525,25 @@ impl Tensor {
         let flat = ids.reshape(&[ids.numel()])?;
         let mut shape = ids.shape().to_vec();
         shape.push(self.shape()[1]);
+        // A quantized table (tensor/quantized.rs) dequantizes only the rows looked up, unless
+        // the table itself is being trained.
+        let frozen = !(self.requires_grad() && crate::autograd::is_grad_enabled());
+        if let (Some(q), true, true) = (self.qmatrix(), frozen, !ids.dtype().is_float()) {
+            let rows = q.rows();
+            let idx = flat
+                .to_dtype(DType::I64)?
+                .to_vec::<i64>()?
+                .into_iter()
+                .map(|i| match usize::try_from(i) {
+                    Ok(r) if r < rows => Ok(r),
+                    _ => Err(crate::error::op_err(
+                        "embedding",
+                        format!("id {i} is outside the table's {rows} rows"),
+                    )),
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            return Tensor::from_vec(q.dequantize_rows(&idx)?, &shape);
+        }
         self.index_select(0, &flat)?.reshape(&shape)
     }
 }

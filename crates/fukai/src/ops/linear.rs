@@ -11,6 +11,9 @@ use crate::error::Result;
 use crate::float_dispatch;
 use crate::tensor::{DType, Tensor};
 
+/// From this many input rows on, a quantized weight is dequantized and multiplied by gemm.
+const QUANT_GEMM_ROWS: usize = 16;
+
 fn forward<T: Float>(
     prec: Precision,
     x: &[T],
@@ -95,7 +98,31 @@ impl Tensor {
             weight.detach().contiguous()?,
             bias.map(|b| b.detach()),
         );
-        let (storage, layout) = if crate::tensor::on_gpu(&[self, weight]) {
+        // A quantized weight (tensor/quantized.rs) is multiplied on its blocks, with the input
+        // quantized to 8 bits per block as llama.cpp does; the backward reads its f32 values.
+        let quantized = weight
+            .qmatrix()
+            .filter(|_| self.dtype() == DType::F32 && self.device() == crate::Device::Cpu);
+        let (storage, layout) = if let Some(q) = quantized {
+            let (xv, bv) = (
+                x.to_vec::<f32>()?,
+                b.as_ref().map(|b| b.to_vec()).transpose()?,
+            );
+            // Many rows (a prompt's prefill) amortize dequantizing the weight for gemm; a few
+            // (decoding) read each block once, in the integer kernels.
+            let y = if m >= QUANT_GEMM_ROWS {
+                forward::<f32>(prec, &xv, &q.to_f32(), bv.as_deref(), (m, k, n))
+            } else {
+                let mut y = q.matmul(&xv, m)?;
+                if let Some(bv) = &bv {
+                    for row in y.chunks_exact_mut(n.max(1)) {
+                        row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
+                    }
+                }
+                y
+            };
+            wrap(y, &shape)
+        } else if crate::tensor::on_gpu(&[self, weight]) {
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {
                 // x [m, k] row-major; Wᵀ read through strides, never copied.

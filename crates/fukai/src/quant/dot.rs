@@ -8,21 +8,30 @@
 use super::act::{Q8x256, Q8x32};
 use super::blocks::*;
 
-/// Exact integer sums of 32 products of a weight block's values with 8-bit activations.
+/// Exact integer sums of 32 products of a weight block's values with 8-bit activations. Each
+/// comes back as a `V` that [`IntDot::reduce`] turns into the sum: SIMD kernels keep it a
+/// vector of partial sums and reduce four blocks' at once.
 pub(crate) trait IntDot {
+    /// A block's unreduced sum.
+    type V: Copy;
     /// Σ w_j x_j for the 32 4-bit values packed in the 16 bytes `qs` (value j the low nibble
     /// of byte j, value 16 + j its high nibble).
-    fn nib32(qs: &[u8], x: &[i8; 32]) -> i32;
+    fn nib32(qs: &[u8], x: &[i8; 32]) -> Self::V;
     /// As [`IntDot::nib32`] with bit j of the little-endian u32 `qh` as value j's fifth bit.
-    fn five32(qh: &[u8], qs: &[u8], x: &[i8; 32]) -> i32;
+    fn five32(qh: &[u8], qs: &[u8], x: &[i8; 32]) -> Self::V;
     /// Σ w_j x_j for 32 signed bytes `w`; `xsum` is Σ x_j.
-    fn i8x32(w: &[u8], x: &[i8; 32], xsum: i32) -> i32;
+    fn i8x32(w: &[u8], x: &[i8; 32], xsum: i32) -> Self::V;
+    /// Four blocks' sums.
+    fn reduce4(v: [Self::V; 4]) -> [i32; 4];
+    /// One block's sum.
+    fn reduce1(v: Self::V) -> i32;
 }
 
 /// Plain Rust, for any CPU.
 pub(crate) struct Portable;
 
 impl IntDot for Portable {
+    type V = i32;
     #[inline(always)]
     fn nib32(qs: &[u8], x: &[i8; 32]) -> i32 {
         dot_u8(&nibbles32(qs), x)
@@ -37,6 +46,14 @@ impl IntDot for Portable {
             .zip(x)
             .map(|(&a, &b)| a as i8 as i32 * b as i32)
             .sum()
+    }
+    #[inline(always)]
+    fn reduce4(v: [i32; 4]) -> [i32; 4] {
+        v
+    }
+    #[inline(always)]
+    fn reduce1(v: i32) -> i32 {
+        v
     }
 }
 
@@ -77,46 +94,109 @@ fn sum_blocks<X>(w: &[u8], size: usize, x: &[X], term: impl Fn(&[u8], &X) -> f32
     acc.total()
 }
 
+/// As [`sum_blocks`] for the 32-value types: `int` gives a block's unreduced integer sum, four
+/// blocks' are reduced together, and `term` turns a block's exact sum into its float part.
+#[inline(always)]
+fn sum_blocks32<D: IntDot>(
+    w: &[u8],
+    size: usize,
+    x: &[Q8x32],
+    int: impl Fn(&[u8], &Q8x32) -> D::V,
+    term: impl Fn(&[u8], &Q8x32, i32) -> f32,
+) -> f32 {
+    let mut acc = Acc::default();
+    let blocks = (w.len() / size).min(x.len());
+    let block = |b: usize| (&w[b * size..(b + 1) * size], &x[b]);
+    let mut b = 0;
+    // Written out, not mapped over arrays: `array::map` is not inlined, and the intrinsics
+    // inside `int` are inlined only into the caller's `#[target_feature]` body.
+    while b + 4 <= blocks {
+        let ((w0, x0), (w1, x1), (w2, x2), (w3, x3)) =
+            (block(b), block(b + 1), block(b + 2), block(b + 3));
+        let s = D::reduce4([int(w0, x0), int(w1, x1), int(w2, x2), int(w3, x3)]);
+        acc.add(b, term(w0, x0, s[0]));
+        acc.add(b + 1, term(w1, x1, s[1]));
+        acc.add(b + 2, term(w2, x2, s[2]));
+        acc.add(b + 3, term(w3, x3, s[3]));
+        b += 4;
+    }
+    while b < blocks {
+        let (wb, xb) = block(b);
+        acc.add(b, term(wb, xb, D::reduce1(int(wb, xb))));
+        b += 1;
+    }
+    acc.total()
+}
+
 #[inline(always)]
 pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    sum_blocks(w, 18, x, |wb, xb| {
-        let isum = D::nib32(&wb[2..18], &xb.q) - 8 * xb.sum;
-        f16_at(wb, 0) * xb.d * isum as f32
-    })
+    sum_blocks32::<D>(
+        w,
+        18,
+        x,
+        #[inline(always)]
+        |wb, xb| D::nib32(&wb[2..18], &xb.q),
+        #[inline(always)]
+        |wb, xb, s| f16_at(wb, 0) * xb.d * (s - 8 * xb.sum) as f32,
+    )
 }
 
 #[inline(always)]
 pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    sum_blocks(w, 20, x, |wb, xb| {
-        let isum = D::nib32(&wb[4..20], &xb.q);
-        let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
-        d * xb.d * isum as f32 + m * xb.d * xb.sum as f32
-    })
+    sum_blocks32::<D>(
+        w,
+        20,
+        x,
+        #[inline(always)]
+        |wb, xb| D::nib32(&wb[4..20], &xb.q),
+        #[inline(always)]
+        |wb, xb, s| {
+            let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
+            d * xb.d * s as f32 + m * xb.d * xb.sum as f32
+        },
+    )
 }
 
 #[inline(always)]
 pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    sum_blocks(w, 22, x, |wb, xb| {
-        let isum = D::five32(&wb[2..6], &wb[6..22], &xb.q) - 16 * xb.sum;
-        f16_at(wb, 0) * xb.d * isum as f32
-    })
+    sum_blocks32::<D>(
+        w,
+        22,
+        x,
+        #[inline(always)]
+        |wb, xb| D::five32(&wb[2..6], &wb[6..22], &xb.q),
+        #[inline(always)]
+        |wb, xb, s| f16_at(wb, 0) * xb.d * (s - 16 * xb.sum) as f32,
+    )
 }
 
 #[inline(always)]
 pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    sum_blocks(w, 24, x, |wb, xb| {
-        let isum = D::five32(&wb[4..8], &wb[8..24], &xb.q);
-        let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
-        d * xb.d * isum as f32 + m * xb.d * xb.sum as f32
-    })
+    sum_blocks32::<D>(
+        w,
+        24,
+        x,
+        #[inline(always)]
+        |wb, xb| D::five32(&wb[4..8], &wb[8..24], &xb.q),
+        #[inline(always)]
+        |wb, xb, s| {
+            let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
+            d * xb.d * s as f32 + m * xb.d * xb.sum as f32
+        },
+    )
 }
 
 #[inline(always)]
 pub(crate) fn q8_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
-    sum_blocks(w, 34, x, |wb, xb| {
-        let isum = D::i8x32(&wb[2..34], &xb.q, xb.sum);
-        f16_at(wb, 0) * xb.d * isum as f32
-    })
+    sum_blocks32::<D>(
+        w,
+        34,
+        x,
+        #[inline(always)]
+        |wb, xb| D::i8x32(&wb[2..34], &xb.q, xb.sum),
+        #[inline(always)]
+        |wb, xb, s| f16_at(wb, 0) * xb.d * s as f32,
+    )
 }
 
 // The K-quants unpack each 256-value block to one byte per value, then take integer dots per

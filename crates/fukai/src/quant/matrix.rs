@@ -162,6 +162,110 @@ impl QMatrix {
         self.cols / self.ty.block_size() * self.ty.type_size()
     }
 
+    /// Rows `r` of the matrix, sharing its bytes (no copy).
+    pub fn rows_range(&self, r: Range<usize>) -> Result<QMatrix> {
+        if r.start > r.end || r.end > self.rows {
+            bail!(
+                "QMatrix::rows_range",
+                "rows {r:?} are outside the matrix's {} rows",
+                self.rows
+            );
+        }
+        let rb = self.row_bytes();
+        let start = self.range.start + r.start * rb;
+        QMatrix::from_shared(
+            self.ty,
+            r.end - r.start,
+            self.cols,
+            self.bytes.clone(),
+            start..start + (r.end - r.start) * rb,
+        )
+    }
+
+    /// A new matrix of the given rows, in that order (the blocks copied, never requantized).
+    pub fn select_rows(&self, rows: &[usize]) -> Result<QMatrix> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.rows) {
+            bail!(
+                "QMatrix::select_rows",
+                "row {bad} is outside the matrix's {} rows",
+                self.rows
+            );
+        }
+        let (rb, w) = (self.row_bytes(), self.bytes());
+        let mut data = Vec::with_capacity(rows.len() * rb);
+        for &r in rows {
+            data.extend_from_slice(&w[r * rb..(r + 1) * rb]);
+        }
+        QMatrix::new(self.ty, rows.len(), self.cols, data)
+    }
+
+    /// The matrices' rows one after another (one block type and width for all).
+    pub fn cat_rows(parts: &[QMatrix]) -> Result<QMatrix> {
+        let Some(first) = parts.first() else {
+            bail!("QMatrix::cat_rows", "no matrices to stack");
+        };
+        if let Some(p) = parts
+            .iter()
+            .find(|p| p.ty != first.ty || p.cols != first.cols)
+        {
+            bail!(
+                "QMatrix::cat_rows",
+                "every matrix must be {} with {} columns, found {} with {}",
+                first.ty,
+                first.cols,
+                p.ty,
+                p.cols
+            );
+        }
+        let data: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| p.bytes().iter().copied())
+            .collect();
+        QMatrix::new(
+            first.ty,
+            parts.iter().map(|p| p.rows).sum(),
+            first.cols,
+            data,
+        )
+    }
+
+    /// Rows `ids` dequantized, `[ids.len(), cols]` row-major: an embedding lookup that reads
+    /// only the rows it needs.
+    pub fn dequantize_rows(&self, ids: &[usize]) -> Result<Vec<f32>> {
+        let rb = self.row_bytes();
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &r in ids {
+            if r >= self.rows {
+                bail!(
+                    "QMatrix::dequantize_rows",
+                    "row {r} is outside the matrix's {} rows",
+                    self.rows
+                );
+            }
+            let row = &self.bytes()[r * rb..(r + 1) * rb];
+            out.extend(super::dequantize(self.ty, row, self.cols)?);
+        }
+        Ok(out)
+    }
+
+    /// Every value dequantized, `[rows, cols]` row-major (in parallel, fixed chunks of rows).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let rb = self.row_bytes();
+        let w = self.bytes();
+        let chunk = ROWS_PER_TASK * 16;
+        let parts = parallel::map_range_if(
+            self.rows * rb >= PAR_MIN_BYTES,
+            self.rows.div_ceil(chunk),
+            |t| {
+                let (r0, r1) = (t * chunk, ((t + 1) * chunk).min(self.rows));
+                // from_shared checked the type and the byte count, so this cannot fail.
+                super::dequantize(self.ty, &w[r0 * rb..r1 * rb], (r1 - r0) * self.cols)
+                    .expect("a QMatrix's blocks dequantize")
+            },
+        );
+        parts.concat()
+    }
+
     /// The matrix dequantized to an f32 tensor `[rows, cols]`.
     pub fn dequantize(&self) -> Result<Tensor> {
         let v = super::dequantize(self.ty, self.bytes(), self.rows * self.cols)?;
@@ -267,29 +371,20 @@ unsafe fn rows_vnni(ty: GgmlType, w: &[u8], rb: usize, x: &Xq, n: usize, out: &m
 #[inline(always)]
 fn rows_on<D: IntDot>(ty: GgmlType, w: &[u8], rb: usize, x: &Xq, n: usize, out: &mut [f32]) {
     use GgmlType::*;
-    match x {
-        Xq::B32(x, per) => {
-            let f = match ty {
-                Q4_0 => dot::q4_0::<D>,
-                Q4_1 => dot::q4_1::<D>,
-                Q5_0 => dot::q5_0::<D>,
-                Q5_1 => dot::q5_1::<D>,
-                Q8_0 => dot::q8_0::<D>,
-                _ => unreachable!("QMatrix::from_shared admits only supported types"),
-            };
-            each(w, rb, x, *per, n, out, f)
-        }
-        Xq::B256(x, per) => {
-            let f = match ty {
-                Q2_K => dot::q2_k,
-                Q3_K => dot::q3_k,
-                Q4_K => dot::q4_k,
-                Q5_K => dot::q5_k,
-                Q6_K => dot::q6_k,
-                _ => unreachable!("QMatrix::from_shared admits only supported types"),
-            };
-            each(w, rb, x, *per, n, out, f)
-        }
+    // Each arm passes the dot product as its own fn item (not a shared fn pointer), so it is
+    // inlined into the caller's `#[target_feature]` body together with the intrinsics.
+    match (x, ty) {
+        (Xq::B32(x, per), Q4_0) => each(w, rb, x, *per, n, out, dot::q4_0::<D>),
+        (Xq::B32(x, per), Q4_1) => each(w, rb, x, *per, n, out, dot::q4_1::<D>),
+        (Xq::B32(x, per), Q5_0) => each(w, rb, x, *per, n, out, dot::q5_0::<D>),
+        (Xq::B32(x, per), Q5_1) => each(w, rb, x, *per, n, out, dot::q5_1::<D>),
+        (Xq::B32(x, per), Q8_0) => each(w, rb, x, *per, n, out, dot::q8_0::<D>),
+        (Xq::B256(x, per), Q2_K) => each(w, rb, x, *per, n, out, dot::q2_k),
+        (Xq::B256(x, per), Q3_K) => each(w, rb, x, *per, n, out, dot::q3_k),
+        (Xq::B256(x, per), Q4_K) => each(w, rb, x, *per, n, out, dot::q4_k),
+        (Xq::B256(x, per), Q5_K) => each(w, rb, x, *per, n, out, dot::q5_k),
+        (Xq::B256(x, per), Q6_K) => each(w, rb, x, *per, n, out, dot::q6_k),
+        _ => unreachable!("QMatrix::from_shared admits only supported types"),
     }
 }
 
@@ -301,7 +396,7 @@ fn each<X>(
     per: usize,
     n: usize,
     out: &mut [f32],
-    f: fn(&[u8], &[X]) -> f32,
+    f: impl Fn(&[u8], &[X]) -> f32,
 ) {
     for (wr, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n.max(1))) {
         for (t, o) in o.iter_mut().enumerate().take(n) {

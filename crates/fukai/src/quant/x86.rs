@@ -59,41 +59,68 @@ unsafe fn hsum(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// Σ u·x over 32 lanes with AVX2 (u unsigned, at most 128 per lane).
+/// Four vectors of partial sums reduced at once: two rounds of pairwise adds leave each vector's
+/// halves side by side, one add joins them.
 #[inline(always)]
-unsafe fn dot_avx2(u: __m256i, x: __m256i) -> i32 {
-    let pairs = _mm256_maddubs_epi16(u, x);
-    hsum(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+unsafe fn hsum4(v: [__m256i; 4]) -> [i32; 4] {
+    let ab = _mm256_hadd_epi32(v[0], v[1]);
+    let cd = _mm256_hadd_epi32(v[2], v[3]);
+    let abcd = _mm256_hadd_epi32(ab, cd);
+    let s = _mm_add_epi32(
+        _mm256_castsi256_si128(abcd),
+        _mm256_extracti128_si256::<1>(abcd),
+    );
+    let mut out = [0i32; 4];
+    _mm_storeu_si128(out.as_mut_ptr().cast(), s);
+    out
 }
 
-/// Σ u·x over 32 lanes with VNNI (u unsigned, any byte).
+/// u·x in eight i32 partial sums with AVX2 (u unsigned, at most 128 per lane).
 #[inline(always)]
-unsafe fn dot_vnni(u: __m256i, x: __m256i) -> i32 {
-    hsum(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x))
+unsafe fn dot_avx2(u: __m256i, x: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(u, x);
+    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+}
+
+/// u·x in eight i32 partial sums with VNNI (u unsigned, any byte).
+#[inline(always)]
+unsafe fn dot_vnni(u: __m256i, x: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x)
 }
 
 /// AVX2 (Haswell and later, Zen).
 pub(crate) struct Avx2;
 
 impl IntDot for Avx2 {
+    type V = __m256i;
     #[inline(always)]
-    fn nib32(qs: &[u8], x: &[i8; 32]) -> i32 {
+    fn nib32(qs: &[u8], x: &[i8; 32]) -> __m256i {
         // SAFETY: only called inside functions compiled with AVX2, on CPUs that have it; the
         // loads read 16 bytes of `qs` and 32 of `x`, which callers pass (block layouts).
         unsafe { dot_avx2(nibbles(qs), loadx(x)) }
     }
     #[inline(always)]
-    fn five32(qh: &[u8], qs: &[u8], x: &[i8; 32]) -> i32 {
+    fn five32(qh: &[u8], qs: &[u8], x: &[i8; 32]) -> __m256i {
         // SAFETY: as above.
         unsafe { dot_avx2(_mm256_or_si256(nibbles(qs), fifth_bits(qh)), loadx(x)) }
     }
     #[inline(always)]
-    fn i8x32(w: &[u8], x: &[i8; 32], _xsum: i32) -> i32 {
+    fn i8x32(w: &[u8], x: &[i8; 32], _xsum: i32) -> __m256i {
         // SAFETY: as above; `w` is 32 bytes.
         unsafe {
             let w = load32(w);
             dot_avx2(_mm256_sign_epi8(w, w), _mm256_sign_epi8(loadx(x), w))
         }
+    }
+    #[inline(always)]
+    fn reduce4(v: [__m256i; 4]) -> [i32; 4] {
+        // SAFETY: as above.
+        unsafe { hsum4(v) }
+    }
+    #[inline(always)]
+    fn reduce1(v: __m256i) -> i32 {
+        // SAFETY: as above.
+        unsafe { hsum(v) }
     }
 }
 
@@ -101,23 +128,36 @@ impl IntDot for Avx2 {
 pub(crate) struct Vnni;
 
 impl IntDot for Vnni {
+    type V = __m256i;
     #[inline(always)]
-    fn nib32(qs: &[u8], x: &[i8; 32]) -> i32 {
+    fn nib32(qs: &[u8], x: &[i8; 32]) -> __m256i {
         // SAFETY: only called inside functions compiled with AVX-512 VNNI/VL and AVX2, on CPUs
         // that have them; loads as for Avx2.
         unsafe { dot_vnni(nibbles(qs), loadx(x)) }
     }
     #[inline(always)]
-    fn five32(qh: &[u8], qs: &[u8], x: &[i8; 32]) -> i32 {
+    fn five32(qh: &[u8], qs: &[u8], x: &[i8; 32]) -> __m256i {
         // SAFETY: as above.
         unsafe { dot_vnni(_mm256_or_si256(nibbles(qs), fifth_bits(qh)), loadx(x)) }
     }
     #[inline(always)]
-    fn i8x32(w: &[u8], x: &[i8; 32], xsum: i32) -> i32 {
+    fn i8x32(w: &[u8], x: &[i8; 32], xsum: i32) -> __m256i {
         // SAFETY: as above; `w` is 32 bytes.
         unsafe {
             let u = _mm256_xor_si256(load32(w), _mm256_set1_epi8(-128));
-            dot_vnni(u, loadx(x)) - 128 * xsum
+            // (w + 128)·x − 128·Σx, the correction in one lane.
+            let fix = _mm256_setr_epi32(128 * xsum, 0, 0, 0, 0, 0, 0, 0);
+            _mm256_sub_epi32(dot_vnni(u, loadx(x)), fix)
         }
+    }
+    #[inline(always)]
+    fn reduce4(v: [__m256i; 4]) -> [i32; 4] {
+        // SAFETY: as above.
+        unsafe { hsum4(v) }
+    }
+    #[inline(always)]
+    fn reduce1(v: __m256i) -> i32 {
+        // SAFETY: as above.
+        unsafe { hsum(v) }
     }
 }

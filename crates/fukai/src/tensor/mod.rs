@@ -6,6 +6,7 @@ mod creation;
 mod device;
 mod dtype;
 mod layout;
+mod quantized;
 mod storage;
 mod transfer;
 

@@ -2,8 +2,10 @@
 //! only through explicit in-place calls (optimizer updates), never during graph building.
 
 use super::{DType, Device, WithDType};
+use crate::quant::QMatrix;
 use half::{bf16, f16};
 use parking_lot::RwLock;
+use std::sync::OnceLock;
 
 /// Host buffers, one variant per [`DType`].
 #[derive(Clone, Debug)]
@@ -176,8 +178,15 @@ pub struct Storage {
 #[derive(Debug)]
 enum Data {
     Cpu(CpuStorage),
+    /// GGML blocks standing for an f32 matrix: `linear` and `embedding` compute on the blocks;
+    /// any other reader gets the dequantized values, made once on first use.
+    Quant(QMatrix, OnceLock<CpuStorage>),
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     Gpu(std::sync::Arc<crate::backend::gpu::GpuBuf>),
+}
+
+fn dequantized(q: &QMatrix) -> CpuStorage {
+    CpuStorage::F32(q.to_f32())
 }
 
 /// Read access to host memory.
@@ -193,6 +202,20 @@ impl Storage {
             data: RwLock::new(Data::Cpu(data)),
         }
     }
+    /// Wraps a quantized matrix: an f32 storage of `rows · cols` elements.
+    pub fn quantized(q: QMatrix) -> Self {
+        Storage {
+            dtype: DType::F32,
+            data: RwLock::new(Data::Quant(q, OnceLock::new())),
+        }
+    }
+    /// The quantized matrix behind this storage, if it is one.
+    pub fn qmatrix(&self) -> Option<QMatrix> {
+        match &*self.data.read_recursive() {
+            Data::Quant(q, _) => Some(q.clone()),
+            _ => None,
+        }
+    }
     /// Wraps a GPU buffer holding elements of `dtype`.
     #[cfg(any(feature = "wgpu", feature = "cuda"))]
     pub(crate) fn gpu(buf: crate::backend::gpu::GpuBuf, dtype: DType) -> Self {
@@ -204,7 +227,7 @@ impl Storage {
     /// The device the memory lives on.
     pub fn device(&self) -> Device {
         match &*self.data.read_recursive() {
-            Data::Cpu(_) => Device::Cpu,
+            Data::Cpu(_) | Data::Quant(..) => Device::Cpu,
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             Data::Gpu(b) => b.device(),
         }
@@ -217,6 +240,7 @@ impl Storage {
     pub fn len(&self) -> usize {
         match &*self.data.read_recursive() {
             Data::Cpu(c) => c.len(),
+            Data::Quant(q, _) => q.rows() * q.cols(),
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             Data::Gpu(b) => b.len(),
         }
@@ -230,7 +254,7 @@ impl Storage {
     pub(crate) fn gpu_buf(&self) -> Option<std::sync::Arc<crate::backend::gpu::GpuBuf>> {
         match &*self.data.read_recursive() {
             Data::Gpu(b) => Some(b.clone()),
-            Data::Cpu(_) => None,
+            Data::Cpu(_) | Data::Quant(..) => None,
         }
     }
     /// Replaces the memory with `other`'s (same dtype and length): how a tensor moves device
@@ -248,13 +272,20 @@ impl Storage {
     pub fn read(&self) -> HostRead<'_> {
         parking_lot::RwLockReadGuard::map(self.data.read_recursive(), |d| match d {
             Data::Cpu(c) => c,
+            Data::Quant(q, dense) => dense.get_or_init(|| dequantized(q)),
             #[allow(unreachable_patterns)]
             _ => panic!("internal error: a CPU kernel was handed device memory"),
         })
     }
     /// Exclusive access to host memory, for in-place updates.
+    /// A quantized matrix becomes plain f32 memory first: the update would not fit its blocks.
     pub fn write(&self) -> HostWrite<'_> {
-        parking_lot::RwLockWriteGuard::map(self.data.write(), |d| match d {
+        let mut guard = self.data.write();
+        if let Data::Quant(q, dense) = &mut *guard {
+            let dense = dense.take().unwrap_or_else(|| dequantized(q));
+            *guard = Data::Cpu(dense);
+        }
+        parking_lot::RwLockWriteGuard::map(guard, |d| match d {
             Data::Cpu(c) => c,
             #[allow(unreachable_patterns)]
             _ => panic!("internal error: a CPU kernel was handed device memory"),
