@@ -237,7 +237,7 @@ unsafe fn add_rows<T: Float>(dst: Ptr<T>, at: usize, stride: usize, src: &[T], h
     }
 }
 
-/// Forward, one task per (batch, head) with the head's operands in L1 (see attention_kernel):
+/// Forward, one task per (batch, key/value head) with its operands in L1 (see attention_kernel):
 /// scores against the transposed keys, the masked softmax, the probabilities times the values.
 /// Rows of a causal head stop at their last visible key (rounded up to a register block).
 fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<T>) {
@@ -247,44 +247,57 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
     let group = geo.h / geo.hkv;
     let (hd, s) = (geo.hd, geo.s);
     let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
-    tasks(geo.b * geo.h, work, |t| {
-        let (b, h) = (t / geo.h, t % geo.h);
-        let g = h / group;
+    // One task per (batch, key/value head): its keys are transposed once for every query head
+    // of its group.
+    tasks(geo.b * geo.hkv, work, |t| {
+        let (b, g) = (t / geo.hkv, t % geo.hkv);
         let kt = transpose_head(&srcs[1][geo.kv_at(1, b, g)..], geo.w[1], s, hd);
         let v = &srcs[2][geo.kv_at(2, b, g)..];
-        let q = &srcs[0][geo.q_at(b, h)..];
-        // SAFETY: task (b, h) alone writes probs block (b, h).
-        let probs =
-            unsafe { std::slice::from_raw_parts_mut(pp.get().add(geo.probs_at(b, h)), geo.tq * s) };
-        let mut o = vec![T::ZERO; geo.tq * hd];
-        crate::simd::run(
-            #[inline(always)]
-            || {
-                row_blocks(
-                    geo.tq,
-                    #[inline(always)]
-                    |i0, rb| {
-                        let n = whole_blocks(geo.visible(i0 + rb - 1), s);
-                        let a = Mat::new(&q[i0 * geo.w[0]..], geo.w[0], 1);
-                        rows_times_cols(a, rb, hd, &kt, s, n, &mut probs[i0 * s..], s);
-                    },
-                );
-                for (i, row) in probs.chunks_mut(s).enumerate() {
-                    softmax_row(geo, masks, b, h, i, row);
-                }
-                row_blocks(
-                    geo.tq,
-                    #[inline(always)]
-                    |i0, rb| {
-                        let p = Mat::new(&probs[i0 * s..], s, 1);
-                        let len = geo.visible(i0 + rb - 1);
-                        add_weighted_rows(p, rb, (0, len), v, geo.w[2], hd, &mut o[i0 * hd..], hd);
-                    },
-                );
-            },
-        );
-        // SAFETY: task (b, h) alone writes the output columns of head h in batch b.
-        unsafe { add_rows(po, geo.out_at(b, h), geo.h * hd, &o, hd) };
+        for h in g * group..(g + 1) * group {
+            let q = &srcs[0][geo.q_at(b, h)..];
+            // SAFETY: task (b, g) alone writes the probs blocks (b, h) of its heads.
+            let probs = unsafe {
+                std::slice::from_raw_parts_mut(pp.get().add(geo.probs_at(b, h)), geo.tq * s)
+            };
+            let mut o = vec![T::ZERO; geo.tq * hd];
+            crate::simd::run(
+                #[inline(always)]
+                || {
+                    row_blocks(
+                        geo.tq,
+                        #[inline(always)]
+                        |i0, rb| {
+                            let n = whole_blocks(geo.visible(i0 + rb - 1), s);
+                            let a = Mat::new(&q[i0 * geo.w[0]..], geo.w[0], 1);
+                            rows_times_cols(a, rb, hd, &kt, s, n, &mut probs[i0 * s..], s);
+                        },
+                    );
+                    for (i, row) in probs.chunks_mut(s).enumerate() {
+                        softmax_row(geo, masks, b, h, i, row);
+                    }
+                    row_blocks(
+                        geo.tq,
+                        #[inline(always)]
+                        |i0, rb| {
+                            let p = Mat::new(&probs[i0 * s..], s, 1);
+                            let len = geo.visible(i0 + rb - 1);
+                            add_weighted_rows(
+                                p,
+                                rb,
+                                (0, len),
+                                v,
+                                geo.w[2],
+                                hd,
+                                &mut o[i0 * hd..],
+                                hd,
+                            );
+                        },
+                    );
+                },
+            );
+            // SAFETY: task (b, g) alone writes the output columns of its heads h in batch b.
+            unsafe { add_rows(po, geo.out_at(b, h), geo.h * hd, &o, hd) };
+        }
     });
     (out, probs)
 }

@@ -50,6 +50,32 @@ pub(crate) fn quantize_x32(x: &[f32]) -> Vec<Q8x32> {
         .collect()
 }
 
+/// Activations in blocks of 32 with their scales and sums (as f32) also kept side by side,
+/// for the four-block float epilogue of `dot.rs`.
+pub(crate) struct Act32 {
+    q: Vec<Q8x32>,
+    d: Vec<f32>,
+    s: Vec<f32>,
+}
+
+impl Act32 {
+    pub(crate) fn new(x: &[f32]) -> Act32 {
+        let q = quantize_x32(x);
+        let d = q.iter().map(|b| b.d).collect();
+        let s = q.iter().map(|b| b.sum as f32).collect();
+        Act32 { q, d, s }
+    }
+    /// Token `t`'s `per` blocks.
+    pub(crate) fn token(&self, t: usize, per: usize) -> super::dot::X32<'_> {
+        let r = t * per..(t + 1) * per;
+        super::dot::X32 {
+            q: &self.q[r.clone()],
+            d: &self.d[r.clone()],
+            s: &self.s[r],
+        }
+    }
+}
+
 /// `x` (a multiple of 256 long) in blocks of 256.
 pub(crate) fn quantize_x256(x: &[f32]) -> Vec<Q8x256> {
     x.chunks_exact(256)

@@ -25,6 +25,22 @@ pub(crate) trait IntDot {
     fn reduce4(v: [Self::V; 4]) -> [i32; 4];
     /// One block's sum.
     fn reduce1(v: Self::V) -> i32;
+
+    /// Four f32 lanes: the float part of four blocks at once, each lane the same IEEE
+    /// operations as the one-block path, so the bits do not depend on the kernel.
+    type F4: Copy;
+    /// The first four values of `v`.
+    fn f4(v: &[f32]) -> Self::F4;
+    /// Four integers, converted.
+    fn f4_i32(v: [i32; 4]) -> Self::F4;
+    /// The f16 at byte `at` of each of the four consecutive `size`-byte blocks in `w`.
+    fn f4_f16(w: &[u8], size: usize, at: usize) -> Self::F4;
+    /// Lane-wise a · b.
+    fn f4_mul(a: Self::F4, b: Self::F4) -> Self::F4;
+    /// Lane-wise a + b.
+    fn f4_add(a: Self::F4, b: Self::F4) -> Self::F4;
+    /// The lanes.
+    fn f4_lanes(v: Self::F4) -> [f32; 4];
 }
 
 /// Plain Rust, for any CPU.
@@ -53,6 +69,31 @@ impl IntDot for Portable {
     }
     #[inline(always)]
     fn reduce1(v: i32) -> i32 {
+        v
+    }
+    type F4 = [f32; 4];
+    #[inline(always)]
+    fn f4(v: &[f32]) -> [f32; 4] {
+        [v[0], v[1], v[2], v[3]]
+    }
+    #[inline(always)]
+    fn f4_i32(v: [i32; 4]) -> [f32; 4] {
+        v.map(|i| i as f32)
+    }
+    #[inline(always)]
+    fn f4_f16(w: &[u8], size: usize, at: usize) -> [f32; 4] {
+        std::array::from_fn(|j| f16_at(w, j * size + at))
+    }
+    #[inline(always)]
+    fn f4_mul(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        std::array::from_fn(|j| a[j] * b[j])
+    }
+    #[inline(always)]
+    fn f4_add(a: [f32; 4], b: [f32; 4]) -> [f32; 4] {
+        std::array::from_fn(|j| a[j] + b[j])
+    }
+    #[inline(always)]
+    fn f4_lanes(v: [f32; 4]) -> [f32; 4] {
         v
     }
 }
@@ -94,42 +135,79 @@ fn sum_blocks<X>(w: &[u8], size: usize, x: &[X], term: impl Fn(&[u8], &X) -> f32
     acc.total()
 }
 
-/// As [`sum_blocks`] for the 32-value types: `int` gives a block's unreduced integer sum, four
-/// blocks' are reduced together, and `term` turns a block's exact sum into its float part.
+/// One token's activations in blocks of 32, with each block's scale and sum (as f32) also
+/// side by side, so four blocks' load as one vector.
+#[derive(Clone, Copy)]
+pub(crate) struct X32<'a> {
+    pub q: &'a [Q8x32],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+}
+
+/// As [`sum_blocks`] for the 32-value types: `int` gives a block's unreduced integer sum; four
+/// blocks' are reduced together and `term4` gives their float parts in four lanes, which are
+/// the four partial sums; `term` does one block, for the last `blocks % 4`.
 #[inline(always)]
 fn sum_blocks32<D: IntDot>(
     w: &[u8],
     size: usize,
-    x: &[Q8x32],
+    x: X32,
     int: impl Fn(&[u8], &Q8x32) -> D::V,
+    term4: impl Fn(&[u8], usize, [i32; 4]) -> D::F4,
     term: impl Fn(&[u8], &Q8x32, i32) -> f32,
 ) -> f32 {
-    let mut acc = Acc::default();
-    let blocks = (w.len() / size).min(x.len());
-    let block = |b: usize| (&w[b * size..(b + 1) * size], &x[b]);
+    let blocks = (w.len() / size).min(x.q.len());
+    let block = |b: usize| &w[b * size..(b + 1) * size];
+    let mut lanes = D::f4(&[0.0; 4]);
     let mut b = 0;
     // Written out, not mapped over arrays: `array::map` is not inlined, and the intrinsics
     // inside `int` are inlined only into the caller's `#[target_feature]` body.
     while b + 4 <= blocks {
-        let ((w0, x0), (w1, x1), (w2, x2), (w3, x3)) =
-            (block(b), block(b + 1), block(b + 2), block(b + 3));
-        let s = D::reduce4([int(w0, x0), int(w1, x1), int(w2, x2), int(w3, x3)]);
-        acc.add(b, term(w0, x0, s[0]));
-        acc.add(b + 1, term(w1, x1, s[1]));
-        acc.add(b + 2, term(w2, x2, s[2]));
-        acc.add(b + 3, term(w3, x3, s[3]));
+        let s = D::reduce4([
+            int(block(b), &x.q[b]),
+            int(block(b + 1), &x.q[b + 1]),
+            int(block(b + 2), &x.q[b + 2]),
+            int(block(b + 3), &x.q[b + 3]),
+        ]);
+        lanes = D::f4_add(lanes, term4(&w[b * size..(b + 4) * size], b, s));
         b += 4;
     }
+    let mut acc = Acc(D::f4_lanes(lanes));
     while b < blocks {
-        let (wb, xb) = block(b);
+        let (wb, xb) = (block(b), &x.q[b]);
         acc.add(b, term(wb, xb, D::reduce1(int(wb, xb))));
         b += 1;
     }
     acc.total()
 }
 
+/// `d · xd · s` in four lanes, `d` the f16 that starts each block: the one-scale types.
 #[inline(always)]
-pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+fn scaled4<D: IntDot>(w4: &[u8], size: usize, xd: &[f32], s: [i32; 4]) -> D::F4 {
+    D::f4_mul(D::f4_mul(D::f4_f16(w4, size, 0), D::f4(xd)), D::f4_i32(s))
+}
+
+/// `d · xd · s + m · xd · xs` in four lanes: the types with a scale and a minimum.
+#[inline(always)]
+fn scaled_min4<D: IntDot>(w4: &[u8], size: usize, x: X32, b: usize, s: [i32; 4]) -> D::F4 {
+    let xd = D::f4(&x.d[b..]);
+    let m = D::f4_mul(D::f4_mul(D::f4_f16(w4, size, 2), xd), D::f4(&x.s[b..]));
+    D::f4_add(scaled4::<D>(w4, size, &x.d[b..], s), m)
+}
+
+/// `s − offset · Σx` for four blocks: the types whose stored values are offset by `offset`.
+#[inline(always)]
+fn offset4(x: X32, b: usize, s: [i32; 4], offset: i32) -> [i32; 4] {
+    [
+        s[0] - offset * x.q[b].sum,
+        s[1] - offset * x.q[b + 1].sum,
+        s[2] - offset * x.q[b + 2].sum,
+        s[3] - offset * x.q[b + 3].sum,
+    ]
+}
+
+#[inline(always)]
+pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
     sum_blocks32::<D>(
         w,
         18,
@@ -137,12 +215,14 @@ pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
         #[inline(always)]
         |wb, xb| D::nib32(&wb[2..18], &xb.q),
         #[inline(always)]
+        |w4, b, s| scaled4::<D>(w4, 18, &x.d[b..], offset4(x, b, s, 8)),
+        #[inline(always)]
         |wb, xb, s| f16_at(wb, 0) * xb.d * (s - 8 * xb.sum) as f32,
     )
 }
 
 #[inline(always)]
-pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
     sum_blocks32::<D>(
         w,
         20,
@@ -150,6 +230,8 @@ pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
         #[inline(always)]
         |wb, xb| D::nib32(&wb[4..20], &xb.q),
         #[inline(always)]
+        |w4, b, s| scaled_min4::<D>(w4, 20, x, b, s),
+        #[inline(always)]
         |wb, xb, s| {
             let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
             d * xb.d * s as f32 + m * xb.d * xb.sum as f32
@@ -158,7 +240,7 @@ pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
 }
 
 #[inline(always)]
-pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
     sum_blocks32::<D>(
         w,
         22,
@@ -166,18 +248,22 @@ pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
         #[inline(always)]
         |wb, xb| D::five32(&wb[2..6], &wb[6..22], &xb.q),
         #[inline(always)]
+        |w4, b, s| scaled4::<D>(w4, 22, &x.d[b..], offset4(x, b, s, 16)),
+        #[inline(always)]
         |wb, xb, s| f16_at(wb, 0) * xb.d * (s - 16 * xb.sum) as f32,
     )
 }
 
 #[inline(always)]
-pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
     sum_blocks32::<D>(
         w,
         24,
         x,
         #[inline(always)]
         |wb, xb| D::five32(&wb[4..8], &wb[8..24], &xb.q),
+        #[inline(always)]
+        |w4, b, s| scaled_min4::<D>(w4, 24, x, b, s),
         #[inline(always)]
         |wb, xb, s| {
             let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
@@ -187,13 +273,15 @@ pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
 }
 
 #[inline(always)]
-pub(crate) fn q8_0<D: IntDot>(w: &[u8], x: &[Q8x32]) -> f32 {
+pub(crate) fn q8_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
     sum_blocks32::<D>(
         w,
         34,
         x,
         #[inline(always)]
         |wb, xb| D::i8x32(&wb[2..34], &xb.q, xb.sum),
+        #[inline(always)]
+        |w4, b, s| scaled4::<D>(w4, 34, &x.d[b..], s),
         #[inline(always)]
         |wb, xb, s| f16_at(wb, 0) * xb.d * s as f32,
     )

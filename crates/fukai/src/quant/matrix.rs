@@ -3,7 +3,7 @@
 //! product computed start to end by one thread (`dot.rs`), and tasks are fixed chunks of rows,
 //! so the result is the same bits at any thread count and on every [`Kernel`].
 
-use super::act::{quantize_x256, quantize_x32, Q8x256, Q8x32};
+use super::act::{quantize_x256, Act32, Q8x256};
 use super::dot::{self, IntDot, Portable};
 use super::GgmlType;
 use crate::bail;
@@ -41,7 +41,9 @@ impl Kernel {
         let mut k = vec![Kernel::Portable];
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("f16c")
+            {
                 k.push(Kernel::Avx2);
                 if std::arch::is_x86_feature_detected!("avx512vnni")
                     && std::arch::is_x86_feature_detected!("avx512vl")
@@ -80,7 +82,7 @@ impl std::fmt::Debug for QMatrix {
 
 /// Activations quantized as a type's dot product wants them, `per_row` blocks per token.
 enum Xq {
-    B32(Vec<Q8x32>, usize),
+    B32(Act32, usize),
     B256(Vec<Q8x256>, usize),
 }
 
@@ -314,7 +316,7 @@ impl QMatrix {
         let xq = if self.ty.block_size() == 256 {
             Xq::B256(quantize_x256(x), self.cols / 256)
         } else {
-            Xq::B32(quantize_x32(x), self.cols / 32)
+            Xq::B32(Act32::new(x), self.cols / 32)
         };
         let rb = self.row_bytes();
         let w = self.bytes();
@@ -357,13 +359,13 @@ fn rows(kernel: Kernel, ty: GgmlType, w: &[u8], rb: usize, x: &Xq, n: usize, out
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,avx,sse4.2,ssse3")]
+#[target_feature(enable = "avx2,avx,f16c,sse4.2,ssse3")]
 unsafe fn rows_avx2(ty: GgmlType, w: &[u8], rb: usize, x: &Xq, n: usize, out: &mut [f32]) {
     rows_on::<super::x86::Avx2>(ty, w, rb, x, n, out)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512vnni,avx512vl,avx512bw,avx512f,avx2,avx,sse4.2,ssse3")]
+#[target_feature(enable = "avx512vnni,avx512vl,avx512bw,avx512f,avx2,avx,f16c,sse4.2,ssse3")]
 unsafe fn rows_vnni(ty: GgmlType, w: &[u8], rb: usize, x: &Xq, n: usize, out: &mut [f32]) {
     rows_on::<super::x86::Vnni>(ty, w, rb, x, n, out)
 }
@@ -374,17 +376,34 @@ fn rows_on<D: IntDot>(ty: GgmlType, w: &[u8], rb: usize, x: &Xq, n: usize, out: 
     // Each arm passes the dot product as its own fn item (not a shared fn pointer), so it is
     // inlined into the caller's `#[target_feature]` body together with the intrinsics.
     match (x, ty) {
-        (Xq::B32(x, per), Q4_0) => each(w, rb, x, *per, n, out, dot::q4_0::<D>),
-        (Xq::B32(x, per), Q4_1) => each(w, rb, x, *per, n, out, dot::q4_1::<D>),
-        (Xq::B32(x, per), Q5_0) => each(w, rb, x, *per, n, out, dot::q5_0::<D>),
-        (Xq::B32(x, per), Q5_1) => each(w, rb, x, *per, n, out, dot::q5_1::<D>),
-        (Xq::B32(x, per), Q8_0) => each(w, rb, x, *per, n, out, dot::q8_0::<D>),
+        (Xq::B32(x, per), Q4_0) => each32(w, rb, x, *per, n, out, dot::q4_0::<D>),
+        (Xq::B32(x, per), Q4_1) => each32(w, rb, x, *per, n, out, dot::q4_1::<D>),
+        (Xq::B32(x, per), Q5_0) => each32(w, rb, x, *per, n, out, dot::q5_0::<D>),
+        (Xq::B32(x, per), Q5_1) => each32(w, rb, x, *per, n, out, dot::q5_1::<D>),
+        (Xq::B32(x, per), Q8_0) => each32(w, rb, x, *per, n, out, dot::q8_0::<D>),
         (Xq::B256(x, per), Q2_K) => each(w, rb, x, *per, n, out, dot::q2_k),
         (Xq::B256(x, per), Q3_K) => each(w, rb, x, *per, n, out, dot::q3_k),
         (Xq::B256(x, per), Q4_K) => each(w, rb, x, *per, n, out, dot::q4_k),
         (Xq::B256(x, per), Q5_K) => each(w, rb, x, *per, n, out, dot::q5_k),
         (Xq::B256(x, per), Q6_K) => each(w, rb, x, *per, n, out, dot::q6_k),
         _ => unreachable!("QMatrix::from_shared admits only supported types"),
+    }
+}
+
+#[inline(always)]
+fn each32(
+    w: &[u8],
+    rb: usize,
+    x: &Act32,
+    per: usize,
+    n: usize,
+    out: &mut [f32],
+    f: impl Fn(&[u8], dot::X32) -> f32,
+) {
+    for (wr, o) in w.chunks_exact(rb).zip(out.chunks_exact_mut(n.max(1))) {
+        for (t, o) in o.iter_mut().enumerate().take(n) {
+            *o = f(wr, x.token(t, per));
+        }
     }
 }
 

@@ -88,6 +88,59 @@ unsafe fn dot_vnni(u: __m256i, x: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x)
 }
 
+/// The parts of [`IntDot`] both x86 kernels share: reducing 256-bit partial sums, and four
+/// blocks' float parts in one SSE register (f16 scales converted by F16C). Only expanded inside
+/// the impls, whose methods run within functions compiled for AVX2 and F16C.
+macro_rules! lanes {
+    () => {
+        #[inline(always)]
+        fn reduce4(v: [__m256i; 4]) -> [i32; 4] {
+            // SAFETY: see the impl.
+            unsafe { hsum4(v) }
+        }
+        #[inline(always)]
+        fn reduce1(v: __m256i) -> i32 {
+            // SAFETY: see the impl.
+            unsafe { hsum(v) }
+        }
+        type F4 = __m128;
+        #[inline(always)]
+        fn f4(v: &[f32]) -> __m128 {
+            assert!(v.len() >= 4);
+            // SAFETY: four floats are there (checked); see the impl for the features.
+            unsafe { _mm_loadu_ps(v.as_ptr()) }
+        }
+        #[inline(always)]
+        fn f4_i32(v: [i32; 4]) -> __m128 {
+            // SAFETY: see the impl.
+            unsafe { _mm_cvtepi32_ps(_mm_loadu_si128(v.as_ptr().cast())) }
+        }
+        #[inline(always)]
+        fn f4_f16(w: &[u8], size: usize, at: usize) -> __m128 {
+            let h = |j: usize| i16::from_le_bytes([w[j * size + at], w[j * size + at + 1]]);
+            // SAFETY: see the impl (F16C).
+            unsafe { _mm_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)) }
+        }
+        #[inline(always)]
+        fn f4_mul(a: __m128, b: __m128) -> __m128 {
+            // SAFETY: see the impl.
+            unsafe { _mm_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn f4_add(a: __m128, b: __m128) -> __m128 {
+            // SAFETY: see the impl.
+            unsafe { _mm_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn f4_lanes(v: __m128) -> [f32; 4] {
+            let mut out = [0f32; 4];
+            // SAFETY: see the impl; `out` holds four floats.
+            unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
+            out
+        }
+    };
+}
+
 /// AVX2 (Haswell and later, Zen).
 pub(crate) struct Avx2;
 
@@ -112,16 +165,7 @@ impl IntDot for Avx2 {
             dot_avx2(_mm256_sign_epi8(w, w), _mm256_sign_epi8(loadx(x), w))
         }
     }
-    #[inline(always)]
-    fn reduce4(v: [__m256i; 4]) -> [i32; 4] {
-        // SAFETY: as above.
-        unsafe { hsum4(v) }
-    }
-    #[inline(always)]
-    fn reduce1(v: __m256i) -> i32 {
-        // SAFETY: as above.
-        unsafe { hsum(v) }
-    }
+    lanes!();
 }
 
 /// AVX-512 VNNI with AVX-512VL (Ice Lake, Zen 4 and later).
@@ -150,14 +194,5 @@ impl IntDot for Vnni {
             _mm256_sub_epi32(dot_vnni(u, loadx(x)), fix)
         }
     }
-    #[inline(always)]
-    fn reduce4(v: [__m256i; 4]) -> [i32; 4] {
-        // SAFETY: as above.
-        unsafe { hsum4(v) }
-    }
-    #[inline(always)]
-    fn reduce1(v: __m256i) -> i32 {
-        // SAFETY: as above.
-        unsafe { hsum(v) }
-    }
+    lanes!();
 }
