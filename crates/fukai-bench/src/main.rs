@@ -9,6 +9,7 @@ mod fashion;
 mod gpt;
 mod harness;
 mod linear_rows;
+mod llm_decode;
 mod lstm;
 mod matmul;
 mod minilm;
@@ -55,6 +56,8 @@ Workloads (default: all):
   onnx_minilm       all-MiniLM-L6-v2 from the committed ONNX graph (fukai::onnx::Model):
                     1 sentence, 8 sentences padded, 8 x 128 tokens (needs FUKAI_ASSETS;
                     bench/onnx_minilm.sh runs it beside ONNX Runtime; not part of `all`)
+  llm_decode        one SmolLM2-135M decode step after 256 tokens (--model FILE.gguf or
+                    $FUKAI_GGUF_SMOLLM2; skipped without either), ms per token (not part of `all`)
   qmatvec           quantized matrix-vector products (fukai::quant::QMatrix) at SmolLM2-135M's
                     shapes (Q4_1, Q8_0; Q4_K, Q6_K) beside f32 on the dequantized weights:
                     us and weight GB/s (not part of `all`)
@@ -148,7 +151,7 @@ fn expand(workloads: &[String]) -> Result<Vec<String>, String> {
             }
             "tiny" => out.extend(tiny::OPS.iter().map(|s| s.to_string())),
             "matmul" | "mlp_step" | "conv2d" | "conv3d" | "convlstm_step" | "lstm_vowels"
-            | "gpt_step" | "minilm" | "onnx_minilm" | "qmatvec" | "linear_rows" => {
+            | "gpt_step" | "minilm" | "onnx_minilm" | "qmatvec" | "linear_rows" | "llm_decode" => {
                 out.push(w.clone())
             }
             t if tiny::OPS.contains(&t) => out.push(w.clone()),
@@ -185,6 +188,7 @@ fn run(args: &Args) -> Result<(), String> {
             "minilm" => minilm::run(threads, args.reps.unwrap_or(10), args.model.as_deref()),
             "onnx_minilm" => onnx_minilm::run(threads, args.reps.unwrap_or(15)),
             "qmatvec" => qmatvec::run(threads, args.reps.unwrap_or(9)),
+            "llm_decode" => llm_decode::run(threads, args.reps.unwrap_or(7), args.model.as_deref()),
             "linear_rows" => linear_rows::run(threads, args.reps.unwrap_or(9)),
             "gpt_step" => gpt::run(threads, args.reps.unwrap_or(1)),
             "fashion_mlp" | "fashion_cnn" => {

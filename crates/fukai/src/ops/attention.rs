@@ -5,7 +5,9 @@
 //! transposes, no mask tensors and no separate softmax buffers. Backward writes every source's
 //! gradient into one buffer per distinct source.
 
-use super::attention_kernel::{add_weighted_rows, rows_times_cols, whole_blocks, Mat};
+use super::attention_kernel::{
+    add_weighted_rows, dots_with_rows, rows_times_cols, whole_blocks, Mat,
+};
 use super::float::{with_contig, wrap, Float};
 use super::lanes::lane_dot;
 use super::matmul::SendPtr as Ptr;
@@ -174,6 +176,10 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
 
 /// Runs `f(task)` for every task index, in parallel when the work is worth it. Tasks write
 /// disjoint memory, so the result does not depend on the thread count.
+/// Query rows per key/value head (query rows × heads in its group) up to which the forward
+/// reads key rows directly instead of transposing them.
+const DIRECT_ROWS: usize = 8;
+
 fn tasks(n: usize, work: usize, f: impl Fn(usize) + Sync + Send) {
     if n > 1 && work >= 1 << 15 {
         crate::parallel::map_range(n, f);
@@ -251,7 +257,14 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
     // of its group.
     tasks(geo.b * geo.hkv, work, |t| {
         let (b, g) = (t / geo.hkv, t % geo.hkv);
-        let kt = transpose_head(&srcs[1][geo.kv_at(1, b, g)..], geo.w[1], s, hd);
+        let k = &srcs[1][geo.kv_at(1, b, g)..];
+        // Transposed keys pay off over many query rows; a decode step reads the rows directly.
+        let direct = geo.tq * group <= DIRECT_ROWS;
+        let kt = if direct {
+            Vec::new()
+        } else {
+            transpose_head(k, geo.w[1], s, hd)
+        };
         let v = &srcs[2][geo.kv_at(2, b, g)..];
         for h in g * group..(g + 1) * group {
             let q = &srcs[0][geo.q_at(b, h)..];
@@ -263,15 +276,23 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
             crate::simd::run(
                 #[inline(always)]
                 || {
-                    row_blocks(
-                        geo.tq,
-                        #[inline(always)]
-                        |i0, rb| {
-                            let n = whole_blocks(geo.visible(i0 + rb - 1), s);
-                            let a = Mat::new(&q[i0 * geo.w[0]..], geo.w[0], 1);
-                            rows_times_cols(a, rb, hd, &kt, s, n, &mut probs[i0 * s..], s);
-                        },
-                    );
+                    if direct {
+                        for i in 0..geo.tq {
+                            let qi = &q[i * geo.w[0]..];
+                            let n = geo.visible(i);
+                            dots_with_rows(&qi[..hd], k, geo.w[1], &mut probs[i * s..][..n]);
+                        }
+                    } else {
+                        row_blocks(
+                            geo.tq,
+                            #[inline(always)]
+                            |i0, rb| {
+                                let n = whole_blocks(geo.visible(i0 + rb - 1), s);
+                                let a = Mat::new(&q[i0 * geo.w[0]..], geo.w[0], 1);
+                                rows_times_cols(a, rb, hd, &kt, s, n, &mut probs[i0 * s..], s);
+                            },
+                        );
+                    }
                     for (i, row) in probs.chunks_mut(s).enumerate() {
                         softmax_row(geo, masks, b, h, i, row);
                     }

@@ -56,6 +56,110 @@ pub(crate) fn rows_times_cols<T: Float>(
     product(a, rows, (0, depth), bt, ld, n, out, ors, false);
 }
 
+/// `out[j] = Σ_d q[d] · k[j][d]` for keys `0..out.len()` (row `j` at `k[j·ks..]`, `q.len()`
+/// values each): a query row's scores read straight from the key rows, for the few query rows
+/// of a decode step, where transposing the keys would cost as much as the products.
+///
+/// Each key is summed in a fixed order, [`dot4x8`]'s, which the AVX2 path for f32 follows
+/// operation for operation (so the bits do not depend on the CPU). LLVM vectorized the plain
+/// loops for this across keys, two floats wide, at several times the cost.
+pub(crate) fn dots_with_rows<T: Float>(q: &[T], k: &[T], ks: usize, out: &mut [T]) {
+    let depth = q.len();
+    if out.is_empty() {
+        return;
+    }
+    assert!(
+        k.len() >= (out.len() - 1) * ks + depth,
+        "attention: key rows past the end of their buffer"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx2")
+    {
+        // SAFETY: T is f32 (checked), so the slices reinterpret as f32 with their lengths; the
+        // CPU has AVX2 (checked); the key rows lie inside `k` (asserted above).
+        unsafe {
+            let f = |s: &[T]| std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len());
+            let o = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len());
+            x86::dots_f32(f(q), f(k), ks, o);
+        }
+        return;
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot4x8(q, &k[j * ks..][..depth]);
+    }
+}
+
+/// `Σ q[d]·r[d]`: chunk `c` of 8 values into accumulator `c % 4` (lane-wise), the four joined
+/// as `(a0 + a1) + (a2 + a3)`, its lanes as `((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7))`, then
+/// the last `len % 8` products in order.
+#[inline(always)]
+fn dot4x8<T: Float>(q: &[T], r: &[T]) -> T {
+    let mut acc = [[T::ZERO; 8]; 4];
+    let chunks = q.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[c % 4][l] += q[8 * c + l] * r[8 * c + l];
+        }
+    }
+    let v: [T; 8] = std::array::from_fn(|l| (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
+    let mut s = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+    for d in 8 * chunks..q.len() {
+        s += q[d] * r[d];
+    }
+    s
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::dots_with_rows`] for f32, in [`super::dot4x8`]'s order.
+    ///
+    /// # Safety
+    /// AVX2 must be available, and `k` must hold `(out.len() - 1) · ks + q.len()` values.
+    #[target_feature(enable = "avx2,avx")]
+    pub(super) unsafe fn dots_f32(q: &[f32], k: &[f32], ks: usize, out: &mut [f32]) {
+        let depth = q.len();
+        let chunks = depth / 8;
+        let qp = q.as_ptr();
+        // SAFETY (every load below): chunk c of a row reads values 8c..8c+8 < depth of q and
+        // of key row j, which lies inside `k` (the caller's contract).
+        let prod = |r: *const f32, c: usize| unsafe {
+            _mm256_mul_ps(
+                _mm256_loadu_ps(qp.add(8 * c)),
+                _mm256_loadu_ps(r.add(8 * c)),
+            )
+        };
+        for (j, o) in out.iter_mut().enumerate() {
+            let r = unsafe { k.as_ptr().add(j * ks) };
+            let mut a = [_mm256_setzero_ps(); 4];
+            let mut c = 0;
+            while c + 4 <= chunks {
+                a[0] = _mm256_add_ps(a[0], prod(r, c));
+                a[1] = _mm256_add_ps(a[1], prod(r, c + 1));
+                a[2] = _mm256_add_ps(a[2], prod(r, c + 2));
+                a[3] = _mm256_add_ps(a[3], prod(r, c + 3));
+                c += 4;
+            }
+            while c < chunks {
+                a[c % 4] = _mm256_add_ps(a[c % 4], prod(r, c));
+                c += 1;
+            }
+            let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+            // [v0+v4, v1+v5, v2+v6, v3+v7], then lanes 0 and 1 plus lanes 2 and 3.
+            let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+            let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
+            let mut s = _mm_cvtss_f32(s1);
+            for d in 8 * chunks..depth {
+                s += q[d] * unsafe { *r.add(d) };
+            }
+            *o = s;
+        }
+    }
+}
+
 /// `out[r][c] += Σ_j w(r, j) · m[j][c]` for rows `0..rows`, `c < width`, `j` in `j0..j1`;
 /// `m` row `j` starts at `m[j·ms]`, `out` row `r` at `out[r·ors]`.
 #[inline(always)]
