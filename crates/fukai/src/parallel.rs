@@ -64,6 +64,29 @@ pub fn for_each_chunk_mut<T: Send>(
         .for_each(|(i, c)| f(i, c));
 }
 
+/// [`for_each_chunk_mut`] with the caller deciding whether the work is worth spreading
+/// (`parallel`), whatever the length of `data`.
+pub fn for_each_chunk_mut_if<T: Send>(
+    parallel: bool,
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    let chunk = chunk.max(1);
+    #[cfg(feature = "threads")]
+    if parallel && data.len() > chunk && num_threads() > 1 {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let _ = parallel;
+    data.chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, c)| f(i, c));
+}
+
 /// Maps `0..n` through `f` into a Vec, in parallel when worthwhile; order is preserved.
 pub fn map_range<R: Send>(n: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
     map_range_if(true, n, f)

@@ -320,23 +320,22 @@ impl QMatrix {
         };
         let rb = self.row_bytes();
         let w = self.bytes();
-        let tasks = self.rows.div_ceil(ROWS_PER_TASK);
         let parallel = rb * self.rows * n >= PAR_MIN_BYTES;
-        // Each task writes its rows for every token, [rows_in_task, n]; gathered into [n, rows].
-        let parts = parallel::map_range_if(parallel, tasks, |t| {
+        // Each task writes its rows for every token into its own piece of `[rows, n]`, which
+        // is already the `[n, rows]` output for one token (a decode step).
+        let mut by_row = vec![0f32; self.rows * n];
+        parallel::for_each_chunk_mut_if(parallel, &mut by_row, ROWS_PER_TASK * n, |t, out| {
             let r0 = t * ROWS_PER_TASK;
             let r1 = (r0 + ROWS_PER_TASK).min(self.rows);
-            let mut out = vec![0f32; (r1 - r0) * n];
-            rows(kernel, self.ty, &w[r0 * rb..r1 * rb], rb, &xq, n, &mut out);
-            out
+            rows(kernel, self.ty, &w[r0 * rb..r1 * rb], rb, &xq, n, out);
         });
+        if n <= 1 {
+            return Ok(by_row);
+        }
         let mut y = vec![0f32; n * self.rows];
-        for (t, part) in parts.iter().enumerate() {
-            let r0 = t * ROWS_PER_TASK;
-            for (i, row) in part.chunks_exact(n.max(1)).enumerate() {
-                for (tok, &v) in row.iter().enumerate() {
-                    y[tok * self.rows + r0 + i] = v;
-                }
+        for (r, row) in by_row.chunks_exact(n).enumerate() {
+            for (tok, &v) in row.iter().enumerate() {
+                y[tok * self.rows + r] = v;
             }
         }
         Ok(y)
