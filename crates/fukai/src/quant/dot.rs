@@ -41,6 +41,9 @@ pub(crate) trait IntDot {
     fn f4_add(a: Self::F4, b: Self::F4) -> Self::F4;
     /// The lanes.
     fn f4_lanes(v: Self::F4) -> [f32; 4];
+    /// The f16 at byte `at` of `w`, as f32 (exact either way; F16C where the kernel has it,
+    /// which the one-block path of every row's last `blocks % 4` blocks needs twice).
+    fn f16(w: &[u8], at: usize) -> f32;
 }
 
 /// Plain Rust, for any CPU.
@@ -95,6 +98,10 @@ impl IntDot for Portable {
     #[inline(always)]
     fn f4_lanes(v: [f32; 4]) -> [f32; 4] {
         v
+    }
+    #[inline(always)]
+    fn f16(w: &[u8], at: usize) -> f32 {
+        f16_at(w, at)
     }
 }
 
@@ -217,7 +224,7 @@ pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |w4, b, s| scaled4::<D>(w4, 18, &x.d[b..], offset4(x, b, s, 8)),
         #[inline(always)]
-        |wb, xb, s| f16_at(wb, 0) * xb.d * (s - 8 * xb.sum) as f32,
+        |wb, xb, s| D::f16(wb, 0) * xb.d * (s - 8 * xb.sum) as f32,
     )
 }
 
@@ -233,7 +240,7 @@ pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
         |w4, b, s| scaled_min4::<D>(w4, 20, x, b, s),
         #[inline(always)]
         |wb, xb, s| {
-            let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
+            let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
             d * xb.d * s as f32 + m * xb.d * xb.sum as f32
         },
     )
@@ -250,7 +257,7 @@ pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |w4, b, s| scaled4::<D>(w4, 22, &x.d[b..], offset4(x, b, s, 16)),
         #[inline(always)]
-        |wb, xb, s| f16_at(wb, 0) * xb.d * (s - 16 * xb.sum) as f32,
+        |wb, xb, s| D::f16(wb, 0) * xb.d * (s - 16 * xb.sum) as f32,
     )
 }
 
@@ -266,7 +273,7 @@ pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
         |w4, b, s| scaled_min4::<D>(w4, 24, x, b, s),
         #[inline(always)]
         |wb, xb, s| {
-            let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
+            let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
             d * xb.d * s as f32 + m * xb.d * xb.sum as f32
         },
     )
@@ -283,7 +290,7 @@ pub(crate) fn q8_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |w4, b, s| scaled4::<D>(w4, 34, &x.d[b..], s),
         #[inline(always)]
-        |wb, xb, s| f16_at(wb, 0) * xb.d * s as f32,
+        |wb, xb, s| D::f16(wb, 0) * xb.d * s as f32,
     )
 }
 

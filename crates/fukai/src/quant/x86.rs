@@ -132,6 +132,12 @@ macro_rules! lanes {
             unsafe { _mm_add_ps(a, b) }
         }
         #[inline(always)]
+        fn f16(w: &[u8], at: usize) -> f32 {
+            let h = u16::from_le_bytes([w[at], w[at + 1]]);
+            // SAFETY: see the impl (F16C).
+            unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h)))) }
+        }
+        #[inline(always)]
         fn f4_lanes(v: __m128) -> [f32; 4] {
             let mut out = [0f32; 4];
             // SAFETY: see the impl; `out` holds four floats.
