@@ -160,7 +160,7 @@ fn sum_blocks32<D: IntDot>(
     size: usize,
     x: X32,
     int: impl Fn(&[u8], &Q8x32) -> D::V,
-    term4: impl Fn(&[u8], usize, [i32; 4]) -> D::F4,
+    term4: impl Fn(&[u8], X32, [i32; 4]) -> D::F4,
     term: impl Fn(&[u8], &Q8x32, i32) -> f32,
 ) -> f32 {
     let blocks = (w.len() / size).min(x.q.len());
@@ -168,15 +168,23 @@ fn sum_blocks32<D: IntDot>(
     let mut lanes = D::f4(&[0.0; 4]);
     let mut b = 0;
     // Written out, not mapped over arrays: `array::map` is not inlined, and the intrinsics
-    // inside `int` are inlined only into the caller's `#[target_feature]` body.
+    // inside `int` are inlined only into the caller's `#[target_feature]` body. Each group is
+    // sliced once, so the indexing inside needs no bounds checks.
     while b + 4 <= blocks {
+        let w4 = &w[b * size..(b + 4) * size];
+        let x4 = X32 {
+            q: &x.q[b..b + 4],
+            d: &x.d[b..b + 4],
+            s: &x.s[b..b + 4],
+        };
+        let wi = |i: usize| &w4[i * size..(i + 1) * size];
         let s = D::reduce4([
-            int(block(b), &x.q[b]),
-            int(block(b + 1), &x.q[b + 1]),
-            int(block(b + 2), &x.q[b + 2]),
-            int(block(b + 3), &x.q[b + 3]),
+            int(wi(0), &x4.q[0]),
+            int(wi(1), &x4.q[1]),
+            int(wi(2), &x4.q[2]),
+            int(wi(3), &x4.q[3]),
         ]);
-        lanes = D::f4_add(lanes, term4(&w[b * size..(b + 4) * size], b, s));
+        lanes = D::f4_add(lanes, term4(w4, x4, s));
         b += 4;
     }
     let mut acc = Acc(D::f4_lanes(lanes));
@@ -194,22 +202,25 @@ fn scaled4<D: IntDot>(w4: &[u8], size: usize, xd: &[f32], s: [i32; 4]) -> D::F4 
     D::f4_mul(D::f4_mul(D::f4_f16(w4, size, 0), D::f4(xd)), D::f4_i32(s))
 }
 
-/// `d · xd · s + m · xd · xs` in four lanes: the types with a scale and a minimum.
+/// `d · xd · s + m · xd · xs` in four lanes: the types with a scale and a minimum. `x4` is the
+/// group's four activation blocks.
 #[inline(always)]
-fn scaled_min4<D: IntDot>(w4: &[u8], size: usize, x: X32, b: usize, s: [i32; 4]) -> D::F4 {
-    let xd = D::f4(&x.d[b..]);
-    let m = D::f4_mul(D::f4_mul(D::f4_f16(w4, size, 2), xd), D::f4(&x.s[b..]));
-    D::f4_add(scaled4::<D>(w4, size, &x.d[b..], s), m)
+fn scaled_min4<D: IntDot>(w4: &[u8], size: usize, x4: X32, s: [i32; 4]) -> D::F4 {
+    let xd = D::f4(x4.d);
+    let m = D::f4_mul(D::f4_mul(D::f4_f16(w4, size, 2), xd), D::f4(x4.s));
+    D::f4_add(scaled4::<D>(w4, size, x4.d, s), m)
 }
 
-/// `s − offset · Σx` for four blocks: the types whose stored values are offset by `offset`.
+/// `s − offset · Σx` for a group's four blocks: the types whose stored values are offset by
+/// `offset`.
 #[inline(always)]
-fn offset4(x: X32, b: usize, s: [i32; 4], offset: i32) -> [i32; 4] {
+fn offset4(x4: X32, s: [i32; 4], offset: i32) -> [i32; 4] {
+    let q: &[Q8x32; 4] = x4.q.try_into().expect("a group is four blocks");
     [
-        s[0] - offset * x.q[b].sum,
-        s[1] - offset * x.q[b + 1].sum,
-        s[2] - offset * x.q[b + 2].sum,
-        s[3] - offset * x.q[b + 3].sum,
+        s[0] - offset * q[0].sum,
+        s[1] - offset * q[1].sum,
+        s[2] - offset * q[2].sum,
+        s[3] - offset * q[3].sum,
     ]
 }
 
@@ -222,7 +233,7 @@ pub(crate) fn q4_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |wb, xb| D::nib32(&wb[2..18], &xb.q),
         #[inline(always)]
-        |w4, b, s| scaled4::<D>(w4, 18, &x.d[b..], offset4(x, b, s, 8)),
+        |w4, x4, s| scaled4::<D>(w4, 18, x4.d, offset4(x4, s, 8)),
         #[inline(always)]
         |wb, xb, s| D::f16(wb, 0) * xb.d * (s - 8 * xb.sum) as f32,
     )
@@ -237,7 +248,7 @@ pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |wb, xb| D::nib32(&wb[4..20], &xb.q),
         #[inline(always)]
-        |w4, b, s| scaled_min4::<D>(w4, 20, x, b, s),
+        |w4, x4, s| scaled_min4::<D>(w4, 20, x4, s),
         #[inline(always)]
         |wb, xb, s| {
             let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
@@ -255,7 +266,7 @@ pub(crate) fn q5_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |wb, xb| D::five32(&wb[2..6], &wb[6..22], &xb.q),
         #[inline(always)]
-        |w4, b, s| scaled4::<D>(w4, 22, &x.d[b..], offset4(x, b, s, 16)),
+        |w4, x4, s| scaled4::<D>(w4, 22, x4.d, offset4(x4, s, 16)),
         #[inline(always)]
         |wb, xb, s| D::f16(wb, 0) * xb.d * (s - 16 * xb.sum) as f32,
     )
@@ -270,7 +281,7 @@ pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |wb, xb| D::five32(&wb[4..8], &wb[8..24], &xb.q),
         #[inline(always)]
-        |w4, b, s| scaled_min4::<D>(w4, 24, x, b, s),
+        |w4, x4, s| scaled_min4::<D>(w4, 24, x4, s),
         #[inline(always)]
         |wb, xb, s| {
             let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
@@ -288,7 +299,7 @@ pub(crate) fn q8_0<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |wb, xb| D::i8x32(&wb[2..34], &xb.q, xb.sum),
         #[inline(always)]
-        |w4, b, s| scaled4::<D>(w4, 34, &x.d[b..], s),
+        |w4, x4, s| scaled4::<D>(w4, 34, x4.d, s),
         #[inline(always)]
         |wb, xb, s| D::f16(wb, 0) * xb.d * s as f32,
     )
