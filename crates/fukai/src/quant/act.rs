@@ -39,15 +39,21 @@ fn quantize<const N: usize>(x: &[f32]) -> (f32, [i8; N]) {
     (d, q)
 }
 
-/// `x` (a multiple of 32 long) in blocks of 32.
+/// `x` (a multiple of 32 long) in blocks of 32. Plain loops, not iterator adaptors: those are
+/// separate functions LLVM may not inline into a caller compiled for AVX2, and the rounding
+/// is an instruction only there (a libm call elsewhere).
+#[inline(always)]
 pub(crate) fn quantize_x32(x: &[f32]) -> Vec<Q8x32> {
-    x.chunks_exact(32)
-        .map(|c| {
-            let (d, q) = quantize::<32>(c);
-            let sum = q.iter().map(|&v| v as i32).sum();
-            Q8x32 { d, sum, q }
-        })
-        .collect()
+    let mut out = Vec::with_capacity(x.len() / 32);
+    for c in x.chunks_exact(32) {
+        let (d, q) = quantize::<32>(c);
+        let mut sum = 0i32;
+        for &v in &q {
+            sum += i32::from(v);
+        }
+        out.push(Q8x32 { d, sum, q });
+    }
+    out
 }
 
 /// Activations in blocks of 32 with their scales and sums (as f32) also kept side by side,
@@ -59,10 +65,14 @@ pub(crate) struct Act32 {
 }
 
 impl Act32 {
+    #[inline(always)]
     pub(crate) fn new(x: &[f32]) -> Act32 {
         let q = quantize_x32(x);
-        let d = q.iter().map(|b| b.d).collect();
-        let s = q.iter().map(|b| b.sum as f32).collect();
+        let (mut d, mut s) = (Vec::with_capacity(q.len()), Vec::with_capacity(q.len()));
+        for b in &q {
+            d.push(b.d);
+            s.push(b.sum as f32);
+        }
         Act32 { q, d, s }
     }
     /// Token `t`'s `per` blocks.
@@ -77,6 +87,7 @@ impl Act32 {
 }
 
 /// `x` (a multiple of 256 long) in blocks of 256.
+#[inline(always)]
 pub(crate) fn quantize_x256(x: &[f32]) -> Vec<Q8x256> {
     x.chunks_exact(256)
         .map(|c| {

@@ -313,11 +313,18 @@ impl QMatrix {
                 "this CPU cannot run the {kernel:?} kernel"
             );
         }
-        let xq = if self.ty.block_size() == 256 {
-            Xq::B256(quantize_x256(x), self.cols / 256)
-        } else {
-            Xq::B32(Act32::new(x), self.cols / 32)
-        };
+        // Compiled with AVX2 where there is one, the rounding is an instruction, not a libm
+        // call per value.
+        let xq = crate::simd::run(
+            #[inline(always)]
+            || {
+                if self.ty.block_size() == 256 {
+                    Xq::B256(quantize_x256(x), self.cols / 256)
+                } else {
+                    Xq::B32(Act32::new(x), self.cols / 32)
+                }
+            },
+        );
         let rb = self.row_bytes();
         let w = self.bytes();
         let parallel = rb * self.rows * n >= PAR_MIN_BYTES;
