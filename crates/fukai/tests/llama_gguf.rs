@@ -76,6 +76,7 @@ fn follow(
                     want_greedy[step],
                     &top_logits[..2]
                 );
+                eprintln!("{prompt}: {reference} parts at step {step} (a tie)");
                 break;
             }
             followed += 1;

@@ -427,3 +427,34 @@ fn fused_linear_equals_composite() {
         .linear(&randn64(&[4, 6], 1).unwrap(), None)
         .is_err());
 }
+
+#[test]
+fn a_decode_step_scores_the_bits_of_a_full_pass() {
+    // One query row (a decode step: its keys are read in place, not transposed) against the
+    // same keys and values as the last row of a full causal pass, f32, grouped heads, head
+    // widths with and without a ragged tail and key counts with and without one: the same bits.
+    for (s, hd) in [(37, 64), (16, 20), (5, 8)] {
+        let (h, hkv) = (6, 2);
+        fukai::manual_seed(40 + s as u64);
+        let q = Tensor::randn(&[1, s, h * hd], DType::F32).unwrap();
+        let k = Tensor::randn(&[1, s, hkv * hd], DType::F32).unwrap();
+        let v = Tensor::randn(&[1, s, hkv * hd], DType::F32).unwrap();
+        let mut o = AttnOptions::new(h, hd);
+        o.kv_heads = hkv;
+        o.causal = true;
+        let run = |q: &Tensor| {
+            attention(
+                AttnInput { src: q, col: 0 },
+                AttnInput { src: &k, col: 0 },
+                AttnInput { src: &v, col: 0 },
+                &o,
+            )
+            .unwrap()
+        };
+        let full = run(&q).narrow(1, s - 1, 1).unwrap();
+        let step = run(&q.narrow(1, s - 1, 1).unwrap().contiguous().unwrap());
+        let (a, b) = (full.to_vec::<f32>().unwrap(), step.to_vec::<f32>().unwrap());
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&a), bits(&b), "s {s}, head width {hd}");
+    }
+}

@@ -6,7 +6,7 @@
 //! gradient into one buffer per distinct source.
 
 use super::attention_kernel::{
-    add_weighted_rows, dots_with_rows, rows_times_cols, whole_blocks, Mat,
+    add_weighted_rows, dots_with_rows, dots_with_rows_available, rows_times_cols, whole_blocks, Mat,
 };
 use super::float::{with_contig, wrap, Float};
 use super::lanes::lane_dot;
@@ -259,7 +259,7 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
         let (b, g) = (t / geo.hkv, t % geo.hkv);
         let k = &srcs[1][geo.kv_at(1, b, g)..];
         // Transposed keys pay off over many query rows; a decode step reads the rows directly.
-        let direct = geo.tq * group <= DIRECT_ROWS;
+        let direct = geo.tq * group <= DIRECT_ROWS && dots_with_rows_available::<T>();
         let kt = if direct {
             Vec::new()
         } else {

@@ -56,104 +56,122 @@ pub(crate) fn rows_times_cols<T: Float>(
     product(a, rows, (0, depth), bt, ld, n, out, ors, false);
 }
 
+/// Whether [`dots_with_rows`] runs for `T` on this CPU (f32 with AVX2).
+pub(crate) fn dots_with_rows_available<T: Float>() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `out[j] = Σ_d q[d] · k[j][d]` for keys `0..out.len()` (row `j` at `k[j·ks..]`, `q.len()`
 /// values each): a query row's scores read straight from the key rows, for the few query rows
-/// of a decode step, where transposing the keys would cost as much as the products.
-///
-/// Each key is summed in a fixed order, [`dot4x8`]'s, which the AVX2 path for f32 follows
-/// operation for operation (so the bits do not depend on the CPU). LLVM vectorized the plain
-/// loops for this across keys, two floats wide, at several times the cost.
+/// of a decode step, where transposing the whole key matrix first (as [`rows_times_cols`]
+/// wants it) would cost as much as the products. Eight keys at a time are transposed in
+/// registers and each sums over `d` in order from zero, as [`rows_times_cols`] does, so a
+/// decode step's scores are the bits a full pass gives. Callers check
+/// [`dots_with_rows_available`] first.
 pub(crate) fn dots_with_rows<T: Float>(q: &[T], k: &[T], ks: usize, out: &mut [T]) {
     let depth = q.len();
     if out.is_empty() {
         return;
     }
     assert!(
-        k.len() >= (out.len() - 1) * ks + depth,
-        "attention: key rows past the end of their buffer"
+        dots_with_rows_available::<T>() && k.len() >= (out.len() - 1) * ks + depth,
+        "attention: direct scores without AVX2 f32, or key rows past the end of their buffer"
     );
     #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx2")
-    {
-        // SAFETY: T is f32 (checked), so the slices reinterpret as f32 with their lengths; the
-        // CPU has AVX2 (checked); the key rows lie inside `k` (asserted above).
-        unsafe {
-            let f = |s: &[T]| std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len());
-            let o = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len());
-            x86::dots_f32(f(q), f(k), ks, o);
-        }
-        return;
+    // SAFETY: T is f32 (checked by `dots_with_rows_available`), so the slices reinterpret as
+    // f32 with their lengths; the CPU has AVX2 (checked there too); the key rows lie inside
+    // `k` (asserted above).
+    unsafe {
+        let f = |s: &[T]| std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len());
+        let o = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len());
+        x86::dots_f32(f(q), f(k), ks, o);
     }
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = dot4x8(q, &k[j * ks..][..depth]);
-    }
-}
-
-/// `Σ q[d]·r[d]`: chunk `c` of 8 values into accumulator `c % 4` (lane-wise), the four joined
-/// as `(a0 + a1) + (a2 + a3)`, its lanes as `((v0+v4) + (v2+v6)) + ((v1+v5) + (v3+v7))`, then
-/// the last `len % 8` products in order.
-#[inline(always)]
-fn dot4x8<T: Float>(q: &[T], r: &[T]) -> T {
-    let mut acc = [[T::ZERO; 8]; 4];
-    let chunks = q.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[c % 4][l] += q[8 * c + l] * r[8 * c + l];
-        }
-    }
-    let v: [T; 8] = std::array::from_fn(|l| (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
-    let mut s = ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
-    for d in 8 * chunks..q.len() {
-        s += q[d] * r[d];
-    }
-    s
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// [`super::dots_with_rows`] for f32, in [`super::dot4x8`]'s order.
+    /// Eight rows of eight floats transposed: lane r of result d is `rows[r][d]`.
+    #[inline(always)]
+    unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// [`super::dots_with_rows`] for f32.
     ///
     /// # Safety
     /// AVX2 must be available, and `k` must hold `(out.len() - 1) · ks + q.len()` values.
     #[target_feature(enable = "avx2,avx")]
     pub(super) unsafe fn dots_f32(q: &[f32], k: &[f32], ks: usize, out: &mut [f32]) {
         let depth = q.len();
-        let chunks = depth / 8;
-        let qp = q.as_ptr();
-        // SAFETY (every load below): chunk c of a row reads values 8c..8c+8 < depth of q and
-        // of key row j, which lies inside `k` (the caller's contract).
-        let prod = |r: *const f32, c: usize| unsafe {
-            _mm256_mul_ps(
-                _mm256_loadu_ps(qp.add(8 * c)),
-                _mm256_loadu_ps(r.add(8 * c)),
-            )
-        };
-        for (j, o) in out.iter_mut().enumerate() {
-            let r = unsafe { k.as_ptr().add(j * ks) };
-            let mut a = [_mm256_setzero_ps(); 4];
-            let mut c = 0;
-            while c + 4 <= chunks {
-                a[0] = _mm256_add_ps(a[0], prod(r, c));
-                a[1] = _mm256_add_ps(a[1], prod(r, c + 1));
-                a[2] = _mm256_add_ps(a[2], prod(r, c + 2));
-                a[3] = _mm256_add_ps(a[3], prod(r, c + 3));
-                c += 4;
+        let whole = depth / 8 * 8;
+        let kp = k.as_ptr();
+        let mut quads = out.chunks_exact_mut(8);
+        let mut j0 = 0;
+        for o in &mut quads {
+            let mut acc = _mm256_setzero_ps();
+            for d0 in (0..whole).step_by(8) {
+                // SAFETY: keys j0..j0+8 are rows of `k` (the caller's contract), and
+                // d0 + 8 <= depth.
+                let rows: [__m256; 8] =
+                    std::array::from_fn(|r| unsafe { _mm256_loadu_ps(kp.add((j0 + r) * ks + d0)) });
+                let cols = unsafe { transpose8(rows) };
+                for (d, c) in cols.iter().enumerate() {
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[d0 + d]), *c));
+                }
             }
-            while c < chunks {
-                a[c % 4] = _mm256_add_ps(a[c % 4], prod(r, c));
-                c += 1;
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds eight floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+            for (r, (o, l)) in o.iter_mut().zip(lanes).enumerate() {
+                let row = &k[(j0 + r) * ks..][..depth];
+                let mut s = l;
+                for d in whole..depth {
+                    s += q[d] * row[d];
+                }
+                *o = s;
             }
-            let v = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
-            // [v0+v4, v1+v5, v2+v6, v3+v7], then lanes 0 and 1 plus lanes 2 and 3.
-            let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-            let s1 = _mm_add_ss(s2, _mm_shuffle_ps::<0b01>(s2, s2));
-            let mut s = _mm_cvtss_f32(s1);
-            for d in 8 * chunks..depth {
-                s += q[d] * unsafe { *r.add(d) };
+            j0 += 8;
+        }
+        for (r, o) in quads.into_remainder().iter_mut().enumerate() {
+            let row = &k[(j0 + r) * ks..][..depth];
+            let mut s = 0f32;
+            for d in 0..depth {
+                s += q[d] * row[d];
             }
             *o = s;
         }
