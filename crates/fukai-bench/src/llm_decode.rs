@@ -5,7 +5,7 @@
 //! workload reports itself skipped.
 
 use crate::harness::{fixed, Line};
-use fukai::models::Llama;
+use fukai::models::{Decoding, Llama};
 
 /// Context before the timed steps, about bench/llm_prompt.txt's length.
 const CONTEXT: usize = 256;
@@ -33,20 +33,14 @@ pub fn run(threads: usize, reps: usize, model: Option<&str>) -> fukai::Result<()
         .collect();
     let mut prefilled = llm.new_caches();
     llm.step(&prompt, &mut prefilled)?;
+    let greedy = Decoding::greedy(STEPS).sampling;
     let mut err = None;
     let mut sample = || {
         let mut caches = prefilled.clone();
         let mut next = 1000u32;
         for _ in 0..STEPS {
             match llm.step(&[next], &mut caches) {
-                Ok(logits) => {
-                    let best = logits
-                        .iter()
-                        .enumerate()
-                        .max_by(|a, b| a.1.total_cmp(b.1))
-                        .map_or(0, |(i, _)| i);
-                    next = best as u32;
-                }
+                Ok(logits) => next = greedy.pick(&logits, 0.0) as u32,
                 Err(e) => err = Some(e),
             }
         }

@@ -50,18 +50,7 @@ pub fn for_each_chunk_mut<T: Send>(
     chunk: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    let chunk = chunk.max(1);
-    #[cfg(feature = "threads")]
-    if data.len() > chunk && data.len() >= MIN_PAR_ELEMS && num_threads() > 1 {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-        return;
-    }
-    data.chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(i, c)| f(i, c));
+    for_each_chunk_mut_if(data.len() >= MIN_PAR_ELEMS, data, chunk, f);
 }
 
 /// [`for_each_chunk_mut`] with the caller deciding whether the work is worth spreading

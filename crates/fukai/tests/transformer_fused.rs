@@ -6,6 +6,15 @@ use fukai::ops::{attention, AttnInput, AttnOptions};
 use fukai::testing::{gradcheck, max_abs_diff, output_and_grads, randn64};
 use fukai::{DType, Result, Tensor};
 
+/// The f32 values' bit patterns, for comparisons that must be exact.
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     max_abs_diff(a, b).unwrap()
 }
@@ -433,7 +442,7 @@ fn a_decode_step_scores_the_bits_of_a_full_pass() {
     // One query row (a decode step: its keys are read in place, not transposed) against the
     // same keys and values as the last row of a full causal pass, f32, grouped heads, head
     // widths with and without a ragged tail and key counts with and without one: the same bits.
-    for (s, hd) in [(37, 64), (16, 20), (5, 8)] {
+    for (s, hd) in [(77, 64), (37, 64), (16, 20), (5, 8)] {
         let (h, hkv) = (6, 2);
         fukai::manual_seed(40 + s as u64);
         let q = Tensor::randn(&[1, s, h * hd], DType::F32).unwrap();
@@ -453,8 +462,109 @@ fn a_decode_step_scores_the_bits_of_a_full_pass() {
         };
         let full = run(&q).narrow(1, s - 1, 1).unwrap();
         let step = run(&q.narrow(1, s - 1, 1).unwrap().contiguous().unwrap());
-        let (a, b) = (full.to_vec::<f32>().unwrap(), step.to_vec::<f32>().unwrap());
-        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&a), bits(&b), "s {s}, head width {hd}");
+        assert_eq!(bits(&full), bits(&step), "s {s}, head width {hd}");
     }
+}
+
+#[test]
+fn f16_keys_and_values_give_the_bits_of_their_f32_values() {
+    // Keys and values from an f16 cache beside f32 queries: the products are computed in f32 on
+    // the widened values, so a full pass and a decode step give the bits of the same attention
+    // over f32 copies of those values. Key counts cover the kernels' 32- and 8-key blocks and
+    // ragged tails; head widths their 64-, 8- and single-column pieces.
+    for (s, hd) in [(77, 64), (37, 72), (16, 20), (5, 8)] {
+        let (h, hkv) = (6, 2);
+        fukai::manual_seed(60 + s as u64);
+        let q = Tensor::randn(&[2, s, h * hd], DType::F32).unwrap();
+        let k16 = Tensor::randn(&[2, s, hkv * hd], DType::F32)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let v16 = Tensor::randn(&[2, s, hkv * hd], DType::F32)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
+        let (k32, v32) = (
+            k16.to_dtype(DType::F32).unwrap(),
+            v16.to_dtype(DType::F32).unwrap(),
+        );
+        let mut o = AttnOptions::new(h, hd);
+        o.kv_heads = hkv;
+        o.causal = true;
+        let run = |q: &Tensor, k: &Tensor, v: &Tensor| {
+            attention(
+                AttnInput { src: q, col: 0 },
+                AttnInput { src: k, col: 0 },
+                AttnInput { src: v, col: 0 },
+                &o,
+            )
+            .unwrap()
+        };
+        let step = q.narrow(1, s - 1, 1).unwrap().contiguous().unwrap();
+        for (what, q) in [("full pass", &q), ("decode step", &step)] {
+            let (a, b) = (run(q, &k32, &v32), run(q, &k16, &v16));
+            assert_eq!(b.dtype(), DType::F32);
+            assert_eq!(bits(&a), bits(&b), "{what}: s {s}, head width {hd}");
+        }
+    }
+    // Inference only: a query that wants a gradient is refused, naming why.
+    let q = Tensor::randn(&[1, 2, 8], DType::F32).unwrap();
+    q.set_requires_grad(true).unwrap();
+    let kv = Tensor::randn(&[1, 2, 8], DType::F32)
+        .unwrap()
+        .to_dtype(DType::F16)
+        .unwrap();
+    let err = attention(
+        AttnInput { src: &q, col: 0 },
+        AttnInput { src: &kv, col: 0 },
+        AttnInput { src: &kv, col: 0 },
+        &AttnOptions::new(2, 4),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("f16 keys and values are for inference"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_f16_cache_decodes_as_a_full_pass_through_it() {
+    fukai::manual_seed(4);
+    let mha = MultiHeadAttention::new(16, 4, 2, true)
+        .unwrap()
+        .with_rope(32, 10000.0)
+        .unwrap();
+    let x = Tensor::randn(&[2, 6, 16], DType::F32).unwrap();
+    let _g = fukai::no_grad();
+    let mut whole = KvCache::with_dtype(DType::F16);
+    let full = mha
+        .attend(&x, None, &Mask::causal(), Some(&mut whole))
+        .unwrap();
+    let mut cache = KvCache::with_dtype(DType::F16);
+    let parts: Vec<Tensor> = [(0, 3), (3, 1), (4, 1), (5, 1)]
+        .iter()
+        .map(|&(t, n)| {
+            mha.attend(
+                &x.narrow(1, t, n).unwrap(),
+                None,
+                &Mask::causal(),
+                Some(&mut cache),
+            )
+            .unwrap()
+        })
+        .collect();
+    let inc = Tensor::cat(&parts, 1).unwrap();
+    // The projections of 6, 3 and 1 rows may round differently (as with an f32 cache); the
+    // attention over the cache gives the same bits either way (the test above).
+    assert!(max_diff(&full, &inc) < 1e-5, "{}", max_diff(&full, &inc));
+    // Near the f32 cache's answer: f16 keeps 11 significant bits.
+    let f32_full = mha.attend(&x, None, &Mask::causal(), None).unwrap();
+    assert!(
+        max_diff(&full, &f32_full) < 1e-2,
+        "{}",
+        max_diff(&full, &f32_full)
+    );
+    cache.clear();
+    assert!(cache.is_empty());
 }

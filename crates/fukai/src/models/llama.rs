@@ -348,6 +348,8 @@ pub struct Llama {
     cfg: LlamaConfig,
     /// A LoRA adapter applied on top of the (frozen) weights.
     pub(super) lora: Option<super::lora::LoraAdapter>,
+    /// What [`Llama::new_caches`] store keys and values as.
+    kv_dtype: DType,
 }
 
 /// Takes the named tensors out of the map, checking each one's shape.
@@ -460,6 +462,7 @@ impl Llama {
             lm_head,
             cfg,
             lora: None,
+            kv_dtype: DType::F32,
         })
     }
 
@@ -516,9 +519,28 @@ impl Llama {
         &self.cfg
     }
 
-    /// Fresh key/value caches, one per layer.
+    /// Fresh key/value caches, one per layer, storing [`Llama::kv_dtype`].
     pub fn new_caches(&self) -> Vec<KvCache> {
-        vec![KvCache::new(); self.blocks.len()]
+        vec![KvCache::with_dtype(self.kv_dtype); self.blocks.len()]
+    }
+
+    /// What the caches store keys and values as: f32 for a model built from f32 tensors, f16
+    /// for one read from GGUF blocks (llama.cpp's default: half the memory a decode step
+    /// reads; attention computes in f32 on the widened values).
+    pub fn kv_dtype(&self) -> DType {
+        self.kv_dtype
+    }
+
+    /// Sets [`Llama::kv_dtype`] for caches made from now on: f32 or f16.
+    pub fn set_kv_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::F16) {
+            bail!(
+                "llama",
+                "the key/value cache must be f32 or f16, found {dtype}"
+            );
+        }
+        self.kv_dtype = dtype;
+        Ok(())
     }
 
     /// Final hidden states `[B, T, hidden]` for ids `[B, T]` (i64); with `caches` the ids

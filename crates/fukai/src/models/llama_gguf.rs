@@ -23,7 +23,7 @@ use crate::bail;
 use crate::error::{Error, Result};
 use crate::io::GgufFile;
 use crate::quant::QMatrix;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::text::{ChatTemplate, GgufTokenizer, GgufVocab};
 use std::collections::HashMap;
 
@@ -166,7 +166,8 @@ impl Llama {
     /// The model a GGUF file holds. Weights in a quantized block format stay in it, shared
     /// with the file's memory map, and the projections multiply on the blocks (as llama.cpp);
     /// any other use of them (training through them, a LoRA merge) reads their f32 values.
-    /// A tensor this layout does not know is an error naming it.
+    /// A tensor this layout does not know is an error naming it. Its caches keep keys and
+    /// values in f16, as llama.cpp's do ([`Llama::set_kv_dtype`] changes that).
     pub fn from_gguf(file: &GgufFile) -> Result<Llama> {
         Llama::load_gguf(file, true)
     }
@@ -201,8 +202,12 @@ impl Llama {
             };
             tensors.insert(name, w);
         }
-        Llama::from_tensors(cfg, tensors)
-            .map_err(|e| format_err(file, format!("building the model: {e}")))
+        let mut model = Llama::from_tensors(cfg, tensors)
+            .map_err(|e| format_err(file, format!("building the model: {e}")))?;
+        if keep_blocks {
+            model.set_kv_dtype(DType::F16)?;
+        }
+        Ok(model)
     }
 }
 

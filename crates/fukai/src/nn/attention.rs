@@ -79,6 +79,8 @@ pub struct KvCache {
     /// each new position in place instead of copying the whole cache every step. Positions are
     /// written once, so views handed out earlier never change.
     room: Option<(Tensor, Tensor)>,
+    /// What positions are stored as when no gradient is tracked (`None`: as they come).
+    dtype: Option<DType>,
 }
 
 impl Clone for KvCache {
@@ -89,6 +91,7 @@ impl Clone for KvCache {
             k: self.k.clone(),
             v: self.v.clone(),
             room: None,
+            dtype: self.dtype,
         }
     }
 }
@@ -97,6 +100,28 @@ impl KvCache {
     /// An empty cache.
     pub fn new() -> Self {
         KvCache::default()
+    }
+    /// An empty cache that stores keys and values as `dtype` when no gradient is tracked:
+    /// `DType::F16` halves the memory a decode step reads (llama.cpp's default), and attention
+    /// computes in f32 on the exactly widened values. Training through the cache keeps the
+    /// values' own dtype.
+    ///
+    /// ```
+    /// use fukai::nn::{KvCache, Mask, MultiHeadAttention};
+    /// use fukai::{DType, Tensor};
+    /// let attn = MultiHeadAttention::new(8, 2, 1, true)?;
+    /// let x = Tensor::randn(&[1, 3, 8], DType::F32)?;
+    /// let _g = fukai::no_grad();
+    /// let mut cache = KvCache::with_dtype(DType::F16);
+    /// let y = attn.attend(&x, None, &Mask::causal(), Some(&mut cache))?;
+    /// assert_eq!((y.dtype(), cache.len()), (DType::F32, 3));
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
+    pub fn with_dtype(dtype: DType) -> Self {
+        KvCache {
+            dtype: Some(dtype),
+            ..KvCache::default()
+        }
     }
     /// Positions cached.
     pub fn len(&self) -> usize {
@@ -108,7 +133,10 @@ impl KvCache {
     }
     /// Forgets every cached position.
     pub fn clear(&mut self) {
-        *self = KvCache::default();
+        *self = KvCache {
+            dtype: self.dtype,
+            ..KvCache::default()
+        };
     }
     /// Keeps the first `len` positions (all of them if fewer are cached): a conversation that
     /// is rewritten after some point is fed again from there.
@@ -134,8 +162,8 @@ impl KvCache {
             // Training through the cache: the gradient needs the op, so concatenate.
             let (k, v) = match (&self.k, &self.v) {
                 (Some(ck), Some(cv)) => (
-                    Tensor::cat(&[ck.clone(), k], 1)?,
-                    Tensor::cat(&[cv.clone(), v], 1)?,
+                    Tensor::cat(&[ck.to_dtype(k.dtype())?, k], 1)?,
+                    Tensor::cat(&[cv.to_dtype(v.dtype())?, v], 1)?,
                 ),
                 _ => (k.contiguous()?, v.contiguous()?),
             };
@@ -144,6 +172,10 @@ impl KvCache {
             self.room = None;
             return Ok((k, v));
         }
+        let (k, v) = match self.dtype {
+            Some(d) => (k.to_dtype(d)?, v.to_dtype(d)?),
+            None => (k, v),
+        };
         let (len, t) = (self.len(), k.shape()[1]);
         let fits = |b: &Tensor, x: &Tensor| {
             b.shape()[1] >= len + t
@@ -163,7 +195,7 @@ impl KvCache {
                     shape[1] = cap;
                     let b = Tensor::zeros(&shape, x.dtype())?.to(x.device())?;
                     if let Some(old) = old {
-                        b.narrow(1, 0, len)?.copy_from(old)?;
+                        b.narrow(1, 0, len)?.copy_from(&old.to_dtype(x.dtype())?)?;
                     }
                     Ok(b)
                 };

@@ -5,9 +5,7 @@
 //! transposes, no mask tensors and no separate softmax buffers. Backward writes every source's
 //! gradient into one buffer per distinct source.
 
-use super::attention_kernel::{
-    add_weighted_rows, dots_with_rows, dots_with_rows_available, rows_times_cols, whole_blocks, Mat,
-};
+use super::attention_kernel::{add_weighted_rows, rows_times_cols, whole_blocks, KvElem, Mat};
 use super::float::{with_contig, wrap, Float};
 use super::lanes::lane_dot;
 use super::matmul::SendPtr as Ptr;
@@ -243,32 +241,46 @@ unsafe fn add_rows<T: Float>(dst: Ptr<T>, at: usize, stride: usize, src: &[T], h
     }
 }
 
-/// Forward, one task per (batch, key/value head) with its operands in L1 (see attention_kernel):
+/// Forward, one task per (batch, key/value head) (per query head when decoding), operands in L1 (see attention_kernel):
 /// scores against the transposed keys, the masked softmax, the probabilities times the values.
 /// Rows of a causal head stop at their last visible key (rounded up to a register block).
-fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<T>) {
+fn forward<T: Float, E: KvElem<T>>(
+    geo: &Geo,
+    (q_src, k_src, v_src): (&[T], &[E], &[E]),
+    masks: &Masks,
+) -> (Vec<T>, Vec<T>) {
     let mut out = vec![T::ZERO; geo.b * geo.tq * geo.h * geo.hd];
     let mut probs = vec![T::ZERO; geo.b * geo.h * geo.tq * geo.s];
     let (po, pp) = (Ptr(out.as_mut_ptr()), Ptr(probs.as_mut_ptr()));
     let group = geo.h / geo.hkv;
     let (hd, s) = (geo.hd, geo.s);
     let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
-    // One task per (batch, key/value head): its keys are transposed once for every query head
-    // of its group.
-    tasks(geo.b * geo.hkv, work, |t| {
-        let (b, g) = (t / geo.hkv, t % geo.hkv);
-        let k = &srcs[1][geo.kv_at(1, b, g)..];
-        // Transposed keys pay off over many query rows; a decode step reads the rows directly.
-        let direct = geo.tq * group <= DIRECT_ROWS && dots_with_rows_available::<T>();
-        let kt = if direct {
-            Vec::new()
+    // Transposed keys pay off over many query rows; a decode step reads the rows directly.
+    let direct = geo.tq * group <= DIRECT_ROWS && E::direct_available();
+    // One task per (batch, key/value head), its keys transposed once for every query head of
+    // its group; read directly, the heads share nothing, and one task per query head spreads
+    // better (SmolLM2's 3 groups left one of two threads idle a third of the time).
+    let per = if direct { 1 } else { group };
+    let tasks_per_b = geo.h / per;
+    tasks(geo.b * tasks_per_b, work, |t| {
+        let (b, h0) = (t / tasks_per_b, t % tasks_per_b * per);
+        let g = h0 / group;
+        let k = &k_src[geo.kv_at(1, b, g)..];
+        let v = &v_src[geo.kv_at(2, b, g)..];
+        // A full pass reads its keys transposed and its values as `T` (widened once, when the
+        // cache holds f16).
+        let (kt, vt) = if direct {
+            (Vec::new(), None)
         } else {
-            transpose_head(k, geo.w[1], s, hd)
+            let (kr, ks) = E::as_rows(k, geo.w[1], s, hd);
+            (
+                transpose_head(&kr, ks, s, hd),
+                Some(E::as_rows(v, geo.w[2], s, hd)),
+            )
         };
-        let v = &srcs[2][geo.kv_at(2, b, g)..];
-        for h in g * group..(g + 1) * group {
-            let q = &srcs[0][geo.q_at(b, h)..];
-            // SAFETY: task (b, g) alone writes the probs blocks (b, h) of its heads.
+        for h in h0..h0 + per {
+            let q = &q_src[geo.q_at(b, h)..];
+            // SAFETY: task t alone writes the probs blocks (b, h) of its heads.
             let probs = unsafe {
                 std::slice::from_raw_parts_mut(pp.get().add(geo.probs_at(b, h)), geo.tq * s)
             };
@@ -280,7 +292,7 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
                         for i in 0..geo.tq {
                             let qi = &q[i * geo.w[0]..];
                             let n = geo.visible(i);
-                            dots_with_rows(&qi[..hd], k, geo.w[1], &mut probs[i * s..][..n]);
+                            E::dots(&qi[..hd], k, geo.w[1], &mut probs[i * s..][..n]);
                         }
                     } else {
                         row_blocks(
@@ -300,23 +312,31 @@ fn forward<T: Float>(geo: &Geo, srcs: [&[T]; 3], masks: &Masks) -> (Vec<T>, Vec<
                         geo.tq,
                         #[inline(always)]
                         |i0, rb| {
-                            let p = Mat::new(&probs[i0 * s..], s, 1);
                             let len = geo.visible(i0 + rb - 1);
-                            add_weighted_rows(
-                                p,
-                                rb,
-                                (0, len),
-                                v,
-                                geo.w[2],
-                                hd,
-                                &mut o[i0 * hd..],
-                                hd,
-                            );
+                            if let Some((vr, vs)) = &vt {
+                                let p = Mat::new(&probs[i0 * s..], s, 1);
+                                add_weighted_rows(
+                                    p,
+                                    rb,
+                                    (0, len),
+                                    vr,
+                                    *vs,
+                                    hd,
+                                    &mut o[i0 * hd..],
+                                    hd,
+                                );
+                            } else {
+                                // Row by row, the same sums as a block of rows.
+                                for i in i0..i0 + rb {
+                                    let (p, oi) = (&probs[i * s..], &mut o[i * hd..][..hd]);
+                                    E::weighted_row(p, (0, len), v, geo.w[2], oi);
+                                }
+                            }
                         },
                     );
                 },
             );
-            // SAFETY: task (b, g) alone writes the output columns of its heads h in batch b.
+            // SAFETY: task t alone writes the output columns of its heads h in batch b.
             unsafe { add_rows(po, geo.out_at(b, h), geo.h * hd, &o, hd) };
         }
     });
@@ -436,11 +456,24 @@ fn backward<T: Float>(geo: &Geo, srcs: [&[T]; 3], probs: &[T], gout: &[T], grads
 
 fn check_inputs(q: &AttnInput, k: &AttnInput, v: &AttnInput, o: &AttnOptions) -> Result<Geo> {
     const OP: &str = "attention";
+    // Keys and values may also be an f16 cache beside f32 queries (inference on the CPU).
+    let f16_kv = q.src.dtype() == DType::F32
+        && k.src.dtype() == DType::F16
+        && v.src.dtype() == DType::F16
+        && !crate::tensor::on_gpu(&[q.src]);
     for (name, x) in [("q", q), ("k", k), ("v", v)] {
-        super::float::check_float_on(OP, x.src)?;
         crate::tensor::check_same_device(OP, x.src, q.src)?;
+        if f16_kv && name != "q" {
+            continue;
+        }
+        super::float::check_float_on(OP, x.src)?;
         if x.src.dtype() != q.src.dtype() {
-            bail!(OP, "{name} is {}, q is {}", x.src.dtype(), q.src.dtype());
+            bail!(
+                OP,
+                "{name} is {}, q is {} (keys and values may be f16 beside f32 queries)",
+                x.src.dtype(),
+                q.src.dtype()
+            );
         }
         if x.src.rank() != 3 {
             bail!(
@@ -612,6 +645,40 @@ fn composite(
         .reshape(&[geo.b, geo.tq, geo.h * geo.hd])
 }
 
+/// [`attention`] of f32 queries over f16 keys and values (a [`crate::nn::KvCache`] kept in
+/// f16): the products in f32 on the exactly widened values. Inference only: no gradient flows
+/// to the queries.
+fn attend_f16_cache(
+    geo: &Geo,
+    q: &AttnInput,
+    k: &AttnInput,
+    v: &AttnInput,
+    masks: &Masks,
+) -> Result<Tensor> {
+    if crate::autograd::is_grad_enabled() && q.src.requires_grad() {
+        bail!(
+            "attention",
+            "f16 keys and values are for inference: q requires a gradient (keep the cache in f32 to train through it)"
+        );
+    }
+    let (qc, kc, vc) = (
+        q.src.contiguous()?,
+        k.src.contiguous()?,
+        v.src.contiguous()?,
+    );
+    let (qv, kv, vv) = (
+        qc.storage().read(),
+        kc.storage().read(),
+        vc.storage().read(),
+    );
+    let at = |t: &Tensor| t.layout().contiguous_range().expect("contiguous");
+    let qs = &f32::slice(&qv).expect("checked dtype")[at(&qc)];
+    let ks = &half::f16::slice(&kv).expect("checked dtype")[at(&kc)];
+    let vs = &half::f16::slice(&vv).expect("checked dtype")[at(&vc)];
+    let (out, _) = forward::<f32, half::f16>(geo, (qs, ks, vs), masks);
+    Tensor::from_vec(out, &[geo.b, geo.tq, geo.h * geo.hd])
+}
+
 /// Multi-head attention `softmax(scale · Q Kᵀ + masks) V`, fused (see the module docs). Returns
 /// `[B, Tq, H·head_dim]` with head `h` in columns `h·head_dim..`. Differentiable in q, k and v;
 /// a row whose keys are all masked gives zeros.
@@ -622,6 +689,9 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
     }
     q.src.cpu_only("attention")?;
     let masks = read_masks(&geo, opts)?;
+    if k.src.dtype() == DType::F16 {
+        return attend_f16_cache(&geo, &q, &k, &v, &masks);
+    }
     // Distinct sources (by identity), and which one each of q, k, v reads.
     let mut srcs: Vec<Tensor> = Vec::with_capacity(3);
     let mut which = [0usize; 3];
@@ -642,7 +712,7 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
             .zip(&guards)
             .map(|(s, g)| &T::slice(g).expect("checked dtype")[s.layout().contiguous_range().expect("contiguous")])
             .collect();
-        let (out, probs) = forward::<T>(&geo, [slices[which[0]], slices[which[1]], slices[which[2]]], &masks);
+        let (out, probs) = forward::<T, T>(&geo, (slices[which[0]], slices[which[1]], slices[which[2]]), &masks);
         let (s, l) = wrap(out, &out_shape);
         (s, l, Arc::new(Storage::new(T::wrap(probs))))
     });

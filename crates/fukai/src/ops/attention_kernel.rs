@@ -6,6 +6,7 @@
 //! the keys past the causal limit as well.
 
 use super::float::Float;
+use std::borrow::Cow;
 
 /// Lanes per column block.
 pub(crate) const W: usize = 16;
@@ -137,44 +138,261 @@ mod x86 {
     /// AVX2 must be available, and `k` must hold `(out.len() - 1) · ks + q.len()` values.
     #[target_feature(enable = "avx2,avx")]
     pub(super) unsafe fn dots_f32(q: &[f32], k: &[f32], ks: usize, out: &mut [f32]) {
+        // SAFETY: `dots` loads only eight values inside `k` (its contract).
+        let load = |p: *const f32| unsafe { _mm256_loadu_ps(p) };
+        // SAFETY: the caller's contract.
+        unsafe { dots(q, k, ks, out, load, |x| x) }
+    }
+
+    /// [`super::dots_with_rows`] for f16 keys (as bits).
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available, and `k` must hold `(out.len() - 1) · ks + q.len()`
+    /// values.
+    #[target_feature(enable = "avx2,avx,f16c")]
+    pub(super) unsafe fn dots_f16(q: &[f32], k: &[u16], ks: usize, out: &mut [f32]) {
+        // SAFETY: `dots` loads only eight values inside `k` (its contract).
+        let load = |p: *const u16| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) };
+        // SAFETY: the caller's contract.
+        unsafe { dots(q, k, ks, out, load, widen) }
+    }
+
+    fn widen(x: u16) -> f32 {
+        half::f16::from_bits(x).to_f32()
+    }
+
+    /// The scores of [`super::dots_with_rows`] with keys of type `E`: `load` widens eight
+    /// values at a pointer, `one` a single value.
+    ///
+    /// # Safety
+    /// `k` must hold `(out.len() - 1) · ks + q.len()` values and `load` must be sound on
+    /// eight values inside it.
+    #[inline(always)]
+    unsafe fn dots<E: Copy>(
+        q: &[f32],
+        k: &[E],
+        ks: usize,
+        out: &mut [f32],
+        load: impl Fn(*const E) -> __m256,
+        one: impl Fn(E) -> f32,
+    ) {
         let depth = q.len();
-        let whole = depth / 8 * 8;
-        let kp = k.as_ptr();
-        let mut quads = out.chunks_exact_mut(8);
         let mut j0 = 0;
-        for o in &mut quads {
-            let mut acc = _mm256_setzero_ps();
-            for d0 in (0..whole).step_by(8) {
-                // SAFETY: keys j0..j0+8 are rows of `k` (the caller's contract), and
-                // d0 + 8 <= depth.
-                let rows: [__m256; 8] =
-                    std::array::from_fn(|r| unsafe { _mm256_loadu_ps(kp.add((j0 + r) * ks + d0)) });
-                let cols = unsafe { transpose8(rows) };
-                for (d, c) in cols.iter().enumerate() {
-                    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(q[d0 + d]), *c));
-                }
-            }
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds eight floats.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-            for (r, (o, l)) in o.iter_mut().zip(lanes).enumerate() {
-                let row = &k[(j0 + r) * ks..][..depth];
-                let mut s = l;
-                for d in whole..depth {
-                    s += q[d] * row[d];
-                }
-                *o = s;
-            }
+        // Four independent sums at a time: each key's sum is a chain of dependent adds (its
+        // order fixed by the full pass), so one octet at a time waited on the add latency.
+        while j0 + 32 <= out.len() {
+            // SAFETY: the caller's contract, for keys j0..j0+32.
+            unsafe { octets::<E, 4>(q, k, ks, j0, &mut out[j0..j0 + 32], &load, &one) };
+            j0 += 32;
+        }
+        while j0 + 8 <= out.len() {
+            // SAFETY: as above, for keys j0..j0+8.
+            unsafe { octets::<E, 1>(q, k, ks, j0, &mut out[j0..j0 + 8], &load, &one) };
             j0 += 8;
         }
-        for (r, o) in quads.into_remainder().iter_mut().enumerate() {
+        for (r, o) in out[j0..].iter_mut().enumerate() {
             let row = &k[(j0 + r) * ks..][..depth];
             let mut s = 0f32;
             for d in 0..depth {
-                s += q[d] * row[d];
+                s += q[d] * one(row[d]);
             }
             *o = s;
         }
+    }
+
+    /// The scores of keys `j0..j0 + 8·N` into `out` (8·N values): `N` octets of keys, each
+    /// transposed eight columns at a time in registers and summed over `d` in order.
+    ///
+    /// # Safety
+    /// As [`dots`], for these keys.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn octets<E: Copy, const N: usize>(
+        q: &[f32],
+        k: &[E],
+        ks: usize,
+        j0: usize,
+        out: &mut [f32],
+        load: &impl Fn(*const E) -> __m256,
+        one: &impl Fn(E) -> f32,
+    ) {
+        let depth = q.len();
+        let whole = depth / 8 * 8;
+        let kp = k.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); N];
+        for d0 in (0..whole).step_by(8) {
+            for (o, acc) in acc.iter_mut().enumerate() {
+                let j = j0 + 8 * o;
+                // SAFETY: keys j..j+8 are rows of `k` (the caller's contract), and
+                // d0 + 8 <= depth.
+                let rows: [__m256; 8] =
+                    std::array::from_fn(|r| load(unsafe { kp.add((j + r) * ks + d0) }));
+                let cols = unsafe { transpose8(rows) };
+                for (d, c) in cols.iter().enumerate() {
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(_mm256_set1_ps(q[d0 + d]), *c));
+                }
+            }
+        }
+        for (o, acc) in acc.iter().enumerate() {
+            let mut lanes = [0f32; 8];
+            // SAFETY: `lanes` holds eight floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *acc) };
+            for (r, l) in lanes.into_iter().enumerate() {
+                let row = &k[(j0 + 8 * o + r) * ks..][..depth];
+                let mut s = l;
+                for d in whole..depth {
+                    s += q[d] * one(row[d]);
+                }
+                out[8 * o + r] = s;
+            }
+        }
+    }
+
+    /// `out[c] += Σ_j p[j] · v[j][c]` for `j` in `j0..j1` in order, `c < out.len()`, f16 values
+    /// (as bits, row `j` at `v[j·vs..]`): one row of [`super::add_weighted_rows`], the same
+    /// sums in the same order on the widened values.
+    ///
+    /// # Safety
+    /// AVX2 and F16C must be available; `p` must hold `j1` weights and `v` rows `0..j1` of
+    /// `out.len()` values.
+    #[target_feature(enable = "avx2,avx,f16c")]
+    pub(super) unsafe fn weighted_row_f16(
+        p: &[f32],
+        (j0, j1): (usize, usize),
+        v: &[u16],
+        vs: usize,
+        out: &mut [f32],
+    ) {
+        let width = out.len();
+        let vp = v.as_ptr();
+        let op = out.as_mut_ptr();
+        // SAFETY: called only at eight columns inside a row of `v` (the contract).
+        let load = |at: usize| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(vp.add(at).cast())) };
+        let mut c0 = 0;
+        // Eight registers of eight columns, then one register, then single columns.
+        while c0 + 64 <= width {
+            // SAFETY: columns c0..c0+64 are in `out`, and in every row of `v` (the contract).
+            let mut acc: [__m256; 8] =
+                std::array::from_fn(|i| unsafe { _mm256_loadu_ps(op.add(c0 + 8 * i)) });
+            for (j, &pj) in (j0..).zip(&p[j0..j1]) {
+                let w = _mm256_set1_ps(pj);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(w, load(j * vs + c0 + 8 * i)));
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_ps(op.add(c0 + 8 * i), *a) };
+            }
+            c0 += 64;
+        }
+        while c0 + 8 <= width {
+            // SAFETY: as above, for columns c0..c0+8.
+            let mut a = unsafe { _mm256_loadu_ps(op.add(c0)) };
+            for (j, &pj) in (j0..).zip(&p[j0..j1]) {
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), load(j * vs + c0)));
+            }
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_ps(op.add(c0), a) };
+            c0 += 8;
+        }
+        for c in c0..width {
+            let mut a = out[c];
+            for j in j0..j1 {
+                a += p[j] * widen(v[j * vs + c]);
+            }
+            out[c] = a;
+        }
+    }
+}
+
+/// Element types of keys and values besides the computing float `T`: an f16 cache (as
+/// llama.cpp keeps it) halves the memory a decode step reads, and widens exactly to f32.
+pub(crate) trait KvElem<T: Float>: Copy + Send + Sync + 'static {
+    /// Whether the direct kernels ([`KvElem::dots`], [`KvElem::weighted_row`]) run on this CPU.
+    fn direct_available() -> bool;
+    /// [`dots_with_rows`] with keys of this type.
+    fn dots(q: &[T], k: &[Self], ks: usize, out: &mut [T]);
+    /// One row of [`add_weighted_rows`] (`out.len()` columns) with values of this type.
+    fn weighted_row(p: &[T], js: (usize, usize), v: &[Self], vs: usize, out: &mut [T]);
+    /// `rows` rows of `width` values (row `j` at `src[j·stride..]`) as `T`, with their row
+    /// stride: borrowed when they are `T` already, else widened into `[rows][width]`.
+    fn as_rows(src: &[Self], stride: usize, rows: usize, width: usize) -> (Cow<'_, [T]>, usize);
+}
+
+impl<T: Float> KvElem<T> for T {
+    fn direct_available() -> bool {
+        dots_with_rows_available::<T>()
+    }
+    #[inline(always)]
+    fn dots(q: &[T], k: &[T], ks: usize, out: &mut [T]) {
+        dots_with_rows(q, k, ks, out);
+    }
+    #[inline(always)]
+    fn weighted_row(p: &[T], js: (usize, usize), v: &[T], vs: usize, out: &mut [T]) {
+        let width = out.len();
+        add_weighted_rows(Mat::new(p, 0, 1), 1, js, v, vs, width, out, width);
+    }
+    fn as_rows(src: &[T], stride: usize, _: usize, _: usize) -> (Cow<'_, [T]>, usize) {
+        (Cow::Borrowed(src), stride)
+    }
+}
+
+impl KvElem<f32> for half::f16 {
+    fn direct_available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("f16c")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+    fn dots(q: &[f32], k: &[half::f16], ks: usize, out: &mut [f32]) {
+        let depth = q.len();
+        if out.is_empty() {
+            return;
+        }
+        assert!(
+            Self::direct_available() && k.len() >= (out.len() - 1) * ks + depth,
+            "attention: direct f16 scores without AVX2 and F16C, or key rows past the end"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: f16 is a u16 in memory; the CPU features and the rows' extent are asserted.
+        unsafe {
+            let k = std::slice::from_raw_parts(k.as_ptr().cast::<u16>(), k.len());
+            x86::dots_f16(q, k, ks, out);
+        }
+    }
+    fn weighted_row(p: &[f32], js: (usize, usize), v: &[half::f16], vs: usize, out: &mut [f32]) {
+        if js.0 >= js.1 {
+            return;
+        }
+        assert!(
+            Self::direct_available() && p.len() >= js.1 && v.len() >= (js.1 - 1) * vs + out.len(),
+            "attention: direct f16 values without AVX2 and F16C, or rows past the end"
+        );
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dots`.
+        unsafe {
+            let v = std::slice::from_raw_parts(v.as_ptr().cast::<u16>(), v.len());
+            x86::weighted_row_f16(p, js, v, vs, out);
+        }
+    }
+    fn as_rows(
+        src: &[half::f16],
+        stride: usize,
+        rows: usize,
+        width: usize,
+    ) -> (Cow<'_, [f32]>, usize) {
+        use half::slice::HalfFloatSliceExt;
+        let mut out = vec![0f32; rows * width];
+        for (j, o) in out.chunks_exact_mut(width.max(1)).enumerate() {
+            src[j * stride..][..width].convert_to_f32_slice(o);
+        }
+        (Cow::Owned(out), width)
     }
 }
 

@@ -211,6 +211,13 @@ fn scaled_min4<D: IntDot>(w4: &[u8], size: usize, x4: X32, s: [i32; 4]) -> D::F4
     D::f4_add(scaled4::<D>(w4, size, x4.d, s), m)
 }
 
+/// [`scaled_min4`] for one block: `d · xd · s + m · xd · xs`.
+#[inline(always)]
+fn scaled_min1<D: IntDot>(wb: &[u8], xb: &Q8x32, s: i32) -> f32 {
+    let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
+    d * xb.d * s as f32 + m * xb.d * xb.sum as f32
+}
+
 /// `s − offset · Σx` for a group's four blocks: the types whose stored values are offset by
 /// `offset`.
 #[inline(always)]
@@ -250,10 +257,7 @@ pub(crate) fn q4_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |w4, x4, s| scaled_min4::<D>(w4, 20, x4, s),
         #[inline(always)]
-        |wb, xb, s| {
-            let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
-            d * xb.d * s as f32 + m * xb.d * xb.sum as f32
-        },
+        |wb, xb, s| scaled_min1::<D>(wb, xb, s),
     )
 }
 
@@ -283,10 +287,7 @@ pub(crate) fn q5_1<D: IntDot>(w: &[u8], x: X32) -> f32 {
         #[inline(always)]
         |w4, x4, s| scaled_min4::<D>(w4, 24, x4, s),
         #[inline(always)]
-        |wb, xb, s| {
-            let (d, m) = (D::f16(wb, 0), D::f16(wb, 2));
-            d * xb.d * s as f32 + m * xb.d * xb.sum as f32
-        },
+        |wb, xb, s| scaled_min1::<D>(wb, xb, s),
     )
 }
 
