@@ -99,6 +99,25 @@ fn trained(targets: &[LoraTarget], seed: u64, steps: usize) -> Llama {
 }
 
 #[test]
+fn an_adapted_model_decodes_through_an_f16_cache() {
+    // The adapter's parameters want gradients, but decoding records none: keys and values go
+    // into the f16 cache even when only the queries are adapted.
+    let mut model = trained(&[LoraTarget::QProj], 7, 3);
+    let run = |model: &Llama| {
+        let mut caches = model.new_caches();
+        let mut out = model.step(&[3, 17, 250], &mut caches).unwrap();
+        out.extend(model.step(&[9], &mut caches).unwrap());
+        Tensor::from_vec(out, &[2, config().vocab]).unwrap()
+    };
+    let f32_cache = run(&model);
+    model.set_kv_dtype(DType::F16).unwrap();
+    let f16_cache = run(&model);
+    let d = max_abs_diff(&f32_cache, &f16_cache).unwrap();
+    assert!(d < 1e-2, "{d}");
+    assert!(model.set_kv_dtype(DType::I64).is_err());
+}
+
+#[test]
 fn merged_and_unmerged_adapters_agree() {
     let mut model = trained(&LoraTarget::ALL, 3, 20);
     let unmerged = model.logits(&ids(), None).unwrap();

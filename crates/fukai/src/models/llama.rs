@@ -612,7 +612,7 @@ impl Llama {
 
     /// Feeds `ids` after the cached ones in one pass (a whole prompt, or one decoded token)
     /// and returns the logits of the last position only: the head, the widest product, runs
-    /// on one row.
+    /// on one row. Inference: no graph is recorded (use [`Llama::logits`] to train).
     pub fn step(&self, ids: &[u32], caches: &mut [KvCache]) -> Result<Vec<f32>> {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.cfg.vocab) {
             bail!(
@@ -625,6 +625,10 @@ impl Llama {
         // On a pool worker, each of the step's ~200 parallel products hands work to the other
         // workers directly instead of waking the pool from outside and waiting to be woken.
         crate::parallel::on_pool(|| {
+            // Grad mode is per thread and this runs on a pool worker: record nothing there
+            // either (an adapter's parameters want gradients; logits as numbers need none, and
+            // a recorded step would keep its keys and values out of an f16 cache).
+            let _g = crate::no_grad();
             let h = self.hidden(&x, Some(caches))?;
             let last = h.narrow(1, ids.len() - 1, 1)?;
             self.head(&last)?

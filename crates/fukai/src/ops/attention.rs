@@ -241,9 +241,10 @@ unsafe fn add_rows<T: Float>(dst: Ptr<T>, at: usize, stride: usize, src: &[T], h
     }
 }
 
-/// Forward, one task per (batch, key/value head) (per query head when decoding), operands in L1 (see attention_kernel):
-/// scores against the transposed keys, the masked softmax, the probabilities times the values.
-/// Rows of a causal head stop at their last visible key (rounded up to a register block).
+/// Forward, one task per (batch, key/value head), or per query head when decoding, with its
+/// operands in L1 (see attention_kernel): scores against the transposed keys, the masked
+/// softmax, the probabilities times the values. Rows of a causal head stop at their last
+/// visible key (rounded up to a register block).
 fn forward<T: Float, E: KvElem<T>>(
     geo: &Geo,
     (q_src, k_src, v_src): (&[T], &[E], &[E]),
