@@ -5,9 +5,10 @@
 //! its 48-row microkernel mostly empty at these sizes; MiniLM on one 11-token sentence spent
 //! most of its time there.
 //!
-//! AVX-512 only (elsewhere gemm does these products as before). Each dot product is summed in
-//! 16 lanes with fused multiply-adds over `k` in order, the lanes then combined in a fixed
-//! order, so the bits depend on neither the thread count nor how outputs are grouped.
+//! AVX-512, or AVX2 with FMA (elsewhere gemm does these products as before). Each dot product
+//! is summed in 16 lanes with fused multiply-adds over `k` in order (on AVX2, two registers of
+//! 8), the lanes then combined in a fixed order, so the bits depend on neither the thread
+//! count, nor how outputs are grouped, nor which of the two instruction sets ran.
 
 use super::matmul::SendPtr;
 
@@ -20,13 +21,11 @@ const COLS_PER_TASK: usize = 64;
 /// Products below this many multiply-adds stay on the calling thread.
 const PAR_MACS: usize = 1 << 20;
 
-/// Whether this CPU runs the kernel.
+/// Whether this CPU runs the kernel (AVX2 and FMA; AVX-512 where there is one).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -36,7 +35,25 @@ pub(crate) fn available() -> bool {
 
 /// Adds `x Wᵀ` onto `out`: `x` is `[m, k]`, `w` `[n, k]`, `out` `[m, n]`, all row-major and
 /// contiguous, `m` in [`ROWS`]. Callers check [`available`] first.
-pub(crate) fn add_linear_rows(
+pub(crate) fn add_linear_rows(x: &[f32], w: &[f32], out: &mut [f32], mkn: (usize, usize, usize)) {
+    add_linear_rows_on(wide(), x, w, out, mkn);
+}
+
+/// Whether the AVX-512 kernel runs (else the AVX2 one).
+fn wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`add_linear_rows`] on the AVX-512 kernel (`wide`, which the CPU must have) or the AVX2 one.
+fn add_linear_rows_on(
+    wide: bool,
     x: &[f32],
     w: &[f32],
     out: &mut [f32],
@@ -44,11 +61,12 @@ pub(crate) fn add_linear_rows(
 ) {
     assert!(
         available()
+            && (!wide || self::wide())
             && m <= *ROWS.end()
             && x.len() == m * k
             && w.len() == n * k
             && out.len() == m * n,
-        "linear_rows: called without AVX-512 or with mismatched sizes"
+        "linear_rows: called without AVX2 (or AVX-512, asked for) or with mismatched sizes"
     );
     if m == 0 || n == 0 {
         return;
@@ -58,7 +76,7 @@ pub(crate) fn add_linear_rows(
     crate::parallel::map_range_if(m * n * k >= PAR_MACS, tasks, |t| {
         let cols = t * COLS_PER_TASK..((t + 1) * COLS_PER_TASK).min(n);
         // SAFETY: tasks own disjoint column ranges of `out` (`[m, n]`, checked above).
-        unsafe { columns(x, w, dst, (m, k, n), cols) }
+        unsafe { columns(wide, x, w, dst, (m, k, n), cols) }
     });
 }
 
@@ -66,9 +84,11 @@ pub(crate) fn add_linear_rows(
 ///
 /// # Safety
 /// `out` points to `[m, n]` floats of which no other thread touches columns `cols`; the caller
-/// checked `available` (AVX-512) and the slices' lengths against (m, k, n).
+/// checked `available` (and `wide` for the AVX-512 kernel) and the slices' lengths against
+/// (m, k, n).
 #[cfg(target_arch = "x86_64")]
 unsafe fn columns(
+    wide: bool,
     x: &[f32],
     w: &[f32],
     out: SendPtr<f32>,
@@ -76,11 +96,18 @@ unsafe fn columns(
     cols: std::ops::Range<usize>,
 ) {
     // SAFETY: the caller's contract.
-    unsafe { x86::columns(x, w, out.get(), mkn, cols) }
+    unsafe {
+        if wide {
+            x86::columns(x, w, out.get(), mkn, cols)
+        } else {
+            x86::columns_avx2(x, w, out.get(), mkn, cols)
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn columns(
+    _: bool,
     _: &[f32],
     _: &[f32],
     _: SendPtr<f32>,
@@ -205,6 +232,88 @@ mod x86 {
         }
     }
 
+    /// [`columns`] with AVX2 and FMA: the AVX-512 kernel's 16-lane sums held as two registers
+    /// of 8 (low and high lanes), the same fused multiply-adds in the same order, the same fold
+    /// and the same horizontal adds, so both kernels give the same bits. One input row per tile
+    /// keeps the eight accumulators in registers.
+    ///
+    /// # Safety
+    /// As [`columns`], with AVX2 and FMA instead of AVX-512F.
+    #[target_feature(enable = "avx2,avx,fma")]
+    pub(super) unsafe fn columns_avx2(
+        x: &[f32],
+        w: &[f32],
+        out: *mut f32,
+        (m, k, n): (usize, usize, usize),
+        cols: std::ops::Range<usize>,
+    ) {
+        let mut c = cols.start;
+        while c < cols.end {
+            // A short last tile repeats its last weight row; the repeats are not stored.
+            let mut ws = [w.as_ptr(); NR];
+            for (j, p) in ws.iter_mut().enumerate() {
+                *p = w[(c + j).min(cols.end - 1) * k..][..k].as_ptr();
+            }
+            let stored = NR.min(cols.end - c);
+            for r in 0..m {
+                let mut sums = [0f32; NR];
+                // SAFETY: every pointer starts a run of `k` readable floats.
+                unsafe { row_tile(x[r * k..][..k].as_ptr(), &ws, k, &mut sums) };
+                for (j, &v) in sums[..stored].iter().enumerate() {
+                    // SAFETY: row r < m and column c + j < cols.end ≤ n.
+                    unsafe { *out.add(r * n + c + j) += v };
+                }
+            }
+            c += NR;
+        }
+    }
+
+    /// `sums[j] = x · ws[j]`, each of length `k`, in [`tile`]'s lanes and order.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `x` and every pointer of `ws` start `k` readable floats.
+    #[target_feature(enable = "avx2,avx,fma")]
+    unsafe fn row_tile(x: *const f32, ws: &[*const f32; NR], k: usize, sums: &mut [f32; NR]) {
+        let (mut lo, mut hi) = ([_mm256_setzero_ps(); NR], [_mm256_setzero_ps(); NR]);
+        let full = k - k % 16;
+        // SAFETY (every load): offsets stay below `full` ≤ `k`, or are masked to `k` below.
+        let mut o = 0;
+        while o < full {
+            let (xl, xh) = unsafe { (_mm256_loadu_ps(x.add(o)), _mm256_loadu_ps(x.add(o + 8))) };
+            for j in 0..NR {
+                let wl = unsafe { _mm256_loadu_ps(ws[j].add(o)) };
+                let wh = unsafe { _mm256_loadu_ps(ws[j].add(o + 8)) };
+                lo[j] = _mm256_fmadd_ps(xl, wl, lo[j]);
+                hi[j] = _mm256_fmadd_ps(xh, wh, hi[j]);
+            }
+            o += 16;
+        }
+        if full < k {
+            // The AVX-512 kernel's masked tail: the missing lanes load as zeros and still take
+            // their multiply-add (0 · 0 + acc), as there.
+            let rem = (k - full) as i32;
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let ml = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane);
+            let mh = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8), lane);
+            // Masked-off lanes are never read, so the high half's address may lie past `k`.
+            let load =
+                |p: *const f32, at: usize, m| unsafe { _mm256_maskload_ps(p.wrapping_add(at), m) };
+            let (xl, xh) = (load(x, full, ml), load(x, full + 8, mh));
+            for j in 0..NR {
+                let (wl, wh) = (load(ws[j], full, ml), load(ws[j], full + 8, mh));
+                lo[j] = _mm256_fmadd_ps(xl, wl, lo[j]);
+                hi[j] = _mm256_fmadd_ps(xh, wh, hi[j]);
+            }
+        }
+        let half = |j: usize| _mm256_add_ps(lo[j], hi[j]);
+        let h01 = _mm256_hadd_ps(half(0), half(1));
+        let h23 = _mm256_hadd_ps(half(2), half(3));
+        let h = _mm256_hadd_ps(h01, h23);
+        let four = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        // SAFETY: `sums` holds NR = 4 floats.
+        unsafe { _mm_storeu_ps(sums.as_mut_ptr(), four) };
+    }
+
     /// The 16 lanes of `a` folded to 8: low half plus high half.
     #[target_feature(enable = "avx512f,avx2,avx,fma")]
     fn halves(a: __m512) -> __m256 {
@@ -222,7 +331,7 @@ mod tests {
     #[test]
     fn matches_a_plain_product_at_every_edge() {
         if !available() {
-            eprintln!("skipped: no AVX-512 on this CPU (gemm does these products)");
+            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
             return;
         }
         for (m, k, n) in [
@@ -260,6 +369,36 @@ mod tests {
                     "row {r} alone vs in a batch of {m}"
                 );
             }
+        }
+    }
+
+    /// The AVX2 kernel gives the AVX-512 kernel's bits (on CPUs that have both).
+    #[test]
+    fn both_kernels_give_the_same_bits() {
+        if !(available() && wide()) {
+            eprintln!("skipped: needs AVX-512 beside AVX2 to run both kernels");
+            return;
+        }
+        for (m, k, n) in [
+            (1, 1, 1),
+            (3, 17, 5),
+            (4, 16, 4),
+            (11, 384, 70),
+            (16, 33, 129),
+            (2, 9, 7),
+        ] {
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let run = |wide: bool| {
+                let mut out = vec![0.5f32; m * n];
+                add_linear_rows_on(wide, &x, &w, &mut out, (m, k, n));
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(true), run(false), "{m}x{k}x{n}");
         }
     }
 }
