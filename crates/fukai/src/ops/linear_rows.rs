@@ -326,6 +326,28 @@ mod x86 {
 mod tests {
     use super::*;
 
+    /// (m, k, n) at the edges of the tiling: single rows and columns, ragged tiles, `k` below,
+    /// at and past a 16-lane register.
+    const SHAPES: [(usize, usize, usize); 6] = [
+        (1, 1, 1),
+        (3, 17, 5),
+        (4, 16, 4),
+        (11, 384, 70),
+        (16, 33, 129),
+        (2, 9, 7),
+    ];
+
+    /// Inputs `x` `[m, k]` and weights `w` `[n, k]` of small exact values.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let w = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        (x, w)
+    }
+
     /// Against the same products summed in f64, at every edge of the tiling; and the bits must
     /// not depend on which other rows share the call.
     #[test]
@@ -334,19 +356,8 @@ mod tests {
             eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
             return;
         }
-        for (m, k, n) in [
-            (1, 1, 1),
-            (3, 17, 5),
-            (4, 16, 4),
-            (11, 384, 70),
-            (16, 33, 129),
-        ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
-                .collect();
+        for (m, k, n) in SHAPES {
+            let (x, w) = operands(m, k, n);
             let mut out = vec![1.0f32; m * n];
             add_linear_rows(&x, &w, &mut out, (m, k, n));
             for r in 0..m {
@@ -379,20 +390,8 @@ mod tests {
             eprintln!("skipped: needs AVX-512 beside AVX2 to run both kernels");
             return;
         }
-        for (m, k, n) in [
-            (1, 1, 1),
-            (3, 17, 5),
-            (4, 16, 4),
-            (11, 384, 70),
-            (16, 33, 129),
-            (2, 9, 7),
-        ] {
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
-                .collect();
-            let w: Vec<f32> = (0..n * k)
-                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
-                .collect();
+        for (m, k, n) in SHAPES {
+            let (x, w) = operands(m, k, n);
             let run = |wide: bool| {
                 let mut out = vec![0.5f32; m * n];
                 add_linear_rows_on(wide, &x, &w, &mut out, (m, k, n));
