@@ -116,38 +116,39 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
     let vis = geo.visible(i);
     let (seen, hidden) = row.split_at_mut(vis);
     hidden.iter_mut().for_each(|x| *x = T::ZERO);
-    let mut m = T::NEG_INF;
-    if masks.pad.is_none() && masks.add.is_none() {
-        // No masks: scale and running maximum in 16 lanes (a maximum does not depend on the
-        // order it is taken in), so the loop vectorizes.
-        let mut lanes = [T::NEG_INF; 16];
-        let mut chunks = seen.chunks_exact_mut(16);
-        for c in &mut chunks {
-            for (l, x) in lanes.iter_mut().zip(c.iter_mut()) {
-                *x = *x * scale;
-                *l = l.max_nan(*x);
+    // Scale, then the masks, each a pass over the row that vectorizes (the same operations
+    // per score as one pass: `x · scale`, -inf where padded, plus the additive mask).
+    seen.iter_mut().for_each(|x| *x = *x * scale);
+    if let Some(p) = &masks.pad {
+        for (x, &p) in seen.iter_mut().zip(&p[b * geo.s..]) {
+            if p {
+                *x = T::NEG_INF;
             }
-        }
-        for x in chunks.into_remainder() {
-            *x = *x * scale;
-            m = m.max_nan(*x);
-        }
-        m = lanes.into_iter().fold(m, |a, b| a.max_nan(b));
-    } else {
-        for (j, x) in seen.iter_mut().enumerate() {
-            let mut v = *x * scale;
-            if let Some(p) = &masks.pad {
-                if p[b * geo.s + j] {
-                    v = T::NEG_INF;
-                }
-            }
-            if let Some((a, st)) = &masks.add {
-                v += T::c(a[b * st[0] + h * st[1] + i * st[2] + j * st[3]]);
-            }
-            *x = v;
-            m = m.max_nan(v);
         }
     }
+    if let Some((a, st)) = &masks.add {
+        let a = &a[b * st[0] + h * st[1] + i * st[2]..];
+        // The additive mask's key axis is either its own (stride 1) or broadcast (stride 0).
+        if st[3] == 1 {
+            seen.iter_mut().zip(a).for_each(|(x, &a)| *x += T::c(a));
+        } else {
+            let a = T::c(a[0]);
+            seen.iter_mut().for_each(|x| *x += a);
+        }
+    }
+    // The running maximum in 16 lanes (a maximum does not depend on the order it is taken in).
+    let mut lanes = [T::NEG_INF; 16];
+    let mut chunks = seen.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = l.max_nan(x);
+        }
+    }
+    let m = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(T::NEG_INF, |a, &b| a.max_nan(b));
     if m == T::NEG_INF {
         // Every key masked: attend to nothing (PyTorch would produce NaN).
         seen.iter_mut().for_each(|x| *x = T::ZERO);

@@ -383,6 +383,52 @@ mod tests {
         }
     }
 
+    /// The kernel's bits, written out in scalar code: sixteen lanes, lane `l` summing
+    /// `x[i]·w[i]` for `i ≡ l (mod 16)` in order with fused multiply-adds (a missing tail value
+    /// counts as 0·0), lanes `l` and `l + 8` added, then ((0+1)+(2+3)) + ((4+5)+(6+7)).
+    fn spec(x: &[f32], w: &[f32]) -> f32 {
+        let mut lanes = [0f32; 16];
+        for o in (0..x.len()).step_by(16) {
+            for (l, acc) in lanes.iter_mut().enumerate() {
+                let (a, b) = (x.get(o + l), w.get(o + l));
+                *acc = a.unwrap_or(&0.0).mul_add(*b.unwrap_or(&0.0), *acc);
+            }
+        }
+        let h: Vec<f32> = (0..8).map(|l| lanes[l] + lanes[l + 8]).collect();
+        ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]))
+    }
+
+    /// Every kernel this CPU runs gives the written-out bits (so a machine with AVX2 alone
+    /// still checks that its kernel sums as the AVX-512 one does), over row counts that fill
+    /// and break the row tiles, with and without a ragged tail of `k`.
+    #[test]
+    fn gives_the_specified_bits() {
+        if !available() {
+            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
+            return;
+        }
+        let shapes = SHAPES
+            .into_iter()
+            .chain([(16, 1100, 9), (5, 512, 13), (7, 40, 66)]);
+        for (m, k, n) in shapes {
+            let (x, w) = operands(m, k, n);
+            let x: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (1.0 + i as f32 * 1e-3))
+                .collect();
+            let want: Vec<u32> = (0..m * n)
+                .map(|i| (0.25 + spec(&x[i / n * k..][..k], &w[i % n * k..][..k])).to_bits())
+                .collect();
+            for wide in [false, true].into_iter().filter(|&on| !on || wide()) {
+                let mut out = vec![0.25f32; m * n];
+                add_linear_rows_on(wide, &x, &w, &mut out, (m, k, n));
+                let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "{m}x{k}x{n}, AVX-512 kernel: {wide}");
+            }
+        }
+    }
+
     /// The AVX2 kernel gives the AVX-512 kernel's bits (on CPUs that have both).
     #[test]
     fn both_kernels_give_the_same_bits() {
