@@ -36,10 +36,18 @@ where
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (xa, xb) = (&sa[ra], &sb[rb]);
         if n < crate::parallel::ELEMENTWISE_PAR_MIN {
-            return crate::simd::run(
-                #[inline(always)]
-                || xa.iter().zip(xb).map(|(&x, &y)| f(x, y)).collect(),
+            assert!(
+                xa.len() == n && xb.len() == n,
+                "broadcast: contiguous ranges of {n}"
             );
+            // SAFETY: the zip writes every element (both ranges hold `n` elements).
+            return unsafe {
+                crate::simd::build(n, |o| {
+                    for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
+                        o.write(f(x, y));
+                    }
+                })
+            };
         }
         let mut out = vec![O::default(); n];
         for_each_chunk_mut(&mut out, CHUNK_ELEMS, |i, o| {

@@ -449,10 +449,14 @@ const CHUNK: usize = 1 << 14;
 
 pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
     if x.len() < crate::parallel::ELEMENTWISE_PAR_MIN {
-        return crate::simd::run(
-            #[inline(always)]
-            || x.iter().map(|&v| f(v)).collect(),
-        );
+        // SAFETY: the zip writes every element (the output is as long as `x`).
+        return unsafe {
+            crate::simd::build(x.len(), |o| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    o.write(f(v));
+                }
+            })
+        };
     }
     // SAFETY: each piece is written whole (zipped with its equally long input).
     unsafe {
@@ -473,10 +477,15 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     debug_assert_eq!(a.len(), b.len());
     if a.len() < crate::parallel::ELEMENTWISE_PAR_MIN {
-        return crate::simd::run(
-            #[inline(always)]
-            || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
-        );
+        assert_eq!(a.len(), b.len(), "map2: operands of different lengths");
+        // SAFETY: the zip writes every element (all three are equally long).
+        return unsafe {
+            crate::simd::build(a.len(), |o| {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    o.write(f(x, y));
+                }
+            })
+        };
     }
     // SAFETY: each piece is written whole (zipped with its equally long inputs).
     unsafe {
