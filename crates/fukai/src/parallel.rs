@@ -34,10 +34,17 @@ pub fn num_threads() -> usize {
 /// to the other workers directly: from a thread outside the pool, every parallel kernel is a
 /// futex round trip to wake the pool and another to wake the caller (500 fashion-cnn training
 /// steps at two threads: 12.3 s from the main thread, 11.0 s on a worker). Inline with one
-/// thread, or without the `threads` feature.
+/// thread, or without the `threads` feature. `f` runs in the caller's grad mode and autocast
+/// precision, which are per thread.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "threads")]
     if num_threads() > 1 && rayon::current_thread_index().is_none() {
+        let (grad, precision) = (crate::is_grad_enabled(), crate::autograd::precision());
+        let f = move || {
+            let _grad = (!grad).then(crate::no_grad);
+            let _precision = crate::autograd::autocast(precision);
+            f()
+        };
         return rayon::join(f, || ()).0;
     }
     f()

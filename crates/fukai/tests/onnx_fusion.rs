@@ -262,3 +262,27 @@ fn attention_the_kernel_declines_runs_as_written() {
     // A mask that broadcasts the batch.
     attention_agrees(&[1, 5, 8], [&[0, 0, 2, 4]; 3], Mask::WideKeys);
 }
+
+/// `Model::run` may run the graph on a pool worker (see `parallel::on_pool`); it must still
+/// record a graph or not, and compute in f32 or bf16, as the calling thread says.
+#[test]
+fn run_keeps_the_callers_grad_mode_and_precision() {
+    let (bytes, x) = graph();
+    let model = Model::from_bytes(&bytes).unwrap();
+    for (_, p) in model.parameters() {
+        p.set_requires_grad(true).unwrap();
+    }
+    let y = || model.run(&[("x", x.clone())]).unwrap().remove(0).1;
+    assert!(y().requires_grad(), "parameters that want gradients: recorded");
+    {
+        let _g = fukai::no_grad();
+        assert!(!y().requires_grad(), "under no_grad: nothing recorded");
+    }
+    let f32_out = y().to_vec::<f32>().unwrap();
+    let bf16_out = {
+        let _a = fukai::autocast(fukai::Precision::Bf16);
+        y().to_vec::<f32>().unwrap()
+    };
+    let d = max_slice_diff(&f32_out, &bf16_out);
+    assert!(d > 1e-4 && d < 0.2, "bf16 autocast must reach the products: differ by {d}");
+}

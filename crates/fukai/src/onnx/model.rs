@@ -155,6 +155,14 @@ impl Model {
     /// Runs the graph on named inputs and returns the graph outputs in order. An input with an
     /// initializer's name overrides that initializer, as ONNX allows.
     pub fn run(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
+        // On a pool worker, the graph's parallel kernels hand work to the other workers
+        // directly instead of waking the pool from outside and waiting to be woken (MiniLM, one
+        // sentence at two threads: 4.5 -> 4.0 ms at best).
+        crate::parallel::on_pool(|| self.run_here(inputs))
+    }
+
+    /// [`Model::run`] on the calling thread.
+    fn run_here(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>> {
         let mut env: Scope = HashMap::new();
         for (n, t) in &self.initializers {
             env.insert(n.clone(), t.clone());
