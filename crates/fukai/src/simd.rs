@@ -30,7 +30,10 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
 /// # Safety
 /// `fill` must initialize every element of the slice it is given.
 #[inline(always)]
-pub(crate) unsafe fn build<U>(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<U>])) -> Vec<U> {
+pub(crate) unsafe fn build<U>(
+    n: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<U>]),
+) -> Vec<U> {
     run(
         #[inline(always)]
         || {

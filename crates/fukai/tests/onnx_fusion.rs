@@ -273,7 +273,10 @@ fn run_keeps_the_callers_grad_mode_and_precision() {
         p.set_requires_grad(true).unwrap();
     }
     let y = || model.run(&[("x", x.clone())]).unwrap().remove(0).1;
-    assert!(y().requires_grad(), "parameters that want gradients: recorded");
+    assert!(
+        y().requires_grad(),
+        "parameters that want gradients: recorded"
+    );
     {
         let _g = fukai::no_grad();
         assert!(!y().requires_grad(), "under no_grad: nothing recorded");
@@ -284,5 +287,8 @@ fn run_keeps_the_callers_grad_mode_and_precision() {
         y().to_vec::<f32>().unwrap()
     };
     let d = max_slice_diff(&f32_out, &bf16_out);
-    assert!(d > 1e-4 && d < 0.2, "bf16 autocast must reach the products: differ by {d}");
+    assert!(
+        d > 1e-4 && d < 0.2,
+        "bf16 autocast must reach the products: differ by {d}"
+    );
 }
