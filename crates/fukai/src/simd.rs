@@ -23,29 +23,6 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// A vector of `n` values written by `fill`, at the widest vector width: `collect` inside
-/// [`run`] calls out to code compiled for the baseline (SSE2), where a GELU over MiniLM's
-/// hidden states ran 4 lanes wide; a loop in `fill` is compiled inside `run` itself.
-///
-/// # Safety
-/// `fill` must initialize every element of the slice it is given.
-#[inline(always)]
-pub(crate) unsafe fn build<U>(
-    n: usize,
-    fill: impl FnOnce(&mut [std::mem::MaybeUninit<U>]),
-) -> Vec<U> {
-    run(
-        #[inline(always)]
-        || {
-            let mut v = Vec::with_capacity(n);
-            fill(&mut v.spare_capacity_mut()[..n]);
-            // SAFETY: `fill` initialized all `n` (the caller's promise).
-            unsafe { v.set_len(n) };
-            v
-        },
-    )
-}
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,avx,sse4.2")]
 unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {

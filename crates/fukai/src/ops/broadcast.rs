@@ -35,34 +35,32 @@ where
     // Same-shape contiguous operands: one flat loop.
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
         let (xa, xb) = (&sa[ra], &sb[rb]);
-        if n < crate::parallel::ELEMENTWISE_PAR_MIN {
-            assert!(
-                xa.len() == n && xb.len() == n,
-                "broadcast: contiguous ranges of {n}"
-            );
-            // SAFETY: the zip writes every element (both ranges hold `n` elements).
-            return unsafe {
-                crate::simd::build(n, |o| {
-                    for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
-                        o.write(f(x, y));
-                    }
-                })
-            };
-        }
-        let mut out = vec![O::default(); n];
-        for_each_chunk_mut(&mut out, CHUNK_ELEMS, |i, o| {
-            let s = i * CHUNK_ELEMS;
-            let (xa, xb) = (&xa[s..s + o.len()], &xb[s..s + o.len()]);
-            crate::simd::run(
-                #[inline(always)]
-                || {
-                    for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
-                        *o = f(x, y);
-                    }
-                },
-            )
-        });
-        return out;
+        assert!(
+            xa.len() == n && xb.len() == n,
+            "broadcast: contiguous ranges of {n}"
+        );
+        // One piece on the calling thread below the parallel threshold; each piece's loop is
+        // compiled inside `simd::run` (a `collect` there runs a baseline-SSE2 copy of it).
+        let chunk = if n < crate::parallel::ELEMENTWISE_PAR_MIN {
+            n
+        } else {
+            CHUNK_ELEMS
+        };
+        // SAFETY: each piece is written whole (zipped with equally long input ranges).
+        return unsafe {
+            crate::parallel::build_uninit(n, chunk, |i, o| {
+                let s = i * chunk;
+                let (xa, xb) = (&xa[s..s + o.len()], &xb[s..s + o.len()]);
+                crate::simd::run(
+                    #[inline(always)]
+                    || {
+                        for ((o, &x), &y) in o.iter_mut().zip(xa).zip(xb) {
+                            o.write(f(x, y));
+                        }
+                    },
+                )
+            })
+        };
     }
     if n == 0 {
         return Vec::new();
