@@ -138,6 +138,31 @@ fn large_reductions_are_identical_across_thread_counts() {
 }
 
 #[test]
+fn bce_with_logits_is_identical_across_thread_counts() {
+    // f64, so a different grouping of the loss's sum would show in the last bits.
+    let n = 1 << 20;
+    let mut g = Generator::new(9);
+    let x = Tensor::uniform_with(&[n], -8.0, 8.0, DType::F64, &mut g).unwrap();
+    let t = Tensor::uniform_with(&[n], 0.0, 1.0, DType::F64, &mut g).unwrap();
+    let run = || {
+        let x = x.detach().with_grad().unwrap();
+        let loss = fukai::nn::loss::binary_cross_entropy_with_logits(&x, &t).unwrap();
+        loss.backward().unwrap();
+        let bits = |t: &Tensor| -> Vec<u64> {
+            let v = t.to_vec::<f64>().unwrap();
+            v.into_iter().map(f64::to_bits).collect()
+        };
+        (bits(&loss), bits(&x.grad().unwrap()))
+    };
+    let one = with_threads(1, run);
+    for threads in [2, 3] {
+        let other = with_threads(threads, run);
+        assert_eq!(one.0, other.0, "loss, 1 vs {threads} threads");
+        assert!(one.1 == other.1, "gradient, 1 vs {threads} threads");
+    }
+}
+
+#[test]
 fn large_matmul_is_identical_across_thread_counts() {
     let mut g = Generator::new(11);
     let a = Tensor::normal_with(&[300, 257], 0.0, 1.0, DType::F32, &mut g).unwrap();

@@ -5,6 +5,7 @@ use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
 use crate::ops::float::{check_same_dtype, with_contig, wrap, Float};
+use crate::ops::{map, map2};
 use crate::tensor::{DType, Tensor, WithDType};
 
 /// Options of [`cross_entropy_with`].
@@ -321,11 +322,18 @@ pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Res
     logits.cpu_only(OP)?;
     let (storage, layout) = float_dispatch!(logits.dtype(), T => {
         let total = with_contig::<T, _>(&x, |x| with_contig::<T, _>(&t, |t| {
-            x.iter().zip(t).map(|(&x, &t)| {
-                let (x, t) = (x.to_f64(), t.to_f64());
-                // log1p: 1 + e^-|x| rounds to 1 once e^-|x| < ulp(1) / 2 (|x| > 17 in f32).
-                x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
-            }).sum::<f64>()
+            // Pieces of a fixed size, their sums added in order: the same bits at any thread
+            // count (summed on the calling thread alone, a video model's loss was 3% of its
+            // two-thread step).
+            let pieces = n.div_ceil(BCE_PIECE);
+            crate::parallel::map_range_if(n >= crate::parallel::ELEMENTWISE_PAR_MIN, pieces, |i| {
+                let r = i * BCE_PIECE..((i + 1) * BCE_PIECE).min(n);
+                x[r.clone()].iter().zip(&t[r]).map(|(&x, &t)| {
+                    let (x, t) = (x.to_f64(), t.to_f64());
+                    // log1p: 1 + e^-|x| rounds to 1 once e^-|x| < ulp(1) / 2 (|x| > 17 in f32).
+                    x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
+                }).sum::<f64>()
+            }).into_iter().sum::<f64>()
         }));
         wrap(vec![T::c(total / n as f64)], &[])
     });
@@ -341,17 +349,21 @@ pub fn binary_cross_entropy_with_logits(logits: &Tensor, target: &Tensor) -> Res
                 let (gx, gt) = float_dispatch!(x.dtype(), T => {
                     let s = T::c(scale);
                     let (gx, gt) = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&t, |tv| {
-                        let gx: Vec<T> = xv.iter().zip(tv).map(|(&x, &t)| (sigmoid(x) - t) * s).collect();
-                        let gt: Vec<T> = xv.iter().map(|&x| -x * s).collect();
+                        let gx = needs[0].then(|| map2(xv, tv, |x, t| (sigmoid(x) - t) * s));
+                        let gt = needs[1].then(|| map(xv, |x| -x * s));
                         (gx, gt)
                     }));
-                    (Tensor::from_vec(gx, shape)?, Tensor::from_vec(gt, shape)?)
+                    let tensor = |v: Option<Vec<T>>| v.map(|v| Tensor::from_vec(v, shape)).transpose();
+                    (tensor(gx)?, tensor(gt)?)
                 });
-                Ok(vec![needs[0].then_some(gx), needs[1].then_some(gt)])
+                Ok(vec![gx, gt])
             })
         },
     ))
 }
+
+/// Elements per piece of the loss's sum in [`binary_cross_entropy_with_logits`].
+const BCE_PIECE: usize = 1 << 14;
 
 /// 1/(1+e^-x) without overflow: e^x/(1+e^x) for negative x keeps e^-x from reaching inf.
 fn sigmoid<T: Float>(x: T) -> T {

@@ -38,5 +38,6 @@ pub use binary::Binary;
 pub(crate) use conv_kernel::ConvGeom;
 pub use recurrence::{recurrence, CellKind};
 pub use unary::Unary;
+pub(crate) use unary::{map, map2};
 pub use upsample::Interpolation;
 pub(crate) use winograd::{winograd_enabled, with_winograd_tile, without_winograd};

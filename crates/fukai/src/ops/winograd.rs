@@ -21,8 +21,9 @@
 use super::conv_kernel::{gemm, inner_par};
 use super::float::Float;
 use super::transpose::{interleave, transpose};
-use crate::parallel::build_chunks;
+use crate::parallel::{build_chunks, build_uninit};
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 /// Fewest input and output channels for which Winograd beats im2col + gemm: below, the
 /// transforms dominate (a 1-channel first layer is 3x slower).
@@ -270,7 +271,9 @@ impl<T: Float> Scratch<T> {
 
 /// `U[ξ][o][c] = (G w[o][c] G^T)[ξ]` for the weight `w` [O, C, 3, 3], L kernels per step so
 /// the arithmetic and the stores into each frequency plane are whole vectors (one kernel at a
-/// time, this took 5% of a 32-channel forward pass).
+/// time, this took 5% of a 32-channel forward pass). The two halves of the rows of `G` are two
+/// pieces for two workers: done on the calling thread alone, this was 6% of a two-thread
+/// ConvLSTM step, with the other worker idle.
 #[allow(clippy::needless_range_loop)]
 fn kernel_transform<T: Float>(m: usize, o: usize, c: usize, w: &[T]) -> Vec<T> {
     let rows = g_matrix(m);
@@ -280,42 +283,49 @@ fn kernel_transform<T: Float>(m: usize, o: usize, c: usize, w: &[T]) -> Vec<T> {
     }
     let a = rows.len();
     let oc = o * c;
-    let mut u = vec![T::ZERO; a * a * oc];
-    crate::simd::run(
-        #[inline(always)]
-        || {
-            for k0 in (0..oc).step_by(L) {
-                let n = L.min(oc - k0);
-                // kern[t][l]: tap t of kernel k0 + l.
-                let mut kern = [[T::ZERO; L]; 9];
-                for l in 0..n {
-                    for t in 0..9 {
-                        kern[t][l] = w[(k0 + l) * 9 + t];
-                    }
-                }
-                for r in 0..a {
-                    // tmp[col] = (G k)[r][col].
-                    let mut tmp = [[T::ZERO; L]; 3];
-                    for col in 0..3 {
-                        for l in 0..L {
-                            tmp[col][l] = g[r][0] * kern[col][l]
-                                + g[r][1] * kern[3 + col][l]
-                                + g[r][2] * kern[6 + col][l];
+    let half = a / 2;
+    let piece = |part: usize, u: &mut [MaybeUninit<T>]| {
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                for k0 in (0..oc).step_by(L) {
+                    let n = L.min(oc - k0);
+                    // kern[t][l]: tap t of kernel k0 + l.
+                    let mut kern = [[T::ZERO; L]; 9];
+                    for l in 0..n {
+                        for t in 0..9 {
+                            kern[t][l] = w[(k0 + l) * 9 + t];
                         }
                     }
-                    for sc in 0..a {
-                        let mut out = [T::ZERO; L];
-                        for l in 0..L {
-                            out[l] =
-                                tmp[0][l] * g[sc][0] + tmp[1][l] * g[sc][1] + tmp[2][l] * g[sc][2];
+                    for r in part * half..(part + 1) * half {
+                        // tmp[col] = (G k)[r][col].
+                        let mut tmp = [[T::ZERO; L]; 3];
+                        for col in 0..3 {
+                            for l in 0..L {
+                                tmp[col][l] = g[r][0] * kern[col][l]
+                                    + g[r][1] * kern[3 + col][l]
+                                    + g[r][2] * kern[6 + col][l];
+                            }
                         }
-                        u[(r * a + sc) * oc + k0..][..n].copy_from_slice(&out[..n]);
+                        for sc in 0..a {
+                            let mut out = [T::ZERO; L];
+                            for l in 0..L {
+                                out[l] = tmp[0][l] * g[sc][0]
+                                    + tmp[1][l] * g[sc][1]
+                                    + tmp[2][l] * g[sc][2];
+                            }
+                            let at = ((r - part * half) * a + sc) * oc + k0;
+                            for (d, &v) in u[at..][..n].iter_mut().zip(&out) {
+                                d.write(v);
+                            }
+                        }
                     }
                 }
-            }
-        },
-    );
-    u
+            },
+        )
+    };
+    // SAFETY: piece `part` writes every (row, column) plane of its rows for every kernel.
+    unsafe { build_uninit(a * a * oc, half * a * oc, piece) }
 }
 
 /// `B^T d` for an input column `d` of F(M x M, 3x3), `A` = M + 2.
@@ -907,38 +917,49 @@ fn weight_grad_m<T: Float, const M: usize, const A: usize, const AA: usize>(
             }
         },
     );
-    let mut parts = partials.chunks_exact(AA * oc);
-    let mut du = parts
-        .next()
-        .map_or_else(|| vec![T::ZERO; AA * oc], <[T]>::to_vec);
-    for part in parts {
-        for (a, &b) in du.iter_mut().zip(part) {
-            *a += b;
-        }
-    }
-    kernel_grad_transform::<T, A>(g_matrix(M), &du, oc)
+    kernel_grad_transform::<T, A>(g_matrix(M), &partials, oc)
 }
 
-/// `dW[k][a][b] = Σ_{r,s} G[r][a] dU[r][s][k] G[s][b]` for the `oc` kernels of `du`
-/// [A·A, oc], a block of kernels at a time so the loops run along contiguous kernels and
-/// vectorize (one kernel at a time, reading 36 planes with a stride of `oc`, this took a
-/// tenth of a ConvLSTM training step). Each sum keeps the order of r and s.
-fn kernel_grad_transform<T: Float, const A: usize>(g: &[[f64; 3]], du: &[T], oc: usize) -> Vec<T> {
+/// `dW[k][a][b] = Σ_{r,s} G[r][a] dU[r][s][k] G[s][b]` for the `oc` kernels of `dU`
+/// [A·A, oc], the sum of the partials [parts, A·A, oc] (taken in order), a block of kernels at
+/// a time so the loops run along contiguous kernels and vectorize (one kernel at a time,
+/// reading 36 planes with a stride of `oc`, this took a tenth of a ConvLSTM training step).
+/// Each sum keeps the order of r and s. Blocks are pieces for the workers: on the calling
+/// thread alone, the partials' sum and this transform were 5% of a two-thread ConvLSTM step.
+fn kernel_grad_transform<T: Float, const A: usize>(
+    g: &[[f64; 3]],
+    partials: &[T],
+    oc: usize,
+) -> Vec<T> {
     const KB: usize = 64;
     let gm: Vec<[T; 3]> = g.iter().map(|r| r.map(T::c)).collect();
-    let mut dw = vec![T::ZERO; oc * 9];
-    crate::simd::run(
-        #[inline(always)]
-        || {
-            for k0 in (0..oc).step_by(KB) {
-                let kn = KB.min(oc - k0);
+    let parts: Vec<&[T]> = partials.chunks_exact(A * A * oc).collect();
+    let block = |blk: usize, dw: &mut [MaybeUninit<T>]| {
+        crate::simd::run(
+            #[inline(always)]
+            || {
+                let (k0, kn) = (blk * KB, dw.len() / 9);
+                // du[r][s][k]: the partials summed in order.
+                let mut du = [[[T::ZERO; KB]; A]; A];
+                for (r, dr) in du.iter_mut().enumerate() {
+                    for (sc, d) in dr.iter_mut().enumerate() {
+                        let at = (r * A + sc) * oc + k0;
+                        if let Some((first, rest)) = parts.split_first() {
+                            d[..kn].copy_from_slice(&first[at..][..kn]);
+                            for part in rest {
+                                for (v, &p) in d.iter_mut().zip(&part[at..][..kn]) {
+                                    *v += p;
+                                }
+                            }
+                        }
+                    }
+                }
                 // tmp[r][b] = Σ_s dU[r][s] G[s][b].
                 let mut tmp = [[[T::ZERO; KB]; 3]; A];
-                for (r, t) in tmp.iter_mut().enumerate() {
+                for (t, dr) in tmp.iter_mut().zip(&du) {
                     for (b, tv) in t.iter_mut().enumerate() {
-                        for (sc, gs) in gm.iter().enumerate() {
-                            let src = &du[(r * A + sc) * oc + k0..][..kn];
-                            for (v, &d) in tv.iter_mut().zip(src) {
+                        for (gs, src) in gm.iter().zip(dr) {
+                            for (v, &d) in tv.iter_mut().zip(&src[..kn]) {
                                 *v += d * gs[b];
                             }
                         }
@@ -953,13 +974,14 @@ fn kernel_grad_transform<T: Float, const A: usize>(g: &[[f64; 3]], du: &[T], oc:
                         }
                     }
                 }
-                for (k, d) in dw[k0 * 9..(k0 + kn) * 9].chunks_exact_mut(9).enumerate() {
+                for (k, d) in dw.chunks_exact_mut(9).enumerate() {
                     for (ab, dv) in d.iter_mut().enumerate() {
-                        *dv = out[ab][k];
+                        dv.write(out[ab][k]);
                     }
                 }
-            }
-        },
-    );
-    dw
+            },
+        )
+    };
+    // SAFETY: block `blk` writes all 9 taps of each of its kernels.
+    unsafe { build_uninit(oc * 9, KB * 9, block) }
 }
