@@ -11,6 +11,19 @@ pub const PAR_THRESHOLD: usize = 1 << 15;
 /// saves (a Transformer's 98k-element residual adds ran slower on two threads than on one).
 pub const ELEMENTWISE_PAR_MIN: usize = 1 << 17;
 
+/// Elements per piece of an elementwise result built with [`build_uninit`]: a fixed 16,384
+/// (splits never depend on the thread count), or the whole result as one piece on the calling
+/// thread below [`ELEMENTWISE_PAR_MIN`]. Either way the caller's per-piece loop can be compiled
+/// inside `simd::run` (a `collect` there calls out to a baseline-SSE2 copy of the loop:
+/// MiniLM's GELU ran 4 lanes wide).
+pub fn elementwise_piece(len: usize) -> usize {
+    if len < ELEMENTWISE_PAR_MIN {
+        len
+    } else {
+        1 << 14
+    }
+}
+
 /// Chunked work over fewer elements than this stays on the calling thread whatever the chunk
 /// size: handing a task to the pool and waiting for it (a futex round trip) costs more than any
 /// kernel spends on a few thousand elements. Tiny training steps are dominated by this.

@@ -39,13 +39,7 @@ where
             xa.len() == n && xb.len() == n,
             "broadcast: contiguous ranges of {n}"
         );
-        // One piece on the calling thread below the parallel threshold; each piece's loop is
-        // compiled inside `simd::run` (a `collect` there runs a baseline-SSE2 copy of it).
-        let chunk = if n < crate::parallel::ELEMENTWISE_PAR_MIN {
-            n
-        } else {
-            CHUNK_ELEMS
-        };
+        let chunk = crate::parallel::elementwise_piece(n);
         // SAFETY: each piece is written whole (zipped with equally long input ranges).
         return unsafe {
             crate::parallel::build_uninit(n, chunk, |i, o| {

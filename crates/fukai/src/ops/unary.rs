@@ -444,22 +444,8 @@ impl Unary {
     }
 }
 
-/// Chunk size for parallel elementwise work: fixed, so splits never depend on thread count.
-const CHUNK: usize = 1 << 14;
-
-/// Elements per piece: [`CHUNK`], or one piece on the calling thread below the parallel
-/// threshold. Either way each piece's loop is compiled inside `simd::run` (a `collect` there
-/// calls out to a baseline-SSE2 copy of the loop: MiniLM's GELU ran 4 lanes wide).
-fn piece(len: usize) -> usize {
-    if len < crate::parallel::ELEMENTWISE_PAR_MIN {
-        len
-    } else {
-        CHUNK
-    }
-}
-
 pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T> {
-    let chunk = piece(x.len());
+    let chunk = crate::parallel::elementwise_piece(x.len());
     // SAFETY: each piece is written whole (zipped with its equally long input).
     unsafe {
         build_uninit(x.len(), chunk, |i, o| {
@@ -478,7 +464,7 @@ pub(crate) fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync + Send) -> Vec<T>
 
 pub(crate) fn map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync + Send) -> Vec<T> {
     assert_eq!(a.len(), b.len(), "map2: operands of different lengths");
-    let chunk = piece(a.len());
+    let chunk = crate::parallel::elementwise_piece(a.len());
     // SAFETY: each piece is written whole (zipped with its equally long inputs).
     unsafe {
         build_uninit(a.len(), chunk, |i, o| {
