@@ -126,6 +126,52 @@ mod x86 {
     /// Input rows per tile: each weight chunk, once loaded, meets this many rows.
     const MR: usize = 4;
 
+    /// `out[r, c] += x[r] · w[c]` for every row and every `c` in `cols`, by tiles of `NT`
+    /// weight rows and up to `MT` input rows; `tile(rows, xs, ws, sums)` computes one tile's
+    /// dot products (the first `rows` pointers of `xs` are real).
+    ///
+    /// # Safety
+    /// `x` holds `m` rows and `w` at least `cols.end` rows of `k`; `out` points to `[m, n]`
+    /// floats whose columns `cols` no other thread touches; `tile` is safe to call with
+    /// pointers that each start `k` readable floats.
+    #[inline(always)]
+    unsafe fn by_tiles<const NT: usize, const MT: usize>(
+        x: &[f32],
+        w: &[f32],
+        out: *mut f32,
+        (m, k, n): (usize, usize, usize),
+        cols: std::ops::Range<usize>,
+        tile: impl Fn(usize, &[*const f32; MT], &[*const f32; NT], &mut [[f32; NT]; MT]),
+    ) {
+        let mut c = cols.start;
+        while c < cols.end {
+            // A short last tile repeats its last weight row; the repeats are not stored.
+            let mut ws = [w.as_ptr(); NT];
+            for (j, p) in ws.iter_mut().enumerate() {
+                *p = w[(c + j).min(cols.end - 1) * k..][..k].as_ptr();
+            }
+            let stored = NT.min(cols.end - c);
+            let mut r = 0;
+            while r < m {
+                let rows = MT.min(m - r);
+                let mut xs = [x.as_ptr(); MT];
+                for (i, p) in xs.iter_mut().enumerate().take(rows) {
+                    *p = x[(r + i) * k..][..k].as_ptr();
+                }
+                let mut sums = [[0f32; NT]; MT];
+                tile(rows, &xs, &ws, &mut sums);
+                for (i, s) in sums.iter().enumerate().take(rows) {
+                    for (j, &v) in s[..stored].iter().enumerate() {
+                        // SAFETY: row r + i < m and column c + j < cols.end ≤ n.
+                        unsafe { *out.add((r + i) * n + c + j) += v };
+                    }
+                }
+                r += rows;
+            }
+            c += NT;
+        }
+    }
+
     /// `out[r, c] += x[r] · w[c]` for every row and every `c` in `cols`.
     ///
     /// # Safety
@@ -137,43 +183,18 @@ mod x86 {
         x: &[f32],
         w: &[f32],
         out: *mut f32,
-        (m, k, n): (usize, usize, usize),
+        mkn: (usize, usize, usize),
         cols: std::ops::Range<usize>,
     ) {
-        let mut c = cols.start;
-        while c < cols.end {
-            // A short last tile repeats its last weight row; the repeats are not stored.
-            let mut ws = [w.as_ptr(); NR];
-            for (j, p) in ws.iter_mut().enumerate() {
-                *p = w[(c + j).min(cols.end - 1) * k..][..k].as_ptr();
-            }
-            let stored = NR.min(cols.end - c);
-            let mut r = 0;
-            while r < m {
-                let rows = MR.min(m - r);
-                let mut xs = [x.as_ptr(); MR];
-                for (i, p) in xs.iter_mut().enumerate().take(rows) {
-                    *p = x[(r + i) * k..][..k].as_ptr();
-                }
-                let mut sums = [[0f32; NR]; MR];
-                // SAFETY: every pointer starts a run of `k` readable floats.
-                unsafe {
-                    match rows {
-                        4 => tile::<4>(&xs, &ws, k, &mut sums),
-                        3 => tile::<3>(&xs, &ws, k, &mut sums),
-                        2 => tile::<2>(&xs, &ws, k, &mut sums),
-                        _ => tile::<1>(&xs, &ws, k, &mut sums),
-                    }
-                }
-                for (i, s) in sums.iter().enumerate().take(rows) {
-                    for (j, &v) in s[..stored].iter().enumerate() {
-                        // SAFETY: row r + i < m and column c + j < cols.end ≤ n.
-                        unsafe { *out.add((r + i) * n + c + j) += v };
-                    }
-                }
-                r += rows;
-            }
-            c += NR;
+        let k = mkn.1;
+        // SAFETY: the caller's contract; every pointer the driver hands over starts `k` floats.
+        unsafe {
+            by_tiles::<NR, MR>(x, w, out, mkn, cols, |rows, xs, ws, sums| match rows {
+                4 => tile::<4>(xs, ws, k, sums),
+                3 => tile::<3>(xs, ws, k, sums),
+                2 => tile::<2>(xs, ws, k, sums),
+                _ => tile::<1>(xs, ws, k, sums),
+            })
         }
     }
 
@@ -232,10 +253,17 @@ mod x86 {
         }
     }
 
+    /// Weight rows per AVX2 tile.
+    const NR2: usize = 2;
+    /// Input rows per AVX2 tile: 3 rows × 2 weights × 2 halves = 12 accumulators, beside two
+    /// weight halves and one input half, fills AVX2's 16 registers without spilling. Each
+    /// 16-value chunk then takes 10 loads for 12 multiply-adds (one row against four weights
+    /// took 10 for 8, which left the FMA units waiting on loads).
+    const MR2: usize = 3;
+
     /// [`columns`] with AVX2 and FMA: the AVX-512 kernel's 16-lane sums held as two registers
     /// of 8 (low and high lanes), the same fused multiply-adds in the same order, the same fold
-    /// and the same horizontal adds, so both kernels give the same bits. One input row per tile
-    /// keeps the eight accumulators in registers.
+    /// and the same horizontal adds, so both kernels give the same bits.
     ///
     /// # Safety
     /// As [`columns`], with AVX2 and FMA instead of AVX-512F.
@@ -244,47 +272,48 @@ mod x86 {
         x: &[f32],
         w: &[f32],
         out: *mut f32,
-        (m, k, n): (usize, usize, usize),
+        mkn: (usize, usize, usize),
         cols: std::ops::Range<usize>,
     ) {
-        let mut c = cols.start;
-        while c < cols.end {
-            // A short last tile repeats its last weight row; the repeats are not stored.
-            let mut ws = [w.as_ptr(); NR];
-            for (j, p) in ws.iter_mut().enumerate() {
-                *p = w[(c + j).min(cols.end - 1) * k..][..k].as_ptr();
-            }
-            let stored = NR.min(cols.end - c);
-            for r in 0..m {
-                let mut sums = [0f32; NR];
-                // SAFETY: every pointer starts a run of `k` readable floats.
-                unsafe { row_tile(x[r * k..][..k].as_ptr(), &ws, k, &mut sums) };
-                for (j, &v) in sums[..stored].iter().enumerate() {
-                    // SAFETY: row r < m and column c + j < cols.end ≤ n.
-                    unsafe { *out.add(r * n + c + j) += v };
-                }
-            }
-            c += NR;
+        let k = mkn.1;
+        // SAFETY: the caller's contract; every pointer the driver hands over starts `k` floats.
+        unsafe {
+            by_tiles::<NR2, MR2>(x, w, out, mkn, cols, |rows, xs, ws, sums| match rows {
+                3 => tile_avx2::<3>(xs, ws, k, sums),
+                2 => tile_avx2::<2>(xs, ws, k, sums),
+                _ => tile_avx2::<1>(xs, ws, k, sums),
+            })
         }
     }
 
-    /// `sums[j] = x · ws[j]`, each of length `k`, in [`tile`]'s lanes and order.
+    /// `sums[i][j] = xs[i] · ws[j]` for `i < R`, each of length `k`, in [`tile`]'s lanes and
+    /// order.
     ///
     /// # Safety
-    /// AVX2 and FMA; `x` and every pointer of `ws` start `k` readable floats.
+    /// AVX2 and FMA; each of the first `R` pointers of `xs` and both pointers of `ws` start
+    /// `k` readable floats.
     #[target_feature(enable = "avx2,avx,fma")]
-    unsafe fn row_tile(x: *const f32, ws: &[*const f32; NR], k: usize, sums: &mut [f32; NR]) {
-        let (mut lo, mut hi) = ([_mm256_setzero_ps(); NR], [_mm256_setzero_ps(); NR]);
+    unsafe fn tile_avx2<const R: usize>(
+        xs: &[*const f32; MR2],
+        ws: &[*const f32; NR2],
+        k: usize,
+        sums: &mut [[f32; NR2]; MR2],
+    ) {
+        // acc[h][i][j]: half h (lanes 0-7, 8-15) of row i against weight j.
+        let mut acc = [[[_mm256_setzero_ps(); NR2]; R]; 2];
         let full = k - k % 16;
         // SAFETY (every load): offsets stay below `full` ≤ `k`, or are masked to `k` below.
         let mut o = 0;
         while o < full {
-            let (xl, xh) = unsafe { (_mm256_loadu_ps(x.add(o)), _mm256_loadu_ps(x.add(o + 8))) };
-            for j in 0..NR {
-                let wl = unsafe { _mm256_loadu_ps(ws[j].add(o)) };
-                let wh = unsafe { _mm256_loadu_ps(ws[j].add(o + 8)) };
-                lo[j] = _mm256_fmadd_ps(xl, wl, lo[j]);
-                hi[j] = _mm256_fmadd_ps(xh, wh, hi[j]);
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let at = o + 8 * h;
+                let w0 = unsafe { _mm256_loadu_ps(ws[0].add(at)) };
+                let w1 = unsafe { _mm256_loadu_ps(ws[1].add(at)) };
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xv = unsafe { _mm256_loadu_ps(xs[i].add(at)) };
+                    a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                    a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+                }
             }
             o += 16;
         }
@@ -293,25 +322,33 @@ mod x86 {
             // their multiply-add (0 · 0 + acc), as there.
             let rem = (k - full) as i32;
             let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let ml = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane);
-            let mh = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8), lane);
+            let masks = [
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), lane),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(rem - 8), lane),
+            ];
             // Masked-off lanes are never read, so the high half's address may lie past `k`.
             let load =
                 |p: *const f32, at: usize, m| unsafe { _mm256_maskload_ps(p.wrapping_add(at), m) };
-            let (xl, xh) = (load(x, full, ml), load(x, full + 8, mh));
-            for j in 0..NR {
-                let (wl, wh) = (load(ws[j], full, ml), load(ws[j], full + 8, mh));
-                lo[j] = _mm256_fmadd_ps(xl, wl, lo[j]);
-                hi[j] = _mm256_fmadd_ps(xh, wh, hi[j]);
+            for (h, acc) in acc.iter_mut().enumerate() {
+                let at = full + 8 * h;
+                let (w0, w1) = (load(ws[0], at, masks[h]), load(ws[1], at, masks[h]));
+                for (i, a) in acc.iter_mut().enumerate() {
+                    let xv = load(xs[i], at, masks[h]);
+                    a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                    a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+                }
             }
         }
-        let half = |j: usize| _mm256_add_ps(lo[j], hi[j]);
-        let h01 = _mm256_hadd_ps(half(0), half(1));
-        let h23 = _mm256_hadd_ps(half(2), half(3));
-        let h = _mm256_hadd_ps(h01, h23);
-        let four = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        // SAFETY: `sums` holds NR = 4 floats.
-        unsafe { _mm_storeu_ps(sums.as_mut_ptr(), four) };
+        for (i, s) in sums.iter_mut().enumerate().take(R) {
+            // [`tile`]'s fold per output: halves added, then pairwise (hadd) twice, then the
+            // two 128-bit halves; lanes 0 and 1 hold the two weights' sums.
+            let half = |j: usize| _mm256_add_ps(acc[0][i][j], acc[1][i][j]);
+            let h01 = _mm256_hadd_ps(half(0), half(1));
+            let h = _mm256_hadd_ps(h01, h01);
+            let two = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+            s[0] = _mm_cvtss_f32(two);
+            s[1] = _mm_cvtss_f32(_mm_shuffle_ps(two, two, 1));
+        }
     }
 
     /// The 16 lanes of `a` folded to 8: low half plus high half.
