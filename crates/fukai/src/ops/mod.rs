@@ -18,7 +18,7 @@ mod index;
 mod lanes;
 mod layer_norm;
 mod linear;
-mod linear_rows;
+mod linear_panels;
 mod lstm_cell;
 mod matmul;
 mod pool;

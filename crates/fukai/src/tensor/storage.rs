@@ -4,8 +4,9 @@
 use super::{DType, Device, WithDType};
 use crate::quant::QMatrix;
 use half::{bf16, f16};
-use parking_lot::RwLock;
-use std::sync::OnceLock;
+use parking_lot::{Mutex, RwLock};
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 
 /// Host buffers, one variant per [`DType`].
 #[derive(Clone, Debug)]
@@ -173,6 +174,9 @@ storage_slice!(u8, U8);
 pub struct Storage {
     dtype: DType,
     data: RwLock<Data>,
+    /// A copy of the memory laid out for one kernel (`linear_panels`' weight panels), made on
+    /// first use and dropped whenever the memory is written or replaced, so it never goes stale.
+    derived: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
 }
 
 #[derive(Debug)]
@@ -200,6 +204,7 @@ impl Storage {
         Storage {
             dtype: data.dtype(),
             data: RwLock::new(Data::Cpu(data)),
+            derived: Mutex::new(None),
         }
     }
     /// Wraps a quantized matrix: an f32 storage of `rows · cols` elements.
@@ -207,6 +212,7 @@ impl Storage {
         Storage {
             dtype: DType::F32,
             data: RwLock::new(Data::Quant(q, OnceLock::new())),
+            derived: Mutex::new(None),
         }
     }
     /// The quantized matrix behind this storage, if it is one.
@@ -222,6 +228,7 @@ impl Storage {
         Storage {
             dtype,
             data: RwLock::new(Data::Gpu(std::sync::Arc::new(buf))),
+            derived: Mutex::new(None),
         }
     }
     /// The device the memory lives on.
@@ -261,7 +268,29 @@ impl Storage {
     /// in place.
     pub(crate) fn replace_with(&self, other: Storage) {
         debug_assert_eq!(self.dtype, other.dtype);
-        *self.data.write() = other.data.into_inner();
+        let mut guard = self.data.write();
+        *guard = other.data.into_inner();
+        *self.derived.lock() = None;
+    }
+    /// The copy of this host memory that `make` lays out, made once and kept until the memory
+    /// is next written; `fits` tells whether a kept copy is the one wanted (a storage can be
+    /// read as more than one shape). The read lock is held throughout, so no writer can change
+    /// the memory between the copy and its caching.
+    pub(crate) fn derived<T: Any + Send + Sync>(
+        &self,
+        fits: impl Fn(&T) -> bool,
+        make: impl FnOnce(&CpuStorage) -> T,
+    ) -> Arc<T> {
+        let data = self.read();
+        let mut slot = self.derived.lock();
+        if let Some(kept) = slot.clone().and_then(|d| d.downcast::<T>().ok()) {
+            if fits(&kept) {
+                return kept;
+            }
+        }
+        let made = Arc::new(make(&data));
+        *slot = Some(made.clone());
+        made
     }
     /// Shared read access to host memory. Recursive so that an op reading the same storage
     /// twice (x * x) cannot deadlock against a waiting writer.
@@ -281,6 +310,8 @@ impl Storage {
     /// A quantized matrix becomes plain f32 memory first: the update would not fit its blocks.
     pub fn write(&self) -> HostWrite<'_> {
         let mut guard = self.data.write();
+        // Taken under the write lock: no reader can cache a copy of the old values after this.
+        *self.derived.lock() = None;
         if let Data::Quant(q, dense) = &mut *guard {
             let dense = dense.take().unwrap_or_else(|| dequantized(q));
             *guard = Data::Cpu(dense);

@@ -1,0 +1,616 @@
+//! `x Wᵀ` in f32 with the weight laid out for the product: panels of 16 output columns, each
+//! holding its columns' weights for `k = 0, 1, …` side by side. A kernel step loads 16
+//! weights in one contiguous read and multiplies them by one input value broadcast over the
+//! lanes, for up to six rows at once, so the weight streams through once per block of rows.
+//! Read in place as `[out, in]` rows (dot products summed across lanes at the end), the same
+//! weights took 40% longer on one sentence through MiniLM; gemm packs the weight on every call.
+//!
+//! It takes a few rows (one sentence through an encoder) whatever the weight, and any number
+//! of rows when the weight is not being trained in the call (inference): then the panels are
+//! made once and kept beside the weight's memory until the memory is next written
+//! ([`Storage::derived`]), a second copy of each weight used this way. A weight being trained
+//! is written every step, so many rows go to gemm (which packs anyway) and a few are packed for
+//! the call.
+//!
+//! AVX2 with FMA, or AVX-512 (elsewhere gemm does these products). Each output is one chain of
+//! fused multiply-adds over `k` in order, from 0, then added onto `out`: the bits depend on
+//! neither the thread count, nor which rows share the call, nor the instruction set.
+
+use super::matmul::SendPtr;
+use crate::tensor::Storage;
+use std::ops::Range;
+
+/// A weight being trained takes this kernel for up to this many rows; gemm takes more. (One
+/// row is a matrix-vector product, which gemm has its own path for: 1.3–2× faster than a kernel
+/// reading `[out, in]` rows on SmolLM2's shapes, `fukai-bench linear_rows`.)
+pub(crate) const FEW_ROWS: usize = 16;
+/// Output columns per panel: one AVX-512 register, two AVX2 ones.
+const PANEL: usize = 16;
+/// Panels per task. Fixed, so that how the work is split never depends on the thread count.
+const PANELS_PER_TASK: usize = 4;
+/// Products below this many multiply-adds stay on the calling thread.
+const PAR_MACS: usize = 1 << 20;
+/// Most input rows a tile multiplies at once: 6 rows × 2 AVX2 registers of sums, beside the
+/// panel's two registers and the broadcast value, fill 15 of AVX2's 16 registers.
+const MAX_TILE_ROWS: usize = 6;
+/// Bytes of input rows a task reads while its panels stay in L2 (beside up to 4 panels).
+const ROW_BLOCK_BYTES: usize = 128 << 10;
+/// Most rows per task (8 tiles).
+const MAX_BLOCK_ROWS: usize = 48;
+
+/// Whether this CPU runs the kernel (AVX2 and FMA; AVX-512 where there is one).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether an f32 product of `m` rows runs here; `frozen`: the weight is not being trained
+/// in this call.
+pub(crate) fn takes(m: usize, frozen: bool) -> bool {
+    m >= 2 && (m <= FEW_ROWS || frozen) && available()
+}
+
+/// A `[n, k]` weight laid out for the kernel: panel `p` holds `k` groups of 16 values, group
+/// `i` being `w[16p + j, i]` for `j < 16` (zeros past the last column).
+pub(crate) struct Panels {
+    n: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    /// Lays out `w` (`[n, k]`, row-major).
+    pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Panels {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "linear_panels: weight of {} values is not {n}x{k}",
+            w.len()
+        );
+        let mut data = vec![0f32; n.div_ceil(PANEL) * PANEL * k];
+        crate::parallel::for_each_chunk_mut_if(
+            n * k >= PAR_MACS,
+            &mut data,
+            PANEL * k,
+            |p, panel| {
+                for j in 0..PANEL.min(n - p * PANEL) {
+                    let row = &w[(p * PANEL + j) * k..][..k];
+                    for (group, &v) in panel.chunks_exact_mut(PANEL).zip(row) {
+                        group[j] = v;
+                    }
+                }
+            },
+        );
+        Panels { n, k, data }
+    }
+    /// The panels of `w` (`[n, k]`): kept in `memory` (the storage `w` is, whole, read-locked
+    /// by the caller) when the weight is frozen, else made for this call.
+    pub(crate) fn of(
+        w: &[f32],
+        n: usize,
+        k: usize,
+        memory: Option<&Storage>,
+    ) -> std::sync::Arc<Panels> {
+        match memory {
+            Some(mem) => mem.derived(|p: &Panels| (p.n, p.k) == (n, k), |_| Panels::pack(w, n, k)),
+            None => std::sync::Arc::new(Panels::pack(w, n, k)),
+        }
+    }
+}
+
+/// Adds `x Wᵀ` onto `out`: `x` is `[m, k]`, the weight `[n, k]` given as its panels, `out`
+/// `[m, n]`, all row-major and contiguous. Callers check [`available`] first.
+pub(crate) fn add_linear(x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
+    add_linear_on(wide(), x, w, out, m);
+}
+
+/// Whether the AVX-512 kernel runs (else the AVX2 one).
+fn wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`add_linear`] on the AVX-512 kernel (`wide`, which the CPU must have) or the AVX2 one.
+fn add_linear_on(wide: bool, x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
+    let (n, k) = (w.n, w.k);
+    assert!(
+        available() && (!wide || self::wide()) && x.len() == m * k && out.len() == m * n,
+        "linear_panels: called without AVX2 (or AVX-512, asked for) or with mismatched sizes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let block = (ROW_BLOCK_BYTES / (4 * k.max(1)) / MAX_TILE_ROWS * MAX_TILE_ROWS)
+        .clamp(MAX_TILE_ROWS, MAX_BLOCK_ROWS);
+    let groups = n.div_ceil(PANEL).div_ceil(PANELS_PER_TASK);
+    let dst = SendPtr(out.as_mut_ptr());
+    crate::parallel::map_range_if(m * n * k >= PAR_MACS, m.div_ceil(block) * groups, |t| {
+        let (b, g) = (t / groups, t % groups);
+        let rows = b * block..((b + 1) * block).min(m);
+        let ps = g * PANELS_PER_TASK..((g + 1) * PANELS_PER_TASK).min(n.div_ceil(PANEL));
+        // SAFETY: tasks own disjoint (rows, panels) blocks of `out` (`[m, n]`, checked above).
+        unsafe { run_panels(wide, x, w, dst, rows, ps) }
+    });
+}
+
+/// Adds `x[r] · w[c]` onto `out[r, c]` for `r` in `rows` and every column of panels `ps`.
+///
+/// # Safety
+/// `out` points to `[m, n]` floats of which no other thread touches the block (`rows`,
+/// panels `ps`); the caller checked `available` (and `wide` for the AVX-512 kernel) and
+/// `x`'s length.
+#[cfg(target_arch = "x86_64")]
+unsafe fn run_panels(
+    wide: bool,
+    x: &[f32],
+    w: &Panels,
+    out: SendPtr<f32>,
+    rows: Range<usize>,
+    ps: Range<usize>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if wide {
+            x86::panels_avx512(x, w, out.get(), rows, ps)
+        } else {
+            x86::panels_avx2(x, w, out.get(), rows, ps)
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn run_panels(
+    _: bool,
+    _: &[f32],
+    _: &Panels,
+    _: SendPtr<f32>,
+    _: Range<usize>,
+    _: Range<usize>,
+) {
+    unreachable!("linear_panels: `available` is false off x86-64")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Panels, Range, MAX_TILE_ROWS, PANEL};
+    use std::arch::x86_64::*;
+
+    /// 16 f32 lanes: one AVX-512 register or two AVX2 ones. The tile below is written once
+    /// against these few operations, so both instruction sets run the same code, lane for lane.
+    trait Lanes: Copy {
+        /// Tiles of up to this many rows span two panels (more sums in flight to cover the
+        /// multiply-add latency); larger ones span one, to stay within the registers.
+        const PAIR_ROWS: usize;
+        unsafe fn zero() -> Self;
+        /// 16 floats from `p`.
+        unsafe fn load(p: *const f32) -> Self;
+        /// `*p` in every lane.
+        unsafe fn splat(p: *const f32) -> Self;
+        /// `a · b + c`, rounded once.
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+        /// `p[l] += self[l]` for the 16 lanes.
+        unsafe fn add_to(self, p: *mut f32);
+        /// The 16 lanes into `p`.
+        unsafe fn store(self, p: *mut f32);
+    }
+
+    #[derive(Clone, Copy)]
+    struct Avx2([__m256; 2]);
+
+    impl Lanes for Avx2 {
+        const PAIR_ROWS: usize = 2;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx2([_mm256_setzero_ps(); 2])
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Avx2([_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            let v = unsafe { _mm256_broadcast_ss(&*p) };
+            Avx2([v, v])
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Avx2([
+                _mm256_fmadd_ps(a.0[0], b.0[0], c.0[0]),
+                _mm256_fmadd_ps(a.0[1], b.0[1], c.0[1]),
+            ])
+        }
+        #[inline(always)]
+        unsafe fn add_to(self, p: *mut f32) {
+            unsafe {
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), self.0[0]));
+                let p = p.add(8);
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), self.0[1]));
+            }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe {
+                _mm256_storeu_ps(p, self.0[0]);
+                _mm256_storeu_ps(p.add(8), self.0[1]);
+            }
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    struct Avx512(__m512);
+
+    impl Lanes for Avx512 {
+        const PAIR_ROWS: usize = MAX_TILE_ROWS;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Avx512(_mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { Avx512(_mm512_loadu_ps(p)) }
+        }
+        #[inline(always)]
+        unsafe fn splat(p: *const f32) -> Self {
+            unsafe { Avx512(_mm512_set1_ps(*p)) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Avx512(_mm512_fmadd_ps(a.0, b.0, c.0))
+        }
+        #[inline(always)]
+        unsafe fn add_to(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), self.0)) }
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+    }
+
+    /// [`panels_avx512`] with AVX2 and FMA.
+    ///
+    /// # Safety
+    /// As [`panels_avx512`], with AVX2 and FMA instead of AVX-512F.
+    #[target_feature(enable = "avx2,avx,fma")]
+    pub(super) unsafe fn panels_avx2(
+        x: &[f32],
+        w: &Panels,
+        out: *mut f32,
+        rows: Range<usize>,
+        ps: Range<usize>,
+    ) {
+        unsafe { by_tiles::<Avx2>(x, w, out, rows, ps) }
+    }
+
+    /// `out[r, c] += x[r] · w[c]` for `r` in `rows` and every column of panels `ps`.
+    ///
+    /// # Safety
+    /// AVX-512F (with AVX2 and FMA) must be available; `x` holds at least `rows.end` rows of
+    /// `w.k`; `out` points to `[m, w.n]` floats, `m ≥ rows.end`, whose block (`rows`, panels
+    /// `ps`) no other thread touches.
+    #[target_feature(enable = "avx512f,avx2,avx,fma")]
+    pub(super) unsafe fn panels_avx512(
+        x: &[f32],
+        w: &Panels,
+        out: *mut f32,
+        rows: Range<usize>,
+        ps: Range<usize>,
+    ) {
+        unsafe { by_tiles::<Avx512>(x, w, out, rows, ps) }
+    }
+
+    /// Walks panels `ps` by pairs and `rows` by tiles of at most [`MAX_TILE_ROWS`], as even
+    /// as they come (11 rows: 6 and 5), so no tile is left with a row or two.
+    ///
+    /// # Safety
+    /// As [`panels_avx512`], for the instruction set `L` needs.
+    #[inline(always)]
+    unsafe fn by_tiles<L: Lanes>(
+        x: &[f32],
+        w: &Panels,
+        out: *mut f32,
+        block: Range<usize>,
+        ps: Range<usize>,
+    ) {
+        let (n, k) = (w.n, w.k);
+        let m = block.len();
+        let tiles = m.div_ceil(MAX_TILE_ROWS);
+        let mut p = ps.start;
+        while p < ps.end {
+            let pair = (ps.end - p).min(2);
+            let mut r = block.start;
+            for t in 0..tiles {
+                let rows = m / tiles + usize::from(t < m % tiles);
+                let at = Tile {
+                    x: x[r * k..].as_ptr(),
+                    k,
+                    out: out.wrapping_add(r * n + p * PANEL),
+                    n,
+                    cols: n - p * PANEL,
+                };
+                let panel = |q: usize| w.data[(p + q) * PANEL * k..].as_ptr();
+                // SAFETY: rows r..r + rows ≤ block.end, panels p..p + pair ≤ ps.end; the caller's
+                // contract for the rest.
+                unsafe {
+                    if pair == 2 && rows <= L::PAIR_ROWS {
+                        tile_rows::<L, 2>(rows, &at, [panel(0), panel(1)]);
+                    } else {
+                        for q in 0..pair {
+                            let at = Tile {
+                                out: at.out.wrapping_add(q * PANEL),
+                                cols: at.cols - q * PANEL,
+                                ..at
+                            };
+                            tile_rows::<L, 1>(rows, &at, [panel(q)]);
+                        }
+                    }
+                }
+                r += rows;
+            }
+            p += pair;
+        }
+    }
+
+    /// Where a tile reads and writes: its first input row (rows `k` apart), its first output
+    /// (rows `n` apart), and how many columns from there are real (the rest are padding).
+    #[derive(Clone, Copy)]
+    struct Tile {
+        x: *const f32,
+        k: usize,
+        out: *mut f32,
+        n: usize,
+        cols: usize,
+    }
+
+    /// [`tile`] for a row count known only at run time.
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[inline(always)]
+    unsafe fn tile_rows<L: Lanes, const P: usize>(rows: usize, at: &Tile, panels: [*const f32; P]) {
+        unsafe {
+            match rows {
+                1 => tile::<L, 1, P>(at, panels),
+                2 => tile::<L, 2, P>(at, panels),
+                3 => tile::<L, 3, P>(at, panels),
+                4 => tile::<L, 4, P>(at, panels),
+                5 => tile::<L, 5, P>(at, panels),
+                _ => tile::<L, 6, P>(at, panels),
+            }
+        }
+    }
+
+    /// `out[i, c] += x[i] · w[c]` for `R` rows and the `16 P` columns of `panels`, of which
+    /// the first `at.cols` are stored.
+    ///
+    /// # Safety
+    /// `at.x` starts `R` rows of `at.k` floats; each panel holds `16 at.k` floats; `at.out`
+    /// starts `R` rows of `at.n` floats, each with `min(at.cols, 16 P)` writable from there.
+    #[inline(always)]
+    unsafe fn tile<L: Lanes, const R: usize, const P: usize>(at: &Tile, panels: [*const f32; P]) {
+        let mut acc = [[unsafe { L::zero() }; P]; R];
+        for i in 0..at.k {
+            // SAFETY (every load): i < k, so inside the rows and panels.
+            let ws: [L; P] = std::array::from_fn(|q| unsafe { L::load(panels[q].add(i * PANEL)) });
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let v = unsafe { L::splat(at.x.add(r * at.k + i)) };
+                for (a, &w) in acc.iter_mut().zip(&ws) {
+                    *a = unsafe { L::fma(v, w, *a) };
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (q, a) in acc.iter().enumerate() {
+                let cols = at.cols.saturating_sub(q * PANEL);
+                // SAFETY: row r of `out`, columns below `at.cols`.
+                unsafe {
+                    let dst = at.out.add(r * at.n + q * PANEL);
+                    if cols >= PANEL {
+                        a.add_to(dst);
+                    } else if cols > 0 {
+                        let mut lanes = [0f32; PANEL];
+                        a.store(lanes.as_mut_ptr());
+                        for (j, v) in lanes[..cols].iter().enumerate() {
+                            *dst.add(j) += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (m, k, n) at the edges of the tiling: single rows and columns, ragged panels, row
+    /// counts that split into uneven tiles, `k` of 0 and 1.
+    const SHAPES: [(usize, usize, usize); 8] = [
+        (1, 1, 1),
+        (3, 17, 5),
+        (4, 16, 4),
+        (11, 384, 70),
+        (16, 33, 129),
+        (2, 9, 7),
+        (7, 40, 66),
+        (5, 0, 20),
+    ];
+
+    /// Inputs `x` `[m, k]` and weights `w` `[n, k]` of small exact values.
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let w = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        (x, w)
+    }
+
+    /// Against the same products summed in f64, at every edge of the tiling; and the bits must
+    /// not depend on which other rows share the call.
+    #[test]
+    fn matches_a_plain_product_at_every_edge() {
+        if !available() {
+            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
+            return;
+        }
+        for (m, k, n) in SHAPES {
+            let (x, w) = operands(m, k, n);
+            let panels = Panels::pack(&w, n, k);
+            let mut out = vec![1.0f32; m * n];
+            add_linear(&x, &panels, &mut out, m);
+            for r in 0..m {
+                let terms = (0..n).map(|c| {
+                    let t = (0..k).map(|i| x[r * k + i] as f64 * w[c * k + i] as f64);
+                    (
+                        1.0 + t.clone().sum::<f64>(),
+                        1.0 + t.map(f64::abs).sum::<f64>(),
+                    )
+                });
+                for (c, (want, scale)) in terms.enumerate() {
+                    let got = out[r * n + c] as f64;
+                    assert!((got - want).abs() <= 4e-6 * scale, "{m}x{k}x{n} at {r},{c}");
+                }
+                let mut alone = vec![1.0f32; n];
+                add_linear(&x[r * k..][..k], &panels, &mut alone, 1);
+                assert_eq!(
+                    alone,
+                    out[r * n..][..n],
+                    "row {r} alone vs in a batch of {m}"
+                );
+            }
+        }
+    }
+
+    /// The kernel's bits, written out in scalar code: one fused multiply-add chain over `k`
+    /// in order, from 0, then added onto the output.
+    fn spec(x: &[f32], w: &[f32], out: f32) -> f32 {
+        out + x.iter().zip(w).fold(0f32, |acc, (a, b)| a.mul_add(*b, acc))
+    }
+
+    /// Every kernel this CPU runs gives the written-out bits (so a machine with AVX2 alone
+    /// still checks that its kernel sums as the AVX-512 one does), over row counts that fill
+    /// and break the row tiles, panels that pair and do not.
+    #[test]
+    fn gives_the_specified_bits() {
+        if !available() {
+            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
+            return;
+        }
+        let shapes = SHAPES
+            .into_iter()
+            .chain(
+                (1..=16)
+                    .map(|m| (m, 23, 2 * PANEL * PANELS_PER_TASK + 37))
+                    .chain([(100, 7, 40), (61, 2000, 70)]),
+            )
+            .chain([(16, 1100, 9), (5, 512, 13), (13, 64, 300)]);
+        for (m, k, n) in shapes {
+            let (x, w) = operands(m, k, n);
+            let x: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (1.0 + i as f32 * 1e-3))
+                .collect();
+            let want: Vec<u32> = (0..m * n)
+                .map(|i| spec(&x[i / n * k..][..k], &w[i % n * k..][..k], 0.25).to_bits())
+                .collect();
+            let panels = Panels::pack(&w, n, k);
+            for wide in [false, true].into_iter().filter(|&on| !on || wide()) {
+                let mut out = vec![0.25f32; m * n];
+                add_linear_on(wide, &x, &panels, &mut out, m);
+                let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "{m}x{k}x{n}, AVX-512 kernel: {wide}");
+            }
+        }
+    }
+
+    /// The layout the kernel reads: column `c`'s weight `i` at panel `c / 16`, group `i`,
+    /// lane `c % 16`, and zeros in the lanes past the last column.
+    #[test]
+    fn panels_hold_each_column_in_its_lane() {
+        let (n, k) = (19, 3);
+        let w: Vec<f32> = (0..n * k).map(|i| i as f32 + 1.0).collect();
+        let p = Panels::pack(&w, n, k);
+        assert_eq!(p.data.len(), 2 * PANEL * k);
+        for c in 0..2 * PANEL {
+            for i in 0..k {
+                let got = p.data[(c / PANEL) * PANEL * k + i * PANEL + c % PANEL];
+                let want = if c < n { w[c * k + i] } else { 0.0 };
+                assert_eq!(got, want, "column {c}, weight {i}");
+            }
+        }
+    }
+
+    /// A frozen weight's kept panels never outlive its values: written in place, or read as
+    /// another shape over the same memory, the product follows the weight as it is now.
+    #[test]
+    fn kept_panels_follow_the_weight() -> crate::Result<()> {
+        use crate::Tensor;
+        let ramp =
+            |len: usize, s: f32| (0..len).map(|i| ((i * 7 % 23) as f32 - 11.0) * s).collect();
+        let (m, k, n) = (5, 40, 24);
+        let x = Tensor::from_vec(ramp(m * k, 0.1), &[m, k])?;
+        let w = Tensor::from_vec(ramp(n * k, 0.03), &[n, k])?;
+        // The reference: the same values in fresh memory, so nothing kept is reused.
+        let fresh = |w: &Tensor, x: &Tensor| -> crate::Result<Vec<f32>> {
+            let copy = Tensor::from_vec(w.to_vec::<f32>()?, w.shape())?;
+            x.linear(&copy, None)?.to_vec()
+        };
+        let before = x.linear(&w, None)?.to_vec::<f32>()?;
+        assert_eq!(before, fresh(&w, &x)?);
+        w.copy_from(&Tensor::from_vec(ramp(n * k, -0.05), &[n, k])?)?;
+        let after = x.linear(&w, None)?.to_vec::<f32>()?;
+        assert_ne!(after, before, "the product still read the old panels");
+        assert_eq!(after, fresh(&w, &x)?);
+        // The same memory as a [40, 24] weight, then as [24, 40] again.
+        let other = w.reshape(&[k, n])?;
+        let x2 = Tensor::from_vec(ramp(m * n, 0.2), &[m, n])?;
+        assert_eq!(
+            x2.linear(&other, None)?.to_vec::<f32>()?,
+            fresh(&other, &x2)?
+        );
+        assert_eq!(x.linear(&w, None)?.to_vec::<f32>()?, after);
+        Ok(())
+    }
+
+    /// Many rows of a frozen weight run here, a trained one's on gemm: the two agree to
+    /// rounding, and the frozen product's bits do not depend on the thread count.
+    #[test]
+    fn many_rows_of_a_frozen_weight() -> crate::Result<()> {
+        use crate::Tensor;
+        if !available() {
+            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
+            return Ok(());
+        }
+        let (m, k, n) = (300, 70, 90);
+        let x = Tensor::randn(&[m, k], crate::DType::F32)?;
+        let w = Tensor::randn(&[n, k], crate::DType::F32)?;
+        let frozen = x.linear(&w, None)?.to_vec::<f32>()?;
+        let one = crate::testing::with_threads(1, || x.linear(&w, None))?.to_vec::<f32>()?;
+        assert_eq!(frozen, one);
+        w.set_requires_grad(true)?;
+        let trained = x.linear(&w, None)?.to_vec::<f32>()?;
+        let worst = frozen
+            .iter()
+            .zip(&trained)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "panels and gemm differ by {worst}");
+        Ok(())
+    }
+}
