@@ -1,7 +1,8 @@
 //! `x Wᵀ` for a few rows, the shape of one sentence through MiniLM (11 rows) and one decoded
 //! token through SmolLM2 (1 row): fukai's `Tensor::linear` beside the `gemm` crate called
 //! directly on the same `[out, in]` weight, as fukai called it before it had a kernel for these
-//! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty).
+//! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty). The weight is
+//! frozen, so fukai's side reads the panels it laid out on the first call (`linear_panels`).
 
 use crate::direct_gemm::gemm_f32;
 use crate::harness::{interleaved, Case, Line};
