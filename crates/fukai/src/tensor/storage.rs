@@ -275,21 +275,24 @@ impl Storage {
     /// The copy of this host memory that `make` lays out, made once and kept until the memory
     /// is next written; `fits` tells whether a kept copy is the one wanted (a storage can be
     /// read as more than one shape). The read lock is held throughout, so no writer can change
-    /// the memory between the copy and its caching.
+    /// the memory between the copy and its caching. The slot's lock is not held while `make`
+    /// runs: `make` may go parallel, and a pool thread waiting on it can pick up work that
+    /// asks this storage for its copy again.
     pub(crate) fn derived<T: Any + Send + Sync>(
         &self,
         fits: impl Fn(&T) -> bool,
         make: impl FnOnce(&CpuStorage) -> T,
     ) -> Arc<T> {
         let data = self.read();
-        let mut slot = self.derived.lock();
-        if let Some(kept) = slot.clone().and_then(|d| d.downcast::<T>().ok()) {
+        let kept = self.derived.lock().clone();
+        if let Some(kept) = kept.and_then(|d| d.downcast::<T>().ok()) {
             if fits(&kept) {
                 return kept;
             }
         }
+        // Two callers may both make it; either copy is of the same memory.
         let made = Arc::new(make(&data));
-        *slot = Some(made.clone());
+        *self.derived.lock() = Some(made.clone());
         made
     }
     /// Shared read access to host memory. Recursive so that an op reading the same storage
