@@ -1,8 +1,9 @@
 //! `x Wᵀ` for a few rows, the shape of one sentence through MiniLM (11 rows) and one decoded
 //! token through SmolLM2 (1 row): fukai's `Tensor::linear` beside the `gemm` crate called
 //! directly on the same `[out, in]` weight, as fukai called it before it had a kernel for these
-//! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty). The weight is
-//! frozen, so fukai's side reads the panels it laid out on the first call (`linear_panels`).
+//! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty). fukai's side
+//! twice: a frozen weight (inference), read from the panels laid out on the first call
+//! (`linear_panels`), and a weight being trained, read in place (`linear_rows`).
 
 use crate::direct_gemm::gemm_f32;
 use crate::harness::{interleaved, Case, Line};
@@ -35,23 +36,35 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
     for &(m, k, n) in SHAPES {
         let x = Tensor::randn(&[m, k], DType::F32)?;
         let w = Tensor::randn(&[n, k], DType::F32)?;
+        // The same values as a weight being trained: rewritten every step, so never laid out.
+        let trained = Tensor::from_vec(w.to_vec::<f32>()?, &[n, k])?;
+        trained.set_requires_grad(true)?;
         let (xv, wv) = (x.to_vec::<f32>()?, w.to_vec::<f32>()?);
         let mut dst = vec![0f32; m * n];
         // Both must compute the same product.
-        let ours = x.linear(&w, None)?.to_vec::<f32>()?;
         gemm_rows((m, k, n), &mut dst, &xv, &wv, threads);
-        let max_err = max_slice_diff(&ours, &dst);
-        assert!(
-            max_err <= 1e-4 * (k as f32).sqrt(),
-            "linear {m}x{k}x{n}: differ by {max_err}"
-        );
-        let mut err = None;
+        for weight in [&w, &trained] {
+            let ours = x.linear(weight, None)?.to_vec::<f32>()?;
+            let max_err = max_slice_diff(&ours, &dst);
+            assert!(
+                max_err <= 1e-4 * (k as f32).sqrt(),
+                "linear {m}x{k}x{n}: differ by {max_err}"
+            );
+        }
+        let err = std::cell::Cell::new(None);
         let mut cases = vec![
             Case {
                 name: "fukai",
                 run: Box::new(|| match x.linear(&w, None) {
                     Ok(y) => drop(black_box(y)),
-                    Err(e) => err = Some(e),
+                    Err(e) => err.set(Some(e)),
+                }),
+            },
+            Case {
+                name: "fukai-trained",
+                run: Box::new(|| match x.linear(&trained, None) {
+                    Ok(y) => drop(black_box(y)),
+                    Err(e) => err.set(Some(e)),
                 }),
             },
             Case {
@@ -62,7 +75,7 @@ pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
         let stats = interleaved(&mut cases, reps, Duration::from_millis(20));
         let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
         drop(cases);
-        if let Some(e) = err {
+        if let Some(e) = err.into_inner() {
             return Err(e);
         }
         let flop = 2.0 * (m * k * n) as f64;

@@ -1,10 +1,11 @@
 //! Fused affine map `x Wᵀ + b`: the bias is written into the output rows and the product
 //! accumulated onto it, so no broadcast add and no second pass over the output. The product
-//! runs on `linear_panels` (the weight laid out once for it) for a weight not being trained
-//! or a few rows, else on gemm.
+//! runs on `linear_panels` where the weight's layout for it can be kept (a weight not being
+//! trained), else on `linear_rows` (the weight read in place) for a few rows, else on gemm.
 
 use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
 use super::linear_panels::{self, Panels};
+use super::linear_rows;
 use super::matmul::{gemm_at, parallelism};
 use crate::autograd::{autocast, is_grad_enabled, precision, Precision};
 use crate::bail;
@@ -15,12 +16,12 @@ use crate::tensor::{DType, Storage, Tensor};
 /// From this many input rows on, a quantized weight is dequantized and multiplied by gemm.
 const QUANT_GEMM_ROWS: usize = 16;
 
-/// `x Wᵀ + b`. `frozen`: the weight is not being trained in this call; then its panels are
-/// kept in `w_memory`, the storage `w` is whole (None where `w` is a copy made for the call).
+/// `x Wᵀ + b`. `keep`: the storage that is `w`, whole, where the weight is not being trained
+/// in this call, so its panels can be kept there (read-locked by the caller).
 fn forward<T: Float>(
     prec: Precision,
     x: &[T],
-    (w, w_memory, frozen): (&[T], Option<&Storage>, bool),
+    (w, keep): (&[T], Option<&Storage>),
     b: Option<&[T]>,
     (m, k, n): (usize, usize, usize),
 ) -> Vec<T> {
@@ -34,8 +35,10 @@ fn forward<T: Float>(
         }
         None => vec![T::ZERO; m * n],
     };
-    if T::DTYPE == DType::F32 && prec != Precision::Bf16 && linear_panels::takes(m, frozen) {
-        // SAFETY: T is f32, so these are the same slices retyped.
+    let f32_kernels = T::DTYPE == DType::F32 && prec != Precision::Bf16;
+    let panels = keep.filter(|_| f32_kernels && linear_panels::takes(m));
+    if panels.is_some() || (f32_kernels && linear_rows::takes(m)) {
+        // SAFETY: T is f32 (both kernels are), so these are the same slices retyped.
         let (x, w, out) = unsafe {
             (
                 std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()),
@@ -43,9 +46,10 @@ fn forward<T: Float>(
                 std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()),
             )
         };
-        // The caller holds `w_memory`'s read lock, so `w` is what the panels are made from.
-        let panels = Panels::of(w, n, k, w_memory.filter(|_| frozen));
-        linear_panels::add_linear(x, &panels, out, m);
+        match panels {
+            Some(memory) => linear_panels::add_linear(x, &Panels::kept(w, n, k, memory), out, m),
+            None => linear_rows::add_linear_rows(x, w, out, (m, k, n)),
+        }
     } else if m > 0 && n > 0 && k > 0 {
         // SAFETY: x is [m, k], w is [n, k] (read as its transpose [k, n] through strides),
         // out is [m, n]; none alias.
@@ -115,13 +119,7 @@ impl Tensor {
             // Many rows (a prompt's prefill) amortize dequantizing the weight for gemm; a few
             // (decoding) read each block once, in the integer kernels.
             let y = if m >= QUANT_GEMM_ROWS {
-                forward::<f32>(
-                    prec,
-                    &xv,
-                    (&q.to_f32(), None, false),
-                    bv.as_deref(),
-                    (m, k, n),
-                )
+                forward::<f32>(prec, &xv, (&q.to_f32(), None), bv.as_deref(), (m, k, n))
             } else {
                 let mut y = q.matmul(&xv, m)?;
                 if let Some(bv) = &bv {
@@ -152,14 +150,15 @@ impl Tensor {
             #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
-            // A weight that is its storage's whole memory can keep its panels there.
+            // A weight not being trained that is its storage's whole memory keeps its panels
+            // there.
             let lw = w.layout();
             let whole = lw.is_contiguous() && lw.offset() == 0 && w.storage().len() == n * k;
-            let w_memory = whole.then(|| w.storage().as_ref());
             let frozen = !(is_grad_enabled() && weight.requires_grad());
+            let keep = (whole && frozen).then(|| w.storage().as_ref());
             float_dispatch!(self.dtype(), T => {
                 let bv = b.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
-                let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(prec, xv, (wv, w_memory, frozen), bv.as_deref(), (m, k, n))));
+                let out = with_contig::<T, _>(&x, |xv| with_contig::<T, _>(&w, |wv| forward::<T>(prec, xv, (wv, keep), bv.as_deref(), (m, k, n))));
                 wrap(out, &shape)
             })
         };

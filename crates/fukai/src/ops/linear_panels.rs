@@ -2,15 +2,15 @@
 //! holding its columns' weights for `k = 0, 1, …` side by side. A kernel step loads 16
 //! weights in one contiguous read and multiplies them by one input value broadcast over the
 //! lanes, for up to six rows at once, so the weight streams through once per block of rows.
-//! Read in place as `[out, in]` rows (dot products summed across lanes at the end), the same
-//! weights took 40% longer on one sentence through MiniLM; gemm packs the weight on every call.
+//! Read in place as `[out, in]` rows (`linear_rows`), the same weights took 40% longer on one
+//! sentence through MiniLM; gemm packs the weight on every call.
 //!
-//! It takes a few rows (one sentence through an encoder) whatever the weight, and any number
-//! of rows when the weight is not being trained in the call (inference): then the panels are
-//! made once and kept beside the weight's memory until the memory is next written
-//! ([`Storage::derived`]), a second copy of each weight used this way. A weight being trained
-//! is written every step, so many rows go to gemm (which packs anyway) and a few are packed for
-//! the call.
+//! Laying out costs about two products' time, so it pays only when kept: it takes a weight not
+//! being trained in the call (inference, ONNX initializers, eval passes) whose memory is its
+//! own, at any number of rows; the panels are made on first use and kept beside the memory
+//! until it is next written ([`Storage::derived`]), a second copy of each weight used this way.
+//! A weight being trained is rewritten every step, and a view into a larger memory has no slot
+//! of its own: those are read in place, by `linear_rows` for a few rows and by gemm for more.
 //!
 //! AVX2 with FMA, or AVX-512 (elsewhere gemm does these products). Each output is one chain of
 //! fused multiply-adds over `k` in order, from 0, then added onto `out`: the bits depend on
@@ -20,10 +20,6 @@ use super::matmul::SendPtr;
 use crate::tensor::Storage;
 use std::ops::Range;
 
-/// A weight being trained takes this kernel for up to this many rows; gemm takes more. (One
-/// row is a matrix-vector product, which gemm has its own path for: 1.3–2× faster than a kernel
-/// reading `[out, in]` rows on SmolLM2's shapes, `fukai-bench linear_rows`.)
-pub(crate) const FEW_ROWS: usize = 16;
 /// Output columns per panel: one AVX-512 register, two AVX2 ones.
 const PANEL: usize = 16;
 /// Panels per task. Fixed, so that how the work is split never depends on the thread count.
@@ -50,10 +46,11 @@ pub(crate) fn available() -> bool {
     }
 }
 
-/// Whether an f32 product of `m` rows runs here; `frozen`: the weight is not being trained
-/// in this call.
-pub(crate) fn takes(m: usize, frozen: bool) -> bool {
-    m >= 2 && (m <= FEW_ROWS || frozen) && available()
+/// Whether an f32 product of `m` rows by a weight whose panels are kept runs here. One row is
+/// a matrix-vector product, which gemm has its own path for (1.3–2× faster than
+/// `linear_rows` on SmolLM2's shapes, `fukai-bench linear_rows`).
+pub(crate) fn takes(m: usize) -> bool {
+    m >= 2 && available()
 }
 
 /// A `[n, k]` weight laid out for the kernel: panel `p` holds `k` groups of 16 values, group
@@ -91,18 +88,10 @@ impl Panels {
         );
         Panels { n, k, data }
     }
-    /// The panels of `w` (`[n, k]`): kept in `memory` (the storage `w` is, whole, read-locked
-    /// by the caller) when the weight is frozen, else made for this call.
-    pub(crate) fn of(
-        w: &[f32],
-        n: usize,
-        k: usize,
-        memory: Option<&Storage>,
-    ) -> std::sync::Arc<Panels> {
-        match memory {
-            Some(mem) => mem.derived(|p: &Panels| (p.n, p.k) == (n, k), |_| Panels::pack(w, n, k)),
-            None => std::sync::Arc::new(Panels::pack(w, n, k)),
-        }
+    /// The panels of `w` (`[n, k]`), kept in `memory`: the storage `w` is, whole, read-locked
+    /// by the caller (so `w` is what they are made from).
+    pub(crate) fn kept(w: &[f32], n: usize, k: usize, memory: &Storage) -> std::sync::Arc<Panels> {
+        memory.derived(|p: &Panels| (p.n, p.k) == (n, k), || Panels::pack(w, n, k))
     }
 }
 
@@ -113,7 +102,7 @@ pub(crate) fn add_linear(x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
 }
 
 /// Whether the AVX-512 kernel runs (else the AVX2 one).
-fn wide() -> bool {
+pub(super) fn wide() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -450,7 +439,7 @@ mod x86 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// (m, k, n) at the edges of the tiling: single rows and columns, ragged panels, row
@@ -467,7 +456,7 @@ mod tests {
     ];
 
     /// Inputs `x` `[m, k]` and weights `w` `[n, k]` of small exact values.
-    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    pub(in crate::ops) fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
         let x = (0..m * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
             .collect();
@@ -477,19 +466,17 @@ mod tests {
         (x, w)
     }
 
-    /// Against the same products summed in f64, at every edge of the tiling; and the bits must
-    /// not depend on which other rows share the call.
-    #[test]
-    fn matches_a_plain_product_at_every_edge() {
-        if !available() {
-            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
-            return;
-        }
-        for (m, k, n) in SHAPES {
+    /// Checks a kernel, `add(x, w, out, (m, k, n))` adding `x Wᵀ` onto `out`, against the same
+    /// products summed in f64 on each of `shapes`; and that a row's bits do not depend on which
+    /// other rows share the call. (`linear_rows` is checked here too.)
+    pub(in crate::ops) fn check_against_f64(
+        shapes: &[(usize, usize, usize)],
+        add: impl Fn(&[f32], &[f32], &mut [f32], (usize, usize, usize)),
+    ) {
+        for &(m, k, n) in shapes {
             let (x, w) = operands(m, k, n);
-            let panels = Panels::pack(&w, n, k);
             let mut out = vec![1.0f32; m * n];
-            add_linear(&x, &panels, &mut out, m);
+            add(&x, &w, &mut out, (m, k, n));
             for r in 0..m {
                 let terms = (0..n).map(|c| {
                     let t = (0..k).map(|i| x[r * k + i] as f64 * w[c * k + i] as f64);
@@ -503,7 +490,7 @@ mod tests {
                     assert!((got - want).abs() <= 4e-6 * scale, "{m}x{k}x{n} at {r},{c}");
                 }
                 let mut alone = vec![1.0f32; n];
-                add_linear(&x[r * k..][..k], &panels, &mut alone, 1);
+                add(&x[r * k..][..k], &w, &mut alone, (1, k, n));
                 assert_eq!(
                     alone,
                     out[r * n..][..n],
@@ -511,6 +498,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// At every edge of the tiling.
+    #[test]
+    fn matches_a_plain_product_at_every_edge() {
+        if !available() {
+            eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
+            return;
+        }
+        check_against_f64(&SHAPES, |x, w, out, (m, k, n)| {
+            add_linear(x, &Panels::pack(w, n, k), out, m)
+        });
     }
 
     /// The kernel's bits, written out in scalar code: one fused multiply-add chain over `k`
@@ -628,6 +627,30 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(worst <= 1e-4, "panels and gemm differ by {worst}");
+        Ok(())
+    }
+
+    /// A weight being trained (rewritten every step) and a view into a larger memory are read
+    /// in place by `linear_rows`, nothing laid out or kept for them; their products agree with
+    /// the frozen weight's panels to rounding.
+    #[test]
+    fn trained_weights_and_views_keep_nothing() -> crate::Result<()> {
+        use crate::Tensor;
+        let (m, k, n) = (11, 96, 80);
+        let x = Tensor::randn(&[m, k], crate::DType::F32)?;
+        let stacked = Tensor::randn(&[2 * n, k], crate::DType::F32)?;
+        let view = stacked.narrow(0, n, n)?;
+        let frozen = Tensor::from_vec(view.to_vec::<f32>()?, &[n, k])?;
+        let want = x.linear(&frozen, None)?.to_vec::<f32>()?;
+        assert_eq!(frozen.storage().keeps_derived(), available());
+        let trained = Tensor::from_vec(view.to_vec::<f32>()?, &[n, k])?;
+        trained.set_requires_grad(true)?;
+        for (w, what) in [(&view, "a view"), (&trained, "a trained weight")] {
+            let got = x.linear(w, None)?.to_vec::<f32>()?;
+            let worst = crate::testing::max_slice_diff(&got, &want);
+            assert!(worst <= 1e-4, "{what}: differs from the panels by {worst}");
+            assert!(!w.storage().keeps_derived(), "{what}: panels were kept");
+        }
         Ok(())
     }
 }

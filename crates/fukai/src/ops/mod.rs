@@ -19,6 +19,7 @@ mod lanes;
 mod layer_norm;
 mod linear;
 mod linear_panels;
+mod linear_rows;
 mod lstm_cell;
 mod matmul;
 mod pool;
