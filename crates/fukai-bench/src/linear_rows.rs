@@ -1,9 +1,8 @@
-//! `x Wᵀ` for a few rows, the shape of one sentence through MiniLM (11 rows) and one decoded
-//! token through SmolLM2 (1 row): fukai's `Tensor::linear` beside the `gemm` crate called
-//! directly on the same `[out, in]` weight, as fukai called it before it had a kernel for these
-//! sizes (gemm packs nothing here and runs its 48-row microkernel mostly empty). fukai's side
-//! twice: a frozen weight (inference), read from the panels laid out on the first call
-//! (`linear_panels`), and a weight being trained, read in place (`linear_rows`).
+//! `x Wᵀ` at the shapes of one sentence through MiniLM (11 rows), a batch of 8 × 128 tokens
+//! (1,024 rows) and one decoded token through SmolLM2 (1 row): fukai's `Tensor::linear` beside
+//! the `gemm` crate called directly on the same `[out, in]` weight. fukai's side twice: a frozen
+//! weight (inference), read from the panels laid out on the first call (`linear_panels`), and a
+//! weight being trained, read in place (`linear_rows` for a few rows, gemm for more).
 
 use crate::direct_gemm::gemm_f32;
 use crate::harness::{interleaved, Case, Line};
@@ -12,10 +11,18 @@ use fukai::{DType, Tensor};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// (rows, in, out): MiniLM's attention and MLP projections, SmolLM2's MLP and output head.
+/// (rows, in, out): MiniLM's attention and MLP projections on one sentence and on 8 × 128
+/// tokens (where a frozen weight still reads its panels, a trained one goes to gemm), SmolLM2's
+/// MLP and output head.
 const SHAPES: &[(usize, usize, usize)] = &[
     (11, 384, 384),
     (11, 384, 1536),
+    (32, 384, 1536),
+    (64, 384, 1536),
+    (208, 384, 1536),
+    (512, 384, 1536),
+    (1024, 384, 1536),
+    (1024, 1536, 384),
     (1, 576, 1536),
     (1, 1536, 576),
     (1, 576, 49152),

@@ -7,8 +7,9 @@
 //!
 //! Laying out costs about two products' time, so it pays only when kept: it takes a weight not
 //! being trained in the call (inference, ONNX initializers, eval passes) whose memory is its
-//! own, at any number of rows; the panels are made on first use and kept beside the memory
-//! until it is next written ([`Storage::derived`]), a second copy of each weight used this way.
+//! own, at any number of rows (up to 256 with AVX-512, where gemm wins beyond); the panels are
+//! made on first use and kept beside the memory until it is next written
+//! ([`Storage::derived`]), a second copy of each weight used this way.
 //! A weight being trained is rewritten every step, and a view into a larger memory has no slot
 //! of its own: those are read in place, by `linear_rows` for a few rows and by gemm for more.
 //!
@@ -20,6 +21,11 @@ use super::matmul::SendPtr;
 use crate::tensor::Storage;
 use std::ops::Range;
 
+/// With AVX-512, products of more rows go to gemm, whose kernel then wins: on a Xeon with
+/// AVX-512 (`fukai-bench --threads 1 linear_rows`, three runs) these panels took 0.93× gemm's
+/// time at 208 × 384 × 1536, 1.02–1.37× at 512 rows and 1.08–1.14× at 1024. With AVX2 (an
+/// EPYC, bench/notes.md) they took 0.62–1.04× its time on every shape tried, up to 4096 rows.
+const WIDE_MAX_ROWS: usize = 256;
 /// Output columns per panel: one AVX-512 register, two AVX2 ones.
 const PANEL: usize = 16;
 /// Panels per task. Fixed, so that how the work is split never depends on the thread count.
@@ -50,7 +56,7 @@ pub(crate) fn available() -> bool {
 /// a matrix-vector product, which gemm has its own path for (1.3–2× faster than
 /// `linear_rows` on SmolLM2's shapes, `fukai-bench linear_rows`).
 pub(crate) fn takes(m: usize) -> bool {
-    m >= 2 && available()
+    m >= 2 && available() && (m <= WIDE_MAX_ROWS || !wide())
 }
 
 /// A `[n, k]` weight laid out for the kernel: panel `p` holds `k` groups of 16 values, group
@@ -176,6 +182,9 @@ unsafe fn run_panels(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Panels, Range, MAX_TILE_ROWS, PANEL};
+
+    /// Steps of `k` per turn of a tile's loop.
+    const UNROLL: usize = 4;
     use std::arch::x86_64::*;
 
     /// 16 f32 lanes: one AVX-512 register or two AVX2 ones. The tile below is written once
@@ -403,19 +412,26 @@ mod x86 {
         let ahead: [*const i8; P] =
             std::array::from_fn(|q| panels[q].wrapping_add(2 * PANEL * at.k).cast());
         let (first, recip) = at.prefetch;
-        for i in 0..at.k {
-            let line = first + ((i * recip) >> 16);
-            for a in ahead {
-                _mm_prefetch::<_MM_HINT_T1>(a.wrapping_add(line * 4 * PANEL));
-            }
-            // SAFETY (every load): i < k, so inside the rows and panels.
-            let ws: [L; P] = std::array::from_fn(|q| unsafe { L::load(panels[q].add(i * PANEL)) });
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let v = unsafe { L::splat(at.x.add(r * at.k + i)) };
-                for (a, &w) in acc.iter_mut().zip(&ws) {
-                    *a = unsafe { L::fma(v, w, *a) };
+        // Steps by fours, unrolled: the loop's own work and the prefetch's arithmetic were
+        // a third of the instructions per step beside the 12 multiply-adds of an AVX-512 tile.
+        // (Closures would not inherit the caller's target features; these are functions.)
+        let mut i = 0;
+        while i < at.k {
+            let turn = UNROLL.min(at.k - i);
+            // SAFETY: steps i..i + turn ≤ k.
+            unsafe {
+                prefetch((first, recip), &ahead, i..i + turn);
+                if turn == UNROLL {
+                    for u in 0..UNROLL {
+                        step::<L, R, P>(&mut acc, at, &panels, i + u);
+                    }
+                } else {
+                    for i in i..i + turn {
+                        step::<L, R, P>(&mut acc, at, &panels, i);
+                    }
                 }
             }
+            i += turn;
         }
         for (r, acc) in acc.iter().enumerate() {
             for (q, a) in acc.iter().enumerate() {
@@ -433,6 +449,43 @@ mod x86 {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// One step of [`tile`]: weights `i` of the panels times column `i` of the rows.
+    ///
+    /// # Safety
+    /// As [`tile`], with `i < at.k`.
+    #[inline(always)]
+    unsafe fn step<L: Lanes, const R: usize, const P: usize>(
+        acc: &mut [[L; P]; R],
+        at: &Tile,
+        panels: &[*const f32; P],
+        i: usize,
+    ) {
+        let ws: [L; P] = std::array::from_fn(|q| unsafe { L::load(panels[q].add(i * PANEL)) });
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let v = unsafe { L::splat(at.x.add(r * at.k + i)) };
+            for (a, &w) in acc.iter_mut().zip(&ws) {
+                *a = unsafe { L::fma(v, w, *a) };
+            }
+        }
+    }
+
+    /// Prefetches the lines of the next pair of panels (`ahead`) that steps `steps` share out
+    /// to this tile (`(first, recip)` as in [`Tile::prefetch`]).
+    #[inline(always)]
+    unsafe fn prefetch<const P: usize>(
+        (first, recip): (usize, usize),
+        ahead: &[*const i8; P],
+        steps: Range<usize>,
+    ) {
+        let lines =
+            first + ((steps.start * recip) >> 16)..=first + (((steps.end - 1) * recip) >> 16);
+        for line in lines {
+            for &a in ahead {
+                _mm_prefetch::<_MM_HINT_T1>(a.wrapping_add(line * 4 * PANEL));
             }
         }
     }
@@ -613,7 +666,8 @@ pub(super) mod tests {
             eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
             return Ok(());
         }
-        let (m, k, n) = (300, 70, 90);
+        // Few enough rows for the panels with AVX-512 too.
+        let (m, k, n) = (200, 70, 90);
         let x = Tensor::randn(&[m, k], crate::DType::F32)?;
         let w = Tensor::randn(&[n, k], crate::DType::F32)?;
         let frozen = x.linear(&w, None)?.to_vec::<f32>()?;
