@@ -23,6 +23,18 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Whether this CPU has AVX-512F: kernels written with intrinsics pick their AVX-512 version.
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,avx,sse4.2")]
 unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {

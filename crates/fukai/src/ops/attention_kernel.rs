@@ -6,6 +6,7 @@
 //! the keys past the causal limit as well.
 
 use super::float::Float;
+use crate::simd::has_avx512;
 use std::borrow::Cow;
 
 /// Lanes per column block.
@@ -99,6 +100,7 @@ pub(crate) fn dots_with_rows<T: Float>(q: &[T], k: &[T], ks: usize, out: &mut [T
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::x86_lanes::{Avx2, Avx512, Lanes};
     use std::arch::x86_64::*;
 
     /// Eight rows of eight floats transposed: lane r of result d is `rows[r][d]`.
@@ -139,10 +141,42 @@ mod x86 {
     /// # Safety
     /// AVX2; `a` (row stride, column stride), `b` (row stride) and `out` (row stride) cover
     /// every element those indices reach.
-    // Index loops on purpose (see the body).
-    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,avx")]
     pub(super) unsafe fn block_f32<const RB: usize, const CB: usize>(
+        a: (*const f32, usize, usize),
+        ks: (usize, usize),
+        b: (*const f32, usize),
+        out: (*mut f32, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { block_lanes::<Avx2, RB, CB>(a, ks, b, out, accumulate) }
+    }
+
+    /// [`block_f32`] with AVX-512: the same sums, lane for lane.
+    ///
+    /// # Safety
+    /// As [`block_f32`], with AVX-512F.
+    #[target_feature(enable = "avx512f,avx2,avx")]
+    pub(super) unsafe fn block_f32_avx512<const RB: usize, const CB: usize>(
+        a: (*const f32, usize, usize),
+        ks: (usize, usize),
+        b: (*const f32, usize),
+        out: (*mut f32, usize),
+        accumulate: bool,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { block_lanes::<Avx512, RB, CB>(a, ks, b, out, accumulate) }
+    }
+
+    /// [`block_f32`] on 16-lane blocks of either instruction set.
+    ///
+    /// # Safety
+    /// As [`block_f32`], with the instruction set `L` needs.
+    // Index loops on purpose (see the body).
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    unsafe fn block_lanes<L: Lanes, const RB: usize, const CB: usize>(
         (a, ars, acs): (*const f32, usize, usize),
         (k0, k1): (usize, usize),
         (b, bs): (*const f32, usize),
@@ -152,29 +186,29 @@ mod x86 {
         // SAFETY (every access): the caller's contract.
         unsafe {
             // Index loops over constant bounds: unrolled, the sums stay in registers.
-            let mut acc = [[_mm256_setzero_ps(); 8]; RB];
+            let mut acc = [[L::zero(); CB]; RB];
             if accumulate {
                 for r in 0..RB {
-                    for c in 0..2 * CB {
-                        acc[r][c] = _mm256_loadu_ps(out.add(r * ors + c * 8));
+                    for c in 0..CB {
+                        acc[r][c] = L::load(out.add(r * ors + c * 16));
                     }
                 }
             }
             for k in k0..k1 {
-                let mut bv = [_mm256_setzero_ps(); 8];
-                for c in 0..2 * CB {
-                    bv[c] = _mm256_loadu_ps(b.add(k * bs + c * 8));
+                let mut bv = [L::zero(); CB];
+                for c in 0..CB {
+                    bv[c] = L::load(b.add(k * bs + c * 16));
                 }
                 for r in 0..RB {
-                    let x = _mm256_set1_ps(*a.add(r * ars + k * acs));
-                    for c in 0..2 * CB {
-                        acc[r][c] = _mm256_add_ps(acc[r][c], _mm256_mul_ps(x, bv[c]));
+                    let x = L::splat(a.add(r * ars + k * acs));
+                    for c in 0..CB {
+                        acc[r][c] = L::mul_add(x, bv[c], acc[r][c]);
                     }
                 }
             }
             for r in 0..RB {
-                for c in 0..2 * CB {
-                    _mm256_storeu_ps(out.add(r * ors + c * 8), acc[r][c]);
+                for c in 0..CB {
+                    acc[r][c].store(out.add(r * ors + c * 16));
                 }
             }
         }
@@ -483,8 +517,8 @@ fn product<T: Float>(
         (ragged > 0 && rows > 0).then(|| padded_columns(b, bs, ks, (width - ragged, ragged)));
     // AVX2's 16 registers hold 4 rows by one block of 16 columns (8 sums) beside its operands;
     // 4 blocks (32 sums) spilled to the stack on every step (MiniLM on 8 × 128 tokens took 5%
-    // longer with them, `fukai-bench onnx_minilm`).
-    let most = if dots_with_rows_available::<T>() {
+    // longer with them, `fukai-bench onnx_minilm`). AVX-512's 32 hold 4 by 4 (16 sums).
+    let most = if dots_with_rows_available::<T>() && !has_avx512() {
         1
     } else {
         NB
@@ -593,13 +627,18 @@ fn block<T: Float, const RB: usize, const CB: usize>(
         // SAFETY: T is f32 and the CPU has AVX2 (`dots_with_rows_available`); the kernel reads
         // and writes only the elements bounded above.
         unsafe {
-            x86::block_f32::<RB, CB>(
+            let args = (
                 (f(a.data).add(r0 * a.rs), a.rs, a.cs),
                 (k0, k1),
                 (f(b).add(c0), bs),
                 (out.as_mut_ptr().cast::<f32>().add(r0 * ors + c0), ors),
                 accumulate,
-            )
+            );
+            if has_avx512() {
+                x86::block_f32_avx512::<RB, CB>(args.0, args.1, args.2, args.3, args.4)
+            } else {
+                x86::block_f32::<RB, CB>(args.0, args.1, args.2, args.3, args.4)
+            }
         };
         return;
     }
@@ -651,7 +690,14 @@ mod tests {
 
     #[test]
     fn blocks_sum_as_the_plain_loop_at_every_width() {
-        for (rows, depth, width) in [(1, 3, 1), (4, 32, 15), (5, 20, 16), (9, 7, 70), (8, 64, 33)] {
+        for (rows, depth, width) in [
+            (1, 3, 1),
+            (4, 32, 15),
+            (5, 20, 16),
+            (9, 7, 70),
+            (8, 64, 33),
+            (4, 9, 50),
+        ] {
             let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..depth * width)
                 .map(|i| (i as f32 * 0.11).cos())
@@ -690,6 +736,49 @@ mod tests {
                 width,
             );
             assert_eq!(bits(&got), bits(&want), "storing, {rows}x{depth}x{width}");
+        }
+    }
+
+    /// Both instruction sets' register blocks, called directly (a machine runs one of them
+    /// through [`product`]), give the plain loop's bits.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn both_instruction_sets_sum_as_the_plain_loop() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("skipped: no AVX2 on this CPU");
+            return;
+        }
+        let (depth, width) = (13, 32);
+        let a: Vec<f32> = (0..R * depth).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..depth * width)
+            .map(|i| (i as f32 * 0.11).cos())
+            .collect();
+        let start: Vec<f32> = (0..R * width).map(|i| i as f32 * 0.01).collect();
+        let mut want = start.clone();
+        plain(&a, &b, (R, depth, width), &mut want);
+        for wide in [false, true] {
+            if wide && !has_avx512() {
+                continue;
+            }
+            let mut got = start.clone();
+            let args = (
+                (a.as_ptr(), depth, 1),
+                (0, depth),
+                (b.as_ptr(), width),
+                (got.as_mut_ptr(), width),
+                true,
+            );
+            // SAFETY: the CPU has the instruction set; R rows of `depth`, `depth` rows of
+            // `width` (2 blocks of 16) and R rows of `width`, as the kernel reads them.
+            unsafe {
+                if wide {
+                    x86::block_f32_avx512::<R, 2>(args.0, args.1, args.2, args.3, args.4)
+                } else {
+                    x86::block_f32::<R, 2>(args.0, args.1, args.2, args.3, args.4)
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "AVX-512: {wide}");
         }
     }
 }

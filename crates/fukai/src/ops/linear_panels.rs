@@ -109,14 +109,7 @@ pub(crate) fn add_linear(x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
 
 /// Whether the AVX-512 kernel runs (else the AVX2 one).
 pub(super) fn wide() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::simd::has_avx512()
 }
 
 /// [`add_linear`] on the AVX-512 kernel (`wide`, which the CPU must have) or the AVX2 one.
@@ -181,102 +174,25 @@ unsafe fn run_panels(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::x86_lanes::{Avx2, Avx512, Lanes};
     use super::{Panels, Range, MAX_TILE_ROWS, PANEL};
 
     /// Steps of `k` per turn of a tile's loop.
     const UNROLL: usize = 4;
     use std::arch::x86_64::*;
 
-    /// 16 f32 lanes: one AVX-512 register or two AVX2 ones. The tile below is written once
-    /// against these few operations, so both instruction sets run the same code, lane for lane.
-    trait Lanes: Copy {
-        /// Tiles of up to this many rows span two panels (more sums in flight to cover the
-        /// multiply-add latency); larger ones span one, to stay within the registers.
+    /// How many rows a tile may span two panels with: more sums in flight cover the
+    /// multiply-add latency, up to what the registers hold.
+    trait PairRows {
         const PAIR_ROWS: usize;
-        unsafe fn zero() -> Self;
-        /// 16 floats from `p`.
-        unsafe fn load(p: *const f32) -> Self;
-        /// `*p` in every lane.
-        unsafe fn splat(p: *const f32) -> Self;
-        /// `a · b + c`, rounded once.
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-        /// `p[l] += self[l]` for the 16 lanes.
-        unsafe fn add_to(self, p: *mut f32);
-        /// The 16 lanes into `p`.
-        unsafe fn store(self, p: *mut f32);
     }
 
-    #[derive(Clone, Copy)]
-    struct Avx2([__m256; 2]);
-
-    impl Lanes for Avx2 {
+    impl PairRows for Avx2 {
         const PAIR_ROWS: usize = 2;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            Avx2([_mm256_setzero_ps(); 2])
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { Avx2([_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))]) }
-        }
-        #[inline(always)]
-        unsafe fn splat(p: *const f32) -> Self {
-            let v = unsafe { _mm256_broadcast_ss(&*p) };
-            Avx2([v, v])
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            Avx2([
-                _mm256_fmadd_ps(a.0[0], b.0[0], c.0[0]),
-                _mm256_fmadd_ps(a.0[1], b.0[1], c.0[1]),
-            ])
-        }
-        #[inline(always)]
-        unsafe fn add_to(self, p: *mut f32) {
-            unsafe {
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), self.0[0]));
-                let p = p.add(8);
-                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), self.0[1]));
-            }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe {
-                _mm256_storeu_ps(p, self.0[0]);
-                _mm256_storeu_ps(p.add(8), self.0[1]);
-            }
-        }
     }
 
-    #[derive(Clone, Copy)]
-    struct Avx512(__m512);
-
-    impl Lanes for Avx512 {
+    impl PairRows for Avx512 {
         const PAIR_ROWS: usize = MAX_TILE_ROWS;
-        #[inline(always)]
-        unsafe fn zero() -> Self {
-            Avx512(_mm512_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { Avx512(_mm512_loadu_ps(p)) }
-        }
-        #[inline(always)]
-        unsafe fn splat(p: *const f32) -> Self {
-            unsafe { Avx512(_mm512_set1_ps(*p)) }
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            Avx512(_mm512_fmadd_ps(a.0, b.0, c.0))
-        }
-        #[inline(always)]
-        unsafe fn add_to(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), self.0)) }
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, self.0) }
-        }
     }
 
     /// [`panels_avx512`] with AVX2 and FMA.
@@ -317,7 +233,7 @@ mod x86 {
     /// # Safety
     /// As [`panels_avx512`], for the instruction set `L` needs.
     #[inline(always)]
-    unsafe fn by_tiles<L: Lanes>(
+    unsafe fn by_tiles<L: Lanes + PairRows>(
         x: &[f32],
         w: &Panels,
         out: *mut f32,

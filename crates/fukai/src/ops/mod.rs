@@ -31,6 +31,8 @@ mod unary;
 mod upsample;
 mod view;
 mod winograd;
+#[cfg(target_arch = "x86_64")]
+mod x86_lanes;
 
 pub use attention::{attention, AttnInput, AttnOptions};
 pub use batch_norm::BatchStats;
