@@ -355,6 +355,39 @@ fn huge_padding_is_rejected_at_load() {
     }
 }
 
+/// Found by fuzz_loaders: `tokenizers` panicked building BPE merges shorter than the
+/// continuing-subword prefix, or longer than every vocabulary entry.
+#[test]
+fn bpe_merges_that_would_panic_are_rejected_at_load() {
+    let bpe = |prefix: &str, merges: Value| {
+        let v = serde_json::json!({
+            "version": "1.0",
+            "model": {
+                "type": "BPE",
+                "vocab": {"a": 0, "t": 1, "at": 2},
+                "merges": merges,
+                "continuing_subword_prefix": prefix,
+            },
+        });
+        HfTokenizer::from_bytes(v.to_string().as_bytes(), "bpe.json")
+    };
+    let err = bpe("##", serde_json::json!([["a", "t"]]))
+        .err()
+        .expect("a merge shorter than the prefix loads")
+        .to_string();
+    assert_mentions(
+        &err,
+        &["bpe.json", "model.merges", "continuing_subword_prefix"],
+    );
+    let err = bpe("", serde_json::json!(["at at"]))
+        .err()
+        .expect("a merge longer than the vocabulary's entries loads")
+        .to_string();
+    assert_mentions(&err, &["bpe.json", "model.merges", "longer than any"]);
+    // A well-formed merge still loads.
+    bpe("", serde_json::json!([["a", "t"]])).expect("a plain merge");
+}
+
 #[test]
 fn broken_tokenizer_is_named() {
     let d = BrokenDir::new("tok-truncated", |d| {

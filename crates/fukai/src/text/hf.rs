@@ -38,6 +38,7 @@ impl HfTokenizer {
             check_post_processor(p).map_err(fmt_err)?;
         }
         check_padding(&json).map_err(fmt_err)?;
+        check_bpe_merges(&json).map_err(fmt_err)?;
         let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Format {
             file: source.to_string(),
             msg: format!("not a valid Hugging Face tokenizer.json: {e}"),
@@ -132,6 +133,52 @@ fn check_padding(json: &Value) -> std::result::Result<(), String> {
         if let Some(n) = n.filter(|&n| n > MAX_PADDING) {
             return Err(format!(
                 "field \"{name}\": pads to {n} tokens; at most {MAX_PADDING} are supported"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `tokenizers` builds each BPE merge's token in a buffer as long as the longest vocabulary
+/// entry, cutting the continuing-subword prefix off the merge's second part: a second part
+/// shorter than the prefix, or a merged token longer than every entry, panics there.
+fn check_bpe_merges(json: &Value) -> std::result::Result<(), String> {
+    let Some(model) = json.get("model") else {
+        return Ok(());
+    };
+    let Some(merges) = model.get("merges").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    let prefix = model
+        .get("continuing_subword_prefix")
+        .and_then(Value::as_str)
+        .map_or(0, str::len);
+    let longest = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .and_then(|v| v.keys().map(String::len).max())
+        .unwrap_or(0);
+    for (i, merge) in merges.iter().enumerate() {
+        let pair = match merge {
+            Value::String(s) => s.split_once(' '),
+            Value::Array(p) => p
+                .first()
+                .and_then(Value::as_str)
+                .zip(p.get(1).and_then(Value::as_str)),
+            _ => None,
+        };
+        // Other shapes are `tokenizers`' own errors.
+        let Some((a, b)) = pair else { continue };
+        if b.len() < prefix {
+            return Err(format!(
+                "field \"model.merges\"[{i}]: second part {b:?} is shorter than the \
+                 continuing_subword_prefix ({prefix} bytes)"
+            ));
+        }
+        if a.len() + b.len() - prefix > longest {
+            return Err(format!(
+                "field \"model.merges\"[{i}]: {a:?} + {b:?} makes a token longer than any in \
+                 the vocabulary ({longest} bytes)"
             ));
         }
     }
