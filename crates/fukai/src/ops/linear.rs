@@ -119,7 +119,13 @@ impl Tensor {
             // Many rows (a prompt's prefill) amortize dequantizing the weight for gemm; a few
             // (decoding) read each block once, in the integer kernels.
             let y = if m >= QUANT_GEMM_ROWS {
-                forward::<f32>(prec, &xv, (&q.to_f32(), None), bv.as_deref(), (m, k, n))
+                // The dequantized weight is frozen and whole for the call, so the product has
+                // the bits a dense f32 weight of the same values gives.
+                let dense = Tensor::from_vec(q.to_f32(), &[n, k])?;
+                let memory = dense.storage().as_ref();
+                with_contig::<f32, _>(&dense, |wv| {
+                    forward::<f32>(prec, &xv, (wv, Some(memory)), bv.as_deref(), (m, k, n))
+                })
             } else {
                 let mut y = q.matmul(&xv, m)?;
                 if let Some(bv) = &bv {
