@@ -61,7 +61,7 @@ Workloads (default: all):
   qmatvec           quantized matrix-vector products (fukai::quant::QMatrix) at SmolLM2-135M's
                     shapes (Q4_1, Q8_0; Q4_K, Q6_K) beside f32 on the dequantized weights:
                     us and weight GB/s (not part of `all`)
-  linear_rows       x Wᵀ for 1, 11 and 1024 rows at MiniLM's and SmolLM2's shapes, fukai (frozen,
+  linear_rows       x Wᵀ for 1 to 1024 rows at MiniLM's and SmolLM2's shapes, fukai (frozen,
                     trained) vs the gemm crate on the same [out, in] weight (GFLOP/s; not part
                     of `all`)
   gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step

@@ -24,7 +24,8 @@ use std::ops::Range;
 /// With AVX-512, products of more rows go to gemm, whose kernel then wins: on a Xeon with
 /// AVX-512 (`fukai-bench --threads 1 linear_rows`, three runs) these panels took 0.93× gemm's
 /// time at 208 × 384 × 1536, 1.02–1.37× at 512 rows and 1.08–1.14× at 1024. With AVX2 (an
-/// EPYC, bench/notes.md) they took 0.62–1.04× its time on every shape tried, up to 4096 rows.
+/// EPYC, bench/notes.md) they took 0.62–1.04× its time on the shapes tried up to 4096 rows
+/// (single passes at 1.25× and 1.54× on two small products).
 const WIDE_MAX_ROWS: usize = 256;
 /// Output columns per panel: one AVX-512 register, two AVX2 ones.
 const PANEL: usize = 16;
@@ -176,10 +177,10 @@ unsafe fn run_panels(
 mod x86 {
     use super::super::x86_lanes::{Avx2, Avx512, Lanes};
     use super::{Panels, Range, MAX_TILE_ROWS, PANEL};
+    use std::arch::x86_64::*;
 
     /// Steps of `k` per turn of a tile's loop.
     const UNROLL: usize = 4;
-    use std::arch::x86_64::*;
 
     /// How many rows a tile may span two panels with: more sums in flight cover the
     /// multiply-add latency, up to what the registers hold.
@@ -331,23 +332,19 @@ mod x86 {
         // Steps by fours, unrolled: the loop's own work and the prefetch's arithmetic were
         // a third of the instructions per step beside the 12 multiply-adds of an AVX-512 tile.
         // (Closures would not inherit the caller's target features; these are functions.)
-        let mut i = 0;
-        while i < at.k {
-            let turn = UNROLL.min(at.k - i);
-            // SAFETY: steps i..i + turn ≤ k.
-            unsafe {
-                prefetch((first, recip), &ahead, i..i + turn);
-                if turn == UNROLL {
-                    for u in 0..UNROLL {
-                        step::<L, R, P>(&mut acc, at, &panels, i + u);
-                    }
-                } else {
-                    for i in i..i + turn {
-                        step::<L, R, P>(&mut acc, at, &panels, i);
-                    }
-                }
+        let whole = at.k - at.k % UNROLL;
+        // SAFETY (every step): i < k.
+        for i in (0..whole).step_by(UNROLL) {
+            unsafe { prefetch((first, recip), &ahead, i..i + UNROLL) };
+            for u in 0..UNROLL {
+                unsafe { step::<L, R, P>(&mut acc, at, &panels, i + u) };
             }
-            i += turn;
+        }
+        for i in whole..at.k {
+            unsafe {
+                prefetch((first, recip), &ahead, i..i + 1);
+                step::<L, R, P>(&mut acc, at, &panels, i);
+            }
         }
         for (r, acc) in acc.iter().enumerate() {
             for (q, a) in acc.iter().enumerate() {
@@ -601,8 +598,8 @@ pub(super) mod tests {
     }
 
     /// A weight being trained (rewritten every step) and a view into a larger memory are read
-    /// in place by `linear_rows`, nothing laid out or kept for them; their products agree with
-    /// the frozen weight's panels to rounding.
+    /// in place by `linear_rows` (its bits), nothing laid out or kept for them; their products
+    /// agree with the frozen weight's panels to rounding.
     #[test]
     fn trained_weights_and_views_keep_nothing() -> crate::Result<()> {
         use crate::Tensor;
@@ -620,6 +617,12 @@ pub(super) mod tests {
             let worst = crate::testing::max_slice_diff(&got, &want);
             assert!(worst <= 1e-4, "{what}: differs from the panels by {worst}");
             assert!(!w.storage().keeps_derived(), "{what}: panels were kept");
+            if available() {
+                let mut rows = vec![0f32; m * n];
+                let (xv, wv) = (x.to_vec::<f32>()?, w.to_vec::<f32>()?);
+                super::super::linear_rows::add_linear_rows(&xv, &wv, &mut rows, (m, k, n));
+                assert_eq!(got, rows, "{what}: not read in place by linear_rows");
+            }
         }
         Ok(())
     }

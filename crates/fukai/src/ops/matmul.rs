@@ -166,8 +166,9 @@ pub(crate) unsafe fn gemm_at<T: Float>(
 /// (or columns, whichever is longer): gemm's own threading scales poorly (a Transformer's
 /// 768x128x512 projections ran 1.2x faster on two threads than on one, 1.9x split). Products
 /// above 2^26 multiply-adds were once left to it; on an AVX-512 Xeon, MiniLM on 8 x 128 tokens
-/// at two threads (1024 x 384 x 1536 and the like) then took 129-165 ms against 122-156 split. The bits do not depend on the blocks: gemm sums every output element over `k`
-/// in an order set by `k` alone (its k-blocking depends on neither `m` nor `n`), which
+/// at two threads (1024 x 384 x 1536 and the like) then took 129-165 ms against 122-156 split.
+/// The bits do not depend on the blocks: gemm sums every output element over `k` in an order
+/// set by `k` alone (its k-blocking depends on neither `m` nor `n`), which
 /// `tests/determinism.rs` checks across thread counts. With one thread there is one block: a
 /// 768x512x128 product ran at 71 GFLOP/s as four blocks and at 100 as one.
 ///

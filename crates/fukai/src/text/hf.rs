@@ -146,6 +146,10 @@ fn check_bpe_merges(json: &Value) -> std::result::Result<(), String> {
     let Some(model) = json.get("model") else {
         return Ok(());
     };
+    // Other models do not read merges.
+    if model.get("type").is_some_and(|t| t != "BPE") {
+        return Ok(());
+    }
     let Some(merges) = model.get("merges").and_then(Value::as_array) else {
         return Ok(());
     };
