@@ -13,6 +13,7 @@ for the encoder's last maps (`enc`), both stages' maps (`both`: stage 1 average-
 
 usage: FUKAI_ASSETS=... python scripts/ae_probe_screen.py --epochs 3 [--mask patch7 --p 0.5]
        [--l1 0.05] [--no-bottleneck] [--wta K] [--deep] [--kernel 5] [--pixels]
+       [--contrast 1.0 --tau 0.2 --shift 2 --flip]  (an InfoNCE term between two views' codes)
 """
 import argparse
 import gzip
@@ -39,6 +40,12 @@ ap.add_argument("--wta", type=int, default=0,
                 help="keep each map's K largest activations in training (spatial winner-take-all)")
 ap.add_argument("--deep", action="store_true", help="two convolutions per stage")
 ap.add_argument("--kernel", type=int, default=3)
+ap.add_argument("--contrast", type=float, default=0.0,
+                help="weight of an InfoNCE term between the codes of two augmented views")
+ap.add_argument("--tau", type=float, default=0.2, help="the InfoNCE temperature")
+ap.add_argument("--shift", type=int, default=2, help="views: random shifts of up to this many pixels")
+ap.add_argument("--flip", action="store_true", help="views: random horizontal flips too")
+ap.add_argument("--erase", type=float, default=0.0, help="views: patches of 7x7 zeroed with this probability")
 ap.add_argument("--pixels", action="store_true", help="also probe raw pixels")
 ap.add_argument("--grid", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
 ap.add_argument("--max-iter", type=int, default=150)
@@ -97,6 +104,29 @@ def corrupt(x):
     return x
 
 
+def view(x):
+    """A random augmentation per image: a shift of up to --shift pixels (zero fill), a flip."""
+    s = a.shift
+    n = x.shape[0]
+    padded = F.pad(x, (s, s, s, s))
+    dx, dy = torch.randint(0, 2 * s + 1, (2, n))
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(n)])
+    if a.flip:
+        f = torch.rand(n) < 0.5
+        out[f] = out[f].flip(3)
+    if a.erase > 0:
+        m = (torch.rand(n, 1, 4, 4) >= a.erase).float()
+        out = out * F.interpolate(m, scale_factor=7)
+    return out
+
+
+def info_nce(z1, z2):
+    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+    logits = z1 @ z2.t() / a.tau
+    t = torch.arange(len(z1))
+    return 0.5 * (F.cross_entropy(logits, t) + F.cross_entropy(logits.t(), t))
+
+
 steps, step, t0 = a.epochs * math.ceil(60000 / 128), 0, time.time()
 for ep in range(a.epochs):
     perm, total = torch.randperm(60000), 0.0
@@ -105,6 +135,8 @@ for ep in range(a.epochs):
             g["lr"] = 0.002 * 0.5 * (1 + math.cos(math.pi * step / steps))
         step += 1
         x = Xtr[perm[i:i + 128]]
+        if a.contrast > 0:
+            x, v2 = view(x), view(x)
         f = enc(corrupt(x))
         if a.wta > 0:
             fl = f.flatten(2)
@@ -112,6 +144,8 @@ for ep in range(a.epochs):
             f = (fl * (fl >= kth)).view_as(f)
         z = f if a.no_bottleneck else F.relu(from_latent(to_latent(f.flatten(1)))).view(-1, c2, 7, 7)
         loss = F.binary_cross_entropy_with_logits(dec(z), x)
+        if a.contrast > 0:
+            loss = loss + a.contrast * info_nce(to_latent(f.flatten(1)), to_latent(enc(v2).flatten(1)))
         if a.l1 > 0:
             loss = loss + a.l1 * f.abs().mean()
         opt.zero_grad()
