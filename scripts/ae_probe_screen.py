@@ -45,7 +45,6 @@ ap.add_argument("--contrast", type=float, default=0.0,
 ap.add_argument("--tau", type=float, default=0.2, help="the InfoNCE temperature")
 ap.add_argument("--shift", type=int, default=2, help="views: random shifts of up to this many pixels")
 ap.add_argument("--flip", action="store_true", help="views: random horizontal flips too")
-ap.add_argument("--erase", type=float, default=0.0, help="views: patches of 7x7 zeroed with this probability")
 ap.add_argument("--pixels", action="store_true", help="also probe raw pixels")
 ap.add_argument("--grid", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
 ap.add_argument("--max-iter", type=int, default=150)
@@ -114,9 +113,6 @@ def view(x):
     if a.flip:
         f = torch.rand(n) < 0.5
         out[f] = out[f].flip(3)
-    if a.erase > 0:
-        m = (torch.rand(n, 1, 4, 4) >= a.erase).float()
-        out = out * F.interpolate(m, scale_factor=7)
     return out
 
 

@@ -166,8 +166,8 @@ fn every_preset_runs_on_wgpu() {
                 "--steps",
                 "2",
                 // Two samples a batch prove each preset's kernels on the device as well as a
-                // full batch does, at an eighth of lavapipe's time (a full batch of the
-                // ConvLSTM preset took 89 s there).
+                // full batch does, at a seventh of lavapipe's time (26 s for all presets
+                // against about 180 s; the ConvLSTM preset's full batch alone took 89 s).
                 "--batch-size",
                 "2",
                 "--force",
