@@ -51,6 +51,8 @@ ap.add_argument("--max-iter", type=int, default=150)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--save", help="write the encoder's state dict here")
+ap.add_argument("--load", help="read the encoder's state dict from here instead of training")
+ap.add_argument("--readouts", nargs="+", help="which feature sets to probe (default: enc both latent)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 
@@ -124,7 +126,9 @@ def info_nce(z1, z2):
 
 
 steps, step, t0 = a.epochs * math.ceil(60000 / 128), 0, time.time()
-for ep in range(a.epochs):
+if a.load:
+    enc.load_state_dict(torch.load(a.load))
+for ep in range(0 if a.load else a.epochs):
     perm, total = torch.randperm(60000), 0.0
     for i in range(0, 60000, 128):
         for g in opt.param_groups:
@@ -166,9 +170,17 @@ def features(X, which):
                 out.append(x.flatten(1))
                 continue
             h1 = enc[2](enc[1](enc[0](x)))
-            h2 = enc[5](enc[4](enc[3](h1)))
+            pre = enc[4](enc[3](h1))
+            h2 = enc[5](pre)
             out.append({"enc": lambda: h2.flatten(1),
                         "both": lambda: torch.cat([F.avg_pool2d(h1, 2).flatten(1), h2.flatten(1)], 1),
+                        "sqrt": lambda: h2.sqrt().flatten(1),
+                        "avg": lambda: F.avg_pool2d(pre, 2).flatten(1),
+                        "pyr": lambda: torch.cat([h2.flatten(1), F.adaptive_avg_pool2d(pre, 2).flatten(1),
+                                                  F.adaptive_max_pool2d(pre, 1).flatten(1)], 1),
+                        "pyrsqrt": lambda: torch.cat([h2.flatten(1), F.adaptive_avg_pool2d(pre, 2).flatten(1),
+                                                      F.adaptive_max_pool2d(pre, 1).flatten(1)], 1).sqrt(),
+                        "both_sqrt": lambda: torch.cat([F.avg_pool2d(h1, 2).flatten(1), h2.flatten(1)], 1).sqrt(),
                         "latent": lambda: to_latent(h2.flatten(1))}[which]())
     return torch.cat(out).double()
 
@@ -206,7 +218,7 @@ def probe(tr, ytr, te, yte):
 
 
 result = {}
-kinds = (["pixels"] if a.pixels else []) + ["enc", "both"] + ([] if a.no_bottleneck else ["latent"])
+kinds = (["pixels"] if a.pixels else []) + (a.readouts or ["enc", "both"] + ([] if a.no_bottleneck or a.load else ["latent"]))
 for which in kinds:
     acc, l2 = probe(features(Xtr[rows], which), Ytr[rows], features(Xte, which), Yte)
     result[which] = acc

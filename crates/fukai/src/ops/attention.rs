@@ -187,33 +187,12 @@ fn tasks(n: usize, work: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// Copies `rows` rows of `hd` values (row `j` at `src[j·stride..]`) transposed into `[hd][rows]`,
-/// in 8x8 tiles held in registers (element by element it was 2.5% of a GPT step).
+/// Copies `rows` rows of `hd` values (row `j` at `src[j·stride..]`) transposed into `[hd][rows]`
+/// (16x16 register blocks with AVX-512; the 8x8 tiles this had, compiled for baseline x86,
+/// were 6% of MiniLM's attention).
 fn transpose_head<T: Float>(src: &[T], stride: usize, rows: usize, hd: usize) -> Vec<T> {
-    const B: usize = 8;
     let mut t = vec![T::ZERO; hd * rows];
-    let (rf, df) = (rows / B * B, hd / B * B);
-    for j0 in (0..rf).step_by(B) {
-        for d0 in (0..df).step_by(B) {
-            let mut tile = [[T::ZERO; B]; B];
-            for (r, tr) in tile.iter_mut().enumerate() {
-                tr.copy_from_slice(&src[(j0 + r) * stride + d0..][..B]);
-            }
-            for d in 0..B {
-                let o = &mut t[(d0 + d) * rows + j0..][..B];
-                for (r, o) in o.iter_mut().enumerate() {
-                    *o = tile[r][d];
-                }
-            }
-        }
-    }
-    // Ragged edges element by element.
-    for j in 0..rows {
-        let from = if j < rf { df } else { 0 };
-        for d in from..hd {
-            t[d * rows + j] = src[j * stride + d];
-        }
-    }
+    super::transpose::transpose((rows, hd), src, stride, &mut t, rows);
     t
 }
 
@@ -250,9 +229,17 @@ fn forward<T: Float, E: KvElem<T>>(
     geo: &Geo,
     (q_src, k_src, v_src): (&[T], &[E], &[E]),
     masks: &Masks,
-) -> (Vec<T>, Vec<T>) {
+    keep_probs: bool,
+) -> (Vec<T>, Option<Vec<T>>) {
     let mut out = vec![T::ZERO; geo.b * geo.tq * geo.h * geo.hd];
-    let mut probs = vec![T::ZERO; geo.b * geo.h * geo.tq * geo.s];
+    // The backward reads every head's probabilities; without one, each task reuses one head's
+    // worth, which stays in cache (the whole array was 6 MB for MiniLM on 8 x 128 tokens,
+    // cleared and written to memory on every call).
+    let mut probs = if keep_probs {
+        vec![T::ZERO; geo.b * geo.h * geo.tq * geo.s]
+    } else {
+        Vec::new()
+    };
     let (po, pp) = (Ptr(out.as_mut_ptr()), Ptr(probs.as_mut_ptr()));
     let group = geo.h / geo.hkv;
     let (hd, s) = (geo.hd, geo.s);
@@ -280,11 +267,22 @@ fn forward<T: Float, E: KvElem<T>>(
                 Some(E::as_rows(v, geo.w[2], s, hd)),
             )
         };
+        let mut scratch = if keep_probs {
+            Vec::new()
+        } else {
+            vec![T::ZERO; geo.tq * s]
+        };
         for h in h0..h0 + per {
             let q = &q_src[geo.q_at(b, h)..];
-            // SAFETY: task t alone writes the probs blocks (b, h) of its heads.
-            let probs = unsafe {
-                std::slice::from_raw_parts_mut(pp.get().add(geo.probs_at(b, h)), geo.tq * s)
+            let probs = if keep_probs {
+                // SAFETY: task t alone writes the probs blocks (b, h) of its heads.
+                unsafe {
+                    std::slice::from_raw_parts_mut(pp.get().add(geo.probs_at(b, h)), geo.tq * s)
+                }
+            } else {
+                // Every element is rewritten below: scores up to the last visible key (whole
+                // blocks), the softmax zeroes the rest of each row.
+                &mut scratch[..]
             };
             let mut o = vec![T::ZERO; geo.tq * hd];
             crate::simd::run(
@@ -342,7 +340,7 @@ fn forward<T: Float, E: KvElem<T>>(
             unsafe { add_rows(po, geo.out_at(b, h), geo.h * hd, &o, hd) };
         }
     });
-    (out, probs)
+    (out, keep_probs.then_some(probs))
 }
 
 /// Gradients of q, k and v, each into its own (zeroed) buffer pointer; q, k and v may point
@@ -677,7 +675,7 @@ fn attend_f16_cache(
     let qs = &f32::slice(&qv).expect("checked dtype")[at(&qc)];
     let ks = &half::f16::slice(&kv).expect("checked dtype")[at(&kc)];
     let vs = &half::f16::slice(&vv).expect("checked dtype")[at(&vc)];
-    let (out, _) = forward::<f32, half::f16>(geo, (qs, ks, vs), masks);
+    let (out, _) = forward::<f32, half::f16>(geo, (qs, ks, vs), masks, false);
     Tensor::from_vec(out, &[geo.b, geo.tq, geo.h * geo.hd])
 }
 
@@ -707,6 +705,14 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
         };
     }
     let out_shape = [geo.b, geo.tq, geo.h * geo.hd];
+    let inputs: Vec<&Tensor> = [q.src, k.src, v.src]
+        .iter()
+        .enumerate()
+        .filter(|(slot, _)| which[..*slot].iter().all(|&w| w != which[*slot]))
+        .map(|(_, t)| *t)
+        .collect();
+    // The condition under which `op_result` records the backward, the one reader of probs.
+    let keep_probs = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
     let (storage, layout, probs) = float_dispatch!(q.src.dtype(), T => {
         let guards: Vec<_> = srcs.iter().map(|s| s.storage().read()).collect();
         let slices: Vec<&[T]> = srcs
@@ -714,16 +720,10 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
             .zip(&guards)
             .map(|(s, g)| &T::slice(g).expect("checked dtype")[s.layout().contiguous_range().expect("contiguous")])
             .collect();
-        let (out, probs) = forward::<T, T>(&geo, (slices[which[0]], slices[which[1]], slices[which[2]]), &masks);
+        let (out, probs) = forward::<T, T>(&geo, (slices[which[0]], slices[which[1]], slices[which[2]]), &masks, keep_probs);
         let (s, l) = wrap(out, &out_shape);
-        (s, l, Arc::new(Storage::new(T::wrap(probs))))
+        (s, l, probs.map(|p| Arc::new(Storage::new(T::wrap(p)))))
     });
-    let inputs: Vec<&Tensor> = [q.src, k.src, v.src]
-        .iter()
-        .enumerate()
-        .filter(|(slot, _)| which[..*slot].iter().all(|&w| w != which[*slot]))
-        .map(|(_, t)| *t)
-        .collect();
     let saved: Vec<Tensor> = srcs.iter().map(|s| s.detach()).collect();
     Ok(Tensor::op_result(
         "attention",
@@ -741,7 +741,10 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
                         .zip(&guards)
                         .map(|(s, g)| &T::slice(g).expect("dtype")[s.layout().contiguous_range().expect("contiguous")])
                         .collect();
-                    let pg = probs.read();
+                    let pg = probs
+                        .as_ref()
+                        .expect("probabilities are kept whenever a backward is recorded")
+                        .read();
                     let p = T::slice(&pg).expect("dtype");
                     with_contig::<T, _>(g, |gv| {
                         backward::<T>(

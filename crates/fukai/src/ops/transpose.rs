@@ -44,7 +44,30 @@ pub(crate) fn transpose<T: Float>(
         scalar(src, ss, dst, ds, (0..full_r, full_c..cols));
         return;
     }
-    scalar(src, ss, dst, ds, (0..rows, 0..cols));
+    tiles8(src, ss, dst, ds, (rows, cols));
+}
+
+/// The portable path: 8x8 tiles copied through a local array (LLVM vectorizes the row copies;
+/// element by element this was 2.5% of a GPT step), then the ragged edges.
+fn tiles8<T: Float>(src: &[T], ss: usize, dst: &mut [T], ds: usize, (rows, cols): (usize, usize)) {
+    const E: usize = 8;
+    let (full_r, full_c) = (rows / E * E, cols / E * E);
+    for r0 in (0..full_r).step_by(E) {
+        for c0 in (0..full_c).step_by(E) {
+            let mut tile = [[T::ZERO; E]; E];
+            for (r, tr) in tile.iter_mut().enumerate() {
+                tr.copy_from_slice(&src[(r0 + r) * ss + c0..][..E]);
+            }
+            for c in 0..E {
+                let o = &mut dst[(c0 + c) * ds + r0..][..E];
+                for (r, o) in o.iter_mut().enumerate() {
+                    *o = tile[r][c];
+                }
+            }
+        }
+    }
+    scalar(src, ss, dst, ds, (full_r..rows, 0..cols));
+    scalar(src, ss, dst, ds, (0..full_r, full_c..cols));
 }
 
 /// `dst[M·l + j] = rows[j][l]`: M rows of 16 interleaved element by element (a 16×M transpose),
