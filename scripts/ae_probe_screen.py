@@ -14,6 +14,10 @@ for the encoder's last maps (`enc`), both stages' maps (`both`: stage 1 average-
 usage: FUKAI_ASSETS=... python scripts/ae_probe_screen.py --epochs 3 [--mask patch7 --p 0.5]
        [--l1 0.05] [--no-bottleneck] [--wta K] [--deep] [--kernel 5] [--pixels]
        [--contrast 1.0 --tau 0.2 --shift 2 --flip]  (an InfoNCE term between two views' codes)
+       [--save enc.pt | --load enc.pt] [--readouts enc sqrt avg pyr pyrsqrt both both_sqrt]
+       (readouts of one trained encoder: `sqrt` the square root of its last maps, `avg` the
+       second stage average-pooled instead of max-pooled, `pyr` the last maps beside the
+       second stage's pre-pooling maps averaged over 2x2 quadrants and maxed over the image)
 """
 import argparse
 import gzip
