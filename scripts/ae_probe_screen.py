@@ -14,10 +14,10 @@ for the encoder's last maps (`enc`), both stages' maps (`both`: stage 1 average-
 usage: FUKAI_ASSETS=... python scripts/ae_probe_screen.py --epochs 3 [--mask patch7 --p 0.5]
        [--l1 0.05] [--no-bottleneck] [--wta K] [--deep] [--kernel 5] [--pixels]
        [--contrast 1.0 --tau 0.2 --shift 2 --flip]  (an InfoNCE term between two views' codes)
-       [--save enc.pt | --load enc.pt] [--readouts enc sqrt avg pyr pyrsqrt both both_sqrt]
-       (readouts of one trained encoder: `sqrt` the square root of its last maps, `avg` the
-       second stage average-pooled instead of max-pooled, `pyr` the last maps beside the
-       second stage's pre-pooling maps averaged over 2x2 quadrants and maxed over the image)
+       [--save enc.pt | --load enc.pt] [--readouts enc both sqrt pyr latent]
+       (readouts of one trained encoder: `sqrt` the square root of its last maps, `pyr` the
+       last maps beside the second stage's pre-pooling maps averaged over 2x2 quadrants and
+       maxed over the image; `latent` needs the training run, which --load skips)
 """
 import argparse
 import gzip
@@ -56,8 +56,11 @@ ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--save", help="write the encoder's state dict here")
 ap.add_argument("--load", help="read the encoder's state dict from here instead of training")
-ap.add_argument("--readouts", nargs="+", help="which feature sets to probe (default: enc both latent)")
+ap.add_argument("--readouts", nargs="+", choices=["enc", "both", "sqrt", "pyr", "latent"],
+                help="which feature sets to probe (default: enc both latent)")
 a = ap.parse_args()
+if a.load and "latent" in (a.readouts or []):
+    ap.error("--load reads the encoder only: the latent readout needs the trained bottleneck")
 torch.set_num_threads(a.threads)
 
 root = os.path.join(os.environ.get("FUKAI_ASSETS", "../shared/assets"), "fashion-mnist")
@@ -179,12 +182,8 @@ def features(X, which):
             out.append({"enc": lambda: h2.flatten(1),
                         "both": lambda: torch.cat([F.avg_pool2d(h1, 2).flatten(1), h2.flatten(1)], 1),
                         "sqrt": lambda: h2.sqrt().flatten(1),
-                        "avg": lambda: F.avg_pool2d(pre, 2).flatten(1),
                         "pyr": lambda: torch.cat([h2.flatten(1), F.adaptive_avg_pool2d(pre, 2).flatten(1),
                                                   F.adaptive_max_pool2d(pre, 1).flatten(1)], 1),
-                        "pyrsqrt": lambda: torch.cat([h2.flatten(1), F.adaptive_avg_pool2d(pre, 2).flatten(1),
-                                                      F.adaptive_max_pool2d(pre, 1).flatten(1)], 1).sqrt(),
-                        "both_sqrt": lambda: torch.cat([F.avg_pool2d(h1, 2).flatten(1), h2.flatten(1)], 1).sqrt(),
                         "latent": lambda: to_latent(h2.flatten(1))}[which]())
     return torch.cat(out).double()
 
