@@ -26,6 +26,13 @@ pub struct Node {
 }
 
 impl Tensor {
+    /// Whether an op over `inputs` records a backward ([`Tensor::op_result`]'s test): grad mode
+    /// is on and an input requires grad. Ops that keep extra state for their backward ask it
+    /// first, so inference pays for none.
+    pub(crate) fn records_backward(inputs: &[&Tensor]) -> bool {
+        is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+    }
+
     /// Wraps an op's output; records `make_backward()` when grad mode is on and an input requires
     /// grad. The closure is built lazily so inference pays nothing for saved tensors.
     pub(crate) fn op_result(
@@ -35,7 +42,7 @@ impl Tensor {
         inputs: &[&Tensor],
         make_backward: impl FnOnce() -> BackwardFn,
     ) -> Tensor {
-        let node = (is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())).then(|| Node {
+        let node = Tensor::records_backward(inputs).then(|| Node {
             name,
             inputs: inputs.iter().map(|t| (*t).clone()).collect(),
             backward: make_backward(),

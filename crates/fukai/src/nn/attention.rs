@@ -156,9 +156,7 @@ impl KvCache {
         Ok(())
     }
     fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
-        let tracked =
-            crate::autograd::is_grad_enabled() && (k.requires_grad() || v.requires_grad());
-        if tracked {
+        if Tensor::records_backward(&[&k, &v]) {
             // Training through the cache: the gradient needs the op, so concatenate.
             let (k, v) = match (&self.k, &self.v) {
                 (Some(ck), Some(cv)) => (

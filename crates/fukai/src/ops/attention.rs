@@ -655,7 +655,7 @@ fn attend_f16_cache(
     v: &AttnInput,
     masks: &Masks,
 ) -> Result<Tensor> {
-    if crate::autograd::is_grad_enabled() && q.src.requires_grad() {
+    if Tensor::records_backward(&[q.src]) {
         bail!(
             "attention",
             "f16 keys and values are for inference: q requires a gradient (keep the cache in f32 to train through it)"
@@ -711,8 +711,8 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
         .filter(|(slot, _)| which[..*slot].iter().all(|&w| w != which[*slot]))
         .map(|(_, t)| *t)
         .collect();
-    // The condition under which `op_result` records the backward, the one reader of probs.
-    let keep_probs = crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+    // The backward is the one reader of the probabilities.
+    let keep_probs = Tensor::records_backward(&inputs);
     let (storage, layout, probs) = float_dispatch!(q.src.dtype(), T => {
         let guards: Vec<_> = srcs.iter().map(|s| s.storage().read()).collect();
         let slices: Vec<&[T]> = srcs

@@ -157,8 +157,8 @@ impl Tensor {
         }
         // Quantized matrices stacked by rows stay quantized (a LLaMA's q, k and v projections
         // become one); tracked for gradients, they are stacked as f32 below.
-        let tracked = crate::autograd::is_grad_enabled() && parts.iter().any(|p| p.requires_grad());
-        if d == 0 && !tracked {
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        if d == 0 && !Tensor::records_backward(&refs) {
             if let Some(qs) = parts
                 .iter()
                 .map(Tensor::qmatrix)
@@ -169,7 +169,6 @@ impl Tensor {
                 }
             }
         }
-        let refs: Vec<&Tensor> = parts.iter().collect();
         let (storage, layout) = if crate::tensor::on_gpu(&refs) {
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             {

@@ -7,7 +7,7 @@ use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
 use super::linear_panels::{self, Panels};
 use super::linear_rows;
 use super::matmul::{gemm_at, parallelism};
-use crate::autograd::{autocast, is_grad_enabled, precision, Precision};
+use crate::autograd::{autocast, precision, Precision};
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
@@ -160,7 +160,7 @@ impl Tensor {
             // there.
             let lw = w.layout();
             let whole = lw.is_contiguous() && lw.offset() == 0 && w.storage().len() == n * k;
-            let frozen = !(is_grad_enabled() && weight.requires_grad());
+            let frozen = !Tensor::records_backward(&[weight]);
             let keep = (whole && frozen).then(|| w.storage().as_ref());
             float_dispatch!(self.dtype(), T => {
                 let bv = b.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
