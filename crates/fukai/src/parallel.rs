@@ -151,6 +151,26 @@ pub fn for_each_chunk_mut_with<T: Send, S>(
         .for_each(|(i, c)| f(&mut s, i, c));
 }
 
+/// Calls `f(scratch, i)` for every `i` in `0..n`, in parallel when `parallel` is true, with a
+/// scratch value per worker as in [`for_each_chunk_mut_with`] (the same rule: `f` overwrites
+/// whatever part of the scratch it reads).
+pub fn for_each_index_with<S>(
+    parallel: bool,
+    n: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize) + Sync + Send,
+) {
+    #[cfg(feature = "threads")]
+    if parallel && n > 1 && num_threads() > 1 {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().for_each_init(&init, |s, i| f(s, i));
+        return;
+    }
+    let _ = parallel;
+    let mut s = init();
+    (0..n).for_each(|i| f(&mut s, i));
+}
+
 /// A Vec of `len` elements built in `chunk`-sized pieces by `f(scratch, index, piece)`, in
 /// parallel (scratch as in [`for_each_chunk_mut_with`]). Each piece is first set, `row` elements
 /// at a time, to `fill(row index within the piece)` by the thread that then runs `f` on it, so

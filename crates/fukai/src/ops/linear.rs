@@ -16,6 +16,21 @@ use crate::tensor::{DType, Storage, Tensor};
 /// From this many input rows on, a quantized weight is dequantized and multiplied by gemm.
 const QUANT_GEMM_ROWS: usize = 16;
 
+/// `m` copies of the bias `b`, one per output row, for the sums to start from: built in pieces
+/// of whole rows on the pool (copied on the calling thread, they were a serial pass over
+/// every output, 2% of MiniLM's time on 8 x 128 tokens at one thread, more at two).
+fn bias_rows<T: Float>(b: &[T], m: usize) -> Vec<T> {
+    let len = m * b.len();
+    let rows = (crate::parallel::elementwise_piece(len) / b.len().max(1)).max(1);
+    let fill = |_, piece: &mut [std::mem::MaybeUninit<T>]| {
+        for (d, &v) in piece.iter_mut().zip(b.iter().cycle()) {
+            d.write(v);
+        }
+    };
+    // SAFETY: `fill` writes every element of each piece.
+    unsafe { crate::parallel::build_uninit(len, rows * b.len(), fill) }
+}
+
 /// `x Wᵀ + b`. `keep`: the storage that is `w`, whole, where the weight is not being trained
 /// in this call, so its panels can be kept there (read-locked by the caller).
 fn forward<T: Float>(
@@ -26,13 +41,7 @@ fn forward<T: Float>(
     (m, k, n): (usize, usize, usize),
 ) -> Vec<T> {
     let mut out = match b {
-        Some(b) => {
-            let mut v = Vec::with_capacity(m * n);
-            for _ in 0..m {
-                v.extend_from_slice(b);
-            }
-            v
-        }
+        Some(b) => bias_rows(b, m),
         None => vec![T::ZERO; m * n],
     };
     let f32_kernels = T::DTYPE == DType::F32 && prec != Precision::Bf16;
