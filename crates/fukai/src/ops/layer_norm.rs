@@ -8,9 +8,10 @@ use super::matmul::SendPtr as Ptr;
 use crate::bail;
 use crate::error::Result;
 use crate::float_dispatch;
-use crate::parallel::for_each_chunk_mut;
+use crate::parallel::{build_uninit, for_each_chunk_mut};
 use crate::simd;
 use crate::tensor::{StorageSlice, Tensor};
+use std::mem::MaybeUninit;
 
 /// Rows per parallel chunk: fixed, so results do not depend on the thread count.
 const ROWS: usize = 64;
@@ -34,12 +35,12 @@ fn row_stats<T: Float>(row: &[T], d: T, eps: T, rms: bool) -> (T, T) {
     (mean, T::ONE / (var + eps).sqrt())
 }
 
-/// `o = (x - mean) · rstd · w + b` for one row; the affine variants are separate loops so
-/// each vectorizes without a branch per element.
+/// `o = (x - mean) · rstd · w + b` for one row, every element written; the affine variants are
+/// separate loops so each vectorizes without a branch per element.
 #[inline(always)]
 fn normalize_row<T: Float>(
     x: &[T],
-    o: &mut [T],
+    o: &mut [MaybeUninit<T>],
     (mean, rstd): (T, T),
     w: Option<&[T]>,
     b: Option<&[T]>,
@@ -47,22 +48,22 @@ fn normalize_row<T: Float>(
     match (w, b) {
         (Some(w), Some(b)) => {
             for (((o, &x), &w), &b) in o.iter_mut().zip(x).zip(w).zip(b) {
-                *o = (x - mean) * rstd * w + b;
+                o.write((x - mean) * rstd * w + b);
             }
         }
         (Some(w), None) => {
             for ((o, &x), &w) in o.iter_mut().zip(x).zip(w) {
-                *o = (x - mean) * rstd * w;
+                o.write((x - mean) * rstd * w);
             }
         }
         (None, Some(b)) => {
             for ((o, &x), &b) in o.iter_mut().zip(x).zip(b) {
-                *o = (x - mean) * rstd + b;
+                o.write((x - mean) * rstd + b);
             }
         }
         (None, None) => {
             for (o, &x) in o.iter_mut().zip(x) {
-                *o = (x - mean) * rstd;
+                o.write((x - mean) * rstd);
             }
         }
     }
@@ -78,16 +79,22 @@ fn forward<T: Float>(
     eps: f64,
     rms: bool,
 ) -> (Vec<T>, Vec<T>) {
+    // The output rows are written whole only if the affine parameters are whole rows too.
+    assert!(
+        [w, b].iter().flatten().all(|p| p.len() == d) && x.len() % d.max(1) == 0,
+        "layer_norm: weight or bias not of length {d}, or input not whole rows"
+    );
     let n = x.len() / d.max(1);
-    let mut out = vec![T::ZERO; x.len()];
     let mut stats = vec![T::ZERO; 2 * n];
     let (dt, eps) = (T::c(d as f64), T::c(eps));
     let st = Ptr(stats.as_mut_ptr());
-    for_each_chunk_mut(&mut out, ROWS * d, |ci, chunk| {
+    // The output starts uninitialized: every row is written whole (clearing it first was a
+    // pass over every element, 1.5 MB per MiniLM layer norm on 8 x 128 tokens).
+    let fill = |ci: usize, chunk: &mut [MaybeUninit<T>]| {
         simd::run(
             #[inline(always)]
             || {
-                for (k, o) in chunk.chunks_mut(d).enumerate() {
+                for (k, o) in chunk.chunks_mut(d.max(1)).enumerate() {
                     let r = ci * ROWS + k;
                     let row = &x[r * d..(r + 1) * d];
                     let s = row_stats(row, dt, eps, rms);
@@ -100,7 +107,9 @@ fn forward<T: Float>(
                 }
             },
         )
-    });
+    };
+    // SAFETY: `normalize_row` writes every element of each row, and the pieces are whole rows.
+    let out = unsafe { build_uninit(x.len(), ROWS * d.max(1), fill) };
     (out, stats)
 }
 

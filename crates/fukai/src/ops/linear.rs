@@ -19,12 +19,16 @@ const QUANT_GEMM_ROWS: usize = 16;
 /// `m` copies of the bias `b`, one per output row, for the sums to start from: built in pieces
 /// of whole rows on the pool (copied on the calling thread, they were a serial pass over
 /// every output: 1.8% of the samples `perf` took of MiniLM on 8 x 128 tokens at one thread).
+/// Each row is one slice copy: zipped with `b.iter().cycle()`, the copy ran one element at a
+/// time (5.9% of the samples on the same run).
 fn bias_rows<T: Float>(b: &[T], m: usize) -> Vec<T> {
     let len = m * b.len();
     let rows = (crate::parallel::elementwise_piece(len) / b.len().max(1)).max(1);
     let fill = |_, piece: &mut [std::mem::MaybeUninit<T>]| {
-        for (d, &v) in piece.iter_mut().zip(b.iter().cycle()) {
-            d.write(v);
+        for row in piece.chunks_exact_mut(b.len().max(1)) {
+            for (d, &v) in row.iter_mut().zip(b) {
+                d.write(v);
+            }
         }
     };
     // SAFETY: `fill` writes every element of each piece.
