@@ -79,14 +79,7 @@ pub(crate) fn fused() -> bool {
 
 /// Whether [`dots_with_rows`] runs for `T` on this CPU (f32 with [`fused`]).
 pub(crate) fn dots_with_rows_available<T: Float>() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && fused()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && fused()
 }
 
 /// `out[j] = Σ_d q[d] · k[j][d]` for keys `0..out.len()` (row `j` at `k[j·ks..]`, `q.len()`
