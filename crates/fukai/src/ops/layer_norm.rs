@@ -81,7 +81,7 @@ fn forward<T: Float>(
 ) -> (Vec<T>, Vec<T>) {
     // The output rows are written whole only if the affine parameters are whole rows too.
     assert!(
-        [w, b].iter().flatten().all(|p| p.len() == d) && x.len() % d.max(1) == 0,
+        [w, b].iter().flatten().all(|p| p.len() == d) && x.len().is_multiple_of(d.max(1)),
         "layer_norm: weight or bias not of length {d}, or input not whole rows"
     );
     let n = x.len() / d.max(1);
