@@ -5,11 +5,10 @@
 //! character GPT's heads (64 tokens, width 32) made six gemm calls of ~3-4 µs each; these skip
 //! the keys past the causal limit as well.
 //!
-//! In f32 on x86-64 with AVX2 and FMA every term is a fused multiply-add (in every kernel here:
-//! the register blocks, the decode step's direct scores and its f16 values); in f64, or without
-//! those, a product then a sum. Within a machine every path gives the same bits (a decode step
-//! the full pass's). Fused, attention fell from 12.0-13.5% to 10.3-11.0% of the samples `perf`
-//! took of MiniLM on 8 x 128 tokens at one thread.
+//! Every term is a product, then a sum. Fused multiply-adds in every kernel (stop 44) cut
+//! attention's share of MiniLM's `perf` samples from 12.0-13.5% to 10.3-11.0%, but moved
+//! SmolLM2's greedy decoding with an f16 cache off llama.cpp's at a near-tie (step 23 of the
+//! first prompt's 32, `tests/llama_gguf.rs`), so they stay out.
 
 use super::float::Float;
 use crate::simd::has_avx512;
@@ -64,22 +63,17 @@ pub(crate) fn rows_times_cols<T: Float>(
     product(a, rows, (0, depth), bt, ld, n, out, ors, false);
 }
 
-/// Whether the x86 kernels run for f32 on this CPU (AVX2 and FMA): then every f32 term is a
-/// fused multiply-add; else the portable loops take a product, then a sum.
-pub(crate) fn fused() -> bool {
+/// Whether [`dots_with_rows`] runs for `T` on this CPU (f32 with AVX2).
+pub(crate) fn dots_with_rows_available<T: Float>() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && std::arch::is_x86_feature_detected!("avx2")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         false
     }
-}
-
-/// Whether [`dots_with_rows`] runs for `T` on this CPU (f32 with [`fused`]).
-pub(crate) fn dots_with_rows_available<T: Float>() -> bool {
-    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && fused()
 }
 
 /// `out[j] = Σ_d q[d] · k[j][d]` for keys `0..out.len()` (row `j` at `k[j·ks..]`, `q.len()`
@@ -96,12 +90,12 @@ pub(crate) fn dots_with_rows<T: Float>(q: &[T], k: &[T], ks: usize, out: &mut [T
     }
     assert!(
         dots_with_rows_available::<T>() && k.len() >= (out.len() - 1) * ks + depth,
-        "attention: direct f32 scores without AVX2 and FMA, or key rows past the end"
+        "attention: direct scores without AVX2 f32, or key rows past the end of their buffer"
     );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: T is f32 (checked by `dots_with_rows_available`), so the slices reinterpret as
-    // f32 with their lengths; the CPU has AVX2 and FMA (checked there too); the key rows lie
-    // inside `k` (asserted above).
+    // f32 with their lengths; the CPU has AVX2 (checked there too); the key rows lie inside
+    // `k` (asserted above).
     unsafe {
         let f = |s: &[T]| std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len());
         let o = std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len());
@@ -146,12 +140,13 @@ mod x86 {
     }
 
     /// [`super::block`] for f32: `out[r][c] (+)= Σ_k a(r, k) · b[k][c]` for `r < RB`,
-    /// `c < CB·16`, `k` in `k0..k1` in order, each term a fused multiply-add.
+    /// `c < CB·16`, `k` in `k0..k1` in order, each term a product then a sum (no fused
+    /// multiply-add), so the bits are the portable loop's.
     ///
     /// # Safety
-    /// AVX2 and FMA; `a` (row stride, column stride), `b` (row stride) and `out` (row stride)
-    /// cover every element those indices reach.
-    #[target_feature(enable = "avx2,avx,fma")]
+    /// AVX2; `a` (row stride, column stride), `b` (row stride) and `out` (row stride) cover
+    /// every element those indices reach.
+    #[target_feature(enable = "avx2,avx")]
     pub(super) unsafe fn block_f32<const RB: usize, const CB: usize>(
         a: (*const f32, usize, usize),
         ks: (usize, usize),
@@ -167,7 +162,7 @@ mod x86 {
     ///
     /// # Safety
     /// As [`block_f32`], with AVX-512F.
-    #[target_feature(enable = "avx512f,avx2,avx,fma")]
+    #[target_feature(enable = "avx512f,avx2,avx")]
     pub(super) unsafe fn block_f32_avx512<const RB: usize, const CB: usize>(
         a: (*const f32, usize, usize),
         ks: (usize, usize),
@@ -212,7 +207,7 @@ mod x86 {
                 for r in 0..RB {
                     let x = L::splat(a.add(r * ars + k * acs));
                     for c in 0..CB {
-                        acc[r][c] = L::fma(x, bv[c], acc[r][c]);
+                        acc[r][c] = L::mul_add(x, bv[c], acc[r][c]);
                     }
                 }
             }
@@ -227,9 +222,8 @@ mod x86 {
     /// [`super::dots_with_rows`] for f32.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available, and `k` must hold `(out.len() - 1) · ks + q.len()`
-    /// values.
-    #[target_feature(enable = "avx2,avx,fma")]
+    /// AVX2 must be available, and `k` must hold `(out.len() - 1) · ks + q.len()` values.
+    #[target_feature(enable = "avx2,avx")]
     pub(super) unsafe fn dots_f32(q: &[f32], k: &[f32], ks: usize, out: &mut [f32]) {
         // SAFETY: `dots` loads only eight values inside `k` (its contract).
         let load = |p: *const f32| unsafe { _mm256_loadu_ps(p) };
@@ -240,9 +234,9 @@ mod x86 {
     /// [`super::dots_with_rows`] for f16 keys (as bits).
     ///
     /// # Safety
-    /// AVX2, FMA and F16C must be available, and `k` must hold `(out.len() - 1) · ks +
-    /// q.len()` values.
-    #[target_feature(enable = "avx2,avx,fma,f16c")]
+    /// AVX2 and F16C must be available, and `k` must hold `(out.len() - 1) · ks + q.len()`
+    /// values.
+    #[target_feature(enable = "avx2,avx,f16c")]
     pub(super) unsafe fn dots_f16(q: &[f32], k: &[u16], ks: usize, out: &mut [f32]) {
         // SAFETY: `dots` loads only eight values inside `k` (its contract).
         let load = |p: *const u16| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) };
@@ -287,7 +281,7 @@ mod x86 {
             let row = &k[(j0 + r) * ks..][..depth];
             let mut s = 0f32;
             for d in 0..depth {
-                s = q[d].mul_add(one(row[d]), s);
+                s += q[d] * one(row[d]);
             }
             *o = s;
         }
@@ -322,7 +316,7 @@ mod x86 {
                     std::array::from_fn(|r| load(unsafe { kp.add((j + r) * ks + d0) }));
                 let cols = unsafe { transpose8(rows) };
                 for (d, c) in cols.iter().enumerate() {
-                    *acc = _mm256_fmadd_ps(_mm256_set1_ps(q[d0 + d]), *c, *acc);
+                    *acc = _mm256_add_ps(*acc, _mm256_mul_ps(_mm256_set1_ps(q[d0 + d]), *c));
                 }
             }
         }
@@ -334,7 +328,7 @@ mod x86 {
                 let row = &k[(j0 + 8 * o + r) * ks..][..depth];
                 let mut s = l;
                 for d in whole..depth {
-                    s = q[d].mul_add(one(row[d]), s);
+                    s += q[d] * one(row[d]);
                 }
                 out[8 * o + r] = s;
             }
@@ -346,9 +340,9 @@ mod x86 {
     /// sums in the same order on the widened values.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C must be available; `p` must hold `j1` weights and `v` rows `0..j1`
-    /// of `out.len()` values.
-    #[target_feature(enable = "avx2,avx,fma,f16c")]
+    /// AVX2 and F16C must be available; `p` must hold `j1` weights and `v` rows `0..j1` of
+    /// `out.len()` values.
+    #[target_feature(enable = "avx2,avx,f16c")]
     pub(super) unsafe fn weighted_row_f16(
         p: &[f32],
         (j0, j1): (usize, usize),
@@ -370,7 +364,7 @@ mod x86 {
             for (j, &pj) in (j0..).zip(&p[j0..j1]) {
                 let w = _mm256_set1_ps(pj);
                 for (i, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(w, load(j * vs + c0 + 8 * i), *a);
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(w, load(j * vs + c0 + 8 * i)));
                 }
             }
             for (i, a) in acc.iter().enumerate() {
@@ -383,7 +377,7 @@ mod x86 {
             // SAFETY: as above, for columns c0..c0+8.
             let mut a = unsafe { _mm256_loadu_ps(op.add(c0)) };
             for (j, &pj) in (j0..).zip(&p[j0..j1]) {
-                a = _mm256_fmadd_ps(_mm256_set1_ps(pj), load(j * vs + c0), a);
+                a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(pj), load(j * vs + c0)));
             }
             // SAFETY: as above.
             unsafe { _mm256_storeu_ps(op.add(c0), a) };
@@ -392,7 +386,7 @@ mod x86 {
         for c in c0..width {
             let mut a = out[c];
             for j in j0..j1 {
-                a = p[j].mul_add(widen(v[j * vs + c]), a);
+                a += p[j] * widen(v[j * vs + c]);
             }
             out[c] = a;
         }
@@ -435,7 +429,8 @@ impl KvElem<f32> for half::f16 {
     fn direct_available() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
-            fused() && std::arch::is_x86_feature_detected!("f16c")
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("f16c")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -449,7 +444,7 @@ impl KvElem<f32> for half::f16 {
         }
         assert!(
             Self::direct_available() && k.len() >= (out.len() - 1) * ks + depth,
-            "attention: direct f16 scores without AVX2, FMA and F16C, or key rows past the end"
+            "attention: direct f16 scores without AVX2 and F16C, or key rows past the end"
         );
         #[cfg(target_arch = "x86_64")]
         // SAFETY: f16 is a u16 in memory; the CPU features and the rows' extent are asserted.
@@ -464,7 +459,7 @@ impl KvElem<f32> for half::f16 {
         }
         assert!(
             Self::direct_available() && p.len() >= js.1 && v.len() >= (js.1 - 1) * vs + out.len(),
-            "attention: direct f16 values without AVX2, FMA and F16C, or rows past the end"
+            "attention: direct f16 values without AVX2 and F16C, or rows past the end"
         );
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dots`.
@@ -634,8 +629,8 @@ fn block<T: Float, const RB: usize, const CB: usize>(
             "attention: a register block past the end of its operands"
         );
         let f = |s: &[T]| s.as_ptr().cast::<f32>();
-        // SAFETY: T is f32 and the CPU has AVX2 and FMA (`dots_with_rows_available`); the kernel
-        // reads and writes only the elements bounded above.
+        // SAFETY: T is f32 and the CPU has AVX2 (`dots_with_rows_available`); the kernel reads
+        // and writes only the elements bounded above.
         unsafe {
             let args = (
                 (f(a.data).add(r0 * a.rs), a.rs, a.cs),
@@ -684,17 +679,14 @@ fn block<T: Float, const RB: usize, const CB: usize>(
 mod tests {
     use super::*;
 
-    /// `out[r][c] (+)= Σ_k a[r][k] · b[k][c]`, one term at a time in `k` order (fused
-    /// multiply-adds where [`fused`]): the bits every block, ragged or whole, intrinsic or
-    /// portable, must give.
+    /// `out[r][c] (+)= Σ_k a[r][k] · b[k][c]`, one term at a time in `k` order: the bits every
+    /// block, ragged or whole, intrinsic or portable, must give.
     fn plain(a: &[f32], b: &[f32], (rows, depth, width): (usize, usize, usize), out: &mut [f32]) {
-        let fma = fused();
         for r in 0..rows {
             for c in 0..width {
                 let mut acc = out[r * width + c];
                 for k in 0..depth {
-                    let (x, y) = (a[r * depth + k], b[k * width + c]);
-                    acc = if fma { x.mul_add(y, acc) } else { acc + x * y };
+                    acc += a[r * depth + k] * b[k * width + c];
                 }
                 out[r * width + c] = acc;
             }
@@ -757,8 +749,8 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn both_instruction_sets_sum_as_the_plain_loop() {
-        if !fused() {
-            eprintln!("skipped: no AVX2 and FMA on this CPU");
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("skipped: no AVX2 on this CPU");
             return;
         }
         let (depth, width) = (13, 32);
@@ -781,7 +773,7 @@ mod tests {
                 (got.as_mut_ptr(), width),
                 true,
             );
-            // SAFETY: the CPU has the instruction sets; R rows of `depth`, `depth` rows of
+            // SAFETY: the CPU has the instruction set; R rows of `depth`, `depth` rows of
             // `width` (2 blocks of 16) and R rows of `width`, as the kernel reads them.
             unsafe {
                 if wide {

@@ -14,6 +14,8 @@ pub(super) trait Lanes: Copy {
     unsafe fn splat(p: *const f32) -> Self;
     /// `a · b + c`, rounded once.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// `c + a · b`, the product rounded, then the sum (the portable loops' bits).
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
     /// `p[l] += self[l]` for the 16 lanes.
     unsafe fn add_to(self, p: *mut f32);
     /// The 16 lanes into `p`.
@@ -42,6 +44,13 @@ impl Lanes for Avx2 {
         Avx2([
             _mm256_fmadd_ps(a.0[0], b.0[0], c.0[0]),
             _mm256_fmadd_ps(a.0[1], b.0[1], c.0[1]),
+        ])
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        Avx2([
+            _mm256_add_ps(c.0[0], _mm256_mul_ps(a.0[0], b.0[0])),
+            _mm256_add_ps(c.0[1], _mm256_mul_ps(a.0[1], b.0[1])),
         ])
     }
     #[inline(always)]
@@ -80,6 +89,10 @@ impl Lanes for Avx512 {
     #[inline(always)]
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
         Avx512(_mm512_fmadd_ps(a.0, b.0, c.0))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+        Avx512(_mm512_add_ps(c.0, _mm512_mul_ps(a.0, b.0)))
     }
     #[inline(always)]
     unsafe fn add_to(self, p: *mut f32) {
