@@ -136,19 +136,9 @@ fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize,
             seen.iter_mut().for_each(|x| *x += a);
         }
     }
-    // The running maximum in 16 lanes (a maximum does not depend on the order it is taken in).
-    let mut lanes = [T::NEG_INF; 16];
-    let mut chunks = seen.chunks_exact(16);
-    for c in &mut chunks {
-        for (l, &x) in lanes.iter_mut().zip(c) {
-            *l = l.max_nan(x);
-        }
-    }
-    let m = chunks
-        .remainder()
-        .iter()
-        .chain(&lanes)
-        .fold(T::NEG_INF, |a, &b| a.max_nan(b));
+    // A row with a NaN (or a CPU without the fast path) takes the maximum in order.
+    let m = super::row_max::fast_max(seen)
+        .unwrap_or_else(|| seen.iter().fold(T::NEG_INF, |a, &b| a.max_nan(b)));
     if m == T::NEG_INF {
         // Every key masked: attend to nothing (PyTorch would produce NaN).
         seen.iter_mut().for_each(|x| *x = T::ZERO);

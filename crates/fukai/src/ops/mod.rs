@@ -25,6 +25,7 @@ mod matmul;
 mod pool;
 mod recurrence;
 mod reduce;
+mod row_max;
 mod softmax;
 mod transpose;
 mod unary;
