@@ -4,7 +4,8 @@
 //! trained), else on `linear_rows` (the weight read in place) for a few rows, else on gemm.
 
 use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
-use super::linear_panels::{self, Panels};
+use super::linear_kept::Kept;
+use super::linear_panels;
 use super::linear_rows;
 use super::matmul::{gemm_at, parallelism};
 use crate::autograd::{autocast, precision, Precision};
@@ -49,22 +50,30 @@ fn forward<T: Float>(
         None => vec![T::ZERO; m * n],
     };
     let f32_kernels = T::DTYPE == DType::F32 && prec != Precision::Bf16;
-    let panels = keep.filter(|_| f32_kernels && linear_panels::takes(m));
+    // SAFETY (each use): T is f32 there, so these are the same slices retyped.
+    let f32s = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
+    let kept = keep
+        .filter(|_| f32_kernels)
+        .map(|memory| Kept::of(n, k, memory));
+    let panels = kept.as_ref().filter(|_| linear_panels::takes(m));
     if panels.is_some() || (f32_kernels && linear_rows::takes(m)) {
-        // SAFETY: T is f32 (both kernels are), so these are the same slices retyped.
-        let (x, w, out) = unsafe {
-            (
-                std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()),
-                std::slice::from_raw_parts(w.as_ptr().cast::<f32>(), w.len()),
-                std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()),
-            )
-        };
+        let (x, w) = (f32s(x), f32s(w));
+        // SAFETY: as for `f32s`.
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
         match panels {
-            Some(memory) => linear_panels::add_linear(x, &Panels::kept(w, n, k, memory), out, m),
+            Some(kept) => linear_panels::add_linear(x, &kept.panels(w), out, m),
             None => linear_rows::add_linear_rows(x, w, out, (m, k, n)),
         }
     } else if m > 0 && n > 0 && k > 0 {
-        // SAFETY: x is [m, k], w is [n, k] (read as its transpose [k, n] through strides),
+        // A frozen weight hands gemm its kept transpose `[k, n]`; a trained one is read as
+        // `[n, k]` through transposed strides (see `linear_kept`).
+        let transposed = kept.as_ref().map(|kept| kept.transposed(f32s(w)));
+        let (rhs, strides) = match &transposed {
+            Some(t) => (t.as_ptr().cast::<T>(), (n as isize, 1)),
+            None => (w.as_ptr(), (1, k as isize)),
+        };
+        // SAFETY: x is [m, k], the weight [k, n] at `strides` (either layout holds n·k values),
         // out is [m, n]; none alias.
         unsafe {
             gemm_at::<T>(
@@ -76,8 +85,8 @@ fn forward<T: Float>(
                 n as isize,
                 x.as_ptr(),
                 (k as isize, 1),
-                w.as_ptr(),
-                (1, k as isize),
+                rhs,
+                strides,
                 true,
                 parallelism(m, n, k),
             )
@@ -169,8 +178,8 @@ impl Tensor {
             #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
             unreachable!()
         } else {
-            // A weight not being trained that is its storage's whole memory keeps its panels
-            // there.
+            // A weight not being trained that is its storage's whole memory keeps its layouts
+            // for the products there (`linear_kept`).
             let lw = w.layout();
             let whole = lw.is_contiguous() && lw.offset() == 0 && w.storage().len() == n * k;
             let frozen = !Tensor::records_backward(&[weight]);

@@ -18,6 +18,7 @@ mod index;
 mod lanes;
 mod layer_norm;
 mod linear;
+mod linear_kept;
 mod linear_panels;
 mod linear_rows;
 mod lstm_cell;
