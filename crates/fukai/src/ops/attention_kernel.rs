@@ -207,7 +207,7 @@ mod x86 {
                 for r in 0..RB {
                     let x = L::splat(a.add(r * ars + k * acs));
                     for c in 0..CB {
-                        acc[r][c] = L::mul_add(x, bv[c], acc[r][c]);
+                        acc[r][c] = L::mul_then_add(x, bv[c], acc[r][c]);
                     }
                 }
             }

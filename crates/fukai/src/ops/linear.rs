@@ -4,9 +4,9 @@
 //! trained), else on `linear_rows` (the weight read in place) for a few rows, else on gemm.
 
 use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
-use super::linear_kept::Kept;
-use super::linear_panels;
+use super::linear_panels::{self, Panels};
 use super::linear_rows;
+use super::linear_transposed::Transposed;
 use super::matmul::{gemm_at, parallelism};
 use crate::autograd::{autocast, precision, Precision};
 use crate::bail;
@@ -52,25 +52,25 @@ fn forward<T: Float>(
     let f32_kernels = T::DTYPE == DType::F32 && prec != Precision::Bf16;
     // SAFETY (each use): T is f32 there, so these are the same slices retyped.
     let f32s = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
-    let kept = keep
-        .filter(|_| f32_kernels)
-        .map(|memory| Kept::of(n, k, memory));
-    let panels = kept.as_ref().filter(|_| linear_panels::takes(m));
+    let panels = keep.filter(|_| f32_kernels && linear_panels::takes(m));
     if panels.is_some() || (f32_kernels && linear_rows::takes(m)) {
         let (x, w) = (f32s(x), f32s(w));
         // SAFETY: as for `f32s`.
         let out =
             unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
         match panels {
-            Some(kept) => linear_panels::add_linear(x, &kept.panels(w), out, m),
+            Some(memory) => linear_panels::add_linear(x, &Panels::kept(w, n, k, memory), out, m),
             None => linear_rows::add_linear_rows(x, w, out, (m, k, n)),
         }
     } else if m > 0 && n > 0 && k > 0 {
-        // A frozen weight hands gemm its kept transpose `[k, n]`; a trained one is read as
-        // `[n, k]` through transposed strides (see `linear_kept`).
-        let transposed = kept.as_ref().map(|kept| kept.transposed(f32s(w)));
+        // A frozen weight hands gemm its kept transpose `[k, n]` (`linear_transposed`); a
+        // trained one, and one row (gemm's matrix-vector path, which reads the weight once),
+        // read it as `[n, k]` through transposed strides.
+        let transposed = keep
+            .filter(|_| f32_kernels && m > 1)
+            .map(|memory| Transposed::kept(f32s(w), n, k, memory));
         let (rhs, strides) = match &transposed {
-            Some(t) => (t.as_ptr().cast::<T>(), (n as isize, 1)),
+            Some(t) => (t.data.as_ptr().cast::<T>(), (n as isize, 1)),
             None => (w.as_ptr(), (1, k as isize)),
         };
         // SAFETY: x is [m, k], the weight [k, n] at `strides` (either layout holds n·k values),
@@ -179,7 +179,7 @@ impl Tensor {
             unreachable!()
         } else {
             // A weight not being trained that is its storage's whole memory keeps its layouts
-            // for the products there (`linear_kept`).
+            // for the products there (`linear_panels`, `linear_transposed`).
             let lw = w.layout();
             let whole = lw.is_contiguous() && lw.offset() == 0 && w.storage().len() == n * k;
             let frozen = !Tensor::records_backward(&[weight]);

@@ -8,8 +8,8 @@
 //! Laying out costs about two products' time, so it pays only when kept: it takes a weight not
 //! being trained in the call (inference, ONNX initializers, eval passes) whose memory is its
 //! own, at any number of rows (up to 256 with AVX-512, where gemm wins beyond); the panels are
-//! made on first use and kept beside the memory until it is next written (`linear_kept`), a
-//! second copy of each weight used this way.
+//! made on first use and kept beside the memory until it is next written
+//! ([`Storage::derived`]), a second copy of each weight used this way.
 //! A weight being trained is rewritten every step, and a view into a larger memory has no slot
 //! of its own: those are read in place, by `linear_rows` for a few rows and by gemm for more.
 //!
@@ -18,6 +18,7 @@
 //! neither the thread count, nor which rows share the call, nor the instruction set.
 
 use super::matmul::SendPtr;
+use crate::tensor::Storage;
 use std::ops::Range;
 
 /// With AVX-512, products of more rows go to gemm, whose kernel then wins: on a Xeon with
@@ -93,6 +94,11 @@ impl Panels {
             },
         );
         Panels { n, k, data }
+    }
+    /// The panels of `w` (`[n, k]`), kept in `memory`: the storage `w` is, whole, read-locked
+    /// by the caller (so `w` is what they are made from).
+    pub(crate) fn kept(w: &[f32], n: usize, k: usize, memory: &Storage) -> std::sync::Arc<Panels> {
+        memory.derived(|p: &Panels| (p.n, p.k) == (n, k), || Panels::pack(w, n, k))
     }
 }
 

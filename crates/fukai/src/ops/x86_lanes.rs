@@ -14,8 +14,9 @@ pub(super) trait Lanes: Copy {
     unsafe fn splat(p: *const f32) -> Self;
     /// `a · b + c`, rounded once.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-    /// `c + a · b`, the product rounded, then the sum (the portable loops' bits).
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+    /// `c + a · b`, the product rounded, then the sum (the portable loops' bits; unlike
+    /// `f32::mul_add`, which fuses).
+    unsafe fn mul_then_add(a: Self, b: Self, c: Self) -> Self;
     /// `p[l] += self[l]` for the 16 lanes.
     unsafe fn add_to(self, p: *mut f32);
     /// The 16 lanes into `p`.
@@ -47,7 +48,7 @@ impl Lanes for Avx2 {
         ])
     }
     #[inline(always)]
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+    unsafe fn mul_then_add(a: Self, b: Self, c: Self) -> Self {
         Avx2([
             _mm256_add_ps(c.0[0], _mm256_mul_ps(a.0[0], b.0[0])),
             _mm256_add_ps(c.0[1], _mm256_mul_ps(a.0[1], b.0[1])),
@@ -91,7 +92,7 @@ impl Lanes for Avx512 {
         Avx512(_mm512_fmadd_ps(a.0, b.0, c.0))
     }
     #[inline(always)]
-    unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+    unsafe fn mul_then_add(a: Self, b: Self, c: Self) -> Self {
         Avx512(_mm512_add_ps(c.0, _mm512_mul_ps(a.0, b.0)))
     }
     #[inline(always)]

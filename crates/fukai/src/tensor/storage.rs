@@ -174,9 +174,10 @@ storage_slice!(u8, U8);
 pub struct Storage {
     dtype: DType,
     data: RwLock<Data>,
-    /// A copy of the memory laid out for one kernel (`linear_panels`' weight panels), made on
-    /// first use and dropped whenever the memory is written or replaced, so it never goes stale.
-    derived: Mutex<Option<Arc<dyn Any + Send + Sync>>>,
+    /// Copies of the memory laid out for kernels, at most one of each type (`linear_panels`'
+    /// weight panels, a weight's transpose for gemm), made on first use and dropped whenever
+    /// the memory is written or replaced, so none goes stale.
+    derived: Mutex<Vec<Arc<dyn Any + Send + Sync>>>,
 }
 
 #[derive(Debug)]
@@ -204,7 +205,7 @@ impl Storage {
         Storage {
             dtype: data.dtype(),
             data: RwLock::new(Data::Cpu(data)),
-            derived: Mutex::new(None),
+            derived: Mutex::new(Vec::new()),
         }
     }
     /// Wraps a quantized matrix: an f32 storage of `rows · cols` elements.
@@ -212,7 +213,7 @@ impl Storage {
         Storage {
             dtype: DType::F32,
             data: RwLock::new(Data::Quant(q, OnceLock::new())),
-            derived: Mutex::new(None),
+            derived: Mutex::new(Vec::new()),
         }
     }
     /// The quantized matrix behind this storage, if it is one.
@@ -228,7 +229,7 @@ impl Storage {
         Storage {
             dtype,
             data: RwLock::new(Data::Gpu(std::sync::Arc::new(buf))),
-            derived: Mutex::new(None),
+            derived: Mutex::new(Vec::new()),
         }
     }
     /// The device the memory lives on.
@@ -270,11 +271,12 @@ impl Storage {
         debug_assert_eq!(self.dtype, other.dtype);
         let mut guard = self.data.write();
         *guard = other.data.into_inner();
-        *self.derived.lock() = None;
+        self.derived.lock().clear();
     }
     /// The copy of this host memory that `make` lays out, made once and kept until the memory
-    /// is next written; `fits` tells whether a kept copy is the one wanted (a storage can be
-    /// read as more than one shape). The read lock is held throughout, so no writer can change
+    /// is next written, beside copies of other types; `fits` tells whether the kept copy of
+    /// type `T` is the one wanted (a storage can be read as more than one shape; one that does
+    /// not fit is replaced). The read lock is held throughout, so no writer can change
     /// the memory between the copy and its caching. The slot's lock is not held while `make`
     /// runs: `make` may go parallel, and a pool thread waiting on it can pick up work that
     /// asks this storage for its copy again.
@@ -284,7 +286,8 @@ impl Storage {
         make: impl FnOnce() -> T,
     ) -> Arc<T> {
         let _reading = self.read();
-        let kept = self.derived.lock().clone();
+        let of_t = |d: &Arc<dyn Any + Send + Sync>| d.is::<T>();
+        let kept = self.derived.lock().iter().find(|d| of_t(d)).cloned();
         if let Some(kept) = kept.and_then(|d| d.downcast::<T>().ok()) {
             if fits(&kept) {
                 return kept;
@@ -292,13 +295,15 @@ impl Storage {
         }
         // Two callers may both make it; either copy is of the same memory.
         let made = Arc::new(make());
-        *self.derived.lock() = Some(made.clone());
+        let mut slots = self.derived.lock();
+        slots.retain(|d| !of_t(d));
+        slots.push(made.clone());
         made
     }
     /// Whether a derived copy is kept (tests check what is laid out and what is not).
     #[cfg(test)]
     pub(crate) fn keeps_derived(&self) -> bool {
-        self.derived.lock().is_some()
+        !self.derived.lock().is_empty()
     }
     /// Shared read access to host memory. Recursive so that an op reading the same storage
     /// twice (x * x) cannot deadlock against a waiting writer.
@@ -319,7 +324,7 @@ impl Storage {
     pub fn write(&self) -> HostWrite<'_> {
         let mut guard = self.data.write();
         // Taken under the write lock: no reader can cache a copy of the old values after this.
-        *self.derived.lock() = None;
+        self.derived.lock().clear();
         if let Data::Quant(q, dense) = &mut *guard {
             let dense = dense.take().unwrap_or_else(|| dequantized(q));
             *guard = Data::Cpu(dense);

@@ -1,65 +1,35 @@
-//! The layouts a weight not being trained keeps beside its memory ([`Storage::derived`]), each
-//! made the first time a product asks for it: `linear_panels`' panels for a few rows, and the
-//! transpose `[in, out]` for gemm with more. Read as `[out, in]` through transposed strides,
-//! the weight is the operand gemm lays out again on every call, a gather across rows (its
-//! `pack_lhs` was 5% of MiniLM's `perf` samples on 8 × 128 tokens at one thread and 9% at two,
-//! an AMD EPYC); from `[in, out]` the same packing copies whole runs of columns. The sums are
-//! the same either way (gemm's blocking depends on the sizes, not the strides), so a frozen
-//! weight gives the bits a trained one does.
+//! A weight not being trained keeps its transpose `[in, out]` beside its memory
+//! ([`Storage::derived`], next to `linear_panels`' panels) for products gemm does (more rows
+//! than the panels take). Read as `[out, in]` through transposed strides, the weight is the
+//! operand gemm lays out again on every call, a gather across rows (its `pack_lhs` was 5% of
+//! MiniLM's `perf` samples on 8 × 128 tokens at one thread and 9% at two, an AMD EPYC); from
+//! `[in, out]` the same packing copies whole runs of columns. The sums are the same either way
+//! (gemm's blocking depends on the sizes, not the strides), so a frozen weight gives the bits
+//! a trained one does.
 
-use super::linear_panels::Panels;
 use crate::tensor::Storage;
-use parking_lot::Mutex;
 use std::sync::Arc;
 
-/// A frozen `[n, k]` f32 weight's layouts.
-pub(crate) struct Kept {
+/// A `[n, k]` f32 weight transposed: `[k, n]`, row-major.
+pub(crate) struct Transposed {
     n: usize,
     k: usize,
-    panels: Mutex<Option<Arc<Panels>>>,
-    transposed: Mutex<Option<Arc<Vec<f32>>>>,
+    pub(crate) data: Vec<f32>,
 }
 
-impl Kept {
-    /// The layouts kept for a `[n, k]` weight in `memory`: the storage the weight is, whole,
-    /// read-locked by the caller (so the weight they are made from is that memory).
-    pub(crate) fn of(n: usize, k: usize, memory: &Storage) -> Arc<Kept> {
+impl Transposed {
+    /// The transpose of `w` (`[n, k]`), kept in `memory`: the storage `w` is, whole,
+    /// read-locked by the caller (so `w` is what it is made from).
+    pub(crate) fn kept(w: &[f32], n: usize, k: usize, memory: &Storage) -> Arc<Transposed> {
         memory.derived(
-            |d: &Kept| (d.n, d.k) == (n, k),
-            || Kept {
-                n,
-                k,
-                panels: Mutex::new(None),
-                transposed: Mutex::new(None),
+            |t: &Transposed| (t.n, t.k) == (n, k),
+            || {
+                let mut data = vec![0f32; w.len()];
+                super::transpose::transpose((n, k), w, k, &mut data, n);
+                Transposed { n, k, data }
             },
         )
     }
-
-    /// `w`'s panels (`w` being the memory these layouts belong to).
-    pub(crate) fn panels(&self, w: &[f32]) -> Arc<Panels> {
-        lazily(&self.panels, || Panels::pack(w, self.n, self.k))
-    }
-
-    /// `w` transposed, `[k, n]` row-major (`w` being the memory these layouts belong to).
-    pub(crate) fn transposed(&self, w: &[f32]) -> Arc<Vec<f32>> {
-        lazily(&self.transposed, || {
-            let mut t = vec![0f32; w.len()];
-            super::transpose::transpose((self.n, self.k), w, self.k, &mut t, self.n);
-            t
-        })
-    }
-}
-
-/// The copy in `slot`, made by `make` if there is none yet. The lock is not held while `make`
-/// runs, for the reason [`Storage::derived`] gives (it may go parallel); two callers may both
-/// make it, and either copy is of the same memory.
-fn lazily<T>(slot: &Mutex<Option<Arc<T>>>, make: impl FnOnce() -> T) -> Arc<T> {
-    if let Some(kept) = slot.lock().clone() {
-        return kept;
-    }
-    let made = Arc::new(make());
-    *slot.lock() = Some(made.clone());
-    made
 }
 
 #[cfg(test)]
@@ -105,6 +75,10 @@ mod tests {
         let few_first = few.linear(&w, None)?.to_vec::<f32>()?;
         assert_eq!(many.linear(&w, None)?.to_vec::<f32>()?, first);
         assert!(w.storage().keeps_derived());
+        // One row is gemm's matrix-vector product on the weight in place: nothing is kept.
+        let single = Tensor::from_vec(ramp(n * k, 0.03), &[n, k])?;
+        Tensor::from_vec(ramp(k, 0.1), &[1, k])?.linear(&single, None)?;
+        assert!(!single.storage().keeps_derived());
         w.copy_from(&Tensor::from_vec(ramp(n * k, -0.05), &[n, k])?)?;
         let after = many.linear(&w, None)?.to_vec::<f32>()?;
         assert_ne!(after, first, "the product still read the old transpose");
