@@ -213,6 +213,10 @@ fn run(args: &Args) -> Result<(), String> {
 
 fn main() -> ExitCode {
     keep_freed_pages();
+    // FUKAI_SPIN=0 lets the pool's idle workers sleep during model runs (to compare).
+    if std::env::var("FUKAI_SPIN").is_ok_and(|v| v == "0") {
+        fukai::parallel::set_spinning(false);
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {

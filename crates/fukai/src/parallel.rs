@@ -3,6 +3,15 @@
 
 use std::mem::MaybeUninit;
 
+#[cfg(feature = "threads")]
+mod spin;
+#[cfg(feature = "threads")]
+pub use spin::set_spinning;
+
+/// Without the `threads` feature there is no pool to keep awake.
+#[cfg(not(feature = "threads"))]
+pub fn set_spinning(_on: bool) {}
+
 /// Work below this many elements runs on the calling thread: spawning costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 
@@ -46,9 +55,10 @@ pub fn num_threads() -> usize {
 /// Runs `f` on a worker of the thread pool (waiting for it), so the kernels it calls hand work
 /// to the other workers directly: from a thread outside the pool, every parallel kernel is a
 /// futex round trip to wake the pool and another to wake the caller (500 fashion-cnn training
-/// steps at two threads: 12.3 s from the main thread, 11.0 s on a worker). Inline with one
-/// thread, or without the `threads` feature. `f` runs in the caller's grad mode and autocast
-/// precision, which are per thread.
+/// steps at two threads: 12.3 s from the main thread, 11.0 s on a worker). While `f` runs, the
+/// other workers spin instead of sleeping between kernels (see [`set_spinning`]). Inline with
+/// one thread, or without the `threads` feature. `f` runs in the caller's grad mode and
+/// autocast precision, which are per thread.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     #[cfg(feature = "threads")]
     if num_threads() > 1 && rayon::current_thread_index().is_none() {
@@ -58,7 +68,7 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             let _precision = crate::autograd::autocast(precision);
             f()
         };
-        return rayon::join(f, || ()).0;
+        return rayon::join(|| spin::while_running(f), || ()).0;
     }
     f()
 }
