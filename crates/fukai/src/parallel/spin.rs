@@ -10,6 +10,7 @@
 //! is split the same way whoever runs it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Whether [`while_running`] keeps the workers spinning (see [`set_spinning`]).
@@ -54,17 +55,15 @@ pub(crate) fn while_running<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         return f();
     }
     let _turn = SetOnDrop(&TAKEN, false);
-    let done = AtomicBool::new(false);
-    // The scope returns once every spinner has ended (each ends when `done` is set; one that
-    // no other worker took in time runs here afterwards and ends at once).
-    rayon::scope(|s| {
-        for _ in 1..threads {
-            let done = &done;
-            s.spawn(move |_| spin_until(done, me));
-        }
-        let _done = SetOnDrop(&done, true);
-        f()
-    })
+    // The spinners are not waited for: one may be running another caller's job it picked up
+    // (a whole model run, say), and this computation's result should not wait for that.
+    let done = Arc::new(AtomicBool::new(false));
+    for _ in 1..threads {
+        let done = done.clone();
+        rayon::spawn(move || spin_until(&done, me));
+    }
+    let _done = SetOnDrop(&done, true);
+    f()
 }
 
 /// How long a spinner waits with no work before it gives up and lets its worker sleep as
