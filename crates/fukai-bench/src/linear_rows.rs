@@ -39,8 +39,33 @@ fn gemm_rows(
     gemm_f32((m, k, n), dst, (x, (k, 1)), (w, (1, k)), threads)
 }
 
+/// `FUKAI_LINEAR_SHAPES=208x384x1536,...` (rows x in x out) times those shapes instead.
+fn shapes() -> fukai::Result<Vec<(usize, usize, usize)>> {
+    let Ok(list) = std::env::var("FUKAI_LINEAR_SHAPES") else {
+        return Ok(SHAPES.to_vec());
+    };
+    let shape = |s: &str| -> Option<(usize, usize, usize)> {
+        let d: Vec<usize> = s
+            .split('x')
+            .map(|d| d.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        match d[..] {
+            [m, k, n] => Some((m, k, n)),
+            _ => None,
+        }
+    };
+    list.split(',')
+        .map(|s| {
+            shape(s).ok_or_else(|| fukai::Error::Op {
+                op: "FUKAI_LINEAR_SHAPES",
+                msg: format!("{s:?} is not ROWSxINxOUT"),
+            })
+        })
+        .collect()
+}
+
 pub fn run(threads: usize, reps: usize) -> fukai::Result<()> {
-    for &(m, k, n) in SHAPES {
+    for (m, k, n) in shapes()? {
         let x = Tensor::randn(&[m, k], DType::F32)?;
         let w = Tensor::randn(&[n, k], DType::F32)?;
         // The same values as a weight being trained: rewritten every step, so never laid out.

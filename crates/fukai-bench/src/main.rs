@@ -63,7 +63,7 @@ Workloads (default: all):
                     us and weight GB/s (not part of `all`)
   linear_rows       x Wᵀ for 1 to 1024 rows at MiniLM's and SmolLM2's shapes, fukai (frozen,
                     trained) vs the gemm crate on the same [out, in] weight (GFLOP/s; not part
-                    of `all`)
+                    of `all`); FUKAI_LINEAR_SHAPES=208x384x1536,... times other shapes
   gpt_step          200 char-GPT training steps (4x128, context 64, batch 12), ms per step
   fashion_mlp       one training epoch of `fukai train --preset fashion-mlp` (the CLI binary
                     next to this one, or $FUKAI_CLI; needs FUKAI_ASSETS), ms; --reps R trains

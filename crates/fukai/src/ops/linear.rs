@@ -1,7 +1,8 @@
-//! Fused affine map `x Wᵀ + b`: the bias is written into the output rows and the product
-//! accumulated onto it, so no broadcast add and no second pass over the output. The product
-//! runs on `linear_panels` where the weight's layout for it can be kept (a weight not being
-//! trained), else on `linear_rows` (the weight read in place) for a few rows, else on gemm.
+//! Fused affine map `x Wᵀ + b`, with no broadcast add and no second pass over the output. The
+//! product runs on `linear_panels` where the weight's layout for it can be kept (a weight not
+//! being trained), which adds the bias as it stores each sum; else the bias is written into
+//! the output rows and the product accumulated onto it, by `linear_rows` (the weight read in
+//! place) for a few rows, else by gemm.
 
 use super::float::{check_float_on, check_same_dtype, with_contig, wrap, Float};
 use super::linear_panels::{self, Panels};
@@ -45,23 +46,29 @@ fn forward<T: Float>(
     b: Option<&[T]>,
     (m, k, n): (usize, usize, usize),
 ) -> Vec<T> {
+    let f32_kernels = T::DTYPE == DType::F32 && prec != Precision::Bf16;
+    // SAFETY (each use): T is f32 there, so these are the same slices retyped.
+    let f32s = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
+    if let Some(memory) = keep.filter(|_| f32_kernels && linear_panels::takes(m)) {
+        let mut out = Vec::<T>::with_capacity(m * n);
+        let spare = out.spare_capacity_mut();
+        // SAFETY: as for `f32s` (uninitialized f32 slots).
+        let spare = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast(), m * n) };
+        let panels = Panels::kept(f32s(w), n, k, memory);
+        linear_panels::linear_into(f32s(x), &panels, b.map(f32s), spare, m);
+        // SAFETY: `linear_into` wrote all m·n outputs.
+        unsafe { out.set_len(m * n) };
+        return out;
+    }
     let mut out = match b {
         Some(b) => bias_rows(b, m),
         None => vec![T::ZERO; m * n],
     };
-    let f32_kernels = T::DTYPE == DType::F32 && prec != Precision::Bf16;
-    // SAFETY (each use): T is f32 there, so these are the same slices retyped.
-    let f32s = |v: &[T]| unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len()) };
-    let panels = keep.filter(|_| f32_kernels && linear_panels::takes(m));
-    if panels.is_some() || (f32_kernels && linear_rows::takes(m)) {
-        let (x, w) = (f32s(x), f32s(w));
+    if f32_kernels && linear_rows::takes(m) {
         // SAFETY: as for `f32s`.
         let out =
             unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<f32>(), out.len()) };
-        match panels {
-            Some(memory) => linear_panels::add_linear(x, &Panels::kept(w, n, k, memory), out, m),
-            None => linear_rows::add_linear_rows(x, w, out, (m, k, n)),
-        }
+        linear_rows::add_linear_rows(f32s(x), f32s(w), out, (m, k, n));
     } else if m > 0 && n > 0 && k > 0 {
         // A frozen weight hands gemm its kept transpose `[k, n]` (`linear_transposed`); a
         // trained one, and one row (gemm's matrix-vector path, which reads the weight once),

@@ -14,11 +14,12 @@
 //! of its own: those are read in place, by `linear_rows` for a few rows and by gemm for more.
 //!
 //! AVX2 with FMA, or AVX-512 (elsewhere gemm does these products). Each output is one chain of
-//! fused multiply-adds over `k` in order, from 0, then added onto `out`: the bits depend on
+//! fused multiply-adds over `k` in order, from 0, then added to its bias: the bits depend on
 //! neither the thread count, nor which rows share the call, nor the instruction set.
 
 use super::matmul::SendPtr;
 use crate::tensor::Storage;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// With AVX-512, products of more rows go to gemm, whose kernel then wins: on a Xeon with
@@ -102,10 +103,19 @@ impl Panels {
     }
 }
 
-/// Adds `x Wᵀ` onto `out`: `x` is `[m, k]`, the weight `[n, k]` given as its panels, `out`
-/// `[m, n]`, all row-major and contiguous. Callers check [`available`] first.
-pub(crate) fn add_linear(x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
-    add_linear_on(wide(), x, w, out, m);
+/// Writes `x Wᵀ + b` into `out`: `x` is `[m, k]`, the weight `[n, k]` given as its panels, `b`
+/// `[n]` (none: zeros), `out` `[m, n]`, all row-major and contiguous. Every output is written
+/// and none is read, so `out` needs no filling first: the bias is added as the sums are stored
+/// (filling the rows with it first, then adding onto them, was a pass over every output and
+/// a read of each beside the store). Callers check [`available`] first.
+pub(crate) fn linear_into(
+    x: &[f32],
+    w: &Panels,
+    b: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+    m: usize,
+) {
+    linear_into_on(wide(), x, w, b, out, m);
 }
 
 /// Whether the AVX-512 kernel runs (else the AVX2 one).
@@ -113,11 +123,22 @@ pub(super) fn wide() -> bool {
     crate::simd::has_avx512()
 }
 
-/// [`add_linear`] on the AVX-512 kernel (`wide`, which the CPU must have) or the AVX2 one.
-fn add_linear_on(wide: bool, x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
+/// [`linear_into`] on the AVX-512 kernel (`wide`, which the CPU must have) or the AVX2 one.
+fn linear_into_on(
+    wide: bool,
+    x: &[f32],
+    w: &Panels,
+    b: Option<&[f32]>,
+    out: &mut [MaybeUninit<f32>],
+    m: usize,
+) {
     let (n, k) = (w.n, w.k);
     assert!(
-        available() && (!wide || self::wide()) && x.len() == m * k && out.len() == m * n,
+        available()
+            && (!wide || self::wide())
+            && x.len() == m * k
+            && out.len() == m * n
+            && b.is_none_or(|b| b.len() == n),
         "linear_panels: called without AVX2 (or AVX-512, asked for) or with mismatched sizes"
     );
     if m == 0 || n == 0 {
@@ -127,31 +148,33 @@ fn add_linear_on(wide: bool, x: &[f32], w: &Panels, out: &mut [f32], m: usize) {
         .clamp(MAX_TILE_ROWS, MAX_BLOCK_ROWS);
     let groups = n.div_ceil(PANEL).div_ceil(PANELS_PER_TASK);
     let blocks = m.div_ceil(block);
-    let dst = SendPtr(out.as_mut_ptr());
+    let dst = SendPtr(out.as_mut_ptr().cast::<f32>());
     // Consecutive tasks share their panels (a group's are 96 KB at k = 384) and take the row
     // blocks in turn, so a thread streams the weight once per product while the rows stay in
     // L2. Row blocks first made each block stream the whole weight: 8 sentences through
     // MiniLM (208 rows, 5 blocks) read its 42.5 MB of panels five times per pass.
     crate::parallel::map_range_if(m * n * k >= PAR_MACS, blocks * groups, |t| {
-        let (g, b) = (t / blocks, t % blocks);
-        let rows = b * block..((b + 1) * block).min(m);
+        let (g, r) = (t / blocks, t % blocks);
+        let rows = r * block..((r + 1) * block).min(m);
         let ps = g * PANELS_PER_TASK..((g + 1) * PANELS_PER_TASK).min(n.div_ceil(PANEL));
         // SAFETY: tasks own disjoint (rows, panels) blocks of `out` (`[m, n]`, checked above).
-        unsafe { run_panels(wide, x, w, dst, rows, ps) }
+        unsafe { run_panels(wide, x, w, b, dst, rows, ps) }
     });
 }
 
-/// Adds `x[r] · w[c]` onto `out[r, c]` for `r` in `rows` and every column of panels `ps`.
+/// Writes `b[c] + x[r] · w[c]` into `out[r, c]` for `r` in `rows` and every column of panels
+/// `ps`.
 ///
 /// # Safety
-/// `out` points to `[m, n]` floats of which no other thread touches the block (`rows`,
-/// panels `ps`); the caller checked `available` (and `wide` for the AVX-512 kernel) and
-/// `x`'s length.
+/// `out` points to `[m, n]` floats (initialized or not) of which no other thread touches the
+/// block (`rows`, panels `ps`); the caller checked `available` (and `wide` for the AVX-512
+/// kernel) and the lengths of `x` and `b`.
 #[cfg(target_arch = "x86_64")]
 unsafe fn run_panels(
     wide: bool,
     x: &[f32],
     w: &Panels,
+    b: Option<&[f32]>,
     out: SendPtr<f32>,
     rows: Range<usize>,
     ps: Range<usize>,
@@ -159,9 +182,9 @@ unsafe fn run_panels(
     // SAFETY: the caller's contract.
     unsafe {
         if wide {
-            x86::panels_avx512(x, w, out.get(), rows, ps)
+            x86::panels_avx512(x, w, b, out.get(), rows, ps)
         } else {
-            x86::panels_avx2(x, w, out.get(), rows, ps)
+            x86::panels_avx2(x, w, b, out.get(), rows, ps)
         }
     }
 }
@@ -171,6 +194,7 @@ unsafe fn run_panels(
     _: bool,
     _: &[f32],
     _: &Panels,
+    _: Option<&[f32]>,
     _: SendPtr<f32>,
     _: Range<usize>,
     _: Range<usize>,
@@ -209,28 +233,30 @@ mod x86 {
     pub(super) unsafe fn panels_avx2(
         x: &[f32],
         w: &Panels,
+        b: Option<&[f32]>,
         out: *mut f32,
         rows: Range<usize>,
         ps: Range<usize>,
     ) {
-        unsafe { by_tiles::<Avx2>(x, w, out, rows, ps) }
+        unsafe { by_tiles::<Avx2>(x, w, b, out, rows, ps) }
     }
 
-    /// `out[r, c] += x[r] · w[c]` for `r` in `rows` and every column of panels `ps`.
+    /// `out[r, c] = b[c] + x[r] · w[c]` for `r` in `rows` and every column of panels `ps`.
     ///
     /// # Safety
     /// AVX-512F (with AVX2 and FMA) must be available; `x` holds at least `rows.end` rows of
-    /// `w.k`; `out` points to `[m, w.n]` floats, `m ≥ rows.end`, whose block (`rows`, panels
-    /// `ps`) no other thread touches.
+    /// `w.k`, `b` (if any) `w.n` values; `out` points to `[m, w.n]` floats, `m ≥ rows.end`,
+    /// whose block (`rows`, panels `ps`) no other thread touches.
     #[target_feature(enable = "avx512f,avx2,avx,fma")]
     pub(super) unsafe fn panels_avx512(
         x: &[f32],
         w: &Panels,
+        b: Option<&[f32]>,
         out: *mut f32,
         rows: Range<usize>,
         ps: Range<usize>,
     ) {
-        unsafe { by_tiles::<Avx512>(x, w, out, rows, ps) }
+        unsafe { by_tiles::<Avx512>(x, w, b, out, rows, ps) }
     }
 
     /// Walks panels `ps` by pairs and `rows` by tiles of at most [`MAX_TILE_ROWS`], as even
@@ -242,6 +268,7 @@ mod x86 {
     unsafe fn by_tiles<L: Lanes + PairRows>(
         x: &[f32],
         w: &Panels,
+        b: Option<&[f32]>,
         out: *mut f32,
         block: Range<usize>,
         ps: Range<usize>,
@@ -259,6 +286,7 @@ mod x86 {
                     x: x[r * k..].as_ptr(),
                     k,
                     out: out.wrapping_add(r * n + p * PANEL),
+                    bias: b.map(|b| b[p * PANEL..].as_ptr()),
                     n,
                     cols: n - p * PANEL,
                     prefetch: (t * k / tiles, 65536usize.div_ceil(tiles)),
@@ -273,6 +301,7 @@ mod x86 {
                         for q in 0..pair {
                             let at = Tile {
                                 out: at.out.wrapping_add(q * PANEL),
+                                bias: at.bias.map(|b| b.wrapping_add(q * PANEL)),
                                 cols: at.cols - q * PANEL,
                                 ..at
                             };
@@ -287,12 +316,14 @@ mod x86 {
     }
 
     /// Where a tile reads and writes: its first input row (rows `k` apart), its first output
-    /// (rows `n` apart), and how many columns from there are real (the rest are padding).
+    /// (rows `n` apart) and bias, and how many columns from there are real (the rest are
+    /// padding).
     #[derive(Clone, Copy)]
     struct Tile {
         x: *const f32,
         k: usize,
         out: *mut f32,
+        bias: Option<*const f32>,
         n: usize,
         cols: usize,
         /// This tile's share of the next pair of panels to prefetch: from cache line `first`,
@@ -318,12 +349,13 @@ mod x86 {
         }
     }
 
-    /// `out[i, c] += x[i] · w[c]` for `R` rows and the `16 P` columns of `panels`, of which
-    /// the first `at.cols` are stored.
+    /// `out[i, c] = b[c] + x[i] · w[c]` for `R` rows and the `16 P` columns of `panels`, of
+    /// which the first `at.cols` are stored.
     ///
     /// # Safety
     /// `at.x` starts `R` rows of `at.k` floats; each panel holds `16 at.k` floats; `at.out`
-    /// starts `R` rows of `at.n` floats, each with `min(at.cols, 16 P)` writable from there.
+    /// starts `R` rows of `at.n` floats, each with `min(at.cols, 16 P)` writable from there,
+    /// and `at.bias` (if any) as many readable.
     #[inline(always)]
     unsafe fn tile<L: Lanes, const R: usize, const P: usize>(at: &Tile, panels: [*const f32; P]) {
         let mut acc = [[unsafe { L::zero() }; P]; R];
@@ -351,20 +383,29 @@ mod x86 {
                 step::<L, R, P>(&mut acc, at, &panels, i);
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            for (q, a) in acc.iter().enumerate() {
-                let cols = at.cols.saturating_sub(q * PANEL);
-                // SAFETY: row r of `out`, columns below `at.cols`.
+        // Each sum goes out as `bias + sum`, with 0 for no bias: `0 + sum` is the sum but for
+        // its zero's sign, as when the rows were filled with zeros and the sums added on.
+        for (q, column) in (0..P).map(|q| (q, at.cols.saturating_sub(q * PANEL).min(PANEL))) {
+            let mut bias = [0f32; PANEL];
+            if let Some(b) = at.bias {
+                // SAFETY: `column` biases from panel q's first.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(b.add(q * PANEL), bias.as_mut_ptr(), column)
+                };
+            }
+            // SAFETY: 16 floats.
+            let bias = unsafe { L::load(bias.as_ptr()) };
+            for (r, acc) in acc.iter().enumerate() {
+                // SAFETY: row r of `out`, `column` columns from panel q's first.
                 unsafe {
                     let dst = at.out.add(r * at.n + q * PANEL);
-                    if cols >= PANEL {
-                        a.add_to(dst);
-                    } else if cols > 0 {
+                    let v = L::add(bias, acc[q]);
+                    if column == PANEL {
+                        v.store(dst);
+                    } else {
                         let mut lanes = [0f32; PANEL];
-                        a.store(lanes.as_mut_ptr());
-                        for (j, v) in lanes[..cols].iter().enumerate() {
-                            *dst.add(j) += v;
-                        }
+                        v.store(lanes.as_mut_ptr());
+                        std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, column);
                     }
                 }
             }
@@ -478,20 +519,30 @@ pub(super) mod tests {
             eprintln!("skipped: no AVX2 and FMA on this CPU (gemm does these products)");
             return;
         }
+        // `check_against_f64` fills every row of `out` alike: the first is the bias.
         check_against_f64(&SHAPES, |x, w, out, (m, k, n)| {
-            add_linear(x, &Panels::pack(w, n, k), out, m)
+            let bias = out[..n.min(out.len())].to_vec();
+            assert!(out.chunks(n.max(1)).all(|row| row == bias));
+            linear_into(x, &Panels::pack(w, n, k), Some(&bias), uninit(out), m)
         });
     }
 
+    /// `out` as slots to write (each gets an f32).
+    fn uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+        // SAFETY: MaybeUninit<f32> has f32's layout, and only f32 values are written.
+        unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) }
+    }
+
     /// The kernel's bits, written out in scalar code: one fused multiply-add chain over `k`
-    /// in order, from 0, then added onto the output.
-    fn spec(x: &[f32], w: &[f32], out: f32) -> f32 {
-        out + x.iter().zip(w).fold(0f32, |acc, (a, b)| a.mul_add(*b, acc))
+    /// in order, from 0, then added to the bias (0 where there is none).
+    fn spec(x: &[f32], w: &[f32], bias: f32) -> f32 {
+        bias + x.iter().zip(w).fold(0f32, |acc, (a, b)| a.mul_add(*b, acc))
     }
 
     /// Every kernel this CPU runs gives the written-out bits (so a machine with AVX2 alone
     /// still checks that its kernel sums as the AVX-512 one does), over row counts that fill
-    /// and break the row tiles, panels that pair and do not.
+    /// and break the row tiles, panels that pair and do not, with a bias and without; what the
+    /// output held before (NaN here) is never read.
     #[test]
     fn gives_the_specified_bits() {
         if !available() {
@@ -513,15 +564,25 @@ pub(super) mod tests {
                 .enumerate()
                 .map(|(i, v)| v * (1.0 + i as f32 * 1e-3))
                 .collect();
-            let want: Vec<u32> = (0..m * n)
-                .map(|i| spec(&x[i / n * k..][..k], &w[i % n * k..][..k], 0.25).to_bits())
-                .collect();
             let panels = Panels::pack(&w, n, k);
-            for wide in [false, true].into_iter().filter(|&on| !on || wide()) {
-                let mut out = vec![0.25f32; m * n];
-                add_linear_on(wide, &x, &panels, &mut out, m);
-                let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(got, want, "{m}x{k}x{n}, AVX-512 kernel: {wide}");
+            let bias: Vec<f32> = (0..n).map(|c| 0.25 - c as f32 * 0.01).collect();
+            for b in [Some(&bias[..]), None] {
+                let want: Vec<u32> = (0..m * n)
+                    .map(|i| {
+                        let b = b.map_or(0.0, |b| b[i % n]);
+                        spec(&x[i / n * k..][..k], &w[i % n * k..][..k], b).to_bits()
+                    })
+                    .collect();
+                for wide in [false, true].into_iter().filter(|&on| !on || wide()) {
+                    let mut out = vec![f32::NAN; m * n];
+                    linear_into_on(wide, &x, &panels, b, uninit(&mut out), m);
+                    let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                    let bias = b.is_some();
+                    assert_eq!(
+                        got, want,
+                        "{m}x{k}x{n}, AVX-512 kernel: {wide}, bias: {bias}"
+                    );
+                }
             }
         }
     }

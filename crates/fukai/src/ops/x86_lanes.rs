@@ -17,8 +17,8 @@ pub(super) trait Lanes: Copy {
     /// `c + a · b`, the product rounded, then the sum (the portable loops' bits; unlike
     /// `f32::mul_add`, which fuses).
     unsafe fn mul_then_add(a: Self, b: Self, c: Self) -> Self;
-    /// `p[l] += self[l]` for the 16 lanes.
-    unsafe fn add_to(self, p: *mut f32);
+    /// `a + b`, lane by lane.
+    unsafe fn add(a: Self, b: Self) -> Self;
     /// The 16 lanes into `p`.
     unsafe fn store(self, p: *mut f32);
 }
@@ -55,12 +55,8 @@ impl Lanes for Avx2 {
         ])
     }
     #[inline(always)]
-    unsafe fn add_to(self, p: *mut f32) {
-        unsafe {
-            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), self.0[0]));
-            let p = p.add(8);
-            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), self.0[1]));
-        }
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Avx2([_mm256_add_ps(a.0[0], b.0[0]), _mm256_add_ps(a.0[1], b.0[1])])
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -96,8 +92,8 @@ impl Lanes for Avx512 {
         Avx512(_mm512_add_ps(c.0, _mm512_mul_ps(a.0, b.0)))
     }
     #[inline(always)]
-    unsafe fn add_to(self, p: *mut f32) {
-        unsafe { _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), self.0)) }
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Avx512(_mm512_add_ps(a.0, b.0))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
