@@ -192,9 +192,11 @@ fn transpose_head<T: Float>(src: &[T], stride: usize, rows: usize, hd: usize) ->
     t
 }
 
-/// [`transpose_head`] into `t`, which keeps its memory from one call to the next.
+/// [`transpose_head`] into `t`, which keeps its memory from one call to the next. One block of
+/// slack follows the `[hd][rows]` values, so the products read their ragged last columns in
+/// place (see `attention_kernel::product`).
 fn transpose_head_into<T: Float>(src: &[T], stride: usize, rows: usize, hd: usize, t: &mut Vec<T>) {
-    t.resize(hd * rows, T::ZERO);
+    t.resize(hd * rows + super::attention_kernel::W, T::ZERO);
     super::transpose::transpose((rows, hd), src, stride, t, rows);
 }
 

@@ -502,8 +502,9 @@ pub(crate) fn add_weighted_rows<T: Float>(
 
 /// `out[r][c] (+)= Σ_k a(r, k) · b[k][c]` over `k` in `k0..k1` (in order), `c < width`; `b` row
 /// `k` starts at `b[k·bs]`. Register blocks of up to 4 rows by 4 column blocks; the ragged
-/// columns past the last whole block are summed 16 lanes wide too, on a copy of them padded
-/// with zeros (one by one, a 15-key sentence's scores were all ragged and 5% of MiniLM's time).
+/// columns past the last whole block are summed 16 lanes wide too, in place or on a copy of them
+/// padded with zeros (one by one, a 15-key sentence's scores were all ragged and 5% of MiniLM's
+/// time).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn product<T: Float>(
@@ -518,8 +519,19 @@ fn product<T: Float>(
     accumulate: bool,
 ) {
     let ragged = width % W;
+    let first = width - ragged;
+    // The ragged columns are read in place when `b` holds a whole block past the last row's
+    // first ragged column (callers leave that much slack): an output column depends on its own
+    // column of `b` only, so what the extra lanes read lands in columns that are dropped.
+    // Copied once per call otherwise; per head, the copies were a fifth of MiniLM's attention
+    // at 26 keys (10 ragged columns, one copy per block of 4 query rows).
+    let in_place = ks.1 > ks.0 && (ks.1 - 1) * bs + first + W <= b.len();
     let tail =
-        (ragged > 0 && rows > 0).then(|| padded_columns(b, bs, ks, (width - ragged, ragged)));
+        (ragged > 0 && rows > 0 && !in_place).then(|| padded_columns(b, bs, ks, (first, ragged)));
+    let tail = match &tail {
+        Some(pad) => (&pad[..], W),
+        None => (b.get(ks.0 * bs + first..).unwrap_or(&[]), bs),
+    };
     // AVX2's 16 registers hold 4 rows by one block of 16 columns (8 sums) beside its operands;
     // 4 blocks (32 sums) spilled to the stack on every step (MiniLM on 8 × 128 tokens took 5%
     // longer with them, `fukai-bench onnx_minilm`). AVX-512's 32 hold 4 by 4 (16 sums).
@@ -547,8 +559,17 @@ fn product<T: Float>(
             }
             c0 += nb * W;
         }
-        if let Some(pad) = &tail {
-            ragged_block(a, (r0, rb), ks, pad, (width - c0, c0), out, ors, accumulate);
+        if ragged > 0 {
+            ragged_block(
+                a,
+                (r0, rb),
+                ks,
+                tail,
+                (width - c0, c0),
+                out,
+                ors,
+                accumulate,
+            );
         }
         r0 += rb;
     }
@@ -570,16 +591,17 @@ fn padded_columns<T: Float>(
     pad
 }
 
-/// Rows `r0..r0 + rb` of the ragged columns `c0..c0 + n`: one register block over `pad` (from
-/// [`padded_columns`]) into a scratch block, whose first `n` columns are stored. Each sum takes
-/// the same terms in the same order as in a whole block.
+/// Rows `r0..r0 + rb` of the ragged columns `c0..c0 + n`: one register block over `pad` (rows
+/// `k0..k1` of those columns, from [`padded_columns`] or `b` itself, `W` or more readable
+/// values each, row stride `ps`) into a scratch block, whose first `n` columns are stored.
+/// Each sum takes the same terms in the same order as in a whole block.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn ragged_block<T: Float>(
     a: Mat<T>,
     (r0, rb): (usize, usize),
     (k0, k1): (usize, usize),
-    pad: &[T],
+    (pad, ps): (&[T], usize),
     (n, c0): (usize, usize),
     out: &mut [T],
     ors: usize,
@@ -595,9 +617,9 @@ fn ragged_block<T: Float>(
     let a = Mat::new(&a.data[r0 * a.rs + k0 * a.cs..], a.rs, a.cs);
     let o = (&mut scratch[..], W, accumulate);
     if rb == R {
-        block::<T, R, 1>(a, 0, (0, k1 - k0), pad, W, 0, o);
+        block::<T, R, 1>(a, 0, (0, k1 - k0), pad, ps, 0, o);
     } else {
-        block::<T, 1, 1>(a, 0, (0, k1 - k0), pad, W, 0, o);
+        block::<T, 1, 1>(a, 0, (0, k1 - k0), pad, ps, 0, o);
     }
     for r in 0..rb {
         out[(r0 + r) * ors + c0..][..n].copy_from_slice(&scratch[r * W..][..n]);
@@ -741,6 +763,37 @@ mod tests {
                 width,
             );
             assert_eq!(bits(&got), bits(&want), "storing, {rows}x{depth}x{width}");
+        }
+    }
+
+    /// With a block of slack after `b`, the ragged columns are read in place rather than
+    /// copied: the same bits as the plain loop, whatever the slack holds (NaN here, which would
+    /// show in any column that kept a lane read past the matrix).
+    #[test]
+    fn ragged_columns_read_in_place_sum_as_the_plain_loop() {
+        for (rows, depth, width) in [(4, 32, 26), (7, 32, 10), (1, 5, 3), (9, 64, 47), (4, 1, 17)] {
+            let a: Vec<f32> = (0..rows * depth).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut b: Vec<f32> = (0..depth * width)
+                .map(|i| (i as f32 * 0.11).cos())
+                .collect();
+            let mut want = vec![0.0; rows * width];
+            plain(&a, &b, (rows, depth, width), &mut want);
+            b.extend([f32::NAN; W]);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let mut got = vec![7.0; rows * width];
+            let am = Mat::new(&a, depth, 1);
+            rows_times_cols(am, rows, depth, &b, width, width, &mut got, width);
+            assert_eq!(bits(&got), bits(&want), "storing, {rows}x{depth}x{width}");
+            let start: Vec<f32> = (0..rows * width).map(|i| i as f32 * 0.01).collect();
+            let mut want = start.clone();
+            plain(&a, &b, (rows, depth, width), &mut want);
+            let mut got = start;
+            add_weighted_rows(am, rows, (0, depth), &b, width, width, &mut got, width);
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "accumulating, {rows}x{depth}x{width}"
+            );
         }
     }
 
