@@ -108,32 +108,53 @@ struct Masks {
     add: Option<(Vec<f64>, [usize; 4])>,
 }
 
+/// The additive mask in the computing float, with its `[B, H, Tq, S]` strides: converted once a
+/// call rather than once per head and row.
+type AddMask<'a, T> = Option<(&'a [T], [usize; 4])>;
+
 /// Scales, masks and softmaxes one score row in place (`row` holds the raw scores).
 #[inline(always)]
-fn softmax_row<T: Float>(geo: &Geo, masks: &Masks, b: usize, h: usize, i: usize, row: &mut [T]) {
+#[allow(clippy::too_many_arguments)]
+fn softmax_row<T: Float>(
+    geo: &Geo,
+    pad: Option<&[bool]>,
+    add: AddMask<T>,
+    b: usize,
+    h: usize,
+    i: usize,
+    row: &mut [T],
+) {
     let scale = T::c(geo.scale);
     // Keys past the causal limit get probability 0 without being exponentiated.
     let vis = geo.visible(i);
     let (seen, hidden) = row.split_at_mut(vis);
     hidden.iter_mut().for_each(|x| *x = T::ZERO);
-    // Scale, then the masks, each a pass over the row that vectorizes (the same operations
-    // per score as one pass: `x · scale`, -inf where padded, plus the additive mask).
-    seen.iter_mut().for_each(|x| *x = *x * scale);
-    if let Some(p) = &masks.pad {
-        for (x, &p) in seen.iter_mut().zip(&p[b * geo.s..]) {
-            if p {
-                *x = T::NEG_INF;
-            }
+    // `x · scale`, -inf where padded, plus the additive mask, whose key axis is either its own
+    // (stride 1) or broadcast (stride 0). Without padding, one pass; the operations per score
+    // are the same either way.
+    let add = add.map(|(a, st)| (&a[b * st[0] + h * st[1] + i * st[2]..], st[3]));
+    match (pad, add) {
+        (None, None) => seen.iter_mut().for_each(|x| *x = *x * scale),
+        (None, Some((a, 1))) => seen
+            .iter_mut()
+            .zip(a)
+            .for_each(|(x, &a)| *x = *x * scale + a),
+        (None, Some((a, _))) => {
+            let a = a[0];
+            seen.iter_mut().for_each(|x| *x = *x * scale + a);
         }
-    }
-    if let Some((a, st)) = &masks.add {
-        let a = &a[b * st[0] + h * st[1] + i * st[2]..];
-        // The additive mask's key axis is either its own (stride 1) or broadcast (stride 0).
-        if st[3] == 1 {
-            seen.iter_mut().zip(a).for_each(|(x, &a)| *x += T::c(a));
-        } else {
-            let a = T::c(a[0]);
-            seen.iter_mut().for_each(|x| *x += a);
+        (Some(p), add) => {
+            seen.iter_mut().for_each(|x| *x = *x * scale);
+            for (x, &p) in seen.iter_mut().zip(&p[b * geo.s..]) {
+                if p {
+                    *x = T::NEG_INF;
+                }
+            }
+            match add {
+                Some((a, 1)) => seen.iter_mut().zip(a).for_each(|(x, &a)| *x += a),
+                Some((a, _)) => seen.iter_mut().for_each(|x| *x += a[0]),
+                None => {}
+            }
         }
     }
     // A row with a NaN (or a CPU without the fast path) takes the maximum in order.
@@ -264,6 +285,12 @@ fn forward<T: Float, E: KvElem<T>>(
     let group = geo.h / geo.hkv;
     let (hd, s) = (geo.hd, geo.s);
     let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
+    let add: Option<(Vec<T>, [usize; 4])> =
+        (masks.add.as_ref()).map(|(a, st)| (a.iter().map(|&x| T::c(x)).collect(), *st));
+    let (pad, add) = (
+        masks.pad.as_deref(),
+        add.as_ref().map(|(a, st)| (&a[..], *st)),
+    );
     // Transposed keys pay off over many query rows; a decode step reads the rows directly.
     let direct = geo.tq * group <= DIRECT_ROWS && E::direct_available();
     // One task per (batch, key/value head), its keys transposed once for every query head of
@@ -331,7 +358,7 @@ fn forward<T: Float, E: KvElem<T>>(
                             );
                         }
                         for (i, row) in probs.chunks_mut(s).enumerate() {
-                            softmax_row(geo, masks, b, h, i, row);
+                            softmax_row(geo, pad, add, b, h, i, row);
                         }
                         row_blocks(
                             geo.tq,
