@@ -100,16 +100,16 @@ impl Geo {
     }
 }
 
-/// Masks as plain f64 arrays. The additive mask keeps its own (broadcast) shape, with strides
+/// Masks as plain arrays, the additive one in the computing float `T` (read once a call, not
+/// converted per head and row). The additive mask keeps its own (broadcast) shape, with strides
 /// for `[B, H, Tq, S]` that are 0 on its size-1 axes: a `[B, 1, 1, S]` padding mask is read in
 /// place instead of being expanded to B·H·Tq·S values on every call.
-struct Masks {
+struct Masks<T> {
     pad: Option<Vec<bool>>,
-    add: Option<(Vec<f64>, [usize; 4])>,
+    add: Option<(Vec<T>, [usize; 4])>,
 }
 
-/// The additive mask in the computing float, with its `[B, H, Tq, S]` strides: converted once a
-/// call rather than once per head and row.
+/// The additive mask with its `[B, H, Tq, S]` strides, as one score row's softmax reads it.
 type AddMask<'a, T> = Option<(&'a [T], [usize; 4])>;
 
 /// Scales, masks and softmaxes one score row in place (`row` holds the raw scores).
@@ -265,7 +265,7 @@ unsafe fn add_rows<T: Float>(dst: Ptr<T>, at: usize, stride: usize, src: &[T], h
 fn forward<T: Float, E: KvElem<T>>(
     geo: &Geo,
     (q_src, k_src, v_src): (&[T], &[E], &[E]),
-    masks: &Masks,
+    masks: &Masks<T>,
     keep_probs: bool,
 ) -> (Vec<T>, Option<Vec<T>>) {
     // Each task writes its heads' columns of every row of its batch, so together the tasks
@@ -285,11 +285,9 @@ fn forward<T: Float, E: KvElem<T>>(
     let group = geo.h / geo.hkv;
     let (hd, s) = (geo.hd, geo.s);
     let work = geo.b * geo.h * geo.tq * geo.s * geo.hd;
-    let add: Option<(Vec<T>, [usize; 4])> =
-        (masks.add.as_ref()).map(|(a, st)| (a.iter().map(|&x| T::c(x)).collect(), *st));
     let (pad, add) = (
         masks.pad.as_deref(),
-        add.as_ref().map(|(a, st)| (&a[..], *st)),
+        masks.add.as_ref().map(|(a, st)| (&a[..], *st)),
     );
     // Transposed keys pay off over many query rows; a decode step reads the rows directly.
     let direct = geo.tq * group <= DIRECT_ROWS && E::direct_available();
@@ -584,7 +582,7 @@ fn check_inputs(q: &AttnInput, k: &AttnInput, v: &AttnInput, o: &AttnOptions) ->
     })
 }
 
-fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
+fn read_masks<T: Float>(geo: &Geo, o: &AttnOptions) -> Result<Masks<T>> {
     let pad = match &o.key_padding {
         Some(m) => {
             if m.shape() != [geo.b, geo.s] {
@@ -624,14 +622,16 @@ fn read_masks(geo: &Geo, o: &AttnOptions) -> Result<Masks> {
                 }
                 step *= shape[d];
             }
-            let v = m.to_vec_f64()?;
             // A boolean mask is the additive mask that is -inf where it is set.
-            let v = if bool_mask {
-                v.into_iter()
-                    .map(|x| if x != 0.0 { f64::NEG_INFINITY } else { 0.0 })
+            let v: Vec<T> = if bool_mask {
+                let set = m.to_vec::<u8>()?;
+                set.into_iter()
+                    .map(|x| if x != 0 { T::NEG_INF } else { T::ZERO })
                     .collect()
+            } else if m.dtype() == T::DTYPE {
+                m.to_vec::<T>()?
             } else {
-                v
+                m.to_vec_f64()?.into_iter().map(T::c).collect()
             };
             Some((v, strides))
         }
@@ -708,7 +708,7 @@ fn attend_f16_cache(
     q: &AttnInput,
     k: &AttnInput,
     v: &AttnInput,
-    masks: &Masks,
+    masks: &Masks<f32>,
 ) -> Result<Tensor> {
     if Tensor::records_backward(&[q.src]) {
         bail!(
@@ -743,9 +743,8 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
         return composite(&geo, &q, &k, &v, opts);
     }
     q.src.cpu_only("attention")?;
-    let masks = read_masks(&geo, opts)?;
     if k.src.dtype() == DType::F16 {
-        return attend_f16_cache(&geo, &q, &k, &v, &masks);
+        return attend_f16_cache(&geo, &q, &k, &v, &read_masks(&geo, opts)?);
     }
     // Distinct sources (by identity), and which one each of q, k, v reads.
     let mut srcs: Vec<Tensor> = Vec::with_capacity(3);
@@ -775,6 +774,7 @@ pub fn attention(q: AttnInput, k: AttnInput, v: AttnInput, opts: &AttnOptions) -
             .zip(&guards)
             .map(|(s, g)| &T::slice(g).expect("checked dtype")[s.layout().contiguous_range().expect("contiguous")])
             .collect();
+        let masks = read_masks::<T>(&geo, opts)?;
         let (out, probs) = forward::<T, T>(&geo, (slices[which[0]], slices[which[1]], slices[which[2]]), &masks, keep_probs);
         let (s, l) = wrap(out, &out_shape);
         (s, l, probs.map(|p| Arc::new(Storage::new(T::wrap(p)))))
