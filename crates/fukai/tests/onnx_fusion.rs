@@ -99,6 +99,76 @@ fn fused_linear_gelu_layer_norm_equal_the_graph_as_written() {
     }
 }
 
+/// x [2, 5, 8] → Transpose(W [8, 8]) · MatMul · Add(b) → with `residual`, Add(·, x) (the
+/// residual connection) → LayerNormalization(axis -1) → output [2, 5, 8].
+fn residual_graph(residual: bool) -> (Vec<u8>, Tensor) {
+    manual_seed(17);
+    let mut g = Graph::new();
+    let mut weight = |name: &str, shape: &[usize]| {
+        g.weight(name, &Tensor::randn(shape, DType::F32).unwrap())
+            .unwrap()
+    };
+    let (w, b, s, c) = (
+        weight("w", &[8, 8]),
+        weight("b", &[8]),
+        weight("s", &[8]),
+        weight("c", &[8]),
+    );
+    let wt = g.op("Transpose", &[&w], vec![attr_ints("perm", &[1, 0])], "wt");
+    let mm = g.op("MatMul", &["x", &wt], vec![], "mm");
+    let lin = g.op("Add", &[&b, &mm], vec![], "lin");
+    let sum = if residual {
+        g.op("Add", &[&lin, "x"], vec![], "sum")
+    } else {
+        lin
+    };
+    let attrs = vec![attr_int("axis", -1), attr_float("epsilon", 1e-5)];
+    let y = g.op("LayerNormalization", &[&sum, &s, &c], attrs, "y");
+    let out = Value {
+        name: y,
+        shape: vec![None, Some(5), Some(8)],
+        dtype: DType::F32,
+    };
+    let proto = g.finish(&Input::f32("x", &[None, Some(5), Some(8)]), &out, &[]);
+    let x = Tensor::randn(&[2, 5, 8], DType::F32).unwrap();
+    (export::to_bytes(&proto), x)
+}
+
+/// A residual `Add` before `LayerNormalization` fuses with it (`add_layer_norm`; its bits
+/// against the composite are `tests/transformer_fused.rs`'): the graph's values, and its
+/// gradients when they are recorded (the fused op then runs the composite). The `Add` of a
+/// linear layer stays the linear layer's, and a layer norm right after it fuses alone.
+#[test]
+fn residual_add_and_layer_norm_fuse_and_equal_the_graph_as_written() {
+    let (bytes, x) = residual_graph(true);
+    let fused = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(fused.fused_ops(), ["linear", "add_layer_norm"]);
+    let mut plain = Model::from_bytes(&bytes).unwrap();
+    plain.set_fusion(false);
+    let infer = |m: &Model| {
+        let y = m.run(&[("x", x.clone())]).unwrap().remove(0).1;
+        y.to_vec::<f32>().unwrap()
+    };
+    let d = max_slice_diff(&infer(&fused), &infer(&plain));
+    assert!(d < 1e-5, "inference outputs differ by {d}");
+    let (yf, gf) = run(&fused, &x);
+    let (yp, gp) = run(&plain, &x);
+    let d = max_slice_diff(&yf, &yp);
+    assert!(d < 1e-5, "outputs differ by {d}");
+    let names: Vec<String> = fused.parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 4);
+    for (name, (f, p)) in names.iter().zip(gf.iter().zip(&gp)) {
+        let (f, p) = (f.as_ref().unwrap(), p.as_ref().unwrap());
+        let d = max_slice_diff(f, p);
+        assert!(d < 1e-4, "gradient of {name} differs by {d}");
+        assert!(f.iter().any(|&v| v != 0.0), "gradient of {name} is zero");
+    }
+
+    let (bytes, _) = residual_graph(false);
+    let fused = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(fused.fused_ops(), ["linear", "layer_norm"]);
+}
+
 /// How the attention test graph spells its scale and mask.
 #[derive(Clone, Copy)]
 enum Mask {

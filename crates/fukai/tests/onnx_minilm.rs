@@ -77,6 +77,22 @@ fn minilm_from_onnx_matches_safetensors_and_onnx_runtime() {
     let mut unfused = Model::load(linked.onnx()).unwrap();
     unfused.set_fusion(false);
     assert_eq!(onnx.inputs(), ["input_ids", "attention_mask"]);
+    // Every layer's six products, its attention, its GELU, and its two residual sums with the
+    // layer norms after them; the embeddings' last sum with their layer norm.
+    let count = |op: &str| onnx.fused_ops().iter().filter(|&&o| o == op).count();
+    assert_eq!(
+        [
+            "linear",
+            "attention",
+            "gelu",
+            "add_layer_norm",
+            "layer_norm"
+        ]
+        .map(count),
+        [36, 6, 6, 13, 0],
+        "{:?}",
+        onnx.fused_ops()
+    );
     let bert = BertModel::from_dir(&model_dir).unwrap();
     let reference: Value = serde_json::from_str(
         &std::fs::read_to_string(assets.join("models/all-MiniLM-L6-v2.reference.json")).unwrap(),

@@ -97,6 +97,58 @@ fn fused_layer_norm_equals_composite() {
     );
 }
 
+/// The residual sum and layer norm in one pass (inference) give the bits of `add` then
+/// `layer_norm`: in f32 and f64, with and without the affine parameters, over row counts that
+/// fill and break the 64-row chunks and widths that fill and break the 16 lanes; where a
+/// gradient is recorded it is the composite, gradients and all.
+#[test]
+fn add_layer_norm_is_the_sum_then_the_layer_norm_bit_for_bit() {
+    for (rows, d) in [(1, 7), (3, 16), (130, 384), (65, 33)] {
+        for dt in [DType::F32, DType::F64] {
+            let x = randn64(&[rows, d], 21).unwrap().to_dtype(dt).unwrap();
+            let r = randn64(&[rows, d], 22)
+                .unwrap()
+                .mul_scalar(4.0)
+                .unwrap()
+                .to_dtype(dt)
+                .unwrap();
+            let w = randn64(&[d], 23).unwrap().to_dtype(dt).unwrap();
+            let b = randn64(&[d], 24).unwrap().to_dtype(dt).unwrap();
+            for (w, b) in [(Some(&w), Some(&b)), (None, None), (Some(&w), None)] {
+                let fused = x.add_layer_norm(&r, w, b, 1e-5).unwrap();
+                let plain = x.add(&r).unwrap().layer_norm(w, b, 1e-5).unwrap();
+                assert_eq!(fused.shape(), plain.shape());
+                let (f, p) = (fused.to_vec_f64().unwrap(), plain.to_vec_f64().unwrap());
+                let same = f.iter().zip(&p).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{rows}x{d} {dt:?}: the fused pass differs from the composite"
+                );
+            }
+        }
+    }
+    // A broadcast residual and a transposed input take the composite and its values.
+    let x = randn64(&[4, 6], 25).unwrap();
+    let r = randn64(&[6], 26).unwrap();
+    let y = x.add_layer_norm(&r, None, None, 1e-5).unwrap();
+    let want = x.add(&r).unwrap().layer_norm(None, None, 1e-5).unwrap();
+    assert_eq!(y.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
+    let xt = randn64(&[6, 4], 27).unwrap().transpose(0, 1).unwrap();
+    let y = xt.add_layer_norm(&x, None, None, 1e-5).unwrap();
+    let want = xt.add(&x).unwrap().layer_norm(None, None, 1e-5).unwrap();
+    assert_eq!(y.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
+    // Gradients reach both operands and the parameters.
+    let x = randn64(&[3, 4], 28).unwrap();
+    let (w, b) = (randn64(&[4], 29).unwrap(), randn64(&[4], 30).unwrap());
+    gradcheck(
+        |t| t[0].add_layer_norm(&t[1], Some(&t[2]), Some(&t[3]), 1e-5),
+        &[x.clone(), x.mul_scalar(-0.5).unwrap(), w, b],
+        1e-6,
+        1e-6,
+    )
+    .unwrap();
+}
+
 #[test]
 fn fused_rms_norm_equals_composite() {
     let inputs = [randn64(&[4, 6], 4).unwrap(), randn64(&[6], 5).unwrap()];

@@ -110,7 +110,8 @@ impl Model {
     }
 
     /// The fused ops the load-time rewrites put in place of node chains, in graph order
-    /// (`"linear"`, `"gelu"`, `"layer_norm"`, `"attention"`); they run while fusion is on.
+    /// (`"linear"`, `"gelu"`, `"layer_norm"`, `"add_layer_norm"`, `"attention"`); they run while
+    /// fusion is on.
     pub fn fused_ops(&self) -> Vec<&'static str> {
         self.plans[0]
             .iter()

@@ -9,7 +9,9 @@
 //! - `x · 0.5 · (1 + Erf(x / √2))` (exact GELU before opset 20) becomes `x.gelu()`, instead of
 //!   five passes of which Erf runs on the host in f64.
 //! - `LayerNormalization` over the last axis with only its first output becomes the fused
-//!   `layer_norm` kernel, instead of the mean/variance composite.
+//!   `layer_norm` kernel, instead of the mean/variance composite; when its input is an `Add`
+//!   read by nothing else (a residual connection), `add_layer_norm`, which does not write the
+//!   sum out where no gradient is recorded.
 //! - The attention block (`Reshape`/`Transpose` of q, k and v into heads, `MatMul(q, kᵀ)`,
 //!   scaled by `Div` or `Mul`, an optional additive mask, `Softmax`, `MatMul(·, v)` and the
 //!   `Transpose` back) becomes the fused attention kernel (`ops/attention.rs`): scale, mask and
@@ -55,8 +57,9 @@ pub(crate) enum Fused {
     Linear,
     /// inputs: x.
     Gelu,
-    /// inputs: x, scale `[d]`, bias `[d]`.
-    LayerNorm { eps: f64 },
+    /// inputs: x, scale `[d]`, bias `[d]`; with `residual`, x and r (normalizes x + r), scale,
+    /// bias.
+    LayerNorm { eps: f64, residual: bool },
     /// inputs: q, k, v `[B, T, H·hd]`, their reshape targets `[B, T, H, hd]`, and the
     /// additive mask when `mask`. Output `[B, Tq, H, hd]` (the final Transpose's).
     Attention { scale: f64, mask: bool },
@@ -68,7 +71,10 @@ impl Fused {
         match self {
             Fused::Linear => "linear",
             Fused::Gelu => "gelu",
-            Fused::LayerNorm { .. } => "layer_norm",
+            Fused::LayerNorm {
+                residual: false, ..
+            } => "layer_norm",
+            Fused::LayerNorm { residual: true, .. } => "add_layer_norm",
             Fused::Attention { .. } => "attention",
         }
     }
@@ -93,7 +99,14 @@ pub(crate) fn run_fused(op: Fused, t: &[Tensor]) -> Result<Option<Tensor>> {
     let y = match op {
         Fused::Linear => t[0].linear(&t[1], t.get(2))?,
         Fused::Gelu => t[0].gelu()?,
-        Fused::LayerNorm { eps } => t[0].layer_norm(Some(&t[1]), Some(&t[2]), eps)?,
+        Fused::LayerNorm {
+            eps,
+            residual: false,
+        } => t[0].layer_norm(Some(&t[1]), Some(&t[2]), eps)?,
+        Fused::LayerNorm {
+            eps,
+            residual: true,
+        } => t[0].add_layer_norm(&t[1], Some(&t[2]), Some(&t[3]), eps)?,
         Fused::Attention { scale, mask } => match attention(&t, scale, mask.then(|| &t[6]))? {
             Some(y) => y,
             None => return Ok(None),
@@ -292,8 +305,13 @@ fn gelu(f: &Facts, outer: &NodeProto) -> Option<(Vec<usize>, Vec<String>)> {
 }
 
 /// `LayerNormalization` over the last axis with scale and bias initializers of rank 1, whose
-/// mean and inverse deviation outputs nobody reads.
-fn layer_norm(f: &Facts, n: &NodeProto) -> Option<(Vec<usize>, Fused, Vec<String>)> {
+/// mean and inverse deviation outputs nobody reads; with the `Add` that feeds it when nothing
+/// else reads the sum and no other rewrite took that node (`free`).
+fn layer_norm(
+    f: &Facts,
+    n: &NodeProto,
+    free: impl Fn(usize) -> bool,
+) -> Option<(Vec<usize>, Fused, Vec<String>)> {
     let attr = |k: &str| n.attribute.iter().find(|a| a.name() == k);
     let axis = attr("axis").map_or(-1, |a| a.i());
     let eps = attr("epsilon").map_or(1e-5, |a| a.f()) as f64;
@@ -308,7 +326,21 @@ fn layer_norm(f: &Facts, n: &NodeProto) -> Option<(Vec<usize>, Fused, Vec<String
     if f.init_rank(&n.input[1]) != Some(1) || f.init_rank(&n.input[2]) != Some(1) {
         return None;
     }
-    Some((vec![], Fused::LayerNorm { eps }, n.input.clone()))
+    if let Some((ai, add)) = f.sole(&n.input[0], "Add").filter(|&(ai, _)| free(ai)) {
+        if let [a, b] = add.input.as_slice() {
+            let inputs = vec![a.clone(), b.clone(), n.input[1].clone(), n.input[2].clone()];
+            let op = Fused::LayerNorm {
+                eps,
+                residual: true,
+            };
+            return Some((vec![ai], op, inputs));
+        }
+    }
+    let op = Fused::LayerNorm {
+        eps,
+        residual: false,
+    };
+    Some((vec![], op, n.input.clone()))
 }
 
 /// A `Transpose` node's explicit `perm`.
@@ -414,7 +446,7 @@ pub(crate) fn plan(graph: &GraphProto, opset: i64) -> Vec<Step> {
         let found = match n.op_type() {
             "Add" => linear(&f, n).map(|(s, x)| (s, Fused::Linear, x)),
             "Mul" => gelu(&f, n).map(|(s, x)| (s, Fused::Gelu, x)),
-            "LayerNormalization" => layer_norm(&f, n),
+            "LayerNormalization" => layer_norm(&f, n, |j| matches!(steps[j], Step::Node(_))),
             "Transpose" => attention_block(&f, opset, n),
             "Constant" => {
                 let node = Node {

@@ -1,6 +1,8 @@
 //! Fused layer norm and RMS norm over the last dim, forward and backward: one pass per row for
 //! the statistics and the output, one for the input gradient, instead of the mean / sub / square
-//! / mean / rsqrt / mul / mul / add chain (eight tensors per call in the composite).
+//! / mean / rsqrt / mul / mul / add chain (eight tensors per call in the composite). For
+//! inference, a residual sum and the layer norm after it (`LN(x + r)`, after every sublayer of
+//! a post-norm Transformer such as BERT) run as one pass that never writes the sum out.
 
 use super::float::{check_same_dtype, with_contig, wrap, Float};
 use super::lanes::{lane_centered, lane_sum, lane_sum2};
@@ -69,20 +71,24 @@ fn normalize_row<T: Float>(
     }
 }
 
-/// Normalizes each row of `x` (`[n, d]`): returns the output and the per-row `(mean, rstd)`.
-/// `rms` skips the centering (mean reported as 0).
+/// Normalizes each row of `x` (`[n, d]`), or of `x + r` when `residual` holds `r` (as long as
+/// `x`): returns the output and the per-row `(mean, rstd)`. `rms` skips the centering (mean
+/// reported as 0).
 fn forward<T: Float>(
     x: &[T],
+    residual: Option<&[T]>,
     d: usize,
-    w: Option<&[T]>,
-    b: Option<&[T]>,
+    (w, b): (Option<&[T]>, Option<&[T]>),
     eps: f64,
     rms: bool,
 ) -> (Vec<T>, Vec<T>) {
     // The output rows are written whole only if the affine parameters are whole rows too.
     assert!(
-        [w, b].iter().flatten().all(|p| p.len() == d) && x.len().is_multiple_of(d.max(1)),
-        "layer_norm: weight or bias not of length {d}, or input not whole rows"
+        [w, b].iter().flatten().all(|p| p.len() == d)
+            && x.len().is_multiple_of(d.max(1))
+            && residual.is_none_or(|r| r.len() == x.len()),
+        "layer_norm: weight or bias not of length {d}, input not whole rows, or a residual of \
+         another length"
     );
     let n = x.len() / d.max(1);
     let mut stats = vec![T::ZERO; 2 * n];
@@ -91,12 +97,21 @@ fn forward<T: Float>(
     // The output starts uninitialized: every row is written whole (clearing it first was a
     // pass over every element, 1.5 MB per MiniLM layer norm on 8 x 128 tokens).
     let fill = |ci: usize, chunk: &mut [MaybeUninit<T>]| {
+        // The row's sum with the residual, held in cache: the composite's `add` rounds each
+        // element the same way, so the statistics and the output are its bits.
+        let mut sum = vec![T::ZERO; if residual.is_some() { d } else { 0 }];
         simd::run(
             #[inline(always)]
             || {
                 for (k, o) in chunk.chunks_mut(d.max(1)).enumerate() {
                     let r = ci * ROWS + k;
-                    let row = &x[r * d..(r + 1) * d];
+                    let mut row = &x[r * d..(r + 1) * d];
+                    if let Some(res) = residual {
+                        for ((s, &a), &b) in sum.iter_mut().zip(row).zip(&res[r * d..]) {
+                            *s = a + b;
+                        }
+                        row = &sum;
+                    }
                     let s = row_stats(row, dt, eps, rms);
                     // SAFETY: row r's two statistics belong to this chunk alone.
                     unsafe {
@@ -212,14 +227,13 @@ impl Tensor {
         Ok(y)
     }
 
-    fn norm_impl(
+    /// Checks the input and the affine parameters; returns the normalized size `d`.
+    fn norm_checks(
         &self,
         name: &'static str,
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
-        eps: f64,
-        rms: bool,
-    ) -> Result<Tensor> {
+    ) -> Result<usize> {
         super::float::check_float_on(name, self)?;
         let Some(&d) = self.shape().last() else {
             bail!(name, "needs at least 1 dim, found a scalar");
@@ -244,6 +258,18 @@ impl Tensor {
                 }
             }
         }
+        Ok(d)
+    }
+
+    fn norm_impl(
+        &self,
+        name: &'static str,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+        rms: bool,
+    ) -> Result<Tensor> {
+        let d = self.norm_checks(name, weight, bias)?;
         if crate::tensor::on_gpu(&[self]) {
             return self.norm_composite(weight, bias, eps, rms);
         }
@@ -255,7 +281,7 @@ impl Tensor {
             let (out, stats) = with_contig::<T, _>(&x, |xv| {
                 let wv = wt.as_ref().map(|w| w.to_vec::<T>()).transpose()?;
                 let bv = bt.as_ref().map(|b| b.to_vec::<T>()).transpose()?;
-                Ok::<_, crate::Error>(forward::<T>(xv, d, wv.as_deref(), bv.as_deref(), eps, rms))
+                Ok::<_, crate::Error>(forward::<T>(xv, None, d, (wv.as_deref(), bv.as_deref()), eps, rms))
             })?;
             let (s, l) = wrap(out, &shape);
             (s, l, T::wrap(stats))
@@ -305,6 +331,55 @@ impl Tensor {
         eps: f64,
     ) -> Result<Tensor> {
         self.norm_impl("layer_norm", weight, bias, eps, false)
+    }
+
+    /// `(self + residual).layer_norm(weight, bias, eps)`: the residual connection and the layer
+    /// norm after it (ONNX Runtime's SkipLayerNormalization). Where nothing records a gradient
+    /// and both are CPU tensors of one shape and dtype, one pass per row that does not write
+    /// the sum out, with the composite's bits; otherwise the composite itself.
+    ///
+    /// ```
+    /// use fukai::{DType, Tensor};
+    /// let x = Tensor::randn(&[2, 3, 8], DType::F32)?;
+    /// let r = Tensor::randn(&[2, 3, 8], DType::F32)?;
+    /// let fused = x.add_layer_norm(&r, None, None, 1e-5)?;
+    /// let plain = x.add(&r)?.layer_norm(None, None, 1e-5)?;
+    /// assert_eq!(fused.to_vec::<f32>()?, plain.to_vec::<f32>()?);
+    /// # Ok::<(), fukai::Error>(())
+    /// ```
+    pub fn add_layer_norm(
+        &self,
+        residual: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<Tensor> {
+        let mut all = vec![self, residual];
+        all.extend(weight);
+        all.extend(bias);
+        let fused = self.shape() == residual.shape()
+            && self.dtype() == residual.dtype()
+            && !Tensor::records_backward(&all)
+            && !crate::tensor::on_gpu(&all);
+        if !fused {
+            return self.add(residual)?.layer_norm(weight, bias, eps);
+        }
+        let d = self.norm_checks("layer_norm", weight, bias)?;
+        self.cpu_only("layer_norm")?;
+        residual.cpu_only("layer_norm")?;
+        let shape = self.shape().to_vec();
+        let (x, r) = (self.contiguous()?, residual.contiguous()?);
+        let (storage, layout) = float_dispatch!(self.dtype(), T => {
+            let wv = weight.map(|w| w.to_vec::<T>()).transpose()?;
+            let bv = bias.map(|b| b.to_vec::<T>()).transpose()?;
+            let (out, _) = with_contig::<T, _>(&x, |xv| {
+                with_contig::<T, _>(&r, |rv| {
+                    forward::<T>(xv, Some(rv), d, (wv.as_deref(), bv.as_deref()), eps, false)
+                })
+            });
+            wrap(out, &shape)
+        });
+        Ok(Tensor::from_parts(storage, layout))
     }
 
     /// RMS normalization over the last dim (fused): `x / sqrt(mean(x²) + eps) · weight`.
