@@ -364,9 +364,9 @@ impl Tensor {
         if !fused {
             return self.add(residual)?.layer_norm(weight, bias, eps);
         }
-        let d = self.norm_checks("layer_norm", weight, bias)?;
-        self.cpu_only("layer_norm")?;
-        residual.cpu_only("layer_norm")?;
+        let d = self.norm_checks("add_layer_norm", weight, bias)?;
+        self.cpu_only("add_layer_norm")?;
+        residual.cpu_only("add_layer_norm")?;
         let shape = self.shape().to_vec();
         let (x, r) = (self.contiguous()?, residual.contiguous()?);
         let (storage, layout) = float_dispatch!(self.dtype(), T => {
