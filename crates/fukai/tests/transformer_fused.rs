@@ -127,7 +127,8 @@ fn add_layer_norm_is_the_sum_then_the_layer_norm_bit_for_bit() {
             }
         }
     }
-    // A broadcast residual and a transposed input take the composite and its values.
+    // A broadcast residual takes the composite; a transposed input is read through a
+    // contiguous copy. Both give the composite's values.
     let x = randn64(&[4, 6], 25).unwrap();
     let r = randn64(&[6], 26).unwrap();
     let y = x.add_layer_norm(&r, None, None, 1e-5).unwrap();
