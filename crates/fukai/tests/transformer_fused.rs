@@ -138,7 +138,8 @@ fn add_layer_norm_is_the_sum_then_the_layer_norm_bit_for_bit() {
     let y = xt.add_layer_norm(&x, None, None, 1e-5).unwrap();
     let want = xt.add(&x).unwrap().layer_norm(None, None, 1e-5).unwrap();
     assert_eq!(y.to_vec_f64().unwrap(), want.to_vec_f64().unwrap());
-    // A weight of the wrong size is an error naming the op, fused or not.
+    // A weight of the wrong size on the fused path is an error naming the op (the composite's
+    // errors name `add` or `layer_norm`, where they arise).
     let w5 = randn64(&[5], 31).unwrap();
     let e = x.add_layer_norm(&x, Some(&w5), None, 1e-5).unwrap_err();
     assert!(e.to_string().contains("add_layer_norm"), "{e}");
